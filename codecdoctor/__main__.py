@@ -1,0 +1,3 @@
+from codecdoctor.cli import entry
+
+entry()

@@ -1,0 +1,63 @@
+"""The `codecdoctor` command line: a typer app assembled from codecdoctor.commands.*.
+
+`main()` turns every error into one line on stderr and exit code 2; only a bug shows a traceback,
+and only with CODECDOCTOR_DEBUG=1.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+import typer
+
+from codecdoctor.commands import audit, catalog, ckpt, compare, demo, env, merge, probe, train
+from codecdoctor.errors import CheckFailed, InputError
+
+app = typer.Typer(
+    name="codecdoctor",
+    help="Measured diagnostics for neural audio codec training: audit data, inspect checkpoints, "
+    "compare reconstructions, probe codecs, train with live checks.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+for module in (audit, ckpt, compare, train, probe, catalog, env, demo, merge):
+    module.register(app)
+
+
+def main(argv: list[str] | None = None) -> int:
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=argv, prog_name="codecdoctor", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return 2
+    except click.exceptions.Abort:
+        print("codecdoctor: aborted", file=sys.stderr)
+        return 130
+    except (InputError, CheckFailed) as exc:
+        print(f"codecdoctor: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("codecdoctor: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug: say so in one line, never dump a traceback on a user
+        if os.environ.get("CODECDOCTOR_DEBUG"):
+            raise
+        print(f"codecdoctor: internal error: {type(exc).__name__}: {exc} (set CODECDOCTOR_DEBUG=1 for the traceback)",
+              file=sys.stderr)
+        return 2
+    return result if isinstance(result, int) else 0
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

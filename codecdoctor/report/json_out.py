@@ -1,0 +1,22 @@
+"""JSON view of a report (contract: schema_version 1, see README)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from codecdoctor.findings import Report
+
+
+def dumps(report: Report) -> str:
+    return json.dumps(report.to_dict(), indent=2, ensure_ascii=False, allow_nan=False)
+
+
+def write(report: Report, path: Path) -> None:
+    from codecdoctor.io_util import atomic_write_text
+
+    atomic_write_text(path, dumps(report) + "\n")
+
+
+def load(path: Path) -> dict[str, Any]:
+    return json.loads(Path(path).read_text(encoding="utf-8"))

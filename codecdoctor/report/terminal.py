@@ -1,0 +1,111 @@
+"""Rich terminal view: a one-line verdict, findings grouped by severity with their numbers, extra
+tables, and which checks ran."""
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console, Group
+from rich.markup import escape
+from rich.panel import Panel
+from rich.table import Table as RichTable
+from rich.text import Text as RichText
+
+from codecdoctor.findings import Finding, Report, Severity
+from codecdoctor.report.sections import Table, Text
+
+STYLES = {
+    Severity.CRITICAL: "bold white on red",
+    Severity.ERROR: "bold red",
+    Severity.WARNING: "bold yellow",
+    Severity.INFO: "cyan",
+}
+
+
+def format_number(value: Any) -> str:
+    """Numbers short enough to read, precise enough to act on (1.0129, 38.2, 1.2e-05)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}" if abs(value) >= 10000 else str(value)
+    if value != value or value in (float("inf"), float("-inf")):
+        return str(value)
+    magnitude = abs(value)
+    if magnitude == 0:
+        return "0"
+    if magnitude >= 1e5 or magnitude < 1e-3:
+        return f"{value:.3g}"
+    if magnitude >= 100:
+        return f"{value:.1f}"
+    return f"{value:.4g}"
+
+
+def verdict_line(report: Report) -> RichText:
+    counts = report.summary()
+    worst = report.worst()
+    ran = len(report.checks_run)
+    if worst is None or worst == Severity.INFO:
+        head, style = "OK", "bold green"
+    elif worst == Severity.WARNING:
+        head, style = "WARNINGS", "bold yellow"
+    else:
+        head, style = "PROBLEMS FOUND", "bold red"
+    parts = ", ".join(f"{counts[s.label]} {s.label}" for s in reversed(Severity))
+    line = RichText()
+    line.append(f"{head} ", style=style)
+    line.append(f"codecdoctor {report.command}: {parts}; {ran} checks ran")
+    return line
+
+
+def finding_renderable(finding: Finding) -> Group:
+    header = RichText()
+    header.append(f"{finding.id} ", style=STYLES[finding.severity])
+    header.append(finding.title, style="bold")
+    if finding.subject:
+        header.append(f"  [{finding.subject}]", style="dim")
+    lines: list[Any] = [header, RichText("  " + finding.message)]
+    if finding.evidence:
+        evidence = "  ".join(f"{k}={format_number(v)}" for k, v in finding.evidence.items())
+        lines.append(RichText("  evidence: " + evidence, style="dim"))
+    if finding.cause:
+        lines.append(RichText("  cause: " + finding.cause, style="italic"))
+    if finding.fix:
+        lines.append(RichText("  fix: " + finding.fix, style="green"))
+    return Group(*lines)
+
+
+def table_renderable(section: Table) -> RichTable:
+    table = RichTable(title=escape(section.title), title_justify="left", show_lines=False, header_style="bold")
+    for column in section.columns:
+        table.add_column(escape(str(column)), overflow="fold")
+    rows = section.rows if section.terminal_rows is None else section.rows[: section.terminal_rows]
+    for row in rows:
+        table.add_row(*(escape(format_number(cell)) for cell in row))
+    hidden = len(section.rows) - len(rows)
+    if hidden > 0:
+        table.caption = f"... {hidden} more rows in the HTML/JSON report"
+    elif section.caption:
+        table.caption = escape(section.caption)
+    return table
+
+
+def render(report: Report, console: Console, max_per_severity: int = 40) -> None:
+    for section in report.sections:
+        if isinstance(section, Table):
+            console.print(table_renderable(section))
+        elif isinstance(section, Text) and not section.html_only:
+            console.print(Panel(RichText(section.body), title=escape(section.title), title_align="left"))
+    findings = report.sorted_findings()
+    for severity in reversed(Severity):
+        group = [f for f in findings if f.severity == severity]
+        if not group:
+            continue
+        console.rule(RichText(f"{severity.label.upper()} ({len(group)})", style=STYLES[severity]), align="left")
+        for finding in group[:max_per_severity]:
+            console.print(finding_renderable(finding))
+        if len(group) > max_per_severity:
+            console.print(f"  ... {len(group) - max_per_severity} more {severity.label} findings in the HTML/JSON report")
+    for note in report.notes:
+        console.print(RichText("note: " + note, style="dim"))
+    if report.checks_run:
+        console.print(RichText("checks ran: " + " ".join(report.checks_run), style="dim"))
+    console.print(verdict_line(report))

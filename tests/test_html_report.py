@@ -1,0 +1,41 @@
+import re
+
+from codecdoctor.findings import Finding, Report, Severity
+from codecdoctor.report import html
+from codecdoctor.report.plots import figure_section, new_figure
+from codecdoctor.report.sections import Table
+
+HOSTILE = '<script>alert(1)</script>.wav'
+
+
+def hostile_report() -> Report:
+    report = Report(command="audit-data", args={"dir": '"><img src=x onerror=alert(2)>'})
+    report.add([Finding("D103", Severity.ERROR, "Overs", 'message with "&<> inside', HOSTILE,
+                        {"<b>key</b>": 1.5}, "cause <i>", "fix <u>")], ["D103"])
+    fig, ax = new_figure()
+    ax.plot([0, 1], [0, 1])
+    report.sections.append(figure_section(fig, "a plot", caption="<caption>"))
+    report.sections.append(Table("files", ["path", "peak"], [[HOSTILE, 1.01]]))
+    return report
+
+
+def test_user_strings_are_escaped():
+    page = html.render(hostile_report())
+    assert "<script>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;.wav" in page
+    assert "message with &quot;&amp;&lt;&gt; inside" in page
+    assert "<img src=x" not in page and "onerror=alert(2)>" not in page
+    assert "<b>key</b>" not in page and "<i>" not in page and "<caption>" not in page
+
+
+def test_html_loads_nothing_from_the_network():
+    page = html.render(hostile_report())
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", page)
+    assert "http://" not in page and "https://" not in page
+    assert 'src="data:image/png;base64,' in page
+
+
+def test_html_has_viewport_and_counts():
+    page = html.render(hostile_report())
+    assert 'name="viewport"' in page
+    assert "1 error finding at the top" in page
