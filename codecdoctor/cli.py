@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import sys
 
-import click
 import typer
 
 from codecdoctor.commands import audit, catalog, ckpt, compare, demo, env, merge, probe, train
@@ -28,16 +27,34 @@ for module in (audit, ckpt, compare, train, probe, catalog, env, demo, merge):
     module.register(app)
 
 
+def _exception_types() -> tuple[tuple[type, ...], tuple[type, ...], tuple[type, ...]]:
+    """(exit, usage error, abort) exception classes. Typer >= 0.20 vendors click as
+    `typer._click` and raises its own classes; older typer raises click's. Accept both."""
+    exits: list[type] = [typer.Exit]
+    usage: list[type] = [typer.TyperException]
+    aborts: list[type] = [typer.Abort]
+    try:
+        import click
+
+        exits.append(click.exceptions.Exit)
+        usage.append(click.ClickException)
+        aborts.append(click.exceptions.Abort)
+    except ImportError:
+        pass
+    return tuple(exits), tuple(usage), tuple(aborts)
+
+
 def main(argv: list[str] | None = None) -> int:
+    exit_types, usage_types, abort_types = _exception_types()
     command = typer.main.get_command(app)
     try:
         result = command.main(args=argv, prog_name="codecdoctor", standalone_mode=False)
-    except click.exceptions.Exit as exc:
+    except exit_types as exc:
         return exc.exit_code
-    except click.ClickException as exc:
+    except usage_types as exc:
         exc.show()
         return 2
-    except click.exceptions.Abort:
+    except abort_types:
         print("codecdoctor: aborted", file=sys.stderr)
         return 130
     except (InputError, CheckFailed) as exc:

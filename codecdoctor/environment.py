@@ -40,7 +40,15 @@ def _version(module_name: str) -> str | None:
         module = importlib.import_module(module_name)
     except Exception:
         return None
-    return str(getattr(module, "__version__", "unknown"))
+    version = getattr(module, "__version__", None)
+    if version is None:  # some packages (rich) publish their version only in the distribution metadata
+        try:
+            from importlib.metadata import version as dist_version
+
+            version = dist_version(module_name)
+        except Exception:
+            version = "unknown"
+    return str(version)
 
 
 def _autocast_probe(torch: Any, device: str, dtype_name: str) -> AutocastResult:

@@ -80,7 +80,8 @@ def _finding_html(finding: Finding, docs: dict[str, Any]) -> str:
         rows = "".join(f"<dt>{esc(k)}</dt><dd>{esc(format_number(v))}</dd>" for k, v in finding.evidence.items())
         parts.append(f'<dl class="evidence">{rows}</dl>')
     if finding.cause:
-        parts.append(f'<p><span class="label">Likely cause:</span> {esc(finding.cause)}</p>')
+        label = "Why it matters" if finding.severity == Severity.INFO else "Likely cause"
+        parts.append(f'<p><span class="label">{label}:</span> {esc(finding.cause)}</p>')
     if finding.fix:
         parts.append(f'<p><span class="label">Fix:</span> {esc(finding.fix)}</p>')
     doc = docs.get(finding.id)

@@ -67,7 +67,8 @@ def finding_renderable(finding: Finding) -> Group:
         evidence = "  ".join(f"{k}={format_number(v)}" for k, v in finding.evidence.items())
         lines.append(RichText("  evidence: " + evidence, style="dim"))
     if finding.cause:
-        lines.append(RichText("  cause: " + finding.cause, style="italic"))
+        label = "  why: " if finding.severity == Severity.INFO else "  cause: "
+        lines.append(RichText(label + finding.cause, style="italic"))
     if finding.fix:
         lines.append(RichText("  fix: " + finding.fix, style="green"))
     return Group(*lines)
