@@ -1,0 +1,128 @@
+"""One dataclass holds every size of the codec; it is saved inside each checkpoint.
+
+The defaults are a 16 kHz mono speech codec: strides 2·4·5·8 give a hop of 320 samples (50 frames
+per second) and 8 codebooks of 1024 entries give 50 × 8 × 10 = 4000 bit/s. The widths are kept
+small (base 32 channels) so the default trains meaningfully on a 2-core CPU.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+OUTPUT_BOUNDS = ("tanh", "none")
+
+
+@dataclass
+class CodecConfig:
+    # signal
+    sample_rate: int = 16000
+    channels: int = 1
+    # encoder / decoder (SEANet style): width doubles after every strided block
+    base_channels: int = 32
+    strides: tuple[int, ...] = (2, 4, 5, 8)
+    residual_dilations: tuple[int, ...] = (1, 3)
+    kernel_size: int = 7
+    residual_kernel_size: int = 3
+    latent_dim: int = 64
+    output_bound: str = "tanh"
+    # residual vector quantizer
+    n_codebooks: int = 8
+    codebook_size: int = 1024
+    ema_decay: float = 0.99
+    ema_epsilon: float = 1e-5
+    kmeans_iters: int = 10
+    # a code is dead when its EMA count falls below this fraction of the uniform share (total
+    # count / codebook size): relative, so the rule does not change with batch size or crop length
+    dead_code_fraction: float = 0.03
+    # probability that one example in a batch is quantized with a random number of levels
+    # (1..n_codebooks), so the codec also works at lower bitrates
+    quantizer_dropout: float = 0.5
+    # losses
+    mel_weight: float = 1.0
+    l1_weight: float = 1.0
+    commit_weight: float = 1.0
+    mel_fft_sizes: tuple[int, ...] = (256, 512, 1024)
+    mel_bins: tuple[int, ...] = (32, 64, 80)
+    # adversarial (used only when training with --adversarial)
+    adv_weight: float = 1.0
+    feature_weight: float = 2.0
+    disc_channels: int = 16
+    disc_fft_sizes: tuple[int, ...] = (256, 512, 1024)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.strides = tuple(int(s) for s in self.strides)
+        self.residual_dilations = tuple(int(d) for d in self.residual_dilations)
+        self.mel_fft_sizes = tuple(int(n) for n in self.mel_fft_sizes)
+        self.mel_bins = tuple(int(n) for n in self.mel_bins)
+        self.disc_fft_sizes = tuple(int(n) for n in self.disc_fft_sizes)
+        if self.output_bound not in OUTPUT_BOUNDS:
+            raise ValueError(f"output_bound must be one of {OUTPUT_BOUNDS}, got {self.output_bound!r}")
+        if len(self.mel_fft_sizes) != len(self.mel_bins):
+            raise ValueError("mel_fft_sizes and mel_bins must have the same length")
+        if self.codebook_size < 2 or self.n_codebooks < 1:
+            raise ValueError("need at least one codebook with at least 2 entries")
+
+    # derived sizes -----------------------------------------------------------------------
+    @property
+    def hop_length(self) -> int:
+        """Input samples per latent frame (product of the strides)."""
+        return math.prod(self.strides)
+
+    @property
+    def frame_rate(self) -> float:
+        """Latent frames per second."""
+        return self.sample_rate / self.hop_length
+
+    @property
+    def bits_per_frame(self) -> float:
+        return self.n_codebooks * math.log2(self.codebook_size)
+
+    @property
+    def bitrate_bps(self) -> float:
+        """frames/s × codebooks × log2(codebook size)."""
+        return self.frame_rate * self.bits_per_frame
+
+    def bitrate_at(self, n_quantizers: int) -> float:
+        return self.frame_rate * n_quantizers * math.log2(self.codebook_size)
+
+    # (de)serialisation: plain types only, so a checkpoint loads with weights_only=True ---------
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "CodecConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        for f in dataclasses.fields(cls):
+            if f.name in kwargs and isinstance(kwargs[f.name], list):
+                kwargs[f.name] = tuple(kwargs[f.name])
+        return cls(**kwargs)
+
+    def replace(self, **changes: Any) -> "CodecConfig":
+        return dataclasses.replace(self, **changes)
+
+    # presets ---------------------------------------------------------------------------------
+    @classmethod
+    def default(cls) -> "CodecConfig":
+        return cls()
+
+    @classmethod
+    def tiny(cls) -> "CodecConfig":
+        """A very small codec for unit tests: hop 40, 2 codebooks of 16 entries."""
+        return cls(base_channels=4, strides=(2, 4, 5), residual_dilations=(1,), latent_dim=8,
+                   n_codebooks=2, codebook_size=16, kmeans_iters=2, mel_fft_sizes=(128, 256),
+                   mel_bins=(16, 24), disc_channels=4, disc_fft_sizes=(128, 256))
+
+    @classmethod
+    def preset(cls, name: str) -> "CodecConfig":
+        presets = {"default": cls.default, "tiny": cls.tiny}
+        if name not in presets:
+            raise ValueError(f"unknown config preset {name!r} (choose from {', '.join(presets)})")
+        return presets[name]()

@@ -1,0 +1,218 @@
+"""Residual vector quantizer with EMA codebooks.
+
+Each level keeps the buffers `embed[K, D]`, `embed_avg[K, D]`, `cluster_size[K]` and `initted`
+(the names codecdoctor's checkpoint reader knows). Rules:
+- k-means initialisation from the first training batch;
+- EMA updates of counts and sums; under torch.distributed the batch statistics are all-reduced
+  before the update (and replacements are broadcast from rank 0), so every rank holds identical
+  codebooks without relying on DDP's buffer broadcast;
+- a code is dead when its EMA count is below `dead_code_fraction` × the uniform share
+  (total count / K): a relative rule, independent of batch size. A dead code is replaced by a random
+  vector of the current batch and its EMA statistics are reset to that vector (count = uniform
+  share), otherwise the stale `embed_avg / cluster_size` would pull it straight back;
+- quantizer dropout per example (random number of levels), without changing which collectives run;
+- always float32 with autocast disabled: distances between ~1e3-dimensional sums lose the nearest
+  code in half precision.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from model.config import CodecConfig
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def _all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    if _distributed():
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
+
+
+def _broadcast(t: torch.Tensor) -> torch.Tensor:
+    if _distributed():
+        dist.broadcast(t, src=0)
+    return t
+
+
+def kmeans(x: torch.Tensor, k: int, iters: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Plain Lloyd k-means on [N, D]; returns (centroids [k, D], counts [k]). With N < k the seeds
+    repeat; the duplicates end up dead and are revived from later batches."""
+    n = x.shape[0]
+    seeds = torch.randperm(n, device=x.device)[:k] if n >= k else torch.randint(0, n, (k,), device=x.device)
+    centroids = x[seeds].clone()
+    counts = torch.zeros(k, device=x.device)
+    for _ in range(max(iters, 1)):
+        assign = torch.cdist(x, centroids).argmin(dim=1)
+        counts = torch.bincount(assign, minlength=k).to(x.dtype)
+        sums = torch.zeros_like(centroids).index_add_(0, assign, x)
+        filled = counts > 0
+        centroids[filled] = sums[filled] / counts[filled, None]
+    return centroids, counts
+
+
+class EMACodebook(nn.Module):
+    """One VQ level."""
+
+    def __init__(self, dim: int, size: int, *, decay: float, epsilon: float, kmeans_iters: int,
+                 dead_code_fraction: float):
+        super().__init__()
+        self.dim, self.size = dim, size
+        self.decay, self.epsilon = decay, epsilon
+        self.kmeans_iters = kmeans_iters
+        self.dead_code_fraction = dead_code_fraction
+        self.register_buffer("initted", torch.tensor(False))
+        self.register_buffer("embed", torch.randn(size, dim) * 0.1)
+        self.register_buffer("embed_avg", self.embed.clone())
+        self.register_buffer("cluster_size", torch.zeros(size))
+        self.revived_total = 0  # not saved: a per-run counter for logs
+
+    def nearest(self, x: torch.Tensor) -> torch.Tensor:
+        # ||x - e||² = ||x||² - 2 x·e + ||e||²; the ||x||² term does not change the argmin
+        dist_sq = (self.embed.pow(2).sum(1)[None, :] - 2 * x @ self.embed.t())
+        return dist_sq.argmin(dim=1)
+
+    @torch.no_grad()
+    def _init(self, x: torch.Tensor) -> None:
+        centroids, counts = kmeans(x, self.size, self.kmeans_iters)
+        self.embed.copy_(_broadcast(centroids))
+        self.cluster_size.copy_(_broadcast(counts))
+        self.embed_avg.copy_(self.embed * self.cluster_size[:, None])
+        self.initted.fill_(True)
+
+    @torch.no_grad()
+    def _ema_update(self, x: torch.Tensor, codes: torch.Tensor) -> None:
+        counts = torch.bincount(codes, minlength=self.size).to(x.dtype)
+        sums = torch.zeros(self.size, self.dim, device=x.device, dtype=x.dtype).index_add_(0, codes, x)
+        stats = _all_reduce_sum(torch.cat([counts[:, None], sums], dim=1))
+        counts, sums = stats[:, 0], stats[:, 1:]
+        self.cluster_size.mul_(self.decay).add_(counts, alpha=1 - self.decay)
+        self.embed_avg.mul_(self.decay).add_(sums, alpha=1 - self.decay)
+        total = self.cluster_size.sum()
+        # Laplace smoothing keeps a never-used code from dividing by zero
+        smoothed = (self.cluster_size + self.epsilon) / (total + self.size * self.epsilon) * total
+        self.embed.copy_(self.embed_avg / smoothed[:, None])
+
+    def dead_mask(self) -> torch.Tensor:
+        share = self.cluster_size.sum() / self.size
+        return self.cluster_size < self.dead_code_fraction * share
+
+    @torch.no_grad()
+    def revive_dead_codes(self, x: torch.Tensor) -> int:
+        """Replace dead codes by random batch vectors and reset their EMA statistics."""
+        dead = self.dead_mask()
+        n_dead = int(dead.sum())
+        if n_dead == 0:
+            return 0
+        picks = torch.randint(0, x.shape[0], (n_dead,), device=x.device)
+        replacement = _broadcast(x[picks].contiguous())
+        share = self.cluster_size.sum() / self.size
+        self.embed[dead] = replacement
+        self.cluster_size[dead] = share
+        self.embed_avg[dead] = replacement * share
+        self.revived_total += n_dead
+        return n_dead
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x [N, D] float32 -> (quantized [N, D], codes [N])."""
+        if self.training and not bool(self.initted):
+            self._init(x.detach())
+        codes = self.nearest(x.detach())
+        if self.training:
+            self._ema_update(x.detach(), codes)
+            self.revive_dead_codes(x.detach())
+        return self.embed[codes], codes
+
+    def usage(self) -> dict:
+        """From the EMA counts (a window of about 1 / (1 - decay) batches)."""
+        counts = self.cluster_size.detach().double().cpu()
+        total = float(counts.sum())
+        share = total / self.size if total > 0 else 0.0
+        if total > 0:
+            p = counts / total
+            p = p[p > 0]
+            perplexity = float(torch.exp(-(p * p.log()).sum()))
+        else:
+            perplexity = 0.0
+        # "used": holds at least 1% of a uniform share (a code hit once and then abandoned decays
+        # below that within ~460 batches at decay 0.99)
+        used = int((counts > 0.01 * share).sum()) if total > 0 else 0
+        dead = int((counts < self.dead_code_fraction * share).sum()) if total > 0 else self.size
+        return {"codebook_size": self.size, "used": used, "perplexity": perplexity, "dead": dead,
+                "initted": bool(self.initted)}
+
+
+@dataclass
+class QuantizerOutput:
+    quantized: torch.Tensor  # [B, D, frames], float32, straight-through
+    codes: torch.Tensor  # [B, n_q, frames] long
+    commit_loss: torch.Tensor  # scalar
+    n_quantizers: torch.Tensor  # [B] levels used per example
+
+
+class ResidualVectorQuantizer(nn.Module):
+    def __init__(self, config: CodecConfig):
+        super().__init__()
+        self.n_codebooks = config.n_codebooks
+        self.codebook_size = config.codebook_size
+        self.dropout = config.quantizer_dropout
+        self.levels = nn.ModuleList(
+            EMACodebook(config.latent_dim, config.codebook_size, decay=config.ema_decay,
+                        epsilon=config.ema_epsilon, kmeans_iters=config.kmeans_iters,
+                        dead_code_fraction=config.dead_code_fraction)
+            for _ in range(config.n_codebooks))
+
+    def _levels_per_example(self, batch: int, n_quantizers: int | None, device) -> torch.Tensor:
+        full = torch.full((batch,), n_quantizers or self.n_codebooks, device=device)
+        if self.training and n_quantizers is None and self.dropout > 0:
+            drop = torch.rand(batch, device=device) < self.dropout
+            random_n = torch.randint(1, self.n_codebooks + 1, (batch,), device=device)
+            full = torch.where(drop, random_n, full)
+        return full
+
+    def forward(self, z: torch.Tensor, n_quantizers: int | None = None) -> QuantizerOutput:
+        device_type = z.device.type
+        with torch.autocast(device_type=device_type, enabled=False):
+            z = z.float()
+            batch, dim, frames = z.shape
+            flat = z.permute(0, 2, 1).reshape(-1, dim)
+            levels_used = self._levels_per_example(batch, n_quantizers, z.device)
+            # mask [B·frames, 1]: which vectors keep level i's contribution
+            per_vector_levels = levels_used.repeat_interleave(frames)[:, None]
+            residual = flat
+            quantized_sum = torch.zeros_like(flat)
+            commit = flat.new_zeros(())
+            all_codes = []
+            n_run = self.n_codebooks if self.training or n_quantizers is None else n_quantizers
+            for i, level in enumerate(self.levels[:n_run]):
+                q, codes = level(residual)
+                keep = (per_vector_levels > i).to(flat.dtype)
+                # commitment: pull the encoder output towards its (fixed) code
+                commit = commit + (((residual - q.detach()) ** 2).mean(1, keepdim=True) * keep).sum() / keep.sum().clamp(min=1)
+                quantized_sum = quantized_sum + q * keep
+                residual = residual - q.detach()
+                all_codes.append(codes.view(batch, frames))
+            # straight-through estimator: forward uses the codes, backward sees identity
+            quantized = flat + (quantized_sum - flat).detach()
+            quantized = quantized.view(batch, frames, dim).permute(0, 2, 1)
+            codes = torch.stack(all_codes, dim=1)
+        return QuantizerOutput(quantized, codes, commit, levels_used)
+
+    @torch.no_grad()
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """codes [B, n_q, frames] -> [B, D, frames] float32 (n_q may be below n_codebooks)."""
+        out = None
+        for i in range(codes.shape[1]):
+            e = self.levels[i].embed[codes[:, i]]  # [B, frames, D]
+            out = e if out is None else out + e
+        return out.permute(0, 2, 1).float()
+
+    def usage(self) -> list[dict]:
+        return [level.usage() for level in self.levels]
