@@ -59,6 +59,20 @@ def esc(value: Any) -> str:
     return html.escape("" if value is None else str(value), quote=True)
 
 
+def page_head(title: str, extra_css: str = "") -> str:
+    """Everything up to and including `<main>`: charset, viewport, CSP, title, inline CSS."""
+    return "".join([
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">",
+        "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">",
+        # No script, no external resource: forbid both even if a string ever slipped through.
+        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src data:; style-src 'unsafe-inline'\">",
+        f"<title>{esc(title)}</title><style>{CSS}{extra_css}</style></head><body><main>",
+    ])
+
+
+PAGE_TAIL = "</main></body></html>"
+
+
 def _verdict(report: Report) -> tuple[str, str]:
     worst = report.worst()
     counts = report.summary()
@@ -137,11 +151,7 @@ def render(report: Report, title: str | None = None) -> str:
     generated = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     args = ", ".join(f"{k}={v}" for k, v in report.args.items() if v not in (None, "", [], False))
     out = [
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">",
-        "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">",
-        # No script, no external resource: forbid both even if a string ever slipped through.
-        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src data:; style-src 'unsafe-inline'\">",
-        f"<title>{esc(page_title)}</title><style>{CSS}</style></head><body><main>",
+        page_head(page_title),
         f"<h1>{esc(page_title)}</h1>",
         f"<div class=\"meta\">generated {esc(generated)}{' &middot; ' + esc(args) if args else ''}</div>",
         f"<div class=\"verdict {verdict_class}\">{esc(verdict_text)}</div>",
@@ -160,7 +170,7 @@ def render(report: Report, title: str | None = None) -> str:
         out.append("<h2>Notes</h2><ul>" + "".join(f"<li>{esc(n)}</li>" for n in report.notes) + "</ul>")
     checks = " ".join(f"<span title=\"{esc(docs[c].title) if c in docs else ''}\">{esc(c)}</span>" for c in report.checks_run)
     out.append(f"<h2>Checks that ran ({len(report.checks_run)})</h2><p class=\"checks\">{checks or 'none'}</p>")
-    out.append("</main></body></html>")
+    out.append(PAGE_TAIL)
     return "\n".join(out)
 
 
