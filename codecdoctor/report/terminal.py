@@ -36,7 +36,9 @@ def format_number(value: Any) -> str:
         return f"{value:.3g}"
     if magnitude >= 100:
         return f"{value:.1f}"
-    return f"{value:.4g}"
+    # five significant digits: a peak of 1.0129 must not read as 1.013 (or 1.01), and 0.99997 vs
+    # 1.0 is exactly the difference between a rail and a clip
+    return f"{value:.5g}"
 
 
 def verdict_line(report: Report) -> RichText:
