@@ -1,0 +1,246 @@
+"""Training data: random fixed-length crops read by seeking, never loading a whole file.
+
+- Every audio file under the folder is opened once with `soundfile.info` (header only). Unreadable
+  or empty files are skipped with a warning naming them.
+- Each file's tail (`val_fraction`, at least one crop) is held out for validation; validation crops
+  are cut from it at fixed positions, so every epoch scores the same audio.
+- A training crop is a pure function of (seed, global index): resuming at step k reproduces exactly
+  the batches an uninterrupted run would have seen, with any number of loader workers.
+- A file whose rate differs from the model's is resampled per crop (torchaudio), with one warning
+  naming the files (or refused with `strict_rate`). Multi-channel files are averaged to mono.
+- Files shorter than one crop are zero-padded (default) or skipped (`short_files="skip"`); either
+  way a warning says which.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import soundfile as sf
+import torch
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".aifc", ".au", ".snd", ".w64",
+                    ".caf", ".rf64", ".mp3", ".opus")
+
+
+class DataError(ValueError):
+    """The data folder cannot be used for training (missing, no audio, strict-rate violation)."""
+
+
+@dataclass
+class AudioFile:
+    path: Path
+    rel: str
+    frames: int  # in the file's own rate
+    sample_rate: int
+    channels: int
+    train_stop: int  # train region is [0, train_stop)
+    val_start: int | None  # validation region is [val_start, frames) when not None
+
+
+def _names(items: list[str], limit: int = 5) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
+@dataclass
+class CropSource:
+    data_dir: Path
+    sample_rate: int = 16000
+    channels: int = 1
+    segment_samples: int = 16000
+    val_fraction: float = 0.05
+    max_val_crops: int = 32
+    strict_rate: bool = False
+    short_files: str = "pad"  # or "skip"
+    min_crop_rms_db: float | None = None  # skip near-silent training crops (None = keep all)
+    seed: int = 0
+    on_warning: Callable[[str], None] | None = None
+    files: list[AudioFile] = field(default_factory=list, init=False)
+    warnings: list[str] = field(default_factory=list, init=False)
+
+    def __post_init__(self) -> None:
+        self.data_dir = Path(self.data_dir)
+        if self.short_files not in ("pad", "skip"):
+            raise ValueError("short_files must be 'pad' or 'skip'")
+        self._scan()
+
+    def _warn(self, message: str) -> None:
+        self.warnings.append(message)
+        if self.on_warning is not None:
+            self.on_warning(message)
+
+    # -- discovery ---------------------------------------------------------------------------
+    def _scan(self) -> None:
+        if not self.data_dir.is_dir():
+            raise DataError(f"data folder not found: {self.data_dir}")
+        candidates = sorted(p for p in self.data_dir.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+        unreadable, empty, other_rate, short, multi = [], [], [], [], []
+        for path in candidates:
+            rel = str(path.relative_to(self.data_dir))
+            try:
+                info = sf.info(str(path))
+            except Exception as exc:  # corrupt header, unsupported codec: skip, keep training
+                unreadable.append(f"{rel} ({str(exc).splitlines()[0][:80]})")
+                continue
+            if info.frames <= 0:
+                empty.append(rel)
+                continue
+            if info.channels != self.channels:
+                if self.channels != 1:
+                    unreadable.append(f"{rel} ({info.channels} channels, model wants {self.channels})")
+                    continue
+                multi.append(rel)
+            if info.samplerate != self.sample_rate:
+                other_rate.append(f"{rel} ({info.samplerate} Hz)")
+            crop_src = self._src_len(self.segment_samples, info.samplerate)
+            if info.frames < crop_src:
+                short.append(rel)
+                if self.short_files == "skip":
+                    continue
+            self.files.append(AudioFile(path, rel, int(info.frames), int(info.samplerate), int(info.channels),
+                                        int(info.frames), None))
+        if unreadable:
+            self._warn(f"skipped {len(unreadable)} unreadable file(s): {_names(unreadable)}")
+        if empty:
+            self._warn(f"skipped {len(empty)} empty file(s): {_names(empty)}")
+        if other_rate:
+            if self.strict_rate:
+                raise DataError(f"{len(other_rate)} file(s) not at {self.sample_rate} Hz (--strict-rate): {_names(other_rate)}")
+            self._warn(f"resampling {len(other_rate)} file(s) to {self.sample_rate} Hz per crop: {_names(other_rate)}")
+        if multi:
+            self._warn(f"averaging {len(multi)} multi-channel file(s) to mono: {_names(multi)}")
+        if short:
+            action = "zero-padded to one crop" if self.short_files == "pad" else "skipped"
+            self._warn(f"{len(short)} file(s) shorter than one {self.segment_samples / self.sample_rate:.2f} s crop "
+                       f"{action}: {_names(short)}")
+        if not self.files:
+            found = f"{len(candidates)} audio-named file(s), none usable" if candidates else "no audio files"
+            raise DataError(f"{found} under {self.data_dir}")
+        self._split()
+
+    def _src_len(self, n_target: int, rate: int) -> int:
+        return int(math.ceil(n_target * rate / self.sample_rate))
+
+    def _split(self) -> None:
+        for f in self.files:
+            crop = self._src_len(self.segment_samples, f.sample_rate)
+            if f.frames >= 2 * crop:
+                val_len = max(crop, int(f.frames * self.val_fraction))
+                val_len = min(val_len, f.frames - crop)
+                f.val_start = f.frames - val_len
+                f.train_stop = f.val_start
+        if not any(f.val_start is not None for f in self.files):
+            # every file is shorter than two crops: hold out whole files instead (every 10th, >= 1)
+            if len(self.files) > 1:
+                for f in self.files[::10][: max(1, len(self.files) // 10)]:
+                    f.val_start, f.train_stop = 0, 0
+            else:
+                only = self.files[0]
+                only.val_start = 0
+                self._warn(f"{only.rel} is the only file and shorter than two crops: validation overlaps training")
+        if not any(f.train_stop > 0 for f in self.files):
+            raise DataError(f"no training audio left under {self.data_dir} after holding out validation")
+
+    # -- reading ------------------------------------------------------------------------------
+    @property
+    def train_files(self) -> list[AudioFile]:
+        return [f for f in self.files if f.train_stop > 0]
+
+    @property
+    def train_seconds(self) -> float:
+        return sum(f.train_stop / f.sample_rate for f in self.train_files)
+
+    def read(self, f: AudioFile, start: int, n_target: int) -> torch.Tensor:
+        """[channels, n_target] float32 from `f` starting at source frame `start` (seek, no full load)."""
+        n_src = self._src_len(n_target, f.sample_rate)
+        with sf.SoundFile(str(f.path)) as handle:
+            handle.seek(max(0, min(start, f.frames - 1)))
+            block = handle.read(n_src, dtype="float32", always_2d=True)
+        x = torch.from_numpy(np.ascontiguousarray(block.T))
+        if x.shape[0] != self.channels:
+            x = x.mean(dim=0, keepdim=True)
+        if f.sample_rate != self.sample_rate and x.shape[-1] > 0:
+            import torchaudio.functional as AF
+
+            x = AF.resample(x, f.sample_rate, self.sample_rate)
+        x = x[:, :n_target]
+        if x.shape[-1] < n_target:
+            x = torch.nn.functional.pad(x, (0, n_target - x.shape[-1]))
+        return x
+
+    def train_crop(self, index: int) -> torch.Tensor:
+        """Crop number `index` of the training stream: a pure function of (seed, index)."""
+        rng = np.random.default_rng([self.seed, index])
+        files = self.train_files
+        weights = np.array([f.train_stop / f.sample_rate for f in files])
+        weights /= weights.sum()
+        x = None
+        for attempt in range(10):
+            f = files[int(rng.choice(len(files), p=weights))]
+            crop = self._src_len(self.segment_samples, f.sample_rate)
+            start = int(rng.integers(0, max(1, f.train_stop - crop + 1)))
+            try:
+                x = self.read(f, start, self.segment_samples)
+            except Exception:  # a file that breaks mid-way: try another crop
+                continue
+            if self.min_crop_rms_db is None:
+                return x
+            rms = float(x.pow(2).mean().sqrt())
+            if rms > 0 and 20 * math.log10(rms) >= self.min_crop_rms_db:
+                return x
+        if x is None:
+            raise DataError(f"could not read a training crop after 10 attempts (index {index})")
+        return x  # all attempts near-silent: keep the last one rather than stall
+
+    def validation_crops(self) -> torch.Tensor:
+        """Deterministic validation set [N, channels, segment]: consecutive crops from each file's
+        held-out tail, taken round-robin across files up to `max_val_crops`."""
+        positions: list[list[tuple[AudioFile, int]]] = []
+        for f in self.files:
+            if f.val_start is None:
+                continue
+            crop = self._src_len(self.segment_samples, f.sample_rate)
+            starts = list(range(f.val_start, max(f.val_start + 1, f.frames - crop + 1), crop))
+            positions.append([(f, s) for s in starts])
+        chosen: list[tuple[AudioFile, int]] = []
+        depth = 0
+        while len(chosen) < self.max_val_crops and any(depth < len(p) for p in positions):
+            for p in positions:
+                if depth < len(p) and len(chosen) < self.max_val_crops:
+                    chosen.append(p[depth])
+            depth += 1
+        return torch.stack([self.read(f, s, self.segment_samples) for f, s in chosen])
+
+
+class TrainCropDataset(torch.utils.data.Dataset):
+    """Map-style view: item i is `source.train_crop(i)`; indices come from `StepBatchSampler`."""
+
+    def __init__(self, source: CropSource):
+        self.source = source
+
+    def __len__(self) -> int:
+        return 2 ** 62
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return self.source.train_crop(int(index))
+
+
+class StepBatchSampler(torch.utils.data.Sampler):
+    """Batches for global steps [start_step, stop_step): batch of step s on rank r holds indices
+    ((s · world) + r) · B + b, so the stream does not depend on where a run was interrupted."""
+
+    def __init__(self, batch_size: int, start_step: int, stop_step: int, rank: int = 0, world_size: int = 1):
+        self.batch_size, self.start_step, self.stop_step = batch_size, start_step, stop_step
+        self.rank, self.world_size = rank, world_size
+
+    def __len__(self) -> int:
+        return max(0, self.stop_step - self.start_step)
+
+    def __iter__(self):
+        for step in range(self.start_step, self.stop_step):
+            base = (step * self.world_size + self.rank) * self.batch_size
+            yield list(range(base, base + self.batch_size))

@@ -1,0 +1,480 @@
+"""The training loop: AdamW, warm-up + cosine decay, gradient clipping, optional AMP, validation each
+epoch, atomic `last` / `best` checkpoints, exact resume, time/step budgets, DDP via torchrun.
+
+Callbacks: any object with some of `on_batch(x, y, losses)` (after the forward), `on_backward(model)`
+(after backward, gradients unscaled, before clipping), `on_step(scaler=None)` (after the optimizer
+step), `on_validation(ref, est)` (whole validation set), plus the display hooks `on_log(step, stats)`
+and `on_epoch(entry)`. An exception raised by a callback propagates and stops training before any
+checkpoint of that step is written: the last good checkpoint stays.
+
+Independently of callbacks the loop stops on a non-finite loss or a non-finite / absurdly large
+input batch (`TrainingStopped`); those checks ride on the one host read-back per step that the
+progress display needs anyway.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+from model.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from model.codec import Codec
+from model.config import CodecConfig
+from model.dataset import CropSource, StepBatchSampler, TrainCropDataset
+from model.losses import (MultiScaleSTFTDiscriminator, ReconstructionLoss, discriminator_hinge_loss,
+                          generator_adversarial_losses)
+
+
+class TrainSetupError(ValueError):
+    """The run cannot start (output folder not writable, nothing to resume, bad option)."""
+
+
+class TrainingStopped(RuntimeError):
+    """Training stopped on a detected fault; no checkpoint was written for the bad step."""
+
+    def __init__(self, message: str, *, step: int, reason: str, details: dict | None = None):
+        super().__init__(message)
+        self.step, self.reason, self.details = step, reason, dict(details or {})
+
+
+@dataclass
+class TrainOptions:
+    data_dir: str
+    checkpoint_dir: str
+    experiment_name: str = "codec"
+    batch_size: int = 16
+    num_epochs: int = 100
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    betas: tuple[float, float] = (0.8, 0.99)
+    warmup_steps: int | None = None  # default: 5% of the planned steps, at most 500
+    min_lr_ratio: float = 0.1  # cosine decays to this fraction of the peak
+    grad_clip: float = 1.0
+    segment_seconds: float = 1.0
+    steps_per_epoch: int | None = None  # default: training audio / (crop × batch × ranks)
+    resume: bool = False
+    max_steps: int | None = None
+    max_minutes: float | None = None
+    save_every: int | None = None
+    amp: str | None = None  # "bf16" | "fp16" | None
+    adversarial: bool = False
+    adversarial_start_step: int = 0
+    device: str = "auto"
+    num_workers: int = 0
+    seed: int = 0
+    strict_rate: bool = False
+    short_files: str = "pad"
+    val_fraction: float = 0.05
+    max_val_crops: int = 32
+    min_crop_rms_db: float | None = None
+    max_abs_input: float = 4.0  # |x| beyond this is not normalised audio (e.g. int16 read as float)
+    log_every: int = 10
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+
+
+@dataclass
+class TrainResult:
+    history: list[dict]
+    stop_reason: str
+    steps: int
+    seconds: float
+    last_checkpoint: Path | None
+    best_checkpoint: Path | None
+    warnings: list[str] = field(default_factory=list)
+    usage: list[dict] = field(default_factory=list)
+
+
+def _call(callbacks: Iterable[Any], name: str, *args, **kwargs) -> None:
+    for cb in callbacks:
+        method = getattr(cb, name, None)
+        if method is not None:
+            method(*args, **kwargs)
+
+
+def snr_db(ref: torch.Tensor, est: torch.Tensor) -> float:
+    """SNR from total power over everything given (not a mean of per-crop dB, which silent crops
+    dominate)."""
+    ref, est = ref.double(), est.double()
+    noise = (ref - est).pow(2).sum()
+    signal = ref.pow(2).sum()
+    if noise == 0:
+        return math.inf
+    return float(10 * torch.log10(signal.clamp(min=1e-20) / noise))
+
+
+def si_snr_db(ref: torch.Tensor, est: torch.Tensor, min_energy: float = 1e-8) -> float:
+    """Mean over crops of scale-invariant SNR (zero-mean, projection onto the reference); crops
+    with a silent reference are left out (their SI-SNR is undefined)."""
+    ref = ref.double().flatten(1)
+    est = est.double().flatten(1)
+    ref = ref - ref.mean(1, keepdim=True)
+    est = est - est.mean(1, keepdim=True)
+    energy = ref.pow(2).sum(1)
+    keep = energy > min_energy * ref.shape[1]
+    if not bool(keep.any()):
+        return math.nan
+    ref, est, energy = ref[keep], est[keep], energy[keep]
+    target = (est * ref).sum(1, keepdim=True) / energy[:, None] * ref
+    noise = (est - target).pow(2).sum(1).clamp(min=1e-20)
+    return float((10 * torch.log10(target.pow(2).sum(1).clamp(min=1e-20) / noise)).mean())
+
+
+class Trainer:
+    def __init__(self, config: CodecConfig, options: TrainOptions, callbacks: Iterable[Any] = ()):
+        self.config, self.options = config, options
+        self.callbacks = list(callbacks)
+        self._setup_distributed()
+        self.device = self._pick_device(options.device)
+        self._check_amp()
+        self.exp_dir = Path(options.checkpoint_dir) / options.experiment_name
+        if self.is_main:
+            self._check_writable()
+        self.source = CropSource(options.data_dir, sample_rate=config.sample_rate, channels=config.channels,
+                                 segment_samples=int(round(options.segment_seconds * config.sample_rate)),
+                                 val_fraction=options.val_fraction, max_val_crops=options.max_val_crops,
+                                 strict_rate=options.strict_rate, short_files=options.short_files,
+                                 min_crop_rms_db=options.min_crop_rms_db, seed=options.seed)
+        crops_per_epoch = max(1, int(self.source.train_seconds / options.segment_seconds))
+        self.steps_per_epoch = options.steps_per_epoch or max(1, crops_per_epoch // (options.batch_size * self.world_size))
+        # the lr schedule is planned over all epochs; --max-steps / --max-minutes only stop the run
+        # early, so a run cut into pieces follows exactly the schedule of an uninterrupted one
+        self.total_steps = options.num_epochs * self.steps_per_epoch
+        self.warmup_steps = (options.warmup_steps if options.warmup_steps is not None
+                             else min(500, max(1, self.total_steps // 20)))
+
+        torch.manual_seed(options.seed)
+        self.model = Codec(config).to(self.device)
+        self.loss_fn = ReconstructionLoss(config).to(self.device)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=options.learning_rate,
+                                           betas=options.betas, weight_decay=options.weight_decay)
+        self.discriminator = self.disc_optimizer = None
+        if options.adversarial:
+            self.discriminator = MultiScaleSTFTDiscriminator(config).to(self.device)
+            self.disc_optimizer = torch.optim.AdamW(self.discriminator.parameters(), lr=options.learning_rate,
+                                                    betas=options.betas, weight_decay=options.weight_decay)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=(options.amp == "fp16"))
+        self.step = 0
+        self.history: list[dict] = []
+        self.best_val_snr_db = -math.inf
+        self._epoch_sums: dict[str, float] = {}
+        self._epoch_count = 0
+        if options.resume:
+            self._resume()
+        self.train_model = self.model
+        self.train_disc = self.discriminator
+        if self.world_size > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            # buffers are NOT broadcast: the quantizer all-reduces its own EMA statistics, so equal
+            # codebooks on every rank are a property of the algorithm, not an overwrite from rank 0
+            self.train_model = DistributedDataParallel(self.model, device_ids=ids, broadcast_buffers=False)
+            if self.discriminator is not None:
+                self.train_disc = DistributedDataParallel(self.discriminator, device_ids=ids, broadcast_buffers=False)
+        if not options.resume:
+            # different quantizer-dropout draws per rank; model init above was identical
+            torch.manual_seed(options.seed + 7919 * self.rank)
+        self.validation_set = self.source.validation_crops() if self.is_main else None
+
+    # -- setup ------------------------------------------------------------------------------
+    def _setup_distributed(self) -> None:
+        self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        if self.world_size > 1 and not dist.is_initialized():
+            backend = "nccl" if torch.cuda.is_available() and self.options.device in ("auto", "cuda") else "gloo"
+            dist.init_process_group(backend)
+        self.is_main = self.rank == 0
+
+    def _pick_device(self, name: str) -> torch.device:
+        if name == "auto":
+            name = "cuda" if torch.cuda.is_available() else "cpu"
+        if name.startswith("cuda"):
+            if not torch.cuda.is_available():
+                raise TrainSetupError("--device cuda requested but CUDA is not available")
+            if self.world_size > 1:
+                return torch.device("cuda", self.local_rank)
+        return torch.device(name)
+
+    def _check_amp(self) -> None:
+        amp = self.options.amp
+        if amp in (None, "", "none", "off"):
+            self.options.amp = None
+            return
+        if amp not in ("bf16", "fp16"):
+            raise TrainSetupError(f"--amp must be bf16 or fp16, got {amp!r}")
+        if amp == "fp16" and self.device.type != "cuda":
+            raise TrainSetupError("--amp fp16 needs a CUDA device (on CPU use --amp bf16)")
+
+    def _check_writable(self) -> None:
+        try:
+            self.exp_dir.mkdir(parents=True, exist_ok=True)
+            probe = self.exp_dir / f".write-test-{os.getpid()}"
+            probe.write_bytes(b"ok")
+            probe.unlink()
+        except OSError as exc:
+            raise TrainSetupError(f"checkpoint folder not writable: {self.exp_dir} ({exc.strerror or exc})") from None
+
+    def _autocast(self):
+        if self.options.amp is None:
+            return torch.autocast(device_type=self.device.type, enabled=False)
+        dtype = torch.bfloat16 if self.options.amp == "bf16" else torch.float16
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+    # -- schedule ---------------------------------------------------------------------------
+    def lr_at(self, step: int) -> float:
+        peak = self.options.learning_rate
+        if step < self.warmup_steps:
+            return peak * (step + 1) / self.warmup_steps
+        span = max(1, self.total_steps - self.warmup_steps)
+        progress = min(1.0, (step - self.warmup_steps) / span)
+        floor = self.options.min_lr_ratio
+        return peak * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+    # -- checkpoints ------------------------------------------------------------------------
+    @property
+    def last_path(self) -> Path:
+        return self.exp_dir / "last.pt"
+
+    @property
+    def best_path(self) -> Path:
+        return self.exp_dir / "best.pt"
+
+    def state(self) -> dict[str, Any]:
+        state = {
+            "config": self.config.to_dict(),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "scheduler": {"kind": "warmup_cosine", "peak_lr": self.options.learning_rate,
+                          "warmup_steps": self.warmup_steps, "total_steps": self.total_steps,
+                          "min_lr_ratio": self.options.min_lr_ratio, "last_lr": self.lr_at(max(self.step - 1, 0))},
+            "step": self.step,
+            "epoch": self.step // self.steps_per_epoch,
+            "steps_per_epoch": self.steps_per_epoch,
+            "history": list(self.history),
+            "best_val_snr_db": self.best_val_snr_db,
+            "epoch_sums": dict(self._epoch_sums),
+            "epoch_count": self._epoch_count,
+            "train_args": self.options.to_dict(),
+            "rng": rng_state(),
+        }
+        if self.discriminator is not None:
+            state["discriminator"] = self.discriminator.state_dict()
+            state["disc_optimizer"] = self.disc_optimizer.state_dict()
+        return state
+
+    def save(self, path: Path) -> Path:
+        return save_checkpoint(path, self.state())
+
+    def _resume(self) -> None:
+        if not self.last_path.exists():
+            raise TrainSetupError(f"--resume: no checkpoint at {self.last_path}")
+        try:
+            state = load_checkpoint(self.last_path, map_location=self.device)
+        except Exception as exc:
+            raise TrainSetupError(f"--resume: cannot load {self.last_path}: {exc}") from None
+        saved = CodecConfig.from_dict(state["config"])
+        if saved.to_dict() != self.config.to_dict():
+            # the checkpoint's architecture wins: a resumed run continues the same model
+            self.config = saved
+            self.model = Codec(saved).to(self.device)
+            self.loss_fn = ReconstructionLoss(saved).to(self.device)
+            self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.options.learning_rate,
+                                               betas=self.options.betas, weight_decay=self.options.weight_decay)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        if self.discriminator is not None and "discriminator" in state:
+            self.discriminator.load_state_dict(state["discriminator"])
+            self.disc_optimizer.load_state_dict(state["disc_optimizer"])
+        self.step = int(state["step"])
+        self.steps_per_epoch = int(state.get("steps_per_epoch", self.steps_per_epoch))
+        sched = state.get("scheduler") or {}
+        # keep the original schedule's shape so the resumed lr curve continues where it was
+        self.warmup_steps = int(sched.get("warmup_steps", self.warmup_steps))
+        self.total_steps = self.options.num_epochs * self.steps_per_epoch
+        self.history = list(state.get("history", []))
+        self.best_val_snr_db = float(state.get("best_val_snr_db", -math.inf))
+        self._epoch_sums = {k: float(v) for k, v in (state.get("epoch_sums") or {}).items()}
+        self._epoch_count = int(state.get("epoch_count", 0))
+        set_rng_state(state["rng"])
+
+    # -- one step ---------------------------------------------------------------------------
+    def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        with self._autocast():
+            out = self.train_model(x)
+            losses = self.loss_fn(out.audio, x, out.commit_loss)
+        if self.discriminator is not None and self.step >= self.options.adversarial_start_step:
+            with self._autocast():
+                d_loss = discriminator_hinge_loss(self.train_disc(x), self.train_disc(out.audio.detach()))
+            self.disc_optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(d_loss).backward()
+            self.scaler.step(self.disc_optimizer)
+            with self._autocast():
+                real = self.train_disc(x)
+                adv, feat = generator_adversarial_losses(real, self.train_disc(out.audio))
+            losses["disc"] = d_loss.detach()
+            losses["adv"], losses["feat"] = adv, feat
+            losses["total"] = losses["total"] + self.config.adv_weight * adv + self.config.feature_weight * feat
+        return out.audio, losses
+
+    def _read_back(self, x: torch.Tensor, y: torch.Tensor, losses: dict[str, torch.Tensor]) -> dict[str, float]:
+        """One host sync per step: input/output ranges and every loss term."""
+        names = list(losses)
+        packed = torch.stack([x.detach().abs().amax().float(), torch.isfinite(x).all().float(),
+                              y.detach().abs().amax().float(), torch.isfinite(y.detach()).all().float(),
+                              *[losses[n].detach().float() for n in names]]).cpu().tolist()
+        stats = {"input_max_abs": packed[0], "output_max_abs": packed[2]}
+        stats.update({n: v for n, v in zip(names, packed[4:])})
+        if packed[1] < 1 or not math.isfinite(packed[0]):
+            raise TrainingStopped(f"step {self.step}: non-finite input batch", step=self.step, reason="nonfinite_input")
+        if packed[0] > self.options.max_abs_input:
+            raise TrainingStopped(f"step {self.step}: input batch max |x| = {packed[0]:.4g} exceeds "
+                                  f"{self.options.max_abs_input} (audio is not normalised to [-1, 1])",
+                                  step=self.step, reason="input_range", details={"input_max_abs": packed[0]})
+        bad = [n for n in names if not math.isfinite(stats[n])]
+        if bad:
+            raise TrainingStopped(f"step {self.step}: non-finite loss term(s) {', '.join(bad)}"
+                                  + ("" if packed[3] >= 1 else " (decoder output non-finite)"),
+                                  step=self.step, reason="nonfinite_loss",
+                                  details={"terms": bad, "output_finite": packed[3] >= 1})
+        if packed[3] < 1:
+            raise TrainingStopped(f"step {self.step}: non-finite decoder output", step=self.step,
+                                  reason="nonfinite_output")
+        return stats
+
+    def train_step(self, x: torch.Tensor) -> dict[str, float]:
+        lr = self.lr_at(self.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        if self.disc_optimizer is not None:
+            for group in self.disc_optimizer.param_groups:
+                group["lr"] = lr
+        self.model.train()
+        x = x.to(self.device, non_blocking=True)
+        y, losses = self._forward(x)
+        _call(self.callbacks, "on_batch", x, y, losses)
+        stats = self._read_back(x, y, losses)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(losses["total"]).backward()
+        self.scaler.unscale_(self.optimizer)
+        _call(self.callbacks, "on_backward", self.model)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.options.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        _call(self.callbacks, "on_step", scaler=self.scaler if self.scaler.is_enabled() else None)
+        self.step += 1
+        stats["lr"] = lr
+        stats["grad_norm"] = float(grad_norm)
+        return stats
+
+    # -- validation -------------------------------------------------------------------------
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        ref = self.validation_set
+        self.model.eval()
+        outs = []
+        for chunk in ref.split(max(1, self.options.batch_size)):
+            with self._autocast():
+                outs.append(self.model(chunk.to(self.device)).audio.float().cpu())
+        est = torch.cat(outs)
+        self.model.train()
+        mel = float(self.loss_fn.mel(est, ref))
+        _call(self.callbacks, "on_validation", ref, est)
+        return {"val_snr_db": snr_db(ref, est), "val_si_snr_db": si_snr_db(ref, est), "val_mel_distance": mel}
+
+    def _end_epoch(self, seconds: float, partial: bool) -> dict:
+        metrics = self.validate()
+        n = max(self._epoch_count, 1)
+        usage = self.model.usage()
+        entry = {"epoch": math.ceil(self.step / self.steps_per_epoch), "step": self.step,
+                 "train_loss": self._epoch_sums.get("total", math.nan) / n,
+                 **{f"train_{k}": v / n for k, v in self._epoch_sums.items() if k != "total"},
+                 **metrics, "lr": self.lr_at(max(self.step - 1, 0)), "seconds": seconds,
+                 "codebook_used_fraction": sum(u["used"] for u in usage) / sum(u["codebook_size"] for u in usage),
+                 "codebook_perplexity_mean": sum(u["perplexity"] for u in usage) / len(usage),
+                 "partial": partial}
+        self.history.append(entry)
+        self._epoch_sums, self._epoch_count = {}, 0
+        improved = metrics["val_snr_db"] > self.best_val_snr_db
+        if improved:
+            self.best_val_snr_db = metrics["val_snr_db"]
+        self.save(self.last_path)
+        if improved:
+            self.save(self.best_path)
+        _call(self.callbacks, "on_epoch", entry)
+        return entry
+
+    # -- the loop ---------------------------------------------------------------------------
+    def _agree(self, flag: bool) -> bool:
+        if self.world_size > 1:
+            t = torch.tensor([1.0 if flag else 0.0], device=self.device)
+            dist.all_reduce(t, op=dist.ReduceOp.MAX)
+            return bool(t.item() > 0)
+        return flag
+
+    def _barrier(self) -> None:
+        if self.world_size > 1:
+            dist.barrier()
+
+    def fit(self) -> TrainResult:
+        o = self.options
+        start = time.monotonic()
+        stop_step = self.total_steps if o.max_steps is None else min(self.total_steps, o.max_steps)
+        sampler = StepBatchSampler(o.batch_size, self.step, stop_step, self.rank, self.world_size)
+        # a private generator: creating the loader must not consume the global RNG, or a resumed
+        # run would draw different quantizer-dropout masks than an uninterrupted one
+        loader = torch.utils.data.DataLoader(TrainCropDataset(self.source), batch_sampler=sampler,
+                                             num_workers=o.num_workers, generator=torch.Generator())
+        out_of_time = False
+        last_epoch_end_step = self.step if self.step % self.steps_per_epoch == 0 else None
+        for x in loader:
+            stats = self.train_step(x)
+            for k, v in stats.items():
+                if k not in ("lr", "grad_norm", "input_max_abs", "output_max_abs"):
+                    self._epoch_sums[k] = self._epoch_sums.get(k, 0.0) + v
+            self._epoch_count += 1
+            if self.is_main and (self.step % o.log_every == 0 or self.step == 1):
+                _call(self.callbacks, "on_log", self.step, stats)
+            elapsed = time.monotonic() - start
+            out_of_time = self._agree(o.max_minutes is not None and elapsed >= o.max_minutes * 60)
+            if self.step % self.steps_per_epoch == 0:
+                if self.is_main:
+                    self._end_epoch(elapsed, partial=False)
+                last_epoch_end_step = self.step
+                self._barrier()
+            elif o.save_every and self.step % o.save_every == 0:
+                if self.is_main:
+                    self.save(self.last_path)
+                self._barrier()
+            if out_of_time:
+                break
+        if last_epoch_end_step != self.step and self.step > 0:
+            # stopped mid-epoch by a budget: validate and checkpoint what was trained
+            if self.is_main:
+                self._end_epoch(time.monotonic() - start, partial=True)
+            self._barrier()
+        if out_of_time:
+            stop_reason = "max_minutes"
+        elif self.step >= self.total_steps:
+            stop_reason = "completed"
+        else:
+            stop_reason = "max_steps"
+        return TrainResult(history=list(self.history), stop_reason=stop_reason, steps=self.step,
+                           seconds=time.monotonic() - start,
+                           last_checkpoint=self.last_path if self.last_path.exists() else None,
+                           best_checkpoint=self.best_path if self.best_path.exists() else None,
+                           warnings=list(self.source.warnings), usage=self.model.usage())
+
+    def close(self) -> None:
+        if self.world_size > 1 and dist.is_initialized():
+            dist.destroy_process_group()
