@@ -1,0 +1,87 @@
+"""The fault campaign at a reduced N: every command over corrupted WAV/FLAC files and checkpoints.
+
+The full campaign (N=200 per kind) is `./run bench fault_campaign`; this CI version uses a few
+variants of every corruption kind (they are generated round robin, so N >= 9 covers each kind of
+both families) and must finish in about two minutes on two shared cores.
+"""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CI_N = 9  # one variant of each of the 9 checkpoint kinds, 8 audio kinds + 1
+
+
+def _load_campaign():
+    spec = importlib.util.spec_from_file_location("fault_campaign", ROOT / "bench" / "fault_campaign.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("fault_campaign", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+fc = _load_campaign()
+
+
+@pytest.fixture(scope="module")
+def campaign_cases(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("faults")
+    cases = fc.campaign(CI_N, workdir=workdir, timeout_s=90.0, workers=2, seed=1234)
+    print("\n" + fc.format_table(cases))
+    failures = fc.format_failures(cases)
+    if failures:
+        print(failures)
+    return cases
+
+
+def test_variants_cover_every_corruption_kind_and_include_unreadable_inputs(tmp_path):
+    import random
+
+    rng = random.Random(0)
+    valid = fc.make_valid_audio(tmp_path / "valid")
+    audio = fc.make_audio_variants(valid, len(fc.AUDIO_CORRUPTIONS), tmp_path / "audio", rng)
+    assert {v.kind for v in audio} == set(fc.AUDIO_CORRUPTIONS)
+    # empty files and bare headers can never be decoded: the ground truth must say so
+    assert all(v.corrupt for v in audio if v.kind in ("empty", "header-only"))
+    assert all(fc.audio_is_readable(p) for p in valid)
+
+    kinds = list(fc.CKPT_BYTE_CORRUPTIONS) + list(fc.CKPT_STATE_CORRUPTIONS)
+    ckpts = fc.make_ckpt_variants(fc.make_valid_state(), len(kinds), tmp_path / "ckpt", rng)
+    assert {v.kind for v in ckpts} == set(kinds)
+    by_kind = {v.kind: v for v in ckpts}
+    assert by_kind["truncate-zip"].corrupt and by_kind["garbage"].corrupt
+    assert not by_kind["wrong-shape"].buildable
+    assert fc.checkpoint_truth(tmp_path / "ckpt" / "valid.pt") == (True, True)
+
+
+def test_the_judge_counts_tracebacks_internal_errors_and_odd_exit_codes_as_crashes():
+    v = fc.Variant("x.wav", "empty", "a.wav", "", Path("x.wav"), corrupt=True)
+
+    def judge(code, out="", err=""):
+        return fc.judge_single("compare", v, fc.RunResult([], code, out, err, 1.0), expect_error=True)[0]
+
+    assert judge(1, err="Traceback (most recent call last):\n ...") == "crash"
+    assert judge(2, err="codecdoctor: internal error: ZeroDivisionError: division by zero") == "crash"
+    assert judge(-9) == "crash"
+    assert judge(None) == "hang"
+    assert judge(0) == "wrong"  # exit 0 on an unreadable input
+    assert judge(2, err="codecdoctor: error: x.wav: not a readable audio file") == "ok"
+    assert judge(2, err="codecdoctor: error: 'compare' is not built yet in this version") == "not-built"
+
+
+def test_campaign_has_no_crashes_and_no_hangs(campaign_cases):
+    table = fc.summarize(campaign_cases)
+    crashes = [c for c in campaign_cases if c.outcome == "crash"]
+    hangs = [c for c in campaign_cases if c.outcome == "hang"]
+    assert not crashes and not hangs, fc.format_table(campaign_cases) + "\n" + fc.format_failures(crashes + hangs)
+    assert sum(sum(row.values()) for row in table.values()) >= 4 * CI_N
+
+
+def test_corrupt_inputs_never_pass_silently(campaign_cases):
+    wrong = [c for c in campaign_cases if c.outcome == "wrong"]
+    assert not wrong, fc.format_failures(wrong)
+
