@@ -87,11 +87,12 @@ def speech_like(
         f0 = f_start + (f_end - f_start) * frac
         f0 *= 1.0 + 0.04 * np.sin(2 * np.pi * rng.uniform(2.0, 5.0) * frac * length / sample_rate)
         phase = 2 * np.pi * np.cumsum(f0) / sample_rate + rng.uniform(0, 2 * np.pi)
-        # Glottal-like source: harmonics with a -12 dB/octave-ish rolloff (1/k^1.5), band-limited.
+        # Glottal-like source: harmonics falling 1/k (-6 dB/octave; with lip radiation's +6 dB/octave
+        # the radiated spectrum is roughly flat before the formants shape it), band-limited.
         n_harmonics = int(nyquist * 0.9 / f_start)
         source = np.zeros(length)
         for k in range(1, max(n_harmonics, 1) + 1):
-            amp = k ** -1.5
+            amp = 1.0 / k
             # Harmonics that would alias at the low end of the contour are faded out.
             alias_ok = (k * f0) < nyquist * 0.95
             source += np.where(alias_ok, amp * np.sin(k * phase), 0.0)
@@ -104,7 +105,15 @@ def speech_like(
                          for g, f, bw in zip((1.0, 0.6, 0.3), (f1, f2, f3), _FORMANT_BANDWIDTHS_HZ))
             # Syllable envelope: raised-cosine attack/decay, varying loudness between syllables.
             env = np.sin(np.pi * np.linspace(0.0, 1.0, b - a)) ** 0.6
-            word_sig[a:b] = shaped * env * rng.uniform(0.4, 1.0)
+            syllable = shaped * env
+            if rng.random() < 0.4 and b - a > sample_rate // 20:
+                # A fricative onset (s / sh): twice-differentiated white noise, energy rising to
+                # Nyquist, so the signal has real speech's high band (-30 to -40 dB above 4 kHz).
+                fric_len = int(rng.uniform(0.03, 0.06) * sample_rate)
+                fric = np.diff(rng.standard_normal(fric_len + 2), n=2)
+                fric *= np.hanning(fric_len) * 0.15 * np.max(np.abs(syllable)) / max(np.max(np.abs(fric)), 1e-12)
+                syllable[:fric_len] += fric
+            word_sig[a:b] = syllable * rng.uniform(0.4, 1.0)
         out[start:stop] = word_sig
 
     top = np.max(np.abs(out))
