@@ -1,0 +1,218 @@
+"""Library side of `codecdoctor train`: build the codec's Trainer, plug in the live monitor, run it,
+and return a `Report` with the training history, the event log path and any findings.
+
+`train(...)` never calls `sys.exit`; the command wraps it. Errors the user caused (missing data,
+unwritable checkpoint folder, bad option) raise `InputError` before any training step.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from codecdoctor.errors import CheckFailed, InputError
+from codecdoctor.findings import Finding, Report, Severity
+
+CHECK_MODES = ("strict", "warn", "off")
+
+
+@dataclass
+class TrainRequest:
+    """Everything `codecdoctor train` accepts; field names follow the user's original flags."""
+
+    data_dir: str
+    checkpoint_dir: str = "checkpoints"
+    experiment_name: str = "codec"
+    batch_size: int = 16
+    num_epochs: int = 100
+    learning_rate: float = 1e-3
+    resume: bool = False
+    max_steps: int | None = None
+    max_minutes: float | None = None
+    amp: str | None = None
+    adversarial: bool = False
+    sample_rate: int = 16000
+    segment_seconds: float = 1.0
+    strict_rate: bool = False
+    config: str = "default"
+    config_overrides: dict[str, Any] = field(default_factory=dict)
+    checks: str = "strict"
+    device: str = "auto"
+    num_workers: int = 0
+    save_every: int | None = None
+    steps_per_epoch: int | None = None
+    seed: int = 0
+
+
+def _finding(check_id: str, message: str, severity: Severity, title: str, **kw: Any) -> Finding:
+    """A registered check's finding when the check exists, else a plain one with the same ID (the
+    trainer's own safety stops must be reported even when the monitor's checks are not installed)."""
+    try:
+        from codecdoctor import registry
+
+        registry.load_all()
+        return registry.finding(check_id, message, severity=severity, **kw)
+    except Exception:
+        return Finding(id=check_id, severity=severity, title=title, message=message, **kw)
+
+
+def _stop_finding(exc: Any) -> Finding:
+    reason = getattr(exc, "reason", "")
+    subject = f"step {exc.step}"
+    if reason == "nonfinite_loss":
+        return _finding("T604", str(exc), Severity.CRITICAL, "Non-finite loss term", subject=subject,
+                        evidence={"step": exc.step, "terms": ", ".join(exc.details.get("terms", []))})
+    if reason == "nonfinite_output":
+        return _finding("T602", str(exc), Severity.CRITICAL, "Output out of range or non-finite", subject=subject,
+                        evidence={"step": exc.step})
+    return _finding("T601", str(exc), Severity.CRITICAL, "Input batch out of range or non-finite", subject=subject,
+                    evidence={"step": exc.step, **{k: v for k, v in exc.details.items() if isinstance(v, (int, float))}})
+
+
+def build_config(request: TrainRequest):
+    from model.config import CodecConfig
+
+    try:
+        config = CodecConfig.preset(request.config)
+        changes = {"sample_rate": request.sample_rate, **{k: v for k, v in request.config_overrides.items() if v is not None}}
+        return config.replace(**changes)
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"bad codec configuration: {exc}") from None
+
+
+def _load_monitor(model, config, request: TrainRequest, event_log: Path, notes: list[str]):
+    if request.checks == "off":
+        notes.append("live checks off (--checks off): only the trainer's own non-finite / range stops were active")
+        return None
+    try:
+        from codecdoctor.monitor import Monitor
+    except ImportError as exc:
+        notes.append(f"live monitor not available ({exc}); trained with the trainer's own non-finite / range stops only")
+        return None
+    return Monitor(model, config.sample_rate, mode=request.checks,
+                   output_bound=1.0 if config.output_bound == "tanh" else None, event_log=str(event_log))
+
+
+def train(request: TrainRequest, *, callbacks: list[Any] | None = None,
+          progress_factory: Callable[[int, Any], Any] | None = None) -> Report:
+    """Train the built-in codec; returns the training report (history in measurements.history).
+
+    `progress_factory(total_steps, monitor)` may return a display callback (with `on_log` /
+    `on_epoch`) and is used as a context manager when it has `__enter__`.
+    """
+    from model.dataset import DataError
+    from model.trainer import Trainer, TrainingStopped, TrainOptions, TrainSetupError
+
+    if request.checks not in CHECK_MODES:
+        raise InputError(f"--checks must be one of {', '.join(CHECK_MODES)}, got {request.checks!r}")
+    if not Path(request.data_dir).is_dir():
+        raise InputError(f"data folder not found: {request.data_dir}")
+    for name in ("batch_size", "num_epochs"):
+        if getattr(request, name) < 1:
+            raise InputError(f"--{name} must be at least 1")
+    if not (request.learning_rate > 0 and math.isfinite(request.learning_rate)):
+        raise InputError("--learning_rate must be a positive number")
+    config = build_config(request)
+    options = TrainOptions(
+        data_dir=request.data_dir, checkpoint_dir=request.checkpoint_dir, experiment_name=request.experiment_name,
+        batch_size=request.batch_size, num_epochs=request.num_epochs, learning_rate=request.learning_rate,
+        segment_seconds=request.segment_seconds, steps_per_epoch=request.steps_per_epoch, resume=request.resume,
+        max_steps=request.max_steps, max_minutes=request.max_minutes, save_every=request.save_every,
+        amp=request.amp, adversarial=request.adversarial, device=request.device, num_workers=request.num_workers,
+        seed=request.seed, strict_rate=request.strict_rate)
+    try:
+        trainer = Trainer(config, options, callbacks=list(callbacks or []))
+    except (DataError, TrainSetupError) as exc:
+        raise InputError(str(exc)) from None
+
+    report = Report(command="train", args={k: v for k, v in request.__dict__.items()})
+    report.notes.extend(f"data: {w}" for w in trainer.source.warnings)
+    event_log = trainer.exp_dir / "events.jsonl"
+    monitor = _load_monitor(trainer.model, trainer.config, request, event_log, report.notes) if trainer.is_main else None
+    if monitor is not None:
+        trainer.callbacks.append(monitor)
+    stop_at = trainer.total_steps if request.max_steps is None else min(trainer.total_steps, request.max_steps)
+    display = progress_factory(stop_at, monitor) if (progress_factory and trainer.is_main) else None
+    if display is not None:
+        trainer.callbacks.append(display)
+
+    result = None
+    stopped: list[Finding] = []
+    try:
+        if display is not None and hasattr(display, "__enter__"):
+            with display:
+                result = trainer.fit()
+        else:
+            result = trainer.fit()
+    except CheckFailed as exc:
+        stopped = list(exc.findings)
+        report.notes.append(f"training stopped by a live check at step {trainer.step}; "
+                            f"last good checkpoint: {trainer.last_path if trainer.last_path.exists() else 'none'}")
+    except TrainingStopped as exc:
+        stopped = [_stop_finding(exc)]
+        report.notes.append(f"training stopped at step {exc.step}: {exc}; last good checkpoint: "
+                            f"{trainer.last_path if trainer.last_path.exists() else 'none'}")
+    finally:
+        trainer.close()
+
+    if monitor is not None:
+        mon_report = monitor.close()
+        report.add(mon_report.findings, mon_report.checks_run)
+        report.notes.extend(mon_report.notes)
+    known = {(f.id, f.message) for f in report.findings}
+    report.add([f for f in stopped if (f.id, f.message) not in known])
+
+    history = result.history if result is not None else list(trainer.history)
+    report.measurements = {
+        "history": history,
+        "event_log": str(event_log) if event_log.exists() else None,
+        "stop_reason": result.stop_reason if result is not None else "stopped_by_check",
+        "steps": trainer.step,
+        "seconds": result.seconds if result is not None else None,
+        "steps_per_epoch": trainer.steps_per_epoch,
+        "checkpoints": {"last": str(trainer.last_path) if trainer.last_path.exists() else None,
+                        "best": str(trainer.best_path) if trainer.best_path.exists() else None},
+        "bitrate_bps": trainer.config.bitrate_bps,
+        "config": trainer.config.to_dict(),
+        "quantizer": trainer.model.usage(),
+        "data": {"files": len(trainer.source.files), "train_seconds": trainer.source.train_seconds,
+                 "validation_crops": int(trainer.validation_set.shape[0]) if trainer.validation_set is not None else 0,
+                 "warnings": list(trainer.source.warnings)},
+    }
+    _add_sections(report, history)
+    return report
+
+
+def _add_sections(report: Report, history: list[dict]) -> None:
+    from codecdoctor.report.sections import Table
+
+    if not history:
+        return
+    rows = [[h["epoch"], h["step"], h["train_loss"], h["val_snr_db"], h["val_si_snr_db"], h["val_mel_distance"],
+             h["lr"], "yes" if h.get("partial") else ""] for h in history]
+    report.sections.append(Table("Training history", ["epoch", "step", "train loss", "val SNR dB", "val SI-SNR dB",
+                                                      "val mel distance", "lr", "partial"], rows,
+                                 caption="Validation SNR from total power over the whole held-out set."))
+    try:
+        from codecdoctor.report.plots import figure_section, new_figure
+
+        fig, (ax1, ax2) = new_figure(8.0, 3.0, ncols=2)
+        steps = [h["step"] for h in history]
+        ax1.plot(steps, [h["val_snr_db"] for h in history], marker="o", label="SNR")
+        ax1.plot(steps, [h["val_si_snr_db"] for h in history], marker=".", label="SI-SNR")
+        ax1.axhline(0, color="grey", lw=0.8)
+        ax1.set_xlabel("step")
+        ax1.set_ylabel("validation dB")
+        ax1.legend()
+        ax2.plot(steps, [h["train_loss"] for h in history], marker="o")
+        ax2.set_xlabel("step")
+        ax2.set_ylabel("train loss")
+        report.sections.append(figure_section(fig, "Training curves", "Validation SNR / SI-SNR and training loss per epoch."))
+    except Exception as exc:  # a plot is a convenience; the table and JSON carry the numbers
+        report.notes.append(f"training curve plot skipped: {exc}")
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
