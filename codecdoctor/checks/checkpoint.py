@@ -1,0 +1,457 @@
+"""C2xx: a checkpoint's health from its tensors and training state (static), and from probing the
+codec it builds (dynamic, level "probe")."""
+from __future__ import annotations
+
+import math
+
+from codecdoctor.ckpt import EXPLODING_RMS, VANISHING_RMS, CheckpointMeasurements
+from codecdoctor.findings import Severity
+from codecdoctor.registry import NotApplicable, check, finding
+
+# C204: GradScaler starts at 2**16 and halves on every step whose gradients overflow. Below 1.0 the
+# loss is scaled *down*: gradients are non-finite even unscaled, so the scaler is hiding a real
+# NaN/inf, not an fp16 range problem. Below 128 (9 halvings from the start, none recovered) it is
+# already suspicious.
+SCALE_COLLAPSED = 1.0
+SCALE_LOW = 128.0
+# C209: AdamW on conv codecs (EnCodec 3e-4, DAC 1e-4, SoundStream 1e-4 .. 3e-4) trains at
+# 1e-4 .. 1e-3. From scratch, 5e-5 and below moves weights by ~lr per step (Adam's normalised
+# update), i.e. < 0.05 in RMS after 1000 steps against weights of RMS ~0.05: it crawls.
+# Above 3e-3 GAN-trained codecs diverge or collapse codebooks.
+LR_LOW = 5e-5
+LR_HIGH = 3e-3
+# C208: a validation SNR that improves less than 0.1 dB over the last 3 epochs is flat; one that
+# fell more than 3 dB below its best is diverging.
+FLAT_EPOCHS = 3
+FLAT_GAIN_DB = 0.1
+DIVERGE_DB = 3.0
+
+
+def _readable(m: CheckpointMeasurements) -> CheckpointMeasurements:
+    if m is None or m.status != "ok":
+        raise NotApplicable
+    return m
+
+
+@check("C200", scope="checkpoint", severity=Severity.ERROR, level="static")
+def unreadable(m: CheckpointMeasurements):
+    """Checkpoint unreadable, or an unsafe pickle refused.
+
+    What: Loads the file with `torch.load(weights_only=True)`, which rebuilds only tensors and
+    plain containers. Critical when the pickle needs code execution (a class, `open`, `os.system`):
+    it is refused and nothing in it runs. Error when the file is empty, truncated (a zip without
+    its central directory: an interrupted write), a zip that is not a checkpoint, or not a pickle.
+    Why: An unpickled checkpoint from an untrusted source can run any code on your machine; a
+    truncated one means the last save was interrupted and the run may resume from garbage.
+    Fix: For a file you trust, re-run with `--unsafe-load` (or re-save it as a plain dict of
+    tensors, numbers and strings); for a truncated file, use the previous checkpoint and save
+    atomically (temp file + fsync + rename).
+    """
+    if m is None:
+        raise NotApplicable
+    if m.status == "ok":
+        return []
+    severity = Severity.CRITICAL if m.status == "unsafe" else Severity.ERROR
+    message = f"{m.error}; static checks that need its contents did not run"
+    if m.status == "unsafe":
+        message = f"{m.error}; nothing was executed. Checks did not run (use --unsafe-load only for a trusted file)"
+    return [finding("C200", message, subject=m.path, severity=severity,
+                    evidence={"status": m.status, "file_bytes": m.file_bytes, "refused": m.unsafe_global})]
+
+
+@check("C201", scope="checkpoint", severity=Severity.CRITICAL, level="static")
+def nonfinite_parameters(m: CheckpointMeasurements):
+    """Non-finite parameters or buffers.
+
+    What: Counts NaN and ±inf values in every floating-point tensor of the model weights; any
+    non-finite value fires, naming each tensor and its count.
+    Why: One NaN weight makes every output it touches NaN; the checkpoint cannot produce audio
+    and training resumed from it stays NaN.
+    Fix: Resume from the last checkpoint whose tensors are all finite; find the step that produced
+    the NaN (codecdoctor train's live check T604 names the loss term and module), keep spectral
+    losses in float32 and clip gradients.
+    """
+    m = _readable(m)
+    if not m.tensors_nonfinite:
+        return []
+    total = sum(t.nonfinite for t in m.tensors_nonfinite)
+    names = ", ".join(f"{t.name} ({t.nonfinite} of {t.numel})" for t in m.tensors_nonfinite[:5])
+    more = f" and {len(m.tensors_nonfinite) - 5} more" if len(m.tensors_nonfinite) > 5 else ""
+    return [finding("C201", f"{total} non-finite values in {len(m.tensors_nonfinite)} tensors: {names}{more}",
+                    subject=m.tensors_nonfinite[0].name,
+                    evidence={"tensors_nonfinite": len(m.tensors_nonfinite), "values_nonfinite": total})]
+
+
+@check("C202", scope="checkpoint", severity=Severity.WARNING, level="static")
+def weight_norms(m: CheckpointMeasurements):
+    """Exploding or vanishing weight norms.
+
+    What: RMS of every floating-point weight tensor. Exploding above 100: Kaiming-initialised conv
+    weights have RMS ≈ sqrt(2/fan_in) ≈ 0.01-0.3 and weight-norm gains ≈ 1-10, so 100 is hundreds
+    of times the usual scale. Vanishing when a weight matrix (2+ dims) has RMS below 1e-8: it is
+    numerically all zeros. Codebooks are judged by Q404 instead.
+    Why: Exploding weights mean training diverged (often right before a NaN); a zero layer passes
+    nothing, so everything after it is constant.
+    Fix: Resume from an earlier checkpoint with a lower learning rate and gradient clipping (norm
+    1.0); for zero layers check that the weights were loaded (strict load_state_dict) and that
+    weight decay is not applied to a layer without gradient.
+    """
+    m = _readable(m)
+    out = []
+    for issue in m.weights_exploding[:5]:
+        out.append(finding("C202", f"weight RMS {issue.rms:.4g} (threshold {EXPLODING_RMS:g}): exploding",
+                           subject=issue.name, evidence={"rms": issue.rms, "threshold": EXPLODING_RMS}))
+    for issue in m.weights_vanishing[:5]:
+        out.append(finding("C202", f"weight RMS {issue.rms if issue.rms is not None else 0:.3g} "
+                           f"(below {VANISHING_RMS:g}): the layer is all zeros", subject=issue.name,
+                           evidence={"rms": issue.rms or 0.0, "threshold": VANISHING_RMS}))
+    return out
+
+
+@check("C203", scope="checkpoint", severity=Severity.ERROR, level="static")
+def nonfinite_optimizer(m: CheckpointMeasurements):
+    """Non-finite optimizer state.
+
+    What: Counts NaN/inf in the optimizer's state tensors (Adam's exp_avg, exp_avg_sq, ...).
+    Why: Resuming from a NaN moment estimate turns the first update NaN even when the weights are
+    still finite: the run dies one step after resuming.
+    Fix: Resume with a fresh optimizer (weights only), or from an earlier checkpoint; find the step
+    that produced the NaN gradient.
+    """
+    m = _readable(m)
+    if m.optimizer_tensors == 0:
+        raise NotApplicable
+    if not m.optimizer_nonfinite:
+        return []
+    total = sum(t.nonfinite for t in m.optimizer_nonfinite)
+    names = ", ".join(f"{t.name} ({t.nonfinite})" for t in m.optimizer_nonfinite[:5])
+    return [finding("C203", f"{total} non-finite values in {len(m.optimizer_nonfinite)} of {m.optimizer_tensors} "
+                    f"optimizer tensors: {names}", subject=m.optimizer_nonfinite[0].name,
+                    evidence={"tensors_nonfinite": len(m.optimizer_nonfinite), "values_nonfinite": total})]
+
+
+@check("C204", scope="checkpoint", severity=Severity.ERROR, level="static")
+def scaler_collapsed(m: CheckpointMeasurements):
+    """AMP grad-scaler scale collapsed.
+
+    What: The GradScaler's current scale. It starts at 2^16 = 65536 and halves on every step with
+    non-finite gradients. Error below 1.0: the loss is scaled down and the gradients are still
+    non-finite, so the cause is a real NaN/inf (e.g. an fp16 spectral loss, S501), not fp16 range.
+    Warning below 128: at least 9 unrecovered halvings; many steps were skipped.
+    Why: Every halving is a skipped optimizer step; a collapsed scale means the model has not
+    been updated for a long time while the loss curve still looked alive.
+    Fix: Find the non-finite term (codecdoctor train reports T604 / T606), compute spectral losses
+    in float32 with autocast disabled, or train in bfloat16 (no scaler needed).
+    """
+    m = _readable(m)
+    if m.scaler_scale is None:
+        raise NotApplicable
+    scale = m.scaler_scale
+    if not math.isfinite(scale) or scale < SCALE_COLLAPSED:
+        halvings = math.log2(65536.0 / scale) if math.isfinite(scale) and scale > 0 else float("inf")
+        return [finding("C204", f"grad-scaler scale {scale:.3g}: {halvings:.0f} halvings from 65536; below 1.0 the "
+                        "gradients are non-finite even without scaling", subject="scaler",
+                        evidence={"scale": scale, "halvings_from_init": halvings})]
+    if scale < SCALE_LOW:
+        return [finding("C204", f"grad-scaler scale {scale:.3g}: {math.log2(65536.0 / scale):.0f} halvings from 65536",
+                        subject="scaler", severity=Severity.WARNING, evidence={"scale": scale})]
+    return []
+
+
+@check("C205", scope="checkpoint", severity=Severity.WARNING, level="static")
+def output_unbounded(m: CheckpointMeasurements):
+    """Decoder output unbounded (no final tanh / clamp).
+
+    What: Reads the decoder's output bound from the codec config (or the known architecture:
+    EnCodec ends in a conv, DAC in tanh). Fires when it is `none`. With `--data`, the message
+    gives the data's peak: above 1.0 a tanh cannot reproduce it (R307), at or below 1.0 a bound
+    costs nothing.
+    Why: An unbounded decoder can emit samples far beyond ±1: early in training or on unusual
+    input it blows up (R306), clips on playback, and its loss is dominated by the excursions.
+    Fix: Keep data within [-1, 1] (peak-normalise the corpus to about -1 dBFS once, not per
+    sample) and end the decoder with tanh or a clamp; if the data must exceed 1, scale it down.
+    """
+    m = _readable(m)
+    if m.output_bound is None:
+        raise NotApplicable
+    if m.output_bound != "none":
+        return []
+    peak = "" if m.data_peak is None else (
+        f"; the data peaks at {m.data_peak:.4g}" + (" (above 1: normalise it to ≤ 1, then bound the output)"
+                                                    if m.data_peak > 1.0 else " (≤ 1: a tanh bound costs nothing)"))
+    evidence = {"output_bound": m.output_bound}
+    if m.data_peak is not None:
+        evidence["data_peak"] = m.data_peak
+    return [finding("C205", f"decoder output bound is 'none' ({m.architecture}): nothing keeps samples within ±1{peak}",
+                    subject="decoder output", evidence=evidence)]
+
+
+@check("C206", scope="checkpoint", severity=Severity.WARNING, level="static")
+def half_precision_weights(m: CheckpointMeasurements):
+    """Half-precision weights.
+
+    What: Lists weight tensors stored as float16 / bfloat16 (quantizer codebooks are Q406's).
+    Why: A master copy in half precision loses small updates (bf16: 1 + 2^-8 rounds to 1), so
+    training resumed from it stalls; fp16 weights also overflow at 65504. Mixed precision keeps
+    float32 master weights and casts per op.
+    Fix: Keep weights in float32 and use autocast for speed; convert to half only for deployment.
+    """
+    m = _readable(m)
+    names = [n for n in m.half_precision_tensors if not n.endswith(("cluster_size", "embed", "embed_avg", "initted",
+                                                                   "inited"))]
+    if not names:
+        return []
+    return [finding("C206", f"{len(names)} weight tensors in half precision, e.g. {', '.join(names[:3])}",
+                    subject=names[0], evidence={"tensors_half": len(names)})]
+
+
+@check("C207", scope="checkpoint", severity=Severity.INFO, level="static")
+def bitrate_lint(m: CheckpointMeasurements):
+    """Bitrate and expectation lint.
+
+    What: The real bitrate from frame rate × codebooks × log2(codebook size), bits per sample and
+    the compression ratio against 16-bit PCM. For a white Gaussian source the rate-distortion bound
+    is 6.02 dB of SNR per bit per sample; speech is predictable, so codecs beat that, but at well
+    under 1 bit per sample a waveform SNR of a few dB is normal and perceptual measures (mel
+    distance, SI-SNR) are the right yardstick. Warning when the bitrate is not below PCM.
+    Why: Expectations drive decisions: a "negative SNR" at 1.5 kbps is not the same problem as at
+    24 kbps, and a config whose bitrate exceeds PCM is mis-specified.
+    Fix: Compare models at equal bitrate; judge low-bitrate codecs by mel distance or listening;
+    correct the codebook count or hop if the bitrate is not what you intended.
+    """
+    m = _readable(m)
+    if not m.bitrate or "bitrate_bps" not in m.bitrate:
+        raise NotApplicable
+    b = m.bitrate
+    bound = 6.02 * b["bits_per_sample"]
+    severity = Severity.WARNING if b["compression_ratio_vs_pcm16"] <= 1.0 else Severity.INFO
+    return [finding("C207", f"{b['bitrate_bps']:.0f} bit/s = {b['frame_rate_hz']:.4g} frames/s × {b['bits_per_frame']:.0f} "
+                    f"bits; {b['bits_per_sample']:.3f} bits/sample, {b['compression_ratio_vs_pcm16']:.1f}x smaller than "
+                    f"16-bit PCM; white-noise R(D) bound {bound:.2f} dB SNR", subject="bitrate", severity=severity,
+                    evidence={**b, "white_noise_snr_bound_db": bound})]
+
+
+@check("C208", scope="checkpoint", severity=Severity.WARNING, level="static")
+def history_trend(m: CheckpointMeasurements):
+    """Training history trend: negative, flat or diverging validation SNR.
+
+    What: Reads the per-epoch validation SNR stored in the checkpoint. Error when the latest value
+    is negative (the output is further from the input than silence would be); warning when it
+    improved less than 0.1 dB over the last 3 epochs (flat) or fell more than 3 dB below its best
+    (diverging).
+    Why: A negative SNR is a measured fault (scale, polarity, delay or bound: run `compare` on a
+    reconstruction to name it); a flat or falling curve means more epochs will not help.
+    Fix: For negative SNR run the R3xx diagnosis (`codecdoctor compare` or `check-ckpt --data`);
+    for flat curves check the learning rate (C209) and codebook usage (Q401/Q402); for divergence
+    lower the learning rate and resume from the best checkpoint.
+    """
+    m = _readable(m)
+    snrs = [(h.get("epoch", i), float(h["val_snr_db"])) for i, h in enumerate(m.history)
+            if isinstance(h.get("val_snr_db"), (int, float)) and math.isfinite(float(h["val_snr_db"]))]
+    if not snrs:
+        raise NotApplicable
+    epoch, last = snrs[-1]
+    best = max(value for _, value in snrs)
+    evidence = {"val_snr_db": last, "best_val_snr_db": best, "epochs": len(snrs)}
+    if last < 0:
+        return [finding("C208", f"validation SNR {last:.2f} dB at epoch {epoch} (best {best:.2f} dB): negative",
+                        subject=f"epoch {epoch}", severity=Severity.ERROR, evidence=evidence)]
+    if best - last > DIVERGE_DB:
+        return [finding("C208", f"validation SNR fell to {last:.2f} dB from a best of {best:.2f} dB: diverging",
+                        subject=f"epoch {epoch}", evidence=evidence)]
+    if len(snrs) > FLAT_EPOCHS:
+        gain = last - snrs[-1 - FLAT_EPOCHS][1]
+        if gain < FLAT_GAIN_DB:
+            evidence["gain_db"] = gain
+            return [finding("C208", f"validation SNR changed {gain:+.2f} dB over the last {FLAT_EPOCHS} epochs "
+                            f"({last:.2f} dB): flat", subject=f"epoch {epoch}", evidence=evidence)]
+    return []
+
+
+@check("C209", scope="checkpoint", severity=Severity.WARNING, level="static")
+def learning_rate(m: CheckpointMeasurements):
+    """Learning-rate sanity.
+
+    What: The initial learning rate (configured, scheduler `initial_lr`, or the first history
+    entry). AdamW on conv codecs trains at 1e-4 .. 1e-3 (EnCodec 3e-4, DAC 1e-4); Adam's update per
+    step is about lr in size, so from scratch 5e-5 or less moves weights of RMS ~0.05 by under 0.05
+    in a thousand steps: training crawls. Warning below 5e-5 when the run started from scratch
+    (not resumed or fine-tuned), and above 3e-3 (GAN codecs diverge or collapse codebooks).
+    Why: A too-small learning rate looks like a model that cannot learn (flat loss, low SNR) and
+    invites architecture changes that are not needed.
+    Fix: Start at 1e-4 .. 3e-4 with AdamW (betas 0.8, 0.99 for GAN training) and a warmup; keep
+    1e-5 for fine-tuning a pretrained codec.
+    """
+    m = _readable(m)
+    lrs = m.learning_rates
+    initial = next((lrs[k] for k in ("configured", "initial", "history_first", "current") if k in lrs), None)
+    if initial is None:
+        raise NotApplicable
+    evidence = {"learning_rate": initial, "low": LR_LOW, "high": LR_HIGH}
+    if initial < LR_LOW and not m.resumed_or_finetuned:
+        return [finding("C209", f"learning rate {initial:.3g} from scratch is below {LR_LOW:g}; conv codecs train with "
+                        f"AdamW at 1e-4 .. 1e-3 - at {initial:.0e} training crawls", subject="optimizer",
+                        evidence=evidence)]
+    if initial > LR_HIGH:
+        return [finding("C209", f"learning rate {initial:.3g} is above {LR_HIGH:g}; conv codecs train at 1e-4 .. 1e-3",
+                        subject="optimizer", evidence=evidence)]
+    return []
+
+
+# --- dynamic: probes (level "probe"; they read codecdoctor.probes.ProbeMeasurements) ----------------
+
+# C210: a scale-preserving codec has slope 1 dB/dB. Below 0.5 the output level barely follows the
+# input: per-sample normalisation or an AGC inside. 0.8 .. 1.2 is the healthy band for a lossy
+# codec (quantisation noise adds a floor that flattens the bottom of the sweep slightly).
+SLOPE_BROKEN = 0.5
+SLOPE_TOLERANCE = 0.2
+IDLE_NOISE_DBFS = -60.0
+BANDWIDTH_FRACTION_OF_NYQUIST = 0.6
+
+
+def _probe(m):
+    if m is None or not hasattr(m, "levels_in_dbfs"):
+        raise NotApplicable
+    return m
+
+
+@check("C210", scope="checkpoint", severity=Severity.ERROR, level="probe")
+def level_slope(m):
+    """Level sweep: output level does not follow input level.
+
+    What: Speech-like audio at peak levels -40 ... +0.1 dBFS through the codec; the slope of
+    output RMS (dB) against input RMS (dB) fitted over -40 ... -12 dBFS. Healthy: 1 dB/dB (scale
+    kept). Error below 0.5 (per-sample normalisation or an AGC destroyed the scale); warning when
+    outside 0.8 .. 1.2.
+    Why: A codec that normalises every input to the same level cannot reproduce level: SNR against
+    the reference is dominated by the gain error (R302), whatever the waveform quality.
+    Fix: Remove per-sample / per-chunk normalisation from the model and the data pipeline;
+    normalise the corpus once (a fixed gain per file at most), and let the codec see true levels.
+    """
+    m = _probe(m)
+    slope = m.level_slope_db_per_db
+    if slope is None or not math.isfinite(slope):
+        raise NotApplicable
+    if abs(slope - 1.0) <= SLOPE_TOLERANCE:
+        return []
+    severity = Severity.ERROR if slope < SLOPE_BROKEN else Severity.WARNING
+    spread = max(m.rms_out_db) - min(m.rms_out_db)
+    return [finding("C210", f"level sweep slope {slope:.3f} dB/dB (healthy: 1): a {max(m.rms_in_db) - min(m.rms_in_db):.1f} "
+                    f"dB input range came out as {spread:.1f} dB" + ("; the output level does not depend on the input "
+                                                                   "level (per-sample normalisation, an AGC, or an "
+                                                                   "output that ignores its input)"
+                                                                   if slope < SLOPE_BROKEN else ""),
+                    subject="level sweep", severity=severity,
+                    evidence={"slope_db_per_db": slope, "output_range_db": spread, "low_level_gain_db": m.low_level_gain_db})]
+
+
+@check("C211", scope="checkpoint", severity=Severity.WARNING, level="probe")
+def saturation(m):
+    """Level sweep: output saturates below full scale.
+
+    What: The first sweep level above -12 dBFS whose gain is 1 dB below the low-level gain, and the
+    largest output peak. A tanh output compresses as the input nears ±1 and can never reach a
+    peak of 1.0 or above.
+    Why: Data peaking at or above the bound is reproduced with a ceiling on SNR (R307); loud
+    passages are systematically quieter.
+    Fix: Keep training data below about -1 dBFS peak (normalise the corpus once), or use a bound
+    with headroom (e.g. 1.1·tanh, or a clamp at the data's peak).
+    """
+    m = _probe(m)
+    if m.max_output_peak is None:
+        raise NotApplicable
+    if m.saturation_dbfs is None:
+        return []
+    return [finding("C211", f"gain drops more than 1 dB below its low-level value from {m.saturation_dbfs:+.1f} dBFS; "
+                    f"largest output peak {m.max_output_peak:.4g} for a +0.1 dBFS input", subject="level sweep",
+                    evidence={"saturation_dbfs": m.saturation_dbfs, "max_output_peak": m.max_output_peak})]
+
+
+
+@check("C212", scope="checkpoint", severity=Severity.WARNING, level="probe")
+def latency(m):
+    """Chirp / impulse: the codec delays its output.
+
+    What: Latency in samples from the cross-correlation peak between a log chirp (60 Hz to 0.45·fs)
+    and the output, searched within ±100 ms; the impulse-response peak is reported alongside.
+    Fires when it is not zero.
+    Why: Any delay destroys waveform SNR (a one-sample delay of 4 kHz content at 16 kHz costs
+    several dB): validation SNR will be low or negative although the codec sounds right (R304).
+    Fix: Trim the latency in the decoder (causal padding must be undone), or align before
+    computing SNR; use SI-SNR after alignment when comparing codecs.
+    """
+    m = _probe(m)
+    if m.latency_samples is None or (m.chirp_correlation is not None and abs(m.chirp_correlation) < 0.1):
+        raise NotApplicable
+    if m.latency_samples == 0:
+        return []
+    return [finding("C212", f"output is {m.latency_samples:+d} samples late ({1000 * m.latency_samples / m.sample_rate:.2f} ms; "
+                    f"impulse peak at {m.impulse_latency_samples})", subject="chirp",
+                    evidence={"latency_samples": m.latency_samples, "impulse_latency_samples": m.impulse_latency_samples,
+                              "chirp_correlation": m.chirp_correlation})]
+
+
+@check("C213", scope="checkpoint", severity=Severity.ERROR, level="probe")
+def inverted(m):
+    """Asymmetric pulse: the codec inverts polarity.
+
+    What: The sign of the normalised correlation between an asymmetric pulse train (tall positive
+    lobe, shallow negative lobe) and the output at the measured latency. Fires when it is below
+    -0.1 (inverted); |correlation| below 0.1 decides nothing.
+    Why: An inverted output sounds identical but its SNR is about -6 dB for a perfect copy (R303).
+    Fix: Negate the decoder's output layer (or its last weight) - and check the training loss: a
+    loss that cannot see polarity (magnitude spectra only) lets it happen.
+    """
+    m = _probe(m)
+    if m.polarity is None:
+        raise NotApplicable
+    if m.polarity >= 0:
+        return []
+    return [finding("C213", f"pulse-train correlation {m.pulse_correlation:.3f} at lag {m.latency_samples}: output inverted",
+                    subject="asymmetric pulse", evidence={"correlation": m.pulse_correlation})]
+
+
+@check("C214", scope="checkpoint", severity=Severity.WARNING, level="probe")
+def idle_output(m):
+    """Silence in, noise out: the idle output level.
+
+    What: RMS, peak and DC of the output for one second of digital silence. Fires above -60 dBFS
+    RMS (audible hiss or hum under quiet passages; 16-bit dither is about -98 dBFS).
+    Why: A codec that adds a floor to silence lowers SNR on every pause and is audible in quiet
+    recordings; a DC or tone on silence often points at biases the decoder never learned to cancel.
+    Fix: Include silence and quiet passages in training crops (do not filter them all out), and
+    check for DC in the data (D105); train longer or with a waveform L1 term.
+    """
+    m = _probe(m)
+    if m.idle_rms_dbfs is None:
+        raise NotApplicable
+    if m.idle_rms_dbfs <= IDLE_NOISE_DBFS:
+        return []
+    return [finding("C214", f"silence in gives {m.idle_rms_dbfs:.1f} dBFS RMS out (peak {m.idle_peak:.3g}, DC {m.idle_dc:+.3g})",
+                    subject="silence", evidence={"idle_rms_dbfs": m.idle_rms_dbfs, "idle_peak": m.idle_peak,
+                                                  "idle_dc": m.idle_dc})]
+
+
+@check("C215", scope="checkpoint", severity=Severity.WARNING, level="probe")
+def bandwidth(m):
+    """Sine sweep: narrow -3 dB bandwidth.
+
+    What: Stepped sines at -12 dBFS from 60 Hz to 0.45·fs; gain at each frequency from the output
+    component at that frequency. The -3 dB bandwidth is the highest frequency (from 200 Hz up)
+    before the gain first falls 3 dB below the 200-2000 Hz median. Fires below 60% of Nyquist.
+    Why: A codec that loses the top of the band sounds muffled, and its waveform SNR is capped by
+    the missing energy (R311).
+    Fix: Check that training data really has that bandwidth (D110), that the mel loss covers the
+    high band (enough mel bins, fmax = fs/2), and the sample rate the codec was trained at.
+    """
+    m = _probe(m)
+    if not m.sweep_gain_db:
+        raise NotApplicable
+    limit = BANDWIDTH_FRACTION_OF_NYQUIST * m.nyquist_hz
+    if m.bandwidth_3db_hz is not None and m.bandwidth_3db_hz >= limit:
+        return []
+    bw = m.bandwidth_3db_hz
+    return [finding("C215", f"-3 dB bandwidth {bw if bw is None else round(bw)} Hz of {m.nyquist_hz:.0f} Hz Nyquist "
+                    f"(passband gain {m.passband_gain_db:.1f} dB)", subject="sine sweep",
+                    evidence={"bandwidth_3db_hz": bw or 0.0, "nyquist_hz": m.nyquist_hz,
+                              "passband_gain_db": m.passband_gain_db})]

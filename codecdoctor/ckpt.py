@@ -1,0 +1,480 @@
+"""Safe checkpoint loading and format adapters.
+
+`load_checkpoint_file(path)` never executes a pickle unless asked: it calls
+`torch.load(weights_only=True)`, whose unpickler only rebuilds tensors and plain containers and
+refuses any other global (a class, `os.system`, `open`, ...). A refusal is reported, not retried.
+Files that are not checkpoints (empty, truncated, a zip without `data.pkl`, text) come back with a
+`status` and a one-line reason instead of an exception.
+
+Format adapters turn what was loaded into one shape (`CheckpointInfo`): flat model weights plus
+whatever training state the container holds (optimizer, grad scaler, config, history, arguments).
+Known containers and architectures:
+- `codecdoctor-codec/1`: this project's checkpoint (`model/checkpoint.py`);
+- a Lightning checkpoint (`state_dict` with module prefixes such as `model.`, plus
+  `optimizer_states`, `native_amp_scaling_state`, `hyper_parameters`);
+- the `dac` package's `{"state_dict", "metadata": {"kwargs"}}` (as `DAC.save(package=False)`
+  writes it) or a raw DAC state dict;
+- the `encodec` package's model state dict (`quantizer.vq.layers.N._codebook.{embed, inited, ...}`);
+- vector-quantize-pytorch state (`_codebook.{cluster_size, embed, embed_avg, initted}`);
+- any other dict of tensors: a raw state dict of an unknown architecture (static checks only).
+"""
+from __future__ import annotations
+
+import os
+import re
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from codecdoctor.errors import InputError
+
+OWN_FORMAT = "codecdoctor-codec/1"
+# Top-level keys of training containers that are not model weights.
+_TRAINING_STATE_KEYS = {"optimizer", "optimizer_states", "optimizers", "scaler", "grad_scaler",
+                        "native_amp_scaling_state", "lr_schedulers", "scheduler", "schedulers", "rng", "callbacks",
+                        "loops", "hparams", "hyper_parameters", "train_args", "history", "config", "metadata"}
+
+
+@dataclass
+class CheckpointInfo:
+    """What a checkpoint file holds, in one shape for every format. `weights` maps flat tensor
+    names (container prefix stripped, e.g. Lightning's `model.`) to tensors."""
+
+    path: Path
+    file_bytes: int = 0
+    status: str = "ok"            # ok | unsafe | empty | truncated | not_checkpoint | unreadable
+    error: str | None = None      # one line: why it could not be read
+    unsafe_global: str | None = None  # the global the safe unpickler refused (e.g. "builtins.open")
+    loaded_unsafely: bool = False
+    load_seconds: float = 0.0
+    format: str = "unknown"       # codecdoctor-codec/1 | lightning | encodec | dac | vector-quantize-pytorch | state_dict | unknown
+    architecture: str = "unknown"  # codecdoctor-codec | encodec | dac | vector-quantize-pytorch | unknown
+    prefix: str = ""              # module prefix stripped from the weights (Lightning: "model.")
+    weights: dict[str, Any] = field(default_factory=dict)
+    optimizer: Any = None         # torch optimizer state_dict (or a list of them)
+    scaler: dict | None = None    # GradScaler state_dict
+    config: dict | None = None    # model config (own: CodecConfig dict; dac: metadata kwargs)
+    train_args: dict | None = None
+    history: list[dict] | None = None
+    step: int | None = None
+    epoch: int | None = None
+    raw: Any = None               # the loaded object (not serialised)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def readable(self) -> bool:
+        return self.status == "ok"
+
+
+# --- loading -----------------------------------------------------------------------------------
+
+def _first_line(text: str) -> str:
+    return " ".join(str(text).split())[:300]
+
+
+def _refused_global(message: str) -> str | None:
+    match = re.search(r"Unsupported global: GLOBAL ([\w.]+)", message) or re.search(r"GLOBAL ([\w.]+)", message)
+    if match:
+        return match.group(1)
+    match = re.search(r"Unsupported operand (\d+)", message)
+    return f"pickle opcode {match.group(1)}" if match else None
+
+
+def _classify_error(path: Path, exc: BaseException, is_zip: bool) -> tuple[str, str]:
+    """(status, one-line reason) for an exception from torch.load."""
+    import pickle
+
+    message = str(exc)
+    if isinstance(exc, pickle.UnpicklingError) and "Weights only load failed" in message:
+        refused = _refused_global(message)
+        what = f"it needs {refused}" if refused else "it needs code execution"
+        return "unsafe", f"refused to unpickle: {what}, which torch.load(weights_only=True) does not run"
+    if isinstance(exc, EOFError):
+        return "truncated", "the file ends before the pickle does (truncated or empty)"
+    if "central directory" in message or "failed reading zip archive" in message:
+        return "truncated", "the zip archive has no central directory: the file is truncated (an interrupted write)"
+    if is_zip and ("data.pkl" in message or "not in a subdirectory" in message or "archive/" in message):
+        return "not_checkpoint", "a zip file, but not a torch checkpoint (no <name>/data.pkl record)"
+    if isinstance(exc, (KeyError, ValueError, pickle.UnpicklingError)) or "invalid load key" in message:
+        return "not_checkpoint", f"not a torch checkpoint ({type(exc).__name__}: {_first_line(message)[:120]})"
+    return "unreadable", f"{type(exc).__name__}: {_first_line(message)}"
+
+
+def load_checkpoint_file(path: str | os.PathLike, *, unsafe_load: bool = False) -> CheckpointInfo:
+    """Load `path` safely and adapt its format. Raises InputError only when the path does not exist
+    or is a folder; every other problem is returned as `status` + `error`."""
+    import torch
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"checkpoint not found: {path}")
+    if path.is_dir():
+        raise InputError(f"{path} is a folder; pass a checkpoint file")
+    info = CheckpointInfo(path=path, file_bytes=path.stat().st_size)
+    if info.file_bytes == 0:
+        info.status, info.error = "empty", "the file is empty (0 bytes)"
+        return info
+    is_zip = zipfile.is_zipfile(path)
+    started = time.perf_counter()
+    try:
+        # mmap maps tensor storages instead of reading them: a 100 MB checkpoint "loads" in
+        # milliseconds and pages are read only when a check touches them. Only zip files support it.
+        obj = torch.load(path, map_location="cpu", weights_only=not unsafe_load, mmap=is_zip)
+    except Exception as exc:  # noqa: BLE001 - every failure becomes a status, never a traceback
+        info.status, info.error = _classify_error(path, exc, is_zip)
+        if info.status == "unsafe":
+            info.unsafe_global = _refused_global(str(exc))
+        info.load_seconds = time.perf_counter() - started
+        return info
+    info.load_seconds = time.perf_counter() - started
+    info.loaded_unsafely = unsafe_load
+    info.raw = obj
+    adapt(info, obj)
+    return info
+
+
+# --- format adapters ------------------------------------------------------------------------------
+
+def _is_tensor(value: Any) -> bool:
+    import torch
+
+    return isinstance(value, torch.Tensor)
+
+
+def flatten_tensors(obj: Any, prefix: str = "", skip: set[str] | None = None) -> dict[str, Any]:
+    """Tensor leaves of nested dicts, named by their dotted path."""
+    out: dict[str, Any] = {}
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            if skip and not prefix and str(key) in skip:
+                continue
+            name = f"{prefix}{key}"
+            if _is_tensor(value):
+                out[name] = value
+            elif isinstance(value, dict):
+                out.update(flatten_tensors(value, name + "."))
+    return out
+
+
+# Anchor keys that identify an architecture; `p` captures a container prefix such as "model.".
+_ARCHITECTURES = (
+    ("codecdoctor-codec", re.compile(r"^(?P<p>.*?)quantizer\.levels\.\d+\.cluster_size$"), ("encoder.", "decoder.")),
+    ("encodec", re.compile(r"^(?P<p>.*?)quantizer\.vq\.layers\.\d+\._codebook\.embed$"), ("encoder.model.",)),
+    ("dac", re.compile(r"^(?P<p>.*?)quantizer\.quantizers\.\d+\.codebook\.weight$"), ("encoder.block.",)),
+    ("vector-quantize-pytorch", re.compile(r"^(?P<p>.*?)(?:layers\.\d+\.)?_codebook\.(?:cluster_size|embed)$"), ()),
+)
+
+
+def detect_architecture(weights: dict[str, Any]) -> tuple[str, str]:
+    """(architecture, prefix) from tensor names; ("unknown", "") when nothing matches."""
+    for name, pattern, companions in _ARCHITECTURES:
+        for key in weights:
+            match = pattern.match(key)
+            if not match:
+                continue
+            prefix = match.group("p")
+            if name == "vector-quantize-pytorch":
+                # vqp nests anywhere; take the prefix of the quantizer module itself
+                return name, ""
+            if all(any(k.startswith(prefix + c) for k in weights) for c in companions):
+                return name, prefix
+    return "unknown", ""
+
+
+def _strip(weights: dict[str, Any], prefix: str) -> dict[str, Any]:
+    if not prefix:
+        return dict(weights)
+    return {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def adapt(info: CheckpointInfo, obj: Any) -> None:
+    """Fill `info` from a loaded object (see the module doc for the formats)."""
+    if _is_tensor(obj) or not isinstance(obj, dict):
+        info.status = "not_checkpoint"
+        info.error = f"the file holds a {type(obj).__name__}, not a dict of tensors"
+        return
+    if obj.get("format") == OWN_FORMAT:
+        info.format = info.architecture = OWN_FORMAT
+        info.architecture = "codecdoctor-codec"
+        info.weights = flatten_tensors(obj.get("model") or {})
+        info.optimizer, info.scaler = obj.get("optimizer"), obj.get("scaler")
+        info.config = obj.get("config") if isinstance(obj.get("config"), dict) else None
+        info.train_args = obj.get("train_args") if isinstance(obj.get("train_args"), dict) else None
+        info.history = obj.get("history") if isinstance(obj.get("history"), list) else None
+        info.step, info.epoch = _int_or_none(obj.get("step")), _int_or_none(obj.get("epoch"))
+        return
+    if "pytorch-lightning_version" in obj or ("state_dict" in obj and ("optimizer_states" in obj or "global_step" in obj)):
+        info.format = "lightning"
+        weights = flatten_tensors(obj.get("state_dict") or {})
+        info.architecture, info.prefix = detect_architecture(weights)
+        if info.architecture == "unknown":
+            info.prefix = _common_module_prefix(weights)
+        info.weights = _strip(weights, info.prefix) if info.architecture != "unknown" else weights
+        states = obj.get("optimizer_states") or []
+        info.optimizer = states[0] if len(states) == 1 else (states or None)
+        info.scaler = obj.get("native_amp_scaling_state")
+        hparams = obj.get("hyper_parameters")
+        info.config = dict(hparams) if isinstance(hparams, dict) else None
+        info.train_args = info.config
+        info.step, info.epoch = _int_or_none(obj.get("global_step")), _int_or_none(obj.get("epoch"))
+        return
+    if isinstance(obj.get("state_dict"), dict) and isinstance(obj.get("metadata"), dict):
+        weights = flatten_tensors(obj["state_dict"])
+        arch, prefix = detect_architecture(weights)
+        info.format = "dac" if arch == "dac" else "state_dict"
+        info.architecture, info.prefix, info.weights = arch, prefix, _strip(weights, prefix)
+        kwargs = obj["metadata"].get("kwargs")
+        info.config = dict(kwargs) if isinstance(kwargs, dict) else None
+        return
+    # A raw state dict, possibly nested ({"generator": {...}, "optimizer": {...}}).
+    weights = flatten_tensors(obj, skip=_TRAINING_STATE_KEYS)
+    if not weights:
+        info.status = "not_checkpoint"
+        info.error = "a dict without any tensors: " + ", ".join(map(str, list(obj)[:8]))
+        return
+    for key in ("optimizer", "optimizer_state_dict", "optim"):
+        if isinstance(obj.get(key), dict):
+            info.optimizer = obj[key]
+    for key in ("scaler", "grad_scaler"):
+        if isinstance(obj.get(key), dict):
+            info.scaler = obj[key]
+    if isinstance(obj.get("config"), dict):
+        info.config = obj["config"]
+    info.step, info.epoch = _int_or_none(obj.get("step")), _int_or_none(obj.get("epoch"))
+    arch, prefix = detect_architecture(weights)
+    info.architecture, info.prefix = arch, prefix
+    info.weights = _strip(weights, prefix)
+    info.format = arch if arch in ("encodec", "dac", "vector-quantize-pytorch") else "state_dict"
+
+
+def _common_module_prefix(weights: dict[str, Any]) -> str:
+    first = {key.split(".", 1)[0] for key in weights if "." in key}
+    return f"{first.pop()}." if len(first) == 1 and all("." in k for k in weights) else ""
+
+
+# --- facts the checks read ----------------------------------------------------------------------
+
+KNOWN_LOSS_FFT_SIZES = {
+    # the spectral losses each family's reference training uses
+    "encodec": [2 ** i for i in range(5, 12)],       # EnCodec: mel loss over windows 2^5 ... 2^11
+    "dac": [32, 64, 128, 256, 512, 1024, 2048],        # DAC: multi-scale mel windows
+}
+KNOWN_OUTPUT_BOUND = {"encodec": "none", "dac": "tanh"}  # EnCodec's decoder ends in a conv; DAC's in tanh
+
+
+def learning_rates(info: CheckpointInfo) -> dict[str, float]:
+    """Learning rates recorded anywhere in the checkpoint: configured, initial (scheduler) and current."""
+    out: dict[str, float] = {}
+    for source in (info.train_args or {}, info.config or {}):
+        for key in ("learning_rate", "lr"):
+            if isinstance(source.get(key), (int, float)) and "configured" not in out:
+                out["configured"] = float(source[key])
+    optimizers = info.optimizer if isinstance(info.optimizer, list) else [info.optimizer]
+    for opt in optimizers:
+        groups = opt.get("param_groups") if isinstance(opt, dict) else None
+        if groups:
+            group = groups[0]
+            if isinstance(group.get("lr"), (int, float)):
+                out.setdefault("current", float(group["lr"]))
+            if isinstance(group.get("initial_lr"), (int, float)):
+                out.setdefault("initial", float(group["initial_lr"]))
+            if "betas" in group:
+                out.setdefault("adam_family", 1.0)
+    if info.history:
+        first = info.history[0] if isinstance(info.history[0], dict) else {}
+        if isinstance(first.get("lr"), (int, float)):
+            out.setdefault("history_first", float(first["lr"]))
+    return out
+
+
+def output_bound(info: CheckpointInfo) -> str | None:
+    """"tanh" / "none" / a clamp, when the checkpoint says; None when unknown."""
+    if info.architecture == "codecdoctor-codec" and info.config:
+        return info.config.get("output_bound")
+    return KNOWN_OUTPUT_BOUND.get(info.architecture)
+
+
+def bitrate(info: CheckpointInfo) -> dict[str, float] | None:
+    """Real bitrate from frame rate × codebooks × log2(codebook size), when both are known."""
+    import math
+
+    from codecdoctor.quantizer import quantizer_levels_from_state
+
+    levels = quantizer_levels_from_state(info.weights)
+    config = info.config or {}
+    sample_rate = hop = None
+    if info.architecture == "codecdoctor-codec" and config:
+        sample_rate = config.get("sample_rate")
+        strides = config.get("strides") or []
+        hop = math.prod(int(s) for s in strides) if strides else None
+        n_q = int(config.get("n_codebooks", len(levels)))
+        bits = n_q * math.log2(int(config.get("codebook_size", 1024)))
+    elif levels:
+        if info.architecture == "encodec":
+            # 24 kHz model: strides 8·5·4·2 = 320; the 48 kHz one has 2 channels and 150 fps: ambiguous
+            sample_rate, hop = 24000, 320
+        elif info.architecture == "dac" and config:
+            sample_rate = config.get("sample_rate", 44100)
+            hop = math.prod(int(r) for r in config.get("encoder_rates", [2, 4, 8, 8]))
+        bits = sum(math.log2(lv.codebook_size) for lv in levels)
+    else:
+        return None
+    if not sample_rate or not hop:
+        return {"bits_per_frame": bits}
+    frame_rate = float(sample_rate) / float(hop)
+    bps = frame_rate * bits
+    channels = int(config.get("channels", 1)) if isinstance(config.get("channels", 1), int) else 1
+    pcm = float(sample_rate) * 16 * channels
+    return {"bitrate_bps": bps, "frame_rate_hz": frame_rate, "bits_per_frame": bits, "sample_rate": float(sample_rate),
+            "bits_per_sample": bps / (float(sample_rate) * channels), "compression_ratio_vs_pcm16": pcm / bps if bps else 0.0}
+
+
+# --- static measurements --------------------------------------------------------------------------
+
+# Weight RMS above this is far outside anything a trained conv codec holds: Kaiming-initialised
+# conv weights have RMS ≈ sqrt(2 / fan_in) ≈ 0.01-0.3, weight-norm gains ≈ 1-10. 100 is 300x the
+# usual scale - the signature of a diverged run (or of an fp16 overflow right before the save).
+EXPLODING_RMS = 100.0
+# A weight matrix (ndim >= 2) whose RMS is below this is numerically all zeros: a layer that died
+# (e.g. weight decay with no gradient) or was never loaded.
+VANISHING_RMS = 1e-8
+_HALF_DTYPES = ("float16", "bfloat16")
+
+
+@dataclass
+class TensorIssue:
+    name: str
+    shape: list[int]
+    dtype: str
+    nonfinite: int = 0
+    numel: int = 0
+    rms: float | None = None
+
+
+@dataclass
+class CheckpointMeasurements:
+    """Static facts about one checkpoint: what the C2xx checks read (JSON: `measurements`)."""
+
+    path: str
+    file_bytes: int
+    status: str
+    error: str | None = None
+    unsafe_global: str | None = None
+    loaded_unsafely: bool = False
+    format: str = "unknown"
+    architecture: str = "unknown"
+    prefix: str = ""
+    parameters: int = 0               # elements of all floating-point tensors in the weights
+    tensors: int = 0
+    tensors_nonfinite: list[TensorIssue] = field(default_factory=list)
+    optimizer_tensors: int = 0
+    optimizer_nonfinite: list[TensorIssue] = field(default_factory=list)
+    weights_exploding: list[TensorIssue] = field(default_factory=list)
+    weights_vanishing: list[TensorIssue] = field(default_factory=list)
+    largest_weight_rms: float | None = None
+    largest_weight_rms_name: str | None = None
+    half_precision_tensors: list[str] = field(default_factory=list)
+    scaler_scale: float | None = None
+    scaler_growth_tracker: int | None = None
+    output_bound: str | None = None
+    data_peak: float | None = None    # max |x| of the --data crops, when given
+    bitrate: dict[str, float] | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    learning_rates: dict[str, float] = field(default_factory=dict)
+    resumed_or_finetuned: bool = False
+    step: int | None = None
+    epoch: int | None = None
+    load_seconds: float = 0.0
+    scan_seconds: float = 0.0
+
+
+def _dtype(tensor: Any) -> str:
+    return str(tensor.dtype).replace("torch.", "")
+
+
+def _scan(name: str, tensor: Any) -> tuple[int, float | None]:
+    """(non-finite count, RMS over finite values) in one pass over a float tensor."""
+    import torch
+
+    flat = tensor.detach().reshape(-1)
+    finite = torch.isfinite(flat)
+    nonfinite = int(flat.numel() - int(finite.sum()))
+    values = flat[finite] if nonfinite else flat
+    rms = float(values.double().square().mean().sqrt()) if values.numel() else None
+    return nonfinite, rms
+
+
+def _optimizer_tensors(optimizer: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    optimizers = optimizer if isinstance(optimizer, list) else [optimizer]
+    for index, opt in enumerate(optimizers):
+        if isinstance(opt, dict) and isinstance(opt.get("state"), dict):
+            tag = f"optimizer[{index}]." if len(optimizers) > 1 else "optimizer."
+            for param_id, state in opt["state"].items():
+                if isinstance(state, dict):
+                    for key, value in state.items():
+                        if _is_tensor(value):
+                            out[f"{tag}state[{param_id}].{key}"] = value
+    return out
+
+
+def measure_static(info: CheckpointInfo) -> CheckpointMeasurements:
+    """One pass over every tensor: counts, non-finite values, RMS, dtypes; plus training state."""
+    m = CheckpointMeasurements(path=str(info.path.name), file_bytes=info.file_bytes, status=info.status,
+                               error=info.error, unsafe_global=info.unsafe_global,
+                               loaded_unsafely=info.loaded_unsafely, format=info.format,
+                               architecture=info.architecture, prefix=info.prefix, load_seconds=info.load_seconds)
+    if not info.readable:
+        return m
+    started = time.perf_counter()
+    largest = (-1.0, None)
+    for name, tensor in info.weights.items():
+        m.tensors += 1
+        if not tensor.is_floating_point():
+            continue
+        m.parameters += tensor.numel()
+        nonfinite, rms = _scan(name, tensor)
+        issue = TensorIssue(name, list(tensor.shape), _dtype(tensor), nonfinite, tensor.numel(), rms)
+        if nonfinite:
+            m.tensors_nonfinite.append(issue)
+        if _dtype(tensor) in _HALF_DTYPES:
+            m.half_precision_tensors.append(name)
+        if rms is not None and rms > largest[0]:
+            largest = (rms, name)
+        if rms is not None and rms > EXPLODING_RMS:
+            m.weights_exploding.append(issue)
+        elif tensor.dim() >= 2 and tensor.numel() > 1 and (rms is None or rms < VANISHING_RMS) \
+                and not name.endswith(("embed", "embed_avg")):  # an uninitialised codebook is Q404's
+            m.weights_vanishing.append(issue)
+    if largest[1] is not None:
+        m.largest_weight_rms, m.largest_weight_rms_name = largest
+    for name, tensor in _optimizer_tensors(info.optimizer).items():
+        m.optimizer_tensors += 1
+        if tensor.is_floating_point():
+            nonfinite, _ = _scan(name, tensor)
+            if nonfinite:
+                m.optimizer_nonfinite.append(TensorIssue(name, list(tensor.shape), _dtype(tensor), nonfinite,
+                                                         tensor.numel()))
+    if isinstance(info.scaler, dict) and info.scaler.get("scale") is not None:
+        scale = info.scaler["scale"]
+        m.scaler_scale = float(scale.item() if _is_tensor(scale) else scale)
+        m.scaler_growth_tracker = _int_or_none(info.scaler.get("_growth_tracker"))
+    m.output_bound = output_bound(info)
+    m.bitrate = bitrate(info)
+    m.history = [h for h in (info.history or []) if isinstance(h, dict)]
+    m.learning_rates = learning_rates(info)
+    args = {**(info.config or {}), **(info.train_args or {})} if info.format == "lightning" else (info.train_args or {})
+    m.resumed_or_finetuned = any(bool(args.get(k)) for k in ("resume", "resume_from", "init_from", "pretrained",
+                                                             "finetune", "ckpt_path"))
+    m.step, m.epoch = info.step, info.epoch
+    m.scan_seconds = time.perf_counter() - started
+    return m

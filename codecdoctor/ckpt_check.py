@@ -1,0 +1,382 @@
+"""`check_checkpoint`: static checks on any checkpoint, dynamic checks when the model builds.
+
+Static (always, when the file is readable): C201-C209 from tensors and training state, Q401-Q406
+from EMA codebook buffers, S501-S504 for the loss's FFT sizes. Dynamic (this project's codec
+automatically; EnCodec 24 kHz and DAC checkpoints with metadata when their packages import; any
+other codec through `model="pkg.module:factory"`, see codecdoctor.adapters): probes (C210-C215),
+and with `data=DIR` reconstruction of deterministic crops (R3xx via diagnose_pair), code
+histograms (Q401, Q402, Q405) and S501-S503 at the data's real peak.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from codecdoctor.ckpt import (KNOWN_LOSS_FFT_SIZES, CheckpointInfo, CheckpointMeasurements, load_checkpoint_file,
+                              measure_static)
+from codecdoctor.findings import Finding, Report
+from codecdoctor.quantizer import QuantizerMeasurements, level_stats_from_codes, quantizer_levels_from_state
+from codecdoctor.registry import run_checks
+
+_AMP_DTYPES = {"fp16": "float16", "float16": "float16", "bf16": "bfloat16", "bfloat16": "bfloat16",
+               "none": "float32", "fp32": "float32", "float32": "float32"}
+
+
+# --- building a model ---------------------------------------------------------------------------
+
+def _own_adapter(info: CheckpointInfo):
+    from codecdoctor.adapters import OwnCodecAdapter
+    from model.checkpoint import build_codec
+
+    return OwnCodecAdapter(build_codec(info.raw))
+
+
+def _encodec_adapter(info: CheckpointInfo):
+    import encodec
+    import torch
+
+    from codecdoctor.adapters import CodecAdapter
+
+    model = encodec.EncodecModel.encodec_model_24khz(pretrained=False)
+    model.load_state_dict(info.weights)
+    model.set_target_bandwidth(max(model.target_bandwidths))
+    model.eval()
+
+    class EncodecAdapter(CodecAdapter):
+        def encode(self, audio):
+            frames = self.module.encode(audio)
+            return torch.cat([codes for codes, _ in frames], dim=-1)
+
+        def decode(self, codes):
+            return self.module.decode([(codes, None)])
+
+    return EncodecAdapter(model, model.sample_rate, codebook_size=model.quantizer.bins, channels=model.channels)
+
+
+def _dac_adapter(info: CheckpointInfo):
+    import dac
+
+    from codecdoctor.adapters import CodecAdapter
+
+    model = dac.DAC(**(info.config or {}))
+    model.load_state_dict(info.weights)
+    model.eval()
+
+    class DacAdapter(CodecAdapter):
+        def encode(self, audio):
+            length = audio.shape[-1]
+            padded = self.module.preprocess(audio, self.sample_rate)
+            self._length = length
+            return self.module.encode(padded)[1]
+
+        def decode(self, codes):
+            z = self.module.quantizer.from_codes(codes)[0]
+            return self.module.decode(z)
+
+    return DacAdapter(model, model.sample_rate, codebook_size=model.codebook_size)
+
+
+def build_adapter(info: CheckpointInfo, model_spec: str | None = None) -> tuple[Any, str]:
+    """(adapter or None, a sentence saying what was built or why not)."""
+    from codecdoctor.adapters import build_from_factory, load_factory
+
+    if model_spec:
+        factory = load_factory(model_spec)
+        try:
+            _, adapter = build_from_factory(factory, info.weights)
+        except Exception as exc:  # noqa: BLE001 - the user's factory: report, static checks still run
+            from codecdoctor.errors import InputError
+
+            if isinstance(exc, InputError):
+                raise
+            return None, f"--model {model_spec} failed: {type(exc).__name__}: {exc}; static checks only"
+        return adapter, f"model built by {model_spec}"
+    builders: dict[str, Callable[[CheckpointInfo], Any]] = {"codecdoctor-codec": _own_adapter}
+    if info.architecture == "encodec":
+        builders["encodec"] = _encodec_adapter
+    if info.architecture == "dac" and info.config:
+        builders["dac"] = _dac_adapter
+    builder = builders.get(info.architecture)
+    if builder is None or (info.architecture == "codecdoctor-codec" and info.format != "codecdoctor-codec/1"):
+        what = "an unknown architecture" if info.architecture == "unknown" else f"{info.architecture} weights"
+        why = " without the config needed to build it" if info.architecture in ("codecdoctor-codec", "dac") else ""
+        return None, (f"{what}{why}: static checks only; pass --model pkg.module:factory to run probes, "
+                      "reconstruction and code histograms")
+    try:
+        return builder(info), f"{info.architecture} model built from the checkpoint"
+    except Exception as exc:  # noqa: BLE001 - weights that do not fit: static checks still run
+        return None, f"could not build the {info.architecture} model ({type(exc).__name__}: " \
+                     f"{str(exc).splitlines()[0][:160]}): static checks only"
+
+
+# --- data crops -------------------------------------------------------------------------------
+
+def read_crops(data_dir: str | Path, sample_rate: int, channels: int, *, n_crops: int = 8,
+               crop_seconds: float = 2.0, max_files: int = 64) -> tuple[list[tuple[str, np.ndarray]], float, list[str]]:
+    """Deterministic crops [C, T] at the codec's rate (evenly spaced over the first `max_files`
+    files), the peak |x| over those whole files (streamed in blocks), and notes."""
+    import soundfile as sf
+    from scipy.signal import resample_poly
+
+    from codecdoctor.audio import discover
+    from codecdoctor.errors import InputError
+
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise InputError(f"--data: {root} is not a folder")
+    files = [e for e in discover(root) if e.kind == "audio"][:max_files]
+    notes: list[str] = []
+    peak = 0.0
+    readable: list[tuple[str, Path, int, int]] = []
+    for entry in files:
+        try:
+            info = sf.info(str(entry.path))
+            with sf.SoundFile(str(entry.path)) as handle:
+                for block in handle.blocks(blocksize=1 << 16, dtype="float32", always_2d=True):
+                    finite = block[np.isfinite(block)]
+                    if finite.size:
+                        peak = max(peak, float(np.abs(finite).max()))
+            readable.append((entry.relpath, entry.path, info.samplerate, info.frames))
+        except Exception as exc:  # noqa: BLE001 - unreadable files are audit-data's D100
+            notes.append(f"{entry.relpath}: unreadable ({type(exc).__name__}); skipped")
+    if not readable:
+        raise InputError(f"--data: no readable audio under {root}")
+    crops: list[tuple[str, np.ndarray]] = []
+    per_file = max(1, math.ceil(n_crops / len(readable)))
+    for relpath, path, rate, frames in readable:
+        want = int(round(crop_seconds * rate))
+        starts = np.linspace(0, max(frames - want, 0), per_file).astype(int) if frames > want else [0]
+        for start in sorted(set(int(s) for s in starts)):
+            if len(crops) >= n_crops:
+                break
+            data, _ = sf.read(str(path), start=start, frames=want, dtype="float32", always_2d=True)
+            audio = data.T.astype(np.float64)
+            if rate != sample_rate:
+                g = math.gcd(int(rate), int(sample_rate))
+                audio = resample_poly(audio, sample_rate // g, rate // g, axis=-1)
+            if audio.shape[0] != channels:
+                audio = np.repeat(audio.mean(0, keepdims=True), channels, axis=0)
+            crops.append((f"{relpath}@{start / rate:.2f}s", np.nan_to_num(audio).astype(np.float32)))
+    return crops, peak, notes
+
+
+def _dedupe(findings_per_crop: list[list[Finding]], n_crops: int) -> list[Finding]:
+    """One finding per ID (the first crop's), with how many crops showed it."""
+    counts: dict[str, int] = {}
+    first: dict[str, Finding] = {}
+    for found in findings_per_crop:
+        for f in {f.id: f for f in found}.values():
+            counts[f.id] = counts.get(f.id, 0) + 1
+            first.setdefault(f.id, f)
+    out = []
+    for check_id, f in first.items():
+        f.message = f"{f.message} ({counts[check_id]} of {n_crops} crops)"
+        f.evidence = {**f.evidence, "crops_with_finding": counts[check_id], "crops": n_crops}
+        out.append(f)
+    return out
+
+
+def _reconstruct_on_data(adapter: Any, crops, output_bound: str | None, report: Report) -> dict[str, Any]:
+    import torch
+
+    from codecdoctor.adapters import reconstruct
+    from codecdoctor.diagnosis import diagnose_pair
+
+    per_crop, findings, rows = [], [], []
+    for subject, audio in crops:
+        est = reconstruct(adapter, torch.as_tensor(audio)[None]).numpy()[0]
+        bound = 1.0 if output_bound == "tanh" else None
+        pm, found, ran = diagnose_pair(audio, est, int(adapter.sample_rate), subject=subject, output_bound=bound)
+        report.add([], ran)
+        findings.append(found)
+        per_crop.append({"subject": subject, "snr_db": pm.snr_db, "si_snr_db": pm.si_snr_db,
+                         "mel_distance": pm.mel_distance, "gain": pm.gain, "lag_samples": pm.lag_samples,
+                         "what_if": pm.what_if})
+        rows.append([subject, pm.snr_db, pm.si_snr_db, pm.lag_samples, pm.gain, found[0].id if found else ""])
+    report.add(_dedupe(findings, len(crops)))
+    from codecdoctor.report.sections import Table
+
+    report.sections.append(Table("Reconstruction of data crops", ["crop", "SNR dB", "SI-SNR dB", "lag", "gain", "top"],
+                                 rows))
+    snrs = [c["snr_db"] for c in per_crop if math.isfinite(c["snr_db"])]
+    return {"crops": per_crop, "mean_snr_db": float(np.mean(snrs)) if snrs else None}
+
+
+def _codes_on_data(adapter: Any, crops, max_level_crops: int = 4) -> QuantizerMeasurements | None:
+    import torch
+
+    from codecdoctor.adapters import reconstruct  # noqa: F401 - same inference context as reconstruction
+    from codecdoctor.metrics import snr_db
+
+    if not (hasattr(adapter, "encode") and hasattr(adapter, "decode")):
+        return None
+    all_codes = []
+    with torch.inference_mode():
+        for _, audio in crops:
+            codes = torch.as_tensor(adapter.encode(torch.as_tensor(audio)[None]))
+            if codes.dim() != 3:
+                return None
+            all_codes.append(codes.long().cpu())
+    stacked = torch.cat(all_codes, dim=-1)
+    sizes = getattr(adapter, "codebook_size", None)
+    sizes = int(stacked.max()) + 1 if sizes is None else sizes
+    q = QuantizerMeasurements(levels=level_stats_from_codes(stacked, sizes), source="codes",
+                              frames_seen=int(stacked.shape[0] * stacked.shape[-1]))
+    # What each RVQ level adds: decode with the first k levels (needs a decoder that accepts fewer).
+    n_levels = stacked.shape[1]
+    if n_levels > 1:
+        try:
+            snr_by_levels = []
+            with torch.inference_mode():
+                for k in range(1, n_levels + 1):
+                    refs, ests = [], []
+                    for (_, audio), codes in list(zip(crops, all_codes))[:max_level_crops]:
+                        out = torch.as_tensor(adapter.decode(codes[:, :k])).float().numpy()[0]
+                        length = min(out.shape[-1], audio.shape[-1])
+                        refs.append(audio[..., :length].reshape(-1))
+                        ests.append(out[..., :length].reshape(-1))
+                    snr_by_levels.append(float(snr_db(np.concatenate(refs), np.concatenate(ests))))
+            q.snr_by_levels_db = snr_by_levels
+        except Exception:  # noqa: BLE001 - a decoder that needs all levels: Q405 judges usage only
+            q.snr_by_levels_db = None
+    return q
+
+
+# --- the library function -------------------------------------------------------------------------
+
+def _stft_setup(info: CheckpointInfo, fft_sizes: Sequence[int] | None, amp: str | None) -> tuple[list[int], str | None, str | None, str]:
+    """(fft sizes, stft dtype, device, where the sizes came from)."""
+    dtype = _AMP_DTYPES.get(str(amp).lower()) if amp else None
+    args = info.train_args or {}
+    device = args.get("device") if args.get("device") in ("cuda", "cpu") else None
+    if info.format == "codecdoctor-codec/1" and info.config:
+        sizes = list(info.config.get("mel_fft_sizes") or [])
+        if args.get("adversarial"):
+            sizes += [n for n in info.config.get("disc_fft_sizes") or [] if n not in sizes]
+        # model/losses.py runs every STFT in float32 with autocast disabled, whatever --amp says
+        return (list(fft_sizes) if fft_sizes else sizes), (dtype or "float32"), device, "codec config"
+    if fft_sizes:
+        return list(fft_sizes), dtype, device, "--fft-sizes"
+    if info.architecture in KNOWN_LOSS_FFT_SIZES:
+        return KNOWN_LOSS_FFT_SIZES[info.architecture], dtype, device, f"{info.architecture} reference training"
+    return [], dtype, device, ""
+
+
+def check_checkpoint(path: str | Path, *, data: str | Path | None = None, model: str | None = None,
+                     unsafe_load: bool = False, fft_sizes: Sequence[int] | None = None, amp: str | None = None,
+                     loss_eps: float | None = None, probes: bool = True, n_crops: int = 8,
+                     crop_seconds: float = 2.0) -> Report:
+    """Check one checkpoint. Returns a Report; `measurements` follows DESIGN 4b (`format`,
+    `parameters`, `tensors_nonfinite`, `quantizer`, `bitrate_bps`, `probes`) plus `static`,
+    `stft`, `quantizer_on_data` and `reconstruction`. An unsafe pickle is refused (C200) and
+    `measurements["refused_unsafe"]` is True; the CLI exits 2 for it."""
+    from codecdoctor.stft import measure_stft
+
+    path = Path(path)
+    report = Report(command="check-ckpt", args={"ckpt": str(path), "data": str(data) if data else None,
+                                                "model": model, "unsafe_load": unsafe_load,
+                                                "fft_sizes": list(fft_sizes) if fft_sizes else None, "amp": amp})
+    info = load_checkpoint_file(path, unsafe_load=unsafe_load)
+    if unsafe_load:
+        report.notes.append("--unsafe-load: the pickle was executed with weights_only=False; only do this for "
+                            "files you trust")
+    m = measure_static(info)
+    report.measurements.update({"format": m.format, "architecture": m.architecture, "parameters": m.parameters,
+                                "tensors_nonfinite": [{"name": t.name, "nonfinite": t.nonfinite, "numel": t.numel}
+                                                      for t in m.tensors_nonfinite],
+                                "refused_unsafe": info.status == "unsafe"})
+    if not info.readable:
+        run = run_checks("checkpoint", m, level="static")
+        report.add(run.findings, run.checks_run)
+        report.notes.append(f"{path.name}: {info.error}; no static or dynamic checks on its contents ran")
+        report.measurements["static"] = m
+        return report
+
+    adapter, build_note = build_adapter(info, model)
+    crops: list[tuple[str, np.ndarray]] = []
+    if data is not None:
+        sr = int(getattr(adapter, "sample_rate", 0) or (info.config or {}).get("sample_rate") or 16000)
+        channels = int(getattr(adapter, "channels", 1) or 1)
+        crops, m.data_peak, data_notes = read_crops(data, sr, channels, n_crops=n_crops, crop_seconds=crop_seconds)
+        report.notes.extend(data_notes)
+
+    run = run_checks("checkpoint", m, level="static")
+    report.add(run.findings, run.checks_run)
+
+    levels = quantizer_levels_from_state(info.weights)
+    q = QuantizerMeasurements(levels=levels, source=levels[0].source if levels else "ema")
+    run = run_checks("quantizer", q)
+    report.add(run.findings, run.checks_run)
+    report.measurements["quantizer"] = q.to_list()
+    report.measurements["bitrate_bps"] = (m.bitrate or {}).get("bitrate_bps")
+
+    sizes, stft_dtype, device, source = _stft_setup(info, fft_sizes, amp)
+    if sizes:
+        peak = m.data_peak if m.data_peak else 1.0
+        eps = loss_eps if loss_eps is not None else 1e-5  # model/losses.py clamps mels at 1e-5; EnCodec/DAC use 1e-5
+        reference = crops[0][1][0] if crops else None
+        sr = int(getattr(adapter, "sample_rate", 0) or (info.config or {}).get("sample_rate") or 16000)
+        sm = measure_stft(peak, sizes, eps=eps, stft_dtype=stft_dtype, device=device, source=source,
+                          reference=reference, sample_rate=sr)
+        run = run_checks("stft", sm)
+        report.add(run.findings, run.checks_run)
+        report.measurements["stft"] = sm
+        if not m.data_peak:
+            report.notes.append("S501-S503 assume a full-scale peak of 1.0; pass --data to use the data's real peak")
+    else:
+        report.notes.append("S501-S504 not run: the loss's FFT sizes are unknown (pass --fft-sizes 512,1024,2048)")
+
+    report.notes.append(build_note)
+    if adapter is not None:
+        try:
+            _dynamic(adapter, m, crops, probes, report)
+        except Exception as exc:  # noqa: BLE001 - a model that fails at run time: say so, keep static results
+            report.notes.append(f"dynamic checks stopped: the model failed at run time "
+                                f"({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''})")
+    report.measurements["model_built"] = adapter is not None
+    report.measurements["static"] = m
+    _static_sections(report, m, levels)
+    return report
+
+
+def _dynamic(adapter: Any, m: CheckpointMeasurements, crops, probes: bool, report: Report) -> None:
+    if probes:
+        from codecdoctor.probes import measure_probes, probe_sections, run_probe_checks
+
+        pm = measure_probes(adapter)
+        run = run_probe_checks(pm)
+        report.add(run.findings, run.checks_run)
+        report.measurements["probes"] = pm
+        report.sections.extend(probe_sections(pm))
+    if crops:
+        report.measurements["reconstruction"] = _reconstruct_on_data(adapter, crops, m.output_bound, report)
+        q = _codes_on_data(adapter, crops)
+        if q is not None:
+            run = run_checks("quantizer", q, only=("Q401", "Q402", "Q405"))
+            for f in run.findings:
+                f.subject = f"codes on data: {f.subject}"
+            report.add(run.findings, run.checks_run)
+            report.measurements["quantizer_on_data"] = {"levels": q.to_list(), "frames": q.frames_seen,
+                                                        "snr_by_levels_db": q.snr_by_levels_db}
+
+
+def _static_sections(report: Report, m: CheckpointMeasurements, levels) -> None:
+    from codecdoctor.report.sections import Table
+
+    rows = [["format", m.format], ["architecture", m.architecture], ["file size (MB)", m.file_bytes / 1e6],
+            ["tensors", m.tensors], ["parameters", m.parameters], ["bitrate (bit/s)", (m.bitrate or {}).get("bitrate_bps")],
+            ["output bound", m.output_bound], ["grad-scaler scale", m.scaler_scale], ["step", m.step],
+            ["learning rate", next(iter(m.learning_rates.values()), None)],
+            ["largest weight RMS", f"{m.largest_weight_rms:.4g} ({m.largest_weight_rms_name})"
+             if m.largest_weight_rms is not None else None]]
+    report.sections.insert(0, Table("Checkpoint", ["property", "value"], rows))
+    if levels:
+        report.sections.insert(1, Table("Codebooks (EMA buffers)", ["level", "size", "used", "perplexity", "initted", "dtype"],
+                                        [[lv.name, lv.codebook_size, lv.used, lv.perplexity, lv.initted, lv.dtype]
+                                         for lv in levels]))
+    if m.tensors_nonfinite:
+        report.sections.insert(1, Table("Non-finite tensors", ["tensor", "non-finite", "elements"],
+                                        [[t.name, t.nonfinite, t.numel] for t in m.tensors_nonfinite]))

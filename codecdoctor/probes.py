@@ -1,0 +1,288 @@
+"""Audio-analyzer measurements of a codec: no dataset needed.
+
+Like a bench analyzer on a black box: feed known signals, measure what comes out.
+- level sweep: speech-like audio at peak levels -40 ... +0.1 dBFS; output RMS vs input RMS. A
+  codec that preserves scale has slope 1 dB/dB; per-sample normalisation or an AGC gives slope ~0;
+  a bounded output (tanh) compresses the top levels (saturation point = first level whose gain is
+  1 dB below the low-level gain).
+- chirp and impulse: latency in samples (cross-correlation peak; impulse response peak).
+- stepped sine sweep: magnitude response and -3 dB bandwidth.
+- silence: idle output level (hiss, DC, tones a decoder emits from nothing).
+- asymmetric pulse train: polarity (sign of the correlation at the measured latency).
+
+Every stimulus is one batch through the codec, so a probe costs a few forward passes.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from codecdoctor.findings import Report
+
+SWEEP_LEVELS_DBFS = (-40.0, -36.0, -32.0, -28.0, -24.0, -20.0, -16.0, -12.0, -9.0, -6.0, -4.0, -2.0, -1.0, 0.0, 0.1)
+# The slope is fitted over levels where a healthy bounded codec is still linear (tanh(x) is within
+# 0.1 dB of x up to |x| ≈ 0.2, about -14 dBFS peak for speech).
+LINEAR_FIT_MAX_DBFS = -12.0
+SATURATION_DROP_DB = 1.0
+
+
+def _db(value: float) -> float:
+    return 20.0 * math.log10(value) if value > 0 else -math.inf
+
+
+def _rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if x.size else 0.0
+
+
+@dataclass
+class ProbeMeasurements:
+    sample_rate: int
+    levels_in_dbfs: list[float] = field(default_factory=list)    # stimulus peak level
+    rms_in_db: list[float] = field(default_factory=list)
+    rms_out_db: list[float] = field(default_factory=list)
+    peak_out: list[float] = field(default_factory=list)
+    level_slope_db_per_db: float | None = None
+    low_level_gain_db: float | None = None
+    saturation_dbfs: float | None = None          # first level with gain 1 dB below the low-level gain
+    max_output_peak: float | None = None
+    latency_samples: int | None = None            # from the chirp (cross-correlation)
+    chirp_correlation: float | None = None
+    impulse_latency_samples: int | None = None    # from the impulse response peak
+    impulse_response: list[float] = field(default_factory=list)  # around the impulse, for the plot
+    impulse_window_start: int = 0                  # offset (samples) of impulse_response[0] vs the impulse
+    sweep_freqs_hz: list[float] = field(default_factory=list)
+    sweep_gain_db: list[float] = field(default_factory=list)
+    passband_gain_db: float | None = None
+    bandwidth_3db_hz: float | None = None
+    nyquist_hz: float = 0.0
+    idle_rms_dbfs: float | None = None
+    idle_peak: float | None = None
+    idle_dc: float | None = None
+    polarity: int | None = None                   # +1 normal, -1 inverted, 0 undecided
+    pulse_correlation: float | None = None
+    nonfinite_outputs: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def _run(adapter: Any, batch: np.ndarray) -> np.ndarray:
+    import torch
+
+    from codecdoctor.adapters import reconstruct
+
+    channels = int(getattr(adapter, "channels", 1) or 1)
+    x = torch.as_tensor(batch, dtype=torch.float32)[:, None, :].repeat(1, channels, 1)
+    out = reconstruct(adapter, x).detach().cpu().numpy()
+    return out[:, 0, :].astype(np.float64)
+
+
+def _speech(sample_rate: int, seconds: float) -> np.ndarray:
+    from codecdoctor.synth import speech_like
+
+    x = np.asarray(speech_like(seconds, sample_rate, seed=7, pause_fraction=0.0), dtype=np.float64).reshape(-1)
+    return x / max(np.abs(x).max(), 1e-12)
+
+
+def level_sweep(adapter: Any, m: ProbeMeasurements, seconds: float = 1.0) -> None:
+    base = _speech(m.sample_rate, seconds)
+    gains = np.array([10 ** (level / 20.0) for level in SWEEP_LEVELS_DBFS])
+    out = _run(adapter, base[None, :] * gains[:, None])
+    m.nonfinite_outputs += int((~np.isfinite(out)).sum())
+    out = np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
+    m.levels_in_dbfs = list(SWEEP_LEVELS_DBFS)
+    m.rms_in_db = [_db(_rms(base * g)) for g in gains]
+    m.rms_out_db = [max(_db(_rms(row)), -200.0) for row in out]
+    m.peak_out = [float(np.abs(row).max()) for row in out]
+    m.max_output_peak = max(m.peak_out)
+    low = [i for i, level in enumerate(SWEEP_LEVELS_DBFS) if level <= LINEAR_FIT_MAX_DBFS]
+    x_in = np.array([m.rms_in_db[i] for i in low])
+    y_out = np.array([m.rms_out_db[i] for i in low])
+    m.level_slope_db_per_db = float(np.polyfit(x_in, y_out, 1)[0])
+    gains_db = np.array(m.rms_out_db) - np.array(m.rms_in_db)
+    m.low_level_gain_db = float(np.median(gains_db[low]))
+    for level, gain_db in zip(SWEEP_LEVELS_DBFS, gains_db):
+        if level > LINEAR_FIT_MAX_DBFS and gain_db < m.low_level_gain_db - SATURATION_DROP_DB:
+            m.saturation_dbfs = float(level)
+            break
+
+
+def _log_chirp(sample_rate: int, seconds: float, f0: float, f1: float) -> np.ndarray:
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    k = math.log(f1 / f0)
+    phase = 2 * math.pi * f0 * seconds / k * (np.exp(t / seconds * k) - 1.0)
+    fade = np.minimum(1.0, np.minimum(t, seconds - t) / 0.01)
+    return np.sin(phase) * fade
+
+
+def latency_and_polarity(adapter: Any, m: ProbeMeasurements) -> None:
+    from codecdoctor.metrics import lag_and_peak
+
+    sr = m.sample_rate
+    n = sr  # 1 s stimuli
+    max_lag = sr // 10  # codec latencies are a few frames; 100 ms bounds the search
+    chirp = np.zeros(n)
+    body = 0.5 * _log_chirp(sr, 0.6, 60.0, 0.45 * sr)
+    chirp[n // 5: n // 5 + body.size] = body
+    impulse = np.zeros(n)
+    impulse[n // 2] = 0.5
+    # Asymmetric pulse train: a tall positive half-sine (2 ms) followed by a shallow negative lobe
+    # (6 ms, same area) every 50 ms: its sign is unambiguous and it has no DC.
+    pulses = np.zeros(n)
+    tall = np.sin(np.pi * np.arange(int(0.002 * sr)) / int(0.002 * sr)) * 0.5
+    shallow = -np.sin(np.pi * np.arange(int(0.006 * sr)) / int(0.006 * sr)) * 0.5 / 3.0
+    shape = np.concatenate([tall, shallow])
+    for start in range(int(0.05 * sr), n - shape.size, int(0.05 * sr)):
+        pulses[start:start + shape.size] += shape
+    out = _run(adapter, np.stack([chirp, impulse, pulses]))
+    m.nonfinite_outputs += int((~np.isfinite(out)).sum())
+    out = np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
+    lag, corr = lag_and_peak(chirp, out[0], max_lag)
+    m.latency_samples, m.chirp_correlation = int(lag), float(corr)
+    response = out[1]
+    window = slice(max(n // 2 - max_lag, 0), min(n // 2 + max_lag, n))
+    segment = response[window]
+    if np.abs(segment).max() > 0:
+        m.impulse_latency_samples = int(np.argmax(np.abs(segment))) + window.start - n // 2
+    plot_from = max(n // 2 - sr // 200, 0)
+    m.impulse_window_start = plot_from - n // 2
+    m.impulse_response = [float(v) for v in response[plot_from: plot_from + sr // 50]]
+    # Polarity from the pulse train at the chirp's latency: the sign of the normalised correlation.
+    from codecdoctor.metrics import shift_pair
+
+    ref_aligned, est_aligned = shift_pair(pulses, out[2], m.latency_samples)
+    denominator = math.sqrt(float(np.dot(ref_aligned, ref_aligned)) * float(np.dot(est_aligned, est_aligned)))
+    m.pulse_correlation = float(np.dot(ref_aligned, est_aligned) / denominator) if denominator > 0 else 0.0
+    m.polarity = 0 if abs(m.pulse_correlation) < 0.1 else (1 if m.pulse_correlation > 0 else -1)
+
+
+def sine_sweep(adapter: Any, m: ProbeMeasurements, n_freqs: int = 20, seconds: float = 0.25) -> None:
+    sr = m.sample_rate
+    m.nyquist_hz = sr / 2.0
+    freqs = np.geomspace(60.0, 0.45 * sr, n_freqs)
+    t = np.arange(int(seconds * sr)) / sr
+    level = 10 ** (-12 / 20.0)  # -12 dBFS: well inside the linear range of a bounded output
+    batch = np.stack([level * np.sin(2 * np.pi * f * t) for f in freqs])
+    out = _run(adapter, batch)
+    m.nonfinite_outputs += int((~np.isfinite(out)).sum())
+    out = np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
+    # Steady state only: skip the first and last quarter (codec warm-up and padding edges), and
+    # measure the component at the stimulus frequency (not distortion or noise) by projection.
+    core = slice(t.size // 4, 3 * t.size // 4)
+    gains = []
+    for f, row in zip(freqs, out):
+        tc = t[core]
+        basis = np.exp(-2j * np.pi * f * tc)
+        amplitude = 2.0 * abs(np.dot(row[core], basis)) / tc.size
+        gains.append(max(_db(amplitude / level), -120.0))
+    m.sweep_freqs_hz = [float(f) for f in freqs]
+    m.sweep_gain_db = [float(g) for g in gains]
+    band = [g for f, g in zip(freqs, gains) if 200.0 <= f <= min(2000.0, 0.4 * sr)]
+    m.passband_gain_db = float(np.median(band)) if band else float(np.median(gains))
+    bandwidth = None
+    for f, g in zip(freqs, gains):
+        if f < 200.0:
+            continue
+        if g < m.passband_gain_db - 3.0:
+            break
+        bandwidth = float(f)
+    m.bandwidth_3db_hz = bandwidth
+
+
+def silence(adapter: Any, m: ProbeMeasurements, seconds: float = 1.0) -> None:
+    out = _run(adapter, np.zeros((1, int(seconds * m.sample_rate))))[0]
+    m.nonfinite_outputs += int((~np.isfinite(out)).sum())
+    out = np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
+    m.idle_rms_dbfs = max(_db(_rms(out)), -200.0)
+    m.idle_peak = float(np.abs(out).max())
+    m.idle_dc = float(out.mean())
+
+
+def measure_probes(adapter: Any) -> ProbeMeasurements:
+    import torch
+
+    m = ProbeMeasurements(sample_rate=int(adapter.sample_rate))
+    with torch.inference_mode():
+        level_sweep(adapter, m)
+        latency_and_polarity(adapter, m)
+        sine_sweep(adapter, m)
+        silence(adapter, m)
+    return m
+
+
+def probe_sections(m: ProbeMeasurements) -> list[Any]:
+    """HTML figures: level in/out curve, magnitude response, impulse response; and a table."""
+    from codecdoctor.report.plots import figure_section, new_figure
+    from codecdoctor.report.sections import Table
+
+    sections: list[Any] = []
+    fig, ax = new_figure(5.6, 3.4)
+    ax.plot(m.rms_in_db, m.rms_out_db, "o-", label="codec")
+    gain = m.low_level_gain_db or 0.0
+    ax.plot(m.rms_in_db, [v + gain for v in m.rms_in_db], "--", color="grey", label="slope 1 (scale kept)")
+    ax.set_xlabel("input RMS (dBFS)")
+    ax.set_ylabel("output RMS (dBFS)")
+    ax.legend(loc="lower right", fontsize=8)
+    sections.append(figure_section(fig, "Level in/out", f"slope {m.level_slope_db_per_db:.3f} dB/dB; "
+                                   f"saturation {m.saturation_dbfs if m.saturation_dbfs is not None else 'none'}"))
+    fig, ax = new_figure(5.6, 3.2)
+    ax.semilogx(m.sweep_freqs_hz, m.sweep_gain_db, "o-")
+    if m.passband_gain_db is not None:
+        ax.axhline(m.passband_gain_db - 3.0, color="grey", linestyle="--", linewidth=0.8)
+    ax.set_xlabel("frequency (Hz)")
+    ax.set_ylabel("gain (dB)")
+    sections.append(figure_section(fig, "Magnitude response", f"-3 dB bandwidth {m.bandwidth_3db_hz} Hz"))
+    fig, ax = new_figure(5.6, 3.0)
+    lags = np.arange(len(m.impulse_response)) + m.impulse_window_start
+    ax.plot(lags, m.impulse_response)
+    ax.axvline(0, color="grey", linestyle="--", linewidth=0.8)
+    ax.set_xlabel("samples after the impulse")
+    ax.set_ylabel("output")
+    sections.append(figure_section(fig, "Impulse response", f"latency {m.latency_samples} samples (chirp), "
+                                   f"{m.impulse_latency_samples} (impulse peak)"))
+    sections.append(Table("Probe measurements", ["measurement", "value"], [
+        ["level slope (dB/dB)", m.level_slope_db_per_db], ["low-level gain (dB)", m.low_level_gain_db],
+        ["saturation point (dBFS)", m.saturation_dbfs], ["max output peak", m.max_output_peak],
+        ["latency, chirp (samples)", m.latency_samples], ["latency, impulse (samples)", m.impulse_latency_samples],
+        ["-3 dB bandwidth (Hz)", m.bandwidth_3db_hz], ["passband gain (dB)", m.passband_gain_db],
+        ["idle output (dBFS RMS)", m.idle_rms_dbfs], ["polarity", m.polarity],
+    ]))
+    return sections
+
+
+def run_probe_checks(m: ProbeMeasurements):
+    from codecdoctor.registry import run_checks
+
+    return run_checks("checkpoint", m, level="probe")
+
+
+def probe(target: Any, *, model: str | None = None, unsafe_load: bool = False) -> Report:
+    """Probe a codec. `target` is a checkpoint path (this project's codec builds automatically; a
+    foreign one needs `model="pkg.module:factory"`) or an adapter with encode/decode (see
+    codecdoctor.adapters). Returns a Report with `measurements.probes`, findings C210-C215 and
+    the level, magnitude and impulse plots."""
+    from codecdoctor.ckpt_check import build_adapter
+    from codecdoctor.errors import InputError
+
+    report = Report(command="probe", args={"target": str(target) if isinstance(target, (str, Path)) else
+                                           type(target).__name__, "model": model})
+    if isinstance(target, (str, Path)):
+        from codecdoctor.ckpt import load_checkpoint_file
+
+        info = load_checkpoint_file(target, unsafe_load=unsafe_load)
+        if not info.readable:
+            raise InputError(f"cannot probe {Path(target).name}: {info.error}")
+        adapter, note = build_adapter(info, model)
+        if adapter is None:
+            raise InputError(f"cannot probe {Path(target).name}: {note}")
+        report.measurements["format"] = info.format
+    else:
+        adapter = target
+    m = measure_probes(adapter)
+    run = run_probe_checks(m)
+    report.add(run.findings, run.checks_run)
+    report.measurements["probes"] = m
+    report.sections.extend(probe_sections(m))
+    return report
