@@ -1,13 +1,24 @@
-"""`codecdoctor merge` (not built yet)."""
+"""`codecdoctor merge part*.json`: combine `audit-data --shard i/n` partial reports into one."""
 from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
 
 import typer
 
-from codecdoctor.commands.common import not_built
+from codecdoctor.commands.common import FailOn, fail_on_option, finish, html_option, json_option
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("merge", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-    def command(ctx: typer.Context) -> None:
-        """Combine partial audit-data JSON reports (--shard i/n) into one report. (not built yet)"""
-        not_built("merge")
+    @app.command("merge")
+    def command(
+        parts: List[Path] = typer.Argument(..., metavar="PART.json...", help="Partial audit-data JSON reports."),
+        html: Optional[Path] = html_option(),
+        json: Optional[str] = json_option(),
+        fail_on: FailOn = fail_on_option(),
+    ) -> None:
+        """Combine partial audit-data JSON reports (--shard i/n) into the report one run would give."""
+        from codecdoctor.audit import merge_partials
+
+        report = merge_partials(parts)
+        finish(report, html=html, json=json, fail_on=fail_on, name="audit-data", title="audit-data (merged)")

@@ -1,0 +1,828 @@
+"""Audio measurement for the data audit: discovery, a streaming block reader, mergeable accumulators.
+
+Three parts, each usable alone:
+
+* `discover(root)` walks a folder and classifies every entry (audio by extension, other files,
+  directories named like audio, symlink loops) without ever raising on a hostile tree.
+* `read_blocks(sound_file, block_frames)` yields float32 blocks from one open soundfile into one
+  reused buffer, so peak memory is one block whatever the file length.
+* `SignalAccumulator` keeps every per-file statistic in a form that `update(block)` streams and
+  `merge(other)` pools (lhotse's accumulate/combine pattern); `result()` returns `SignalStats`.
+  `measure_file(path)` ties the three together for one file and never raises on a bad file.
+
+Speed: the inner loop is a handful of vectorised numpy reductions over a (frames, samples-per-frame)
+view of each ~1 M-sample block; slow paths (non-finite samples, overs, rail hits) only run on the
+blocks that need them. Measured here: ~3 GB/s of float32 from page cache on one core.
+"""
+from __future__ import annotations
+
+import errno
+import hashlib
+import math
+import os
+import stat as stat_mod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+# Extensions libsndfile (1.1+) reads; anything else is "not audio" (D115) and never opened.
+AUDIO_EXTENSIONS = frozenset({
+    ".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc", ".au",
+    ".snd", ".w64", ".rf64", ".caf", ".sd2", ".voc", ".htk", ".mat", ".pvf", ".xi", ".sf", ".ircam",
+    ".nist", ".sph", ".paf", ".iff", ".svx", ".wve", ".mpc", ".avr",
+})
+
+FRAME_MS = 20.0  # silence / level frames: 20 ms is one codec hop at 16 kHz (320 samples)
+TARGET_BLOCK_SAMPLES = 1 << 20  # ~1 M samples (4 MB float32): big enough to amortise numpy calls
+MIN_CLIP_RUN_SAMPLES = 3  # one full-scale sample happens naturally; 3 in a row almost never does
+HIST_LIMIT = 1.5  # pooled amplitude histogram covers [-1.5, 1.5] in 0.01 steps, plus two overflow bins
+HIST_BINS_PER_UNIT = 100
+HIST_BINS = int(2 * HIST_LIMIT * HIST_BINS_PER_UNIT) + 2
+# The histogram is for the plot only (overs are counted exactly elsewhere). Filling it from every
+# 4th 20 ms frame cut the audit's per-block time by ~35% (bincount is a scatter, ~1 ns/sample).
+HIST_FRAME_STRIDE = 4
+ENVELOPE_MAX_BINS = 400  # level-over-time strip: bounded, so memory is flat in file length
+SPECTRUM_WINDOWS_PER_BLOCK = 8
+FINGERPRINT_FRAMES = 1 << 16  # duplicates: first 64 k frames hashed, plus length and exact sums
+
+# Container bit depth per libsndfile subtype (None: lossy or otherwise no fixed depth).
+CONTAINER_BITS = {
+    "PCM_S8": 8, "PCM_U8": 8, "PCM_16": 16, "PCM_24": 24, "PCM_32": 32, "FLOAT": 32, "DOUBLE": 64,
+    "ALAW": 8, "ULAW": 8,
+}
+INTEGER_SUBTYPES = {"PCM_S8", "PCM_U8", "PCM_16", "PCM_24", "PCM_32"}
+
+
+def display_path(path: Path | str) -> str:
+    """A path as text that always encodes to UTF-8 (undecodable bytes become U+FFFD), for JSON/HTML."""
+    text = os.fspath(path)
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def frame_length(sample_rate: int) -> int:
+    return max(1, int(round(sample_rate * FRAME_MS / 1000.0)))
+
+
+def pcm_rails(subtype: str | None) -> tuple[float, float] | None:
+    """The float values at which an integer format saturates, as soundfile returns them.
+
+    libsndfile scales N-bit integers by 1/2^(N-1), so PCM16's -32768 reads as -1.0 and 32767 as
+    32767/32768 = 0.99997: both are rails. Float and lossy formats have no rail; for them ±1.0 is
+    used, the value a hard clip in float (np.clip) leaves behind.
+    """
+    bits = {"PCM_S8": 8, "PCM_U8": 8, "PCM_16": 16, "PCM_24": 24, "PCM_32": 32}.get(subtype or "")
+    if bits is None:
+        return None
+    full = float(2 ** (bits - 1))
+    return -1.0, float(np.float32((full - 1.0) / full))
+
+
+# --------------------------------------------------------------------------------------------------
+# Discovery
+# --------------------------------------------------------------------------------------------------
+
+@dataclass
+class Entry:
+    """One thing found under the root. kind: audio | non_audio | directory | directory_loop |
+    symlink_loop (a file link that resolves to itself) | unreadable."""
+
+    path: Path
+    relpath: str
+    kind: str
+    size_bytes: int = 0
+    reason: str | None = None
+
+
+def _is_audio_name(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in AUDIO_EXTENSIONS
+
+
+def discover(root: Path | str) -> list[Entry]:
+    """Every entry under `root`, sorted by relative path. Never raises for entries inside root.
+
+    Directory symlinks are followed (corpora are often assembled from links) but each real
+    directory is entered once, so a link back to an ancestor is reported, not followed forever.
+    """
+    root = Path(root)
+    entries: list[Entry] = []
+    seen_dirs: set[tuple[int, int]] = set()
+    try:
+        st = root.stat()
+        seen_dirs.add((st.st_dev, st.st_ino))
+    except OSError:
+        pass
+    stack: list[Path] = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            with os.scandir(folder) as it:
+                children = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            entries.append(Entry(folder, display_path(os.path.relpath(folder, root)), "unreadable",
+                                 reason=f"cannot list folder: {exc.strerror or exc}"))
+            continue
+        for child in children:
+            path = Path(child.path)
+            rel = display_path(os.path.relpath(path, root))
+            try:
+                st = path.stat()  # follows symlinks
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    entries.append(Entry(path, rel, "symlink_loop", reason="symlink loop (the link resolves to itself)"))
+                elif child.is_symlink():
+                    entries.append(Entry(path, rel, "unreadable", reason="broken symlink (target does not exist)"))
+                else:
+                    entries.append(Entry(path, rel, "unreadable", reason=f"cannot stat: {exc.strerror or exc}"))
+                continue
+            if stat_mod.S_ISDIR(st.st_mode):
+                key = (st.st_dev, st.st_ino)
+                if key in seen_dirs:
+                    entries.append(Entry(path, rel, "directory_loop",
+                                         reason="directory link to a folder already searched (loop); not followed"))
+                    continue
+                seen_dirs.add(key)
+                if _is_audio_name(child.name):
+                    entries.append(Entry(path, rel, "directory",
+                                         reason="a directory named like an audio file; searched as a folder"))
+                stack.append(path)
+            elif stat_mod.S_ISREG(st.st_mode):
+                if _is_audio_name(child.name) and not child.name.startswith("._"):
+                    entries.append(Entry(path, rel, "audio", size_bytes=st.st_size))
+                else:
+                    why = ("AppleDouble metadata file (macOS '._' sidecar), not audio" if child.name.startswith("._")
+                           else f"not an audio file extension ({os.path.splitext(child.name)[1] or 'none'})")
+                    entries.append(Entry(path, rel, "non_audio", size_bytes=st.st_size, reason=why))
+            else:
+                entries.append(Entry(path, rel, "non_audio", reason="not a regular file (device, pipe or socket)"))
+    entries.sort(key=lambda e: e.relpath)
+    return entries
+
+
+# --------------------------------------------------------------------------------------------------
+# Streaming reader
+# --------------------------------------------------------------------------------------------------
+
+def block_frames_for(sample_rate: int, channels: int) -> int:
+    """Block length in frames: a whole number of 20 ms frames, about TARGET_BLOCK_SAMPLES samples."""
+    fl = frame_length(sample_rate)
+    return fl * max(1, TARGET_BLOCK_SAMPLES // (fl * max(1, channels)))
+
+
+def read_blocks(sound_file: Any, block_frames: int) -> Iterator[np.ndarray]:
+    """Yield float32 blocks of shape (frames, channels) from an open soundfile.SoundFile.
+
+    Every block is a view of one buffer that is refilled, so a consumer must not keep a block
+    across iterations; memory is one block whatever the file length. PCM16 is read as int16 and
+    scaled here: libsndfile's own short-to-float loop ran at 1.7 GB/s (float32-equivalent) on the
+    dev machine, int16 read + one numpy multiply at 4 GB/s, and the values are identical (k/32768
+    is exact in float32).
+    """
+    buffer = np.empty((block_frames, sound_file.channels), dtype=np.float32)
+    native = np.empty((block_frames, sound_file.channels), dtype=np.int16) if sound_file.subtype == "PCM_16" else None
+    while True:
+        if native is not None:
+            raw = sound_file.read(block_frames, dtype="int16", always_2d=True, out=native)
+            block = buffer[: raw.shape[0]]
+            np.multiply(raw, np.float32(1.0 / 32768.0), out=block)
+        else:
+            block = sound_file.read(block_frames, dtype="float32", always_2d=True, out=buffer)
+        if block.shape[0] == 0:
+            return
+        yield block
+        if block.shape[0] < block_frames:
+            return
+
+
+def declared_wav_frames(path: Path, block_align: int) -> int | None:
+    """Frames the RIFF/WAVE `data` chunk header declares, or None if not a parseable WAV.
+
+    libsndfile silently shortens a WAV whose header promises more data than the file holds, so
+    this is the only way to notice a truncated transfer.
+    """
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(12)
+            if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
+                return None
+            order = "little" if head[:4] == b"RIFF" else "big"
+            for _ in range(64):  # a WAV has a handful of chunks before `data`
+                chunk = handle.read(8)
+                if len(chunk) < 8:
+                    return None
+                size = int.from_bytes(chunk[4:8], order)
+                if chunk[:4] == b"data":
+                    if size in (0, 0xFFFFFFFF) or block_align <= 0:
+                        return None  # streaming writers leave 0 / -1 when the length is unknown
+                    return size // block_align
+                handle.seek(size + (size & 1), os.SEEK_CUR)
+    except OSError:
+        return None
+    return None
+
+
+# --------------------------------------------------------------------------------------------------
+# Accumulators
+# --------------------------------------------------------------------------------------------------
+
+@dataclass
+class SignalStats:
+    """The result of one SignalAccumulator: exact statistics over all channels pooled."""
+
+    frames: int
+    channels: int
+    sample_rate: int
+    samples: int
+    finite_samples: int
+    nan: int
+    inf: int
+    min: float | None
+    max: float | None
+    peak: float
+    sum: float
+    sum_squares: float
+    overs: int
+    overs_excess_energy: float
+    rail_low: float | None
+    rail_high: float | None
+    rail_samples: int
+    clipped_samples: int
+    clip_runs: int
+    longest_clip_run_samples: int
+    level_frames: int
+    silent_frames: int
+    active_samples: int
+    active_sum_squares: float
+    content_bits: int | None
+    spectrum_power: list[float]
+    spectrum_windows: int
+    histogram: list[int]
+    envelope: dict[str, list[float]]
+    fingerprint: str
+
+    @property
+    def nonfinite(self) -> int:
+        return self.nan + self.inf
+
+    @property
+    def dc_offset(self) -> float | None:
+        return self.sum / self.finite_samples if self.finite_samples else None
+
+    @property
+    def rms(self) -> float | None:
+        return math.sqrt(self.sum_squares / self.finite_samples) if self.finite_samples else None
+
+    @property
+    def active_rms(self) -> float | None:
+        return math.sqrt(self.active_sum_squares / self.active_samples) if self.active_samples else None
+
+    @property
+    def silence_fraction(self) -> float | None:
+        return self.silent_frames / self.level_frames if self.level_frames else None
+
+    @property
+    def clip_ceiling_snr_db(self) -> float | None:
+        """10·log10(Σx² / Σ(x − clip(x, −1, 1))²): the best SNR any output bounded to ±1 can reach."""
+        if self.overs == 0 or self.overs_excess_energy <= 0:
+            return None
+        return 10.0 * math.log10(self.sum_squares / self.overs_excess_energy)
+
+    def bandwidth_hz(self, floor_db: float = -50.0) -> float | None:
+        """Frequency below which all but 10^(floor_db/10) of the sampled windows' energy lies.
+
+        Resampling filters leave > 70 dB of attenuation above the old Nyquist, so an upsampled file
+        has essentially nothing above it; a -50 dB tail criterion finds that edge and ignores
+        the tiny leakage of the Hann window.
+        """
+        power = np.asarray(self.spectrum_power, dtype=np.float64)
+        if self.spectrum_windows == 0 or power.size < 2:
+            return None
+        power = power.copy()
+        power[0] = 0.0  # DC is D105's business, not bandwidth
+        total = float(power.sum())
+        if total <= 0:
+            return None
+        tail = np.cumsum(power[::-1])[::-1]  # tail[k] = energy at or above bin k
+        above = np.flatnonzero(tail > total * 10.0 ** (floor_db / 10.0))
+        last_bin = int(above[-1]) if above.size else 0
+        n_fft = 2 * (power.size - 1)
+        return float((last_bin + 1) * self.sample_rate / n_fft) if last_bin + 1 < power.size else self.sample_rate / 2.0
+
+
+class _Envelope:
+    """Level over time in at most 2·ENVELOPE_MAX_BINS bins: when full, neighbours merge pairwise
+    (bin width doubles), so memory is bounded however long the file is."""
+
+    def __init__(self, frame_seconds: float) -> None:
+        self.frame_seconds = frame_seconds
+        self.frames_per_bin = 1
+        self.start_frame = np.zeros(0, np.int64)
+        self.n_frames = np.zeros(0, np.int64)
+        self.energy = np.zeros(0, np.float64)
+        self.samples = np.zeros(0, np.int64)
+        self.peak = np.zeros(0, np.float64)
+        self.next_frame = 0
+
+    def update(self, frame_energy: np.ndarray, frame_samples: np.ndarray, frame_peak: np.ndarray) -> None:
+        m = frame_energy.size
+        if m == 0:
+            return
+        width = self.frames_per_bin
+        starts = np.arange(0, m, width)
+        self.start_frame = np.concatenate([self.start_frame, self.next_frame + starts])
+        self.n_frames = np.concatenate([self.n_frames, np.minimum(width, m - starts)])
+        self.energy = np.concatenate([self.energy, np.add.reduceat(frame_energy, starts)])
+        self.samples = np.concatenate([self.samples, np.add.reduceat(frame_samples, starts)])
+        self.peak = np.concatenate([self.peak, np.maximum.reduceat(frame_peak, starts)])
+        self.next_frame += m
+        while self.energy.size > 2 * ENVELOPE_MAX_BINS:
+            self._halve()
+
+    def _halve(self) -> None:
+        pairs = np.arange(0, self.energy.size, 2)
+        self.start_frame = self.start_frame[pairs]
+        self.n_frames = np.add.reduceat(self.n_frames, pairs)
+        self.energy = np.add.reduceat(self.energy, pairs)
+        self.samples = np.add.reduceat(self.samples, pairs)
+        self.peak = np.maximum.reduceat(self.peak, pairs)
+        self.frames_per_bin *= 2
+
+    def result(self) -> dict[str, list[float]]:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ms = np.where(self.samples > 0, self.energy / np.maximum(self.samples, 1), 0.0)
+            rms_db = np.where(ms > 0, 10.0 * np.log10(np.maximum(ms, 1e-30)), -200.0)
+        return {
+            "start_s": [round(float(v), 4) for v in self.start_frame * self.frame_seconds],
+            "duration_s": [round(float(v), 4) for v in self.n_frames * self.frame_seconds],
+            "rms_db": [round(float(v), 2) for v in rms_db],
+            "peak": [round(float(v), 5) for v in self.peak],
+        }
+
+
+class SignalAccumulator:
+    """Streaming statistics of one signal. `update(block)` takes float32 blocks of shape (frames,
+    channels) or (frames,); `merge(other)` pools another stream's statistics into this one (for
+    corpus totals: counts and sums add, extremes combine); `result()` returns SignalStats.
+
+    Frames of 20 ms (all channels pooled) decide silence; a block whose length is not a whole
+    number of frames leaves its tail in a small carry buffer, so any block split gives the same
+    numbers. A final partial frame counts as a frame of its own length.
+    """
+
+    def __init__(self, sample_rate: int, channels: int = 1, *, subtype: str | None = None,
+                 silence_threshold_db: float = -60.0, min_clip_run: int = MIN_CLIP_RUN_SAMPLES,
+                 keep_envelope: bool = True) -> None:
+        self.sample_rate = int(sample_rate)
+        self.channels = int(channels)
+        self.frame_len = frame_length(self.sample_rate)
+        self.silence_ms_threshold = 10.0 ** (silence_threshold_db / 10.0)  # mean square of a -60 dBFS frame
+        rails = pcm_rails(subtype)
+        self.rail_low, self.rail_high = rails if rails is not None else (-1.0, 1.0)
+        self.integer_rails = rails is not None
+        self.min_clip_run = int(min_clip_run)
+        self.frames = 0
+        self.samples = 0
+        self.nan = 0
+        self.inf = 0
+        self.min = math.inf
+        self.max = -math.inf
+        self.sum = 0.0
+        self.sum_squares = 0.0
+        self.overs = 0
+        self.overs_excess_energy = 0.0
+        self.rail_samples = 0
+        self.clipped_samples = 0
+        self.clip_runs = 0
+        self.longest_run = 0
+        self.open_run = np.zeros(self.channels, np.int64)  # rail run still open at the block edge
+        self.level_frames = 0
+        self.silent_frames = 0
+        self.active_samples = 0
+        self.active_sum_squares = 0.0
+        self.content_bits: int | None = None
+        self.n_fft = 1024 if self.sample_rate <= 24000 else 2048
+        self.window = np.hanning(self.n_fft).astype(np.float32)
+        self.spectrum = np.zeros(self.n_fft // 2 + 1, np.float64)
+        self.spectrum_windows = 0
+        self.histogram = np.zeros(HIST_BINS, np.int64)
+        self.envelope = _Envelope(self.frame_len / self.sample_rate) if keep_envelope else None
+        self._carry = np.zeros((0, self.channels), np.float32)
+        self._scratch: np.ndarray | None = None
+        self._frame_index = 0
+        self._hash = hashlib.blake2b(digest_size=12)
+        self._hashed = False
+        self._finished = False
+
+    # -- streaming ---------------------------------------------------------------------------
+    def update(self, block: np.ndarray) -> None:
+        block = np.asarray(block, dtype=np.float32)
+        if block.ndim == 1:
+            block = block.reshape(-1, 1)
+        if block.shape[1] != self.channels:
+            raise ValueError(f"block has {block.shape[1]} channels, accumulator {self.channels}")
+        if self._carry.shape[0]:
+            block = np.concatenate([self._carry, block])
+            self._carry = self._carry[:0]
+        whole = (block.shape[0] // self.frame_len) * self.frame_len
+        if whole < block.shape[0]:
+            self._carry = block[whole:].copy()
+            block = block[:whole]
+        if block.shape[0]:
+            self._process(block)
+
+    def _process(self, block: np.ndarray) -> None:
+        """Statistics of a block that is a whole number of frames (the last one may be partial)."""
+        n_frames = block.shape[0]
+        if not self._hashed:  # fingerprint: the first block's samples plus totals added in result()
+            self._hash.update(np.ascontiguousarray(block[:FINGERPRINT_FRAMES]))
+            self._hashed = True
+        self.frames += n_frames
+        self.samples += block.size
+        flat = block.reshape(-1)
+        per_frame = self.frame_len * self.channels
+        m = -(-flat.size // per_frame)
+        full = flat.size // per_frame
+        if full == m:
+            rows = flat.reshape(m, per_frame)
+            frame_max, frame_min = rows.max(axis=1), rows.min(axis=1)
+            frame_sq = np.einsum("ij,ij->i", rows, rows).astype(np.float64)
+            frame_sum = rows.sum(axis=1, dtype=np.float64)
+            frame_n = np.full(m, per_frame, np.int64)
+        else:  # the file's last, partial frame
+            rows = None
+            frame_max = np.array([flat.max()])
+            frame_min = np.array([flat.min()])
+            frame_sq = np.array([np.dot(flat.astype(np.float64), flat.astype(np.float64))])
+            frame_sum = np.array([flat.sum(dtype=np.float64)])
+            frame_n = np.array([flat.size], np.int64)
+
+        finite_frames = np.isfinite(frame_max) & np.isfinite(frame_min)
+        first = (-self._frame_index) % HIST_FRAME_STRIDE  # sample frames by their index in the file
+        self._frame_index += m
+        clean = flat
+        if finite_frames.all():
+            if first < m:
+                self._histogram(rows[first::HIST_FRAME_STRIDE] if rows is not None else flat)
+        else:
+            # Slow path, only for blocks holding NaN/Inf: count them, then measure the finite rest.
+            finite = np.isfinite(flat)
+            n_nan = int(np.isnan(flat).sum())
+            self.nan += n_nan
+            self.inf += int((~finite).sum()) - n_nan
+            clean = np.where(finite, flat, np.float32(0.0))
+            shaped = clean.reshape(m, -1) if rows is not None else clean.reshape(1, -1)
+            fin_shaped = finite.reshape(shaped.shape)
+            frame_max = np.where(fin_shaped, shaped, -np.inf).max(axis=1)
+            frame_min = np.where(fin_shaped, shaped, np.inf).min(axis=1)
+            frame_sq = np.einsum("ij,ij->i", shaped.astype(np.float64), shaped.astype(np.float64))
+            frame_sum = shaped.sum(axis=1, dtype=np.float64)
+            frame_n = fin_shaped.sum(axis=1).astype(np.int64)
+            if first < m:
+                sampled = shaped[first::HIST_FRAME_STRIDE]
+                self._histogram(sampled[fin_shaped[first::HIST_FRAME_STRIDE]])
+
+        self.max = max(self.max, float(frame_max.max()))
+        self.min = min(self.min, float(frame_min.min()))
+        self.sum += float(frame_sum.sum())
+        self.sum_squares += float(frame_sq.sum())
+
+        # Silence and active level per 20 ms frame; a frame with no finite sample is not a level frame.
+        has = frame_n > 0
+        ms = np.where(has, frame_sq / np.maximum(frame_n, 1), 0.0)
+        silent = has & (ms < self.silence_ms_threshold)
+        active = has & ~silent
+        self.level_frames += int(has.sum())
+        self.silent_frames += int(silent.sum())
+        self.active_samples += int(frame_n[active].sum())
+        self.active_sum_squares += float(frame_sq[active].sum())
+        if self.envelope is not None:
+            peak = np.maximum(np.abs(np.where(np.isfinite(frame_max), frame_max, 0.0)),
+                              np.abs(np.where(np.isfinite(frame_min), frame_min, 0.0)))
+            self.envelope.update(frame_sq, frame_n, peak)
+
+        block_max, block_min = float(frame_max.max()), float(frame_min.min())
+        if block_max > 1.0 or block_min < -1.0:  # overs: only blocks that have any
+            magnitude = np.abs(clean)
+            over = magnitude > 1.0
+            self.overs += int(over.sum())
+            excess = magnitude[over].astype(np.float64) - 1.0
+            self.overs_excess_energy += float(np.dot(excess, excess))
+        clean_block = clean.reshape(-1, self.channels)
+        if block_max >= self.rail_high or block_min <= self.rail_low:
+            self._rail_runs(clean_block)
+        elif self.open_run.any():
+            self._close_runs(np.arange(self.channels))
+        self._spectrum(clean_block, frame_sq)
+
+    # -- slow paths --------------------------------------------------------------------------
+    def _rail_runs(self, block: np.ndarray) -> None:
+        """Runs of consecutive samples at a rail, per channel, continuing across blocks."""
+        for c in range(self.channels):
+            col = block[:, c]
+            if self.integer_rails:
+                at = (col >= self.rail_high) | (col <= self.rail_low)
+            else:  # float: only exact ±1.0 (what np.clip leaves); beyond is an over (D103)
+                at = (col == self.rail_high) | (col == self.rail_low)
+            self.rail_samples += int(at.sum())
+            if not at.any():
+                self._close_runs([c])
+                continue
+            edges = np.diff(np.concatenate(([0], at.view(np.int8), [0])))
+            starts = np.flatnonzero(edges == 1)
+            stops = np.flatnonzero(edges == -1)
+            lengths = stops - starts
+            if starts[0] == 0:
+                lengths[0] += self.open_run[c]
+            elif self.open_run[c]:
+                self._close_runs([c])
+            if stops[-1] == col.size:  # the last run may continue in the next block
+                self.open_run[c] = lengths[-1]
+                lengths = lengths[:-1]
+            else:
+                self.open_run[c] = 0
+            self._count_runs(lengths)
+
+    def _close_runs(self, channels: Any) -> None:
+        for c in channels:
+            if self.open_run[c]:
+                self._count_runs(np.array([self.open_run[c]]))
+                self.open_run[c] = 0
+
+    def _count_runs(self, lengths: np.ndarray) -> None:
+        long_runs = lengths[lengths >= self.min_clip_run]
+        if long_runs.size:
+            self.clipped_samples += int(long_runs.sum())
+            self.clip_runs += int(long_runs.size)
+            self.longest_run = max(self.longest_run, int(long_runs.max()))
+
+    def _histogram(self, values: np.ndarray) -> None:
+        # x·100 + 151 truncated to an integer is the bin (0 = below -1.5, last = at or above 1.5),
+        # computed in one reused float32 scratch buffer.
+        if self._scratch is None or self._scratch.size < values.size:
+            self._scratch = np.empty(values.size, np.float32)
+        index = self._scratch[: values.size].reshape(values.shape)
+        np.multiply(values, np.float32(HIST_BINS_PER_UNIT), out=index)
+        index += np.float32(HIST_LIMIT * HIST_BINS_PER_UNIT + 1)
+        np.clip(index, 0, HIST_BINS - 1, out=index)
+        self.histogram += np.bincount(index.astype(np.intp).reshape(-1), minlength=HIST_BINS)
+
+    def _spectrum(self, block: np.ndarray, frame_sq: np.ndarray) -> None:
+        """Long-term average spectrum from up to 8 evenly spaced non-silent frames per block (Hann
+        windows, channels mixed down). Evenly spaced, not loudest: the loudest frames are vowels,
+        whose spectrum falls steeply, and would make every speech file look band-limited. Also
+        records the coarsest integer grid the samples sit on (D111)."""
+        n = block.shape[0]
+        if n < self.n_fft or frame_sq.size == 0:
+            return
+        per_frame = self.frame_len * self.channels
+        active = np.flatnonzero(frame_sq >= self.silence_ms_threshold * per_frame)
+        if active.size == 0:
+            return
+        picks = np.unique(active[np.linspace(0, active.size - 1, min(SPECTRUM_WINDOWS_PER_BLOCK, active.size)).astype(int)])
+        for frame in picks:
+            start = min(int(frame) * self.frame_len, n - self.n_fft)
+            piece = block[start:start + self.n_fft]
+            self._content_grid(piece)
+            mono = piece.mean(axis=1) if self.channels > 1 else piece[:, 0]
+            spec = np.fft.rfft(mono * self.window)
+            self.spectrum += spec.real.astype(np.float64) ** 2 + spec.imag.astype(np.float64) ** 2
+            self.spectrum_windows += 1
+
+    def _content_grid(self, piece: np.ndarray) -> None:
+        """Smallest N in (8, 16, 24) such that every sample is a multiple of 2^-(N-1); None = finer."""
+        for bits in (8, 16, 24):
+            scaled = piece.astype(np.float64) * float(2 ** (bits - 1))
+            if np.array_equal(scaled, np.rint(scaled)):
+                found: int | None = bits
+                break
+        else:
+            found = 32
+        if self.content_bits is None or found > self.content_bits:
+            self.content_bits = found
+
+    # -- combine / finish --------------------------------------------------------------------
+    def merge(self, other: "SignalAccumulator") -> "SignalAccumulator":
+        """Pool another independent stream's statistics into this one (counts add, extremes combine).
+        Each stream's open rail run and partial frame are finished first, since two files never
+        form one run or one frame. The level envelope and fingerprint are per stream and dropped."""
+        for acc in (self, other):
+            acc._finish()
+        self.frames += other.frames
+        self.samples += other.samples
+        self.nan += other.nan
+        self.inf += other.inf
+        self.min = min(self.min, other.min)
+        self.max = max(self.max, other.max)
+        for name in ("sum", "sum_squares", "overs", "overs_excess_energy", "rail_samples", "clipped_samples",
+                     "clip_runs", "level_frames", "silent_frames", "active_samples", "active_sum_squares",
+                     "spectrum_windows"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.longest_run = max(self.longest_run, other.longest_run)
+        if other.content_bits is not None:
+            self.content_bits = max(self.content_bits or 0, other.content_bits)
+        if self.spectrum.shape == other.spectrum.shape:
+            self.spectrum += other.spectrum
+        self.histogram += other.histogram
+        self.envelope = None
+        self._hash = hashlib.blake2b(b"merged", digest_size=12)
+        return self
+
+    def _finish(self) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        if self._carry.shape[0]:
+            carry, self._carry = self._carry, self._carry[:0]
+            self._process(carry)
+        self._close_runs(np.arange(self.channels))
+
+    def result(self) -> SignalStats:
+        self._finish()
+        finite = self.samples - self.nan - self.inf
+        has_finite = finite > 0 and math.isfinite(self.max)
+        digest = self._hash.copy()
+        digest.update(f"{self.frames}:{self.channels}:{self.sum!r}:{self.sum_squares!r}".encode())
+        return SignalStats(
+            frames=self.frames, channels=self.channels, sample_rate=self.sample_rate, samples=self.samples,
+            finite_samples=finite, nan=self.nan, inf=self.inf,
+            min=self.min if has_finite else None, max=self.max if has_finite else None,
+            peak=max(abs(self.min), abs(self.max)) if has_finite else 0.0,
+            sum=self.sum, sum_squares=self.sum_squares, overs=self.overs,
+            overs_excess_energy=self.overs_excess_energy,
+            rail_low=self.rail_low, rail_high=self.rail_high, rail_samples=self.rail_samples,
+            clipped_samples=self.clipped_samples, clip_runs=self.clip_runs,
+            longest_clip_run_samples=self.longest_run,
+            level_frames=self.level_frames, silent_frames=self.silent_frames,
+            active_samples=self.active_samples, active_sum_squares=self.active_sum_squares,
+            content_bits=self.content_bits, spectrum_power=self.spectrum.tolist(),
+            spectrum_windows=self.spectrum_windows, histogram=self.histogram.tolist(),
+            envelope=self.envelope.result() if self.envelope is not None else {},
+            fingerprint=digest.hexdigest(),
+        )
+
+
+def db(value: float | None) -> float | None:
+    """20·log10(value); -inf for 0; None for None."""
+    if value is None:
+        return None
+    return 20.0 * math.log10(value) if value > 0 else -math.inf
+
+
+# --------------------------------------------------------------------------------------------------
+# One file
+# --------------------------------------------------------------------------------------------------
+
+@dataclass(slots=True)
+class FileMeasurement:
+    """One row of measurements.files[] (DESIGN 4b), plus what the plots and corpus checks need.
+    `histogram`, `spectrum` and `envelope` are carried to the parent and then dropped or folded
+    into corpus totals; they are not written per file to JSON."""
+
+    path: str
+    kind: str = "audio"
+    format: str | None = None
+    subtype: str | None = None
+    sample_rate: int | None = None
+    channels: int | None = None
+    frames: int | None = None
+    duration_s: float | None = None
+    min: float | None = None
+    max: float | None = None
+    peak: float | None = None
+    peak_db: float | None = None
+    rms: float | None = None
+    rms_db: float | None = None
+    active_rms_db: float | None = None
+    dc_offset: float | None = None
+    crest_factor: float | None = None
+    crest_factor_db: float | None = None
+    silence_fraction: float | None = None
+    silent_frames: int | None = None
+    level_frames: int | None = None
+    overs: int | None = None
+    overs_fraction: float | None = None
+    clip_ceiling_snr_db: float | None = None
+    clipped_samples: int | None = None
+    clip_runs: int | None = None
+    longest_clip_run_samples: int | None = None
+    rail_low: float | None = None
+    rail_high: float | None = None
+    nonfinite: int | None = None
+    nan: int | None = None
+    inf: int | None = None
+    bandwidth_hz: float | None = None
+    content_bits: int | None = None
+    container_bits: int | None = None
+    declared_frames: int | None = None
+    size_bytes: int | None = None
+    fingerprint: str | None = None
+    error: str | None = None
+    histogram: list[int] | None = field(default=None, repr=False)
+    envelope: dict[str, list[float]] | None = field(default=None, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON row: every field except the bulky per-file histogram and envelope."""
+        from dataclasses import fields
+
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("histogram", "envelope")}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "FileMeasurement":
+        names = {f for f in cls.__dataclass_fields__}
+        clean = {}
+        for key, value in data.items():
+            if key in names:
+                if value in ("nan", "inf", "-inf"):
+                    value = float(value)
+                clean[key] = value
+        return cls(**clean)
+
+
+def _describe_open_error(path: Path, exc: Exception) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, PermissionError) or "Permission denied" in text:
+        return "no read permission"
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(12)
+    except OSError as os_exc:
+        return f"cannot open: {os_exc.strerror or os_exc}"
+    known = (b"RIFF", b"RIFX", b"RF64", b"fLaC", b"OggS", b"FORM", b".snd", b"ID3", b"caff")
+    if not any(head.startswith(magic) for magic in known) and not head[:2] in (b"\xff\xfb", b"\xff\xf3", b"\xff\xf2"):
+        return f"not audio: no known audio header (first bytes {head[:4].hex()}); libsndfile: {text}"
+    return f"corrupt or truncated header; libsndfile: {text}"
+
+
+def measure_file(path: Path | str, relpath: str | None = None, *, silence_threshold_db: float = -60.0,
+                 keep_envelope: bool = True) -> FileMeasurement:
+    """Stream one file once and measure it. Never raises for a bad file: `error` says why."""
+    import soundfile as sf
+
+    path = Path(path)
+    rel = relpath if relpath is not None else display_path(path.name)
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        return FileMeasurement(path=rel, kind="unreadable", error=f"cannot stat: {exc.strerror or exc}")
+    if size == 0:
+        return FileMeasurement(path=rel, kind="audio", frames=0, duration_s=0.0, size_bytes=0,
+                               error="empty file (0 bytes)")
+    if not os.access(path, os.R_OK):
+        return FileMeasurement(path=rel, kind="unreadable", size_bytes=size, error="no read permission")
+    try:
+        handle = sf.SoundFile(str(path))
+    except Exception as exc:  # libsndfile raises LibsndfileError/RuntimeError/TypeError on garbage
+        return FileMeasurement(path=rel, kind="unreadable", size_bytes=size, error=_describe_open_error(path, exc))
+    with handle:
+        sr, ch = int(handle.samplerate), int(handle.channels)
+        fmt, subtype = handle.format, handle.subtype
+        m = FileMeasurement(path=rel, format=fmt, subtype=subtype, sample_rate=sr, channels=ch,
+                            container_bits=CONTAINER_BITS.get(subtype), size_bytes=size)
+        if sr <= 0 or ch <= 0:
+            m.kind, m.error = "unreadable", f"invalid header: sample rate {sr}, channels {ch}"
+            return m
+        if fmt in ("WAV", "WAVEX"):
+            width = {"PCM_U8": 1, "PCM_S8": 1, "PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4, "DOUBLE": 8}.get(subtype)
+            if width:
+                m.declared_frames = declared_wav_frames(path, width * ch)
+        acc = SignalAccumulator(sr, ch, subtype=subtype, silence_threshold_db=silence_threshold_db,
+                                keep_envelope=keep_envelope)
+        try:
+            for block in read_blocks(handle, block_frames_for(sr, ch)):
+                acc.update(block)
+        except Exception as exc:  # a decode error mid-file: keep what was read, say where it stopped
+            m.error = f"read error after {acc.frames + acc._carry.shape[0]} frames: {str(exc).strip() or type(exc).__name__}"
+    stats = acc.result()
+    fill_from_stats(m, stats)
+    if m.error is None and m.declared_frames is not None and m.declared_frames > stats.frames:
+        m.error = (f"truncated: the header declares {m.declared_frames} frames "
+                   f"({m.declared_frames / sr:.3f} s) but the file holds {stats.frames} ({stats.frames / sr:.3f} s)")
+    return m
+
+
+def fill_from_stats(m: FileMeasurement, s: SignalStats) -> None:
+    m.frames = s.frames
+    m.duration_s = s.frames / s.sample_rate if s.sample_rate else None
+    m.min, m.max, m.peak = s.min, s.max, s.peak
+    m.peak_db = db(s.peak)
+    m.rms = s.rms
+    m.rms_db = db(s.rms)
+    m.active_rms_db = db(s.active_rms)
+    m.dc_offset = s.dc_offset
+    m.crest_factor = (s.peak / s.rms) if s.rms else None
+    m.crest_factor_db = db(m.crest_factor)
+    m.silence_fraction = s.silence_fraction
+    m.silent_frames, m.level_frames = s.silent_frames, s.level_frames
+    m.overs = s.overs
+    m.overs_fraction = s.overs / s.finite_samples if s.finite_samples else 0.0
+    m.clip_ceiling_snr_db = s.clip_ceiling_snr_db
+    m.clipped_samples, m.clip_runs = s.clipped_samples, s.clip_runs
+    m.longest_clip_run_samples = s.longest_clip_run_samples
+    m.rail_low, m.rail_high = s.rail_low, s.rail_high
+    m.nonfinite, m.nan, m.inf = s.nonfinite, s.nan, s.inf
+    m.bandwidth_hz = s.bandwidth_hz()
+    m.content_bits = s.content_bits
+    m.fingerprint = s.fingerprint
+    m.histogram = s.histogram
+    m.envelope = s.envelope or None

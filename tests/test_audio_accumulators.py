@@ -1,0 +1,182 @@
+"""Accumulator and per-file statistics against straightforward numpy (and ffmpeg astats when present)."""
+from __future__ import annotations
+
+import math
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from codecdoctor.audio import (ENVELOPE_MAX_BINS, SignalAccumulator, frame_length, measure_file, pcm_rails)
+from audio_fixtures import speech_like, write_audio
+
+SR = 16000
+
+
+def oracle(x: np.ndarray, sample_rate: int, *, rails=(-1.0, 1.0), exact_rails=True, min_run=3,
+           silence_db=-60.0) -> dict:
+    """The plain, obviously-correct computation (float64, whole file in memory)."""
+    x2 = x.reshape(len(x), -1).astype(np.float64)
+    flat = x2.reshape(-1)
+    finite = flat[np.isfinite(flat)]
+    fl = frame_length(sample_rate) * x2.shape[1]
+    frames = [x2.reshape(-1)[i:i + fl] for i in range(0, x2.size, fl)]
+    frame_ms = [np.mean(np.where(np.isfinite(f), f, 0.0) ** 2 * (fl / max(1, np.isfinite(f).sum()))) for f in frames]
+    silent = sum(ms < 10 ** (silence_db / 10) for ms in frame_ms)
+    overs = np.abs(finite) > 1
+    clipped = 0
+    for c in range(x2.shape[1]):
+        col = x2[:, c]
+        at = (col == rails[0]) | (col == rails[1]) if exact_rails else (col <= rails[0]) | (col >= rails[1])
+        run = 0
+        for v in list(at) + [False]:
+            if v:
+                run += 1
+            else:
+                clipped += run if run >= min_run else 0
+                run = 0
+    excess = np.sum((finite - np.clip(finite, -1, 1)) ** 2)
+    rms = math.sqrt(np.mean(finite ** 2))
+    return {
+        "min": finite.min(), "max": finite.max(), "peak": np.abs(finite).max(), "rms": rms,
+        "rms_db": 20 * math.log10(rms), "peak_db": 20 * math.log10(np.abs(finite).max()),
+        "dc_offset": finite.mean(), "crest_factor": np.abs(finite).max() / rms,
+        "silence_fraction": silent / len(frames), "overs": int(overs.sum()),
+        "clip_ceiling_snr_db": 10 * math.log10(np.sum(finite ** 2) / excess) if excess > 0 else None,
+        "clipped_samples": clipped, "nonfinite": int((~np.isfinite(flat)).sum()), "frames": len(x2),
+    }
+
+
+def assert_matches(measured, expected: dict, rel=1e-6):
+    for key, want in expected.items():
+        got = getattr(measured, key)
+        if want is None:
+            assert got is None, key
+        elif isinstance(want, (int, np.integer)) and not isinstance(want, bool):
+            assert got == want, (key, got, want)
+        else:
+            # relative to the value, or to the signal scale (rms) for quantities that can be ~0 (DC)
+            assert got == pytest.approx(float(want), rel=rel, abs=1e-9), (key, got, want)
+
+
+def test_float_file_statistics_match_numpy_and_keep_values_beyond_one(tmp_path):
+    x = speech_like(7.3, SR, seed=4, peak=1.0129)
+    x[100:140] = -1.0129  # a stretch beyond -1: true values must survive (sox clips them to ±1)
+    path = write_audio(tmp_path / "f.wav", x)
+    m = measure_file(path)
+    want = oracle(x, SR)
+    assert_matches(m, want)
+    assert m.min == pytest.approx(-1.0129, rel=1e-6) and m.max == pytest.approx(1.0129, rel=1e-6)
+    assert m.overs > 40 and m.clip_ceiling_snr_db is not None
+
+
+def test_pcm16_rails_are_both_full_scale_codes(tmp_path):
+    x = speech_like(3.0, SR, seed=5, peak=0.8)
+    ints = np.round(x * 32768 * 3.0).clip(-32768, 32767).astype(np.int16)  # driven into both rails
+    path = tmp_path / "c16.wav"
+    sf.write(path, ints, SR, subtype="PCM_16")
+    low, high = pcm_rails("PCM_16")
+    assert (low, high) == (-1.0, 32767 / 32768)
+    m = measure_file(path)
+    as_float = ints.astype(np.float64) / 32768
+    want = oracle(as_float, SR, rails=(low, high), exact_rails=False)
+    assert_matches(m, want)
+    assert m.clipped_samples > 100 and m.overs == 0
+    assert m.max == pytest.approx(32767 / 32768) and m.min == -1.0
+
+
+def test_block_splits_do_not_change_any_number():
+    x = speech_like(4.0, SR, seed=6, channels=2, peak=1.05)
+    x[5000:5010, 0] = 1.0  # a rail run crossing the split points below
+    whole = SignalAccumulator(SR, 2, subtype="FLOAT")
+    whole.update(x)
+    a = whole.result()
+    rng = np.random.default_rng(0)
+    cuts = np.sort(rng.choice(np.arange(1, len(x)), 40, replace=False))
+    cuts = np.concatenate([cuts, [5003, 5007]])
+    pieces = SignalAccumulator(SR, 2, subtype="FLOAT")
+    for part in np.split(x, np.sort(cuts)):
+        pieces.update(part)
+    b = pieces.result()
+    for name in ("frames", "min", "max", "overs", "clipped_samples", "clip_runs", "silent_frames", "level_frames",
+                 "nan", "inf", "rail_samples"):
+        assert getattr(a, name) == getattr(b, name), name
+    for name in ("sum", "sum_squares", "overs_excess_energy", "active_sum_squares"):
+        assert getattr(a, name) == pytest.approx(getattr(b, name), rel=1e-9), name
+    assert a.clipped_samples == 10
+
+
+def test_merge_pools_independent_streams_like_one_concatenated_count():
+    x = speech_like(2.0, SR, seed=7)
+    y = speech_like(3.0, SR, seed=8) * 1.2
+    a, b = SignalAccumulator(SR), SignalAccumulator(SR)
+    a.update(x)
+    b.update(y)
+    pooled = a.merge(b).result()
+    both = np.concatenate([x, y]).astype(np.float64)
+    assert pooled.frames == len(both)
+    assert pooled.sum_squares == pytest.approx(np.sum(both ** 2), rel=1e-7)
+    assert pooled.max == pytest.approx(both.max()) and pooled.min == pytest.approx(both.min())
+    assert pooled.overs == int((np.abs(both) > 1).sum())
+
+
+def test_nan_and_inf_are_counted_and_excluded_from_statistics(tmp_path):
+    x = speech_like(2.0, SR, seed=9)
+    x[1000] = np.nan
+    x[2000:2003] = np.inf
+    x[3000] = -np.inf
+    path = write_audio(tmp_path / "nan.wav", x)
+    m = measure_file(path)
+    assert (m.nan, m.inf, m.nonfinite) == (1, 4, 5)
+    assert_matches(m, {k: v for k, v in oracle(x, SR).items() if k != "silence_fraction"})
+
+
+def test_envelope_is_bounded_so_memory_is_flat_in_file_length():
+    acc = SignalAccumulator(SR)
+    block = speech_like(10.0, SR, seed=10)
+    for _ in range(60):  # 10 minutes, fed as 60 blocks
+        acc.update(block)
+    env = acc.result().envelope
+    assert len(env["rms_db"]) <= 2 * ENVELOPE_MAX_BINS
+    assert env["start_s"][-1] + env["duration_s"][-1] == pytest.approx(600.0, abs=0.05)
+
+
+def test_upsampled_file_shows_its_real_bandwidth(tmp_path):
+    from scipy.signal import resample_poly
+
+    narrow = resample_poly(speech_like(4.0, 8000, seed=11), 2, 1).astype(np.float32)
+    full = speech_like(4.0, SR, seed=11)
+    m_narrow = measure_file(write_audio(tmp_path / "up.wav", narrow))
+    m_full = measure_file(write_audio(tmp_path / "full.wav", full))
+    assert 3500 <= m_narrow.bandwidth_hz <= 4300
+    assert m_full.bandwidth_hz >= 7000
+
+
+def test_content_bit_depth_sees_16_bit_content_in_a_float_file(tmp_path):
+    x = np.round(speech_like(2.0, SR, seed=12) * 32768) / 32768
+    m = measure_file(write_audio(tmp_path / "q.wav", x.astype(np.float32)))
+    assert (m.content_bits, m.container_bits) == (16, 32)
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed")
+def test_matches_ffmpeg_astats(tmp_path):
+    x = speech_like(3.0, SR, seed=13, peak=0.9)
+    path = write_audio(tmp_path / "a.wav", x)
+    out = subprocess.run(["ffmpeg", "-hide_banner", "-nostats", "-i", str(path), "-af", "astats=measure_overall=all",
+                          "-f", "null", "-"], capture_output=True, text=True, timeout=60).stderr
+    overall = out.split("Overall")[-1]
+
+    def stat(name: str) -> float:
+        for line in overall.splitlines():
+            if f"] {name}:" in line:
+                return float(line.split(":")[-1])
+        raise AssertionError(f"{name} not in ffmpeg output")
+
+    m = measure_file(path)
+    assert m.min == pytest.approx(stat("Min level"), rel=1e-6)
+    assert m.max == pytest.approx(stat("Max level"), rel=1e-6)
+    assert m.rms_db == pytest.approx(stat("RMS level dB"), abs=1e-3)  # ffmpeg prints 6 decimals of dB
+    assert m.peak_db == pytest.approx(stat("Peak level dB"), abs=1e-3)
+    assert m.dc_offset == pytest.approx(stat("DC offset"), abs=1e-6)
