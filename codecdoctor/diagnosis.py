@@ -313,36 +313,53 @@ class ChunkSetMeasurements:
 
 def measure_chunk_set(refs: Sequence[Any], ests: Sequence[Any], subject: str | None = None) -> ChunkSetMeasurements:
     """Score a set of (ref, est) chunks both ways: mean of per-chunk dB vs total-power SNR."""
-    per_chunk: list[float] = []
     signal_energy: list[float] = []
     error_energy: list[float] = []
     for ref, est in zip(refs, ests):
-        r, e = M.crop_pair(ref, est)
-        finite = bool(np.isfinite(r).all() and np.isfinite(e).all())
-        r = np.where(np.isfinite(r), r, 0.0)
-        e = np.where(np.isfinite(e), e, 0.0)
-        per_chunk.append(M.chunk_snr_db_eps(r, e) if finite else -math.inf)
-        with np.errstate(over="ignore"):
-            signal_energy.append(float(np.dot(r, r)))
-            error_energy.append(float(np.dot(r - e, r - e)) if finite else math.inf)
-    n = len(per_chunk)
+        signal, error = chunk_energies(ref, est)
+        signal_energy.append(signal)
+        error_energy.append(error)
+    return chunk_set_from_energies(signal_energy, error_energy, subject=subject)
+
+
+def chunk_energies(ref: Any, est: Any) -> tuple[float, float]:
+    """(sum ref^2, sum (ref - est)^2) over the common length; the error is inf when a sample is
+    non-finite (a loop's metric would be NaN or -inf for that chunk)."""
+    r, e = M.crop_pair(ref, est)
+    finite = bool(np.isfinite(r).all() and np.isfinite(e).all())
+    r = np.where(np.isfinite(r), r, 0.0)
+    with np.errstate(over="ignore"):
+        signal = float(np.dot(r, r))
+        error = float(np.dot(r - e, r - e)) if finite else math.inf
+    return signal, error
+
+
+def chunk_set_from_energies(signal_energy: Sequence[float], error_energy: Sequence[float],
+                            subject: str | None = None) -> ChunkSetMeasurements:
+    """Build the set measurements from per-chunk (reference, error) energies."""
+    n = len(signal_energy)
     if n == 0:
         return ChunkSetMeasurements(0, 0, 0.0, -math.inf, -math.inf, -math.inf, -math.inf, subject)
-    energies = np.array(signal_energy)
+    energies = np.asarray(signal_energy, dtype=np.float64)
+    errors = np.asarray(error_energy, dtype=np.float64)
     median = float(np.median(energies))
     silent = (energies <= 0.0) | (energies <= median * 10.0 ** (SILENT_CHUNK_DB / 10.0))
-    values = np.array(per_chunk)
-    finite_values = values[np.isfinite(values)]
+    eps = M.FLOAT32_EPS
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        values = 10.0 * np.log10((energies + eps) / (errors + eps))
+    values = np.where(np.isfinite(errors), values, -math.inf)
+    values = np.nan_to_num(values, nan=-math.inf)
+    all_finite = bool(np.isfinite(values).all())
     active_values = values[~silent & np.isfinite(values)]
-    total_error = float(np.sum(error_energy))
+    total_error = float(np.sum(errors))
     total_signal = float(np.sum(energies))
     return ChunkSetMeasurements(
         chunks=n,
         silent_chunks=int(silent.sum()),
         silent_fraction=float(silent.mean()),
-        mean_chunk_snr_db=float(values.mean()) if finite_values.size == n else -math.inf,
+        mean_chunk_snr_db=float(values.mean()) if all_finite else -math.inf,
         mean_active_chunk_snr_db=float(active_values.mean()) if active_values.size else -math.inf,
-        median_chunk_snr_db=float(np.median(values)) if finite_values.size == n else -math.inf,
+        median_chunk_snr_db=float(np.median(values)) if all_finite else -math.inf,
         total_snr_db=M.energy_ratio_db(total_signal, total_error) if math.isfinite(total_error) else -math.inf,
         subject=subject,
         chunk_snr_db=[float(v) for v in values],
