@@ -319,8 +319,11 @@ def bitrate(info: CheckpointInfo) -> dict[str, float] | None:
         n_q = int(config.get("n_codebooks", len(levels)))
         bits = n_q * math.log2(int(config.get("codebook_size", 1024)))
     elif levels:
-        if info.architecture == "encodec":
-            # 24 kHz model: strides 8·5·4·2 = 320; the 48 kHz one has 2 channels and 150 fps: ambiguous
+        if info.architecture == "encodec" and len(levels) == 32 and levels[0].codebook_size == 1024 \
+                and not any(k.startswith("encoder.model.0.conv.conv.weight_v") and v.shape[1] == 2
+                            for k, v in info.weights.items()):
+            # the released mono 24 kHz model: strides 8·5·4·2 = 320, 32 levels × 1024 codes. Other
+            # EnCodec configurations do not record their strides in the weights: bitrate unknown.
             sample_rate, hop = 24000, 320
         elif info.architecture == "dac" and config:
             sample_rate = config.get("sample_rate", 44100)
