@@ -1,0 +1,498 @@
+"""T6xx: live training checks. They judge `TrainingMeasurements` that `codecdoctor.Monitor` reads
+back from the device on a schedule; they do no I/O and no tensor work.
+
+Subjects name steps ("step 137", "steps 100-124"): the step is the monitor's count of `on_batch`
+calls (0-based), or the step the training loop passed in.
+"""
+from __future__ import annotations
+
+import math
+
+from codecdoctor.findings import Severity
+from codecdoctor.monitor_types import TrainingMeasurements, median_finite, step_span
+from codecdoctor.registry import NotApplicable, check, finding
+
+# Amplitude ratio 2 (6 dB): a pure gain error g caps SNR at −20·log10|1−g|, which is 0 dB at g = 2
+# and 6 dB at g = 0.5, so a level off by more than 6 dB alone forbids a useful waveform SNR.
+RMS_DRIFT_DB = 6.0
+# A window must move back toward 0 dB by at least this much to count as "still converging".
+RMS_IMPROVING_DB = 1.0
+# Gradient jumps of two orders of magnitude over the run's median are far beyond the ~3x
+# step-to-step spread of healthy Adam training.
+GRAD_EXPLOSION_RATIO = 100.0
+# Adam divides by sqrt(v) + eps with eps = 1e-8: gradients whose RMS per element falls below eps
+# no longer move the weights at the learning rate, they move them ~rms/eps times slower.
+GRAD_VANISH_RMS = 1e-8
+# GradScaler halves the scale once per skipped step and grows it back only every 2000 good steps,
+# so in steady fp16 training skips are rare; skipping a fifth of the steps discards a fifth of the data.
+SCALER_SKIP_FRACTION = 0.2
+# Adam learning rates that train conv audio codecs: 1e-4 (DAC, SoundStream) to 3e-4 (EnCodec) and up
+# to 1e-3 for small models; below a third of the lowest of them the run crawls.
+LR_USUAL_MIN = 1e-4
+LR_FAR_BELOW = LR_USUAL_MIN / 3
+# Median loss of the newest third of the recent history must be at least 2% below the oldest third.
+PLATEAU_MIN_IMPROVEMENT = 0.02
+PLATEAU_MIN_POINTS = 40
+# EMA perplexity halving means half of the effective codebook stopped being used.
+PERPLEXITY_FALL_RATIO = 0.5
+# Negative SNR: the output is further from the reference than silence would be. Below 3 dB the
+# error carries at least half the reference's energy.
+VAL_SNR_LOW_DB = 3.0
+# Hinge / least-squares discriminator losses sit near 1-2 (hinge) or 0.25-0.5 (LSGAN) at
+# equilibrium; a median below 0.05 means the discriminator separates real from decoded with margin.
+DISC_DOMINATION_LOSS = 0.05
+# Codebooks of DDP replicas are all-reduced, so they agree to float rounding (~1e-7 relative).
+DDP_SPREAD_RELATIVE = 1e-5
+
+
+def _window(m: TrainingMeasurements):
+    if m.window is None or not m.window.steps:
+        raise NotApplicable
+    return m.window
+
+
+def _first(steps, values, predicate):
+    for s, v in zip(steps, values):
+        if predicate(v):
+            return s
+    return None
+
+
+def _item(value: float) -> int | None:
+    return int(value) if math.isfinite(value) and value >= 0 else None
+
+
+@check("T601", scope="training", severity=Severity.WARNING)
+def input_range(m: TrainingMeasurements):
+    """Input batch out of range or non-finite.
+
+    What: Per batch, on the device: non-finite samples, samples beyond ±1 (beyond the decoder's
+    output bound when it has one) and the clip error energy Σ(x − clip(x))². With a bounded decoder
+    (tanh, clamp) it states the SNR ceiling 10·log10(Σx² / Σ(x − clip(x))²) over the data seen so far.
+    Any non-finite input sample is an error; any sample beyond the bound is a warning (info when the
+    decoder is unbounded).
+    Why: A tanh decoder can never output 1.01, so every sample beyond the bound is error the model is
+    pushed to reduce and cannot; the gradient saturates the tanh. Data peaking at 1.01 put the
+    Telugu codec's ceiling at a finite SNR no training could pass. A NaN sample poisons every loss.
+    Fix: Scale the data into [-1, 1] once in the dataset (peak-normalize the corpus, not each crop)
+    or give the decoder headroom (tanh × 1.05, or no bound); drop or repair non-finite files
+    (`codecdoctor audit-data`).
+    """
+    w = _window(m)
+    out = []
+    bad_step = _first(w.steps, w.columns["in_nonfinite"], lambda v: v > 0)
+    if bad_step is not None:
+        i = w.steps.index(bad_step)
+        count = int(sum(v for v in w.columns["in_nonfinite"] if math.isfinite(v)))
+        out.append(finding(
+            "T601", f"{count} non-finite input samples in {step_span(w.steps)}; first at step {bad_step}, "
+                    f"batch item {_item(w.columns['in_nonfinite_item'][i])}",
+            subject=f"step {bad_step}", severity=Severity.ERROR,
+            evidence={"step": bad_step, "item": _item(w.columns["in_nonfinite_item"][i]), "nonfinite_samples": count}))
+    overs = [v for v in w.columns["in_over"] if math.isfinite(v)]
+    if overs and sum(overs) > 0:
+        bound = m.output_bound if m.output_bound is not None else 1.0
+        peaks = w.columns["in_peak"]
+        worst = max(range(len(peaks)), key=lambda i: peaks[i] if math.isfinite(peaks[i]) else -1.0)
+        first = _first(w.steps, w.columns["in_over"], lambda v: v > 0)
+        energy, clip_err = m.state.input_energy, m.state.input_clip_error_energy
+        ceiling_db = 10 * math.log10(energy / clip_err) if clip_err > 0 and energy > 0 else math.inf
+        samples = int(sum(overs))
+        evidence = {"samples_over": samples, "max_abs": peaks[worst], "bound": bound, "first_step": first,
+                    "worst_step": w.steps[worst], "worst_item": _item(w.columns["in_peak_item"][worst]),
+                    "snr_ceiling_db": ceiling_db}
+        if m.output_bound is not None:
+            message = (f"{samples} input samples beyond ±{bound:g} in {step_span(w.steps)} (first at step {first}); "
+                       f"max |x| = {peaks[worst]:.4f} at step {w.steps[worst]}, batch item {evidence['worst_item']}. "
+                       f"The decoder is bounded at ±{bound:g}, so the SNR it can reach on the data seen so far "
+                       f"is capped at 10·log10(Σx²/Σ(x−clip(x))²) = {ceiling_db:.1f} dB")
+            out.append(finding("T601", message, subject=f"step {first}", evidence=evidence))
+        else:
+            message = (f"{samples} input samples beyond ±1 in {step_span(w.steps)}; max |x| = {peaks[worst]:.4f} at "
+                       f"step {w.steps[worst]}. The decoder is unbounded, so it can follow them, but a bounded "
+                       f"(tanh) decoder would be capped at {ceiling_db:.1f} dB")
+            out.append(finding("T601", message, subject=f"step {first}", severity=Severity.INFO, evidence=evidence))
+    return out
+
+
+@check("T602", scope="training", severity=Severity.ERROR)
+def output_range(m: TrainingMeasurements):
+    """Decoder output out of range or non-finite.
+
+    What: Per batch, on the device: non-finite output samples (error); output beyond the declared
+    output bound (error: the bound in the config is not what the code does); with an unbounded
+    decoder, output peaks beyond full scale (1.0) and more than 1.1× the input's peak (warning).
+    Why: Output beyond ±1 clips when written to a file and is the signature of an unbounded decoder
+    whose level drifts upward: the reconstruction loss pulls the level back only as fast as the
+    learning rate allows, and validation SNR drops with it. A non-finite output means the run is lost.
+    Fix: End the decoder in tanh (with headroom if the data exceeds ±1) or a clamp used only at
+    inference; if the output grows, check the loss's level term (L1/L2 on the waveform) is present.
+    """
+    w = _window(m)
+    out = []
+    bad_step = _first(w.steps, w.columns["out_nonfinite"], lambda v: v > 0)
+    if bad_step is not None:
+        i = w.steps.index(bad_step)
+        count = int(sum(v for v in w.columns["out_nonfinite"] if math.isfinite(v)))
+        out.append(finding("T602", f"{count} non-finite output samples in {step_span(w.steps)}; first at step "
+                                   f"{bad_step}, batch item {_item(w.columns['out_nonfinite_item'][i])}",
+                           subject=f"step {bad_step}", evidence={"step": bad_step, "nonfinite_samples": count}))
+    peaks = [p if math.isfinite(p) else -1.0 for p in w.columns["out_peak"]]
+    if not peaks or max(peaks) < 0:
+        return out
+    worst = max(range(len(peaks)), key=peaks.__getitem__)
+    out_peak, in_peak = peaks[worst], w.columns["in_peak"][worst]
+    evidence = {"output_peak": out_peak, "input_peak": in_peak, "step": w.steps[worst], "bound": m.output_bound}
+    if m.output_bound is not None and out_peak > m.output_bound * (1 + 1e-4):
+        out.append(finding("T602", f"output peaks at {out_peak:.4f} at step {w.steps[worst]}, beyond the declared "
+                                   f"output bound ±{m.output_bound:g}: the decoder is not bounded as configured",
+                           subject=f"step {w.steps[worst]}", evidence=evidence))
+    elif m.output_bound is None and out_peak > 1.0 and out_peak > 1.1 * in_peak:
+        out.append(finding("T602", f"output peaks at {out_peak:.4f} at step {w.steps[worst]} while the input peaks at "
+                                   f"{in_peak:.4f}: the unbounded decoder overshoots full scale",
+                           subject=f"step {w.steps[worst]}", severity=Severity.WARNING, evidence=evidence))
+    return out
+
+
+@check("T603", scope="training", severity=Severity.WARNING)
+def rms_ratio_drift(m: TrainingMeasurements):
+    """Output/input RMS ratio drifting away from 1.
+
+    What: 20·log10(rms(output)/rms(input)) per batch (median over each read-back window) and over the
+    validation pairs. Flags a training window after the warm-up whose median is more than 6 dB from
+    0 dB and did not move at least 1 dB toward 0 since the previous window, and any validation set
+    whose ratio is more than 6 dB off. 6 dB is an amplitude factor 2: a pure gain error g caps the SNR
+    at −20·log10|1−g| (0 dB at g = 2, 6 dB at g = 0.5).
+    Why: This is the signature of the two saga mistakes: per-sample normalization (the model never
+    sees the true level, so its output level is wrong on raw-scale audio) and an unbounded decoder
+    whose output level grows. Level is the first thing a waveform loss fixes, so a persistent ratio
+    means the loss cannot see the level.
+    Fix: Normalize the corpus once (or not at all) so train and validation share one scale; compare
+    at the scale you feed; bound the decoder; keep an L1/L2 waveform term in the loss.
+    """
+    out = []
+    if m.validation is not None and math.isfinite(m.validation.rms_ratio_db):
+        v = m.validation
+        if abs(v.rms_ratio_db) > RMS_DRIFT_DB:
+            out.append(finding("T603", f"validation output/input RMS ratio is {v.rms_ratio_db:+.1f} dB over {v.pairs} "
+                                       f"pairs at step {v.step}: the output level does not follow the input level",
+                               subject=f"validation at step {v.step}",
+                               evidence={"rms_ratio_db": v.rms_ratio_db, "step": v.step}))
+    if m.window is None or not m.window.steps:
+        if m.validation is None:
+            raise NotApplicable
+        return out
+    w = m.window
+    ratio_db = median_finite(w.rms_ratio_db())
+    if not math.isfinite(ratio_db) or w.steps[-1] < m.warmup_steps:
+        return out
+    previous = [r for s, r in m.state.rms_ratio_db if s < w.steps[0] and math.isfinite(r)]
+    improving = bool(previous) and abs(previous[-1]) - abs(ratio_db) >= RMS_IMPROVING_DB
+    if abs(ratio_db) > RMS_DRIFT_DB and not improving:
+        trend = f"; previous window {previous[-1]:+.1f} dB" if previous else ""
+        out.append(finding("T603", f"output/input RMS ratio is {ratio_db:+.1f} dB (median over {step_span(w.steps)}"
+                                   f"{trend}), beyond ±{RMS_DRIFT_DB:g} dB and not converging",
+                           subject=step_span(w.steps),
+                           evidence={"rms_ratio_db": ratio_db, "previous_db": previous[-1] if previous else None,
+                                     "first_step": w.steps[0], "last_step": w.steps[-1]}))
+    return out
+
+
+@check("T604", scope="training", severity=Severity.ERROR)
+def nonfinite_loss(m: TrainingMeasurements):
+    """Non-finite loss term.
+
+    What: Every loss term of every step is kept on the device and checked for NaN/Inf; a cheap
+    on-device alarm makes the monitor read back at once. The offending batch is then re-run under
+    forward hooks (same parameters, buffers and RNG restored afterwards) to name the first module,
+    in execution order, whose output is non-finite. Any non-finite term is an error.
+    Why: One NaN loss makes every gradient NaN; Adam then writes NaN into every weight and the run is
+    lost from that step on, while a checkpoint saved afterwards overwrites the last good one. Naming
+    the term and module separates data faults (input NaN), numeric faults in a layer (overflow,
+    log of 0) and faults in the loss computation itself (half-precision spectrograms).
+    Fix: Follow the named module: an input NaN is a data fault (audit-data); a layer overflowing in
+    half precision needs fp32 or a smaller scale; a loss term that is non-finite with finite model
+    outputs is computed unsafely (log without eps, STFT in float16).
+    """
+    w = m.window
+    trace = m.nonfinite
+    if trace is None:
+        if w is None:
+            raise NotApplicable
+        bad = [(s, name) for name, vals in w.losses.items() for s, v in zip(w.steps, vals)
+               if v is not None and not math.isfinite(v)]
+        if not bad:
+            return []
+        step = min(s for s, _ in bad)
+        terms = sorted({name for s, name in bad if s == step})
+        return [finding("T604", f"non-finite loss term(s) {', '.join(repr(t) for t in terms)} at step {step}; the "
+                                f"batch was no longer available to re-run under hooks",
+                        subject=f"step {step}", evidence={"step": step, "terms": terms})]
+    where = (f"the first module with a non-finite output is '{trace.module}'"
+             + (" (its own parameters are non-finite)" if trace.module_params_nonfinite else "")
+             if trace.module else "every module output was finite when the batch was re-run, so the "
+                                  "non-finite value arose in the loss computation")
+    values = ", ".join(f"{t} = {trace.term_values.get(t)}" for t in trace.terms)
+    item = f", batch item {trace.item}" if trace.item is not None else ""
+    return [finding("T604", f"non-finite loss at step {trace.step}{item}: {values}; {where}"
+                            + (f". {trace.detail}" if trace.detail else ""),
+                    subject=f"step {trace.step}",
+                    evidence={"step": trace.step, "terms": trace.terms, "module": trace.module,
+                              "module_params_nonfinite": trace.module_params_nonfinite, "item": trace.item})]
+
+
+@check("T605", scope="training", severity=Severity.WARNING)
+def gradient_norm(m: TrainingMeasurements):
+    """Gradient norm exploding, vanishing or non-finite.
+
+    What: The total L2 norm of all gradients per step (after backward, before clipping), on the
+    device. Explosion: a step's norm above 100× the median of the run so far (after 20 steps);
+    vanishing: the window's median RMS gradient per element below 1e-8, Adam's eps; non-finite
+    gradients with a finite loss and no grad scaler (a scaler skips such steps by design) are errors.
+    Why: 100× is two orders of magnitude beyond healthy step-to-step variation and precedes NaN
+    weights; gradients below Adam's eps move weights slower than the learning rate says; non-finite
+    gradients without a scaler are written straight into the weights.
+    Fix: Clip gradients (`clip_grad_norm_`, e.g. 1.0), lower the learning rate or warm it up; for
+    vanishing gradients check for saturated tanh (inputs beyond ±1, T601) and detached graphs.
+    """
+    w = _window(m)
+    norms = w.columns["grad_norm"]
+    if not any(math.isfinite(g) for g in norms) and not any(v > 0 for v in w.columns["grad_nonfinite"] if math.isfinite(v)):
+        raise NotApplicable
+    out = []
+    loss_bad_steps = {s for vals in w.losses.values() for s, v in zip(w.steps, vals)
+                      if v is not None and not math.isfinite(v)}
+    if not m.scaler_used:
+        bad = [s for s, v in zip(w.steps, w.columns["grad_nonfinite"]) if v > 0 and s not in loss_bad_steps]
+        if bad:
+            out.append(finding("T605", f"non-finite gradients at {len(bad)} step(s) from step {bad[0]} with a finite "
+                                       f"loss and no grad scaler to skip them",
+                               subject=f"step {bad[0]}", severity=Severity.ERROR,
+                               evidence={"first_step": bad[0], "steps": len(bad)}))
+    reference = m.state.grad_norm_median()
+    if reference is not None and reference > 0:
+        jumps = [(s, g) for s, g in zip(w.steps, norms) if math.isfinite(g) and g > GRAD_EXPLOSION_RATIO * reference]
+        if jumps:
+            s, g = max(jumps, key=lambda p: p[1])
+            out.append(finding("T605", f"gradient norm {g:.3g} at step {s} is {g / reference:.0f}× the run's median "
+                                       f"{reference:.3g} ({len(jumps)} step(s) above {GRAD_EXPLOSION_RATIO:g}×)",
+                               subject=f"step {s}",
+                               evidence={"grad_norm": g, "median_grad_norm": reference, "step": s, "steps": len(jumps)}))
+    median = median_finite(norms)
+    if w.grad_elements and math.isfinite(median) and w.steps[-1] >= m.warmup_steps:
+        rms = median / math.sqrt(w.grad_elements)
+        if rms < GRAD_VANISH_RMS:
+            out.append(finding("T605", f"median gradient RMS per element is {rms:.2e} over {step_span(w.steps)}, below "
+                                       f"Adam's eps 1e-8: the weights barely move",
+                               subject=step_span(w.steps), evidence={"grad_rms": rms, "grad_norm": median}))
+    return out
+
+
+@check("T606", scope="training", severity=Severity.WARNING)
+def scaler_skips(m: TrainingMeasurements):
+    """AMP grad scaler skipping steps.
+
+    What: The GradScaler's scale tensor is copied on the device after every optimizer step; a step
+    whose scale is lower than the step before was skipped (GradScaler halves the scale when it finds
+    inf/NaN gradients). Flags a window after the warm-up (where the initial 65536 calibrates down)
+    in which more than 20% of steps were skipped, and a scale below 1 as an error.
+    Why: A skipped step throws away its batch; growth back takes 2000 good steps per doubling, so
+    frequent skips mean a layer overflows fp16 every few steps. A scale below 1 means gradients
+    overflow even unscaled: the values themselves are too large for float16.
+    Fix: Find the overflowing layer (run a few steps in fp32 and watch activations), keep STFT/mel
+    losses and the quantizer in fp32, prefer bf16 autocast where supported, clip gradients.
+    """
+    w = _window(m)
+    scales = w.columns["scale"]
+    if not any(math.isfinite(s) for s in scales):
+        raise NotApplicable
+    previous = m.state.last_scale
+    skipped, counted = [], 0
+    for step, scale in zip(w.steps, scales):
+        if not math.isfinite(scale):
+            continue
+        if previous is not None and step >= m.warmup_steps:
+            counted += 1
+            if scale < previous:
+                skipped.append(step)
+        previous = scale
+    out = []
+    latest = next((s for s in reversed(scales) if math.isfinite(s)), math.nan)
+    if counted and len(skipped) / counted > SCALER_SKIP_FRACTION:
+        out.append(finding("T606", f"the grad scaler skipped {len(skipped)} of {counted} steps in {step_span(w.steps)} "
+                                   f"(first at step {skipped[0]}); scale now {latest:g}",
+                           subject=step_span(w.steps),
+                           evidence={"skipped": len(skipped), "steps": counted, "scale": latest, "first_step": skipped[0]}))
+    if math.isfinite(latest) and latest < 1.0:
+        out.append(finding("T606", f"grad scaler scale collapsed to {latest:.3g}: gradients overflow even unscaled",
+                           subject=f"step {w.steps[-1]}", severity=Severity.ERROR, evidence={"scale": latest}))
+    return out
+
+
+@check("T607", scope="training", severity=Severity.WARNING)
+def codebook_usage(m: TrainingMeasurements):
+    """Codebook usage falling.
+
+    What: Per residual level, the perplexity exp(entropy) of the quantizer's EMA usage counts
+    (`cluster_size`), computed on the device at each read-back, and the number of dead codes (EMA
+    count below 1% of the uniform share). Flags a level whose perplexity fell below half of its own
+    peak so far, or below 2 while the codebook has 16 or more codes (collapse).
+    Why: Perplexity is the number of codes effectively in use; halving it halves the bits the level
+    carries. Collapse to one or two codes turns the level into a constant and the residual levels
+    after it must do its work.
+    Fix: Enable dead-code revival (replace codes whose EMA count falls below a threshold with recent
+    encoder outputs), k-means initialisation, a lower commitment weight, or l2-normalised codes.
+    """
+    if not m.levels:
+        raise NotApplicable
+    out = []
+    for lv in m.levels:
+        if not lv.initted or not math.isfinite(lv.perplexity):
+            continue
+        peak = m.state.perplexity_peak.get(lv.level)
+        evidence = {"level": lv.level, "perplexity": lv.perplexity, "peak_perplexity": peak,
+                    "codebook_size": lv.codebook_size, "dead_codes": lv.dead_codes}
+        subject = f"level {lv.level} ({lv.name})"
+        if peak is not None and lv.perplexity < PERPLEXITY_FALL_RATIO * peak:
+            out.append(finding("T607", f"level {lv.level} perplexity fell to {lv.perplexity:.1f} from a peak of "
+                                       f"{peak:.1f} (codebook {lv.codebook_size}; {lv.dead_codes:.0f} dead codes)",
+                               subject=subject, evidence=evidence))
+        elif lv.codebook_size >= 16 and lv.perplexity < 2.0:
+            out.append(finding("T607", f"level {lv.level} collapsed: perplexity {lv.perplexity:.2f} of "
+                                       f"{lv.codebook_size} codes ({lv.dead_codes:.0f} dead)",
+                               subject=subject, evidence=evidence))
+    return out
+
+
+@check("T608", scope="training", severity=Severity.ERROR)
+def validation_snr(m: TrainingMeasurements):
+    """Validation SNR negative or low.
+
+    What: SNR = 10·log10(Σref² / Σ(ref − est)²) over all validation pairs. Below 0 dB is an error
+    (the output is further from the reference than silence), below 3 dB a warning (the error still
+    carries half the reference's energy). Either runs the R3xx differential diagnosis on the worst
+    pair, whose findings (gain, polarity, lag, bound, ...) are reported next to this one.
+    Why: Negative validation SNR is where the saga started; the R3xx what-if table tells a scale
+    error (R302: SNR after optimal gain far higher) from an alignment or polarity error and from a
+    model that has not learned.
+    Fix: Follow the R3xx findings listed with it; R302 usually means train and validation do not
+    share one amplitude scale.
+    """
+    v = m.validation
+    if v is None:
+        raise NotApplicable
+    if math.isfinite(v.snr_db) and v.snr_db >= VAL_SNR_LOW_DB:
+        return []
+    severity = Severity.ERROR if not math.isfinite(v.snr_db) or v.snr_db < 0 else Severity.WARNING
+    causes = [f.id for f in v.diagnosis if f.id not in ("R300",)]
+    explained = f"; the diagnosis of the worst pair ({v.worst_pair}) finds {', '.join(causes)}" if causes else ""
+    what_if = ", ".join(f"{k} {val:.1f} dB" for k, val in v.what_if.items() if isinstance(val, (int, float)) and math.isfinite(val))
+    return [finding("T608", f"validation SNR is {v.snr_db:.2f} dB over {v.pairs} pairs at step {v.step}{explained}"
+                            + (f" (what-if on that pair: {what_if})" if what_if else ""),
+                    subject=f"validation at step {v.step}", severity=severity,
+                    evidence={"snr_db": v.snr_db, "pairs": v.pairs, "worst_pair": v.worst_pair,
+                              "worst_pair_snr_db": v.pair_snr_db[v.worst_pair] if v.pair_snr_db else None,
+                              "diagnosis": causes, **{f"what_if_{k}_db": val for k, val in v.what_if.items()}})]
+
+
+@check("T609", scope="training", severity=Severity.WARNING)
+def loss_plateau_low_lr(m: TrainingMeasurements):
+    """Loss plateau with a learning rate far below the usual range.
+
+    What: Compares the median total loss of the newest third of the recent steps (up to 300, at
+    least 40) with the oldest third; a relative improvement under 2% while the optimizer's learning
+    rate is below 3.3e-5 (a third of 1e-4, the low end of the Adam rates that train conv codecs:
+    1e-4 DAC/SoundStream, 3e-4 EnCodec) is flagged.
+    Why: At 1e-5 Adam moves each weight by about 1e-5 per step: the loss looks converged while the
+    model has barely left its initialization, and hours of GPU time produce nothing.
+    Fix: Use 1e-4 to 3e-4 with Adam/AdamW (betas 0.8/0.9, 0.99) with a short warm-up; check the
+    scheduler did not decay the rate to near zero.
+    """
+    if m.lr is None or len(m.state.loss_total) < PLATEAU_MIN_POINTS:
+        raise NotApplicable
+    points = [v for _, v in list(m.state.loss_total)[-300:] if math.isfinite(v)]
+    if len(points) < PLATEAU_MIN_POINTS:
+        raise NotApplicable
+    third = len(points) // 3
+    old, new = median_finite(points[:third]), median_finite(points[-third:])
+    improvement = (old - new) / abs(old) if old else 0.0
+    steps = [s for s, _ in list(m.state.loss_total)[-300:]]
+    if improvement < PLATEAU_MIN_IMPROVEMENT and m.lr < LR_FAR_BELOW:
+        return [finding("T609", f"total loss improved {100 * improvement:.2f}% over {step_span([steps[0], steps[-1]])} "
+                                f"(median {old:.4g} -> {new:.4g}) at learning rate {m.lr:.2g}, "
+                                f"{LR_USUAL_MIN / m.lr:.0f}× below the usual minimum {LR_USUAL_MIN:g}",
+                        subject=f"step {steps[-1]}",
+                        evidence={"lr": m.lr, "improvement": improvement, "old_loss": old, "new_loss": new,
+                                  "steps": len(points)})]
+    return []
+
+
+DISC_TERMS = ("disc", "d_loss", "loss_d", "discriminator")
+ADV_TERMS = ("adv", "gan", "g_adv", "adversarial", "loss_g_adv", "gen_adv")
+
+
+def _find_term(names, wanted):
+    for name in names:
+        low = name.lower()
+        if low in wanted or any(low.startswith(w) for w in wanted):
+            return name
+    return None
+
+
+@check("T610", scope="training", severity=Severity.WARNING)
+def discriminator_domination(m: TrainingMeasurements):
+    """Discriminator dominating the generator.
+
+    What: Finds the discriminator loss term (named disc*, d_loss, loss_d) and the generator's
+    adversarial term (adv*, gan); after the warm-up flags a window whose median discriminator loss is
+    below 0.05. Hinge losses sit near 1-2 and least-squares losses near 0.25-0.5 at equilibrium, so
+    0.05 means the discriminator separates real from decoded audio with margin.
+    Why: A saturated discriminator gives the decoder large, uninformative adversarial gradients that
+    drown the reconstruction terms; quality stalls or collapses (buzzy artifacts).
+    Fix: Lower the discriminator's learning rate or update it less often, start the adversarial
+    loss later, weight feature matching higher, or add gradient penalty / spectral norm.
+    """
+    w = _window(m)
+    disc = _find_term(w.losses, DISC_TERMS)
+    if disc is None:
+        raise NotApplicable
+    if w.steps[-1] < m.warmup_steps:
+        return []
+    d_median = median_finite(w.losses[disc])
+    adv = _find_term(w.losses, ADV_TERMS)
+    a_median = median_finite(w.losses[adv]) if adv else math.nan
+    if math.isfinite(d_median) and d_median < DISC_DOMINATION_LOSS:
+        adv_text = f"; generator adversarial term '{adv}' median {a_median:.3g}" if adv else ""
+        return [finding("T610", f"discriminator loss '{disc}' median {d_median:.3g} over {step_span(w.steps)}{adv_text}",
+                        subject=step_span(w.steps),
+                        evidence={"disc_loss": d_median, "adv_loss": a_median if adv else None})]
+    return []
+
+
+@check("T611", scope="training", severity=Severity.ERROR)
+def ddp_codebooks_differ(m: TrainingMeasurements):
+    """Codebook buffers differ across DDP ranks.
+
+    What: At scheduled read-backs each rank computes float64 checksums (sum, sum of |x|,
+    position-weighted sum) of every codebook tensor (embed, embed_avg, cluster_size, codebook
+    parameters) and all-reduces them with max and min; a relative spread above 1e-5 on any of them
+    is an error. All-reduced EMA statistics agree to float rounding (~1e-7).
+    Why: EMA codebooks are buffers, which DDP does not average like gradients: unless the
+    quantizer all-reduces its statistics, every rank learns its own codebook, the encoders diverge,
+    and the checkpoint (usually rank 0's) does not match what the others trained.
+    Fix: All-reduce cluster sizes and embedding sums inside the quantizer's EMA update (as this
+    codec does), or broadcast buffers from rank 0 each step (`broadcast_buffers=True` covers only
+    forward-time buffers).
+    """
+    d = m.ddp
+    if d is None:
+        raise NotApplicable
+    bad = [(name, spread) for name, spread in zip(d.tensors, d.spread) if spread > DDP_SPREAD_RELATIVE]
+    if not bad:
+        return []
+    name, spread = max(bad, key=lambda p: p[1])
+    return [finding("T611", f"{len(bad)} of {len(d.tensors)} codebook tensors differ across {d.world_size} ranks at "
+                            f"step {d.step}; largest relative spread {spread:.3g} in '{name}'",
+                    subject=f"step {d.step}",
+                    evidence={"tensors_differing": len(bad), "tensors": len(d.tensors), "max_spread": spread,
+                              "worst_tensor": name, "world_size": d.world_size})]

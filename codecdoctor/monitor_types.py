@@ -1,0 +1,145 @@
+"""Host-side measurements of the live monitor: plain dataclasses the T6xx checks judge.
+
+The monitor fills them at each read-back (one window of steps) and at each validation; the checks in
+`codecdoctor/checks/training.py` only read them. They serialize with `findings.jsonable`.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from codecdoctor.findings import Finding
+
+
+@dataclass
+class StepWindow:
+    """Per-step values of the steps read back together; NaN where a hook did not run."""
+
+    steps: list[int]
+    columns: dict[str, list[float]]
+    losses: dict[str, list[float]]
+    in_samples: list[int]
+    out_samples: list[int]
+    grad_elements: int | None = None
+    loss_dtypes: dict[str, str] = field(default_factory=dict)
+    output_dtype: str | None = None
+
+    def rms(self, prefix: str) -> list[float]:
+        samples = self.in_samples if prefix == "in" else self.out_samples
+        return [math.sqrt(e / n) if n and math.isfinite(e) else math.nan
+                for e, n in zip(self.columns[f"{prefix}_energy"], samples)]
+
+    def rms_ratio_db(self) -> list[float]:
+        """20·log10(rms(output) / rms(input)) per step."""
+        out = []
+        for x, y in zip(self.rms("in"), self.rms("out")):
+            out.append(20 * math.log10(y / x) if x > 0 and y > 0 else math.nan)
+        return out
+
+
+@dataclass
+class CodebookLevel:
+    level: int
+    name: str
+    codebook_size: int
+    perplexity: float
+    dead_codes: float
+    initted: bool
+
+
+@dataclass
+class NonfiniteTrace:
+    """Result of re-running the offending batch under forward hooks (T604)."""
+
+    step: int
+    terms: list[str]
+    term_values: dict[str, float]
+    module: str | None
+    module_params_nonfinite: bool = False
+    item: int | None = None
+    detail: str = ""
+
+
+@dataclass
+class ValidationMeasurements:
+    step: int
+    pairs: int
+    snr_db: float
+    pair_snr_db: list[float]
+    worst_pair: int
+    rms_ratio_db: float
+    diagnosis: list[Finding] = field(default_factory=list)
+    diagnosis_checks: list[str] = field(default_factory=list)
+    what_if: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DdpMeasurements:
+    rank: int
+    world_size: int
+    step: int
+    tensors: list[str]
+    spread: list[float]  # per tensor: max over ranks − min over ranks of its checksums, relative
+
+
+@dataclass
+class SpectralContext:
+    """What the monitor knows about the spectral loss for S501-S503."""
+
+    terms: list[str]
+    dtype: str | None
+    fft_sizes: list[int]
+    peak: float | None
+    nonfinite_terms: list[str] = field(default_factory=list)
+
+
+class RunState:
+    """History carried across windows (bounded: long runs keep the newest points)."""
+
+    def __init__(self, keep: int = 4000):
+        self.windows = 0
+        self.steps_seen = 0
+        self.rms_ratio_db: list[tuple[int, float]] = []  # (last step, window median)
+        self.grad_norms: deque[float] = deque(maxlen=keep)
+        self.loss_total: deque[tuple[int, float]] = deque(maxlen=keep)
+        self.perplexity_peak: dict[int, float] = {}
+        self.input_energy = 0.0
+        self.input_clip_error_energy = 0.0
+        self.scaled_steps = 0
+        self.skipped_steps = 0
+        self.last_scale: float | None = None
+
+    def grad_norm_median(self) -> float | None:
+        finite = [g for g in self.grad_norms if math.isfinite(g)]
+        return statistics.median(finite) if len(finite) >= 20 else None
+
+
+@dataclass
+class TrainingMeasurements:
+    """Everything one run of the T6xx checks sees. Parts that were not measured are None."""
+
+    state: RunState
+    output_bound: float | None
+    warmup_steps: int
+    window: StepWindow | None = None
+    lr: float | None = None
+    levels: list[CodebookLevel] | None = None
+    nonfinite: NonfiniteTrace | None = None
+    validation: ValidationMeasurements | None = None
+    ddp: DdpMeasurements | None = None
+    spectral: SpectralContext | None = None
+    scaler_used: bool = False
+
+
+def median_finite(values: list[float | None]) -> float:
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    return statistics.median(finite) if finite else math.nan
+
+
+def step_span(steps: list[int]) -> str:
+    if not steps:
+        return "no steps"
+    return f"step {steps[0]}" if steps[0] == steps[-1] else f"steps {steps[0]}-{steps[-1]}"
