@@ -117,6 +117,13 @@ def load_checkpoint_file(path: str | os.PathLike, *, unsafe_load: bool = False) 
         info.status, info.error = "empty", "the file is empty (0 bytes)"
         return info
     is_zip = zipfile.is_zipfile(path)
+    with path.open("rb") as handle:
+        starts_like_zip = handle.read(4) == b"PK\x03\x04"
+    if starts_like_zip and not is_zip:
+        # A zip's directory is written last: a zip header without an end record is a cut-off write.
+        info.status = "truncated"
+        info.error = "the zip archive has no central directory: the file is truncated (an interrupted write)"
+        return info
     started = time.perf_counter()
     try:
         # mmap maps tensor storages instead of reading them: a 100 MB checkpoint "loads" in

@@ -3,8 +3,8 @@
 Like a bench analyzer on a black box: feed known signals, measure what comes out.
 - level sweep: speech-like audio at peak levels -40 ... +0.1 dBFS; output RMS vs input RMS. A
   codec that preserves scale has slope 1 dB/dB; per-sample normalisation or an AGC gives slope ~0;
-  a bounded output (tanh) compresses the top levels (saturation point = first level whose gain is
-  1 dB below the low-level gain).
+  a bounded output (tanh) compresses the top levels (saturation point = first level whose peak
+  gain is 1 dB below the low-level peak gain).
 - chirp and impulse: latency in samples (cross-correlation peak; impulse response peak).
 - stepped sine sweep: magnitude response and -3 dB bandwidth.
 - silence: idle output level (hiss, DC, tones a decoder emits from nothing).
@@ -45,9 +45,10 @@ class ProbeMeasurements:
     rms_in_db: list[float] = field(default_factory=list)
     rms_out_db: list[float] = field(default_factory=list)
     peak_out: list[float] = field(default_factory=list)
+    peak_gain_db: list[float] = field(default_factory=list)   # output peak / input peak per level
     level_slope_db_per_db: float | None = None
     low_level_gain_db: float | None = None
-    saturation_dbfs: float | None = None          # first level with gain 1 dB below the low-level gain
+    saturation_dbfs: float | None = None          # first level whose peak gain is 1 dB below the low-level one
     max_output_peak: float | None = None
     latency_samples: int | None = None            # from the chirp (cross-correlation)
     chirp_correlation: float | None = None
@@ -103,8 +104,13 @@ def level_sweep(adapter: Any, m: ProbeMeasurements, seconds: float = 1.0) -> Non
     m.level_slope_db_per_db = float(np.polyfit(x_in, y_out, 1)[0])
     gains_db = np.array(m.rms_out_db) - np.array(m.rms_in_db)
     m.low_level_gain_db = float(np.median(gains_db[low]))
-    for level, gain_db in zip(SWEEP_LEVELS_DBFS, gains_db):
-        if level > LINEAR_FIT_MAX_DBFS and gain_db < m.low_level_gain_db - SATURATION_DROP_DB:
+    # Saturation is judged on peaks: speech's crest factor (~15 dB) hides a tanh ceiling in the RMS
+    # gain (0.3 dB at +0.1 dBFS), while the peak gain drops 2.4 dB there (tanh(1.01) = 0.766).
+    peak_gain_db = np.array([_db(max(p, 1e-20)) - level for p, level in zip(m.peak_out, SWEEP_LEVELS_DBFS)])
+    m.peak_gain_db = [float(v) for v in peak_gain_db]
+    low_peak_gain_db = float(np.median(peak_gain_db[low]))
+    for level, gain_db in zip(SWEEP_LEVELS_DBFS, peak_gain_db):
+        if level > LINEAR_FIT_MAX_DBFS and gain_db < low_peak_gain_db - SATURATION_DROP_DB:
             m.saturation_dbfs = float(level)
             break
 

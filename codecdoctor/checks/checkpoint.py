@@ -349,8 +349,8 @@ def level_slope(m):
 def saturation(m):
     """Level sweep: output saturates below full scale.
 
-    What: The first sweep level above -12 dBFS whose gain is 1 dB below the low-level gain, and the
-    largest output peak. A tanh output compresses as the input nears ±1 and can never reach a
+    What: The first sweep level above -12 dBFS whose peak gain (output peak / input peak) is 1 dB
+    below the median peak gain at -40 ... -12 dBFS, and the largest output peak. A tanh output compresses as the input nears ±1 and can never reach a
     peak of 1.0 or above.
     Why: Data peaking at or above the bound is reproduced with a ceiling on SNR (R307); loud
     passages are systematically quieter.
@@ -362,7 +362,7 @@ def saturation(m):
         raise NotApplicable
     if m.saturation_dbfs is None:
         return []
-    return [finding("C211", f"gain drops more than 1 dB below its low-level value from {m.saturation_dbfs:+.1f} dBFS; "
+    return [finding("C211", f"peak gain drops more than 1 dB below its low-level value from {m.saturation_dbfs:+.1f} dBFS; "
                     f"largest output peak {m.max_output_peak:.4g} for a +0.1 dBFS input", subject="level sweep",
                     evidence={"saturation_dbfs": m.saturation_dbfs, "max_output_peak": m.max_output_peak})]
 

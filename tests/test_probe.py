@@ -1,0 +1,101 @@
+"""Probes on small stand-in codecs with a known behaviour: each measurement and finding asserted."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from codecdoctor.probes import probe
+
+SR = 8000  # small rate keeps every probe batch tiny
+
+
+class Adapter:
+    sample_rate = SR
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def reconstruct(self, audio):
+        return self.fn(audio)
+
+
+def ids(report):
+    return {f.id for f in report.findings}
+
+
+def test_identity_codec_slope_1_no_findings():
+    report = probe(Adapter(lambda x: x))
+    p = report.measurements["probes"]
+    assert p.level_slope_db_per_db == pytest.approx(1.0, abs=1e-6)
+    assert p.low_level_gain_db == pytest.approx(0.0, abs=1e-6) and p.saturation_dbfs is None
+    assert p.latency_samples == 0 and p.impulse_latency_samples == 0 and p.polarity == 1
+    assert p.bandwidth_3db_hz == pytest.approx(0.45 * SR, rel=1e-6) and p.idle_rms_dbfs == -200.0
+    assert report.findings == []
+    assert set(report.checks_run) == {"C210", "C211", "C212", "C213", "C214", "C215"}
+
+
+def test_per_sample_normalisation_flattens_the_level_sweep():
+    def normalise(x):  # the saga's fault: every example scaled to unit peak inside the model
+        return x / x.abs().amax(dim=-1, keepdim=True).clamp(min=1e-8)
+
+    report = probe(Adapter(normalise))
+    p = report.measurements["probes"]
+    assert abs(p.level_slope_db_per_db) < 0.01
+    found = [f for f in report.findings if f.id == "C210"]
+    assert found and found[0].severity.label == "error" and found[0].evidence["output_range_db"] < 0.1
+
+
+def test_tanh_output_saturates_near_full_scale():
+    report = probe(Adapter(torch.tanh))
+    p = report.measurements["probes"]
+    assert p.level_slope_db_per_db == pytest.approx(1.0, abs=0.02)
+    assert p.saturation_dbfs is not None and -12 < p.saturation_dbfs <= 0.1
+    assert p.max_output_peak == pytest.approx(np.tanh(10 ** (0.1 / 20)), abs=1e-4)
+    assert "C211" in ids(report) and "C210" not in ids(report)
+
+
+def test_delay_and_inversion_are_measured_exactly():
+    delay = 37
+
+    def late_and_inverted(x):
+        return -torch.nn.functional.pad(x, (delay, 0))[..., : x.shape[-1]]
+
+    report = probe(Adapter(late_and_inverted))
+    p = report.measurements["probes"]
+    assert p.latency_samples == delay and p.impulse_latency_samples == delay and p.polarity == -1
+    assert {"C212", "C213"} <= ids(report)
+
+
+def test_lowpass_bandwidth_and_idle_hiss():
+    def lowpass_plus_hiss(x):
+        # 2nd-order Butterworth-like low-pass at 1 kHz via FFT mask, plus noise at -50 dBFS RMS
+        spectrum = torch.fft.rfft(x)
+        freqs = torch.fft.rfftfreq(x.shape[-1], 1 / SR)
+        spectrum = spectrum / torch.sqrt(1 + (freqs / 1000.0) ** 4)
+        noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(0)) * 10 ** (-50 / 20)
+        return torch.fft.irfft(spectrum, n=x.shape[-1]) + noise
+
+    report = probe(Adapter(lowpass_plus_hiss))
+    p = report.measurements["probes"]
+    assert 700 < p.bandwidth_3db_hz <= 1000 and p.idle_rms_dbfs == pytest.approx(-50, abs=0.5)
+    assert {"C214", "C215"} <= ids(report)
+
+
+def test_probe_command_on_own_checkpoint(cli, tmp_path):
+    from fixtures.checkpoints import own_state, save
+
+    ckpt = save(own_state(), tmp_path / "own.pt")
+    code, out, err = cli("probe", ckpt, "--json", tmp_path / "p.json", "--html", tmp_path / "p.html")
+    import json
+
+    report = json.loads((tmp_path / "p.json").read_text())
+    assert code in (0, 1) and report["command"] == "probe"
+    assert len(report["measurements"]["probes"]["rms_out_db"]) == 15
+    assert "Level in/out" in (tmp_path / "p.html").read_text()
+
+
+def test_probe_of_unknown_architecture_is_an_input_error(cli, tmp_path):
+    torch.save({"w": torch.ones(3)}, tmp_path / "x.pt")
+    code, _, err = cli("probe", tmp_path / "x.pt")
+    assert code == 2 and "static checks only" in err or "--model" in err
