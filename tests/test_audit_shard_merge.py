@@ -1,0 +1,82 @@
+"""--shard i/n + merge gives the numbers of one run; the CLI writes and reads the partial JSONs."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from codecdoctor.audit import audit_data, merge_partials
+from codecdoctor.report import json_out
+from audio_fixtures import speech_like, write_audio
+
+SR = 16000
+
+
+def make_corpus(root):
+    for i in range(7):
+        write_audio(root / f"s{i}.wav", speech_like(1.5 + 0.2 * i, SR, seed=i, peak=0.4 + 0.15 * i))
+    write_audio(root / "sub" / "hot.wav", speech_like(2.0, SR, seed=20, peak=1.2))
+    write_audio(root / "sub" / "r8k.wav", speech_like(2.0, 8000, seed=21, peak=0.5), 8000)
+    write_audio(root / "sub" / "zero.wav", np.zeros(4000, np.float32))
+    (root / "sub" / "meta.csv").write_text("a,b\n")
+    (root / "bad.wav").write_bytes(b"RIFF....junk")
+
+
+def comparable(data: dict) -> dict:
+    """The parts of a report that must not depend on how the work was split."""
+    m = data["measurements"]
+    return {"files": m["files"], "corpus": m["corpus"], "findings": data["findings"], "summary": data["summary"],
+            "checks_run": data["checks_run"], "envelopes": m["envelopes"]}
+
+
+def test_three_shards_merged_equal_one_run(tmp_path):
+    root = tmp_path / "corpus"
+    make_corpus(root)
+    single = json.loads(json_out.dumps(audit_data(root, jobs=1, progress=False)))
+    parts = []
+    for i in (1, 2, 3):
+        part = audit_data(root, jobs=1, shard=f"{i}/3", progress=False)
+        path = tmp_path / f"part{i}.json"
+        path.write_text(json_out.dumps(part))
+        parts.append(path)
+        assert 0 < len(part.measurements["files"]) < len(single["measurements"]["files"])
+    merged = json.loads(json_out.dumps(merge_partials(parts)))
+    assert comparable(merged) == comparable(single)
+    assert merged["measurements"]["corpus"]["hours"] == single["measurements"]["corpus"]["hours"]
+
+
+def test_parallel_jobs_give_the_same_numbers_as_one_job(tmp_path):
+    root = tmp_path / "corpus"
+    make_corpus(root)
+    one = json.loads(json_out.dumps(audit_data(root, jobs=1, progress=False)))
+    two = json.loads(json_out.dumps(audit_data(root, jobs=2, progress=False)))
+    assert comparable(one) == comparable(two)
+
+
+def test_cli_shard_then_merge(cli, tmp_path):
+    root = tmp_path / "corpus"
+    make_corpus(root)
+    for i in (1, 2):
+        code, _, err = cli("audit-data", root, "--shard", f"{i}/2", "--json", tmp_path / f"p{i}.json",
+                           "--html", "none", "--no-progress", "--jobs", "1")
+        assert code in (0, 1), err
+    code, out, err = cli("merge", tmp_path / "p1.json", tmp_path / "p2.json", "--json", tmp_path / "all.json",
+                         "--html", tmp_path / "all.html")
+    assert code == 1  # the corpus has error-level findings (bad.wav)
+    merged = json.loads((tmp_path / "all.json").read_text())
+    assert merged["command"] == "audit-data" and len(merged["measurements"]["files"]) == 12
+    assert "D100" in {f["id"] for f in merged["findings"]}
+    assert "<img" in (tmp_path / "all.html").read_text()  # plots embedded
+
+
+def test_merge_rejects_a_shard_given_twice_and_non_reports(cli, tmp_path):
+    root = tmp_path / "corpus"
+    make_corpus(root)
+    cli("audit-data", root, "--shard", "1/2", "--json", tmp_path / "p1.json", "--html", "none", "--no-progress")
+    code, _, err = cli("merge", tmp_path / "p1.json", tmp_path / "p1.json")
+    assert code == 2 and "twice" in err
+    (tmp_path / "x.json").write_text("{}")
+    code, _, err = cli("merge", tmp_path / "x.json")
+    assert code == 2 and err.count("\n") == 1
+    code, _, err = cli("audit-data", root, "--shard", "3/2")
+    assert code == 2 and "--shard" in err
