@@ -1,13 +1,25 @@
-"""`codecdoctor demo` (not built yet)."""
+"""`codecdoctor demo`: the negative-SNR saga end to end on generated data, with an HTML index."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
-from codecdoctor.commands.common import not_built
-
 
 def register(app: typer.Typer) -> None:
-    @app.command("demo", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-    def command(ctx: typer.Context) -> None:
-        """The negative-SNR saga end to end on generated data, with an HTML index. (not built yet)"""
-        not_built("demo")
+    @app.command("demo")
+    def command(
+        out: Path = typer.Option(Path("reports/demo"), "--out", help="Folder for the corpus, checkpoints and reports."),
+        minutes: float = typer.Option(2.5, "--minutes", min=0.05, help="Training budget in minutes (CPU)."),
+        batch_size: int = typer.Option(8, "--batch-size", min=1),
+    ) -> None:
+        """The negative-SNR saga end to end: make a corpus, audit it, train briefly with live checks,
+        check and probe the checkpoint, reproduce each fault and diagnose it; writes OUT/index.html.
+        Exit 0 when every step was diagnosed as expected, 1 otherwise."""
+        from rich.console import Console
+
+        from codecdoctor.demo.run import DemoRunner
+
+        runner = DemoRunner(out, minutes, Console(highlight=False), batch_size=batch_size)
+        runner.run()
+        raise typer.Exit(0 if all(step.passed for step in runner.steps) else 1)
