@@ -295,7 +295,10 @@ def check_checkpoint(path: str | Path, *, data: str | Path | None = None, model:
         report.measurements["static"] = m
         return report
 
-    adapter, build_note = build_adapter(info, model)
+    if probes or data is not None or model:
+        adapter, build_note = build_adapter(info, model)
+    else:
+        adapter, build_note = None, "--no-probes without --data: the model was not built (static checks only)"
     crops: list[tuple[str, np.ndarray]] = []
     if data is not None:
         sr = int(getattr(adapter, "sample_rate", 0) or (info.config or {}).get("sample_rate") or 16000)

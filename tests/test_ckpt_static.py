@@ -138,7 +138,7 @@ def test_lightning_checkpoint_strips_the_module_prefix(tmp_path):
 
 def test_unknown_architecture_without_model_is_static_only_and_says_so(tmp_path):
     state = {"net.0.weight": torch.randn(8, 4), "net.0.bias": torch.zeros(8)}
-    report = check(tmp_path, state)
+    report = check_checkpoint(save(state, tmp_path / "x.pt"), probes=True)
     assert report.measurements["format"] == "state_dict" and report.measurements["architecture"] == "unknown"
     assert report.measurements["model_built"] is False
     assert any("unknown architecture: static checks only" in n for n in report.notes)
