@@ -130,10 +130,7 @@ def build_corpus(root: Path, *, clean_files: int = 6, seconds_per_file: float = 
 
         base, _ = _speech(20.0, seed + 100, work)
 
-        # The user's data: float WAV whose extremes are -1.0129 and +1.0108.
-        peaks = base / np.max(np.abs(base))
-        peaks = np.where(peaks < 0, peaks * 1.0129, peaks * 1.0108).astype(np.float32)
-        corpus.peaks_file = _write(root / "flawed" / "peaks_above_1.wav", peaks, "FLOAT")
+        corpus.peaks_file = _write(root / "flawed" / "peaks_above_1.wav", _peaks_like_the_users(base), "FLOAT")
         corpus.flawed["samples beyond [-1, 1]"] = corpus.peaks_file
 
         corpus.flawed["DC offset"] = _write(root / "flawed" / "dc_offset.wav", base + 0.05, "PCM_16")
@@ -152,6 +149,22 @@ def build_corpus(root: Path, *, clean_files: int = 6, seconds_per_file: float = 
         _write_corrupt_wav(path)
         corpus.flawed["corrupt file"] = path
     return corpus
+
+
+def _peaks_like_the_users(audio: np.ndarray, overs_fraction: float = 0.001) -> np.ndarray:
+    """Float audio whose loudest 0.1% of samples go beyond +-1 with extremes -1.0129 and +1.0108,
+    like a mix normalised to 0 dBFS before a final gain stage added ~0.1 dB: level each half-wave so
+    its 99.9th percentile sits at 1.0, then squeeze everything above 1.0 so the extremes land on the
+    user's measured values."""
+    out = np.asarray(audio, np.float64).copy()
+    for sign, extreme in ((1.0, 1.0108), (-1.0, 1.0129)):
+        side = sign * out > 0
+        level = np.quantile(sign * out[side], 1.0 - overs_fraction)
+        out[side] /= level  # each half-wave levelled on its own: speech is often asymmetric
+        over = side & (sign * out > 1.0)
+        excess = sign * out[over] - 1.0
+        out[over] = sign * (1.0 + excess * (extreme - 1.0) / excess.max())
+    return out.astype(np.float32)
 
 
 def _write(path: Path, audio: np.ndarray, subtype: str) -> Path:

@@ -53,14 +53,19 @@ class DemoStep:
 
 def _step_html(step: DemoStep, index_dir: Path) -> str:
     status = "pass" if step.passed else "fail"
-    label = {"healthy": "no errors expected", "saga": "fault reproduced"}[step.kind]
+    label = {"healthy": "healthy step: no error findings expected",
+             "saga": "fault planted: the expected check IDs must be named"}[step.kind]
     parts = [f'<section class="step {esc(step.kind)}">',
              f'<h2><span class="tag {status}">{"as expected" if step.passed else "unexpected"}</span>{esc(step.title)}</h2>',
              f'<p class="meta">{esc(label)}</p><p>{esc(step.story)}</p>']
     if step.error:
         parts.append(f"<p><strong>This step could not run:</strong> {esc(step.error)}</p>")
     if step.verdict:
-        parts.append(f"<p><strong>Verdict:</strong> {esc(step.verdict)}</p>")
+        items = [item for item in step.verdict.split(" | ") if item]
+        if len(items) == 1:
+            parts.append(f"<p><strong>Verdict:</strong> {esc(items[0])}</p>")
+        else:
+            parts.append("<p><strong>Verdict:</strong></p><ul>" + "".join(f"<li>{esc(i)}</li>" for i in items) + "</ul>")
     if step.report is not None:
         counts = step.report.summary()
         count_text = ", ".join(f"{counts[s.label]} {s.label}" for s in reversed(Severity))

@@ -67,4 +67,4 @@ def verdict_for(step) -> str:
             shown.append(f"{finding.id} ({finding.severity.label}): {finding.message}")
     top = findings[0]
     fix = f" Fix: {top.fix}" if top.fix else ""
-    return " ".join(part for part in ("codecdoctor named " + " | ".join(shown), numbers, fix) if part)
+    return " | ".join(part for part in ("codecdoctor named:", *shown, numbers + fix) if part)
