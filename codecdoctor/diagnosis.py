@@ -179,8 +179,8 @@ def measure_pair(ref: Any, est: Any, sample_rate: int, *, subject: str | None = 
     m.si_snr_db = M.si_snr_db(r, e)
     m.si_sdr_db = M.si_sdr_db(r, e)
     m.seg_snr_db = M.seg_snr_db(r, e, frame_samples=max(1, round(0.02 * sample_rate)))
-    ref_mel = M.log_mel_spectrogram(r, sample_rate)
-    est_mel = M.log_mel_spectrogram(e, sample_rate)
+    ref_mel, ref_psd, ref_scale = M.spectral_summary(r, sample_rate)
+    est_mel, est_psd, est_scale = M.spectral_summary(e, sample_rate)
     m.mel_distance = float(np.mean(np.abs(ref_mel - est_mel)))
     # Bins more than 60 dB (3 decades of magnitude) below the reference's loudest are floored: they
     # are inaudible beside it and would make the correlation measure noise floors, not content.
@@ -242,7 +242,7 @@ def measure_pair(ref: Any, est: Any, sample_rate: int, *, subject: str | None = 
         # SNR against silence is undefined; the sentinels above would read as numbers.
         m.what_if = {key: -math.inf for key in WHAT_IF_KEYS}
         m.notes.append("reference is silent: SNR and the what-if table are undefined (-inf)")
-    bands = M.band_transfer(r, e, sample_rate)
+    bands = M.band_transfer_from_spectra(ref_psd, est_psd, sample_rate, scale_ref=ref_scale, scale_est=est_scale)
     m.ref_bandwidth_hz = bands["ref_bandwidth_hz"]
     m.est_bandwidth_hz = bands["est_bandwidth_hz"]
     m.lost_band_energy_fraction = bands["lost_energy_fraction"]

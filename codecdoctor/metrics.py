@@ -109,12 +109,14 @@ def si_sdr_db(ref: Any, est: Any, *, zero_mean: bool = False) -> float:
     r, e = crop_pair(ref, est)
     if r.size == 0 or not _finite(r, e):
         return -math.inf
-    if zero_mean:
-        r, e = r - r.mean(), e - e.mean()
     scale = _common_scale(r, e)
     if scale == 0.0:
         return math.inf
     r, e = r / scale, e / scale
+    if zero_mean:  # after scaling: the mean of 1e308-sized samples would overflow
+        r, e = r - r.mean(), e - e.mean()
+        if not (r.any() or e.any()):
+            return math.inf
     ref_energy = float(np.dot(r, r))
     if ref_energy == 0.0:
         return -math.inf
@@ -223,13 +225,13 @@ def correlation(ref: Any, est: Any) -> float:
     """Pearson correlation of the two signals (means removed), in [-1, 1]; 0.0 when either is
     constant, empty or non-finite."""
     r, e = crop_pair(ref, est)
-    if r.size < 2 or not _finite(r, e):
+    if r.size < 2 or not _finite(r, e) or r.max() == r.min() or e.max() == e.min():
         return 0.0
-    r, e = r - r.mean(), e - e.mean()
     scale = _common_scale(r, e)
     if scale == 0.0:
         return 0.0
     r, e = r / scale, e / scale
+    r, e = r - r.mean(), e - e.mean()
     denominator = math.sqrt(float(np.dot(r, r)) * float(np.dot(e, e)))
     if denominator == 0.0:
         return 0.0
@@ -255,12 +257,12 @@ def cross_correlation(ref: Any, est: Any, max_lag_samples: int, *, block_samples
     out = np.zeros(lags.size)
     if r.size == 0 or e.size == 0 or not _finite(r, e):
         return lags, out
-    r = r - r.mean()
-    e = e - e.mean()
     scale = _common_scale(r, e)
     if scale == 0.0:
         return lags, out
     r, e = r / scale, e / scale
+    r = r - r.mean()
+    e = e - e.mean()
     block = int(block_samples) if block_samples else max(4 * max_lag, 1 << 14)
     starts = np.arange(0, r.size, block)
     if starts.size > max_blocks:
@@ -305,6 +307,7 @@ def lag_and_peak(ref: Any, est: Any, max_lag_samples: int = 8000) -> tuple[int, 
     e = as_signal(est).reshape(-1)
     max_lag = min(int(max_lag_samples), max(r.size, e.size) - 1) if max(r.size, e.size) else 0
     lags, c = cross_correlation(r, e, max(max_lag, 0))
+    c = np.nan_to_num(c, nan=0.0)
     magnitude = np.abs(c)
     best = float(magnitude.max()) if magnitude.size else 0.0
     if best == 0.0:
@@ -367,19 +370,23 @@ def mel_fft_size(sample_rate: int) -> int:
     return int(max(64, 2 ** round(math.log2(max(0.064 * sample_rate, 1.0)))))
 
 
-def log_mel_spectrogram(x: Any, sample_rate: int, *, n_fft: int | None = None, n_mels: int = 64,
-                        floor: float = 1e-5, block_frames: int = 4096) -> np.ndarray:
-    """log10 of the mel-filtered STFT magnitude, clamped below at log10(floor) (as DAC's mel loss);
-    shape (frames, n_mels). Hann window, hop n_fft/4, signal zero-padded to whole frames. Computed
-    in blocks of frames (bounded memory) on the signal divided by its peak, with the scale added
-    back in the log domain, so huge values do not overflow. Non-finite input gives all-floor."""
+def spectral_summary(x: Any, sample_rate: int, *, n_fft: int | None = None, n_mels: int = 64,
+                     floor: float = 1e-5, block_frames: int = 4096) -> tuple[np.ndarray, np.ndarray, float]:
+    """One STFT pass giving (log-mel spectrogram, long-term power spectrum, scale).
+
+    The log-mel is log10 of the mel-filtered STFT magnitude, clamped below at log10(floor) (as
+    DAC's mel loss), shape (frames, n_mels). Hann window, hop n_fft/4, zero-padded to whole frames.
+    The power spectrum is the mean |X|^2 over frames (a Welch estimate, Hann, 75% overlap) of the
+    signal divided by `scale` (its peak), shape (n_fft//2 + 1,). Computed in blocks of frames
+    (bounded memory); the scale goes back in the log domain, so huge values do not overflow.
+    Non-finite input is treated as silence."""
     n_fft = int(n_fft or mel_fft_size(sample_rate))
     hop = max(1, n_fft // 4)
     n_mels = int(max(1, min(n_mels, n_fft // 4)))
     signal = as_signal(x).reshape(-1)
     log_floor = math.log10(floor)
     if signal.size == 0:
-        return np.full((0, n_mels), log_floor)
+        return np.full((0, n_mels), log_floor), np.zeros(n_fft // 2 + 1), 0.0
     if not _finite(signal):
         signal = np.zeros_like(signal)
     scale = _common_scale(signal)
@@ -392,13 +399,21 @@ def log_mel_spectrogram(x: Any, sample_rate: int, *, n_fft: int | None = None, n
     bank = mel_filterbank(sample_rate, n_fft, n_mels)
     frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop]
     out = np.empty((n_frames, n_mels))
+    power = np.zeros(n_fft // 2 + 1)
     log_scale = math.log10(scale) if scale > 0.0 else 0.0
     for start in range(0, n_frames, block_frames):
         magnitude = np.abs(np.fft.rfft(frames[start:start + block_frames] * window, axis=-1))
+        power += np.einsum("ij,ij->j", magnitude, magnitude)
         mel = magnitude @ bank
         with np.errstate(divide="ignore"):
             out[start:start + block_frames] = np.log10(np.maximum(mel, 1e-300)) + log_scale
-    return np.maximum(out, log_floor)
+    return np.maximum(out, log_floor), power / n_frames, scale
+
+
+def log_mel_spectrogram(x: Any, sample_rate: int, *, n_fft: int | None = None, n_mels: int = 64,
+                        floor: float = 1e-5, block_frames: int = 4096) -> np.ndarray:
+    """log10 mel magnitude spectrogram, shape (frames, n_mels); see `spectral_summary`."""
+    return spectral_summary(x, sample_rate, n_fft=n_fft, n_mels=n_mels, floor=floor, block_frames=block_frames)[0]
 
 
 def mel_distance(ref: Any, est: Any, sample_rate: int, *, n_mels: int = 64) -> float:
@@ -435,48 +450,51 @@ def mel_correlation(ref: Any, est: Any, sample_rate: int, *, n_mels: int = 64) -
                              log_mel_spectrogram(e, sample_rate, n_mels=n_mels))
 
 
-def band_transfer(ref: Any, est: Any, sample_rate: int, *, n_bands: int = 32,
-                  attenuation_db: float = 20.0, ref_range_db: float = 80.0) -> dict[str, float]:
-    """Compare the long-term spectra of ref and est in `n_bands` equal-width bands (Welch PSD).
+def band_transfer(ref: Any, est: Any, sample_rate: int, **kw: Any) -> dict[str, float]:
+    """Compare the long-term spectra of ref and est; see `band_transfer_from_spectra`."""
+    r, e = crop_pair(ref, est)
+    if r.size < 16 or not _finite(r, e) or sample_rate <= 0:
+        return {"ref_bandwidth_hz": 0.0, "est_bandwidth_hz": 0.0, "lost_energy_fraction": 0.0, "level_ratio_db": 0.0}
+    _, psd_ref, scale_ref = spectral_summary(r, sample_rate)
+    _, psd_est, scale_est = spectral_summary(e, sample_rate)
+    return band_transfer_from_spectra(psd_ref, psd_est, sample_rate, scale_ref=scale_ref, scale_est=scale_est, **kw)
+
+
+def band_transfer_from_spectra(psd_ref: np.ndarray, psd_est: np.ndarray, sample_rate: int, *,
+                               scale_ref: float = 1.0, scale_est: float = 1.0, n_bands: int = 32,
+                               attenuation_db: float = 20.0, ref_range_db: float = 80.0) -> dict[str, float]:
+    """Compare two long-term power spectra (from `spectral_summary`) in `n_bands` equal bands.
 
     Returns `ref_bandwidth_hz` (upper edge of the highest band where ref is within `ref_range_db` of
-    its strongest band), `est_bandwidth_hz` (upper edge of the highest such band where est's
-    power relative to ref's, normalised by the overall level ratio, is above -`attenuation_db`),
+    its strongest band), `est_bandwidth_hz` (upper edge of the highest such band where est's power
+    relative to ref's, normalised by the overall level ratio, is above -`attenuation_db`),
     `lost_energy_fraction` (share of ref's energy above est_bandwidth_hz) and `level_ratio_db`.
-    Ratio-based, so a global gain error does not look like a bandwidth loss. Zeros for empty or
-    silent input."""
-    from scipy.signal import welch
-
-    r, e = crop_pair(ref, est)
+    Ratio-based, so a global gain error does not look like a bandwidth loss. Zeros for silence."""
     result = {"ref_bandwidth_hz": 0.0, "est_bandwidth_hz": 0.0, "lost_energy_fraction": 0.0, "level_ratio_db": 0.0}
-    if r.size < 16 or not _finite(r, e) or sample_rate <= 0:
+    psd_ref = np.asarray(psd_ref, dtype=np.float64)
+    psd_est = np.asarray(psd_est, dtype=np.float64)
+    if psd_ref.size < n_bands or psd_ref.size != psd_est.size or sample_rate <= 0:
         return result
-    scale = _common_scale(r, e)
-    if scale == 0.0:
-        return result
-    r, e = r / scale, e / scale
-    nperseg = min(mel_fft_size(sample_rate), r.size)
-    _, psd_ref = welch(r, nperseg=nperseg, detrend=False)
-    _, psd_est = welch(e, nperseg=nperseg, detrend=False)
     edges = np.linspace(0, psd_ref.size, n_bands + 1).round().astype(int)
-    band_ref = np.array([psd_ref[a:b].sum() for a, b in zip(edges[:-1], edges[1:])])
-    band_est = np.array([psd_est[a:b].sum() for a, b in zip(edges[:-1], edges[1:])])
+    band_ref = np.add.reduceat(psd_ref, edges[:-1])
+    band_est = np.add.reduceat(psd_est, edges[:-1])
     strongest = float(band_ref.max())
     if strongest <= 0.0:
         return result
     valid = band_ref >= strongest * 10.0 ** (-ref_range_db / 10.0)
     band_hz = (sample_rate / 2.0) / n_bands
     top_ref = int(np.flatnonzero(valid).max())
+    result["ref_bandwidth_hz"] = (top_ref + 1) * band_hz
     level = float(band_est[valid].sum() / band_ref[valid].sum())
-    result["level_ratio_db"] = 10.0 * math.log10(level) if level > 0 else -math.inf
     if level <= 0.0:
-        result["ref_bandwidth_hz"] = (top_ref + 1) * band_hz
+        result["level_ratio_db"] = -math.inf
         result["lost_energy_fraction"] = 1.0
         return result
+    if scale_ref > 0.0 and scale_est > 0.0:
+        result["level_ratio_db"] = 10.0 * math.log10(level) + 20.0 * (math.log10(scale_est) - math.log10(scale_ref))
     relative = band_est / (band_ref * level + 1e-300)
     passing = valid & (relative >= 10.0 ** (-attenuation_db / 10.0))
     top_est = int(np.flatnonzero(passing).max()) if passing.any() else -1
-    result["ref_bandwidth_hz"] = (top_ref + 1) * band_hz
     result["est_bandwidth_hz"] = (top_est + 1) * band_hz
     result["lost_energy_fraction"] = float(band_ref[top_est + 1:].sum() / band_ref.sum())
     return result
