@@ -114,7 +114,8 @@ class Monitor:
                  optimizer: Any = None, start_step: int = 0, warmup_steps: int | None = None,
                  forward: Callable[[torch.nn.Module, torch.Tensor], Any] | None = None,
                  spectral_terms: tuple[str, ...] | None = None, spectral_fft_sizes: tuple[int, ...] | None = None,
-                 spectral_eps: float | None = None, dead_code_share: float | None = None, ddp_check: bool = True):
+                 spectral_eps: float | None = None, dead_code_share: float | None = None, ddp_check: bool = True,
+                 codebook_warmup_steps: int | None = None):
         if mode not in ("strict", "warn"):
             raise ValueError(f"mode must be 'strict' or 'warn', got {mode!r}")
         if int(read_every) < 1:
@@ -126,6 +127,7 @@ class Monitor:
         self.read_every = int(read_every)
         self.optimizer = optimizer
         self.warmup_steps = 2 * self.read_every if warmup_steps is None else int(warmup_steps)
+        self.codebook_warmup_steps = 4 * self.warmup_steps if codebook_warmup_steps is None else int(codebook_warmup_steps)
         self._forward = forward or (lambda m, x: m(x))
         self.spectral_terms = spectral_terms
         config = getattr(getattr(model, "module", model), "config", None)
@@ -396,7 +398,7 @@ class Monitor:
         stft_findings, stft_checks = self._spectral_checks(window)
         findings += stft_findings
         checks += stft_checks
-        self._update_state(window, levels)
+        self._update_state(window, levels, m.lr)
         self._record_curves(window, levels, m.lr)
         self._emit(findings, checks)
 
@@ -434,7 +436,7 @@ class Monitor:
         except (TypeError, ValueError):
             return None
 
-    def _update_state(self, w: StepWindow, levels: list[CodebookLevel] | None) -> None:
+    def _update_state(self, w: StepWindow, levels: list[CodebookLevel] | None, lr: float | None) -> None:
         s = self.state
         s.windows += 1
         s.steps_seen += len(w.steps)
@@ -442,8 +444,10 @@ class Monitor:
         s.grad_norms.extend(g for g in w.columns["grad_norm"] if math.isfinite(g))
         total = self._total_series(w)
         s.loss_total.extend((step, v) for step, v in zip(w.steps, total) if v is not None)
+        if lr is not None:
+            s.lr_history.append((w.steps[-1], lr))
         for lv in levels or []:
-            if lv.initted and math.isfinite(lv.perplexity):
+            if lv.initted and math.isfinite(lv.perplexity) and w.steps[-1] >= self.codebook_warmup_steps:
                 s.perplexity_peak[lv.level] = max(s.perplexity_peak.get(lv.level, 0.0), lv.perplexity)
         scales = [v for v in w.columns["scale"] if math.isfinite(v)]
         if scales:
@@ -664,7 +668,7 @@ class Monitor:
         for f in findings:
             # one finding per (check, severity, level/term): a fault that persists updates its count
             # instead of flooding the report every read-back
-            key = (f.id, f.severity, f.evidence.get("level"))
+            key = (f.id, f.severity, f.evidence.get("level"), f.evidence.get("direction"))
             seen = self._finding_keys.get(key)
             if seen is not None:
                 seen.evidence["repeats"] = int(seen.evidence.get("repeats", 0)) + 1

@@ -111,6 +111,7 @@ class RunState:
         self.scaled_steps = 0
         self.skipped_steps = 0
         self.last_scale: float | None = None
+        self.lr_history: list[tuple[int, float]] = []
 
     def grad_norm_median(self) -> float | None:
         finite = [g for g in self.grad_norms if math.isfinite(g)]
@@ -132,6 +133,7 @@ class TrainingMeasurements:
     ddp: DdpMeasurements | None = None
     spectral: SpectralContext | None = None
     scaler_used: bool = False
+    codebook_warmup_steps: int = 0
 
 
 def median_finite(values: list[float | None]) -> float:

@@ -5,6 +5,7 @@ callables so every test states its cause in one line.
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import numpy as np
@@ -18,7 +19,9 @@ SAMPLE_RATE = 16000
 torch.set_num_threads(1)
 
 
+@functools.lru_cache(maxsize=16)
 def speech_bank(seconds: float = 6.0, seed: int = 0, peak: float = 0.5) -> torch.Tensor:
+    """Synthetic speech (cached: generating it costs more than the tiny codec's steps; never edit it in place)."""
     return torch.from_numpy(np.asarray(speech_like(seconds, SAMPLE_RATE, seed=seed, peak=peak), dtype=np.float32).reshape(-1))
 
 
@@ -27,6 +30,22 @@ def crops(bank: torch.Tensor, step: int, batch: int = 4, samples: int = 4000, se
     g = torch.Generator().manual_seed(seed * 100003 + step)
     starts = torch.randint(0, bank.numel() - samples, (batch,), generator=g)
     return torch.stack([bank[s: s + samples] for s in starts.tolist()]).unsqueeze(1)
+
+
+class PassThroughCodec(torch.nn.Module):
+    """A trainable 1x1-conv 'codec' that starts as the identity: for faults that live in the data
+    pipeline, where the codec's own (in)ability to reconstruct would only blur the measurement."""
+
+    def __init__(self, tanh: bool = False):
+        super().__init__()
+        self.conv = torch.nn.Conv1d(1, 1, 1)
+        with torch.no_grad():
+            self.conv.weight.fill_(1.0)
+            self.conv.bias.zero_()
+        self.tanh = torch.nn.Tanh() if tanh else torch.nn.Identity()
+
+    def forward(self, x):
+        return self.tanh(self.conv(x))
 
 
 def tiny_codec(output_bound: str = "tanh", seed: int = 0):

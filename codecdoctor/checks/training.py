@@ -12,9 +12,14 @@ from codecdoctor.findings import Severity
 from codecdoctor.monitor_types import TrainingMeasurements, median_finite, step_span
 from codecdoctor.registry import NotApplicable, check, finding
 
-# Amplitude ratio 2 (6 dB): a pure gain error g caps SNR at −20·log10|1−g|, which is 0 dB at g = 2
-# and 6 dB at g = 0.5, so a level off by more than 6 dB alone forbids a useful waveform SNR.
+# Output louder than input by amplitude ratio 2 (6 dB): a pure gain error g caps SNR at
+# −20·log10|1−g|, 0 dB at g = 2. A loss optimum never makes the output louder than the target.
 RMS_DRIFT_DB = 6.0
+# Output quieter: an L1/L2-trained estimate is shrunk toward zero by its own uncertainty (the
+# L2-optimal gain equals the correlation with the target), so early low-capacity models run
+# 6-12 dB quiet (measured on the tiny codec: -9 to -12 dB over its first 120 steps). 20 dB quieter
+# means a correlation of 0.1: beyond what shrinkage explains.
+RMS_QUIET_DB = -20.0
 # A window must move back toward 0 dB by at least this much to count as "still converging".
 RMS_IMPROVING_DB = 1.0
 # Gradient jumps of two orders of magnitude over the run's median are far beyond the ~3x
@@ -159,10 +164,13 @@ def rms_ratio_drift(m: TrainingMeasurements):
     """Output/input RMS ratio drifting away from 1.
 
     What: 20·log10(rms(output)/rms(input)) per batch (median over each read-back window) and over the
-    validation pairs. Flags a training window after the warm-up whose median is more than 6 dB from
-    0 dB and did not move at least 1 dB toward 0 since the previous window, and any validation set
-    whose ratio is more than 6 dB off. 6 dB is an amplitude factor 2: a pure gain error g caps the SNR
-    at −20·log10|1−g| (0 dB at g = 2, 6 dB at g = 0.5).
+    validation pairs. Flags a training window after the warm-up whose median is above +6 dB or below
+    −20 dB and did not move at least 1 dB toward 0 since the previous window, and a validation set
+    outside the same range. +6 dB is an amplitude factor 2: a pure gain error g caps the SNR at
+    −20·log10|1−g| (0 dB at g = 2), and a loss optimum never makes the output louder than the
+    target. The quiet side is wider because uncertainty shrinks an L1/L2 estimate toward zero (the
+    L2-optimal gain is its correlation with the target): early low-capacity models run 6-12 dB
+    quiet; −20 dB is a correlation of 0.1.
     Why: This is the signature of the two saga mistakes: per-sample normalization (the model never
     sees the true level, so its output level is wrong on raw-scale audio) and an unbounded decoder
     whose output level grows. Level is the first thing a waveform loss fixes, so a persistent ratio
@@ -173,11 +181,12 @@ def rms_ratio_drift(m: TrainingMeasurements):
     out = []
     if m.validation is not None and math.isfinite(m.validation.rms_ratio_db):
         v = m.validation
-        if abs(v.rms_ratio_db) > RMS_DRIFT_DB:
+        if not RMS_QUIET_DB <= v.rms_ratio_db <= RMS_DRIFT_DB:
             out.append(finding("T603", f"validation output/input RMS ratio is {v.rms_ratio_db:+.1f} dB over {v.pairs} "
                                        f"pairs at step {v.step}: the output level does not follow the input level",
                                subject=f"validation at step {v.step}",
-                               evidence={"rms_ratio_db": v.rms_ratio_db, "step": v.step}))
+                               evidence={"rms_ratio_db": v.rms_ratio_db, "step": v.step,
+                                         "direction": 1 if v.rms_ratio_db > 0 else -1}))
     if m.window is None or not m.window.steps:
         if m.validation is None:
             raise NotApplicable
@@ -188,12 +197,14 @@ def rms_ratio_drift(m: TrainingMeasurements):
         return out
     previous = [r for s, r in m.state.rms_ratio_db if s < w.steps[0] and math.isfinite(r)]
     improving = bool(previous) and abs(previous[-1]) - abs(ratio_db) >= RMS_IMPROVING_DB
-    if abs(ratio_db) > RMS_DRIFT_DB and not improving:
+    if not RMS_QUIET_DB <= ratio_db <= RMS_DRIFT_DB and not improving:
         trend = f"; previous window {previous[-1]:+.1f} dB" if previous else ""
+        limit = f"above +{RMS_DRIFT_DB:g} dB" if ratio_db > 0 else f"below {RMS_QUIET_DB:g} dB"
         out.append(finding("T603", f"output/input RMS ratio is {ratio_db:+.1f} dB (median over {step_span(w.steps)}"
-                                   f"{trend}), beyond ±{RMS_DRIFT_DB:g} dB and not converging",
+                                   f"{trend}), {limit} and not converging",
                            subject=step_span(w.steps),
                            evidence={"rms_ratio_db": ratio_db, "previous_db": previous[-1] if previous else None,
+                                     "direction": 1 if ratio_db > 0 else -1,
                                      "first_step": w.steps[0], "last_step": w.steps[-1]}))
     return out
 
@@ -336,7 +347,10 @@ def codebook_usage(m: TrainingMeasurements):
     What: Per residual level, the perplexity exp(entropy) of the quantizer's EMA usage counts
     (`cluster_size`), computed on the device at each read-back, and the number of dead codes (EMA
     count below 1% of the uniform share). Flags a level whose perplexity fell below half of its own
-    peak so far, or below 2 while the codebook has 16 or more codes (collapse).
+    peak so far, or below 2 while the codebook has 16 or more codes (collapse). Peaks count only
+    after the codebook warm-up (default 4× the monitor's warm-up): k-means initialisation starts
+    the EMA counts near uniform and the EMA forgets that over 1/(1 − decay) steps, a drop that is
+    not a fault.
     Why: Perplexity is the number of codes effectively in use; halving it halves the bits the level
     carries. Collapse to one or two codes turns the level into a constant and the residual levels
     after it must do its work.
@@ -397,33 +411,47 @@ def validation_snr(m: TrainingMeasurements):
 
 @check("T609", scope="training", severity=Severity.WARNING)
 def loss_plateau_low_lr(m: TrainingMeasurements):
-    """Loss plateau with a learning rate far below the usual range.
+    """Learning rate far below the usual range, or decayed to it while the loss is flat.
 
-    What: Compares the median total loss of the newest third of the recent steps (up to 300, at
-    least 40) with the oldest third; a relative improvement under 2% while the optimizer's learning
-    rate is below 3.3e-5 (a third of 1e-4, the low end of the Adam rates that train conv codecs:
-    1e-4 DAC/SoundStream, 3e-4 EnCodec) is flagged.
-    Why: At 1e-5 Adam moves each weight by about 1e-5 per step: the loss looks converged while the
-    model has barely left its initialization, and hours of GPU time produce nothing.
-    Fix: Use 1e-4 to 3e-4 with Adam/AdamW (betas 0.8/0.9, 0.99) with a short warm-up; check the
-    scheduler did not decay the rate to near zero.
+    What: Reads the optimizer's learning rate at each read-back (after the scheduler). After the
+    warm-up, once the rate has stopped rising (a scheduler warm-up is not judged), flags a rate below
+    3.3e-5, a third of 1e-4, the low end of the Adam rates that train conv codecs (1e-4
+    DAC/SoundStream, 3e-4 EnCodec, up to 1e-3 for small models): always when the run's rate never
+    exceeded that, and when it decayed there only if the median total loss of the newest third of the
+    recent steps (up to 300, at least 40) is less than 2% below the oldest third (a plateau).
+    Why: At 1e-5 Adam moves each weight by about 1e-5 per step: the loss creeps down while the model
+    has barely left its initialization, and hours of GPU time produce little. A schedule that decays
+    the rate to near zero stalls the run the same way.
+    Fix: Use 1e-4 to 3e-4 with Adam/AdamW (betas 0.8/0.9, 0.99) and a short warm-up; make the
+    scheduler's floor a fraction (e.g. 0.1) of the peak rate, not zero.
     """
-    if m.lr is None or len(m.state.loss_total) < PLATEAU_MIN_POINTS:
+    if m.lr is None:
         raise NotApplicable
+    step = m.window.steps[-1] if m.window is not None and m.window.steps else (
+        m.state.loss_total[-1][0] if m.state.loss_total else 0)
+    if step < m.warmup_steps or m.lr >= LR_FAR_BELOW:
+        return []
+    history = m.state.lr_history
+    if history and m.lr > history[-1][1] * (1 + 1e-6):
+        return []  # still warming up
+    peak = max([lr for _, lr in history] + [m.lr])
     points = [v for _, v in list(m.state.loss_total)[-300:] if math.isfinite(v)]
-    if len(points) < PLATEAU_MIN_POINTS:
-        raise NotApplicable
-    third = len(points) // 3
-    old, new = median_finite(points[:third]), median_finite(points[-third:])
-    improvement = (old - new) / abs(old) if old else 0.0
-    steps = [s for s, _ in list(m.state.loss_total)[-300:]]
-    if improvement < PLATEAU_MIN_IMPROVEMENT and m.lr < LR_FAR_BELOW:
-        return [finding("T609", f"total loss improved {100 * improvement:.2f}% over {step_span([steps[0], steps[-1]])} "
-                                f"(median {old:.4g} -> {new:.4g}) at learning rate {m.lr:.2g}, "
-                                f"{LR_USUAL_MIN / m.lr:.0f}× below the usual minimum {LR_USUAL_MIN:g}",
-                        subject=f"step {steps[-1]}",
-                        evidence={"lr": m.lr, "improvement": improvement, "old_loss": old, "new_loss": new,
-                                  "steps": len(points)})]
+    improvement = None
+    if len(points) >= PLATEAU_MIN_POINTS:
+        third = len(points) // 3
+        old, new = median_finite(points[:third]), median_finite(points[-third:])
+        improvement = (old - new) / abs(old) if old else 0.0
+    trend = (f"; total loss improved {100 * improvement:.1f}% between the oldest and newest third of the last "
+             f"{len(points)} steps" if improvement is not None else "")
+    evidence = {"lr": m.lr, "peak_lr": peak, "usual_min_lr": LR_USUAL_MIN, "loss_improvement": improvement,
+                "step": step}
+    if peak < LR_FAR_BELOW:
+        return [finding("T609", f"learning rate {m.lr:.2g} at step {step} (never above {peak:.2g}) is "
+                                f"{LR_USUAL_MIN / m.lr:.0f}x below the usual minimum {LR_USUAL_MIN:g} for Adam on "
+                                f"conv codecs{trend}", subject=f"step {step}", evidence=evidence)]
+    if improvement is not None and improvement < PLATEAU_MIN_IMPROVEMENT:
+        return [finding("T609", f"learning rate decayed to {m.lr:.2g} (peak {peak:.2g}) and the loss plateaued"
+                                f"{trend}", subject=f"step {step}", evidence=evidence)]
     return []
 
 
