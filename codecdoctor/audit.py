@@ -201,7 +201,7 @@ def corpus_summary(rows: list[FileMeasurement], histogram: np.ndarray) -> dict[s
 
 
 def judge(rows: list[FileMeasurement], extras: _Extras, thresholds: DataThresholds, *, args: dict[str, Any],
-          notes: Iterable[str] = (), shard: tuple[int, int] | None = None) -> Report:
+          notes: Iterable[str] = (), shard: tuple[int, int] | None = None, plots: bool = True) -> Report:
     rows = sorted(rows, key=lambda r: r.path)
     report = Report(command="audit-data", args=dict(args))
     findings: list[Finding] = []
@@ -226,7 +226,7 @@ def judge(rows: list[FileMeasurement], extras: _Extras, thresholds: DataThreshol
     report.notes.extend(notes)
     from codecdoctor.audit_plots import add_sections
 
-    add_sections(report, rows, extras, thresholds)
+    add_sections(report, rows, extras, thresholds, plots=plots)
     return report
 
 
@@ -263,12 +263,13 @@ def audit_data(directory: str | os.PathLike, *, jobs: int | None = None, sample_
                shard: str | tuple[int, int] | None = None, sample: float | None = None,
                silence_threshold_db: float = -60.0, max_silence_fraction: float = 0.30,
                long_file_s: float = 600.0, progress: bool = True,
-               thresholds: DataThresholds | None = None) -> Report:
+               thresholds: DataThresholds | None = None, plots: bool = True) -> Report:
     """Audit every audio file under `directory`; returns a Report (JSON contract: DESIGN 4b).
 
     jobs: worker processes (default: the machine's cores). shard: 'i/n' measures every n-th entry
     (combine the partial JSONs with `merge_partials`). sample: audit only this fraction of the
-    files (deterministic by path); statistics within a file are always exact.
+    files (deterministic by path); statistics within a file are always exact. plots: draw the HTML
+    figures (matplotlib; ~1 s of imports, so the CLI skips them when no HTML is written).
     """
     root = Path(directory)
     if not root.exists():
@@ -326,13 +327,14 @@ def audit_data(directory: str | os.PathLike, *, jobs: int | None = None, sample_
             "shard": f"{shard_t[0]}/{shard_t[1]}" if shard_t else None, "sample": sample,
             "silence_threshold_db": thresholds.silence_threshold_db,
             "max_silence_fraction": thresholds.max_silence_fraction, "long_file_s": thresholds.long_file_s}
-    report = judge(rows, _Extras(histogram, keeper.result()), thresholds, args=args, notes=notes, shard=shard_t)
+    report = judge(rows, _Extras(histogram, keeper.result()), thresholds, args=args, notes=notes, shard=shard_t,
+                   plots=plots)
     hours = report.measurements["corpus"]["hours"]
     report.measurements["timing"] = {"seconds": elapsed, "audio_hours_per_second": hours / elapsed if elapsed > 0 else None}
     return report
 
 
-def merge_partials(paths: Iterable[str | os.PathLike]) -> Report:
+def merge_partials(paths: Iterable[str | os.PathLike], *, plots: bool = True) -> Report:
     """Combine partial audit-data JSON reports (from `--shard i/n`) into the report one run gives."""
     paths = [Path(p) for p in paths]
     if not paths:
@@ -387,5 +389,6 @@ def merge_partials(paths: Iterable[str | os.PathLike]) -> Report:
         if missing:
             notes.append(f"incomplete merge: shards {', '.join(f'{i}/{count}' for i in missing)} are missing")
     args = {**base_args, "shard": None, "merged_from": [display_path(p) for p in paths]}
-    report = judge(rows, _Extras(histogram, keeper.result()), thresholds or DataThresholds(), args=args, notes=notes)
+    report = judge(rows, _Extras(histogram, keeper.result()), thresholds or DataThresholds(), args=args, notes=notes,
+                   plots=plots)
     return report

@@ -32,7 +32,7 @@ def _num(value: Any, digits: int = 4) -> Any:
     return value
 
 
-def add_sections(report: Report, rows: list[FileMeasurement], extras: Any, thresholds: Any) -> None:
+def add_sections(report: Report, rows: list[FileMeasurement], extras: Any, thresholds: Any, *, plots: bool = True) -> None:
     corpus = report.measurements["corpus"]
     lines = [
         f"files: {corpus['files']} (audio {corpus['audio_files']}, unreadable {corpus['unreadable_files']}, "
@@ -57,6 +57,8 @@ def add_sections(report: Report, rows: list[FileMeasurement], extras: Any, thres
     report.sections.append(Table("Files", ["path", "dur s", "peak dB", "RMS dB", "DC", "sil %", "overs",
                                            "clip", "NaN/Inf", "bw Hz", "error"], table_rows,
                                  caption=caption, terminal_rows=20))
+    if not plots:
+        return
     try:
         report.sections.extend(_figures(report, rows, extras, thresholds, flagged))
     except Exception as exc:  # plots are a view; a plotting failure must not lose the audit

@@ -34,6 +34,7 @@ def register(app: typer.Typer) -> None:
 
         report = audit_data(directory, jobs=jobs, sample_rate=sample_rate, shard=shard, sample=sample,
                             silence_threshold_db=silence_db, max_silence_fraction=max_silence,
-                            long_file_s=long_file_s, progress=not no_progress)
+                            long_file_s=long_file_s, progress=not no_progress,
+                            plots=html is None or str(html).lower() != "none")
         name = "audit-data" if not shard else f"audit-data.part{shard.replace('/', 'of')}"
         finish(report, html=html, json=json, fail_on=fail_on, name=name, title=f"audit-data {directory}")

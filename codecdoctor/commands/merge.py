@@ -20,5 +20,5 @@ def register(app: typer.Typer) -> None:
         """Combine partial audit-data JSON reports (--shard i/n) into the report one run would give."""
         from codecdoctor.audit import merge_partials
 
-        report = merge_partials(parts)
+        report = merge_partials(parts, plots=html is None or str(html).lower() != "none")
         finish(report, html=html, json=json, fail_on=fail_on, name="audit-data", title="audit-data (merged)")
