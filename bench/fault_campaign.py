@@ -716,6 +716,165 @@ def train_resume_cases(ckpts: list[Variant], valid_ckpt: Path, workdir: Path, ti
 
 
 # --------------------------------------------------------------------------------------------
+# kill -9 during `codecdoctor train`, then --resume
+# --------------------------------------------------------------------------------------------
+# The child runs the real command (cli.main(["train", ...])) with one observation hook:
+# Trainer.train_step is wrapped to append the step count to a progress file after every step, so
+# the campaign knows exactly how far a run got when it was killed.
+_TRAIN_DRIVER = """
+import sys, torch
+torch.set_num_threads(1)
+sys.path.insert(0, {root!r})
+import model.trainer as trainer_module
+progress = open({progress!r}, "a", buffering=1)
+_train_step = trainer_module.Trainer.train_step
+
+def train_step(self, x):
+    stats = _train_step(self, x)
+    progress.write(f"{{self.step}}\\n")
+    return stats
+
+trainer_module.Trainer.train_step = train_step
+from codecdoctor.cli import main
+code = main({argv!r})
+if code in (0, 1):
+    progress.write("done\\n")
+sys.exit(code)
+"""
+
+
+def train_argv(corpus: Path, ckpt_dir: Path, *, resume: bool, save_every: int, steps_per_epoch: int,
+               epochs: int) -> list[str]:
+    """A tiny run; live checks warn (a codec a few steps old has a negative validation SNR, which
+    strict mode would rightly stop on)."""
+    argv = ["train", "--data_dir", str(corpus), "--checkpoint_dir", str(ckpt_dir), "--experiment_name", "run",
+            "--config", "tiny", "--batch_size", "2", "--num_epochs", str(epochs),
+            "--steps-per-epoch", str(steps_per_epoch), "--save-every", str(save_every),
+            "--segment-seconds", "0.25", "--checks", "warn", "--seed", "0", "--html", "none", "--json", "none"]
+    return argv + (["--resume"] if resume else [])
+
+
+def _progress_steps(path: Path) -> tuple[list[int], bool]:
+    try:
+        tokens = path.read_text().split()
+    except FileNotFoundError:
+        return [], False
+    return [int(t) for t in tokens if t.isdigit()], "done" in tokens
+
+
+@dataclasses.dataclass
+class KillStats:
+    kills: int = 0
+    runs: int = 0
+    steps_lost: list[int] = dataclasses.field(default_factory=list)
+    save_every: int = 0
+    unreadable: list[str] = dataclasses.field(default_factory=list)   # checkpoint files that did not load
+    restart_errors: list[str] = dataclasses.field(default_factory=list)  # resumed at the wrong step, crashed
+    stale_temp_files: int = 0
+    final_step: int | None = None
+    total_steps: int = 0
+
+    @property
+    def max_lost(self) -> int:
+        return max(self.steps_lost, default=0)
+
+    @property
+    def runs_over_bound(self) -> int:
+        return sum(1 for s in self.steps_lost if s > self.save_every)
+
+
+def kill_resume_campaign(kills: int, *, workdir: Path, seed: int = 0, save_every: int = 2, steps_per_epoch: int = 6,
+                         epochs: int | None = None, timeout_s: float = 180.0,
+                         say: Callable[[str], None] = lambda s: None) -> KillStats:
+    """Start `codecdoctor train`, kill -9 it after a random number of steps plus a random delay
+    (mid-step, mid-save, mid-validation), check every checkpoint file loads with
+    torch.load(weights_only=True), --resume, repeat; finally let it finish. Lost work per kill =
+    steps done - step stored in last.pt; the design bound is one save interval."""
+    import torch
+
+    from codecdoctor.synth import speech_like, write_audio
+
+    rng = random.Random(seed)
+    epochs = epochs or max(3, kills)
+    corpus = workdir / "train_corpus"
+    corpus.mkdir(parents=True, exist_ok=True)
+    for i in range(3):
+        write_audio(corpus / f"utt{i}.wav", speech_like(2.0, 16000, seed=i), 16000)
+    ckpt_dir = workdir / "train_ckpts"
+    exp_dir = ckpt_dir / "run"
+    progress = workdir / "train_progress.txt"
+    stats = KillStats(save_every=save_every, total_steps=epochs * steps_per_epoch)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env.pop("CODECDOCTOR_DEBUG", None)
+
+    def start(resume: bool) -> subprocess.Popen:
+        argv = train_argv(corpus, ckpt_dir, resume=resume, save_every=save_every,
+                          steps_per_epoch=steps_per_epoch, epochs=epochs)
+        code = _TRAIN_DRIVER.format(root=str(ROOT), progress=str(progress), argv=argv)
+        stats.runs += 1
+        return subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, start_new_session=True)
+
+    def stored_step() -> int:
+        last = exp_dir / "last.pt"
+        return int(torch.load(last, map_location="cpu", weights_only=True)["step"]) if last.exists() else 0
+
+    def check_files() -> None:
+        for path in sorted(exp_dir.glob("*.pt")) if exp_dir.exists() else []:
+            try:
+                torch.load(path, map_location="cpu", weights_only=True)
+            except Exception as exc:  # noqa: BLE001 - that is the finding
+                stats.unreadable.append(f"{path.name}: {type(exc).__name__}: {exc}"[:200])
+
+    for trial in range(kills):
+        resume = (exp_dir / "last.pt").exists()
+        before_steps, _ = _progress_steps(progress)
+        ckpt_before = stored_step()
+        target = ckpt_before + rng.randint(1, 2 * save_every + 1)
+        proc = start(resume)
+        deadline = time.monotonic() + timeout_s
+        while proc.poll() is None and time.monotonic() < deadline:
+            steps, _ = _progress_steps(progress)
+            if steps and steps[-1] >= target:
+                time.sleep(rng.uniform(0.0, 0.2))  # lands anywhere: mid-step, mid-save, mid-validation
+                break
+            time.sleep(0.005)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            stats.kills += 1
+        _, err = proc.communicate()
+        err_text = err.decode(errors="replace")
+        if "Traceback" in err_text or "internal error" in err_text:
+            stats.restart_errors.append(f"run {trial}: {err_text.strip().splitlines()[-1][:200]}")
+        steps, done = _progress_steps(progress)
+        new = steps[len(before_steps):]
+        if new and new[0] != ckpt_before + 1:
+            stats.restart_errors.append(f"run {trial}: resumed at step {new[0]}, checkpoint held step {ckpt_before}")
+        check_files()
+        lost = (steps[-1] if steps else 0) - stored_step()
+        stats.steps_lost.append(lost)
+        say(f"  kill {trial + 1}/{kills}: steps done {steps[-1] if steps else 0}, in last.pt {stored_step()}, lost {lost}")
+        if done:
+            break
+    proc = start((exp_dir / "last.pt").exists())
+    _, err = proc.communicate(timeout=timeout_s * 2)
+    if proc.returncode not in (0, 1):
+        stats.restart_errors.append(f"final resume exit {proc.returncode}: {err.decode(errors='replace')[-300:]}")
+    check_files()
+    stats.final_step = stored_step()
+    stats.stale_temp_files = len([p for p in exp_dir.iterdir() if p.name.endswith(".tmp")]) if exp_dir.exists() else 0
+    return stats
+
+
+def format_kill_row(stats: KillStats) -> str:
+    lost = "0 checkpoints" if stats.runs_over_bound == 0 else f"{stats.runs_over_bound} runs lost > 1 interval"
+    return (f"| train, kill -9 + --resume | {stats.kills} kills / {stats.runs} runs | "
+            f"{len(stats.restart_errors)} | 0 | {len(stats.unreadable)} unreadable checkpoints | "
+            f"max {stats.max_lost} steps lost (bound {stats.save_every}); {lost}; "
+            f"final step {stats.final_step}/{stats.total_steps} |")
+
+
+# --------------------------------------------------------------------------------------------
 # summary
 # --------------------------------------------------------------------------------------------
 OUTCOMES = ("crash", "hang", "wrong", "ok", "not-built")
@@ -771,6 +930,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="keep inputs and failing runs here (default: a temp folder, removed when clean)")
     parser.add_argument("--findings", type=Path, default=None, help="append failures (markdown) to this file")
     parser.add_argument("--json", type=Path, default=None, help="write the summary table as JSON")
+    parser.add_argument("--kills", type=int, default=20, help="kill -9 / --resume cycles of `codecdoctor train` (0: skip)")
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     try:
@@ -784,11 +944,20 @@ def main(argv: list[str] | None = None) -> int:
     start = time.monotonic()
     cases = campaign(args.n, workdir=workdir, timeout_s=args.timeout, workers=args.workers, seed=args.seed,
                      commands=commands, progress=lambda s: print(s, flush=True))
+    kill_stats = None
+    if args.kills > 0:
+        print(f"train: {args.kills} kill -9 / --resume cycles", flush=True)
+        kill_stats = kill_resume_campaign(args.kills, workdir=workdir, seed=args.seed, say=lambda s: print(s, flush=True))
     elapsed = time.monotonic() - start
     print()
     print(f"fault campaign: N={args.n} per kind, seed={args.seed}, timeout={args.timeout:.0f}s, "
           f"{elapsed:.0f}s wall")
     print(format_table(cases))
+    if kill_stats is not None:
+        print("\n| training fault | runs | crashes | hangs | files | data lost |\n|---|---:|---:|---:|---:|---|")
+        print(format_kill_row(kill_stats))
+        for problem in kill_stats.unreadable + kill_stats.restart_errors:
+            print(f"  - {problem}")
     corrupt_audio = sum(1 for c in cases if c.command == "audit-data" and c.variant.corrupt)
     print(f"(measured ground truth: {corrupt_audio} of the audio variants are unreadable by soundfile; "
           f"the rest are damaged but still decodable)")
@@ -800,8 +969,11 @@ def main(argv: list[str] | None = None) -> int:
                 fh.write(f"\n## fault campaign N={args.n} seed={args.seed} ({time.strftime('%H:%M')})\n{failures}\n")
     if args.json:
         args.json.write_text(json.dumps({"n": args.n, "seed": args.seed, "seconds": elapsed,
-                                         "table": summarize(cases)}, indent=2))
-    bad = any(c.outcome in ("crash", "hang") for c in cases)
+                                         "table": summarize(cases),
+                                         "train_kills": dataclasses.asdict(kill_stats) if kill_stats else None},
+                                        indent=2))
+    bad = any(c.outcome in ("crash", "hang") for c in cases) or (
+        kill_stats is not None and bool(kill_stats.unreadable or kill_stats.restart_errors or kill_stats.runs_over_bound))
     if not bad and args.workdir is None:
         shutil.rmtree(workdir, ignore_errors=True)
     else:

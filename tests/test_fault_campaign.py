@@ -17,9 +17,11 @@ CI_N = 9  # one variant of each of the 9 checkpoint kinds, 8 audio kinds + 1
 
 
 def _load_campaign():
+    if "fault_campaign" in sys.modules:
+        return sys.modules["fault_campaign"]
     spec = importlib.util.spec_from_file_location("fault_campaign", ROOT / "bench" / "fault_campaign.py")
     module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("fault_campaign", module)
+    sys.modules["fault_campaign"] = module
     spec.loader.exec_module(module)
     return module
 

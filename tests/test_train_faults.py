@@ -5,20 +5,16 @@ no checkpoint file is ever unreadable (every `*.pt` loads with torch.load(weight
 moment a kill can leave it), and a failing checkpoint write leaves the previous checkpoint intact,
 byte for byte, and says so.
 
-"Steps done" is measured, not assumed: the trainer's `on_log` hook (log_every=1) appends every
-completed step to a progress file before the kill, so lost work = steps done - step in last.pt.
+"Steps done" is measured, not assumed: the child process runs the real `codecdoctor train` with
+Trainer.train_step wrapped to append every completed step to a progress file, so lost work =
+steps done at the kill - step stored in last.pt (bench/fault_campaign.py: kill_resume_campaign).
 """
 from __future__ import annotations
 
 import errno
+import importlib.util
 import io
-import os
-import random
-import signal
-import subprocess
 import sys
-import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -56,102 +52,35 @@ def _options(corpus: Path, ckpt_dir: Path, **changes):
 # --------------------------------------------------------------------------------------------
 # kill -9
 # --------------------------------------------------------------------------------------------
-_DRIVER = textwrap.dedent("""
-    import sys, torch
-    torch.set_num_threads(1)
-    sys.path.insert(0, {root!r})
-    from model.config import CodecConfig
-    from model.trainer import Trainer, TrainOptions
-    progress = open({progress!r}, "a", buffering=1)
-
-    class StepLog:
-        def on_log(self, step, stats):  # called after each completed step (log_every=1)
-            progress.write(f"{{step}}\\n")
-
-    options = TrainOptions(**{options!r})
-    Trainer(CodecConfig.tiny(), options, callbacks=[StepLog()]).fit()
-    progress.write("done\\n")
-""")
+def _load_campaign():
+    if "fault_campaign" in sys.modules:
+        return sys.modules["fault_campaign"]
+    spec = importlib.util.spec_from_file_location("fault_campaign", ROOT / "bench" / "fault_campaign.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["fault_campaign"] = module
+    spec.loader.exec_module(module)
+    return module
 
 
-def _progress(path: Path) -> list[str]:
-    try:
-        return path.read_text().split()
-    except FileNotFoundError:
-        return []
+fc = _load_campaign()
 
 
-def _last_step(lines: list[str]) -> int:
-    steps = [int(s) for s in lines if s.isdigit()]
-    return steps[-1] if steps else 0
+def train_argv(corpus: Path, ckpt_dir: Path, resume: bool) -> list[str]:
+    return fc.train_argv(corpus, ckpt_dir, resume=resume, save_every=SAVE_EVERY,
+                         steps_per_epoch=STEPS_PER_EPOCH, epochs=EPOCHS)
 
 
-def _start(corpus: Path, ckpt_dir: Path, progress: Path, resume: bool) -> subprocess.Popen:
-    options = _options(corpus, ckpt_dir, resume=resume).to_dict()
-    code = _DRIVER.format(root=str(ROOT), progress=str(progress), options=options)
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    return subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, start_new_session=True)
-
-
-def _every_checkpoint_loads(exp_dir: Path) -> dict[str, int]:
-    steps = {}
-    for path in sorted(exp_dir.glob("*.pt")):
-        state = torch.load(path, map_location="cpu", weights_only=True)  # raises if unreadable
-        steps[path.name] = int(state["step"])
-    return steps
-
-
-def test_kill_9_at_random_points_loses_at_most_one_checkpoint_interval(corpus, tmp_path):
-    rng = random.Random(8)
-    ckpt_dir = tmp_path / "ckpts"
-    exp_dir = ckpt_dir / "run"
-    progress = tmp_path / "progress.txt"
-    losses, kills = [], 0
-    for trial in range(5):
-        resume = (exp_dir / "last.pt").exists()
-        lines_before = len([s for s in _progress(progress) if s.isdigit()])
-        ckpt_step_before = load_checkpoint(exp_dir / "last.pt")["step"] if resume else 0
-        target = rng.randint(1, 5)  # steps of this run before the kill
-        proc = _start(corpus, ckpt_dir, progress, resume)
-        deadline = time.monotonic() + 120
-        try:
-            while proc.poll() is None and time.monotonic() < deadline:
-                lines = _progress(progress)
-                if len(lines) and _last_step(lines) >= ckpt_step_before + target:
-                    # a random extra delay lands the kill anywhere: mid-step, mid-save, mid-validation
-                    time.sleep(rng.uniform(0.0, 0.15))
-                    break
-                time.sleep(0.005)
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                kills += 1
-            _, err = proc.communicate(timeout=60)
-        assert b"Traceback" not in err, err.decode(errors="replace")[-2000:]
-        lines = _progress(progress)
-        steps_done = _last_step(lines)
-        new_steps = [int(s) for s in lines if s.isdigit()][lines_before:]
-        if new_steps:
-            # each run continues from its checkpoint's step: nothing redone from scratch, nothing skipped
-            assert new_steps[0] == ckpt_step_before + 1, (trial, ckpt_step_before, new_steps)
-        saved = _every_checkpoint_loads(exp_dir) if exp_dir.exists() else {}
-        ckpt_step = saved.get("last.pt", 0)
-        losses.append(steps_done - ckpt_step)
-        assert steps_done - ckpt_step <= SAVE_EVERY, (trial, steps_done, saved)
-        if "done" in lines:
-            break
-    assert kills >= 3  # the campaign really killed runs, it did not just watch them finish
-    # finally run to the end with --resume: it completes the planned schedule
-    proc = _start(corpus, ckpt_dir, progress, resume=True)
-    _, err = proc.communicate(timeout=180)
-    assert proc.returncode == 0, err.decode(errors="replace")[-2000:]
-    final = load_checkpoint(exp_dir / "last.pt")
-    assert final["step"] == TOTAL_STEPS
-    assert [h["epoch"] for h in final["history"] if not h.get("partial")][-1] == EPOCHS
-    # a kill mid-write can leave the temp file of the atomic write (never a *.pt): count them
-    stale = [p.name for p in exp_dir.iterdir() if p.name.endswith(".tmp")]
-    print(f"kill -9 x{kills}: steps lost per kill {losses} (bound {SAVE_EVERY}); stale temp files: {len(stale)}")
+def test_kill_9_at_random_points_loses_at_most_one_checkpoint_interval(tmp_path):
+    """4 runs of `codecdoctor train` killed after a random number of steps plus a random delay,
+    each followed by --resume, then one run to the end (the bench does 20 kills)."""
+    stats = fc.kill_resume_campaign(4, workdir=tmp_path, seed=8, save_every=SAVE_EVERY,
+                                    steps_per_epoch=STEPS_PER_EPOCH, epochs=EPOCHS)
+    print(fc.format_kill_row(stats))
+    assert stats.kills >= 3, "the runs finished before they could be killed: nothing was tested"
+    assert not stats.unreadable, stats.unreadable
+    assert not stats.restart_errors, stats.restart_errors
+    assert stats.max_lost <= SAVE_EVERY, stats.steps_lost
+    assert stats.final_step == TOTAL_STEPS  # the resumed runs complete the planned schedule
 
 
 # --------------------------------------------------------------------------------------------
@@ -190,3 +119,26 @@ def test_disk_full_during_checkpoint_write_keeps_previous_checkpoint_intact(corp
     assert load_checkpoint(last)["step"] == SAVE_EVERY
     leftovers = [p.name for p in last.parent.iterdir() if p.name.endswith(".tmp")]
     assert not leftovers, f"half-written temp files left behind: {leftovers}"
+
+
+def test_cli_train_says_so_when_the_disk_fills_up_and_keeps_the_previous_checkpoint(corpus, tmp_path, cli,
+                                                                                    monkeypatch):
+    """The same fault through `codecdoctor train`: the user must read that the checkpoint could not
+    be written and that the previous one is intact, in one line, not an internal error."""
+    ckpt_dir = tmp_path / "ckpts"
+    argv = train_argv(corpus, ckpt_dir, resume=False)
+    code, out, err = cli(*argv, "--max-steps", str(SAVE_EVERY))
+    assert code in (0, 1), err
+    last = ckpt_dir / "run" / "last.pt"
+    before = last.read_bytes()
+
+    real_save = torch.save
+    monkeypatch.setattr(torch, "save", _failing_save(real_save))
+    code, out, err = cli(*train_argv(corpus, ckpt_dir, resume=True))
+    monkeypatch.setattr(torch, "save", real_save)
+    text = out + err
+    assert last.read_bytes() == before
+    assert "internal error" not in text and "Traceback" not in text, text[-1500:]
+    assert code in (1, 2)
+    assert "No space left on device" in text or "ENOSPC" in text, text[-1500:]
+    assert str(last) in " ".join(text.split()), "the message should name the checkpoint that is still intact"
