@@ -199,7 +199,7 @@ class Monitor:
         # The schedule follows the step number, not the buffer fill, so all DDP ranks read back (and
         # all-reduce for T611) at the same steps even after one of them read back early.
         if self._slot and ((step - self._start_step) % self.read_every == 0 or self._slot >= self.read_every):
-            self._read_back(scheduled=(step - self._start_step) % self.read_every == 0)
+            self._read_back(scheduled=(step - self._start_step) % self.read_every == 0, now_step=step)
         self._ensure_buffers(x.device)
         slot = self._slot
         self._slot += 1
@@ -354,7 +354,7 @@ class Monitor:
         return index
 
     # -- read-back and judging -----------------------------------------------------------------
-    def _read_back(self, scheduled: bool) -> None:
+    def _read_back(self, scheduled: bool, now_step: int | None = None) -> None:
         if self._rows is None or self._slot == 0:
             return
         n = self._slot
@@ -389,7 +389,8 @@ class Monitor:
         self.state.input_energy += float(np.nansum(window.columns["in_energy"]))
         self.state.input_clip_error_energy += float(np.nansum(window.columns["in_clip_error_energy"]))
         trace = self._trace_if_needed(window)
-        ddp = self._ddp_checksums(steps[-1]) if scheduled and self.ddp_check else None
+        # buffers are checksummed as they are now: during step `now_step`, after its forward
+        ddp = self._ddp_checksums(steps[-1] if now_step is None else now_step) if scheduled and self.ddp_check else None
         m = TrainingMeasurements(state=self.state, output_bound=self.output_bound, warmup_steps=self.warmup_steps,
                                  window=window, lr=self._learning_rate(), levels=levels, nonfinite=trace, ddp=ddp,
                                  scaler_used=self._scaler_used)

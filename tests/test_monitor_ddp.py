@@ -1,0 +1,60 @@
+"""T611 across two real processes (gloo on the CPU): the tiny codec all-reduces its EMA statistics,
+so its codebooks agree across ranks until one rank's buffer is perturbed."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+PERTURB_AT_STEP = 4
+STEPS = 8
+
+
+def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
+    sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
+    import codecdoctor
+    from monitor_loops import crops, run_codec, speech_bank, tiny_codec
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        model, loss_fn = tiny_codec(seed=0)  # same initial weights on both ranks
+        monitor = codecdoctor.Monitor(model, 16000, mode="warn", read_every=2)
+        bank = speech_bank(2.0, seed=rank)  # each rank sees its own data, as under a DistributedSampler
+        opt = torch.optim.Adam(model.parameters(), 1e-3)
+        run_codec(monitor, model, loss_fn, PERTURB_AT_STEP, lambda s: crops(bank, s), optimizer=opt)
+        before = [f.id for f in monitor.findings]
+        if rank == 1:
+            with torch.no_grad():
+                model.quantizer.levels[0].embed_avg[3, 0] += 0.05  # a rank-local update that skipped the all-reduce
+        run_codec(monitor, model, loss_fn, STEPS - PERTURB_AT_STEP, lambda s: crops(bank, PERTURB_AT_STEP + s),
+                  optimizer=opt)
+        report = monitor.close()
+        t611 = [f.to_dict() for f in report.findings if f.id == "T611"]
+        Path(out_dir, f"rank{rank}.json").write_text(json.dumps({"before": before, "t611": t611,
+                                                                 "checks_run": report.checks_run}))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_codebooks_differing_across_two_gloo_ranks_give_T611(tmp_path):
+    if not dist.is_available() or not dist.is_gloo_available():
+        pytest.skip("torch.distributed with gloo is not available in this build")
+    init_file = tmp_path / "rendezvous"
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    mp.spawn(_worker, args=(2, str(init_file), str(tmp_path)), nprocs=2, join=True)
+    results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    for result in results:
+        assert "T611" in result["checks_run"]
+        assert "T611" not in result["before"]  # in sync while the EMA statistics were all-reduced
+        assert len(result["t611"]) == 1
+        evidence = result["t611"][0]["evidence"]
+        assert evidence["world_size"] == 2 and evidence["worst_tensor"].startswith("quantizer.levels.0.")
+        # the read-back scheduled at step 4 (read_every=2) checksums the buffers after step 4's forward
+        assert result["t611"][0]["subject"] == f"step {PERTURB_AT_STEP}"
