@@ -393,3 +393,31 @@ def test_checkpoint_commands_write_only_into_the_output_folder(cli, sandbox, mon
                        "--html", out / "r.html", "--json", out / "r.json")
     assert code in (0, 1, 2)
     assert not _written_outside(sandbox, before, out)
+
+
+# --------------------------------------------------------------------------------------------
+# the terminal never receives raw control sequences from data
+# --------------------------------------------------------------------------------------------
+ESCAPES = ["\x1b[2J", "\x1b]8;;http://evil.example\x07link\x1b]8;;\x07", "\x1b]0;title\x07", "\r", "\x08"]
+
+
+def test_terminal_report_neutralises_control_characters_in_names():
+    """A file or tensor name can hold ESC sequences (clear the screen, retitle the terminal, hide
+    text, plant an OSC 8 hyperlink). The terminal view must show them as text, never send them."""
+    import io
+
+    from rich.console import Console
+
+    from codecdoctor.findings import Finding, Report, Severity
+    from codecdoctor.report import terminal
+    from codecdoctor.report.sections import Table
+
+    report = Report(command="unit", args={})
+    report.add([Finding("D103", Severity.ERROR, "Overs", f"file {name}.wav has overs", f"{name}.wav", {name: 1.0})
+                for name in ESCAPES], ["D103"])
+    report.sections.append(Table("files", ["path", "peak"], [[f"{name}.wav", 1.0] for name in ESCAPES]))
+    buffer = io.StringIO()
+    terminal.render(report, Console(file=buffer, width=120, force_terminal=False, color_system=None))
+    text = buffer.getvalue()
+    leaked = [repr(c) for c in ("\x1b", "\x07", "\x08") if c in text]
+    assert not leaked, f"raw control characters reached the terminal: {leaked}"
