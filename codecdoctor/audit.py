@@ -75,9 +75,14 @@ def _batches(entries: list[Entry]) -> Iterator[list[tuple[str, str]]]:
         yield batch
 
 
-def _measure_all(entries: list[Entry], jobs: int, silence_threshold_db: float) -> Iterator[FileMeasurement]:
-    """Measurements in completion order. jobs == 1 runs in this process (no pool, no pickling)."""
+def _measure_all(entries: list[Entry], jobs: int, silence_threshold_db: float,
+                 on_started: Any = None) -> Iterator[FileMeasurement]:
+    """Measurements in completion order. jobs == 1 runs in this process (no pool, no pickling).
+    `on_started()` is called once the workers exist: the progress bar's thread must start after
+    the fork, never before (a forked child inherits locks a thread may hold)."""
     if jobs <= 1 or len(entries) <= 1:
+        if on_started is not None:
+            on_started()
         for e in entries:
             yield measure_file(e.path, e.relpath, silence_threshold_db=silence_threshold_db)
         return
@@ -90,6 +95,8 @@ def _measure_all(entries: list[Entry], jobs: int, silence_threshold_db: float) -
     method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
     with cf.ProcessPoolExecutor(max_workers=min(jobs, len(batches)), mp_context=mp.get_context(method)) as pool:
         pending = {pool.submit(_measure_batch, b, silence_threshold_db) for b in batches}
+        if on_started is not None:
+            on_started()
         for future in cf.as_completed(pending):
             yield from future.result()
 
@@ -100,29 +107,33 @@ class _Progress:
     def __init__(self, enabled: bool, total_files: int, total_bytes: int) -> None:
         self.enabled = enabled
         self.bar = None
-        self.start = time.perf_counter()
+        self.t0 = time.perf_counter()
         self.files = 0
         self.hours = 0.0
         if not enabled:
             return
         from rich.console import Console
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+        from rich.progress import (BarColumn, Progress, TextColumn, TimeElapsedColumn,
                                    TimeRemainingColumn)
 
-        self.bar = Progress(TextColumn("auditing"), BarColumn(), MofNCompleteColumn(),
+        self.bar = Progress(TextColumn("auditing"), BarColumn(),
                             TextColumn("{task.fields[rates]}"), TimeElapsedColumn(), TextColumn("ETA"),
                             TimeRemainingColumn(), console=Console(stderr=True), transient=True)
         # Progress is measured in bytes (what the work is proportional to), shown as files.
         self.task = self.bar.add_task("audit", total=max(total_bytes, 1), rates="")
         self.total_files = total_files
-        self.bar.start()
+
+    def start(self) -> None:
+        self.t0 = time.perf_counter()
+        if self.bar is not None:
+            self.bar.start()
 
     def advance(self, m: FileMeasurement) -> None:
         self.files += 1
         self.hours += (m.duration_s or 0.0) / 3600.0
         if self.bar is None:
             return
-        elapsed = max(time.perf_counter() - self.start, 1e-9)
+        elapsed = max(time.perf_counter() - self.t0, 1e-9)
         rates = (f"{self.files}/{self.total_files} files  {self.files / elapsed:.1f} files/s  "
                  f"{self.hours / elapsed:.2f} audio-h/s")
         self.bar.update(self.task, advance=max(m.size_bytes or 0, 1), rates=rates)
@@ -309,7 +320,7 @@ def audit_data(directory: str | os.PathLike, *, jobs: int | None = None, sample_
     bar = _Progress(progress, len(audio), sum(e.size_bytes for e in audio))
     started = time.perf_counter()
     try:
-        for m in _measure_all(audio, jobs, thresholds.silence_threshold_db):
+        for m in _measure_all(audio, jobs, thresholds.silence_threshold_db, on_started=bar.start):
             if m.histogram is not None:
                 histogram += np.asarray(m.histogram, np.int64)
             _, produced = _file_findings(m, thresholds)
