@@ -42,6 +42,10 @@ class CodecConfig:
     # losses
     mel_weight: float = 1.0
     l1_weight: float = 1.0
+    # mean squared waveform error relative to the batch's signal power: minimising it is
+    # maximising the batch SNR. L1 alone starts by pulling a sparse signal's output towards zero
+    # (the median of speech-like samples is ~0), which keeps SNR near 0 dB for hundreds of steps.
+    snr_weight: float = 0.0
     commit_weight: float = 1.0
     mel_fft_sizes: tuple[int, ...] = (256, 512, 1024)
     mel_bins: tuple[int, ...] = (32, 64, 80)

@@ -60,7 +60,15 @@ class ReconstructionLoss(nn.Module):
             l1 = F.l1_loss(_fp32(est), _fp32(ref))
         commit = commit_loss.float()
         total = c.mel_weight * mel + c.l1_weight * l1 + c.commit_weight * commit
-        return {"total": total, "mel": mel, "l1": l1, "commit": commit}
+        terms = {"total": total, "mel": mel, "l1": l1, "commit": commit}
+        if c.snr_weight:
+            with torch.autocast(device_type=est.device.type, enabled=False):
+                ref32 = _fp32(ref)
+                # noise-to-signal power ratio of the batch (linear, so well-behaved near 0 dB)
+                nsr = (_fp32(est) - ref32).pow(2).sum() / ref32.pow(2).sum().clamp(min=1e-8)
+            terms["nsr"] = nsr
+            terms["total"] = total + c.snr_weight * nsr
+        return terms
 
 
 # --- adversarial --------------------------------------------------------------------------------

@@ -42,12 +42,27 @@ def _broadcast(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
+def _kmeans_plus_plus_seeds(x: torch.Tensor, k: int) -> torch.Tensor:
+    """k-means++ seeding (D² sampling): without it two seeds often land in one cluster and Lloyd
+    iterations keep them there, leaving a real cluster without a code."""
+    chosen = [int(torch.randint(0, x.shape[0], (1,)))]
+    nearest_sq = (x - x[chosen[0]]).pow(2).sum(1)
+    for _ in range(1, k):
+        total = nearest_sq.sum()
+        idx = int(torch.multinomial(nearest_sq / total, 1)) if total > 0 else int(torch.randint(0, x.shape[0], (1,)))
+        chosen.append(idx)
+        nearest_sq = torch.minimum(nearest_sq, (x - x[idx]).pow(2).sum(1))
+    return x[chosen].clone()
+
+
 def kmeans(x: torch.Tensor, k: int, iters: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Plain Lloyd k-means on [N, D]; returns (centroids [k, D], counts [k]). With N < k the seeds
     repeat; the duplicates end up dead and are revived from later batches."""
     n = x.shape[0]
-    seeds = torch.randperm(n, device=x.device)[:k] if n >= k else torch.randint(0, n, (k,), device=x.device)
-    centroids = x[seeds].clone()
+    if n > k:
+        centroids = _kmeans_plus_plus_seeds(x, k)
+    else:
+        centroids = x[torch.randint(0, n, (k,), device=x.device)].clone()
     counts = torch.zeros(k, device=x.device)
     for _ in range(max(iters, 1)):
         assign = torch.cdist(x, centroids).argmin(dim=1)

@@ -404,7 +404,10 @@ class Trainer:
                  "codebook_perplexity_mean": sum(u["perplexity"] for u in usage) / len(usage),
                  "partial": partial}
         self.history.append(entry)
-        self._epoch_sums, self._epoch_count = {}, 0
+        if not partial:
+            # a budget stop mid-epoch keeps the running sums, so a resumed run's epoch entry covers
+            # the whole epoch exactly as an uninterrupted run's would
+            self._epoch_sums, self._epoch_count = {}, 0
         improved = metrics["val_snr_db"] > self.best_val_snr_db
         if improved:
             self.best_val_snr_db = metrics["val_snr_db"]
