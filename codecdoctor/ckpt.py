@@ -116,9 +116,14 @@ def load_checkpoint_file(path: str | os.PathLike, *, unsafe_load: bool = False) 
     if info.file_bytes == 0:
         info.status, info.error = "empty", "the file is empty (0 bytes)"
         return info
-    is_zip = zipfile.is_zipfile(path)
     with path.open("rb") as handle:
         starts_like_zip = handle.read(4) == b"PK\x03\x04"
+    try:
+        is_zip = zipfile.is_zipfile(path)
+    except Exception as exc:  # noqa: BLE001 - zipfile raises BadZipFile on corrupt end records
+        info.status = "unreadable"
+        info.error = f"the zip archive's directory is corrupt ({_first_line(str(exc))})"
+        return info
     if starts_like_zip and not is_zip:
         # A zip's directory is written last: a zip header without an end record is a cut-off write.
         info.status = "truncated"
@@ -138,7 +143,11 @@ def load_checkpoint_file(path: str | os.PathLike, *, unsafe_load: bool = False) 
     info.load_seconds = time.perf_counter() - started
     info.loaded_unsafely = unsafe_load
     info.raw = obj
-    adapt(info, obj)
+    try:
+        adapt(info, obj)
+    except Exception as exc:  # noqa: BLE001 - an odd structure is a finding, never a traceback
+        info.status = "not_checkpoint"
+        info.error = f"loaded, but its structure is not a checkpoint ({type(exc).__name__}: {_first_line(str(exc))[:120]})"
     return info
 
 

@@ -309,7 +309,11 @@ def check_checkpoint(path: str | Path, *, data: str | Path | None = None, model:
     run = run_checks("checkpoint", m, level="static")
     report.add(run.findings, run.checks_run)
 
-    levels = quantizer_levels_from_state(info.weights)
+    try:
+        levels = quantizer_levels_from_state(info.weights)
+    except Exception as exc:  # noqa: BLE001 - codebook buffers of an unexpected shape: say so, go on
+        levels = []
+        report.notes.append(f"codebook buffers could not be read ({type(exc).__name__}: {exc}); Q4xx not run")
     q = QuantizerMeasurements(levels=levels, source=levels[0].source if levels else "ema")
     run = run_checks("quantizer", q)
     report.add(run.findings, run.checks_run)

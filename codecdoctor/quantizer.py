@@ -131,6 +131,8 @@ def quantizer_levels_from_state(state: Mapping[str, Any]) -> list[LevelStats]:
     levels: list[LevelStats] = []
     prefixes = sorted({key[: -len(_EMA_SUFFIX)] for key in state if key.endswith(_EMA_SUFFIX)}, key=_natural_key)
     for prefix in prefixes:
+        if not hasattr(state[prefix + _EMA_SUFFIX], "shape") or len(state[prefix + _EMA_SUFFIX].shape) == 0:
+            continue  # not a per-code count vector: some other buffer that happens to share the name
         counts = _to_numpy(state[prefix + _EMA_SUFFIX])
         embed_t = state.get(prefix + "embed")
         embed = _to_numpy(embed_t) if embed_t is not None else None

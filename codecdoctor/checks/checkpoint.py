@@ -28,7 +28,7 @@ DIVERGE_DB = 3.0
 
 
 def _readable(m: CheckpointMeasurements) -> CheckpointMeasurements:
-    if m is None or m.status != "ok":
+    if not isinstance(m, CheckpointMeasurements) or m.status != "ok":
         raise NotApplicable
     return m
 
@@ -47,7 +47,7 @@ def unreadable(m: CheckpointMeasurements):
     tensors, numbers and strings); for a truncated file, use the previous checkpoint and save
     atomically (temp file + fsync + rename).
     """
-    if m is None:
+    if not isinstance(m, CheckpointMeasurements):
         raise NotApplicable
     if m.status == "ok":
         return []
