@@ -447,6 +447,12 @@ class SignalAccumulator:
             rows = flat.reshape(m, per_frame)
             frame_max, frame_min = rows.max(axis=1), rows.min(axis=1)
             frame_sq = np.einsum("ij,ij->i", rows, rows).astype(np.float64)
+            # float32 squares overflow above |x| ~ 1.8e19 and flush to zero below ~1e-23: such blocks
+            # (garbage floats, not audio) are squared again in float64 so the statistics stay exact
+            block_peak = max(float(frame_max.max()), -float(frame_min.min()))
+            if block_peak > 1e18 or 0.0 < block_peak < 1e-18:
+                wide = rows.astype(np.float64)
+                frame_sq = np.einsum("ij,ij->i", wide, wide)
             frame_sum = rows.sum(axis=1, dtype=np.float64)
             frame_n = np.full(m, per_frame, np.int64)
         else:  # the file's last, partial frame
