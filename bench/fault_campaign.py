@@ -1,6 +1,6 @@
 """Fault campaign: corrupt valid audio files and checkpoints N ways, run every command on them.
 
-Usage:  ./run bench fault_campaign [--n 200] [--timeout 120] [--workers 2] [--seed 0]
+Usage:  ./run bench fault_campaign [--n 100] [--timeout 120] [--workers 2] [--seed 0]
         .venv/bin/python bench/fault_campaign.py --n 20 --commands audit-data,check-ckpt
 
 What it does. From a few valid inputs (speech-like WAV PCM16 / WAV float / FLAC files, and a real
@@ -84,6 +84,11 @@ class RunResult:
     @property
     def not_built(self) -> bool:
         return self.returncode == 2 and NOT_BUILT_MARK in self.stderr
+
+    @property
+    def usage_error(self) -> bool:
+        """The campaign called the command wrongly (its own bug): the run tested nothing."""
+        return self.returncode == 2 and any(m in self.stderr for m in ("Usage:", "No such option", "unexpected extra argument"))
 
     @property
     def crashed(self) -> bool:
@@ -575,6 +580,8 @@ def judge_single(command: str, variant: Variant, res: RunResult, *, expect_error
         return "hang", f"no answer within the timeout ({res.seconds:.0f}s)"
     if res.not_built:
         return "not-built", ""
+    if res.usage_error:
+        return "harness", f"usage error, the campaign's own bug: {res.stderr_head()}"
     if res.crashed:
         return "crash", f"exit {res.returncode}: {res.stderr_head()}"
     if expect_error and res.returncode == 0:
@@ -662,16 +669,17 @@ def campaign(n: int, *, workdir: Path, timeout_s: float = 120.0, workers: int = 
     valid_audio = make_valid_audio(workdir / "valid_audio")
     audio = make_audio_variants(valid_audio, n, workdir / "audio", rng)
     ckpts = make_ckpt_variants(make_valid_state(seed), n, workdir / "ckpt", rng)
-    valid_ckpt = workdir / "ckpt" / "valid.pt"
     say = progress or (lambda s: None)
 
     jobs: list[Callable[[], Case]] = []
     ref = valid_audio[0]
-    for v in audio:
+    for i, v in enumerate(audio):
         if "compare" in commands:
-            # the estimate is the corrupt one (the common case: a half-written decoder output) ...
-            jobs.append(lambda v=v: run_single("compare", v, ["compare", ref, v.path], workdir, timeout_s,
-                                               expect_error=v.corrupt))
+            # mostly the estimate is the corrupt one (a half-written decoder output); every third
+            # run the reference is (a damaged corpus file)
+            pair = [v.path, ref] if i % 3 == 2 else [ref, v.path]
+            jobs.append(lambda v=v, pair=pair: run_single("compare", v, ["compare", *pair], workdir, timeout_s,
+                                                          expect_error=v.corrupt))
     for v in ckpts:
         if "check-ckpt" in commands:
             jobs.append(lambda v=v: run_single("check-ckpt", v, ["check-ckpt", v.path], workdir, timeout_s,
@@ -679,6 +687,8 @@ def campaign(n: int, *, workdir: Path, timeout_s: float = 120.0, workers: int = 
         if "probe" in commands:
             jobs.append(lambda v=v: run_single("probe", v, ["probe", v.path], workdir, timeout_s,
                                                expect_error=not v.buildable))
+    if "train-resume" in commands:
+        jobs += train_resume_jobs(ckpts, workdir, timeout_s, rng)
     cases: list[Case] = []
     if "audit-data" in commands:
         say(f"audit-data: one run over {len(audio)} corrupt + {len(valid_audio)} valid files")
@@ -693,26 +703,28 @@ def campaign(n: int, *, workdir: Path, timeout_s: float = 120.0, workers: int = 
                 say(f"  {case.outcome}: {case.command} {case.variant.name} ({case.variant.detail}): {case.why}")
             if i % 25 == 0:
                 say(f"  {i}/{len(jobs)} done")
-    if "train-resume" in commands:
-        cases += train_resume_cases(ckpts, valid_ckpt, workdir, timeout_s, rng, say)
     return cases
 
 
-def train_resume_cases(ckpts: list[Variant], valid_ckpt: Path, workdir: Path, timeout_s: float,
-                       rng: random.Random, say: Callable[[str], None]) -> list[Case]:
-    """`train --resume` on corrupt checkpoints (a sample: each run starts a trainer). A checkpoint
-    that cannot be loaded must stop the run with one line (exit 2) or a finding, never a crash."""
+def train_resume_jobs(ckpts: list[Variant], workdir: Path, timeout_s: float,
+                      rng: random.Random) -> list[Callable[[], Case]]:
+    """`train --resume` with a corrupt last.pt (a sample: each run starts a trainer). A checkpoint
+    that cannot be loaded or built must stop the run with one line (exit 2) or a finding (exit 1),
+    never a crash, and never train on from scratch as if nothing happened (exit 0)."""
     sample = [v for v in ckpts if not v.buildable]
     rng.shuffle(sample)
     sample = sample[:max(1, min(len(sample), len(ckpts) // 4))]
-    cases = []
+    jobs = []
     data = workdir / "valid_audio"
     for v in sample:
-        out = workdir / "runs" / f"train_{v.name}"
-        args = ["train", "--data_dir", data, "--checkpoint_dir", out / "ckpts", "--resume", v.path,
-                "--config", "tiny", "--num_epochs", "1", "--batch_size", "2"]
-        cases.append(run_single("train-resume", v, args, workdir, timeout_s, expect_error=True))
-    return cases
+        ckpt_dir = workdir / "runs" / f"train_{v.name}" / "ckpts"
+        (ckpt_dir / "run").mkdir(parents=True, exist_ok=True)
+        shutil.copy(v.path, ckpt_dir / "run" / "last.pt")
+        args = ["train", "--data_dir", data, "--checkpoint_dir", ckpt_dir, "--experiment_name", "run", "--resume",
+                "--config", "tiny", "--num_epochs", "1", "--steps-per-epoch", "2", "--batch_size", "2",
+                "--segment-seconds", "0.25", "--checks", "warn"]
+        jobs.append(lambda v=v, args=args: run_single("train-resume", v, args, workdir, timeout_s, expect_error=True))
+    return jobs
 
 
 # --------------------------------------------------------------------------------------------
@@ -877,7 +889,7 @@ def format_kill_row(stats: KillStats) -> str:
 # --------------------------------------------------------------------------------------------
 # summary
 # --------------------------------------------------------------------------------------------
-OUTCOMES = ("crash", "hang", "wrong", "ok", "not-built")
+OUTCOMES = ("crash", "hang", "wrong", "ok", "not-built", "harness")
 
 
 def summarize(cases: list[Case]) -> dict[str, dict[str, int]]:
@@ -890,22 +902,23 @@ def summarize(cases: list[Case]) -> dict[str, dict[str, int]]:
 
 def format_table(cases: list[Case]) -> str:
     table = summarize(cases)
-    lines = ["| command | inputs tried | crashes | hangs | wrong exit/verdict | ok | not built (not covered) |",
+    lines = ["| command | inputs tried | crashes | hangs | wrong exit/verdict | ok | not covered |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     total = {k: 0 for k in OUTCOMES}
     for command in sorted(table):
         row = table[command]
         n = sum(row.values())
-        lines.append(f"| {command} | {n} | {row['crash']} | {row['hang']} | {row['wrong']} | {row['ok']} | {row['not-built']} |")
+        lines.append(f"| {command} | {n} | {row['crash']} | {row['hang']} | {row['wrong']} | {row['ok']} | "
+                     f"{row['not-built'] + row['harness']} |")
         for k in OUTCOMES:
             total[k] += row[k]
     lines.append(f"| **all** | {sum(total.values())} | {total['crash']} | {total['hang']} | {total['wrong']} | "
-                 f"{total['ok']} | {total['not-built']} |")
+                 f"{total['ok']} | {total['not-built'] + total['harness']} |")
     return "\n".join(lines)
 
 
 def format_failures(cases: list[Case], limit: int = 40) -> str:
-    bad = [c for c in cases if c.outcome in ("crash", "hang", "wrong")]
+    bad = [c for c in cases if c.outcome in ("crash", "hang", "wrong", "harness")]
     rows = []
     for c in bad[:limit]:
         rows.append(f"- **{c.outcome}** `{c.command}` on `{c.variant.path}` ({c.variant.kind}: {c.variant.detail}; "
@@ -921,7 +934,7 @@ def format_failures(cases: list[Case], limit: int = 40) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--n", type=int, default=200, help="variants per input kind (audio, checkpoint)")
+    parser.add_argument("--n", type=int, default=100, help="variants per input kind (audio, checkpoint)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds before a run counts as a hang")
     parser.add_argument("--workers", type=int, default=2, help="commands run in parallel")
     parser.add_argument("--seed", type=int, default=0)
@@ -958,9 +971,12 @@ def main(argv: list[str] | None = None) -> int:
         print(format_kill_row(kill_stats))
         for problem in kill_stats.unreadable + kill_stats.restart_errors:
             print(f"  - {problem}")
-    corrupt_audio = sum(1 for c in cases if c.command == "audit-data" and c.variant.corrupt)
-    print(f"(measured ground truth: {corrupt_audio} of the audio variants are unreadable by soundfile; "
-          f"the rest are damaged but still decodable)")
+    audio_variants = {c.variant.name: c.variant for c in cases if c.command in ("audit-data", "compare")}
+    ckpt_variants = {c.variant.name: c.variant for c in cases if c.command in ("check-ckpt", "probe", "train-resume")}
+    print(f"(measured ground truth: {sum(v.corrupt for v in audio_variants.values())} of {len(audio_variants)} audio "
+          f"variants are unreadable by soundfile, the rest damaged but decodable; "
+          f"{sum(v.corrupt for v in ckpt_variants.values())} of {len(ckpt_variants)} checkpoint variants do not load "
+          f"with weights_only=True, {sum(not v.buildable for v in ckpt_variants.values())} do not build a working codec)")
     failures = format_failures(cases)
     if failures:
         print("\nfailures:\n" + failures)

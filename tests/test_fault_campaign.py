@@ -1,6 +1,6 @@
 """The fault campaign at a reduced N: every command over corrupted WAV/FLAC files and checkpoints.
 
-The full campaign (N=200 per kind) is `./run bench fault_campaign`; this CI version uses a few
+The full campaign (N=100 per kind, 20 kills) is `./run bench fault_campaign`; this CI version uses a few
 variants of every corruption kind (they are generated round robin, so N >= 9 covers each kind of
 both families) and must finish in about two minutes on two shared cores.
 """
@@ -73,6 +73,7 @@ def test_the_judge_counts_tracebacks_internal_errors_and_odd_exit_codes_as_crash
     assert judge(0) == "wrong"  # exit 0 on an unreadable input
     assert judge(2, err="codecdoctor: error: x.wav: not a readable audio file") == "ok"
     assert judge(2, err="codecdoctor: error: 'compare' is not built yet in this version") == "not-built"
+    assert judge(2, err="Usage: codecdoctor compare [OPTIONS]\nError: No such option: --bogus") == "harness"
 
 
 def test_campaign_has_no_crashes_and_no_hangs(campaign_cases):
@@ -81,6 +82,11 @@ def test_campaign_has_no_crashes_and_no_hangs(campaign_cases):
     hangs = [c for c in campaign_cases if c.outcome == "hang"]
     assert not crashes and not hangs, fc.format_table(campaign_cases) + "\n" + fc.format_failures(crashes + hangs)
     assert sum(sum(row.values()) for row in table.values()) >= 4 * CI_N
+
+
+def test_the_campaign_calls_every_command_correctly(campaign_cases):
+    harness = [c for c in campaign_cases if c.outcome == "harness"]
+    assert not harness, fc.format_failures(harness)  # a usage error tests nothing
 
 
 def test_corrupt_inputs_never_pass_silently(campaign_cases):
