@@ -468,7 +468,8 @@ def uncorrelated(m):
 def cannot_score(m):
     """The pair cannot be scored: silent or empty reference, unreadable or missing file.
 
-    What: Fires when the reference is empty, when nothing overlaps, or when its RMS is below -100
+    What: Fires when the reference is empty, when nothing overlaps (an error when the output is
+    empty but the input is not: the codec produced nothing), or when its RMS is below -100
     dBFS (under the dithered 16-bit noise floor): SNR against it is undefined (division by zero) or
     measures only the output's idle noise. `compare` also uses this ID for a file that cannot be
     read and for a reference without a counterpart.
@@ -478,15 +479,20 @@ def cannot_score(m):
     instead of SNR; fix the pairing of files.
     """
     m = _pair(m)
+    severity = None
     if m.compared_samples == 0:
         message = f"Nothing to compare: input has {m.ref_samples} samples, output {m.est_samples}."
+        if m.ref_samples > 0 and m.est_samples == 0:
+            # an empty output for a non-empty input is a failed reconstruction, not an unscorable pair
+            message += " The codec produced no output at all."
+            severity = Severity.ERROR
     elif m.ref_silent:
         level = "all zeros" if m.ref_peak == 0 else f"RMS {m.ref_rms_db:.1f} dBFS"
         message = (f"The reference is silent ({level}): SNR is undefined; the output's RMS is "
                    f"{m.est_rms_db:.1f} dBFS, peak {m.est_peak:.4g}.")
     else:
         return []
-    return [finding("R315", message, subject=m.subject,
+    return [finding("R315", message, subject=m.subject, severity=severity,
                     evidence={"ref_rms_db": m.ref_rms_db, "est_rms_db": m.est_rms_db, "ref_samples": m.ref_samples,
                               "est_samples": m.est_samples})]
 
