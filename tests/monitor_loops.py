@@ -36,11 +36,11 @@ class PassThroughCodec(torch.nn.Module):
     """A trainable 1x1-conv 'codec' that starts as the identity: for faults that live in the data
     pipeline, where the codec's own (in)ability to reconstruct would only blur the measurement."""
 
-    def __init__(self, tanh: bool = False):
+    def __init__(self, tanh: bool = False, gain: float = 1.0):
         super().__init__()
         self.conv = torch.nn.Conv1d(1, 1, 1)
         with torch.no_grad():
-            self.conv.weight.fill_(1.0)
+            self.conv.weight.fill_(gain)
             self.conv.bias.zero_()
         self.tanh = torch.nn.Tanh() if tanh else torch.nn.Identity()
 
