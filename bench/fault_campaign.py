@@ -519,8 +519,11 @@ def checkpoint_truth(path: Path) -> tuple[bool, bool]:
     if not isinstance(state, dict):
         return False, False
     try:
+        import warnings
+
         from model.checkpoint import build_codec
 
+        warnings.filterwarnings("ignore", message="Casting complex values")  # the wrong-dtype variants
         codec = build_codec(state)
         with torch.no_grad():
             y = codec(torch.zeros(1, codec.config.channels, codec.hop_length * 4)).audio
@@ -655,6 +658,33 @@ def audit_batch(variants: list[Variant], valid: list[Path], workdir: Path, timeo
     return cases
 
 
+def folder_batch(command: str, args_for: Callable[[Path], list], variants: list[Variant], valid: list[Path],
+                 workdir: Path, timeout_s: float) -> list[Case]:
+    """One run of a folder-taking command (check-ckpt --data, compare REF_DIR EST_DIR) over every
+    corrupt file next to valid ones. Only crashes and hangs are judged here: which exit code is
+    right depends on what the folder mixes, and the single-input runs judge exit codes."""
+    folder = workdir / f"batch_{command.replace(' ', '_')}"
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    for v in variants:
+        shutil.copy(v.path, folder / v.name)
+    for p in valid:
+        shutil.copy(p, folder / f"valid_{p.name}")
+    out = workdir / "runs" / f"batch_{command.replace(' ', '_')}"
+    out.mkdir(parents=True, exist_ok=True)
+    args = args_for(folder)
+    res = run_command(args + _report_args(out), cwd=out, timeout_s=timeout_s + 2.0 * len(variants))
+    outcome, why = judge_single(command, variants[0], res, expect_error=False)
+    tb = ""
+    if outcome == "crash":
+        tb = _traceback_head(run_command(args + _report_args(out), cwd=out, timeout_s=timeout_s + 2.0 * len(variants),
+                                         debug=True).stderr)
+    batch = Variant(folder.name, "folder", "all", f"{len(variants)} corrupt + {len(valid)} valid files", folder)
+    return [Case(f"{command} (one run, {len(variants) + len(valid)} files)", batch, outcome, res.returncode, why,
+                 res.argv, tb)]
+
+
 def audit_one(v: Variant, workdir: Path, timeout_s: float) -> Case:
     folder = workdir / "audit_single" / v.name
     folder.mkdir(parents=True, exist_ok=True)
@@ -693,6 +723,17 @@ def campaign(n: int, *, workdir: Path, timeout_s: float = 120.0, workers: int = 
     if "audit-data" in commands:
         say(f"audit-data: one run over {len(audio)} corrupt + {len(valid_audio)} valid files")
         cases += audit_batch(audio, valid_audio, workdir, timeout_s)
+    if "check-ckpt" in commands:
+        say("check-ckpt --data: one run over the folder of corrupt audio")
+        cases += folder_batch("check-ckpt --data", lambda d: ["check-ckpt", workdir / "ckpt" / "valid.pt", "--data", d],
+                              audio, valid_audio, workdir, timeout_s)
+    if "compare" in commands:
+        say("compare REF_DIR EST_DIR: one run, valid references paired with corrupt estimates")
+        refs = workdir / "compare_refs"
+        refs.mkdir(exist_ok=True)
+        for v in audio:
+            shutil.copy(ref, refs / v.name)
+        cases += folder_batch("compare (folders)", lambda d: ["compare", refs, d], audio, [], workdir, timeout_s)
     say(f"{len(jobs)} single-input runs on {workers} workers")
     with cf.ThreadPoolExecutor(max_workers=workers) as pool:
         futures = [pool.submit(job) for job in jobs]
