@@ -421,3 +421,24 @@ def test_terminal_report_neutralises_control_characters_in_names():
     text = buffer.getvalue()
     leaked = [repr(c) for c in ("\x1b", "\x07", "\x08") if c in text]
     assert not leaked, f"raw control characters reached the terminal: {leaked}"
+
+
+def test_train_report_shows_hostile_experiment_and_file_names_inert(cli, tmp_path):
+    """Config strings reach the train report (experiment name, data file names in notes); one
+    training step is enough to render it."""
+    data = tmp_path / "data"
+    data.mkdir()
+    _write_wav(data / f"{HOSTILE_NAMES[1]}.wav", seed=0)
+    (data / f"{HOSTILE_NAMES[2]}.wav").write_bytes(b"RIFF junk")  # unreadable: named in a data warning
+    out = tmp_path / "out"
+    code, *_ = _run(cli, "train", "--data_dir", data, "--checkpoint_dir", tmp_path / "ckpts",
+                    "--experiment_name", HOSTILE_NAMES[0], "--config", "tiny", "--batch_size", "1",
+                    "--num_epochs", "1", "--steps-per-epoch", "1", "--segment-seconds", "0.25", "--checks", "warn",
+                    "--html", out / "r.html", "--json", out / "r.json")
+    assert code in (0, 1, 2)
+    if code == 2:
+        return
+    assert_inert((out / "r.html").read_text(), [HOSTILE_NAMES[0], f"{HOSTILE_NAMES[2]}.wav"])
+    # the experiment folder stays inside --checkpoint_dir whatever the name holds
+    assert all(p.resolve().is_relative_to((tmp_path / "ckpts").resolve())
+               for p in (tmp_path / "ckpts").rglob("*.pt"))
