@@ -309,3 +309,55 @@ def test_accumulator_handles_single_samples_constants_and_extreme_values(value, 
 def test_rms_of_a_constant_stream_is_its_value_even_at_extreme_scales(value):
     stats = _accumulate([np.full((640, 1), value, np.float32)], 1).result()
     assert stats.rms == pytest.approx(float(np.float32(value)), rel=1e-6, abs=0)
+
+
+# --------------------------------------------------------------------------------------------
+# corpus level: shards merged in any split give the single run
+# --------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def messy_corpus(tmp_path_factory):
+    import soundfile as sf
+
+    from codecdoctor.synth import speech_like
+
+    root = tmp_path_factory.mktemp("messy")
+    (root / "sub").mkdir()
+    sf.write(root / "a.wav", speech_like(1.0, 16000, seed=1), 16000, subtype="PCM_16")
+    sf.write(root / "b.flac", speech_like(0.7, 16000, seed=2), 16000)
+    sf.write(root / "sub" / "hot.wav", speech_like(0.5, 16000, seed=3, peak=1.2), 16000, subtype="FLOAT")
+    sf.write(root / "sub" / "silent.wav", np.zeros(8000, np.float32), 16000, subtype="FLOAT")
+    sf.write(root / "stereo.wav", speech_like(0.6, 22050, seed=4, channels=2), 22050)
+    (root / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    (root / "notes.txt").write_text("not audio")
+    return root
+
+
+def _comparable(report: dict) -> tuple:
+    findings = sorted((f["id"], f["severity"], f["subject"] or "") for f in report["findings"])
+    files = sorted((f["path"], f.get("frames"), f.get("peak"), f.get("rms_db"), f.get("error") is None)
+                   for f in report["measurements"]["files"])
+    corpus = {k: v for k, v in report["measurements"]["corpus"].items() if not isinstance(v, (dict, list))}
+    return findings, files, corpus
+
+
+@pytest.mark.parametrize("count", [2, 3, 7])
+def test_shards_merged_give_the_single_run(messy_corpus, tmp_path, count):
+    audit = pytest.importorskip("codecdoctor.audit")
+    from codecdoctor.report import json_out
+
+    single = audit.audit_data(messy_corpus, jobs=1, progress=False, plots=False).to_dict()
+    parts = []
+    for index in range(1, count + 1):
+        part = audit.audit_data(messy_corpus, jobs=1, progress=False, plots=False, shard=(index, count))
+        path = tmp_path / f"part{index}.json"
+        json_out.write(part, path)
+        parts.append(path)
+    merged = audit.merge_partials(list(reversed(parts)), plots=False).to_dict()  # order must not matter
+    s, m = _comparable(single), _comparable(merged)
+    assert s[0] == m[0]  # the same findings on the same subjects
+    assert s[1] == m[1]  # the same per-file numbers
+    for key, value in s[2].items():
+        if isinstance(value, float):
+            assert m[2][key] == pytest.approx(value, rel=1e-9), key
+        else:
+            assert m[2][key] == value, key
