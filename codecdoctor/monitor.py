@@ -198,8 +198,9 @@ class Monitor:
         self._next_step = step + 1
         # The schedule follows the step number, not the buffer fill, so all DDP ranks read back (and
         # all-reduce for T611) at the same steps even after one of them read back early.
-        if self._slot and ((step - self._start_step) % self.read_every == 0 or self._slot >= self.read_every):
-            self._read_back(scheduled=(step - self._start_step) % self.read_every == 0, now_step=step)
+        scheduled = step != self._start_step and (step - self._start_step) % self.read_every == 0
+        if scheduled or self._slot >= self.read_every:
+            self._read_back(scheduled=scheduled, now_step=step)
         self._ensure_buffers(x.device)
         slot = self._slot
         self._slot += 1
@@ -355,7 +356,18 @@ class Monitor:
 
     # -- read-back and judging -----------------------------------------------------------------
     def _read_back(self, scheduled: bool, now_step: int | None = None) -> None:
-        if self._rows is None or self._slot == 0:
+        if self._rows is None:
+            return
+        if self._slot == 0:
+            # nothing new on this rank (an alarm read it back early), but a scheduled step must still
+            # join the T611 all-reduce, or the other ranks would wait for it forever
+            if scheduled and self.ddp_check and now_step is not None:
+                ddp = self._ddp_checksums(now_step)
+                if ddp is not None:
+                    m = TrainingMeasurements(state=self.state, output_bound=self.output_bound,
+                                             warmup_steps=self.warmup_steps, ddp=ddp)
+                    run = run_checks("training", m, only=("T611",))
+                    self._emit(run.findings, run.checks_run)
             return
         n = self._slot
         base = getattr(self.model, "module", self.model)
@@ -533,9 +545,18 @@ class Monitor:
             return hook
 
         handles = [m.register_forward_hook(hook_for(name)) for name, m in base.named_modules() if name]
+        dist = torch.distributed
+        # Under DDP a training-mode forward may run collectives (this codec all-reduces its EMA
+        # statistics); one rank re-running alone would wait forever, so re-run in eval mode there.
+        distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+        was_training = base.training
+        if distributed:
+            base.eval()
+            trace.detail = (trace.detail + "; " if trace.detail else "") + "re-run in eval mode (distributed run)"
         try:
             with torch.no_grad():
-                self._forward(model, x)
+                # the unwrapped module under DDP: the wrapper's forward may broadcast buffers
+                self._forward(base if distributed else model, x)
         except _FoundNonfinite:
             pass
         except Exception as exc:  # the user's model may need more than model(x): say so, keep training
@@ -543,6 +564,7 @@ class Monitor:
         finally:
             for h in handles:
                 h.remove()
+            base.train(was_training)
             with torch.no_grad():
                 for name, b in base.named_buffers():
                     if name in saved_buffers and saved_buffers[name].shape == b.shape:
