@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow  # ~2 minutes on two shared cores: dozens of subprocesses
 CI_N = 9  # one variant of each of the 9 checkpoint kinds, 8 audio kinds + 1
 
 

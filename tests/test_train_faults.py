@@ -70,6 +70,7 @@ def train_argv(corpus: Path, ckpt_dir: Path, resume: bool) -> list[str]:
                          steps_per_epoch=STEPS_PER_EPOCH, epochs=EPOCHS)
 
 
+@pytest.mark.slow
 def test_kill_9_at_random_points_loses_at_most_one_checkpoint_interval(tmp_path):
     """4 runs of `codecdoctor train` killed after a random number of steps plus a random delay,
     each followed by --resume, then one run to the end (the bench does 20 kills)."""
