@@ -173,3 +173,17 @@ def test_training_checks_are_registered_with_docs():
 
     ids = [c.id for c in all_checks("training")]
     assert ids == [f"T6{n:02d}" for n in range(1, 12)]
+
+
+def test_host_read_counter_sees_the_reads_it_must_rule_out():
+    t = torch.ones(3)
+    with HostReadCounter() as reads:
+        t.sum().item()
+        bool(t.sum() > 0)
+        float(t[0])
+        t.tolist()
+    assert reads.counts["aten._local_scalar_dense"] == 3  # item, bool, float
+    assert reads.counts["Tensor.tolist"] == 1 and reads.counts["Tensor.item"] == 1
+    with HostReadCounter() as none:
+        (t * 2).sum()
+    assert none.total == 0
