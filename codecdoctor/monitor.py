@@ -99,6 +99,15 @@ class _FoundNonfinite(Exception):
     pass
 
 
+STOP_POLICIES = ("errors", "nonfinite")
+
+
+def is_nonfinite_fault(f: Finding) -> bool:
+    """A finding that means NaN/Inf reached the input, output, loss or gradients: the run is lost
+    from this step on, so even a lenient strict mode stops for it."""
+    return f.id == "T604" or any(key in f.evidence for key in ("nonfinite_samples", "nonfinite_steps"))
+
+
 class Monitor:
     """Live checks T601-T611 (and S501-S503 for spectral loss terms) for a training loop.
 
@@ -106,7 +115,8 @@ class Monitor:
     `on_step(optimizer=...)`), `start_step` (a resumed run's first step), `warmup_steps` (drift checks
     wait this long; default 2 × read_every), `forward` (how to re-run a batch for T604; default
     `model(x)`), `spectral_terms` / `spectral_fft_sizes` / `spectral_eps` (S5xx; default: loss terms
-    named *mel*/*stft*/*spec* and the codec config's `mel_fft_sizes`).
+    named *mel*/*stft*/*spec* and the codec config's `mel_fft_sizes`), `stop_on` ("errors": strict
+    mode stops on any error finding; "nonfinite": only on non-finite values, see `is_nonfinite_fault`).
     """
 
     def __init__(self, model: torch.nn.Module, sample_rate: int, mode: str = "strict", *,
@@ -115,9 +125,14 @@ class Monitor:
                  forward: Callable[[torch.nn.Module, torch.Tensor], Any] | None = None,
                  spectral_terms: tuple[str, ...] | None = None, spectral_fft_sizes: tuple[int, ...] | None = None,
                  spectral_eps: float | None = None, dead_code_share: float | None = None, ddp_check: bool = True,
-                 codebook_warmup_steps: int | None = None):
+                 codebook_warmup_steps: int | None = None, stop_on: str = "errors"):
         if mode not in ("strict", "warn"):
             raise ValueError(f"mode must be 'strict' or 'warn', got {mode!r}")
+        if stop_on not in STOP_POLICIES:
+            raise ValueError(f"stop_on must be one of {', '.join(STOP_POLICIES)}, got {stop_on!r}")
+        # what a strict monitor stops on: "errors" = any finding of severity error or worse;
+        # "nonfinite" = only non-finite values (the run is lost; everything else is reported as drift)
+        self.stop_on = stop_on
         if int(read_every) < 1:
             raise ValueError("read_every must be at least 1")
         self.model = model
@@ -705,7 +720,8 @@ class Monitor:
             newest = new[-1]
             self.latest["newest_finding"] = f"{newest.id} {newest.severity.label}: {newest.message}"
         self.latest["findings"] = len(self._findings)
-        errors = [f for f in new if f.severity >= Severity.ERROR]
+        errors = [f for f in new if f.severity >= Severity.ERROR
+                  and (self.stop_on == "errors" or is_nonfinite_fault(f))]
         if errors and self.mode == "strict" and not self._closed:
             errors.sort(key=lambda f: -int(f.severity))
             raise CheckFailed(errors)

@@ -187,3 +187,22 @@ def test_host_read_counter_sees_the_reads_it_must_rule_out():
     with HostReadCounter() as none:
         (t * 2).sum()
     assert none.total == 0
+
+
+def test_strict_nonfinite_policy_reports_drift_but_stops_only_on_nan():
+    """`stop_on="nonfinite"` (what `codecdoctor train` uses by default): an output beyond the bound
+    is reported (T602) without stopping; a NaN loss stops the run (T604)."""
+    model = Identity()
+    opt = torch.optim.SGD(model.parameters(), 0.0)
+    mon = codecdoctor.Monitor(model, 16000, mode="strict", read_every=2, optimizer=opt, output_bound=1.0,
+                              stop_on="nonfinite")
+    bank = speech_bank(2.0)
+    for step in range(4):
+        x = crops(bank, step) * 3.0  # output beyond the declared bound of 1.0: drift, not a lost run
+        _step(mon, model, opt, x)
+    mon.flush()
+    assert "T602" in {f.id for f in mon.findings}
+    with pytest.raises(codecdoctor.CheckFailed) as stopped:
+        _step(mon, model, opt, crops(bank, 9), lambda x, y: {"l1": (y - x).abs().mean() * float("nan")})
+        mon.flush()
+    assert "T604" in {f.id for f in stopped.value.findings}

@@ -279,7 +279,7 @@ def gradient_norm(m: TrainingMeasurements):
             out.append(finding("T605", f"non-finite gradients at {len(bad)} step(s) from step {bad[0]} with a finite "
                                        f"loss and no grad scaler to skip them",
                                subject=f"step {bad[0]}", severity=Severity.ERROR,
-                               evidence={"first_step": bad[0], "steps": len(bad)}))
+                               evidence={"first_step": bad[0], "steps": len(bad), "nonfinite_steps": len(bad)}))
     reference = m.state.grad_norm_median()
     if reference is not None and reference > 0:
         jumps = [(s, g) for s, g in zip(w.steps, norms) if math.isfinite(g) and g > GRAD_EXPLOSION_RATIO * reference]
@@ -446,8 +446,9 @@ def loss_plateau_low_lr(m: TrainingMeasurements):
     evidence = {"lr": m.lr, "peak_lr": peak, "usual_min_lr": LR_USUAL_MIN, "loss_improvement": improvement,
                 "step": step}
     if peak < LR_FAR_BELOW:
+        how_far = f"{LR_USUAL_MIN / m.lr:.0f}x below" if m.lr > 0 else "far below"  # lr 0: frozen on purpose?
         return [finding("T609", f"learning rate {m.lr:.2g} at step {step} (never above {peak:.2g}) is "
-                                f"{LR_USUAL_MIN / m.lr:.0f}x below the usual minimum {LR_USUAL_MIN:g} for Adam on "
+                                f"{how_far} the usual minimum {LR_USUAL_MIN:g} for Adam on "
                                 f"conv codecs{trend}", subject=f"step {step}", evidence=evidence)]
     if improvement is not None and improvement < PLATEAU_MIN_IMPROVEMENT:
         return [finding("T609", f"learning rate decayed to {m.lr:.2g} (peak {peak:.2g}) and the loss plateaued"
