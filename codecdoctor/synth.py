@@ -109,7 +109,7 @@ def speech_like(
             if rng.random() < 0.4 and b - a > sample_rate // 20:
                 # A fricative onset (s / sh): twice-differentiated white noise, energy rising to
                 # Nyquist, so the signal has real speech's high band (-30 to -40 dB above 4 kHz).
-                fric_len = int(rng.uniform(0.03, 0.06) * sample_rate)
+                fric_len = min(int(rng.uniform(0.03, 0.06) * sample_rate), b - a)
                 fric = np.diff(rng.standard_normal(fric_len + 2), n=2)
                 fric *= np.hanning(fric_len) * 0.15 * np.max(np.abs(syllable)) / max(np.max(np.abs(fric)), 1e-12)
                 syllable[:fric_len] += fric
