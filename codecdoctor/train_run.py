@@ -82,7 +82,7 @@ def build_config(request: TrainRequest):
         raise InputError(f"bad codec configuration: {exc}") from None
 
 
-def _load_monitor(model, config, request: TrainRequest, event_log: Path, notes: list[str]):
+def _load_monitor(trainer, request: TrainRequest, event_log: Path | None, notes: list[str]):
     if request.checks == "off":
         notes.append("live checks off (--checks off): only the trainer's own non-finite / range stops were active")
         return None
@@ -91,8 +91,12 @@ def _load_monitor(model, config, request: TrainRequest, event_log: Path, notes: 
     except ImportError as exc:
         notes.append(f"live monitor not available ({exc}); trained with the trainer's own non-finite / range stops only")
         return None
-    return Monitor(model, config.sample_rate, mode=request.checks,
-                   output_bound=1.0 if config.output_bound == "tanh" else None, event_log=str(event_log))
+    config = trainer.config
+    # every DDP rank gets a monitor: its T611 read-backs all-reduce codebook buffers across ranks
+    return Monitor(trainer.model, config.sample_rate, mode=request.checks,
+                   output_bound=1.0 if config.output_bound == "tanh" else None,
+                   event_log=str(event_log) if event_log is not None else None,
+                   optimizer=trainer.optimizer, start_step=trainer.step)
 
 
 def train(request: TrainRequest, *, callbacks: list[Any] | None = None,
@@ -130,7 +134,7 @@ def train(request: TrainRequest, *, callbacks: list[Any] | None = None,
     report = Report(command="train", args={k: v for k, v in request.__dict__.items()})
     report.notes.extend(f"data: {w}" for w in trainer.source.warnings)
     event_log = trainer.exp_dir / "events.jsonl"
-    monitor = _load_monitor(trainer.model, trainer.config, request, event_log, report.notes) if trainer.is_main else None
+    monitor = _load_monitor(trainer, request, event_log if trainer.is_main else None, report.notes)
     if monitor is not None:
         trainer.callbacks.append(monitor)
     stop_at = trainer.total_steps if request.max_steps is None else min(trainer.total_steps, request.max_steps)

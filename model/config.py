@@ -2,7 +2,9 @@
 
 The defaults are a 16 kHz mono speech codec: strides 2·4·5·8 give a hop of 320 samples (50 frames
 per second) and 8 codebooks of 1024 entries give 50 × 8 × 10 = 4000 bit/s. The widths are kept
-small (base 32 channels) so the default trains meaningfully on a 2-core CPU.
+small (base 16 channels, ~1.5 M parameters) so the default trains meaningfully on a 2-core CPU:
+base 32 took ~3x longer per step (2.4 s vs 0.8 s for 8 × 0.5 s crops on a shared 2-core machine)
+and was still at -0.2 dB validation SNR after 50 steps. Use --base-channels 32 on a GPU.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ class CodecConfig:
     sample_rate: int = 16000
     channels: int = 1
     # encoder / decoder (SEANet style): width doubles after every strided block
-    base_channels: int = 32
+    base_channels: int = 16
     strides: tuple[int, ...] = (2, 4, 5, 8)
     residual_dilations: tuple[int, ...] = (1, 3)
     kernel_size: int = 7
@@ -30,7 +32,9 @@ class CodecConfig:
     # residual vector quantizer
     n_codebooks: int = 8
     codebook_size: int = 1024
-    ema_decay: float = 0.99
+    # 0.9 (a memory of ~10 batches) lets codebooks follow a fast-moving encoder early in training;
+    # at 0.99 the same 150-step CPU run reached 3.4 dB instead of 5.6 dB validation SNR
+    ema_decay: float = 0.9
     ema_epsilon: float = 1e-5
     kmeans_iters: int = 10
     # a code is dead when its EMA count falls below this fraction of the uniform share (total
@@ -38,14 +42,14 @@ class CodecConfig:
     dead_code_fraction: float = 0.03
     # probability that one example in a batch is quantized with a random number of levels
     # (1..n_codebooks), so the codec also works at lower bitrates
-    quantizer_dropout: float = 0.5
+    quantizer_dropout: float = 0.25
     # losses
     mel_weight: float = 1.0
     l1_weight: float = 1.0
     # mean squared waveform error relative to the batch's signal power: minimising it is
     # maximising the batch SNR. L1 alone starts by pulling a sparse signal's output towards zero
     # (the median of speech-like samples is ~0), which keeps SNR near 0 dB for hundreds of steps.
-    snr_weight: float = 0.0
+    snr_weight: float = 1.0
     commit_weight: float = 1.0
     mel_fft_sizes: tuple[int, ...] = (256, 512, 1024)
     mel_bins: tuple[int, ...] = (32, 64, 80)

@@ -37,8 +37,12 @@ class _Display:
         parts = [f"{k} {stats[k]:.4g}" for k in ("total", "mel", "l1", "commit", "adv") if k in stats]
         parts.append(f"lr {stats['lr']:.2g}")
         latest = getattr(self.monitor, "latest", None) or {}
-        for key, value in list(latest.items())[:4]:
-            parts.append(f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}")
+        for key in ("input_peak", "output_peak", "findings"):
+            value = latest.get(key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                parts.append(f"{key} {value:.4g}")
+        if latest.get("newest_finding"):
+            parts.append(f"| {str(latest['newest_finding'])[:60]}")
         self.progress.update(self.task, completed=step, info=" ".join(parts) + self.val)
 
     def on_epoch(self, entry: dict) -> None:
