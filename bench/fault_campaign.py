@@ -56,7 +56,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 NOT_BUILT_MARK = "not built yet"
-ALL_COMMANDS = ("audit-data", "compare", "check-ckpt", "probe", "train-resume")
+ALL_COMMANDS = ("audit-data", "compare", "compare-folders", "check-ckpt", "check-ckpt-data", "probe", "train-resume")
 
 
 # --------------------------------------------------------------------------------------------
@@ -634,8 +634,14 @@ def audit_batch(variants: list[Variant], valid: list[Path], workdir: Path, timeo
                       timeout_s=timeout_s + 2.0 * len(variants))
     if res.not_built:
         return [Case("audit-data", v, "not-built", res.returncode) for v in variants]
-    if res.hung or res.crashed:
-        return [audit_one(v, workdir, timeout_s) for v in variants]
+    if res.hung or res.crashed or res.returncode == 2:
+        # one bad file must never stop the audit of the others: find which input did it
+        singles = [audit_one(v, workdir, timeout_s) for v in variants]
+        if res.returncode == 2 and not res.crashed:
+            batch = Variant(folder.name, "folder", "all", f"{len(variants)} corrupt + {len(valid)} valid files", folder)
+            singles.append(Case("audit-data (folder)", batch, "wrong", 2,
+                                f"the whole audit stopped with exit 2: {res.stderr_head()}", res.argv))
+        return singles
     report = _load_json(out / "report.json") or {}
     files = {f.get("path"): f for f in report.get("measurements", {}).get("files", []) if isinstance(f, dict)}
     flagged = {f.get("subject") for f in report.get("findings", [])
@@ -695,6 +701,7 @@ def audit_one(v: Variant, workdir: Path, timeout_s: float) -> Case:
 def campaign(n: int, *, workdir: Path, timeout_s: float = 120.0, workers: int = 2, seed: int = 0,
              commands: tuple[str, ...] = ALL_COMMANDS, progress: Callable[[str], None] | None = None) -> list[Case]:
     rng = random.Random(seed)
+    workdir = workdir.resolve()  # every run has its own cwd: relative paths would point nowhere
     workdir.mkdir(parents=True, exist_ok=True)
     valid_audio = make_valid_audio(workdir / "valid_audio")
     audio = make_audio_variants(valid_audio, n, workdir / "audio", rng)
@@ -723,11 +730,11 @@ def campaign(n: int, *, workdir: Path, timeout_s: float = 120.0, workers: int = 
     if "audit-data" in commands:
         say(f"audit-data: one run over {len(audio)} corrupt + {len(valid_audio)} valid files")
         cases += audit_batch(audio, valid_audio, workdir, timeout_s)
-    if "check-ckpt" in commands:
+    if "check-ckpt-data" in commands:
         say("check-ckpt --data: one run over the folder of corrupt audio")
         cases += folder_batch("check-ckpt --data", lambda d: ["check-ckpt", workdir / "ckpt" / "valid.pt", "--data", d],
                               audio, valid_audio, workdir, timeout_s)
-    if "compare" in commands:
+    if "compare-folders" in commands:
         say("compare REF_DIR EST_DIR: one run, valid references paired with corrupt estimates")
         refs = workdir / "compare_refs"
         refs.mkdir(exist_ok=True)
@@ -848,6 +855,7 @@ def kill_resume_campaign(kills: int, *, workdir: Path, seed: int = 0, save_every
     from codecdoctor.synth import speech_like, write_audio
 
     rng = random.Random(seed)
+    workdir = workdir.resolve()
     epochs = epochs or max(3, kills)
     corpus = workdir / "train_corpus"
     corpus.mkdir(parents=True, exist_ok=True)
