@@ -105,6 +105,10 @@ class RunResult:
 
 def run_command(args: list[str], *, cwd: Path, timeout_s: float, debug: bool = False) -> RunResult:
     """Run `codecdoctor ARGS` in its own process group; on timeout kill the whole group."""
+    # every run gets its own cwd, so a relative input path would silently test "file not found"
+    relative = [a for a in args if isinstance(a, Path) and not a.is_absolute()]
+    if relative:
+        raise ValueError(f"campaign bug: relative input paths {relative} (each run has its own cwd)")
     env = dict(os.environ)
     env.update({"COLUMNS": "120", "NO_COLOR": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
                 "PYTHONHASHSEED": "0"})
