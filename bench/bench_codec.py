@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import shutil
 import sys
@@ -162,7 +163,7 @@ def train_budget(args, out_dir: Path) -> list[dict]:
                            segment_seconds=args.segment_seconds, max_minutes=args.minutes,
                            warmup_steps=args.warmup_steps, max_val_crops=32, seed=0)
     printer = EpochPrinter()
-    trainer = Trainer(CodecConfig(), options, callbacks=[printer])
+    trainer = Trainer(CodecConfig(**json.loads(args.config_json)), options, callbacks=[printer])
     print(f"corpus: {args.corpus_seconds:.0f} s in {args.corpus_files} files; {trainer.steps_per_epoch} steps per "
           f"epoch (batch {args.batch_size} x {args.segment_seconds} s); {args.minutes} min budget; "
           f"{torch.get_num_threads()} thread(s); codec at {trainer.config.bitrate_bps / 1000:.1f} kbps")
@@ -171,22 +172,7 @@ def train_budget(args, out_dir: Path) -> list[dict]:
     return printer.entries
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--minutes", type=float, default=10.0, help="training budget (wall clock)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads for the training run")
-    parser.add_argument("--corpus-seconds", type=float, default=360.0)
-    parser.add_argument("--corpus-files", type=int, default=4)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--segment-seconds", type=float, default=0.5)
-    parser.add_argument("--learning-rate", type=float, default=1e-3)
-    parser.add_argument("--warmup-steps", type=int, default=20)
-    parser.add_argument("--rtf-seconds", type=float, default=10.0)
-    parser.add_argument("--skip-training", action="store_true")
-    args = parser.parse_args(argv)
-    out_dir = ROOT / "bench" / "out" / "bench_codec"
-    out_dir.mkdir(parents=True, exist_ok=True)
-
+def speed(args) -> None:
     torch.set_num_threads(1)
     print("== encode + decode, one CPU thread ==")
     ours, bitrate = rtf_ours(args.rtf_seconds, repeats=3)
@@ -205,6 +191,28 @@ def main(argv=None) -> int:
     if peer_rate is not None:
         print(f"  encodec 24 kHz:    {peer_rate:.2f} steps/s   ratio ours / encodec: {ours_rate / peer_rate:.2f}")
 
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=float, default=10.0, help="training budget (wall clock)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads for the training run")
+    parser.add_argument("--corpus-seconds", type=float, default=360.0)
+    parser.add_argument("--corpus-files", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--segment-seconds", type=float, default=0.5)
+    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--warmup-steps", type=int, default=20)
+    parser.add_argument("--rtf-seconds", type=float, default=10.0)
+    parser.add_argument("--skip-training", action="store_true")
+    parser.add_argument("--skip-speed", action="store_true", help="only the training run")
+    parser.add_argument("--config-json", default="{}", help='CodecConfig overrides, e.g. \'{"base_channels": 32}\'')
+    args = parser.parse_args(argv)
+    out_dir = ROOT / "bench" / "out" / "bench_codec"
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    if not args.skip_speed:
+        speed(args)
     if args.skip_training:
         return 0
     torch.set_num_threads(args.threads)

@@ -169,3 +169,19 @@ def test_lr_schedule_warms_up_then_decays_to_the_floor(tmp_path, data):
     assert lrs[0] == pytest.approx(2e-3 / 5) and lrs[4] == pytest.approx(2e-3)
     assert all(a >= b for a, b in zip(lrs[4:], lrs[5:]))
     assert lrs[29] == pytest.approx(2e-4, rel=0.05)
+
+
+@pytest.mark.parametrize("extra", [{"adversarial": True}, {"amp": "bf16"}], ids=["adversarial", "amp-bf16-cpu"])
+def test_adversarial_and_bf16_autocast_steps_run_and_stay_finite(tmp_path, data, extra):
+    seen = LossRecorder()
+    result = Trainer(CodecConfig.tiny(), _options(tmp_path, num_epochs=1, **extra), [seen]).fit()
+    assert result.steps == 3 and all(math.isfinite(v) for v in seen.losses)
+    if extra.get("adversarial"):
+        state = torch.load(result.last_checkpoint, weights_only=True)
+        assert "discriminator" in state and "disc_optimizer" in state
+        assert "train_adv" in state["history"][-1] and "train_feat" in state["history"][-1]
+
+
+def test_fp16_on_cpu_is_refused_before_training(tmp_path, data):
+    with pytest.raises(TrainSetupError, match="fp16"):
+        Trainer(CodecConfig.tiny(), _options(tmp_path, amp="fp16", device="cpu"))
