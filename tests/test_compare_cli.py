@@ -143,3 +143,14 @@ def test_an_empty_output_for_a_real_input_is_an_error(cli, tmp_path):
     code, out, err = cli("compare", "ref.wav", "est.wav", "--html", "none", "--json", "none")
     assert code == 1, out + err
     assert "R315" in out and "no output at all" in out
+
+
+def test_an_empty_reference_is_an_error_not_a_pass(cli, tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    sf.write(str(tmp_path / "ref.wav"), np.zeros(0, np.float32), 16000, subtype="FLOAT")
+    sf.write(str(tmp_path / "est.wav"), np.full(24000, 0.1, np.float32), 16000, subtype="FLOAT")
+    code, out, err = cli("compare", "ref.wav", "est.wav", "--html", "none", "--json", "none")
+    assert code == 1, out + err
+    assert "R315" in out and "reference is empty" in out

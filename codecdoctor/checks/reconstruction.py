@@ -468,8 +468,9 @@ def uncorrelated(m):
 def cannot_score(m):
     """The pair cannot be scored: silent or empty reference, unreadable or missing file.
 
-    What: Fires when the reference is empty, when nothing overlaps (an error when the output is
-    empty but the input is not: the codec produced nothing), or when its RMS is below -100
+    What: Fires when the reference is empty (error: the evaluation evaluates nothing), when nothing
+    overlaps (an error when the output is empty but the input is not: the codec produced nothing),
+    or when the reference's RMS is below -100
     dBFS (under the dithered 16-bit noise floor): SNR against it is undefined (division by zero) or
     measures only the output's idle noise. `compare` also uses this ID for a file that cannot be
     read and for a reference without a counterpart.
@@ -485,6 +486,10 @@ def cannot_score(m):
         if m.ref_samples > 0 and m.est_samples == 0:
             # an empty output for a non-empty input is a failed reconstruction, not an unscorable pair
             message += " The codec produced no output at all."
+            severity = Severity.ERROR
+        elif m.ref_samples == 0:
+            # an empty reference means the evaluation itself is broken (a failed export or read)
+            message += " The reference is empty, so this pair evaluates nothing."
             severity = Severity.ERROR
     elif m.ref_silent:
         level = "all zeros" if m.ref_peak == 0 else f"RMS {m.ref_rms_db:.1f} dBFS"

@@ -21,6 +21,16 @@ STYLES = {
 }
 
 
+# C0 controls except newline and tab, DEL, and C1 controls: a file or tensor name holding these could
+# clear the screen, retitle the terminal or plant a hyperlink (OSC 8) if printed raw.
+_CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x00, 0x09), *range(0x0B, 0x20), *range(0x7F, 0xA0)]}
+
+
+def printable(value: Any) -> str:
+    """`value` as text with control characters shown as visible `\\xNN` escapes."""
+    return str(value).translate(_CONTROL)
+
+
 def format_number(value: Any) -> str:
     """Numbers short enough to read, precise enough to act on (1.0129, 38.2, 1.2e-05)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -60,34 +70,35 @@ def verdict_line(report: Report) -> RichText:
 
 def finding_renderable(finding: Finding) -> Group:
     header = RichText()
-    header.append(f"{finding.id} ", style=STYLES[finding.severity])
-    header.append(finding.title, style="bold")
+    header.append(f"{printable(finding.id)} ", style=STYLES[finding.severity])
+    header.append(printable(finding.title), style="bold")
     if finding.subject:
-        header.append(f"  [{finding.subject}]", style="dim")
-    lines: list[Any] = [header, RichText("  " + finding.message)]
+        header.append(f"  [{printable(finding.subject)}]", style="dim")
+    lines: list[Any] = [header, RichText("  " + printable(finding.message))]
     if finding.evidence:
-        evidence = "  ".join(f"{k}={format_number(v)}" for k, v in finding.evidence.items())
+        evidence = "  ".join(f"{printable(k)}={printable(format_number(v))}" for k, v in finding.evidence.items())
         lines.append(RichText("  evidence: " + evidence, style="dim"))
     if finding.cause:
         label = "  why: " if finding.severity == Severity.INFO else "  cause: "
-        lines.append(RichText(label + finding.cause, style="italic"))
+        lines.append(RichText(label + printable(finding.cause), style="italic"))
     if finding.fix:
-        lines.append(RichText("  fix: " + finding.fix, style="green"))
+        lines.append(RichText("  fix: " + printable(finding.fix), style="green"))
     return Group(*lines)
 
 
 def table_renderable(section: Table) -> RichTable:
-    table = RichTable(title=escape(section.title), title_justify="left", show_lines=False, header_style="bold")
+    table = RichTable(title=escape(printable(section.title)), title_justify="left", show_lines=False,
+                      header_style="bold")
     for column in section.columns:
-        table.add_column(escape(str(column)), overflow="fold")
+        table.add_column(escape(printable(column)), overflow="fold")
     rows = section.rows if section.terminal_rows is None else section.rows[: section.terminal_rows]
     for row in rows:
-        table.add_row(*(escape(format_number(cell)) for cell in row))
+        table.add_row(*(escape(printable(format_number(cell))) for cell in row))
     hidden = len(section.rows) - len(rows)
     if hidden > 0:
         table.caption = f"... {hidden} more rows in the HTML/JSON report"
     elif section.caption:
-        table.caption = escape(section.caption)
+        table.caption = escape(printable(section.caption))
     return table
 
 
@@ -96,7 +107,8 @@ def render(report: Report, console: Console, max_per_severity: int = 40) -> None
         if isinstance(section, Table):
             console.print(table_renderable(section))
         elif isinstance(section, Text) and not section.html_only:
-            console.print(Panel(RichText(section.body), title=escape(section.title), title_align="left"))
+            console.print(Panel(RichText(printable(section.body)), title=escape(printable(section.title)),
+                                title_align="left"))
     findings = report.sorted_findings()
     for severity in reversed(Severity):
         group = [f for f in findings if f.severity == severity]
@@ -108,7 +120,7 @@ def render(report: Report, console: Console, max_per_severity: int = 40) -> None
         if len(group) > max_per_severity:
             console.print(f"  ... {len(group) - max_per_severity} more {severity.label} findings in the HTML/JSON report")
     for note in report.notes:
-        console.print(RichText("note: " + note, style="dim"))
+        console.print(RichText("note: " + printable(note), style="dim"))
     if report.checks_run:
         console.print(RichText("checks ran: " + " ".join(report.checks_run), style="dim"))
     console.print(verdict_line(report))
