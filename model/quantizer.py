@@ -16,7 +16,6 @@ Each level keeps the buffers `embed[K, D]`, `embed_avg[K, D]`, `cluster_size[K]`
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch

@@ -5,7 +5,6 @@ import tracemalloc
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 
 from model.dataset import CropSource, DataError, StepBatchSampler
