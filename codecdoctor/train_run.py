@@ -15,7 +15,9 @@ from typing import Any, Callable
 from codecdoctor.errors import CheckFailed, InputError
 from codecdoctor.findings import Finding, Report, Severity
 
-CHECK_MODES = ("strict", "warn", "off")
+# nonfinite: stop on NaN/Inf (the run is lost), report drift and keep training (the default);
+# strict: stop on any error finding; warn: never stop; off: no monitor (the trainer's own NaN stop stays)
+CHECK_MODES = ("nonfinite", "strict", "warn", "off")
 
 
 @dataclass
@@ -38,7 +40,7 @@ class TrainRequest:
     strict_rate: bool = False
     config: str = "default"
     config_overrides: dict[str, Any] = field(default_factory=dict)
-    checks: str = "strict"
+    checks: str = "nonfinite"
     device: str = "auto"
     num_workers: int = 0
     save_every: int | None = None
@@ -93,7 +95,10 @@ def _load_monitor(trainer, request: TrainRequest, event_log: Path | None, notes:
         return None
     config = trainer.config
     # every DDP rank gets a monitor: its T611 read-backs all-reduce codebook buffers across ranks
-    return Monitor(trainer.model, config.sample_rate, mode=request.checks,
+    # "nonfinite" (the default): stop on NaN/Inf only, report drift; "strict": stop on any error
+    mode, stop_on = ("warn", "errors") if request.checks == "warn" else (
+        "strict", "nonfinite" if request.checks == "nonfinite" else "errors")
+    return Monitor(trainer.model, config.sample_rate, mode=mode, stop_on=stop_on,
                    output_bound=1.0 if config.output_bound == "tanh" else None,
                    event_log=str(event_log) if event_log is not None else None,
                    optimizer=trainer.optimizer, start_step=trainer.step)
@@ -107,7 +112,7 @@ def train(request: TrainRequest, *, callbacks: list[Any] | None = None,
     `on_epoch`) and is used as a context manager when it has `__enter__`.
     """
     from model.dataset import DataError
-    from model.trainer import Trainer, TrainingStopped, TrainOptions, TrainSetupError
+    from model.trainer import CheckpointWriteError, Trainer, TrainingStopped, TrainOptions, TrainSetupError
 
     if request.checks not in CHECK_MODES:
         raise InputError(f"--checks must be one of {', '.join(CHECK_MODES)}, got {request.checks!r}")
@@ -144,6 +149,7 @@ def train(request: TrainRequest, *, callbacks: list[Any] | None = None,
 
     result = None
     stopped: list[Finding] = []
+    write_failure: str | None = None
     try:
         if display is not None and hasattr(display, "__enter__"):
             with display:
@@ -154,6 +160,9 @@ def train(request: TrainRequest, *, callbacks: list[Any] | None = None,
         stopped = list(exc.findings)
         report.notes.append(f"training stopped by a live check at step {trainer.step}; "
                             f"last good checkpoint: {trainer.last_path if trainer.last_path.exists() else 'none'}")
+    except CheckpointWriteError as exc:
+        write_failure = str(exc)
+        report.notes.append(f"training stopped at step {exc.step}: {exc}")
     except TrainingStopped as exc:
         stopped = [_stop_finding(exc)]
         report.notes.append(f"training stopped at step {exc.step}: {exc}; last good checkpoint: "
@@ -161,10 +170,13 @@ def train(request: TrainRequest, *, callbacks: list[Any] | None = None,
     finally:
         trainer.close()
 
+    monitor_measurements = None
     if monitor is not None:
         mon_report = monitor.close()
+        monitor_measurements = mon_report.measurements
         report.add(mon_report.findings, mon_report.checks_run)
         report.notes.extend(mon_report.notes)
+        report.sections.extend(mon_report.sections)  # the monitor's curves: loss terms, peaks, RMS ratio, ...
     known = {(f.id, f.message) for f in report.findings}
     report.add([f for f in stopped if (f.id, f.message) not in known])
 
@@ -172,7 +184,10 @@ def train(request: TrainRequest, *, callbacks: list[Any] | None = None,
     report.measurements = {
         "history": history,
         "event_log": str(event_log) if event_log.exists() else None,
-        "stop_reason": result.stop_reason if result is not None else "stopped_by_check",
+        "stop_reason": (result.stop_reason if result is not None
+                        else "checkpoint_write_failed" if write_failure else "stopped_by_check"),
+        "fatal_error": write_failure,
+        "monitor": monitor_measurements,
         "steps": trainer.step,
         "seconds": result.seconds if result is not None else None,
         "steps_per_epoch": trainer.steps_per_epoch,

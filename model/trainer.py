@@ -44,6 +44,10 @@ class TrainingStopped(RuntimeError):
         self.step, self.reason, self.details = step, reason, dict(details or {})
 
 
+class CheckpointWriteError(TrainingStopped):
+    """Writing a checkpoint failed (disk full, permissions); the previous file is untouched."""
+
+
 @dataclass
 class TrainOptions:
     data_dir: str
@@ -272,7 +276,16 @@ class Trainer:
         return state
 
     def save(self, path: Path) -> Path:
-        return save_checkpoint(path, self.state())
+        # a callback that buffers checks (the monitor) reads back first: never checkpoint a step
+        # whose fault has not been looked at yet
+        _call(self.callbacks, "flush")
+        try:
+            return save_checkpoint(path, self.state())
+        except OSError as exc:  # disk full, quota, permissions: the write is atomic, so the old file stands
+            previous = f"the previous {path.name} is intact" if path.exists() else f"no earlier {path.name} existed"
+            raise CheckpointWriteError(f"could not write checkpoint {path}: {exc.strerror or exc}; {previous}",
+                                       step=self.step, reason="checkpoint_write_failed",
+                                       details={"path": str(path), "errno": exc.errno or 0}) from None
 
     def _resume(self) -> None:
         if not self.last_path.exists():
@@ -281,6 +294,15 @@ class Trainer:
             state = load_checkpoint(self.last_path, map_location=self.device)
         except Exception as exc:
             raise TrainSetupError(f"--resume: cannot load {self.last_path}: {exc}") from None
+        try:
+            self._restore(state)
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as exc:
+            # a checkpoint that loads but does not fit: damaged, hand-edited or from another model
+            raise TrainSetupError(f"--resume: {self.last_path} cannot be restored "
+                                  f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
+                                  "move it aside to start fresh, or point --checkpoint_dir at the right run") from None
+
+    def _restore(self, state: dict) -> None:
         saved = CodecConfig.from_dict(state["config"])
         if saved.to_dict() != self.config.to_dict():
             # the checkpoint's architecture wins: a resumed run continues the same model

@@ -111,10 +111,11 @@ def test_disk_full_during_checkpoint_write_keeps_previous_checkpoint_intact(corp
 
     resumed = trainer_mod.Trainer(CodecConfig.tiny(), _options(corpus, ckpt_dir, resume=True))
     monkeypatch.setattr(torch, "save", _failing_save(torch.save))
-    with pytest.raises(OSError) as info:
+    with pytest.raises(trainer_mod.CheckpointWriteError) as info:
         resumed.fit()
     monkeypatch.undo()
-    assert info.value.errno == errno.ENOSPC
+    assert info.value.details["errno"] == errno.ENOSPC
+    assert "previous last.pt is intact" in str(info.value)
     assert resumed.step == 2 * SAVE_EVERY  # it trained on, then failed at the next save
     assert last.read_bytes() == before  # previous checkpoint untouched, byte for byte
     assert load_checkpoint(last)["step"] == SAVE_EVERY

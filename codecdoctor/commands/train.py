@@ -78,7 +78,9 @@ def register(app: typer.Typer) -> None:
         base_channels: Optional[int] = typer.Option(None, "--base-channels"),
         latent_dim: Optional[int] = typer.Option(None, "--latent-dim"),
         output_bound: Optional[str] = typer.Option(None, "--output-bound", help="tanh or none."),
-        checks: str = typer.Option("strict", "--checks", help="Live checks: strict (stop on errors), warn, off."),
+        checks: str = typer.Option("nonfinite", "--checks",
+                                   help="Live checks: nonfinite (stop on NaN/Inf, report drift; default), "
+                                        "strict (stop on any error finding), warn (never stop), off."),
         device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N."),
         num_workers: int = typer.Option(0, "--num-workers", "--num_workers"),
         save_every: Optional[int] = typer.Option(None, "--save-every", "--save_every", help="Also write last.pt every N steps."),
@@ -104,4 +106,13 @@ def register(app: typer.Typer) -> None:
         report = train(request, progress_factory=lambda total, monitor: _Display(console, total, monitor))
         if not is_main_process():  # under torchrun only rank 0 renders and writes reports
             raise typer.Exit(0)
+        fatal = report.measurements.get("fatal_error")
+        if fatal:  # the run could not go on (a checkpoint write failed): keep its report, then exit 2
+            from codecdoctor.commands.common import write_outputs
+            from codecdoctor.errors import InputError
+            from codecdoctor.report import terminal
+
+            terminal.render(report, console)
+            write_outputs(report, html=html, json=json, name="train", console=console, title="codecdoctor train")
+            raise InputError(fatal)
         finish(report, html=html, json=json, fail_on=fail_on, name="train", title="codecdoctor train")
