@@ -133,7 +133,7 @@ def test_event_log_and_report(tmp_path):
     assert data["command"] == "monitor"
     curves = data["measurements"]["curves"]
     assert [c["step"] for c in curves] == [4, 9]
-    assert set(curves[0]["loss"]) == {"total", "mel", "l1", "commit"}
+    assert {"total", "mel", "l1", "commit"} <= set(curves[0]["loss"])  # every term the loss returned
     assert len(curves[0]["perplexity"]) == 2
     html = (tmp_path / "m.html").read_text()
     assert html.count("data:image/png;base64,") >= 2
