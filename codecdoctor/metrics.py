@@ -113,12 +113,15 @@ def si_sdr_db(ref: Any, est: Any, *, zero_mean: bool = False) -> float:
     if scale == 0.0:
         return math.inf
     r, e = r / scale, e / scale
+    raw_ref_energy = float(np.dot(r, r))
     if zero_mean:  # after scaling: the mean of 1e308-sized samples would overflow
         r, e = r - r.mean(), e - e.mean()
         if not (r.any() or e.any()):
             return math.inf
     ref_energy = float(np.dot(r, r))
-    if ref_energy == 0.0:
+    # a constant reference leaves only rounding noise after mean removal (~1e-32 of its energy in
+    # float64): that is no signal, and scoring against it would give a meaningless -300 dB
+    if ref_energy <= 1e-20 * raw_ref_energy or ref_energy == 0.0:
         return -math.inf
     alpha = float(np.dot(e, r)) / ref_energy
     target = alpha * r
