@@ -182,6 +182,9 @@ class Monitor:
         self.validations: list[dict[str, Any]] = []
         self._findings: list[Finding] = []
         self._finding_keys: dict[tuple, Finding] = {}
+        # findings judged on one validation (T603, T608 and its R3xx diagnosis) describe the model at
+        # that moment; a later validation that no longer shows them marks them resolved
+        self._from_validation: list[Finding] = []
         self.checks_run: list[str] = []
         self.latest: dict[str, Any] = {"step": None, "findings": 0, "newest_finding": None}
         self.read_backs = 0
@@ -316,7 +319,23 @@ class Monitor:
         self.latest.update({"val_snr_db": validation.snr_db, "val_rms_ratio_db": validation.rms_ratio_db})
         self._event("validation", step=step, snr_db=validation.snr_db, rms_ratio_db=validation.rms_ratio_db,
                     pairs=validation.pairs)
-        self._emit(findings, checks)
+        self._resolve_earlier_validation_findings({f.id for f in findings}, step, validation.snr_db)
+        before = len(self._findings)
+        try:
+            self._emit(findings, checks)
+        finally:
+            self._from_validation.extend(self._findings[before:])
+
+    def _resolve_earlier_validation_findings(self, current_ids: set[str], step: int, snr_db: float) -> None:
+        """An early validation of a model that is still learning often has SNR near 0 dB; once a later
+        validation is healthy, that finding is history, not a diagnosis of the run: keep it as info."""
+        for f in self._from_validation:
+            if f.severity > Severity.INFO and f.id not in current_ids:
+                f.severity = Severity.INFO
+                f.message += f" - resolved: not seen at the validation at step {step} (SNR {snr_db:.2f} dB)"
+                f.evidence["resolved_at_step"] = step
+                # a recurrence later must be a new finding, not a repeat of this resolved one
+                self._finding_keys = {k: v for k, v in self._finding_keys.items() if v is not f}
 
     def flush(self) -> None:
         """Read back now (e.g. before saving a checkpoint). Raises CheckFailed in strict mode."""

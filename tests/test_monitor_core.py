@@ -206,3 +206,17 @@ def test_strict_nonfinite_policy_reports_drift_but_stops_only_on_nan():
         _step(mon, model, opt, crops(bank, 9), lambda x, y: {"l1": (y - x).abs().mean() * float("nan")})
         mon.flush()
     assert "T604" in {f.id for f in stopped.value.findings}
+
+
+def test_an_early_bad_validation_is_marked_resolved_by_a_later_healthy_one():
+    model = Identity()
+    mon = codecdoctor.Monitor(model, 16000, mode="warn", read_every=5)
+    ref = crops(speech_bank(2.0), 0)
+    mon.on_validation(ref, -0.5 * ref, step=40)  # SNR -3.5 dB: an error at this validation
+    t608 = [f for f in mon.findings if f.id == "T608"]
+    assert t608 and t608[0].severity == codecdoctor.Severity.ERROR
+    mon.on_validation(ref, 0.99 * ref, step=80)  # healthy now
+    assert t608[0].severity == codecdoctor.Severity.INFO
+    assert "resolved" in t608[0].message and t608[0].evidence["resolved_at_step"] == 80
+    report = mon.close()
+    assert report.worst() is None or report.worst() < codecdoctor.Severity.ERROR

@@ -113,7 +113,7 @@ class DemoRunner:
 
         request = TrainRequest(data_dir=str(data_dir), checkpoint_dir=str(self.out / "checkpoints"),
                                experiment_name="demo", batch_size=self.batch_size, num_epochs=1000,
-                               learning_rate=1e-3, max_minutes=self.minutes, checks="strict", seed=0,
+                               learning_rate=1e-3, max_minutes=self.minutes, checks="nonfinite", seed=0,
                                # validate every 40 steps: often enough for a curve in a few minutes
                                steps_per_epoch=40)
         return train(request)
