@@ -190,38 +190,34 @@ def chunk_snr_db_eps(ref: Any, est: Any, eps: float = FLOAT32_EPS) -> float:
     return 10.0 * math.log10(signal / error)
 
 
+def _regression_slope(x: Any, y: Any) -> float:
+    """<x, y> / <x, x> on the common length, computed at a shared scale so 1e-300 or 1e300 inputs
+    neither underflow nor overflow; 0.0 when x is silent, empty or anything is non-finite."""
+    x, y = crop_pair(x, y)
+    if x.size == 0 or not _finite(x, y):
+        return 0.0
+    scale = _common_scale(x, y)
+    if scale == 0.0:
+        return 0.0
+    x, y = x / scale, y / scale
+    x_energy = float(np.dot(x, x))
+    if x_energy == 0.0:
+        return 0.0
+    return float(np.dot(x, y)) / x_energy
+
+
 def optimal_gain(ref: Any, est: Any) -> float:
     """The scalar g minimising sum((ref - g*est)^2): <ref, est> / <est, est>. Signed (negative for an
     inverted estimate). 0.0 for a silent, empty or non-finite estimate. For an estimate at 0.1x of
     the reference it is 10."""
-    r, e = crop_pair(ref, est)
-    if r.size == 0 or not _finite(r, e):
-        return 0.0
-    scale = _common_scale(r, e)
-    if scale == 0.0:
-        return 0.0
-    r, e = r / scale, e / scale
-    est_energy = float(np.dot(e, e))
-    if est_energy == 0.0:
-        return 0.0
-    return float(np.dot(r, e)) / est_energy
+    return _regression_slope(est, ref)
 
 
 def output_level_ratio(ref: Any, est: Any) -> float:
     """The regression slope a of est on ref, <ref, est> / <ref, ref>: "the output is a times the
     input". Unlike `optimal_gain` it is not biased by noise added to the output (the noise is
     uncorrelated with ref and averages out). 0.0 for a silent, empty or non-finite reference."""
-    r, e = crop_pair(ref, est)
-    if r.size == 0 or not _finite(r, e):
-        return 0.0
-    scale = _common_scale(r, e)
-    if scale == 0.0:
-        return 0.0
-    r, e = r / scale, e / scale
-    ref_energy = float(np.dot(r, r))
-    if ref_energy == 0.0:
-        return 0.0
-    return float(np.dot(r, e)) / ref_energy
+    return _regression_slope(ref, est)
 
 
 def correlation(ref: Any, est: Any) -> float:
