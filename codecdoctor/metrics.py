@@ -121,7 +121,7 @@ def si_sdr_db(ref: Any, est: Any, *, zero_mean: bool = False) -> float:
     ref_energy = float(np.dot(r, r))
     # a constant reference leaves only rounding noise after mean removal (~1e-32 of its energy in
     # float64): that is no signal, and scoring against it would give a meaningless -300 dB
-    if ref_energy <= 1e-20 * raw_ref_energy or ref_energy == 0.0:
+    if ref_energy <= 1e-26 * raw_ref_energy or ref_energy == 0.0:
         return -math.inf
     alpha = float(np.dot(e, r)) / ref_energy
     target = alpha * r
