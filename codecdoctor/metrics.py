@@ -76,8 +76,12 @@ def _common_scale(*arrays: np.ndarray) -> float:
 
 
 def energy_ratio_db(signal_energy: float, error_energy: float) -> float:
-    """10*log10(signal/error) with the module's sentinels (+inf exact, -inf silent reference)."""
-    if error_energy <= 0.0:
+    """10*log10(signal/error) with the module's sentinels (+inf exact, -inf silent reference).
+
+    An error below 1e-25 of the signal (250 dB) is float64 rounding of an exact copy (the residual of
+    a perfect match lands anywhere from 0 to ~1e-30 of the signal depending on the scale), so it
+    counts as exact: otherwise the same pair scores inf at one scale and 297 dB at another."""
+    if error_energy <= 1e-25 * signal_energy or error_energy <= 0.0:
         return math.inf
     if signal_energy <= 0.0:
         return -math.inf
