@@ -75,6 +75,8 @@ class PairMeasurements:
     segment_level_spread_db: float = 0.0
     segment_level_min_db: float = 0.0
     segment_level_max_db: float = 0.0
+    segment_input_span_db: float = 0.0   # loudest minus quietest active input segment
+    segment_level_slope: float = 1.0     # output dB per input dB across segments
     active_segments: int = 0
     lag_samples: int = 0
     lag_ms: float = 0.0
@@ -123,22 +125,25 @@ def _mean(x: np.ndarray) -> float:
     return 0.0 if peak == 0.0 else peak * float(np.mean(x / peak))
 
 
-def _segment_levels_db(ref: np.ndarray, est: np.ndarray, segment: int, active_range_db: float = 30.0) -> np.ndarray:
-    """Per-segment output level 20*log10|<r,e>/<r,r>| over segments whose reference energy is
+def _segment_levels_db(ref: np.ndarray, est: np.ndarray, segment: int,
+                       active_range_db: float = 30.0) -> tuple[np.ndarray, np.ndarray]:
+    """Per-segment output level 20*log10|<r,e>/<r,r>| (output relative to input) and the input's
+    level 10*log10<r,r> (relative to the loudest segment), over segments whose reference energy is
     within `active_range_db` of the loudest segment (quiet segments give noisy ratios)."""
+    empty = (np.zeros(0), np.zeros(0))
     n_seg = ref.size // segment
     if n_seg < 1:
-        return np.zeros(0)
+        return empty
     scale = M._common_scale(ref, est) or 1.0
     r = ref[: n_seg * segment].reshape(n_seg, segment) / scale
     e = est[: n_seg * segment].reshape(n_seg, segment) / scale
     energy = np.einsum("ij,ij->i", r, r)
     loudest = float(energy.max())
     if loudest <= 0.0:
-        return np.zeros(0)
+        return empty
     active = energy >= loudest * 10.0 ** (-active_range_db / 10.0)
     ratio = np.einsum("ij,ij->i", r[active], e[active]) / energy[active]
-    return 20.0 * np.log10(np.maximum(np.abs(ratio), 1e-6))
+    return 20.0 * np.log10(np.maximum(np.abs(ratio), 1e-6)), 10.0 * np.log10(energy[active] / loudest)
 
 
 def measure_pair(ref: Any, est: Any, sample_rate: int, *, subject: str | None = None,
@@ -219,12 +224,17 @@ def measure_pair(ref: Any, est: Any, sample_rate: int, *, subject: str | None = 
     m.output_level_db = 20.0 * math.log10(abs(level)) if level != 0.0 else -math.inf
     m.snr_with_level_fixed_db = (M.snr_db(ra, ra_dc + sign_aligned * ea_c / abs(level)) if level != 0.0
                                  else m.snr_without_gain_db)
-    levels = _segment_levels_db(ra, sign_aligned * ea, max(1, round(SEGMENT_SECONDS * sample_rate)))
+    levels, input_levels = _segment_levels_db(ra, sign_aligned * ea, max(1, round(SEGMENT_SECONDS * sample_rate)))
     m.active_segments = int(levels.size)
     if levels.size >= 4:
         m.segment_level_spread_db = float(np.std(levels))
         m.segment_level_min_db = float(levels.min())
         m.segment_level_max_db = float(levels.max())
+        m.segment_input_span_db = float(np.ptp(input_levels))
+        if m.segment_input_span_db > 0.0:
+            # output level (dB) against input level (dB) across segments: 1 dB/dB when the output
+            # follows the input, ~0 when every segment comes out at one level (normalisation, AGC)
+            m.segment_level_slope = float(np.polyfit(input_levels, input_levels + levels, 1)[0])
     m.snr_after_dc_removal_db = M.snr_db(r - _mean(r), e - _mean(e))
 
     # Bounded output (R307): the SNR ceiling an output limited to +-bound can reach on this input.

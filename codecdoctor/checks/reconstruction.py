@@ -104,11 +104,15 @@ def gain_mismatch(m):
     What: Two ways. (1) Global: the output level (regression slope of est on ref, after alignment)
     is more than 1 dB off AND dividing it out raises the SNR by at least 3 dB (removes half of the
     error energy). A 1 dB gain error alone caps SNR at 19.3 dB, so beyond it scale dominates any
-    decent codec's error. (2) Scale destroyed: the per-segment output level (0.25 s segments within
-    30 dB of the loudest) varies with a standard deviation above 2 dB (a 2 dB level error alone
-    caps SNR near 13.7 dB; a healthy codec's per-segment level wanders by hundredths of a dB,
-    because its noise is uncorrelated with the input) while the output still follows the input
-    (|correlation| >= 0.5). This is the signature of per-sample/per-chunk normalisation or an AGC.
+    decent codec's error. (2) Scale destroyed: across 0.25 s segments within 30 dB of the loudest
+    whose input levels span at least 6 dB, the output level follows the input level at less than
+    0.5 dB per dB (a straight-line fit of output dB on input dB; 1 dB/dB when the output follows the
+    input, ~0 when every segment comes out at one level) and the output/input ratio varies with a
+    standard deviation above 2 dB (a 2 dB level error alone caps SNR near 13.7 dB), while the output
+    still follows the input's waveform (|correlation| >= 0.5). This is the signature of
+    per-sample/per-chunk normalisation or an AGC. A partly trained codec also reproduces quiet
+    syllables a few dB too quietly (ratio std of 3 dB measured at 9 dB SNR) but its slope stays
+    near 1, so the slope, not the spread alone, separates the two.
     Why: SNR is not scale-invariant: an output at 0.1x scores 0.92 dB, at 10x -19 dB, though SI-SDR
     calls both perfect. Normalising each training chunk to unit peak teaches the model outputs whose
     level has nothing to do with the input's.
@@ -121,7 +125,8 @@ def gain_mismatch(m):
     global_cost_db = m.snr_with_level_fixed_db - m.snr_without_gain_db
     level_off = math.isfinite(m.output_level_db) and abs(m.output_level_db) > 1.0
     global_mismatch = level_off and global_cost_db >= CAUSE_GAIN_DB
-    scale_destroyed = m.active_segments >= 4 and m.segment_level_spread_db > 2.0
+    scale_destroyed = (m.active_segments >= 4 and m.segment_input_span_db >= 6.0
+                       and m.segment_level_slope < 0.5 and m.segment_level_spread_db > 2.0)
     if not (global_mismatch or scale_destroyed):
         return []
     parts = []
@@ -130,13 +135,16 @@ def gain_mismatch(m):
                      f"the optimal gain {m.gain:.4g} ({_gain_db(m.gain):+.2f} dB) raises SNR from {_db(m.what_if['raw'])} "
                      f"to {_db(m.what_if['gain'])} (with alignment: {_db(m.what_if['all'])})")
     if scale_destroyed:
-        parts.append(f"the output level varies across {m.active_segments} segments of 0.25 s by "
-                     f"{m.segment_level_spread_db:.2f} dB (std; from {m.segment_level_min_db:+.1f} to "
-                     f"{m.segment_level_max_db:+.1f} dB): the output's scale does not follow the input's")
+        parts.append(f"across {m.active_segments} segments of 0.25 s whose input level spans "
+                     f"{m.segment_input_span_db:.1f} dB, the output level moves {m.segment_level_slope:.2f} dB per "
+                     f"input dB and the output/input ratio varies by {m.segment_level_spread_db:.2f} dB (std; from "
+                     f"{m.segment_level_min_db:+.1f} to {m.segment_level_max_db:+.1f} dB): the output's scale does "
+                     f"not follow the input's")
     message = "; ".join(parts) + "."
     return [finding("R302", message[0].upper() + message[1:], subject=m.subject,
                     evidence={"gain": m.gain, "gain_db": _gain_db(m.gain), "output_level_db": m.output_level_db,
                               "segment_level_spread_db": m.segment_level_spread_db,
+                              "segment_level_slope": m.segment_level_slope,
                               "snr_after_gain_db": m.what_if["gain"], **_what_if(m)})]
 
 
@@ -230,9 +238,10 @@ def output_exceeds_range(m):
     """Output range exceeds the input range (unbounded decoder).
 
     What: Fires when the output peak exceeds both the input peak and full scale 1.0 by more than 1 dB
-    (x1.122). Error when a global gain does not explain it (the SNR after the optimal gain stays
-    below 10 dB): the output has excursions of its own, as an unbounded decoder produces. Warning
-    when it is just a scaled copy (see R302).
+    (x1.122). Warning when it is just a scaled copy (see R302): the output level is more than 1 dB
+    off and either the SNR after all corrections reaches 10 dB or dividing the output by its level
+    brings its peak within 1 dB of the input's. Error otherwise: the output has excursions of its
+    own, as an unbounded decoder produces.
     Why: Without a final tanh/clamp the decoder can emit any value; excursions far beyond the input
     dominate the squared error (one sample at 30 costs as much as a second of speech at 0.1 RMS) and
     clip when written to PCM.
@@ -243,7 +252,11 @@ def output_exceeds_range(m):
     limit = max(m.ref_peak, 1.0) * 10.0 ** (1.0 / 20.0)
     if not m.est_peak > limit:
         return []
-    explained_by_gain = m.what_if["all"] >= 10.0 and abs(m.output_level_db) > 1.0
+    level = 10.0 ** (m.output_level_db / 20.0) if math.isfinite(m.output_level_db) else 0.0
+    # a scaled copy: undoing the output's level brings its peak back within 1 dB of the input's
+    peak_after_level_db = (20.0 * math.log10(m.est_peak / (level * m.ref_peak))
+                           if level > 0.0 and m.ref_peak > 0.0 else math.inf)
+    explained_by_gain = abs(m.output_level_db) > 1.0 and (m.what_if["all"] >= 10.0 or peak_after_level_db <= 1.0)
     excess_db = 20.0 * math.log10(m.est_peak / max(m.ref_peak, 1.0))
     message = (f"Output peak {m.est_peak:.4g} ({excess_db:+.1f} dB over max(input peak {m.ref_peak:.4g}, 1.0)); "
                f"output range [{m.est_min:.4g}, {m.est_max:.4g}] vs input [{m.ref_min:.4g}, {m.ref_max:.4g}]. "

@@ -13,47 +13,6 @@ import typer
 from codecdoctor.commands.common import FailOn, console_for, fail_on_option, finish, html_option, json_option
 
 
-class _Display:
-    """Rich progress bar: step, loss terms, last validation SNR, and the monitor's newest values."""
-
-    def __init__(self, console, total_steps: int, monitor):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self.monitor = monitor
-        self.console = console
-        self.progress = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                                 TextColumn("{task.fields[info]}"), console=console, transient=False)
-        self.task = self.progress.add_task("train", total=total_steps, info="")
-        self.val = ""
-
-    def __enter__(self):
-        self.progress.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        return self.progress.__exit__(*exc)
-
-    def on_log(self, step: int, stats: dict) -> None:
-        parts = [f"{k} {stats[k]:.4g}" for k in ("total", "mel", "l1", "commit", "adv") if k in stats]
-        parts.append(f"lr {stats['lr']:.2g}")
-        latest = getattr(self.monitor, "latest", None) or {}
-        for key in ("input_peak", "output_peak", "findings"):
-            value = latest.get(key)
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                parts.append(f"{key} {value:.4g}")
-        if latest.get("newest_finding"):
-            parts.append(f"| {str(latest['newest_finding'])[:60]}")
-        self.progress.update(self.task, completed=step, info=" ".join(parts) + self.val)
-
-    def on_epoch(self, entry: dict) -> None:
-        self.val = f" | val SNR {entry['val_snr_db']:.2f} dB"
-        self.progress.update(self.task, completed=entry["step"])
-        self.progress.console.print(
-            f"epoch {entry['epoch']} step {entry['step']}: train loss {entry['train_loss']:.4f}, "
-            f"val SNR {entry['val_snr_db']:.2f} dB, SI-SNR {entry['val_si_snr_db']:.2f} dB, "
-            f"mel {entry['val_mel_distance']:.3f}", markup=False)
-
-
 def register(app: typer.Typer) -> None:
     @app.command("train")
     def command(
@@ -91,6 +50,7 @@ def register(app: typer.Typer) -> None:
         fail_on: FailOn = fail_on_option(),
     ) -> None:
         """Train the built-in codec (16 kHz, 4 kbps by default) with live per-batch checks."""
+        from codecdoctor.train_display import TrainDisplay
         from codecdoctor.train_run import TrainRequest, is_main_process, train
 
         request = TrainRequest(
@@ -103,7 +63,7 @@ def register(app: typer.Typer) -> None:
             checks=checks, device=device, num_workers=num_workers, save_every=save_every,
             steps_per_epoch=steps_per_epoch, seed=seed)
         console = console_for(json)
-        report = train(request, progress_factory=lambda total, monitor: _Display(console, total, monitor))
+        report = train(request, progress_factory=lambda total, monitor: TrainDisplay(console, total, monitor))
         if not is_main_process():  # under torchrun only rank 0 renders and writes reports
             raise typer.Exit(0)
         fatal = report.measurements.get("fatal_error")

@@ -1,11 +1,15 @@
 """Reproduce each fault of the negative-SNR saga with the demo's trained codec.
 
-Every fault is made the way the team made it, not painted onto a waveform afterwards:
+The faults are made the way the team made them, as far as a few CPU minutes allow:
 
-- per-sample normalisation: the codec is fed `x / max|x|` (what their dataset did) and its output is
-  compared with the raw reference, as their validation did;
-- "removed the tanh": the same trained weights decoded without the final tanh;
-- tanh versus data beyond +-1: the float file peaking at -1.0129 / +1.0108 through the tanh decoder;
+- per-sample normalisation: every 1 s training example was normalised to unit peak, so the model
+  reproduces unit-peak audio; validation compared that output with the raw recordings. The model's
+  output is emulated as its reconstruction of each 1 s example, normalised the same way;
+- tanh versus data beyond +-1: the trained codec is trained on for 60 more steps (tanh kept) on the
+  float file peaking at -1.0129 / +1.0108, as the team's model was; its bounded output cannot follow;
+- "removed the tanh": that same model decoded without the final tanh. Chasing peaks a tanh cannot
+  reach drove its pre-activations beyond +-1 (measured: 1.28 after 60 steps), so the output leaves
+  the input's range;
 - delay: the decoder output shifted by a misaligned padding of 240 samples (15 ms);
 - polarity: an inverted output (a sign flip in a loss or a resynthesis step);
 - and the healthy control: the trained codec on clean speech, unchanged.
@@ -42,6 +46,32 @@ class SagaInputs:
     clean: np.ndarray  # reference speech (float32, mono)
     peaks: np.ndarray  # the file peaking at 1.01
     sample_rate: int
+    peaks_codec: torch.nn.Module | None = None  # the codec trained on further on `peaks` (tanh kept)
+
+
+def train_on(codec: torch.nn.Module, audio: np.ndarray, steps: int = 60, batch: int = 8,
+             crop_samples: int = 8000, seed: int = 0) -> torch.nn.Module:
+    """A copy of `codec` trained `steps` more steps on random crops of `audio` with the codec's own
+    reconstruction loss (what the team's run did with its data peaking at 1.01)."""
+    import copy
+
+    from model.losses import ReconstructionLoss
+
+    tuned = copy.deepcopy(codec).train()
+    loss_fn = ReconstructionLoss(tuned.config)
+    optimizer = torch.optim.AdamW(tuned.parameters(), lr=1e-3)
+    generator = torch.Generator().manual_seed(seed)
+    source = torch.from_numpy(np.ascontiguousarray(audio, np.float32))
+    for _ in range(steps):
+        starts = torch.randint(0, max(1, source.numel() - crop_samples), (batch,), generator=generator)
+        x = torch.stack([source[int(i):int(i) + crop_samples] for i in starts]).unsqueeze(1)
+        out = tuned(x)
+        losses = loss_fn(out.audio, x, out.commit_loss)
+        optimizer.zero_grad(set_to_none=True)
+        losses["total"].backward()
+        torch.nn.utils.clip_grad_norm_(tuned.parameters(), 1.0)
+        optimizer.step()
+    return tuned.eval()
 
 
 def _run_codec(codec: torch.nn.Module, audio: np.ndarray) -> np.ndarray:
@@ -69,20 +99,23 @@ def _healthy(inp: SagaInputs) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _per_sample_normalisation(inp: SagaInputs) -> tuple[np.ndarray, np.ndarray]:
-    peak = float(np.max(np.abs(inp.clean))) or 1.0
-    return inp.clean, _run_codec(inp.codec, inp.clean / peak)
+    example = inp.sample_rate  # the training examples were 1 s crops, each normalised to unit peak
+    pieces = []
+    for start in range(0, inp.clean.size, example):
+        chunk = inp.clean[start:start + example]
+        peak = float(np.max(np.abs(chunk))) or 1.0
+        pieces.append(_run_codec(inp.codec, chunk) / peak)
+    return inp.clean, np.concatenate(pieces).astype(np.float32)
 
 
 def _unbounded_decoder(inp: SagaInputs) -> tuple[np.ndarray, np.ndarray]:
-    # The team removed the tanh AND kept per-sample normalised inputs at full scale; the pre-tanh
-    # activations of a decoder trained with tanh overshoot wherever tanh was saturating.
-    peak = float(np.max(np.abs(inp.clean))) or 1.0
-    with _without_tanh(inp.codec):
-        return inp.clean, _run_codec(inp.codec, inp.clean / peak)
+    codec = inp.peaks_codec or inp.codec
+    with _without_tanh(codec):
+        return inp.peaks, _run_codec(codec, inp.peaks)
 
 
 def _tanh_versus_peaks(inp: SagaInputs) -> tuple[np.ndarray, np.ndarray]:
-    return inp.peaks, _run_codec(inp.codec, inp.peaks)
+    return inp.peaks, _run_codec(inp.peaks_codec or inp.codec, inp.peaks)
 
 
 def _delay(inp: SagaInputs) -> tuple[np.ndarray, np.ndarray]:
@@ -101,15 +134,18 @@ CASES: tuple[SagaCase, ...] = (
              "expected after a few minutes of CPU training; no fault should be named.", [], "healthy",
              _healthy),
     SagaCase("per_sample_normalisation", "Round 1: per-sample normalisation",
-             "The team normalised every training example to unit peak while validation compared "
-             "with the raw recordings, so the output's scale no longer matched the reference.",
+             "The team normalised every 1 s training example to unit peak, so the model reproduces "
+             "unit-peak audio, while validation compared its output with the raw recordings.",
              ["R302"], "saga", _per_sample_normalisation),
     SagaCase("unbounded_decoder", "Round 2: the decoder's tanh removed",
-             "To 'let the output reach the peaks' the tanh was deleted; the same decoder then "
-             "produced values far beyond the input's range.", ["R306"], "saga", _unbounded_decoder),
+             "To 'let the output reach the peaks' the tanh was deleted. The model had been trained "
+             "with tanh on data peaking at 1.01 (60 more steps here), which pushed its pre-activations "
+             "beyond +-1; without the tanh its output leaves the input's range.", ["R306"], "saga",
+             _unbounded_decoder),
     SagaCase("tanh_vs_peaks", "Round 3: tanh restored, data peaking at 1.01",
              "With the tanh back, the data still peaked at -1.0129 / +1.0108: a bounded output can "
-             "never reproduce those samples, which caps the reachable SNR.", ["R307"], "saga",
+             "never reproduce those samples, which caps the reachable SNR (same model, trained on "
+             "that file with its tanh).", ["R307"], "saga",
              _tanh_versus_peaks),
     SagaCase("delay", f"Misaligned output ({DELAY_SAMPLES} samples late)",
              "A padding mismatch delays the decoder output; sample-wise SNR then compares speech "

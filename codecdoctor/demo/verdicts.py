@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from codecdoctor.findings import jsonable
 from codecdoctor.report.terminal import format_number
 
 
@@ -14,7 +15,7 @@ def _num(value: Any, unit: str = "") -> str:
 
 def _key_numbers(step) -> str:
     report = step.report
-    m = report.measurements or {}
+    m = jsonable(report.measurements or {})  # dataclasses (probe measurements) become dicts
     command = report.command
     if command == "compare" and m.get("pairs"):
         pair = m["pairs"][0]
