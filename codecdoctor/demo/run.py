@@ -113,10 +113,11 @@ class DemoRunner:
         from codecdoctor.train_run import TrainRequest, train
 
         # The schedule (warm-up 5%, cosine decay) is planned over num_epochs x steps_per_epoch: plan
-        # about what the budget allows (~1.5 steps/s at batch 8 x 0.5 s on 2 CPU cores), so the
-        # learning rate is not still warming up when time runs out; --minutes stops it early if slower.
+        # about what the budget allows (measured 2.5-3 steps/s at batch 8 x 0.5 s on 2 idle CPU
+        # cores), so the learning rate is not still warming up when time runs out; --minutes stops
+        # it early on a slower or busy machine.
         steps_per_epoch = 40
-        planned_epochs = max(2, round(self.minutes * 60 * 1.5 / steps_per_epoch))
+        planned_epochs = max(2, round(self.minutes * 60 * 2.5 / steps_per_epoch))
         request = TrainRequest(data_dir=str(data_dir), checkpoint_dir=str(self.out / "checkpoints"),
                                experiment_name="demo", batch_size=self.batch_size, num_epochs=planned_epochs,
                                segment_seconds=0.5,
