@@ -9,6 +9,8 @@ from codecdoctor.report.terminal import format_number
 
 def _num(value: Any, unit: str = "") -> str:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if unit.strip() in ("dB", "dB/dB"):  # prose: two decimals are what a reader compares
+            return f"{value:.2f}{unit}"
         return f"{format_number(value)}{unit}"
     return str(value)
 
@@ -67,5 +69,6 @@ def verdict_for(step) -> str:
         if finding is not None:
             shown.append(f"{finding.id} ({finding.severity.label}): {finding.message}")
     top = findings[0]
-    fix = f" Fix: {top.fix}" if top.fix else ""
-    return " | ".join(part for part in ("codecdoctor named:", *shown, numbers + fix) if part)
+    # one fault, one fix; a step naming several problems shows each finding's fix in its report
+    fix = f"Fix: {top.fix}" if top.fix and len(step.expected_ids) == 1 else ""
+    return " | ".join(part for part in ("codecdoctor named:", *shown, numbers, fix) if part)
