@@ -165,7 +165,7 @@ def beyond_full_scale(f: FileMeasurement, t: DataThresholds):
     that ceiling is below 10 dB.
     Why: A decoder ending in tanh can never reproduce |x| > 1, so the reconstruction error on those
     samples is irreducible: the ceiling is a hard limit on the SNR the model can show. Removing the
-    tanh instead makes the output unbounded (DESIGN §1's saga); normalising per sample destroys scale.
+    tanh instead makes the output unbounded; normalising per sample destroys scale.
     Fix: Scale the corpus once by a fixed gain so the global peak is ≤ 1 (e.g. divide by the corpus
     max |x|), or clip the few overs at data preparation; keep the decoder bounded.
     """
