@@ -75,6 +75,19 @@ def _common_scale(*arrays: np.ndarray) -> float:
     return peak
 
 
+def _scaled_pair(ref: Any, est: Any) -> tuple[np.ndarray, np.ndarray, str]:
+    """The pair cropped to a common length and divided by its common peak (so energies of 1e300-
+    or 1e-300-sized samples neither overflow nor underflow), with a state: "ok", "invalid" (empty
+    or non-finite) or "silent" (both all zeros)."""
+    r, e = crop_pair(ref, est)
+    if r.size == 0 or not _finite(r, e):
+        return r, e, "invalid"
+    scale = _common_scale(r, e)
+    if scale == 0.0:
+        return r, e, "silent"
+    return r / scale, e / scale, "ok"
+
+
 def energy_ratio_db(signal_energy: float, error_energy: float) -> float:
     """10*log10(signal/error) with the module's sentinels (+inf exact, -inf silent reference).
 
@@ -93,13 +106,9 @@ def snr_db(ref: Any, est: Any) -> float:
 
     Not scale-invariant: an estimate at 0.1x gives 0.92 dB, a polarity-inverted copy -6.02 dB.
     """
-    r, e = crop_pair(ref, est)
-    if r.size == 0 or not _finite(r, e):
-        return -math.inf
-    scale = _common_scale(r, e)
-    if scale == 0.0:
-        return math.inf
-    r, e = r / scale, e / scale
+    r, e, state = _scaled_pair(ref, est)
+    if state != "ok":
+        return -math.inf if state == "invalid" else math.inf
     return energy_ratio_db(float(np.dot(r, r)), float(np.dot(r - e, r - e)))
 
 
@@ -110,13 +119,9 @@ def si_sdr_db(ref: Any, est: Any, *, zero_mean: bool = False) -> float:
     Blind to polarity: alpha may be negative, so an inverted copy scores +inf like the original.
     `zero_mean=True` removes each signal's mean first (that is SI-SNR).
     """
-    r, e = crop_pair(ref, est)
-    if r.size == 0 or not _finite(r, e):
-        return -math.inf
-    scale = _common_scale(r, e)
-    if scale == 0.0:
-        return math.inf
-    r, e = r / scale, e / scale
+    r, e, state = _scaled_pair(ref, est)
+    if state != "ok":
+        return -math.inf if state == "invalid" else math.inf
     raw_ref_energy = float(np.dot(r, r))
     if zero_mean:  # after scaling: the mean of 1e308-sized samples would overflow
         r, e = r - r.mean(), e - e.mean()
@@ -197,13 +202,9 @@ def chunk_snr_db_eps(ref: Any, est: Any, eps: float = FLOAT32_EPS) -> float:
 def _regression_slope(x: Any, y: Any) -> float:
     """<x, y> / <x, x> on the common length, computed at a shared scale so 1e-300 or 1e300 inputs
     neither underflow nor overflow; 0.0 when x is silent, empty or anything is non-finite."""
-    x, y = crop_pair(x, y)
-    if x.size == 0 or not _finite(x, y):
+    x, y, state = _scaled_pair(x, y)
+    if state != "ok":
         return 0.0
-    scale = _common_scale(x, y)
-    if scale == 0.0:
-        return 0.0
-    x, y = x / scale, y / scale
     x_energy = float(np.dot(x, x))
     if x_energy == 0.0:
         return 0.0
