@@ -156,13 +156,9 @@ def seg_snr_db(ref: Any, est: Any, frame_samples: int = 320, *, floor_db: float 
     codec and would otherwise dominate the mean (see R313). The clamp stops one perfect or one
     hopeless frame from dominating. A signal shorter than one frame is one frame.
     """
-    r, e = crop_pair(ref, est)
-    if r.size == 0 or not _finite(r, e):
-        return -math.inf
-    scale = _common_scale(r, e)
-    if scale == 0.0:
-        return math.inf
-    r, e = r / scale, e / scale
+    r, e, state = _scaled_pair(ref, est)
+    if state != "ok":
+        return -math.inf if state == "invalid" else math.inf
     frame = max(1, int(frame_samples))
     n_frames = max(1, r.size // frame)
     usable = min(r.size, n_frames * frame) if r.size >= frame else r.size
@@ -228,13 +224,9 @@ def output_level_ratio(ref: Any, est: Any) -> float:
 def correlation(ref: Any, est: Any) -> float:
     """Pearson correlation of the two signals (means removed), in [-1, 1]; 0.0 when either is
     constant, empty or non-finite."""
-    r, e = crop_pair(ref, est)
-    if r.size < 2 or not _finite(r, e) or r.max() == r.min() or e.max() == e.min():
+    r, e, state = _scaled_pair(ref, est)
+    if state != "ok" or r.size < 2 or r.max() == r.min() or e.max() == e.min():
         return 0.0
-    scale = _common_scale(r, e)
-    if scale == 0.0:
-        return 0.0
-    r, e = r / scale, e / scale
     r, e = r - r.mean(), e - e.mean()
     denominator = math.sqrt(float(np.dot(r, r)) * float(np.dot(e, e)))
     if denominator == 0.0:
