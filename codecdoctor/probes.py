@@ -27,6 +27,9 @@ SWEEP_LEVELS_DBFS = (-40.0, -36.0, -32.0, -28.0, -24.0, -20.0, -16.0, -12.0, -9.
 # The slope is fitted over levels where a healthy bounded codec is still linear (tanh(x) is within
 # 0.1 dB of x up to |x| ≈ 0.2, about -14 dBFS peak for speech).
 LINEAR_FIT_MAX_DBFS = -12.0
+# Levels whose output is within this margin of the idle (silence-in) output are left out of the
+# slope fit: there the idle noise, not the codec's scaling, sets the output level.
+IDLE_MARGIN_DB = 6.0
 SATURATION_DROP_DB = 1.0
 
 
@@ -61,6 +64,7 @@ class ProbeMeasurements:
     bandwidth_3db_hz: float | None = None
     nyquist_hz: float = 0.0
     idle_rms_dbfs: float | None = None
+    level_fit_points: int = 0  # sweep levels above the idle output used for the slope
     idle_peak: float | None = None
     idle_dc: float | None = None
     polarity: int | None = None                   # +1 normal, -1 inverted, 0 undecided
@@ -99,9 +103,16 @@ def level_sweep(adapter: Any, m: ProbeMeasurements, seconds: float = 1.0) -> Non
     m.peak_out = [float(np.abs(row).max()) for row in out]
     m.max_output_peak = max(m.peak_out)
     low = [i for i, level in enumerate(SWEEP_LEVELS_DBFS) if level <= LINEAR_FIT_MAX_DBFS]
-    x_in = np.array([m.rms_in_db[i] for i in low])
-    y_out = np.array([m.rms_out_db[i] for i in low])
-    m.level_slope_db_per_db = float(np.polyfit(x_in, y_out, 1)[0])
+    # The codec's idle output (measured first, by `silence`) adds to every output as uncorrelated
+    # power; near it the output level stops following the input whatever the codec does with scale.
+    # Subtract it, and fit only levels whose output stands IDLE_MARGIN_DB above it.
+    idle_power = 10.0 ** (m.idle_rms_dbfs / 10.0) if m.idle_rms_dbfs is not None else 0.0
+    fit = [i for i in low if m.rms_out_db[i] >= (m.idle_rms_dbfs or -200.0) + IDLE_MARGIN_DB]
+    m.level_fit_points = len(fit)
+    if len(fit) >= 3:
+        x_in = np.array([m.rms_in_db[i] for i in fit])
+        y_out = np.array([10.0 * np.log10(max(10.0 ** (m.rms_out_db[i] / 10.0) - idle_power, 1e-30)) for i in fit])
+        m.level_slope_db_per_db = float(np.polyfit(x_in, y_out, 1)[0])
     gains_db = np.array(m.rms_out_db) - np.array(m.rms_in_db)
     m.low_level_gain_db = float(np.median(gains_db[low]))
     # Saturation is judged on peaks: speech's crest factor (~15 dB) hides a tanh ceiling in the RMS
@@ -211,10 +222,10 @@ def measure_probes(adapter: Any) -> ProbeMeasurements:
 
     m = ProbeMeasurements(sample_rate=int(adapter.sample_rate))
     with torch.inference_mode():
+        silence(adapter, m)  # first: the level sweep's slope fit discounts the idle output
         level_sweep(adapter, m)
         latency_and_polarity(adapter, m)
         sine_sweep(adapter, m)
-        silence(adapter, m)
     return m
 
 
@@ -231,7 +242,11 @@ def probe_sections(m: ProbeMeasurements) -> list[Any]:
     ax.set_xlabel("input RMS (dBFS)")
     ax.set_ylabel("output RMS (dBFS)")
     ax.legend(loc="lower right", fontsize=8)
-    sections.append(figure_section(fig, "Level in/out", f"slope {m.level_slope_db_per_db:.3f} dB/dB; "
+    slope = (f"slope {m.level_slope_db_per_db:.3f} dB/dB over {m.level_fit_points} levels above the idle output"
+             if m.level_slope_db_per_db is not None else
+             f"slope not measured: fewer than 3 levels stand {IDLE_MARGIN_DB:g} dB above the idle output "
+             f"({m.idle_rms_dbfs:.1f} dBFS)")
+    sections.append(figure_section(fig, "Level in/out", f"{slope}; "
                                    f"saturation {m.saturation_dbfs if m.saturation_dbfs is not None else 'none'}"))
     fig, ax = new_figure(5.6, 3.2)
     ax.semilogx(m.sweep_freqs_hz, m.sweep_gain_db, "o-")

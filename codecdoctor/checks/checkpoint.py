@@ -320,9 +320,11 @@ def level_slope(m):
     """Level sweep: output level does not follow input level.
 
     What: Speech-like audio at peak levels -40 ... +0.1 dBFS through the codec; the slope of
-    output RMS (dB) against input RMS (dB) fitted over -40 ... -12 dBFS. Healthy: 1 dB/dB (scale
-    kept). Error below 0.5 (per-sample normalisation or an AGC destroyed the scale); warning when
-    outside 0.8 .. 1.2.
+    output RMS (dB) against input RMS (dB) fitted over -40 ... -12 dBFS, after subtracting the
+    codec's idle output power (silence in) and using only levels whose output is 6 dB above it
+    (near the idle floor the noise, not the codec's scaling, sets the level; with fewer than three
+    such levels the slope is not measured). Healthy: 1 dB/dB (scale kept). Error below 0.5
+    (per-sample normalisation or an AGC destroyed the scale); warning when outside 0.8 .. 1.2.
     Why: A codec that normalises every input to the same level cannot reproduce level: SNR against
     the reference is dominated by the gain error (R302), whatever the waveform quality.
     Fix: Remove per-sample / per-chunk normalisation from the model and the data pipeline;
