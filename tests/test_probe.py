@@ -32,7 +32,7 @@ def test_identity_codec_slope_1_no_findings():
     assert p.latency_samples == 0 and p.impulse_latency_samples == 0 and p.polarity == 1
     assert p.bandwidth_3db_hz == pytest.approx(0.45 * SR, rel=1e-6) and p.idle_rms_dbfs == -200.0
     assert report.findings == []
-    assert set(report.checks_run) == {"C210", "C211", "C212", "C213", "C214", "C215"}
+    assert set(report.checks_run) == {"C210", "C211", "C212", "C213", "C214", "C215", "C216"}
 
 
 def test_per_sample_normalisation_flattens_the_level_sweep():

@@ -322,9 +322,10 @@ def level_slope(m):
     What: Speech-like audio at peak levels -40 ... +0.1 dBFS through the codec; the slope of
     output RMS (dB) against input RMS (dB) fitted over -40 ... -12 dBFS, after subtracting the
     codec's idle output power (silence in) and using only levels whose output is 6 dB above it
-    (near the idle floor the noise, not the codec's scaling, sets the level; with fewer than three
-    such levels the slope is not measured). Healthy: 1 dB/dB (scale kept). Error below 0.5
-    (per-sample normalisation or an AGC destroyed the scale); warning when outside 0.8 .. 1.2.
+    (near the idle floor the noise, not the codec's scaling, sets the level). Healthy: 1 dB/dB
+    (scale kept). Error below 0.5 (per-sample normalisation or an AGC destroyed the scale), and
+    when fewer than three levels rise 6 dB above the idle output (the codec does not respond to its
+    input at all); warning when outside 0.8 .. 1.2.
     Why: A codec that normalises every input to the same level cannot reproduce level: SNR against
     the reference is dominated by the gain error (R302), whatever the waveform quality.
     Fix: Remove per-sample / per-chunk normalisation from the model and the data pipeline;
@@ -332,6 +333,15 @@ def level_slope(m):
     """
     m = _probe(m)
     slope = m.level_slope_db_per_db
+    if slope is None and m.idle_rms_dbfs is not None and m.rms_out_db:
+        # not even -12 dBFS speech lifts the output 6 dB above what silence gives: no response
+        low = [out for out, level in zip(m.rms_out_db, m.levels_in_dbfs) if level <= -12.0]
+        rise_db = max(low) - m.idle_rms_dbfs if low else 0.0
+        return [finding("C210", f"across -40 ... -12 dBFS the output level stays within {max(rise_db, 0.0):.1f} dB of "
+                        f"the idle output (silence in: {m.idle_rms_dbfs:.1f} dBFS RMS): the codec does not respond "
+                        "to its input (untrained, broken weights, or an output that ignores its input)",
+                        subject="level sweep", evidence={"rise_above_idle_db": rise_db,
+                                                         "idle_rms_dbfs": m.idle_rms_dbfs})]
     if slope is None or not math.isfinite(slope):
         raise NotApplicable
     if abs(slope - 1.0) <= SLOPE_TOLERANCE:
@@ -460,3 +470,21 @@ def bandwidth(m):
                     f"(passband gain {m.passband_gain_db:.1f} dB)", subject="sine sweep",
                     evidence={"bandwidth_3db_hz": bw or 0.0, "nyquist_hz": m.nyquist_hz,
                               "passband_gain_db": m.passband_gain_db})]
+
+
+@check("C216", scope="checkpoint", severity=Severity.CRITICAL, level="probe")
+def probe_output_nonfinite(m):
+    """Probes: the codec outputs NaN or Inf.
+
+    What: Counts non-finite samples in the codec's output over every probe signal (level sweep,
+    chirp, impulse, sine sweep, silence); fires on any. A finite input must give a finite output.
+    Why: A non-finite output poisons every metric and loss downstream; the other probe numbers are
+    computed with those samples zeroed and mean little.
+    Fix: Find the non-finite weights or buffers (check-ckpt's C201 names them) and go back to the
+    last checkpoint where they were finite; then look for what blew up (learning rate, AMP scale).
+    """
+    m = _probe(m)
+    if not m.nonfinite_outputs:
+        return []
+    return [finding("C216", f"{m.nonfinite_outputs} non-finite output samples over the probe signals",
+                    subject="probes", evidence={"nonfinite_samples": m.nonfinite_outputs})]
