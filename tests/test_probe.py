@@ -99,3 +99,14 @@ def test_probe_of_unknown_architecture_is_an_input_error(cli, tmp_path):
     torch.save({"w": torch.ones(3)}, tmp_path / "x.pt")
     code, _, err = cli("probe", tmp_path / "x.pt")
     assert code == 2 and "static checks only" in err or "--model" in err
+
+
+def test_nan_output_is_c216_and_a_deaf_codec_is_c210():
+    """A codec that emits NaN (C216, critical) and one whose output ignores its input: even
+    -12 dBFS speech does not lift it 6 dB above what silence gives (C210, error)."""
+    nan_report = probe(Adapter(lambda x: x * float("nan")))
+    assert "C216" in ids(nan_report)
+    assert next(f for f in nan_report.findings if f.id == "C216").severity.label == "critical"
+    deaf = probe(Adapter(lambda x: 0.1 * torch.sin(torch.arange(x.shape[-1]) * 0.3).expand_as(x).clone()))
+    c210 = next(f for f in deaf.findings if f.id == "C210")
+    assert c210.severity.label == "error" and "does not respond" in c210.message
