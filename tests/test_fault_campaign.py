@@ -31,13 +31,16 @@ fc = _load_campaign()
 
 
 @pytest.fixture(scope="module")
-def campaign_cases(tmp_path_factory):
+def campaign_cases(tmp_path_factory, pytestconfig):
     workdir = tmp_path_factory.mktemp("faults")
     cases = fc.campaign(CI_N, workdir=workdir, timeout_s=90.0, workers=2, seed=1234)
-    print("\n" + fc.format_table(cases))
-    failures = fc.format_failures(cases)
-    if failures:
-        print(failures)
+    # shown in the CI log even though pytest captures output: the table is the campaign's result
+    capture = pytestconfig.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled():
+        print("\n" + fc.format_table(cases))
+        failures = fc.format_failures(cases)
+        if failures:
+            print(failures)
     return cases
 
 
