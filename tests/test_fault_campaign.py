@@ -6,28 +6,17 @@ both families) and must finish in about two minutes on two shared cores.
 """
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench_modules import load_bench_module
+
 pytestmark = pytest.mark.slow  # ~2 minutes on two shared cores: dozens of subprocesses
 CI_N = 9  # one variant of each of the 9 checkpoint kinds, 8 audio kinds + 1
 
 
-def _load_campaign():
-    if "fault_campaign" in sys.modules:
-        return sys.modules["fault_campaign"]
-    spec = importlib.util.spec_from_file_location("fault_campaign", ROOT / "bench" / "fault_campaign.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["fault_campaign"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-fc = _load_campaign()
+fc = load_bench_module("fault_campaign")
 
 
 @pytest.fixture(scope="module")

@@ -12,19 +12,18 @@ steps done at the kill - step stored in last.pt (bench/fault_campaign.py: kill_r
 from __future__ import annotations
 
 import errno
-import importlib.util
 import io
-import sys
 from pathlib import Path
 
 import pytest
+
+from bench_modules import load_bench_module
 
 torch = pytest.importorskip("torch")
 trainer_mod = pytest.importorskip("model.trainer")
 from model.checkpoint import load_checkpoint  # noqa: E402
 from model.config import CodecConfig  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 SAVE_EVERY = 2
 STEPS_PER_EPOCH = 6
 EPOCHS = 3
@@ -52,17 +51,7 @@ def _options(corpus: Path, ckpt_dir: Path, **changes):
 # --------------------------------------------------------------------------------------------
 # kill -9
 # --------------------------------------------------------------------------------------------
-def _load_campaign():
-    if "fault_campaign" in sys.modules:
-        return sys.modules["fault_campaign"]
-    spec = importlib.util.spec_from_file_location("fault_campaign", ROOT / "bench" / "fault_campaign.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["fault_campaign"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-fc = _load_campaign()
+fc = load_bench_module("fault_campaign")
 
 
 def train_argv(corpus: Path, ckpt_dir: Path, resume: bool) -> list[str]:
