@@ -30,7 +30,7 @@ import soundfile as sf
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from codecdoctor.synth import speech_like  # noqa: E402
+from codecdoctor.measure.stimuli import speech_like  # noqa: E402
 
 SR = 16000
 

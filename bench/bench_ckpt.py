@@ -29,8 +29,8 @@ OUT = Path(__file__).resolve().parent / "out"
 
 
 def build_checkpoint(target_mb: float) -> Path:
-    from model.codec import Codec
-    from model.config import CodecConfig
+    from codecdoctor_model.codec import Codec
+    from codecdoctor_model.config import CodecConfig
 
     path = OUT / f"ckpt_{int(target_mb)}mb.pt"
     if path.exists():
@@ -49,7 +49,7 @@ def build_checkpoint(target_mb: float) -> Path:
     for p in codec.parameters():
         p.grad = torch.randn_like(p) * 1e-3
     optimizer.step()  # creates exp_avg / exp_avg_sq for every parameter
-    from model.checkpoint import save_checkpoint
+    from codecdoctor_model.checkpoint import save_checkpoint
 
     save_checkpoint(path, {"config": codec.config.to_dict(), "model": codec.state_dict(),
                            "optimizer": optimizer.state_dict(), "scaler": {"scale": 65536.0}, "step": 1, "epoch": 0,
@@ -71,7 +71,7 @@ def main() -> None:
     parser.add_argument("--mb", type=float, default=100.0)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    from codecdoctor.ckpt_check import check_checkpoint
+    from codecdoctor.check_ckpt import check_checkpoint
 
     path = build_checkpoint(args.mb)
     size_mb = path.stat().st_size / 1e6

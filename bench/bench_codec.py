@@ -33,7 +33,7 @@ warnings.filterwarnings("ignore", category=FutureWarning, module="torch.nn.utils
 
 
 def make_corpus(folder: Path, seconds: float, files: int) -> Path:
-    from codecdoctor.synth import speech_like, write_audio
+    from codecdoctor.measure.stimuli import speech_like, write_audio
 
     if folder.exists():
         shutil.rmtree(folder)
@@ -53,7 +53,7 @@ def _best_of(fn, repeats: int) -> float:
 
 
 def rtf_ours(seconds: float, repeats: int) -> tuple[float, float]:
-    from model import Codec, CodecConfig
+    from codecdoctor_model import Codec, CodecConfig
 
     torch.manual_seed(0)
     codec = Codec(CodecConfig())
@@ -89,8 +89,8 @@ def rtf_encodec(seconds: float, repeats: int) -> float | None:
 
 
 def train_step_rate_ours(batch: int, segment_s: float, steps: int) -> float:
-    from model import Codec, CodecConfig
-    from model.losses import ReconstructionLoss
+    from codecdoctor_model import Codec, CodecConfig
+    from codecdoctor_model.losses import ReconstructionLoss
 
     torch.manual_seed(0)
     cfg = CodecConfig()
@@ -151,8 +151,8 @@ class EpochPrinter:
 
 
 def train_budget(args, out_dir: Path) -> list[dict]:
-    from model import CodecConfig
-    from model.trainer import Trainer, TrainOptions
+    from codecdoctor_model import CodecConfig
+    from codecdoctor_model.trainer import Trainer, TrainOptions
 
     data = make_corpus(out_dir / "corpus", args.corpus_seconds, args.corpus_files)
     ckpt = out_dir / "checkpoints"

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import soundfile as sf  # noqa: E402
 
-from codecdoctor.synth import speech_like  # noqa: E402
+from codecdoctor.measure.stimuli import speech_like  # noqa: E402
 
 SR = 16000
 

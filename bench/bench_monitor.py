@@ -30,8 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import codecdoctor  # noqa: E402
-from codecdoctor.monitor_sync import HostReadCounter  # noqa: E402
-from codecdoctor.synth import speech_like  # noqa: E402
+from codecdoctor.measure.stimuli import speech_like  # noqa: E402
+from codecdoctor.monitor.ddp import HostReadCounter  # noqa: E402
 
 
 def make_batches(count: int, batch: int, samples: int, seed: int = 0) -> list[torch.Tensor]:
@@ -46,9 +46,9 @@ def make_batches(count: int, batch: int, samples: int, seed: int = 0) -> list[to
 
 
 def build(config_name: str):
-    from model.codec import Codec
-    from model.config import CodecConfig
-    from model.losses import ReconstructionLoss
+    from codecdoctor_model.codec import Codec
+    from codecdoctor_model.config import CodecConfig
+    from codecdoctor_model.losses import ReconstructionLoss
 
     torch.manual_seed(0)
     config = CodecConfig.preset(config_name)
@@ -163,9 +163,9 @@ def host_reads(args) -> None:
 
 
 def cuda_sync_check(k: int) -> None:
-    from model.codec import Codec
-    from model.config import CodecConfig
-    from model.losses import ReconstructionLoss
+    from codecdoctor_model.codec import Codec
+    from codecdoctor_model.config import CodecConfig
+    from codecdoctor_model.losses import ReconstructionLoss
 
     config = CodecConfig.tiny()
     model, loss_fn = Codec(config).cuda(), ReconstructionLoss(config).cuda()

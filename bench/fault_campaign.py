@@ -37,7 +37,6 @@ import argparse
 import concurrent.futures as cf
 import copy
 import dataclasses
-import io
 import json
 import os
 import random
@@ -139,7 +138,7 @@ def make_valid_audio(folder: Path, seconds: float = 1.5) -> list[Path]:
     """Three small valid files in the formats people train on."""
     import soundfile as sf
 
-    from codecdoctor.synth import speech_like
+    from codecdoctor.measure.stimuli import speech_like
 
     folder.mkdir(parents=True, exist_ok=True)
     x = speech_like(seconds, 16000, seed=1)
@@ -162,8 +161,8 @@ def make_valid_state(seed: int = 0) -> dict[str, Any]:
 
     torch.manual_seed(seed)
     try:
-        from model.codec import Codec
-        from model.config import CodecConfig
+        from codecdoctor_model.codec import Codec
+        from codecdoctor_model.config import CodecConfig
     except Exception:  # model/ not there yet: a foreign-style plain state dict
         net = torch.nn.Sequential(torch.nn.Conv1d(1, 4, 7), torch.nn.Conv1d(4, 1, 7))
         return {"model": net.state_dict()}
@@ -189,7 +188,7 @@ def save_state(path: Path, state: Any) -> None:
 
     if isinstance(state, dict) and "config" in state and "format" not in state:
         try:
-            from model.checkpoint import FORMAT
+            from codecdoctor_model.checkpoint import FORMAT
             state = {"format": FORMAT, **state}
         except Exception:
             pass
@@ -525,7 +524,7 @@ def checkpoint_truth(path: Path) -> tuple[bool, bool]:
     try:
         import warnings
 
-        from model.checkpoint import build_codec
+        from codecdoctor_model.checkpoint import build_codec
 
         warnings.filterwarnings("ignore", message="Casting complex values")  # the wrong-dtype variants
         codec = build_codec(state)
@@ -789,7 +788,7 @@ _TRAIN_DRIVER = """
 import sys, torch
 torch.set_num_threads(1)
 sys.path.insert(0, {root!r})
-import model.trainer as trainer_module
+import codecdoctor_model.trainer as trainer_module
 progress = open({progress!r}, "a", buffering=1)
 _train_step = trainer_module.Trainer.train_step
 
@@ -856,7 +855,7 @@ def kill_resume_campaign(kills: int, *, workdir: Path, seed: int = 0, save_every
     steps done - step stored in last.pt; the design bound is one save interval."""
     import torch
 
-    from codecdoctor.synth import speech_like, write_audio
+    from codecdoctor.measure.stimuli import speech_like, write_audio
 
     rng = random.Random(seed)
     workdir = workdir.resolve()

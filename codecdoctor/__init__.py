@@ -8,18 +8,17 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-__version__ = "0.1.0"
-
-from codecdoctor.errors import CheckFailed, InputError  # noqa: E402
-from codecdoctor.findings import Finding, Report, Severity  # noqa: E402
+from codecdoctor.core.errors import CheckFailed, InputError
+from codecdoctor.core.findings import Finding, Report, Severity
+from codecdoctor.core.version import __version__
 
 _LAZY = {
     "audit_data": "codecdoctor.audit",
-    "check_checkpoint": "codecdoctor.ckpt_check",
+    "check_checkpoint": "codecdoctor.check_ckpt",
     "compare": "codecdoctor.compare",
-    "probe": "codecdoctor.probes",
+    "probe": "codecdoctor.probe",
     "Monitor": "codecdoctor.monitor",
-    "check_environment": "codecdoctor.environment",
+    "check_environment": "codecdoctor.env",
 }
 
 __all__ = ["Finding", "Report", "Severity", "CheckFailed", "InputError", "__version__", *_LAZY]

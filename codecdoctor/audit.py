@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import heapq
 import json
-import math
 import os
 import time
 from collections import Counter
@@ -21,12 +20,13 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from codecdoctor.audio import (HIST_BINS, HIST_BINS_PER_UNIT, HIST_FRAME_STRIDE, HIST_LIMIT, Entry,
-                               FileMeasurement, discover, display_path, measure_file)
 from codecdoctor.checks.data import CorpusView, DataThresholds
-from codecdoctor.errors import InputError
-from codecdoctor.findings import Finding, Report, Severity
-from codecdoctor.registry import finding, run_checks
+from codecdoctor.core.errors import InputError
+from codecdoctor.core.findings import Finding, Report, Severity
+from codecdoctor.core.registry import finding, run_checks
+from codecdoctor.measure.audio.accumulator import HIST_BINS, HIST_BINS_PER_UNIT, HIST_FRAME_STRIDE, HIST_LIMIT
+from codecdoctor.measure.audio.discover import Entry, discover, display_path
+from codecdoctor.measure.audio.file import FileMeasurement, measure_file
 
 MAX_FINDINGS_PER_CHECK = 200  # beyond this one summary finding per check (100,000-file corpora)
 MAX_ENVELOPES = 24  # level-over-time strips kept for the worst-flagged files
@@ -113,8 +113,7 @@ class _Progress:
         if not enabled:
             return
         from rich.console import Console
-        from rich.progress import (BarColumn, Progress, TextColumn, TimeElapsedColumn,
-                                   TimeRemainingColumn)
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
         self.bar = Progress(TextColumn("auditing"), BarColumn(),
                             TextColumn("{task.fields[rates]}"), TimeElapsedColumn(), TextColumn("ETA"),
@@ -235,7 +234,7 @@ def judge(rows: list[FileMeasurement], extras: _Extras, thresholds: DataThreshol
     if shard is not None:
         report.measurements["shard"] = {"index": shard[0], "count": shard[1]}
     report.notes.extend(notes)
-    from codecdoctor.audit_plots import add_sections
+    from codecdoctor.report.figures.audit import add_sections
 
     add_sections(report, rows, extras, thresholds, plots=plots)
     return report

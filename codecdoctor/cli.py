@@ -11,7 +11,7 @@ import sys
 import typer
 
 from codecdoctor.commands import audit, catalog, ckpt, compare, demo, env, merge, probe, train
-from codecdoctor.errors import CheckFailed, InputError
+from codecdoctor.core.errors import CheckFailed, InputError
 
 app = typer.Typer(
     name="codecdoctor",

@@ -18,11 +18,12 @@ from typing import Any, Callable
 
 import numpy as np
 
-from codecdoctor.diagnosis import (PairMeasurements, chunk_energies, chunk_set_from_energies, diagnose_pair,
-                                   order_findings)
-from codecdoctor.errors import InputError
-from codecdoctor.findings import Finding, Report
-from codecdoctor.registry import finding, run_checks
+from codecdoctor.core.errors import InputError
+from codecdoctor.core.findings import Finding, Report
+from codecdoctor.core.registry import finding, run_checks
+from codecdoctor.diagnose import diagnose_pair, order_findings
+from codecdoctor.measure.audio.reader import resample
+from codecdoctor.measure.pair import PairMeasurements, chunk_energies, chunk_set_from_energies
 
 # A single pair is scored per second for R313: one second is the usual validation crop.
 CHUNK_SECONDS = 1.0
@@ -45,13 +46,6 @@ def _downmix(x: np.ndarray) -> np.ndarray:
     return x.mean(axis=0, keepdims=True)
 
 
-def _resample(x: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
-    from scipy.signal import resample_poly
-
-    g = math.gcd(int(from_rate), int(to_rate))
-    return resample_poly(x, to_rate // g, from_rate // g, axis=-1)
-
-
 def _read(path: Path) -> tuple[np.ndarray, int]:
     """(channels, frames) float64 and the sample rate; raises on an unreadable file."""
     import soundfile as sf
@@ -61,7 +55,7 @@ def _read(path: Path) -> tuple[np.ndarray, int]:
 
 
 def _as_channels_first(x: Any) -> np.ndarray:
-    from codecdoctor.metrics import as_signal
+    from codecdoctor.measure.metrics import as_signal
 
     arr = as_signal(x)
     if arr.ndim == 0:
@@ -72,7 +66,7 @@ def _as_channels_first(x: Any) -> np.ndarray:
 
 
 def _pairs_from_paths(ref: Path, est: Path) -> tuple[list[_Pair], list[str]]:
-    from codecdoctor.audio import AUDIO_EXTENSIONS, discover
+    from codecdoctor.measure.audio.discover import AUDIO_EXTENSIONS, discover
 
     for p, name in ((ref, "REF"), (est, "EST")):
         if not p.exists():
@@ -118,9 +112,9 @@ def _load_pair(pair: _Pair, sample_rate: int | None) -> tuple[np.ndarray, np.nda
             "ref_channels": int(ref.shape[0]), "est_channels": int(est.shape[0])}
     target = int(sample_rate) if (sample_rate and pair.ref_path is not None) else ref_rate
     if ref_rate != target:
-        ref = _resample(ref, ref_rate, target)
+        ref = resample(ref, ref_rate, target)
     if est_rate != target:
-        est = _resample(est, est_rate, target)
+        est = resample(est, est_rate, target)
     if ref.shape[0] != est.shape[0]:
         ref, est = _downmix(ref), _downmix(est)
     return ref, est, target, info
@@ -159,7 +153,7 @@ def _aggregate(measured: list[PairMeasurements], pairs_total: int, failed: int) 
 
     signal = sum(_energies(m)[0] for m in scored)
     error = sum(_energies(m)[1] for m in scored)
-    from codecdoctor.metrics import energy_ratio_db
+    from codecdoctor.measure.metrics import energy_ratio_db
 
     top_ids: dict[str, int] = {}
     return {
@@ -271,7 +265,7 @@ def compare(ref: Any, est: Any, *, sample_rate: int | None = None, output_bound:
     aggregate["chunks"] = chunk_set.chunks
     report.measurements = {"pairs": records, "aggregate": aggregate}
 
-    from codecdoctor.compare_plots import add_sections
+    from codecdoctor.report.figures.compare import add_sections
 
     add_sections(report, measured, chunk_set, plots=plots, loader=lambda p: _load_pair(p, sample_rate))
     return report

@@ -14,8 +14,8 @@ from typing import Any, Callable
 
 import torch
 
-from model.codec import Codec
-from model.config import CodecConfig
+from .codec import Codec
+from .config import CodecConfig
 
 FORMAT = "codecdoctor-codec/1"
 

@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.config import CodecConfig
-from model.quantizer import ResidualVectorQuantizer
-from model.seanet import Decoder, Encoder
+from .config import CodecConfig
+from .quantizer import ResidualVectorQuantizer
+from .seanet import Decoder, Encoder
 
 
 @dataclass

@@ -12,7 +12,7 @@ import torchaudio
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
-from model.config import CodecConfig
+from .config import CodecConfig
 
 
 def _fp32(x: torch.Tensor) -> torch.Tensor:

@@ -22,7 +22,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from model.config import CodecConfig
+from .config import CodecConfig
 
 
 def _distributed() -> bool:

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
-from model.config import CodecConfig
+from .config import CodecConfig
 
 
 def wn_conv(in_ch: int, out_ch: int, kernel: int, *, stride: int = 1, dilation: int = 1,

@@ -24,12 +24,11 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from model.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from model.codec import Codec
-from model.config import CodecConfig
-from model.dataset import CropSource, StepBatchSampler, TrainCropDataset
-from model.losses import (MultiScaleSTFTDiscriminator, ReconstructionLoss, discriminator_hinge_loss,
-                          generator_adversarial_losses)
+from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .codec import Codec
+from .config import CodecConfig
+from .dataset import CropSource, StepBatchSampler, TrainCropDataset
+from .losses import MultiScaleSTFTDiscriminator, ReconstructionLoss, discriminator_hinge_loss, generator_adversarial_losses
 
 
 class TrainSetupError(ValueError):

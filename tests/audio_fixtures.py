@@ -5,4 +5,4 @@ this module re-exports them for the tests. Others may append test-only helpers a
 """
 from __future__ import annotations
 
-from codecdoctor.synth import speech_like, write_audio  # noqa: F401
+from codecdoctor.measure.stimuli import speech_like, write_audio  # noqa: F401

@@ -11,7 +11,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from codecdoctor.synth import speech_like
+from codecdoctor.measure.stimuli import speech_like
 
 SAMPLE_RATE = 16000
 # The test machine's cores are shared: two intra-op threads on a busy 2-core box run the tiny codec
@@ -49,9 +49,9 @@ class PassThroughCodec(torch.nn.Module):
 
 
 def tiny_codec(output_bound: str = "tanh", seed: int = 0):
-    from model.codec import Codec
-    from model.config import CodecConfig
-    from model.losses import ReconstructionLoss
+    from codecdoctor_model.codec import Codec
+    from codecdoctor_model.config import CodecConfig
+    from codecdoctor_model.losses import ReconstructionLoss
 
     torch.manual_seed(seed)
     config = CodecConfig.tiny().replace(output_bound=output_bound)

@@ -8,9 +8,11 @@ import subprocess
 import numpy as np
 import pytest
 import soundfile as sf
-
-from codecdoctor.audio import (ENVELOPE_MAX_BINS, SignalAccumulator, frame_length, measure_file, pcm_rails)
 from audio_fixtures import speech_like, write_audio
+
+from codecdoctor.measure.audio.accumulator import ENVELOPE_MAX_BINS, SignalAccumulator
+from codecdoctor.measure.audio.file import measure_file
+from codecdoctor.measure.audio.formats import frame_length, pcm_rails
 
 SR = 16000
 

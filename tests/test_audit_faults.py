@@ -8,10 +8,10 @@ from collections import defaultdict
 import numpy as np
 import pytest
 import soundfile as sf
+from audio_fixtures import speech_like, write_audio
 
 from codecdoctor.audit import audit_data
-from codecdoctor.findings import Severity
-from audio_fixtures import speech_like, write_audio
+from codecdoctor.core.findings import Severity
 
 SR = 16000
 
@@ -87,7 +87,7 @@ def test_clean_files_have_no_warning_or_error(fault_corpus):
 
 
 def test_every_data_check_ran_and_json_has_the_contract(fault_corpus, tmp_path):
-    from codecdoctor.report import json_out
+    from codecdoctor.report import json as json_out
 
     _, report, _ = fault_corpus
     assert report.checks_run == [f"D1{i:02d}" for i in range(16)]

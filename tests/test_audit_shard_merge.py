@@ -4,10 +4,10 @@ from __future__ import annotations
 import json
 
 import numpy as np
+from audio_fixtures import speech_like, write_audio
 
 from codecdoctor.audit import audit_data, merge_partials
-from codecdoctor.report import json_out
-from audio_fixtures import speech_like, write_audio
+from codecdoctor.report import json as json_out
 
 SR = 16000
 

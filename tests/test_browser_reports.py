@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from browser_cdp import find_chromium, load_page
-from codecdoctor.findings import Finding, Report, Severity
+
+from codecdoctor.core.findings import Finding, Report, Severity
 from codecdoctor.report import html as html_view
 from codecdoctor.report.plots import figure_section, new_figure
 

@@ -6,7 +6,6 @@ import json
 import zipfile
 
 import torch
-
 from fixtures.checkpoints import own_state, save
 
 

@@ -3,9 +3,9 @@ packages recognises the format and reads codebook usage (fixtures built once, ca
 from __future__ import annotations
 
 import pytest
-
-from codecdoctor.ckpt_check import check_checkpoint
 from fixtures import checkpoints as fx
+
+from codecdoctor.check_ckpt import check_checkpoint
 
 pytest.importorskip("encodec", reason="encodec (dev extra) not installed")
 

@@ -5,9 +5,9 @@ import math
 
 import pytest
 import torch
-
-from codecdoctor.ckpt_check import check_checkpoint
 from fixtures.checkpoints import own_state, save, set_ema_usage
+
+from codecdoctor.check_ckpt import check_checkpoint
 
 
 def check(tmp_path, state, **kwargs):

@@ -7,7 +7,7 @@ import pytest
 import typer
 
 from codecdoctor.commands.common import FailOn, finish
-from codecdoctor.findings import Finding, Report, Severity
+from codecdoctor.core.findings import Finding, Report, Severity
 
 DESIGN_COMMANDS = ("audit-data", "check-ckpt", "compare", "train", "probe", "checks", "explain", "env", "demo", "merge")
 
@@ -46,7 +46,7 @@ def test_explain_prints_the_three_parts(cli):
 
 
 def test_checks_lists_every_registered_id(cli):
-    from codecdoctor.registry import all_checks
+    from codecdoctor.core.registry import all_checks
 
     code, out, _ = cli("checks")
     assert code == 0

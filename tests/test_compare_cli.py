@@ -6,10 +6,10 @@ import math
 
 import numpy as np
 import pytest
-
 from audio_fixtures import speech_like, write_audio
+
 from codecdoctor.compare import compare
-from codecdoctor.errors import InputError
+from codecdoctor.core.errors import InputError
 
 SR = 16000
 

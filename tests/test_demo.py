@@ -12,9 +12,8 @@ import re
 from pathlib import Path
 
 import pytest
-from rich.console import Console
-
 from browser_cdp import find_chromium, load_page
+from rich.console import Console
 
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "reports" / "screenshots"
 pytestmark = pytest.mark.slow

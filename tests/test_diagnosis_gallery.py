@@ -6,11 +6,11 @@ import math
 
 import numpy as np
 import pytest
+from audio_fixtures import speech_like
 from scipy.signal import butter, istft, sosfiltfilt, stft
 
-from codecdoctor.diagnosis import diagnose_chunk_set, diagnose_pair
-from codecdoctor.findings import Severity
-from audio_fixtures import speech_like
+from codecdoctor.core.findings import Severity
+from codecdoctor.diagnose import diagnose_chunk_set, diagnose_pair
 
 SR = 16000
 

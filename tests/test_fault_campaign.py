@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from bench_modules import load_bench_module
 
 pytestmark = pytest.mark.slow  # ~2 minutes on two shared cores: dozens of subprocesses

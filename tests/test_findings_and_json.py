@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from codecdoctor.findings import Finding, Report, Severity, jsonable
-from codecdoctor.report import json_out
+from codecdoctor.core.findings import Finding, Report, Severity, jsonable
+from codecdoctor.report import json as json_out
 
 
 def make_report() -> Report:

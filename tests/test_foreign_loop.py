@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from monitor_loops import crops, speech_bank
 from torch import nn
 
 import codecdoctor
-from monitor_loops import crops, speech_bank
 
 vqp = pytest.importorskip("vector_quantize_pytorch", reason="vector-quantize-pytorch (dev extra) is not installed")
 

@@ -1,6 +1,6 @@
 import re
 
-from codecdoctor.findings import Finding, Report, Severity
+from codecdoctor.core.findings import Finding, Report, Severity
 from codecdoctor.report import html
 from codecdoctor.report.plots import figure_section, new_figure
 from codecdoctor.report.sections import Table

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from codecdoctor import metrics as M
+from codecdoctor.measure import metrics as M
 
 DEGENERATE = {
     "empty": ([], []),
@@ -155,7 +155,7 @@ def test_snr_and_si_sdr_agree_with_torchmetrics_within_1e3_db(seed, torchmetrics
 
 
 def test_no_nan_on_arbitrary_inputs():
-    hypothesis = pytest.importorskip("hypothesis")
+    pytest.importorskip("hypothesis")
     from hypothesis import given, settings
     from hypothesis import strategies as st
     from hypothesis.extra.numpy import arrays

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model import Codec, CodecConfig, build_codec, load_checkpoint, save_checkpoint
-from model.checkpoint import FORMAT, rng_state
+from codecdoctor_model import Codec, CodecConfig, build_codec, load_checkpoint, save_checkpoint
+from codecdoctor_model.checkpoint import FORMAT, rng_state
 
 
 def _state(codec: Codec, step: int) -> dict:

@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
-from model import Codec, CodecConfig
-from model.quantizer import EMACodebook, ResidualVectorQuantizer
+from codecdoctor_model import Codec, CodecConfig
+from codecdoctor_model.quantizer import EMACodebook, ResidualVectorQuantizer
 
 
 def test_default_config_is_16khz_hop_320_at_4_kbps():

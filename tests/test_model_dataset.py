@@ -6,9 +6,9 @@ import tracemalloc
 import numpy as np
 import pytest
 import torch
-
-from model.dataset import CropSource, DataError, StepBatchSampler
 from audio_fixtures import speech_like, write_audio
+
+from codecdoctor_model.dataset import CropSource, DataError, StepBatchSampler
 
 
 def test_crops_from_a_long_file_keep_memory_flat(tmp_path):

@@ -6,10 +6,9 @@ import math
 
 import pytest
 import torch
-
-import codecdoctor
 from monitor_loops import PassThroughCodec, crops, run_codec, speech_bank, tiny_codec
 
+import codecdoctor
 
 # gain 0.8: the pass-through starts 2 dB off, so it has a non-zero gradient to learn from
 

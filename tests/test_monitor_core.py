@@ -7,11 +7,11 @@ import math
 
 import pytest
 import torch
+from monitor_loops import crops, run_codec, speech_bank, tiny_codec
 from torch import nn
 
 import codecdoctor
-from codecdoctor.monitor_sync import HostReadCounter
-from monitor_loops import crops, run_codec, speech_bank, tiny_codec
+from codecdoctor.monitor.ddp import HostReadCounter
 
 
 class Identity(nn.Module):
@@ -169,7 +169,7 @@ def test_output_bound_is_read_from_the_codec_config():
 
 
 def test_training_checks_are_registered_with_docs():
-    from codecdoctor.registry import all_checks
+    from codecdoctor.core.registry import all_checks
 
     ids = [c.id for c in all_checks("training")]
     assert ids == [f"T6{n:02d}" for n in range(1, 12)]

@@ -18,8 +18,9 @@ STEPS = 8
 
 def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
     sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
-    import codecdoctor
     from monitor_loops import crops, run_codec, speech_bank, tiny_codec
+
+    import codecdoctor
 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:

@@ -6,9 +6,9 @@ import math
 
 import pytest
 import torch
+from monitor_loops import PassThroughCodec, crops, run_codec, speech_bank, tiny_codec
 
 import codecdoctor
-from monitor_loops import PassThroughCodec, crops, run_codec, speech_bank, tiny_codec
 
 
 def _ids(findings):
@@ -158,7 +158,7 @@ def _half_mel_loss(est, ref, fft_sizes=(512, 2048)):
 
 
 def test_float16_spectral_loss_on_full_scale_input_gives_S501_S503():
-    from codecdoctor.stft import synthetic_full_scale
+    from codecdoctor.measure.stft_risk import synthetic_full_scale
 
     model, loss_fn = tiny_codec()
     monitor = codecdoctor.Monitor(model, 16000, mode="warn", read_every=5, spectral_fft_sizes=(512, 2048))

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from codecdoctor.probes import probe
+from codecdoctor.probe import probe
 
 SR = 8000  # small rate keeps every probe batch tiny
 

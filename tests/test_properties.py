@@ -20,7 +20,7 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, assume, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-metrics = pytest.importorskip("codecdoctor.metrics")
+metrics = pytest.importorskip("codecdoctor.measure.metrics")
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SLOW = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -147,7 +147,7 @@ def test_an_exact_copy_scores_infinity_and_an_inverted_copy_is_found(ref):
 # --------------------------------------------------------------------------------------------
 # accumulators
 # --------------------------------------------------------------------------------------------
-audio = pytest.importorskip("codecdoctor.audio")
+audio = pytest.importorskip("codecdoctor.measure.audio.accumulator")
 
 # Statistics that are exact functions of the samples, whatever the block boundaries. The spectrum
 # (loudest frame per eighth of each block), the bit-depth grid read from it and the fingerprint
@@ -318,7 +318,7 @@ def test_rms_of_a_constant_stream_is_its_value_even_at_extreme_scales(value):
 def messy_corpus(tmp_path_factory):
     import soundfile as sf
 
-    from codecdoctor.synth import speech_like
+    from codecdoctor.measure.stimuli import speech_like
 
     root = tmp_path_factory.mktemp("messy")
     (root / "sub").mkdir()
@@ -343,7 +343,7 @@ def _comparable(report: dict) -> tuple:
 @pytest.mark.parametrize("count", [2, 3, 7])
 def test_shards_merged_give_the_single_run(messy_corpus, tmp_path, count):
     audit = pytest.importorskip("codecdoctor.audit")
-    from codecdoctor.report import json_out
+    from codecdoctor.report import json as json_out
 
     single = audit.audit_data(messy_corpus, jobs=1, progress=False, plots=False).to_dict()
     parts = []

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from codecdoctor.quantizer import QuantizerMeasurements, level_stats_from_codes, quantizer_levels_from_state
-from codecdoctor.registry import run_checks
+from codecdoctor.core.registry import run_checks
+from codecdoctor.measure.quantizer import QuantizerMeasurements, level_stats_from_codes, quantizer_levels_from_state
 
 
 def ema_level(prefix: str, counts: np.ndarray, *, dim: int = 8, initted: bool = True, seed: int = 0,

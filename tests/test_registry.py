@@ -1,8 +1,8 @@
 import pytest
 
-from codecdoctor import registry
-from codecdoctor.findings import Severity
-from codecdoctor.registry import NotApplicable, check, parse_docstring, run_checks
+from codecdoctor.core import registry
+from codecdoctor.core.findings import Severity
+from codecdoctor.core.registry import NotApplicable, check, parse_docstring, run_checks
 
 
 def test_every_registered_check_has_title_what_why_fix():

@@ -12,13 +12,11 @@ from __future__ import annotations
 import ast
 import html as html_lib
 import json
-import os
 import pickle
 import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -41,9 +39,9 @@ class _Payload:
 
 
 def _valid_state() -> dict:
-    from model.checkpoint import FORMAT
-    from model.codec import Codec
-    from model.config import CodecConfig
+    from codecdoctor_model.checkpoint import FORMAT
+    from codecdoctor_model.codec import Codec
+    from codecdoctor_model.config import CodecConfig
 
     cfg = CodecConfig.tiny()
     return {"format": FORMAT, "config": cfg.to_dict(), "model": Codec(cfg).state_dict(), "step": 1,
@@ -82,7 +80,7 @@ def test_control_the_payload_really_executes_under_a_plain_torch_load(hostile):
 
 
 def test_model_load_checkpoint_refuses_hostile_pickles(hostile):
-    from model.checkpoint import load_checkpoint
+    from codecdoctor_model.checkpoint import load_checkpoint
 
     marker, files = hostile
     for name, path in files.items():
@@ -92,7 +90,7 @@ def test_model_load_checkpoint_refuses_hostile_pickles(hostile):
 
 
 def test_library_checkpoint_loader_reports_unsafe_without_executing(hostile):
-    ckpt = pytest.importorskip("codecdoctor.ckpt")
+    ckpt = pytest.importorskip("codecdoctor.measure.checkpoint")
     marker, files = hostile
     for name, path in files.items():
         info = ckpt.load_checkpoint_file(path)
@@ -103,9 +101,9 @@ def test_library_checkpoint_loader_reports_unsafe_without_executing(hostile):
 
 
 def test_trainer_resume_refuses_a_hostile_last_checkpoint(hostile, tmp_path):
-    trainer = pytest.importorskip("model.trainer")
-    from codecdoctor.synth import speech_like, write_audio
-    from model.config import CodecConfig
+    trainer = pytest.importorskip("codecdoctor_model.trainer")
+    from codecdoctor.measure.stimuli import speech_like, write_audio
+    from codecdoctor_model.config import CodecConfig
 
     marker, files = hostile
     data = tmp_path / "data"
@@ -144,7 +142,7 @@ def test_cli_commands_refuse_hostile_checkpoints(cli, hostile, tmp_path, command
 
 
 def test_cli_train_resume_refuses_a_hostile_checkpoint(cli, hostile, tmp_path):
-    from codecdoctor.synth import speech_like, write_audio
+    from codecdoctor.measure.stimuli import speech_like, write_audio
 
     marker, files = hostile
     data = tmp_path / "data"
@@ -252,7 +250,7 @@ def assert_inert(page: str, must_show: list[str]) -> None:
 def _write_wav(path: Path, seed: int = 0, peak: float = 0.5) -> None:
     import soundfile as sf
 
-    from codecdoctor.synth import speech_like
+    from codecdoctor.measure.stimuli import speech_like
 
     # format given explicitly: names such as '...wav' have no extension soundfile can see
     sf.write(str(path), speech_like(1.0, 16000, seed=seed, peak=peak), 16000, subtype="FLOAT", format="WAV")
@@ -289,7 +287,7 @@ def test_audit_report_shows_hostile_file_names_inert(cli, tmp_path):
 def test_compare_report_shows_hostile_file_names_inert(cli, tmp_path):
     ref, est = tmp_path / f"{HOSTILE_NAMES[0]}.wav", tmp_path / f"{HOSTILE_NAMES[1]}.wav"
     _write_wav(ref, seed=1)
-    from codecdoctor.synth import speech_like, write_audio
+    from codecdoctor.measure.stimuli import speech_like, write_audio
 
     write_audio(est, -speech_like(1.0, 16000, seed=1), 16000)  # inverted polarity: a finding naming the pair
     out = tmp_path / "out"
@@ -408,7 +406,7 @@ def test_terminal_report_neutralises_control_characters_in_names():
 
     from rich.console import Console
 
-    from codecdoctor.findings import Finding, Report, Severity
+    from codecdoctor.core.findings import Finding, Report, Severity
     from codecdoctor.report import terminal
     from codecdoctor.report.sections import Table
 

@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from codecdoctor.registry import run_checks
-from codecdoctor.stft import FP16_MAX, eps_underflow, measure_stft, spectral_loss_half_precision, stft_power_risk
+from codecdoctor.core.registry import run_checks
+from codecdoctor.measure.stft_risk import FP16_MAX, eps_underflow, measure_stft, spectral_loss_half_precision, stft_power_risk
 
 
 def ids(m):

@@ -22,8 +22,8 @@ WORKER = textwrap.dedent("""
     import os, sys, torch
     torch.set_num_threads(1)
     sys.path.insert(0, {root!r})
-    from model import CodecConfig
-    from model.trainer import Trainer, TrainOptions
+    from codecdoctor_model import CodecConfig
+    from codecdoctor_model.trainer import Trainer, TrainOptions
     opts = TrainOptions(data_dir={data!r}, checkpoint_dir={ckpt!r}, experiment_name="ddp", batch_size=2,
                         num_epochs=1, steps_per_epoch=4, segment_seconds=0.25, max_val_crops=2, learning_rate=2e-3)
     trainer = Trainer(CodecConfig.tiny(), opts)

@@ -16,13 +16,12 @@ import io
 from pathlib import Path
 
 import pytest
-
 from bench_modules import load_bench_module
 
 torch = pytest.importorskip("torch")
-trainer_mod = pytest.importorskip("model.trainer")
-from model.checkpoint import load_checkpoint  # noqa: E402
-from model.config import CodecConfig  # noqa: E402
+trainer_mod = pytest.importorskip("codecdoctor_model.trainer")
+from codecdoctor_model.checkpoint import load_checkpoint  # noqa: E402
+from codecdoctor_model.config import CodecConfig  # noqa: E402
 
 SAVE_EVERY = 2
 STEPS_PER_EPOCH = 6
@@ -32,7 +31,7 @@ TOTAL_STEPS = STEPS_PER_EPOCH * EPOCHS
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
-    from codecdoctor.synth import speech_like, write_audio
+    from codecdoctor.measure.stimuli import speech_like, write_audio
 
     folder = tmp_path_factory.mktemp("corpus")
     for i in range(3):

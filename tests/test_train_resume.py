@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from model import CodecConfig, load_checkpoint
-from model.trainer import Trainer, TrainingStopped, TrainOptions, TrainSetupError
+from codecdoctor_model import CodecConfig, load_checkpoint
+from codecdoctor_model.trainer import Trainer, TrainingStopped, TrainOptions, TrainSetupError
 
 
 def _corpus(folder, seconds=(3.0, 2.0)):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 
-from codecdoctor.ckpt import EXPLODING_RMS, VANISHING_RMS, CheckpointMeasurements
-from codecdoctor.findings import Severity
-from codecdoctor.registry import NotApplicable, check, finding
+from codecdoctor.core.findings import Severity
+from codecdoctor.core.registry import NotApplicable, check, finding
+from codecdoctor.measure.checkpoint import EXPLODING_RMS, VANISHING_RMS, CheckpointMeasurements
 
 # C204: GradScaler starts at 2**16 and halves on every step whose gradients overflow. Below 1.0 the
 # loss is scaled *down*: gradients are non-finite even unscaled, so the scaler is hiding a real

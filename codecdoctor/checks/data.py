@@ -13,9 +13,10 @@ from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from codecdoctor.audio import FileMeasurement, frame_length
-from codecdoctor.findings import Severity
-from codecdoctor.registry import NotApplicable, check, finding
+from codecdoctor.core.findings import Severity
+from codecdoctor.core.registry import NotApplicable, check, finding
+from codecdoctor.measure.audio.file import FileMeasurement
+from codecdoctor.measure.audio.formats import frame_length
 
 
 @dataclass

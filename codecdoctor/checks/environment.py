@@ -1,9 +1,9 @@
 """E7xx: is this Python environment able to run codec training and diagnostics correctly?"""
 from __future__ import annotations
 
-from codecdoctor.environment import TESTED_TORCH, EnvMeasurements
-from codecdoctor.findings import Severity
-from codecdoctor.registry import NotApplicable, check, finding
+from codecdoctor.core.findings import Severity
+from codecdoctor.core.registry import NotApplicable, check, finding
+from codecdoctor.measure.environment import TESTED_TORCH, EnvMeasurements
 
 
 def _minor(version: str | None) -> tuple[int, int] | None:

@@ -1,9 +1,9 @@
 """Q4xx: codebook health of vector quantizers, from EMA buffers (static) or code histograms (dynamic)."""
 from __future__ import annotations
 
-from codecdoctor.findings import Severity
-from codecdoctor.quantizer import LevelStats, QuantizerMeasurements
-from codecdoctor.registry import NotApplicable, check, finding
+from codecdoctor.core.findings import Severity
+from codecdoctor.core.registry import NotApplicable, check, finding
+from codecdoctor.measure.quantizer import LevelStats, QuantizerMeasurements
 
 # Q401: below half of the codebook in use the level spends a full log2(K) bits per frame on fewer
 # than K/2 symbols - at least one bit per frame per level is wasted.

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import math
 
-from codecdoctor.diagnosis import ChunkSetMeasurements, PairMeasurements
-from codecdoctor.findings import Severity
-from codecdoctor.registry import NotApplicable, check, finding
+from codecdoctor.core.findings import Severity
+from codecdoctor.core.registry import NotApplicable, check, finding
+from codecdoctor.measure.pair import ChunkSetMeasurements, PairMeasurements
 
 # A fix that removes at least half of the remaining error energy raises SNR by >= 3.01 dB.
 CAUSE_GAIN_DB = 3.0

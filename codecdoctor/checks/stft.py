@@ -1,9 +1,9 @@
 """S5xx: spectral losses under half precision (overflow, underflow, non-finite loss, cuFFT sizes)."""
 from __future__ import annotations
 
-from codecdoctor.findings import Severity
-from codecdoctor.registry import NotApplicable, check, finding
-from codecdoctor.stft import FP16_MAX, FP16_SMALLEST_NORMAL, StftMeasurements
+from codecdoctor.core.findings import Severity
+from codecdoctor.core.registry import NotApplicable, check, finding
+from codecdoctor.measure.stft_risk import FP16_MAX, FP16_SMALLEST_NORMAL, StftMeasurements
 
 _HALF = ("float16", "half")
 

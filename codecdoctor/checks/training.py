@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import math
 
-from codecdoctor.findings import Severity
-from codecdoctor.monitor_types import TrainingMeasurements, median_finite, step_span
-from codecdoctor.registry import NotApplicable, check, finding
+from codecdoctor.core.findings import Severity
+from codecdoctor.core.registry import NotApplicable, check, finding
+from codecdoctor.measure.training import TrainingMeasurements, median_finite, step_span
 
 # Output louder than input by amplitude ratio 2 (6 dB): a pure gain error g caps SNR at
 # −20·log10|1−g|, 0 dB at g = 2. A loss optimum never makes the output louder than the target.

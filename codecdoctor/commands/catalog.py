@@ -9,8 +9,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from codecdoctor import registry
-from codecdoctor.errors import InputError
+from codecdoctor.core import registry
+from codecdoctor.core.errors import InputError
 
 Scope = enum.Enum("Scope", {name: name for name in registry.SCOPES}, type=str)
 

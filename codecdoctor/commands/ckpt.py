@@ -10,7 +10,7 @@ from codecdoctor.commands.common import FailOn, fail_on_option, finish, html_opt
 
 
 def parse_fft_sizes(text: str | None) -> list[int] | None:
-    from codecdoctor.errors import InputError
+    from codecdoctor.core.errors import InputError
 
     if not text:
         return None
@@ -47,9 +47,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Static checks on any checkpoint (C2xx, Q4xx, S5xx); probes, reconstruction and codebook
         usage on data when the model can be built. Exit 2 when an unsafe pickle is refused."""
-        from codecdoctor.ckpt_check import check_checkpoint
+        from codecdoctor.check_ckpt import check_checkpoint
         from codecdoctor.commands.common import console_for, write_outputs
-        from codecdoctor.errors import InputError
+        from codecdoctor.core.errors import InputError
         from codecdoctor.report import terminal
 
         if amp is not None and amp.lower() not in ("fp16", "bf16", "none", "fp32", "float16", "bfloat16", "float32"):

@@ -9,7 +9,7 @@ from typing import NoReturn, Optional
 import typer
 from rich.console import Console
 
-from codecdoctor.findings import Report
+from codecdoctor.core.findings import Report
 
 DEFAULT_REPORT_DIR = Path("reports")
 
@@ -53,7 +53,7 @@ def write_outputs(report: Report, *, html: Path | str | None, json: str | None, 
                   console: Console | None = None, title: str | None = None) -> list[Path]:
     """Write the HTML and JSON views; returns the files written."""
     from codecdoctor.report import html as html_view
-    from codecdoctor.report import json_out
+    from codecdoctor.report import json as json_out
 
     console = console or console_for(json)
     written: list[Path] = []
@@ -86,6 +86,6 @@ def finish(report: Report, *, html: Path | str | None, json: str | None, fail_on
 
 
 def not_built(command: str) -> NoReturn:
-    from codecdoctor.errors import InputError
+    from codecdoctor.core.errors import InputError
 
     raise InputError(f"'{command}' is not built yet in this version")

@@ -17,7 +17,7 @@ def register(app: typer.Typer) -> None:
         fail_on: FailOn = fail_on_option(),
     ) -> None:
         """Check torch / torchaudio / CUDA / AMP compatibility (E701-E703)."""
-        from codecdoctor.environment import check_environment
+        from codecdoctor.env import check_environment
         from codecdoctor.report.sections import Table
 
         report = check_environment()

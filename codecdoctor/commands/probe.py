@@ -23,7 +23,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Level sweep (-40 ... +0.1 dBFS: slope, saturation), chirp/impulse (latency), sine sweep
         (magnitude response, -3 dB bandwidth), silence (idle level), asymmetric pulse (polarity)."""
-        from codecdoctor.probes import probe
+        from codecdoctor.probe import probe
 
         report = probe(ckpt, model=model, unsafe_load=unsafe_load)
         finish(report, html=html, json=json, fail_on=fail_on, name="probe")

@@ -50,8 +50,8 @@ def register(app: typer.Typer) -> None:
         fail_on: FailOn = fail_on_option(),
     ) -> None:
         """Train the built-in codec (16 kHz, 4 kbps by default) with live per-batch checks."""
-        from codecdoctor.train_display import TrainDisplay
-        from codecdoctor.train_run import TrainRequest, is_main_process, train
+        from codecdoctor.report.live import TrainDisplay
+        from codecdoctor.train import TrainRequest, is_main_process, train
 
         request = TrainRequest(
             data_dir=str(data_dir), checkpoint_dir=str(checkpoint_dir), experiment_name=experiment_name,
@@ -69,7 +69,7 @@ def register(app: typer.Typer) -> None:
         fatal = report.measurements.get("fatal_error")
         if fatal:  # the run could not go on (a checkpoint write failed): keep its report, then exit 2
             from codecdoctor.commands.common import write_outputs
-            from codecdoctor.errors import InputError
+            from codecdoctor.core.errors import InputError
             from codecdoctor.report import terminal
 
             terminal.render(report, console)

@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from codecdoctor.synth import speech_like
+from codecdoctor.measure.audio.reader import resample
+from codecdoctor.measure.stimuli import speech_like
 
 SAMPLE_RATE = 16000
 
@@ -70,15 +71,6 @@ def _espeak_telugu(text: str, workdir: Path) -> tuple[np.ndarray, int] | None:
     return (audio, rate) if audio.size else None
 
 
-def _resample(audio: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
-    from math import gcd
-
-    from scipy.signal import resample_poly
-
-    g = gcd(rate_in, rate_out)
-    return resample_poly(audio, rate_out // g, rate_in // g).astype(np.float32)
-
-
 def _speech(seconds: float, seed: int, workdir: Path, rate: int = SAMPLE_RATE, *,
             telugu: bool = True) -> tuple[np.ndarray, str]:
     """About `seconds` of speech at `rate`: espeak-ng Telugu sentences back to back with short
@@ -95,7 +87,7 @@ def _speech(seconds: float, seed: int, workdir: Path, rate: int = SAMPLE_RATE, *
         if spoken is None:
             break
         audio, native_rate = spoken
-        audio = _resample(audio, native_rate, rate) if native_rate != rate else audio
+        audio = resample(audio, native_rate, rate).astype(np.float32) if native_rate != rate else audio
         pause = np.zeros(int(rng.uniform(0.2, 0.6) * rate), np.float32)
         pieces += [audio, pause]
         total += audio.size + pause.size

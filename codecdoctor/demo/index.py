@@ -6,8 +6,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from codecdoctor.findings import Report, Severity
-from codecdoctor.io_util import atomic_write_text
+from codecdoctor.core.findings import Report, Severity
+from codecdoctor.core.io import atomic_write_text
 from codecdoctor.report.html import PAGE_TAIL, esc, page_head
 
 INDEX_CSS = """

@@ -20,13 +20,14 @@ import numpy as np
 import soundfile as sf
 from rich.console import Console
 
+from codecdoctor.core.findings import Report
 from codecdoctor.demo.corpus import SAMPLE_RATE, build_corpus
 from codecdoctor.demo.index import DemoStep, write_index
 from codecdoctor.demo.saga import CASES, SagaInputs, write_pair
 from codecdoctor.demo.verdicts import verdict_for
-from codecdoctor.findings import Report
 from codecdoctor.report import html as html_view
-from codecdoctor.report import json_out, terminal
+from codecdoctor.report import json as json_out
+from codecdoctor.report import terminal
 
 INTRO = ("A team trained a Telugu speech codec and saw a negative validation SNR. They guessed for "
          "several rounds: per-sample normalisation, removing the decoder's tanh, putting it back. "
@@ -109,8 +110,8 @@ class DemoRunner:
         return index
 
     def _train(self, data_dir: Path) -> Report:
-        from codecdoctor.train_display import TrainDisplay
-        from codecdoctor.train_run import TrainRequest, train
+        from codecdoctor.report.live import TrainDisplay
+        from codecdoctor.train import TrainRequest, train
 
         # The schedule (warm-up 5%, cosine decay) is planned over num_epochs x steps_per_epoch: plan
         # about what the budget allows (measured 2.5-3 steps/s at batch 8 x 0.5 s on 2 idle CPU
@@ -135,8 +136,8 @@ class DemoRunner:
         return Path(chosen) if chosen else None
 
     def _checkpoint_steps(self, checkpoint: Path, clean_dir: Path) -> None:
-        from codecdoctor.ckpt_check import check_checkpoint
-        from codecdoctor.probes import probe
+        from codecdoctor.check_ckpt import check_checkpoint
+        from codecdoctor.probe import probe
 
         self._run_step(DemoStep("Checkpoint check on clean data",
                                 "Static checks of the saved checkpoint (weights, optimizer, quantizer EMA "
@@ -150,7 +151,7 @@ class DemoRunner:
 
     def _saga(self, checkpoint: Path, corpus) -> None:
         from codecdoctor.compare import compare
-        from model.checkpoint import build_codec, load_checkpoint
+        from codecdoctor_model.checkpoint import build_codec, load_checkpoint
 
         codec = build_codec(load_checkpoint(checkpoint))
         clean, _ = sf.read(str(corpus.clean_files[0]), dtype="float32")

@@ -55,7 +55,7 @@ def train_on(codec: torch.nn.Module, audio: np.ndarray, steps: int = 60, batch: 
     reconstruction loss (what the team's run did with its data peaking at 1.01)."""
     import copy
 
-    from model.losses import ReconstructionLoss
+    from codecdoctor_model.losses import ReconstructionLoss
 
     tuned = copy.deepcopy(codec).train()
     loss_fn = ReconstructionLoss(tuned.config)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from codecdoctor.findings import jsonable
+from codecdoctor.core.findings import jsonable
 from codecdoctor.report.terminal import format_number
 
 

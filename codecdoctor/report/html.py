@@ -10,7 +10,7 @@ import html
 from pathlib import Path
 from typing import Any
 
-from codecdoctor.findings import Finding, Report, Severity
+from codecdoctor.core.findings import Finding, Report, Severity
 from codecdoctor.report.sections import Figure, Table, Text
 from codecdoctor.report.terminal import format_number
 
@@ -125,7 +125,6 @@ def _figure_html(section: Figure) -> str:
     # Only our own data: URIs are embedded; anything else would be a network request.
     if not section.data_uri.startswith("data:image/"):
         return f"<p>figure {esc(section.title)} omitted: not an embedded image</p>"
-    caption = f"<figcaption>{esc(section.caption)}</figcaption>" if section.caption else ""
     return (f"<figure><img src=\"{esc(section.data_uri)}\" alt=\"{esc(section.alt or section.title)}\">"
             f"<figcaption><strong>{esc(section.title)}</strong>{(' - ' + esc(section.caption)) if section.caption else ''}"
             f"</figcaption></figure>")
@@ -142,7 +141,7 @@ def _section_html(section: Any) -> str:
 
 
 def render(report: Report, title: str | None = None) -> str:
-    from codecdoctor import registry
+    from codecdoctor.core import registry
 
     docs = {info.id: info for info in registry.all_checks()}
     verdict_class, verdict_text = _verdict(report)
@@ -175,6 +174,6 @@ def render(report: Report, title: str | None = None) -> str:
 
 
 def write(report: Report, path: Path, title: str | None = None) -> None:
-    from codecdoctor.io_util import atomic_write_text
+    from codecdoctor.core.io import atomic_write_text
 
     atomic_write_text(Path(path), render(report, title))

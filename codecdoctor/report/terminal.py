@@ -10,7 +10,7 @@ from rich.panel import Panel
 from rich.table import Table as RichTable
 from rich.text import Text as RichText
 
-from codecdoctor.findings import Finding, Report, Severity
+from codecdoctor.core.findings import Finding, Report, Severity
 from codecdoctor.report.sections import Table, Text
 
 STYLES = {

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from codecdoctor.errors import CheckFailed, InputError
-from codecdoctor.findings import Finding, Report, Severity
+from codecdoctor.core.errors import CheckFailed, InputError
+from codecdoctor.core.findings import Finding, Report, Severity
 
 # nonfinite: stop on NaN/Inf (the run is lost), report drift and keep training (the default);
 # strict: stop on any error finding; warn: never stop; off: no monitor (the trainer's own NaN stop stays)
@@ -52,7 +52,7 @@ def _finding(check_id: str, message: str, severity: Severity, title: str, **kw: 
     """A registered check's finding when the check exists, else a plain one with the same ID (the
     trainer's own safety stops must be reported even when the monitor's checks are not installed)."""
     try:
-        from codecdoctor import registry
+        from codecdoctor.core import registry
 
         registry.load_all()
         return registry.finding(check_id, message, severity=severity, **kw)
@@ -74,7 +74,7 @@ def _stop_finding(exc: Any) -> Finding:
 
 
 def build_config(request: TrainRequest):
-    from model.config import CodecConfig
+    from codecdoctor_model.config import CodecConfig
 
     try:
         config = CodecConfig.preset(request.config)
@@ -89,7 +89,7 @@ def _load_monitor(trainer, request: TrainRequest, event_log: Path | None, notes:
         notes.append("live checks off (--checks off): only the trainer's own non-finite / range stops were active")
         return None
     try:
-        from codecdoctor.monitor import Monitor
+        from codecdoctor.monitor.monitor import Monitor
     except ImportError as exc:
         notes.append(f"live monitor not available ({exc}); trained with the trainer's own non-finite / range stops only")
         return None
@@ -111,8 +111,8 @@ def train(request: TrainRequest, *, callbacks: list[Any] | None = None,
     `progress_factory(total_steps, monitor)` may return a display callback (with `on_log` /
     `on_epoch`) and is used as a context manager when it has `__enter__`.
     """
-    from model.dataset import DataError
-    from model.trainer import CheckpointWriteError, Trainer, TrainingStopped, TrainOptions, TrainSetupError
+    from codecdoctor_model.dataset import DataError
+    from codecdoctor_model.trainer import CheckpointWriteError, Trainer, TrainingStopped, TrainOptions, TrainSetupError
 
     if request.checks not in CHECK_MODES:
         raise InputError(f"--checks must be one of {', '.join(CHECK_MODES)}, got {request.checks!r}")

@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
-from codecdoctor.findings import Finding, Severity
+from codecdoctor.core.findings import Finding, Severity
 
 SCOPES = ("data", "checkpoint", "reconstruction", "quantizer", "stft", "training", "environment")
 _ID_PATTERN = re.compile(r"^[A-Z][0-9]{3}$")

@@ -114,7 +114,7 @@ class Report:
         return [f.id for f in self.sorted_findings()]
 
     def to_dict(self) -> dict[str, Any]:
-        from codecdoctor import __version__
+        from codecdoctor.core.version import __version__
 
         return {
             "schema_version": SCHEMA_VERSION,

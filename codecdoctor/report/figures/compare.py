@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from codecdoctor.findings import Report
+from codecdoctor.core.findings import Report
 from codecdoctor.report.sections import Table, Text
 
 # Spectrograms and overviews cover at most this much audio: enough to see the fault, bounded cost.
@@ -89,7 +89,7 @@ def waveform_figure(ref: np.ndarray, est: np.ndarray, sample_rate: int, m: Any, 
 def spectrogram_figure(ref: np.ndarray, est: np.ndarray, sample_rate: int, title: str):
     from scipy.signal import spectrogram
 
-    from codecdoctor.metrics import mel_fft_size
+    from codecdoctor.measure.spectral import mel_fft_size
     from codecdoctor.report.plots import figure_section, new_figure
 
     n = int(PLOT_SECONDS * sample_rate)

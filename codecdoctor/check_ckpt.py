@@ -11,156 +11,25 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-from codecdoctor.ckpt import (KNOWN_LOSS_FFT_SIZES, CheckpointInfo, CheckpointMeasurements, load_checkpoint_file,
-                              measure_static)
-from codecdoctor.findings import Finding, Report
-from codecdoctor.quantizer import QuantizerMeasurements, level_stats_from_codes, quantizer_levels_from_state
-from codecdoctor.registry import run_checks
+from codecdoctor.core.findings import Finding, Report
+from codecdoctor.core.registry import run_checks
+from codecdoctor.measure.adapters import build_adapter
+from codecdoctor.measure.audio.reader import read_crops
+from codecdoctor.measure.checkpoint import (
+    KNOWN_LOSS_FFT_SIZES,
+    CheckpointInfo,
+    CheckpointMeasurements,
+    load_checkpoint_file,
+    measure_static,
+)
+from codecdoctor.measure.quantizer import QuantizerMeasurements, level_stats_from_codes, quantizer_levels_from_state
 
 _AMP_DTYPES = {"fp16": "float16", "float16": "float16", "bf16": "bfloat16", "bfloat16": "bfloat16",
                "none": "float32", "fp32": "float32", "float32": "float32"}
-
-
-# --- building a model ---------------------------------------------------------------------------
-
-def _own_adapter(info: CheckpointInfo):
-    from codecdoctor.adapters import OwnCodecAdapter
-    from model.checkpoint import build_codec
-
-    return OwnCodecAdapter(build_codec(info.raw))
-
-
-def _encodec_adapter(info: CheckpointInfo):
-    import encodec
-    import torch
-
-    from codecdoctor.adapters import CodecAdapter
-
-    model = encodec.EncodecModel.encodec_model_24khz(pretrained=False)
-    model.load_state_dict(info.weights)
-    model.set_target_bandwidth(max(model.target_bandwidths))
-    model.eval()
-
-    class EncodecAdapter(CodecAdapter):
-        def encode(self, audio):
-            frames = self.module.encode(audio)
-            return torch.cat([codes for codes, _ in frames], dim=-1)
-
-        def decode(self, codes):
-            return self.module.decode([(codes, None)])
-
-    return EncodecAdapter(model, model.sample_rate, codebook_size=model.quantizer.bins, channels=model.channels)
-
-
-def _dac_adapter(info: CheckpointInfo):
-    import dac
-
-    from codecdoctor.adapters import CodecAdapter
-
-    model = dac.DAC(**(info.config or {}))
-    model.load_state_dict(info.weights)
-    model.eval()
-
-    class DacAdapter(CodecAdapter):
-        def encode(self, audio):
-            length = audio.shape[-1]
-            padded = self.module.preprocess(audio, self.sample_rate)
-            self._length = length
-            return self.module.encode(padded)[1]
-
-        def decode(self, codes):
-            z = self.module.quantizer.from_codes(codes)[0]
-            return self.module.decode(z)
-
-    return DacAdapter(model, model.sample_rate, codebook_size=model.codebook_size)
-
-
-def build_adapter(info: CheckpointInfo, model_spec: str | None = None) -> tuple[Any, str]:
-    """(adapter or None, a sentence saying what was built or why not)."""
-    from codecdoctor.adapters import build_from_factory, load_factory
-
-    if model_spec:
-        factory = load_factory(model_spec)
-        try:
-            _, adapter = build_from_factory(factory, info.weights)
-        except Exception as exc:  # noqa: BLE001 - the user's factory: report, static checks still run
-            from codecdoctor.errors import InputError
-
-            if isinstance(exc, InputError):
-                raise
-            return None, f"--model {model_spec} failed: {type(exc).__name__}: {exc}; static checks only"
-        return adapter, f"model built by {model_spec}"
-    builders: dict[str, Callable[[CheckpointInfo], Any]] = {"codecdoctor-codec": _own_adapter}
-    if info.architecture == "encodec":
-        builders["encodec"] = _encodec_adapter
-    if info.architecture == "dac" and info.config:
-        builders["dac"] = _dac_adapter
-    builder = builders.get(info.architecture)
-    if builder is None or (info.architecture == "codecdoctor-codec" and info.format != "codecdoctor-codec/1"):
-        what = "an unknown architecture" if info.architecture == "unknown" else f"{info.architecture} weights"
-        why = " without the config needed to build it" if info.architecture in ("codecdoctor-codec", "dac") else ""
-        return None, (f"{what}{why}: static checks only; pass --model pkg.module:factory to run probes, "
-                      "reconstruction and code histograms")
-    try:
-        return builder(info), f"{info.architecture} model built from the checkpoint"
-    except Exception as exc:  # noqa: BLE001 - weights that do not fit: static checks still run
-        return None, f"could not build the {info.architecture} model ({type(exc).__name__}: " \
-                     f"{str(exc).splitlines()[0][:160]}): static checks only"
-
-
-# --- data crops -------------------------------------------------------------------------------
-
-def read_crops(data_dir: str | Path, sample_rate: int, channels: int, *, n_crops: int = 8,
-               crop_seconds: float = 2.0, max_files: int = 64) -> tuple[list[tuple[str, np.ndarray]], float, list[str]]:
-    """Deterministic crops [C, T] at the codec's rate (evenly spaced over the first `max_files`
-    files), the peak |x| over those whole files (streamed in blocks), and notes."""
-    import soundfile as sf
-    from scipy.signal import resample_poly
-
-    from codecdoctor.audio import discover
-    from codecdoctor.errors import InputError
-
-    root = Path(data_dir)
-    if not root.is_dir():
-        raise InputError(f"--data: {root} is not a folder")
-    files = [e for e in discover(root) if e.kind == "audio"][:max_files]
-    notes: list[str] = []
-    peak = 0.0
-    readable: list[tuple[str, Path, int, int]] = []
-    for entry in files:
-        try:
-            info = sf.info(str(entry.path))
-            with sf.SoundFile(str(entry.path)) as handle:
-                for block in handle.blocks(blocksize=1 << 16, dtype="float32", always_2d=True):
-                    finite = block[np.isfinite(block)]
-                    if finite.size:
-                        peak = max(peak, float(np.abs(finite).max()))
-            readable.append((entry.relpath, entry.path, info.samplerate, info.frames))
-        except Exception as exc:  # noqa: BLE001 - unreadable files are audit-data's D100
-            notes.append(f"{entry.relpath}: unreadable ({type(exc).__name__}); skipped")
-    if not readable:
-        raise InputError(f"--data: no readable audio under {root}")
-    crops: list[tuple[str, np.ndarray]] = []
-    per_file = max(1, math.ceil(n_crops / len(readable)))
-    for relpath, path, rate, frames in readable:
-        want = int(round(crop_seconds * rate))
-        starts = np.linspace(0, max(frames - want, 0), per_file).astype(int) if frames > want else [0]
-        for start in sorted(set(int(s) for s in starts)):
-            if len(crops) >= n_crops:
-                break
-            data, _ = sf.read(str(path), start=start, frames=want, dtype="float32", always_2d=True)
-            audio = data.T.astype(np.float64)
-            if rate != sample_rate:
-                g = math.gcd(int(rate), int(sample_rate))
-                audio = resample_poly(audio, sample_rate // g, rate // g, axis=-1)
-            if audio.shape[0] != channels:
-                audio = np.repeat(audio.mean(0, keepdims=True), channels, axis=0)
-            crops.append((f"{relpath}@{start / rate:.2f}s", np.nan_to_num(audio).astype(np.float32)))
-    return crops, peak, notes
 
 
 def _dedupe(findings_per_crop: list[list[Finding]], n_crops: int) -> list[Finding]:
@@ -182,8 +51,8 @@ def _dedupe(findings_per_crop: list[list[Finding]], n_crops: int) -> list[Findin
 def _reconstruct_on_data(adapter: Any, crops, output_bound: str | None, report: Report) -> dict[str, Any]:
     import torch
 
-    from codecdoctor.adapters import reconstruct
-    from codecdoctor.diagnosis import diagnose_pair
+    from codecdoctor.diagnose import diagnose_pair
+    from codecdoctor.measure.adapters import reconstruct
 
     per_crop, findings, rows = [], [], []
     for subject, audio in crops:
@@ -208,8 +77,8 @@ def _reconstruct_on_data(adapter: Any, crops, output_bound: str | None, report: 
 def _codes_on_data(adapter: Any, crops, max_level_crops: int = 4) -> QuantizerMeasurements | None:
     import torch
 
-    from codecdoctor.adapters import reconstruct  # noqa: F401 - same inference context as reconstruction
-    from codecdoctor.metrics import snr_db
+    from codecdoctor.measure.adapters import reconstruct  # noqa: F401 - same inference context as reconstruction
+    from codecdoctor.measure.metrics import snr_db
 
     if not (hasattr(adapter, "encode") and hasattr(adapter, "decode")):
         return None
@@ -273,7 +142,7 @@ def check_checkpoint(path: str | Path, *, data: str | Path | None = None, model:
     `parameters`, `tensors_nonfinite`, `quantizer`, `bitrate_bps`, `probes`) plus `static`,
     `stft`, `quantizer_on_data` and `reconstruction`. An unsafe pickle is refused (C200) and
     `measurements["refused_unsafe"]` is True; the CLI exits 2 for it."""
-    from codecdoctor.stft import measure_stft
+    from codecdoctor.measure.stft_risk import measure_stft
 
     path = Path(path)
     report = Report(command="check-ckpt", args={"ckpt": str(path), "data": str(data) if data else None,
@@ -351,7 +220,9 @@ def check_checkpoint(path: str | Path, *, data: str | Path | None = None, model:
 
 def _dynamic(adapter: Any, m: CheckpointMeasurements, crops, probes: bool, report: Report) -> None:
     if probes:
-        from codecdoctor.probes import measure_probes, probe_sections, run_probe_checks
+        from codecdoctor.measure.probes import measure_probes
+        from codecdoctor.probe import run_probe_checks
+        from codecdoctor.report.figures.probe import probe_sections
 
         pm = measure_probes(adapter)
         run = run_probe_checks(pm)

@@ -1,13 +1,12 @@
-"""Differential diagnosis of a reconstruction: measure a (ref, est) pair once, then judge (R3xx).
+"""Measure a (reference, estimate) pair once: every number the R3xx judges read.
 
-`measure_pair` computes every number the R3xx checks read, including the what-if table: the SNR the
-pair would have after each single fix (best non-negative gain, time alignment, polarity flip) and
-after all of them. Each check then compares "all fixes" with "all fixes but mine": the fix whose
-absence costs the most is the root cause. Used by `compare`, `check-ckpt --data` and the live
-monitor's T608.
+`measure_pair` computes SNR, SI-SNR, segmental SNR, mel distance, gain, lag, polarity, DC, level
+slope and the what-if table: the SNR the pair would have after each single fix (best non-negative
+gain, time alignment, polarity flip) and after all of them. The chunk-set measurements say how a
+set of chunks averages (mean of per-chunk dB vs total-power SNR). Judging is `codecdoctor.diagnose`.
 
 Arrays: any array-like (numpy, torch). Time is the last axis; leading axes (batch, channels) are
-joined end to end. Nothing here raises on bad values; see `codecdoctor.metrics` for the sentinels.
+joined end to end. Nothing here raises on bad values; see `codecdoctor.measure.metrics` for the sentinels.
 """
 from __future__ import annotations
 
@@ -17,8 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from codecdoctor import metrics as M
-from codecdoctor.findings import Finding
+from codecdoctor.measure import metrics as M
 
 # A reference quieter than this (RMS, dBFS) is treated as silent: it is below the dithered 16-bit
 # noise floor (about -101 dBFS), so an SNR against it measures nothing but the codec's idle noise.
@@ -31,12 +29,6 @@ SEGMENT_SECONDS = 0.25
 MAX_LAG_SECONDS = 0.5
 
 WHAT_IF_KEYS = ("raw", "gain", "aligned", "polarity", "all")
-
-# Root causes first: the order in which findings of equal severity are listed. A symptom (R301
-# negative SNR) and the summary (R300) come last.
-ROOT_ORDER = ("R309", "R315", "R305", "R306", "R314", "R312", "R304", "R303", "R302", "R308", "R307",
-              "R311", "R310", "R316", "R313", "R301", "R300")
-
 
 @dataclass
 class PairMeasurements:
@@ -259,44 +251,6 @@ def measure_pair(ref: Any, est: Any, sample_rate: int, *, subject: str | None = 
     return m
 
 
-def _order_key(f: Finding) -> tuple[int, int]:
-    rank = ROOT_ORDER.index(f.id) if f.id in ROOT_ORDER else len(ROOT_ORDER)
-    return (-int(f.severity), rank)
-
-
-def order_findings(findings: Sequence[Finding]) -> list[Finding]:
-    """Worst first; within one severity, root causes before symptoms (ROOT_ORDER)."""
-    return sorted(findings, key=_order_key)
-
-
-def diagnose_pair(ref: Any, est: Any, sample_rate: int, subject: str | None = None,
-                  output_bound: float | None = None, *, max_lag_samples: int | None = None,
-                  ) -> tuple[PairMeasurements, list[Finding], list[str]]:
-    """Measure a pair and run the R3xx pair checks. Returns (measurements, findings ordered root
-    cause first, IDs of the checks that ran). `findings[0]` is the top finding."""
-    from codecdoctor.registry import run_checks
-
-    m = measure_pair(ref, est, sample_rate, subject=subject, output_bound=output_bound,
-                     max_lag_samples=max_lag_samples)
-    run = run_checks("reconstruction", m, level="pair")
-    findings = order_findings(run.findings)
-    _link_symptom_to_causes(findings)
-    return m, findings, run.checks_run
-
-
-def _link_symptom_to_causes(findings: list[Finding]) -> None:
-    """Say in the negative-SNR finding which findings above it explain it."""
-    causes = [f.id for f in findings if f.id not in ("R300", "R301") and int(f.severity) >= 1]
-    for f in findings:
-        if f.id == "R301":
-            if causes:
-                f.message += f" Explained by: {', '.join(dict.fromkeys(causes))} (see above)."
-            else:
-                f.message += " No single correctable cause found: the output is mostly error (train longer, check the loss)."
-
-
-# ---- R313: how a set of chunks is averaged -------------------------------------------------------
-
 # A chunk whose reference energy is 40 dB below the median chunk is silent for scoring purposes: its
 # content is below the idle noise of any practical codec, so its SNR is hugely negative whatever
 # the model does.
@@ -376,11 +330,3 @@ def chunk_set_from_energies(signal_energy: Sequence[float], error_energy: Sequen
     )
 
 
-def diagnose_chunk_set(refs: Sequence[Any], ests: Sequence[Any], subject: str | None = None,
-                       ) -> tuple[ChunkSetMeasurements, list[Finding], list[str]]:
-    """Measure a chunk set and run the set-level checks (R313)."""
-    from codecdoctor.registry import run_checks
-
-    m = measure_chunk_set(refs, ests, subject=subject)
-    run = run_checks("reconstruction", m, level="set")
-    return m, order_findings(run.findings), run.checks_run

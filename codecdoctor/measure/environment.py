@@ -8,8 +8,6 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from codecdoctor.findings import Report
-
 TESTED_TORCH = "2.11.0"
 
 
@@ -109,12 +107,3 @@ def measure_environment(run_autocast: bool = True) -> EnvMeasurements:
     return m
 
 
-def check_environment(run_autocast: bool = True) -> Report:
-    """Measure the environment and judge it (E701-E703)."""
-    from codecdoctor.registry import run_checks
-
-    measurements = measure_environment(run_autocast=run_autocast)
-    report = Report(command="env", args={"autocast": run_autocast}, measurements={"environment": measurements})
-    result = run_checks("environment", measurements)
-    report.add(result.findings, result.checks_run)
-    return report

@@ -16,12 +16,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from codecdoctor.findings import Report
 
 SWEEP_LEVELS_DBFS = (-40.0, -36.0, -32.0, -28.0, -24.0, -20.0, -16.0, -12.0, -9.0, -6.0, -4.0, -2.0, -1.0, 0.0, 0.1)
 # The slope is fitted over levels where a healthy bounded codec is still linear (tanh(x) is within
@@ -76,7 +73,7 @@ class ProbeMeasurements:
 def _run(adapter: Any, batch: np.ndarray) -> np.ndarray:
     import torch
 
-    from codecdoctor.adapters import reconstruct
+    from codecdoctor.measure.adapters import reconstruct
 
     channels = int(getattr(adapter, "channels", 1) or 1)
     x = torch.as_tensor(batch, dtype=torch.float32)[:, None, :].repeat(1, channels, 1)
@@ -85,7 +82,7 @@ def _run(adapter: Any, batch: np.ndarray) -> np.ndarray:
 
 
 def _speech(sample_rate: int, seconds: float) -> np.ndarray:
-    from codecdoctor.synth import speech_like
+    from codecdoctor.measure.stimuli import speech_like
 
     x = np.asarray(speech_like(seconds, sample_rate, seed=7, pause_fraction=0.0), dtype=np.float64).reshape(-1)
     return x / max(np.abs(x).max(), 1e-12)
@@ -135,7 +132,7 @@ def _log_chirp(sample_rate: int, seconds: float, f0: float, f1: float) -> np.nda
 
 
 def latency_and_polarity(adapter: Any, m: ProbeMeasurements) -> None:
-    from codecdoctor.metrics import lag_and_peak
+    from codecdoctor.measure.metrics import lag_and_peak
 
     sr = m.sample_rate
     n = sr  # 1 s stimuli
@@ -167,7 +164,7 @@ def latency_and_polarity(adapter: Any, m: ProbeMeasurements) -> None:
     m.impulse_window_start = plot_from - n // 2
     m.impulse_response = [float(v) for v in response[plot_from: plot_from + sr // 50]]
     # Polarity from the pulse train at the chirp's latency: the sign of the normalised correlation.
-    from codecdoctor.metrics import shift_pair
+    from codecdoctor.measure.metrics import shift_pair
 
     ref_aligned, est_aligned = shift_pair(pulses, out[2], m.latency_samples)
     denominator = math.sqrt(float(np.dot(ref_aligned, ref_aligned)) * float(np.dot(est_aligned, est_aligned)))
@@ -229,81 +226,3 @@ def measure_probes(adapter: Any) -> ProbeMeasurements:
     return m
 
 
-def probe_sections(m: ProbeMeasurements) -> list[Any]:
-    """HTML figures: level in/out curve, magnitude response, impulse response; and a table."""
-    from codecdoctor.report.plots import figure_section, new_figure
-    from codecdoctor.report.sections import Table
-
-    sections: list[Any] = []
-    fig, ax = new_figure(5.6, 3.4)
-    ax.plot(m.rms_in_db, m.rms_out_db, "o-", label="codec")
-    gain = m.low_level_gain_db or 0.0
-    ax.plot(m.rms_in_db, [v + gain for v in m.rms_in_db], "--", color="grey", label="slope 1 (scale kept)")
-    ax.set_xlabel("input RMS (dBFS)")
-    ax.set_ylabel("output RMS (dBFS)")
-    ax.legend(loc="lower right", fontsize=8)
-    slope = (f"slope {m.level_slope_db_per_db:.3f} dB/dB over {m.level_fit_points} levels above the idle output"
-             if m.level_slope_db_per_db is not None else
-             f"slope not measured: fewer than 3 levels stand {IDLE_MARGIN_DB:g} dB above the idle output "
-             f"({m.idle_rms_dbfs:.1f} dBFS)")
-    sections.append(figure_section(fig, "Level in/out", f"{slope}; "
-                                   f"saturation {m.saturation_dbfs if m.saturation_dbfs is not None else 'none'}"))
-    fig, ax = new_figure(5.6, 3.2)
-    ax.semilogx(m.sweep_freqs_hz, m.sweep_gain_db, "o-")
-    if m.passband_gain_db is not None:
-        ax.axhline(m.passband_gain_db - 3.0, color="grey", linestyle="--", linewidth=0.8)
-    ax.set_xlabel("frequency (Hz)")
-    ax.set_ylabel("gain (dB)")
-    sections.append(figure_section(fig, "Magnitude response", f"-3 dB bandwidth {m.bandwidth_3db_hz} Hz"))
-    fig, ax = new_figure(5.6, 3.0)
-    lags = np.arange(len(m.impulse_response)) + m.impulse_window_start
-    ax.plot(lags, m.impulse_response)
-    ax.axvline(0, color="grey", linestyle="--", linewidth=0.8)
-    ax.set_xlabel("samples after the impulse")
-    ax.set_ylabel("output")
-    sections.append(figure_section(fig, "Impulse response", f"latency {m.latency_samples} samples (chirp), "
-                                   f"{m.impulse_latency_samples} (impulse peak)"))
-    sections.append(Table("Probe measurements", ["measurement", "value"], [
-        ["level slope (dB/dB)", m.level_slope_db_per_db], ["low-level gain (dB)", m.low_level_gain_db],
-        ["saturation point (dBFS)", m.saturation_dbfs], ["max output peak", m.max_output_peak],
-        ["latency, chirp (samples)", m.latency_samples], ["latency, impulse (samples)", m.impulse_latency_samples],
-        ["-3 dB bandwidth (Hz)", m.bandwidth_3db_hz], ["passband gain (dB)", m.passband_gain_db],
-        ["idle output (dBFS RMS)", m.idle_rms_dbfs], ["polarity", m.polarity],
-    ]))
-    return sections
-
-
-def run_probe_checks(m: ProbeMeasurements):
-    from codecdoctor.registry import run_checks
-
-    return run_checks("checkpoint", m, level="probe")
-
-
-def probe(target: Any, *, model: str | None = None, unsafe_load: bool = False) -> Report:
-    """Probe a codec. `target` is a checkpoint path (this project's codec builds automatically; a
-    foreign one needs `model="pkg.module:factory"`) or an adapter with encode/decode (see
-    codecdoctor.adapters). Returns a Report with `measurements.probes`, findings C210-C215 and
-    the level, magnitude and impulse plots."""
-    from codecdoctor.ckpt_check import build_adapter
-    from codecdoctor.errors import InputError
-
-    report = Report(command="probe", args={"target": str(target) if isinstance(target, (str, Path)) else
-                                           type(target).__name__, "model": model})
-    if isinstance(target, (str, Path)):
-        from codecdoctor.ckpt import load_checkpoint_file
-
-        info = load_checkpoint_file(target, unsafe_load=unsafe_load)
-        if not info.readable:
-            raise InputError(f"cannot probe {Path(target).name}: {info.error}")
-        adapter, note = build_adapter(info, model)
-        if adapter is None:
-            raise InputError(f"cannot probe {Path(target).name}: {note}")
-        report.measurements["format"] = info.format
-    else:
-        adapter = target
-    m = measure_probes(adapter)
-    run = run_probe_checks(m)
-    report.add(run.findings, run.checks_run)
-    report.measurements["probes"] = m
-    report.sections.extend(probe_sections(m))
-    return report

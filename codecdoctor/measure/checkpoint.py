@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from codecdoctor.errors import InputError
+from codecdoctor.core.errors import InputError
 
 OWN_FORMAT = "codecdoctor-codec/1"
 # Top-level keys of training containers that are not model weights.
@@ -323,7 +323,7 @@ def bitrate(info: CheckpointInfo) -> dict[str, float] | None:
     """Real bitrate from frame rate × codebooks × log2(codebook size), when both are known."""
     import math
 
-    from codecdoctor.quantizer import quantizer_levels_from_state
+    from codecdoctor.measure.quantizer import quantizer_levels_from_state
 
     levels = quantizer_levels_from_state(info.weights)
     config = info.config or {}

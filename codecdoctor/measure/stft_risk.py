@@ -20,25 +20,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from codecdoctor.measure.spectral import is_power_of_two, mel_filterbank, window_array
+
 FP16_MAX = 65504.0
 FP16_SMALLEST_NORMAL = 6.103515625e-05   # 2**-14; below this fp16 is subnormal (10 bits -> fewer)
 FP16_SMALLEST_SUBNORMAL = 5.960464477539063e-08  # 2**-24; below half of this a value rounds to 0
-
-
-def is_power_of_two(n: int) -> bool:
-    return n > 0 and (n & (n - 1)) == 0
-
-
-def window_array(name: str, n_fft: int) -> np.ndarray:
-    """Periodic windows as torch builds them (torch.hann_window default periodic=True)."""
-    k = np.arange(n_fft)
-    if name == "hann":
-        return 0.5 - 0.5 * np.cos(2 * np.pi * k / n_fft)
-    if name == "hamming":
-        return 0.54 - 0.46 * np.cos(2 * np.pi * k / n_fft)
-    if name in ("rect", "ones", "boxcar"):
-        return np.ones(n_fft)
-    raise ValueError(f"unknown window {name!r} (hann, hamming, rect)")
 
 
 @dataclass
@@ -96,19 +82,6 @@ def eps_underflow(eps: float) -> EpsRisk:
                    flushes_to_zero=eps > 0 and eps_fp16 == 0.0, log_floor_fp16=log_floor)
 
 
-def mel_filterbank(n_fft: int, n_mels: int, sample_rate: int) -> np.ndarray:
-    """Triangular HTK-mel filters [n_freqs, n_mels] (no torchaudio: diagnostics must work without it)."""
-    n_freqs = n_fft // 2 + 1
-    def hz_to_mel(f): return 2595.0 * np.log10(1.0 + np.asarray(f) / 700.0)
-    def mel_to_hz(m): return 700.0 * (10.0 ** (np.asarray(m) / 2595.0) - 1.0)
-    freqs = np.linspace(0.0, sample_rate / 2.0, n_freqs)
-    edges = mel_to_hz(np.linspace(hz_to_mel(0.0), hz_to_mel(sample_rate / 2.0), n_mels + 2))
-    lower, centre, upper = edges[:-2], edges[1:-1], edges[2:]
-    rising = (freqs[:, None] - lower[None]) / np.maximum(centre - lower, 1e-9)[None]
-    falling = (upper[None] - freqs[:, None]) / np.maximum(upper - centre, 1e-9)[None]
-    return np.clip(np.minimum(rising, falling), 0.0, None)
-
-
 @dataclass
 class HalfLossScale:
     n_fft: int
@@ -153,7 +126,7 @@ def spectral_loss_half_precision(reference: Any, estimate: Any, fft_sizes: Seque
         if length < n_fft:
             continue
         w = torch.as_tensor(window_array(window, n_fft), dtype=torch.float32)
-        fb = torch.as_tensor(mel_filterbank(n_fft, int(bins), sample_rate), dtype=torch.float32) if bins else None
+        fb = torch.tensor(mel_filterbank(sample_rate, n_fft, int(bins)), dtype=torch.float32) if bins else None
 
         def log_spec(x, dtype, stages):
             spec = torch.stft(x, n_fft, hop_length=n_fft // 4, window=w, return_complex=True, center=True)

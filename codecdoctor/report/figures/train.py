@@ -8,11 +8,11 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from codecdoctor.findings import Report
+from codecdoctor.core.findings import Report
 from codecdoctor.report.sections import Table
 
 if TYPE_CHECKING:
-    from codecdoctor.monitor import Monitor
+    from codecdoctor.monitor.monitor import Monitor
 
 
 def _finite(values):

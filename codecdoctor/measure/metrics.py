@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from codecdoctor.measure.spectral import mel_fft_size, mel_filterbank, window_array
+
 # The reference used by a typical training loop's SNR (torchmetrics): eps = float32 machine epsilon
 # added to both energies. Only `chunk_snr_db_eps` uses it, to reproduce what such loops report.
 FLOAT32_EPS = float(np.finfo(np.float32).eps)
@@ -333,38 +335,7 @@ def shift_pair(ref: np.ndarray, est: np.ndarray, lag: int) -> tuple[np.ndarray, 
     return ref[:n], est[:n]
 
 
-# ---- mel spectrogram (numpy/scipy only: diagnostics must work without torchaudio) ----
-
-def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
-    return 2595.0 * np.log10(1.0 + np.asarray(hz) / 700.0)
-
-
-def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
-    return 700.0 * (10.0 ** (np.asarray(mel) / 2595.0) - 1.0)
-
-
-_FILTERBANKS: dict[tuple[int, int, int], np.ndarray] = {}
-
-
-def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int) -> np.ndarray:
-    """HTK-style triangular mel filters, shape (n_fft//2 + 1, n_mels), area-normalised (Slaney)."""
-    key = (int(sample_rate), int(n_fft), int(n_mels))
-    if key in _FILTERBANKS:
-        return _FILTERBANKS[key]
-    freqs = np.linspace(0.0, sample_rate / 2.0, n_fft // 2 + 1)
-    edges = _mel_to_hz(np.linspace(_hz_to_mel(0.0), _hz_to_mel(sample_rate / 2.0), n_mels + 2))
-    lower, center, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
-    rising = (freqs[None, :] - lower) / np.maximum(center - lower, 1e-9)
-    falling = (upper - freqs[None, :]) / np.maximum(upper - center, 1e-9)
-    bank = np.maximum(0.0, np.minimum(rising, falling)) * (2.0 / np.maximum(upper - lower, 1e-9))
-    _FILTERBANKS[key] = bank.T.copy()
-    return _FILTERBANKS[key]
-
-
-def mel_fft_size(sample_rate: int) -> int:
-    """64 ms analysis window rounded to a power of two (1024 at 16 kHz), at least 64."""
-    return int(max(64, 2 ** round(math.log2(max(0.064 * sample_rate, 1.0)))))
-
+# ---- mel spectrogram: the filterbank is measure/spectral.py's (the codec's loss uses the same) ----
 
 def spectral_summary(x: Any, sample_rate: int, *, n_fft: int | None = None, n_mels: int = 64,
                      floor: float = 1e-5, block_frames: int = 4096) -> tuple[np.ndarray, np.ndarray, float]:
@@ -391,7 +362,7 @@ def spectral_summary(x: Any, sample_rate: int, *, n_fft: int | None = None, n_me
     n_frames = max(1, 1 + math.ceil(max(signal.size - n_fft, 0) / hop))
     padded = np.zeros((n_frames - 1) * hop + n_fft)
     padded[: signal.size] = signal
-    window = np.hanning(n_fft + 1)[:-1]
+    window = window_array("hann", n_fft)
     bank = mel_filterbank(sample_rate, n_fft, n_mels)
     frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop]
     out = np.empty((n_frames, n_mels))

@@ -27,9 +27,10 @@ import importlib
 import inspect
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from codecdoctor.errors import InputError
+from codecdoctor.core.errors import InputError
+from codecdoctor.measure.checkpoint import CheckpointInfo
 
 
 class CodecAdapter:
@@ -118,3 +119,84 @@ def build_from_factory(factory: Any, weights: dict[str, Any]) -> tuple[Any, Any]
     if module is not None and hasattr(module, "eval"):
         module.eval()
     return module, adapter
+
+
+# --- building a model ---------------------------------------------------------------------------
+
+def _own_adapter(info: CheckpointInfo):
+    from codecdoctor_model.checkpoint import build_codec
+
+    return OwnCodecAdapter(build_codec(info.raw))
+
+
+def _encodec_adapter(info: CheckpointInfo):
+    import encodec
+    import torch
+
+    model = encodec.EncodecModel.encodec_model_24khz(pretrained=False)
+    model.load_state_dict(info.weights)
+    model.set_target_bandwidth(max(model.target_bandwidths))
+    model.eval()
+
+    class EncodecAdapter(CodecAdapter):
+        def encode(self, audio):
+            frames = self.module.encode(audio)
+            return torch.cat([codes for codes, _ in frames], dim=-1)
+
+        def decode(self, codes):
+            return self.module.decode([(codes, None)])
+
+    return EncodecAdapter(model, model.sample_rate, codebook_size=model.quantizer.bins, channels=model.channels)
+
+
+def _dac_adapter(info: CheckpointInfo):
+    import dac
+
+    model = dac.DAC(**(info.config or {}))
+    model.load_state_dict(info.weights)
+    model.eval()
+
+    class DacAdapter(CodecAdapter):
+        def encode(self, audio):
+            length = audio.shape[-1]
+            padded = self.module.preprocess(audio, self.sample_rate)
+            self._length = length
+            return self.module.encode(padded)[1]
+
+        def decode(self, codes):
+            z = self.module.quantizer.from_codes(codes)[0]
+            return self.module.decode(z)
+
+    return DacAdapter(model, model.sample_rate, codebook_size=model.codebook_size)
+
+
+def build_adapter(info: CheckpointInfo, model_spec: str | None = None) -> tuple[Any, str]:
+    """(adapter or None, a sentence saying what was built or why not)."""
+    if model_spec:
+        factory = load_factory(model_spec)
+        try:
+            _, adapter = build_from_factory(factory, info.weights)
+        except Exception as exc:  # noqa: BLE001 - the user's factory: report, static checks still run
+            if isinstance(exc, InputError):
+                raise
+            return None, f"--model {model_spec} failed: {type(exc).__name__}: {exc}; static checks only"
+        return adapter, f"model built by {model_spec}"
+    builders: dict[str, Callable[[CheckpointInfo], Any]] = {"codecdoctor-codec": _own_adapter}
+    if info.architecture == "encodec":
+        builders["encodec"] = _encodec_adapter
+    if info.architecture == "dac" and info.config:
+        builders["dac"] = _dac_adapter
+    builder = builders.get(info.architecture)
+    if builder is None or (info.architecture == "codecdoctor-codec" and info.format != "codecdoctor-codec/1"):
+        what = "an unknown architecture" if info.architecture == "unknown" else f"{info.architecture} weights"
+        why = " without the config needed to build it" if info.architecture in ("codecdoctor-codec", "dac") else ""
+        return None, (f"{what}{why}: static checks only; pass --model pkg.module:factory to run probes, "
+                      "reconstruction and code histograms")
+    try:
+        return builder(info), f"{info.architecture} model built from the checkpoint"
+    except Exception as exc:  # noqa: BLE001 - weights that do not fit: static checks still run
+        return None, f"could not build the {info.architecture} model ({type(exc).__name__}: " \
+                     f"{str(exc).splitlines()[0][:160]}): static checks only"
+
+
+# --- data crops -------------------------------------------------------------------------------

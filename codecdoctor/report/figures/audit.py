@@ -12,8 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from codecdoctor.audio import HIST_BINS, HIST_BINS_PER_UNIT, HIST_LIMIT, FileMeasurement
-from codecdoctor.findings import Report, Severity
+from codecdoctor.core.findings import Report, Severity
+from codecdoctor.measure.audio.accumulator import HIST_BINS, HIST_BINS_PER_UNIT, HIST_LIMIT
+from codecdoctor.measure.audio.file import FileMeasurement
 from codecdoctor.report.sections import Table, Text
 
 MAX_TABLE_ROWS = 2000  # the HTML table lists flagged files first; the JSON always has every row

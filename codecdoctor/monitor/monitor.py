@@ -47,17 +47,30 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from codecdoctor.errors import CheckFailed
-from codecdoctor.findings import Finding, Report, Severity, jsonable
-from codecdoctor.monitor_stats import (
-    SIGNAL_FIELDS, AlarmPeek, ColumnLayout, codebook_checksum, codebook_stats, find_codebooks,
-    grad_norm, loss_vector, signal_stats,
+from codecdoctor.core.errors import CheckFailed
+from codecdoctor.core.findings import Finding, Report, Severity, jsonable
+from codecdoctor.core.registry import run_checks
+from codecdoctor.measure.training import (
+    CodebookLevel,
+    DdpMeasurements,
+    NonfiniteTrace,
+    RunState,
+    StepWindow,
+    TrainingMeasurements,
+    ValidationMeasurements,
+    median_finite,
 )
-from codecdoctor.monitor_types import (
-    CodebookLevel, DdpMeasurements, NonfiniteTrace, RunState, StepWindow, TrainingMeasurements,
-    ValidationMeasurements, median_finite,
+from codecdoctor.monitor.stats import (
+    SIGNAL_FIELDS,
+    AlarmPeek,
+    ColumnLayout,
+    codebook_checksum,
+    codebook_stats,
+    find_codebooks,
+    grad_norm,
+    loss_vector,
+    signal_stats,
 )
-from codecdoctor.registry import run_checks
 
 SPECTRAL_WORDS = ("mel", "stft", "spec")
 _HALF_DTYPES = (torch.float16,)
@@ -149,7 +162,7 @@ class Monitor:
         self.spectral_fft_sizes = tuple(spectral_fft_sizes or getattr(config, "mel_fft_sizes", ()) or ())
         self.spectral_eps = spectral_eps
         if dead_code_share is None:
-            from codecdoctor.quantizer import USED_FRACTION_OF_UNIFORM
+            from codecdoctor.measure.quantizer import USED_FRACTION_OF_UNIFORM
             dead_code_share = USED_FRACTION_OF_UNIFORM
         self.dead_code_share = dead_code_share
         self.ddp_check = ddp_check
@@ -351,7 +364,7 @@ class Monitor:
             except CheckFailed:
                 pass
             self._closed = True
-        from codecdoctor.monitor_report import build_report
+        from codecdoctor.report.figures.train import build_report
 
         report = build_report(self)
         self._event("close", findings=len(self._findings), summary=report.summary())
@@ -362,7 +375,7 @@ class Monitor:
             from codecdoctor.report import html as html_out
             html_out.write(report, Path(html), title="codecdoctor: training monitor")
         if json:
-            from codecdoctor.report import json_out
+            from codecdoctor.report import json as json_out
             json_out.write(report, Path(json))
         return report
 
@@ -641,7 +654,7 @@ class Monitor:
         louder = self._stft_peak_checked is None or peak > self._stft_peak_checked * 10 ** (1 / 20)
         if not louder and not nonfinite:
             return [], []
-        from codecdoctor.stft import measure_stft
+        from codecdoctor.measure.stft_risk import measure_stft
 
         device = self._rows.device.type if self._rows is not None else None
         kwargs: dict[str, Any] = {}
@@ -686,7 +699,7 @@ class Monitor:
 
         if not math.isfinite(snr) or snr < VAL_SNR_LOW_DB:
             try:
-                from codecdoctor.diagnosis import diagnose_pair
+                from codecdoctor.diagnose import diagnose_pair
 
                 pm, diag, checks = diagnose_pair(r[worst].numpy(), e[worst].numpy(), self.sample_rate,
                                                  subject=f"validation pair {worst} at step {step}",

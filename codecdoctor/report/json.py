@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from codecdoctor.findings import Report
+from codecdoctor.core.findings import Report
 
 
 def dumps(report: Report) -> str:
@@ -13,7 +13,7 @@ def dumps(report: Report) -> str:
 
 
 def write(report: Report, path: Path) -> None:
-    from codecdoctor.io_util import atomic_write_text
+    from codecdoctor.core.io import atomic_write_text
 
     atomic_write_text(path, dumps(report) + "\n")
 

@@ -11,7 +11,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from codecdoctor.findings import Finding
+from codecdoctor.core.findings import Finding
 
 
 @dataclass

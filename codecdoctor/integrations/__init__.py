@@ -1,0 +1,1 @@
+"""Optional integrations with training frameworks (imported only when used)."""

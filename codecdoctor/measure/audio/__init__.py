@@ -1,0 +1,1 @@
+"""Audio measurement for the data audit: discover -> reader -> accumulator -> file."""

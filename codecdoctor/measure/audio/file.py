@@ -1,0 +1,169 @@
+"""One file's measurement: `measure_file(path)` opens it, streams it through a `SignalAccumulator`
+and returns a `FileMeasurement` (the row of audit-data's JSON); it never raises on a bad file.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from codecdoctor.measure.audio.accumulator import SignalAccumulator, SignalStats, db
+from codecdoctor.measure.audio.discover import display_path
+from codecdoctor.measure.audio.formats import CONTAINER_BITS
+from codecdoctor.measure.audio.reader import block_frames_for, declared_wav_frames, read_blocks
+
+
+@dataclass(slots=True)
+class FileMeasurement:
+    """One row of measurements.files[] (DESIGN 4b), plus what the plots and corpus checks need.
+    `histogram`, `spectrum` and `envelope` are carried to the parent and then dropped or folded
+    into corpus totals; they are not written per file to JSON."""
+
+    path: str
+    kind: str = "audio"
+    format: str | None = None
+    subtype: str | None = None
+    sample_rate: int | None = None
+    channels: int | None = None
+    frames: int | None = None
+    duration_s: float | None = None
+    min: float | None = None
+    max: float | None = None
+    peak: float | None = None
+    peak_db: float | None = None
+    rms: float | None = None
+    rms_db: float | None = None
+    active_rms_db: float | None = None
+    dc_offset: float | None = None
+    crest_factor: float | None = None
+    crest_factor_db: float | None = None
+    silence_fraction: float | None = None
+    silent_frames: int | None = None
+    level_frames: int | None = None
+    overs: int | None = None
+    overs_fraction: float | None = None
+    clip_ceiling_snr_db: float | None = None
+    clipped_samples: int | None = None
+    clip_runs: int | None = None
+    longest_clip_run_samples: int | None = None
+    rail_low: float | None = None
+    rail_high: float | None = None
+    nonfinite: int | None = None
+    nan: int | None = None
+    inf: int | None = None
+    bandwidth_hz: float | None = None
+    content_bits: int | None = None
+    container_bits: int | None = None
+    declared_frames: int | None = None
+    size_bytes: int | None = None
+    fingerprint: str | None = None
+    error: str | None = None
+    histogram: list[int] | None = field(default=None, repr=False)
+    envelope: dict[str, list[float]] | None = field(default=None, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON row: every field except the bulky per-file histogram and envelope."""
+        from dataclasses import fields
+
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("histogram", "envelope")}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "FileMeasurement":
+        names = {f for f in cls.__dataclass_fields__}
+        clean = {}
+        for key, value in data.items():
+            if key in names:
+                if value in ("nan", "inf", "-inf"):
+                    value = float(value)
+                clean[key] = value
+        return cls(**clean)
+
+
+def _describe_open_error(path: Path, exc: Exception) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, PermissionError) or "Permission denied" in text:
+        return "no read permission"
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(12)
+    except OSError as os_exc:
+        return f"cannot open: {os_exc.strerror or os_exc}"
+    known = (b"RIFF", b"RIFX", b"RF64", b"fLaC", b"OggS", b"FORM", b".snd", b"ID3", b"caff")
+    if not any(head.startswith(magic) for magic in known) and head[:2] not in (b"\xff\xfb", b"\xff\xf3", b"\xff\xf2"):
+        return f"not audio: no known audio header (first bytes {head[:4].hex()}); libsndfile: {text}"
+    return f"corrupt or truncated header; libsndfile: {text}"
+
+
+def measure_file(path: Path | str, relpath: str | None = None, *, silence_threshold_db: float = -60.0,
+                 keep_envelope: bool = True) -> FileMeasurement:
+    """Stream one file once and measure it. Never raises for a bad file: `error` says why."""
+    import soundfile as sf
+
+    path = Path(path)
+    rel = relpath if relpath is not None else display_path(path.name)
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        return FileMeasurement(path=rel, kind="unreadable", error=f"cannot stat: {exc.strerror or exc}")
+    if size == 0:
+        return FileMeasurement(path=rel, kind="audio", frames=0, duration_s=0.0, size_bytes=0,
+                               error="empty file (0 bytes)")
+    if not os.access(path, os.R_OK):
+        return FileMeasurement(path=rel, kind="unreadable", size_bytes=size, error="no read permission")
+    try:
+        handle = sf.SoundFile(str(path))
+    except Exception as exc:  # libsndfile raises LibsndfileError/RuntimeError/TypeError on garbage
+        return FileMeasurement(path=rel, kind="unreadable", size_bytes=size, error=_describe_open_error(path, exc))
+    with handle:
+        sr, ch = int(handle.samplerate), int(handle.channels)
+        fmt, subtype = handle.format, handle.subtype
+        m = FileMeasurement(path=rel, format=fmt, subtype=subtype, sample_rate=sr, channels=ch,
+                            container_bits=CONTAINER_BITS.get(subtype), size_bytes=size)
+        if sr <= 0 or ch <= 0:
+            m.kind, m.error = "unreadable", f"invalid header: sample rate {sr}, channels {ch}"
+            return m
+        if fmt in ("WAV", "WAVEX"):
+            width = {"PCM_U8": 1, "PCM_S8": 1, "PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4, "DOUBLE": 8}.get(subtype)
+            if width:
+                m.declared_frames = declared_wav_frames(path, width * ch)
+        acc = SignalAccumulator(sr, ch, subtype=subtype, silence_threshold_db=silence_threshold_db,
+                                keep_envelope=keep_envelope)
+        try:
+            for block in read_blocks(handle, block_frames_for(sr, ch)):
+                acc.update(block)
+        except Exception as exc:  # a decode error mid-file: keep what was read, say where it stopped
+            m.error = f"read error after {acc.frames + acc._carry.shape[0]} frames: {str(exc).strip() or type(exc).__name__}"
+    stats = acc.result()
+    fill_from_stats(m, stats)
+    if m.error is None and m.declared_frames is not None and m.declared_frames > stats.frames:
+        m.error = (f"truncated: the header declares {m.declared_frames} frames "
+                   f"({m.declared_frames / sr:.3f} s) but the file holds {stats.frames} ({stats.frames / sr:.3f} s)")
+    return m
+
+
+def fill_from_stats(m: FileMeasurement, s: SignalStats) -> None:
+    m.frames = s.frames
+    m.duration_s = s.frames / s.sample_rate if s.sample_rate else None
+    m.min, m.max, m.peak = s.min, s.max, s.peak
+    m.peak_db = db(s.peak)
+    m.rms = s.rms
+    m.rms_db = db(s.rms)
+    m.active_rms_db = db(s.active_rms)
+    m.dc_offset = s.dc_offset
+    m.crest_factor = (s.peak / s.rms) if s.rms else None
+    m.crest_factor_db = db(m.crest_factor)
+    m.silence_fraction = s.silence_fraction
+    m.silent_frames, m.level_frames = s.silent_frames, s.level_frames
+    m.overs = s.overs
+    m.overs_fraction = s.overs / s.finite_samples if s.finite_samples else 0.0
+    m.clip_ceiling_snr_db = s.clip_ceiling_snr_db
+    m.clipped_samples, m.clip_runs = s.clipped_samples, s.clip_runs
+    m.longest_clip_run_samples = s.longest_clip_run_samples
+    m.rail_low, m.rail_high = s.rail_low, s.rail_high
+    m.nonfinite, m.nan, m.inf = s.nonfinite, s.nan, s.inf
+    m.bandwidth_hz = s.bandwidth_hz()
+    m.content_bits = s.content_bits
+    m.fingerprint = s.fingerprint
+    m.histogram = s.histogram
+    m.envelope = s.envelope or None

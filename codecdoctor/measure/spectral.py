@@ -1,0 +1,65 @@
+"""The one window / mel definition shared by the metrics, the STFT-risk checks and (by a test that
+pins them equal) the codec's training loss in model/losses.py.
+
+Mel filters are HTK-scale triangles (mel = 2595 log10(1 + f/700)) from 0 Hz to Nyquist with Slaney
+area normalisation (each triangle scaled by 2 / its width in Hz), exactly
+`torchaudio.functional.melscale_fbanks(n_freqs, 0, sr/2, n_mels, sr, norm="slaney", mel_scale="htk")`;
+tests/test_spectral.py holds them together. Written in numpy so the diagnostics keep working
+when torchaudio fails to import (that is finding E701).
+"""
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import numpy as np
+
+MEL_SCALE = "htk"
+MEL_NORM = "slaney"
+
+
+def hz_to_mel(hz: np.ndarray | float) -> np.ndarray:
+    return 2595.0 * np.log10(1.0 + np.asarray(hz, dtype=np.float64) / 700.0)
+
+
+def mel_to_hz(mel: np.ndarray | float) -> np.ndarray:
+    return 700.0 * (10.0 ** (np.asarray(mel, dtype=np.float64) / 2595.0) - 1.0)
+
+
+@lru_cache(maxsize=64)
+def _filterbank(sample_rate: int, n_fft: int, n_mels: int) -> np.ndarray:
+    freqs = np.linspace(0.0, sample_rate / 2.0, n_fft // 2 + 1)
+    edges = mel_to_hz(np.linspace(hz_to_mel(0.0), hz_to_mel(sample_rate / 2.0), n_mels + 2))
+    lower, center, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    rising = (freqs[None, :] - lower) / np.maximum(center - lower, 1e-9)
+    falling = (upper - freqs[None, :]) / np.maximum(upper - center, 1e-9)
+    bank = np.maximum(0.0, np.minimum(rising, falling)) * (2.0 / np.maximum(upper - lower, 1e-9))
+    bank = bank.T.copy()
+    bank.setflags(write=False)  # cached and shared: nobody may scale it in place
+    return bank
+
+
+def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int) -> np.ndarray:
+    """Mel filters, shape (n_fft // 2 + 1, n_mels), read-only (cached per configuration)."""
+    return _filterbank(int(sample_rate), int(n_fft), int(n_mels))
+
+
+def mel_fft_size(sample_rate: int) -> int:
+    """64 ms analysis window rounded to a power of two (1024 at 16 kHz), at least 64."""
+    return int(max(64, 2 ** round(math.log2(max(0.064 * sample_rate, 1.0)))))
+
+
+def is_power_of_two(n: int) -> bool:
+    return n > 0 and (n & (n - 1)) == 0
+
+
+def window_array(name: str, n_fft: int) -> np.ndarray:
+    """Periodic windows as torch builds them (torch.hann_window default periodic=True)."""
+    k = np.arange(n_fft)
+    if name == "hann":
+        return 0.5 - 0.5 * np.cos(2 * np.pi * k / n_fft)
+    if name == "hamming":
+        return 0.54 - 0.46 * np.cos(2 * np.pi * k / n_fft)
+    if name in ("rect", "ones", "boxcar"):
+        return np.ones(n_fft)
+    raise ValueError(f"unknown window {name!r} (hann, hamming, rect)")

@@ -1,0 +1,1 @@
+"""Figures per command, drawn at render time from Report.measurements only."""
