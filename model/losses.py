@@ -20,7 +20,12 @@ def _fp32(x: torch.Tensor) -> torch.Tensor:
 
 
 class MultiScaleMelLoss(nn.Module):
-    """Mean over scales of L1 between log10 mel magnitudes (clamped at 1e-5, i.e. -100 dB)."""
+    """Mean over scales of L1 between log10 mel magnitudes (clamped at 1e-5, i.e. -100 dB).
+
+    The filters are HTK-scale triangles with Slaney area normalisation, the same mel definition the
+    diagnostics measure with (tests/test_spectral.py pins the two equal), so a mel distance the
+    loss optimises is the mel distance the reports show.
+    """
 
     def __init__(self, sample_rate: int, fft_sizes, mel_bins, clamp: float = 1e-5):
         super().__init__()
@@ -29,7 +34,7 @@ class MultiScaleMelLoss(nn.Module):
         for n_fft, n_mels in zip(fft_sizes, mel_bins):
             mels.append(torchaudio.transforms.MelSpectrogram(
                 sample_rate=sample_rate, n_fft=n_fft, win_length=n_fft, hop_length=n_fft // 4,
-                n_mels=n_mels, power=1.0, center=True, norm="slaney", mel_scale="slaney"))
+                n_mels=n_mels, power=1.0, center=True, norm="slaney", mel_scale="htk"))
         self.mels = nn.ModuleList(mels)
 
     def log_mel(self, x: torch.Tensor, scale: int) -> torch.Tensor:
