@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
 from codecdoctor.core.errors import CheckFailed, InputError
 from codecdoctor.core.findings import Finding, Report, Severity
+from codecdoctor_model.options import TrainOptions
 
 # nonfinite: stop on NaN/Inf (the run is lost), report drift and keep training (the default);
 # strict: stop on any error finding; warn: never stop; off: no monitor (the trainer's own NaN stop stays)
@@ -21,31 +22,31 @@ CHECK_MODES = ("nonfinite", "strict", "warn", "off")
 
 
 @dataclass
-class TrainRequest:
-    """Everything `codecdoctor train` accepts; field names follow the user's original flags."""
+class TrainRequest(TrainOptions):
+    """Everything `codecdoctor train` accepts: the codec's TrainOptions (declared once, in
+    model/options.py) plus what codecdoctor adds around it, the codec's size and the live checks.
+    The command line is generated from the fields that carry a `help`, with the user's original
+    underscore flags and their dashed forms."""
 
-    data_dir: str
-    checkpoint_dir: str = "checkpoints"
-    experiment_name: str = "codec"
-    batch_size: int = 16
-    num_epochs: int = 100
-    learning_rate: float = 1e-3
-    resume: bool = False
-    max_steps: int | None = None
-    max_minutes: float | None = None
-    amp: str | None = None
-    adversarial: bool = False
-    sample_rate: int = 16000
-    segment_seconds: float = 1.0
-    strict_rate: bool = False
-    config: str = "default"
-    config_overrides: dict[str, Any] = field(default_factory=dict)
-    checks: str = "nonfinite"
-    device: str = "auto"
-    num_workers: int = 0
-    save_every: int | None = None
-    steps_per_epoch: int | None = None
-    seed: int = 0
+    sample_rate: int = field(default=16000, metadata={"help": "Sample rate the codec runs at (files are resampled)."})
+    config: str = field(default="default", metadata={"help": "Codec size preset.", "choices": ("default", "tiny")})
+    codebooks: int | None = field(default=None, metadata={"help": "Number of RVQ codebooks (bitrate)."})
+    codebook_size: int | None = field(default=None, metadata={"help": "Codes per codebook."})
+    base_channels: int | None = field(default=None, metadata={"help": "Width of the first conv layer."})
+    latent_dim: int | None = field(default=None, metadata={"help": "Dimension of the quantized latent."})
+    output_bound: str | None = field(default=None, metadata={
+        "help": "The decoder's last layer.", "choices": ("tanh", "none")})
+    checks: str = field(default="nonfinite", metadata={
+        "help": "Live checks: nonfinite (stop on NaN/Inf, report drift), strict (stop on any error finding), "
+                "warn (never stop), off.", "choices": CHECK_MODES})
+
+    def trainer_options(self) -> TrainOptions:
+        return TrainOptions(**{f.name: getattr(self, f.name) for f in fields(TrainOptions)})
+
+    def config_overrides(self) -> dict[str, Any]:
+        return {"n_codebooks": self.codebooks, "codebook_size": self.codebook_size,
+                "base_channels": self.base_channels, "latent_dim": self.latent_dim,
+                "output_bound": self.output_bound}
 
 
 def _finding(check_id: str, message: str, severity: Severity, title: str, **kw: Any) -> Finding:
@@ -78,7 +79,8 @@ def build_config(request: TrainRequest):
 
     try:
         config = CodecConfig.preset(request.config)
-        changes = {"sample_rate": request.sample_rate, **{k: v for k, v in request.config_overrides.items() if v is not None}}
+        changes = {"sample_rate": request.sample_rate,
+                   **{k: v for k, v in request.config_overrides().items() if v is not None}}
         return config.replace(**changes)
     except (ValueError, TypeError) as exc:
         raise InputError(f"bad codec configuration: {exc}") from None
@@ -112,7 +114,7 @@ def train(request: TrainRequest, *, callbacks: list[Any] | None = None,
     `on_epoch`) and is used as a context manager when it has `__enter__`.
     """
     from codecdoctor_model.dataset import DataError
-    from codecdoctor_model.trainer import CheckpointWriteError, Trainer, TrainingStopped, TrainOptions, TrainSetupError
+    from codecdoctor_model.trainer import CheckpointWriteError, Trainer, TrainingStopped, TrainSetupError
 
     if request.checks not in CHECK_MODES:
         raise InputError(f"--checks must be one of {', '.join(CHECK_MODES)}, got {request.checks!r}")
@@ -124,19 +126,13 @@ def train(request: TrainRequest, *, callbacks: list[Any] | None = None,
     if not (request.learning_rate > 0 and math.isfinite(request.learning_rate)):
         raise InputError("--learning_rate must be a positive number")
     config = build_config(request)
-    options = TrainOptions(
-        data_dir=request.data_dir, checkpoint_dir=request.checkpoint_dir, experiment_name=request.experiment_name,
-        batch_size=request.batch_size, num_epochs=request.num_epochs, learning_rate=request.learning_rate,
-        segment_seconds=request.segment_seconds, steps_per_epoch=request.steps_per_epoch, resume=request.resume,
-        max_steps=request.max_steps, max_minutes=request.max_minutes, save_every=request.save_every,
-        amp=request.amp, adversarial=request.adversarial, device=request.device, num_workers=request.num_workers,
-        seed=request.seed, strict_rate=request.strict_rate)
+    options = request.trainer_options()
     try:
         trainer = Trainer(config, options, callbacks=list(callbacks or []))
     except (DataError, TrainSetupError) as exc:
         raise InputError(str(exc)) from None
 
-    report = Report(command="train", args={k: v for k, v in request.__dict__.items()})
+    report = Report(command="train", args={f.name: getattr(request, f.name) for f in fields(request)})
     report.notes.extend(f"data: {w}" for w in trainer.source.warnings)
     event_log = trainer.exp_dir / "events.jsonl"
     monitor = _load_monitor(trainer, request, event_log if trainer.is_main else None, report.notes)

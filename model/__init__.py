@@ -1,9 +1,23 @@
 """The built-in trainable neural audio codec (SEANet encoder/decoder + EMA residual VQ).
 
-`model` never imports `codecdoctor`; the toolkit imports this package one-way.
+It lives in the folder `model/` and installs under the import name `codecdoctor_model`, so a
+user's own `model.py` or `model/` can never shadow it. It never imports `codecdoctor`; the toolkit
+imports it one-way. Names are loaded on first use, so `codecdoctor_model.options` (what the CLI
+reads) does not import torch.
 """
-from .checkpoint import FORMAT, build_codec, load_checkpoint, save_checkpoint
-from .codec import Codec, CodecOutput
-from .config import CodecConfig
+from importlib import import_module
+from typing import Any
 
-__all__ = ["Codec", "CodecOutput", "CodecConfig", "FORMAT", "build_codec", "load_checkpoint", "save_checkpoint"]
+_EXPORTS = {
+    "Codec": ".codec", "CodecOutput": ".codec", "CodecConfig": ".config",
+    "FORMAT": ".checkpoint", "build_codec": ".checkpoint", "load_checkpoint": ".checkpoint",
+    "save_checkpoint": ".checkpoint",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -179,7 +179,7 @@ class CropSource:
         weights = np.array([f.train_stop / f.sample_rate for f in files])
         weights /= weights.sum()
         x = None
-        for attempt in range(10):
+        for _attempt in range(10):
             f = files[int(rng.choice(len(files), p=weights))]
             crop = self._src_len(self.segment_samples, f.sample_rate)
             start = int(rng.integers(0, max(1, f.train_stop - crop + 1)))

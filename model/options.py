@@ -1,0 +1,51 @@
+"""The trainer's options, declared once: `codecdoctor train`'s command line is generated from the
+fields that carry a `help` in their metadata. No torch import here, so building the CLI stays fast."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class TrainOptions:
+    """Everything the trainer takes. Fields with a `help` in their metadata are command-line options
+    of `codecdoctor train` (generated from this class: declared once, here)."""
+
+    data_dir: str = field(metadata={"help": "Folder of audio files (searched recursively)."})
+    checkpoint_dir: str = field(default="checkpoints", metadata={
+        "help": "Checkpoints go to CHECKPOINT_DIR/EXPERIMENT_NAME/{last,best}.pt."})
+    experiment_name: str = field(default="codec", metadata={"help": "Name of this run (a folder under CHECKPOINT_DIR)."})
+    batch_size: int = field(default=16, metadata={"help": "Crops per optimizer step (per rank)."})
+    num_epochs: int = field(default=100, metadata={"help": "Epochs to train."})
+    learning_rate: float = field(default=1e-3, metadata={"help": "Peak learning rate (AdamW)."})
+    weight_decay: float = field(default=1e-4, metadata={"help": "AdamW weight decay."})
+    betas: tuple[float, float] = (0.8, 0.99)
+    warmup_steps: int | None = field(default=None, metadata={
+        "help": "Linear warm-up steps (default: 5% of the planned steps, at most 500)."})
+    min_lr_ratio: float = 0.1  # cosine decays to this fraction of the peak
+    grad_clip: float = field(default=1.0, metadata={"help": "Clip the gradient norm to this."})
+    segment_seconds: float = field(default=1.0, metadata={"help": "Training crop length in seconds."})
+    steps_per_epoch: int | None = field(default=None, metadata={
+        "help": "Steps per epoch (default: training audio / (crop x batch x ranks))."})
+    resume: bool = field(default=False, metadata={"help": "Continue from CHECKPOINT_DIR/EXPERIMENT_NAME/last.pt."})
+    max_steps: int | None = field(default=None, metadata={"help": "Stop after this many steps in total."})
+    max_minutes: float | None = field(default=None, metadata={"help": "Stop after this many minutes of this run."})
+    save_every: int | None = field(default=None, metadata={"help": "Also write last.pt every N steps."})
+    amp: str | None = field(default=None, metadata={
+        "help": "Mixed precision (fp16 needs CUDA and uses a GradScaler).", "choices": ("bf16", "fp16")})
+    adversarial: bool = field(default=False, metadata={"help": "Add the multi-scale STFT discriminator."})
+    adversarial_start_step: int = 0
+    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda or cuda:N."})
+    num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes."})
+    seed: int = field(default=0, metadata={"help": "Random seed (crops, init)."})
+    strict_rate: bool = field(default=False, metadata={
+        "help": "Refuse files at another sample rate instead of resampling."})
+    short_files: str = "pad"
+    val_fraction: float = 0.05
+    max_val_crops: int = 32
+    min_crop_rms_db: float | None = None
+    max_abs_input: float = 4.0  # |x| beyond this is not normalised audio (e.g. int16 read as float)
+    log_every: int = 10
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
