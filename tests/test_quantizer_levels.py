@@ -1,6 +1,8 @@
 """Q4xx from EMA buffers and code histograms: fault injection with known codebook states."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -14,8 +16,10 @@ def ema_level(prefix: str, counts: np.ndarray, *, dim: int = 8, initted: bool = 
     gen = torch.Generator().manual_seed(seed)
     size = counts.shape[-1]
     embed = torch.randn(size, dim, generator=gen) * scale
+    # a consistent EMA state: embed = embed_avg / cluster_size (what one EMA step leaves)
+    embed_avg = embed * torch.as_tensor(counts, dtype=torch.float32).reshape(-1, 1)
     return {f"{prefix}cluster_size": torch.as_tensor(counts, dtype=torch.float32).to(dtype),
-            f"{prefix}embed": embed.to(dtype), f"{prefix}embed_avg": (embed * 2).to(dtype),
+            f"{prefix}embed": embed.to(dtype), f"{prefix}embed_avg": embed_avg.to(dtype),
             f"{prefix}initted": torch.tensor(initted)}
 
 
@@ -109,7 +113,94 @@ def test_code_histogram_stats_match_counts():
     assert "Q403" not in run.checks_run  # staleness needs EMA buffers: not run on histograms
 
 
-def test_too_few_frames_for_the_codebook_is_not_judged():
-    codes = np.random.default_rng(0).integers(0, 1024, (1, 2, 100))  # 100 frames for 1024 codes
-    run = run_checks("quantizer", QuantizerMeasurements(levels=level_stats_from_codes(codes, 1024), source="codes"))
-    assert "Q401" not in run.checks_run and "Q402" not in run.checks_run
+def test_short_clip_of_a_healthy_codebook_is_judged_against_a_uniform_draw_not_collapse():
+    # 100 frames for 1024 codes: at most ~100 distinct codes can appear. A uniform draw uses
+    # 1024(1 - (1 - 1/1024)^100) = 95.3 of them; a healthy level shows about that, and is no Q401.
+    codes = np.random.default_rng(0).integers(0, 1024, (1, 2, 100))
+    levels = level_stats_from_codes(codes, 1024)
+    assert levels[0].expected_used == pytest.approx(1024 * (1 - (1 - 1 / 1024) ** 100), rel=1e-9)
+    assert levels[0].expected_used == pytest.approx(95.3, abs=0.1)
+    run = run_checks("quantizer", QuantizerMeasurements(levels=levels, source="codes"))
+    assert "Q401" in run.checks_run and run.findings == []
+    assert "Q402" not in run.checks_run  # perplexity of 100 tokens cannot reach K/16 = 64 reliably
+
+
+def test_short_clip_using_few_codes_is_q401_with_entropy():
+    rng = np.random.default_rng(1)
+    # 200 tokens: a uniform draw would use 181.8 of 1024; this level uses 40 codes (entropy ~5.3 bits)
+    codes = rng.integers(0, 40, (1, 1, 200))
+    levels = level_stats_from_codes(codes, 1024)
+    run = run_checks("quantizer", QuantizerMeasurements(levels=levels, source="codes"))
+    found = [f for f in run.findings if f.id == "Q401"]
+    assert len(found) == 1 and found[0].evidence["expected_used"] == pytest.approx(181.76, abs=0.01)
+    assert found[0].evidence["used"] == len(np.unique(codes)) and found[0].evidence["used_of_expected"] < 0.25
+    assert 4.5 < found[0].evidence["entropy_bits"] < math.log2(40) + 1e-9
+    assert levels[0].to_dict()["entropy_bits"] == pytest.approx(found[0].evidence["entropy_bits"])
+
+
+def _ema_state(prefix: str, counts: np.ndarray, *, dim: int = 8, seed: int = 0) -> dict:
+    """A consistent EMA level with known counts: embed = embed_avg / cluster_size."""
+    embed = torch.randn(counts.size, dim, generator=torch.Generator().manual_seed(seed))
+    counts_t = torch.as_tensor(counts, dtype=torch.float32)
+    return {f"{prefix}cluster_size": counts_t, f"{prefix}embed": embed.clone(),
+            f"{prefix}embed_avg": embed * counts_t[:, None], f"{prefix}inited": torch.tensor([1.0])}
+
+
+def test_dead_code_threshold_above_tokens_per_code_is_q407():
+    # WavTokenizer's case: K = 4096 codes, threshold_ema_dead_code = 2, a batch of 8 × 75 frames =
+    # 600 tokens: the counts average 0.146 per code, far below 2; every code is reset every step.
+    counts = np.random.default_rng(0).dirichlet(np.ones(4096)) * 600
+    levels = quantizer_levels_from_state(_ema_state("vq.layers.0._codebook.", counts))
+    q = QuantizerMeasurements(levels=levels, dead_code_threshold=2.0, threshold_source="threshold_ema_dead_code")
+    found = [f for f in run_checks("quantizer", q).findings if f.id == "Q407"]
+    assert len(found) == 1 and found[0].subject == "vq.layers.0._codebook"
+    assert found[0].evidence["tokens_needed"] == pytest.approx(8192) and found[0].evidence["total_count"] == \
+        pytest.approx(600, rel=1e-4)
+
+
+def test_reachable_dead_code_threshold_is_no_q407():
+    # the same codebook with batches of 64 × 150 frames = 9600 tokens: 2.3 per code > 2
+    counts = np.random.default_rng(0).dirichlet(np.ones(4096) * 50) * 9600
+    q = QuantizerMeasurements(levels=quantizer_levels_from_state(_ema_state("vq.", counts)), dead_code_threshold=2.0,
+                              threshold_source="config")
+    run = run_checks("quantizer", q)
+    assert "Q407" in run.checks_run and not [f for f in run.findings if f.id == "Q407"]
+    # a relative rule below the uniform share can always be met; one at 1x the share cannot
+    assert not run_checks("quantizer", QuantizerMeasurements(levels=q.levels, dead_code_fraction=0.1,
+                                                             threshold_source="x")).findings
+    assert [f.id for f in run_checks("quantizer", QuantizerMeasurements(levels=q.levels, dead_code_fraction=1.5,
+                                                                        threshold_source="x")).findings] == ["Q407"]
+
+
+def test_revival_that_replaced_only_embed_is_q408():
+    counts = np.random.default_rng(2).gamma(4.0, 1.0, 256) + 1.0
+    state = _ema_state("quantizer.levels.0.", counts)
+    # a revival that wrote 5 new vectors into `embed` and set their counts to the uniform share,
+    # but left `embed_avg` stale: the next EMA step pulls them straight back
+    revived = [3, 40, 41, 100, 200]
+    state["quantizer.levels.0.embed"][revived] = torch.randn(5, 8, generator=torch.Generator().manual_seed(9))
+    state["quantizer.levels.0.cluster_size"][revived] = float(counts.mean())
+    levels = quantizer_levels_from_state(state)
+    found = [f for f in run_checks("quantizer", QuantizerMeasurements(levels=levels)).findings if f.id == "Q408"]
+    assert len(found) == 1 and found[0].evidence["inconsistent_codes"] == 5
+    assert found[0].evidence["live_codes"] == 256
+
+
+def test_consistent_ema_state_with_laplace_smoothing_is_no_q408():
+    counts = np.random.default_rng(3).gamma(4.0, 1.0, 512)
+    state = _ema_state("q.", counts)
+    # what EnCodec / this codec store: embed = embed_avg / ((n + eps) / (N + K eps) · N)
+    total = counts.sum()
+    smoothed = (counts + 1e-5) / (total + 512 * 1e-5) * total
+    state["q.embed"] = state["q.embed_avg"] / torch.as_tensor(smoothed, dtype=torch.float32)[:, None]
+    run = run_checks("quantizer", QuantizerMeasurements(levels=quantizer_levels_from_state(state)))
+    assert "Q408" in run.checks_run and run.findings == []
+
+
+def test_ema_that_never_ran_is_not_judged_by_q408():
+    # vector-quantize-pytorch without EMA updates keeps cluster_size at ones and embed_avg at the
+    # initial codebook while `embed` is trained by gradients: not an inconsistency it could undo
+    state = _ema_state("_codebook.", np.ones(64))
+    state["_codebook.embed"] = state["_codebook.embed"] * 3.0
+    run = run_checks("quantizer", QuantizerMeasurements(levels=quantizer_levels_from_state(state)))
+    assert "Q408" not in run.checks_run

@@ -235,7 +235,9 @@ def bitrate_lint(m: CheckpointMeasurements):
 def history_trend(m: CheckpointMeasurements):
     """Training history trend: negative, flat or diverging validation SNR.
 
-    What: Reads the per-epoch validation SNR stored in the checkpoint. Error when the latest value
+    What: Reads the validation SNR stored in the checkpoint: a per-epoch history, a list of
+    numbers (`val_snrs`, `history["val_snr"]`) or a single number saved next to the weights
+    (`val_snr`, `best_snr`, `snr`, as hand-written training loops do). Error when the latest value
     is negative (the output is further from the input than silence would be); warning when it
     improved less than 0.1 dB over the last 3 epochs (flat) or fell more than 3 dB below its best
     (diverging).
@@ -251,8 +253,13 @@ def history_trend(m: CheckpointMeasurements):
     if not snrs:
         raise NotApplicable
     epoch, last = snrs[-1]
-    best = max(value for _, value in snrs)
+    recorded_best = [float(h["best_val_snr_db"]) for h in m.history if isinstance(h.get("best_val_snr_db"), (int, float))
+                     and math.isfinite(float(h["best_val_snr_db"]))]
+    best = max([value for _, value in snrs] + recorded_best)
     evidence = {"val_snr_db": last, "best_val_snr_db": best, "epochs": len(snrs)}
+    for key in ("loss", "val_loss", "best_loss", "best_val_loss"):
+        if key in m.scalars:
+            evidence[key] = m.scalars[key]
     if last < 0:
         return [finding("C208", f"validation SNR {last:.2f} dB at epoch {epoch} (best {best:.2f} dB): negative",
                         subject=f"epoch {epoch}", severity=Severity.ERROR, evidence=evidence)]
@@ -362,8 +369,8 @@ def saturation(m):
     """Level sweep: output saturates below full scale.
 
     What: The first sweep level above -12 dBFS whose peak gain (output peak / input peak) is 1 dB
-    below the median peak gain at -40 ... -12 dBFS, and the largest output peak. A tanh output compresses as the input nears ±1 and can never reach a
-    peak of 1.0 or above.
+    below the median peak gain at -40 ... -12 dBFS, and the largest output peak. A tanh output
+    compresses as the input nears ±1 and can never reach a peak of 1.0 or above.
     Why: Data peaking at or above the bound is reproduced with a ceiling on SNR (R307); loud
     passages are systematically quieter.
     Fix: Keep training data below about -1 dBFS peak (normalise the corpus once), or use a bound

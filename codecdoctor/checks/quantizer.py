@@ -19,16 +19,24 @@ CONSTANT_PERPLEXITY = 1.5
 NEGLIGIBLE_RMS_RATIO = 0.01
 # Q405 dynamic: adding a level should raise the SNR; less than 0.1 dB means it adds nothing.
 NEGLIGIBLE_SNR_GAIN_DB = 0.1
-# Usage from a code histogram needs at least K frames per level: a uniform code over K entries seen
-# N = K times shows 1 - 1/e = 63% of its codes, above Q401's 50% line; fewer frames cannot tell.
+# Perplexity from a code histogram needs at least K frames per level (Q402): N tokens can show a
+# perplexity of at most N, so a short clip of a healthy codebook would read as a collapse.
 MIN_FRAMES_PER_CODE = 1.0
+# Q401 on codes judges the distinct codes seen against what a uniform draw of the same N tokens
+# hits, K(1 - (1 - 1/K)^N); below 16 expected codes the count's own spread (binomial, ~sqrt of the
+# count) is a quarter of it and a 50% line cannot be told from chance.
+MIN_EXPECTED_CODES = 16.0
 
 
-def _levels(q: QuantizerMeasurements, *, need_usage: bool) -> list[LevelStats]:
+def _levels(q: QuantizerMeasurements, *, need_usage: bool, short_clips: bool = False) -> list[LevelStats]:
+    """Levels a check can judge; `short_clips`: code histograms of fewer than K tokens are judged
+    (Q401, against the uniform-draw expectation) instead of left out."""
     if q is None or not q.levels:
         raise NotApplicable
     levels = [lv for lv in q.levels if lv.used is not None] if need_usage else list(q.levels)
-    if need_usage:
+    if need_usage and short_clips:
+        levels = [lv for lv in levels if lv.source != "codes" or (lv.expected_used or 0) >= MIN_EXPECTED_CODES]
+    elif need_usage:
         levels = [lv for lv in levels if lv.source != "codes"
                   or (lv.total_count or 0) >= MIN_FRAMES_PER_CODE * lv.codebook_size]
     if not levels:
@@ -45,10 +53,14 @@ def _initialised(levels: list[LevelStats]) -> list[LevelStats]:
 def low_utilization(q: QuantizerMeasurements):
     """Low codebook utilization.
 
-    What: Fraction of codes in use per level (a code is in use when it receives at least 1% of a
-    uniform share of assignments in the EMA counts, or appears at least once in codes on data).
-    Fires below 50%: the level spends log2(K) bits per frame on fewer than K/2 symbols, wasting at
-    least one bit per frame per level. Collapsed levels (Q402) are reported there instead.
+    What: Codes in use per level, against what the level could show. From EMA or usage counts a
+    code is in use when it holds at least 1% of a uniform share; fires below 50% of the codebook:
+    the level spends log2(K) bits per frame on fewer than K/2 symbols, wasting at least one bit per
+    frame. From codes on data the distinct codes seen are compared with the distinct codes a
+    uniform draw of the same N tokens would use, K(1-(1-1/K)^N) (63% of K at N = K, about N when
+    N << K), so a short evaluation clip does not read as collapse; fires below 50% of that. The
+    message gives the entropy in bits (DAC's compute_entropy) next to the nominal log2(K).
+    Collapsed levels (Q402) are reported there instead.
     Why: Unused codes are rate paid for nothing; the real bitrate is lower than the nominal one and
     quality is what a smaller codebook would give.
     Fix: Initialise codebooks with k-means on encoder outputs, enable dead-code revival
@@ -56,14 +68,25 @@ def low_utilization(q: QuantizerMeasurements):
     normalised codes (DAC), or reduce the codebook size.
     """
     out = []
-    for lv in _initialised(_levels(q, need_usage=True)):
-        collapsed = lv.perplexity is not None and lv.perplexity < COLLAPSE_PERPLEXITY_FRACTION * lv.codebook_size
-        if lv.used_fraction is not None and lv.used_fraction < LOW_USAGE_FRACTION and not collapsed:
-            out.append(finding("Q401", f"{lv.used} of {lv.codebook_size} codes in use ({lv.used_fraction:.1%}); "
-                               f"perplexity {lv.perplexity:.1f} = {lv.effective_bits:.2f} of {lv.bits:.0f} bits",
-                               subject=lv.name, evidence={"used": lv.used, "codebook_size": lv.codebook_size,
-                                                          "used_fraction": lv.used_fraction,
-                                                          "perplexity": lv.perplexity, "source": lv.source}))
+    for lv in _initialised(_levels(q, need_usage=True, short_clips=True)):
+        collapsed = lv.perplexity is not None and lv.perplexity < COLLAPSE_PERPLEXITY_FRACTION * lv.codebook_size \
+            and (lv.source != "codes" or (lv.total_count or 0) >= MIN_FRAMES_PER_CODE * lv.codebook_size)
+        if collapsed or lv.used is None:
+            continue
+        reachable = lv.expected_used if lv.source == "codes" and lv.expected_used else float(lv.codebook_size)
+        share = lv.used / reachable if reachable else 1.0
+        if share >= LOW_USAGE_FRACTION:
+            continue
+        against = (f"a uniform draw of {lv.total_count:.0f} tokens would use {reachable:.0f}"
+                   if lv.source == "codes" else f"{lv.used_fraction:.1%} of the codebook")
+        out.append(finding("Q401", f"{lv.used} of {lv.codebook_size} codes in use ({against}); entropy "
+                           f"{lv.entropy_bits or 0.0:.2f} of {lv.bits:.0f} bits per frame",
+                           subject=lv.name, evidence={"used": lv.used, "codebook_size": lv.codebook_size,
+                                                      "used_fraction": lv.used_fraction,
+                                                      "expected_used": reachable, "used_of_expected": share,
+                                                      "perplexity": lv.perplexity,
+                                                      "entropy_bits": lv.entropy_bits or 0.0,
+                                                      "source": lv.source}))
     return out
 
 
@@ -98,13 +121,15 @@ def dead_codes_not_revived(q: QuantizerMeasurements):
     What: Counts codes whose EMA share is below 1e-6 of a uniform share. With decay 0.99 a single hit
     needs ~1375 steps to decay that far, so these codes have not been selected for over a thousand
     steps - and a dead-code revival would have reset them long before. Fires when more than 1% of
-    a level's codes are in that state. Needs EMA buffers (static source).
+    a level's codes are in that state. Needs EMA buffers or a usage count buffer next to the codebook
+    (static sources); for a cumulative count a stale code was never selected since counting began.
     Why: Without revival, codes that lose the competition early stay dead forever and the usable
     codebook shrinks as training goes on.
     Fix: Enable revival: replace codes whose EMA count is below a threshold (about 2 assignments)
     with random encoder outputs from the current batch, and reset their EMA state.
     """
-    levels = [lv for lv in _initialised(_levels(q, need_usage=True)) if lv.source == "ema" and lv.stale is not None]
+    levels = [lv for lv in _initialised(_levels(q, need_usage=True)) if lv.source in ("ema", "counts")
+              and lv.stale is not None]
     if not levels:
         raise NotApplicable
     out = []
@@ -200,4 +225,88 @@ def reduced_precision(q: QuantizerMeasurements):
     for lv in _levels(q, need_usage=False):
         if lv.dtype in ("float16", "bfloat16", "half"):
             out.append(finding("Q406", f"codebook stored as {lv.dtype}", subject=lv.name, evidence={"dtype": lv.dtype}))
+    return out
+
+
+# Q407: the EMA counts of one step sum to the tokens the batch quantised (their EMA converges to
+# that sum). With an absolute dead-code threshold t, a code whose average share total/K is below t
+# is "dead" even at a perfectly uniform assignment: when total < K·t, every code is reset on every
+# step and the codebook never learns.
+@check("Q407", scope="quantizer", severity=Severity.ERROR)
+def dead_code_threshold_unreachable(q: QuantizerMeasurements):
+    """Dead-code threshold that can never be met.
+
+    What: The dead-code rule the run used (`threshold_ema_dead_code` / `dead_code_threshold` in the
+    saved config or arguments or on the built model; this codec's `dead_code_fraction`) against the
+    EMA counts: the counts of one step sum to the tokens of one batch, and their EMA converges to
+    that sum. Fires when the total EMA count is below K × threshold (for a relative rule: a fraction
+    of the uniform share of 1 or more): even a perfectly uniform assignment leaves every code below
+    the threshold, so codes are reset on every step. Levels whose counts never moved (no EMA step
+    yet) are left out.
+    Why: A codebook whose codes are all replaced by random batch vectors on every step never learns:
+    reconstruction stays at the level of random codes, and usage statistics look healthy because
+    the replacements are spread evenly (WavTokenizer issue 82).
+    Fix: Lower the threshold below tokens-per-batch / K (e.g. 2 needs batch × frames ≥ 2K), raise
+    the batch size or crop length, use a smaller codebook, or make the rule relative to the uniform
+    share (a fraction such as 0.01 of total / K).
+    """
+    if q is None or not q.levels or (q.dead_code_threshold is None and q.dead_code_fraction is None):
+        raise NotApplicable
+    levels = [lv for lv in q.levels if lv.source == "ema" and lv.total_count and not lv.ema_counts_constant
+              and lv.initted is not False]
+    if not levels:
+        raise NotApplicable
+    out = []
+    for lv in levels:
+        per_code = lv.total_count / lv.codebook_size
+        if q.dead_code_threshold is not None and q.dead_code_threshold > 0:
+            threshold = q.dead_code_threshold
+        elif q.dead_code_fraction is not None and q.dead_code_fraction > 0:
+            threshold = q.dead_code_fraction * per_code
+        else:
+            continue
+        needed = threshold * lv.codebook_size
+        if lv.total_count >= needed:
+            continue
+        out.append(finding("Q407", f"the EMA counts sum to {lv.total_count:.4g} tokens per step, {per_code:.3g} per "
+                           f"code on average, below the dead-code threshold {threshold:.3g} ({q.threshold_source}): "
+                           f"a batch would need {needed:.0f} tokens, so every code is reset on every step",
+                           subject=lv.name, evidence={"total_count": lv.total_count, "codebook_size": lv.codebook_size,
+                                                      "threshold": threshold, "tokens_needed": needed,
+                                                      "mean_count_per_code": per_code}))
+    return out
+
+
+@check("Q408", scope="quantizer", severity=Severity.ERROR)
+def ema_state_inconsistent(q: QuantizerMeasurements):
+    """EMA state inconsistent: codebook != embed_avg / cluster_size for live codes.
+
+    What: An EMA codebook is recomputed each step as embed = embed_avg / cluster_size (Laplace
+    smoothing changes a live code's divisor by about 1e-5 relative). For every live code (at least
+    1% of a uniform share) the relative distance between `embed` and `embed_avg / cluster_size`,
+    with and without smoothing; fires when any live code is off by more than 1%. Levels whose
+    counts never moved from their initial value (no EMA step ran) are left out.
+    Why: The next EMA step overwrites `embed` with `embed_avg / cluster_size`: whatever wrote
+    `embed` alone (a dead-code revival that did not reset `embed_avg` and `cluster_size`, a gradient
+    step on a buffer the EMA owns) is undone, so revived codes are pulled straight back to their
+    stale position and die again (espnet PR 6284, vector-quantize-pytorch issue 66).
+    Fix: When replacing a code, reset its EMA state with it: embed_avg[i] = new · c and
+    cluster_size[i] = c (c = the threshold or the uniform share); do not also train the codebook
+    with gradients when it is EMA-updated.
+    """
+    if q is None or not q.levels:
+        raise NotApplicable
+    levels = [lv for lv in q.levels if lv.ema_live_codes and lv.ema_inconsistent_codes is not None
+              and not lv.ema_counts_constant]
+    if not levels:
+        raise NotApplicable
+    out = []
+    for lv in levels:
+        if not lv.ema_inconsistent_codes:
+            continue
+        out.append(finding("Q408", f"{lv.ema_inconsistent_codes} of {lv.ema_live_codes} live codes differ from "
+                           f"embed_avg / cluster_size by more than 1% (worst {lv.ema_max_relative_error:.3g} relative): "
+                           "the next EMA step will overwrite them", subject=lv.name,
+                           evidence={"inconsistent_codes": lv.ema_inconsistent_codes, "live_codes": lv.ema_live_codes,
+                                     "max_relative_error": lv.ema_max_relative_error}))
     return out

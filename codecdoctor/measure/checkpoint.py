@@ -20,6 +20,8 @@ Known containers and architectures:
 """
 from __future__ import annotations
 
+import argparse
+import math
 import os
 import re
 import time
@@ -32,9 +34,20 @@ from codecdoctor.core.errors import InputError
 
 OWN_FORMAT = "codecdoctor-codec/1"
 # Top-level keys of training containers that are not model weights.
-_TRAINING_STATE_KEYS = {"optimizer", "optimizer_states", "optimizers", "scaler", "grad_scaler",
-                        "native_amp_scaling_state", "lr_schedulers", "scheduler", "schedulers", "rng", "callbacks",
-                        "loops", "hparams", "hyper_parameters", "train_args", "history", "config", "metadata"}
+_TRAINING_STATE_KEYS = {"optimizer", "optimizer_states", "optimizers", "optimizer_state_dict", "optim", "opt",
+                        "opt_state", "scaler", "grad_scaler", "scaler_state_dict", "native_amp_scaling_state",
+                        "lr_schedulers", "scheduler", "schedulers", "scheduler_state_dict", "lr_scheduler", "rng",
+                        "rng_state", "callbacks", "loops", "hparams", "hyper_parameters", "train_args", "args",
+                        "history", "config", "cfg", "metadata", "discriminator_optimizer", "optimizer_d",
+                        "optimizer_g", "opt_d", "opt_g"}
+# Where hand-written containers keep the model's state dict, in the order they are looked for
+# (a checkpoint with both "model" and "ema" weights is judged on "model").
+WEIGHT_KEYS = ("model_state_dict", "state_dict", "model", "generator", "codec", "net", "network", "ema",
+               "model_ema", "ema_state_dict")
+_OPTIMIZER_KEYS = ("optimizer_state_dict", "optimizer", "optim", "opt", "opt_state", "optimizer_g", "opt_g")
+_SCALER_KEYS = ("scaler", "grad_scaler", "scaler_state_dict", "amp_scaler")
+_CONFIG_KEYS = ("config", "model_config", "model_args", "cfg", "model_kwargs")
+_ARGS_KEYS = ("args", "train_args", "training_args", "hparams", "hyper_parameters", "opts")
 
 
 @dataclass
@@ -49,7 +62,8 @@ class CheckpointInfo:
     unsafe_global: str | None = None  # the global the safe unpickler refused (e.g. "builtins.open")
     loaded_unsafely: bool = False
     load_seconds: float = 0.0
-    format: str = "unknown"       # codecdoctor-codec/1 | lightning | encodec | dac | vector-quantize-pytorch | state_dict | unknown
+    # codecdoctor-codec/1 | lightning | encodec | dac | vector-quantize-pytorch | state_dict | unknown
+    format: str = "unknown"
     architecture: str = "unknown"  # codecdoctor-codec | encodec | dac | vector-quantize-pytorch | unknown
     prefix: str = ""              # module prefix stripped from the weights (Lightning: "model.")
     weights: dict[str, Any] = field(default_factory=dict)
@@ -60,6 +74,8 @@ class CheckpointInfo:
     history: list[dict] | None = None
     step: int | None = None
     epoch: int | None = None
+    weights_key: str | None = None  # the container key the weights came from ("model_state_dict", ...)
+    scalars: dict[str, float] = field(default_factory=dict)  # epoch, step, val_snr, loss, ... saved at top level
     raw: Any = None               # the loaded object (not serialised)
     notes: list[str] = field(default_factory=list)
 
@@ -133,7 +149,10 @@ def load_checkpoint_file(path: str | os.PathLike, *, unsafe_load: bool = False) 
     try:
         # mmap maps tensor storages instead of reading them: a 100 MB checkpoint "loads" in
         # milliseconds and pages are read only when a check touches them. Only zip files support it.
-        obj = torch.load(path, map_location="cpu", weights_only=not unsafe_load, mmap=is_zip)
+        # argparse.Namespace is allowed: training scripts save `"args": args`, and rebuilding one
+        # only sets attributes on an inert object (its values still pass the safe unpickler).
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            obj = torch.load(path, map_location="cpu", weights_only=not unsafe_load, mmap=is_zip)
     except Exception as exc:  # noqa: BLE001 - every failure becomes a status, never a traceback
         info.status, info.error = _classify_error(path, exc, is_zip)
         if info.status == "unsafe":
@@ -251,25 +270,147 @@ def adapt(info: CheckpointInfo, obj: Any) -> None:
         kwargs = obj["metadata"].get("kwargs")
         info.config = dict(kwargs) if isinstance(kwargs, dict) else None
         return
-    # A raw state dict, possibly nested ({"generator": {...}, "optimizer": {...}}).
-    weights = flatten_tensors(obj, skip=_TRAINING_STATE_KEYS)
+    # A hand-written container ({"epoch", "model_state_dict", "optimizer_state_dict", "args", ...})
+    # or a raw state dict, possibly nested ({"generator": {...}, "optimizer": {...}}).
+    weights_key = next((key for key in WEIGHT_KEYS if isinstance(obj.get(key), dict)
+                        and flatten_tensors(obj[key])), None)
+    if weights_key is not None:
+        inner = obj[weights_key]
+        if isinstance(inner.get("state_dict"), dict) and not any(_is_tensor(v) for v in inner.values()):
+            inner = inner["state_dict"]  # {"model": {"state_dict": ...}}
+        weights = flatten_tensors(inner)
+        info.weights_key = weights_key
+    else:
+        weights = flatten_tensors(obj, skip=_TRAINING_STATE_KEYS)
     if not weights:
         info.status = "not_checkpoint"
         info.error = "a dict without any tensors: " + ", ".join(map(str, list(obj)[:8]))
         return
-    for key in ("optimizer", "optimizer_state_dict", "optim"):
-        if isinstance(obj.get(key), dict):
+    for key in _OPTIMIZER_KEYS:
+        if isinstance(obj.get(key), (dict, list)) and info.optimizer is None:
             info.optimizer = obj[key]
-    for key in ("scaler", "grad_scaler"):
-        if isinstance(obj.get(key), dict):
+    for key in _SCALER_KEYS:
+        if isinstance(obj.get(key), dict) and info.scaler is None:
             info.scaler = obj[key]
-    if isinstance(obj.get("config"), dict):
-        info.config = obj["config"]
-    info.step, info.epoch = _int_or_none(obj.get("step")), _int_or_none(obj.get("epoch"))
+    info.config = next((_as_dict(obj[k]) for k in _CONFIG_KEYS if _as_dict(obj.get(k)) is not None), None)
+    info.train_args = next((_as_dict(obj[k]) for k in _ARGS_KEYS if _as_dict(obj.get(k)) is not None), None)
+    info.step = next((_int_or_none(obj[k]) for k in ("step", "global_step", "iteration", "iter") if k in obj), None)
+    info.epoch = _int_or_none(obj.get("epoch"))
+    info.scalars, info.history = scalar_metadata(obj)
     arch, prefix = detect_architecture(weights)
+    if arch == "unknown":
+        wrapper = _wrapper_prefix(weights)
+        if wrapper:
+            weights, prefix = _strip(weights, wrapper), wrapper
+            info.notes.append(f"stripped the wrapper prefix {wrapper!r} from every weight name "
+                              "(DataParallel / DistributedDataParallel / torch.compile)")
+            arch, _ = detect_architecture(weights)
     info.architecture, info.prefix = arch, prefix
-    info.weights = _strip(weights, prefix)
+    info.weights = _strip(weights, prefix) if arch != "unknown" else weights
     info.format = arch if arch in ("encodec", "dac", "vector-quantize-pytorch") else "state_dict"
+
+
+def _as_dict(value: Any) -> dict | None:
+    """A saved config or argument set as a dict (argparse.Namespace included)."""
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, argparse.Namespace):
+        return vars(value)
+    return None
+
+
+# DataParallel / DDP save `module.` in front of every name, torch.compile `_orig_mod.`.
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+
+
+def _wrapper_prefix(weights: dict[str, Any]) -> str:
+    """The wrapper prefix(es) every weight name starts with, e.g. "module._orig_mod."."""
+    prefix = ""
+    while True:
+        for wrapper in WRAPPER_PREFIXES:
+            if weights and all(k.startswith(prefix + wrapper) for k in weights):
+                prefix += wrapper
+                break
+        else:
+            return prefix
+
+
+# Scalar metadata a hand-written training loop saves next to the weights. A validation SNR in any
+# of these names (a single number or a list per epoch) is what C208 judges.
+_SNR_KEYS = ("val_snr_db", "val_snr", "valid_snr", "validation_snr", "eval_snr", "snr_db", "snr",
+             "best_val_snr_db", "best_val_snr", "best_snr_db", "best_snr")
+_LOSS_KEYS = ("val_loss", "valid_loss", "validation_loss", "best_val_loss", "best_loss", "loss", "train_loss")
+_HISTORY_KEYS = ("history", "metrics", "log", "logs", "stats", "train_history")
+
+
+def _number(value: Any) -> float | None:
+    if _is_tensor(value):
+        return float(value) if value.numel() == 1 else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def _numbers(value: Any) -> list[float] | None:
+    if isinstance(value, (list, tuple)) and value and all(_number(v) is not None for v in value):
+        return [_number(v) for v in value]
+    if _is_tensor(value) and value.dim() == 1 and value.numel() > 1 and value.is_floating_point():
+        return [float(v) for v in value]
+    return None
+
+
+def _snr_key(key: str) -> str | None:
+    """"best" for a best-so-far SNR, "val" for a per-epoch / latest one, None for anything else."""
+    key = key.lower()
+    if "snr" not in key or "si_snr" in key or "seg" in key or "train" in key:
+        return None
+    return "best" if "best" in key or "max" in key else "val"
+
+
+def scalar_metadata(obj: dict) -> tuple[dict[str, float], list[dict[str, Any]] | None]:
+    """(scalars, history) from a hand-written container: the numbers it saved at top level (epoch,
+    step, val_snr, best_snr, loss, ...) and a per-epoch history with `val_snr_db` entries, built
+    from a list of dicts or from lists of numbers (`val_snrs`, `history["val_snr"]`, ...)."""
+    scalars: dict[str, float] = {}
+    series: dict[str, list[float]] = {}
+    rows: list[dict[str, Any]] | None = None
+    for key, value in obj.items():
+        key = str(key)
+        number = _number(value)
+        if number is not None and math.isfinite(number) and (key in _SNR_KEYS or key in _LOSS_KEYS
+                                                             or _snr_key(key) or key in ("epoch", "step")):
+            scalars[key] = number
+        values = _numbers(value)
+        if values is not None and (_snr_key(key) or "loss" in key.lower()):
+            series[key] = values
+        if key in _HISTORY_KEYS:
+            if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+                rows = [dict(v) for v in value]
+            elif isinstance(value, dict):
+                for sub, sub_value in value.items():
+                    values = _numbers(sub_value)
+                    if values is not None and (_snr_key(str(sub)) or "loss" in str(sub).lower()):
+                        series[str(sub)] = values
+    if rows is not None:
+        for row in rows:
+            if not isinstance(row.get("val_snr_db"), (int, float)):
+                snr = next((_number(row[k]) for k in row if _snr_key(str(k)) == "val" and _number(row[k]) is not None),
+                           None)
+                if snr is not None:
+                    row["val_snr_db"] = snr
+        return scalars, rows
+    val_series = next((v for k, v in series.items() if _snr_key(k) == "val"), None)
+    if val_series:
+        return scalars, [{"epoch": i, "val_snr_db": v} for i, v in enumerate(val_series)]
+    latest = next((scalars[k] for k in scalars if _snr_key(k) == "val"), None)
+    best = next((scalars[k] for k in scalars if _snr_key(k) == "best"), None)
+    if latest is None and best is None:
+        return scalars, None
+    epoch = int(scalars.get("epoch", 0))
+    row = {"epoch": epoch, "val_snr_db": latest if latest is not None else best}
+    if best is not None:
+        row["best_val_snr_db"] = best
+    return scalars, [row]
 
 
 def _common_module_prefix(weights: dict[str, Any]) -> str:
@@ -367,6 +508,20 @@ EXPLODING_RMS = 100.0
 # (e.g. weight decay with no gradient) or was never loaded.
 VANISHING_RMS = 1e-8
 _HALF_DTYPES = ("float16", "bfloat16")
+# Tensors that are statistics, not weights: optimizer moments, EMA codebook sums and counts,
+# usage counters, normalisation statistics. Their scale says nothing about divergence (an EMA count
+# is "tokens per batch", hundreds or thousands), so C202 never judges them; C201/C203 still count
+# their non-finite values.
+_STATISTIC_LEAF = re.compile(
+    r"^(exp_avg|exp_avg_sq|max_exp_avg_sq|momentum_buffer|square_avg|acc_delta|sum|step|cluster_size|embed_avg|"
+    r"num_batches_tracked|running_mean|running_var|initted|inited|usage|code_usage|codebook_usage|usage_counts?|"
+    r"counts?|code_counts?|ema_counts?|ema_usage|hits|code_hits|histogram|freq|frequency|utilization|"
+    r"[a-z_]*_(count|counts|usage|hits))$")
+
+
+def is_statistic(name: str) -> bool:
+    """True for optimizer moments, EMA sums and counts, usage counters: not weights."""
+    return bool(_STATISTIC_LEAF.match(name.rsplit(".", 1)[-1]))
 
 
 @dataclass
@@ -408,6 +563,12 @@ class CheckpointMeasurements:
     data_peak: float | None = None    # max |x| of the --data crops, when given
     bitrate: dict[str, float] | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
+    scalars: dict[str, float] = field(default_factory=dict)  # epoch, step, val_snr, loss saved at top level
+    statistics_skipped: int = 0       # counters and moments C202 does not judge as weights
+    # What shows the run used half precision (a GradScaler state, fp16/bf16 tensors, an amp flag in
+    # the saved arguments); empty when nothing does.
+    half_precision_evidence: list[str] = field(default_factory=list)
+    weights_key: str | None = None
     learning_rates: dict[str, float] = field(default_factory=dict)
     resumed_or_finetuned: bool = False
     step: int | None = None
@@ -467,6 +628,9 @@ def measure_static(info: CheckpointInfo) -> CheckpointMeasurements:
             m.tensors_nonfinite.append(issue)
         if _dtype(tensor) in _HALF_DTYPES:
             m.half_precision_tensors.append(name)
+        if is_statistic(name):
+            m.statistics_skipped += 1
+            continue
         if rms is not None and rms > largest[0]:
             largest = (rms, name)
         if rms is not None and rms > EXPLODING_RMS:
@@ -495,5 +659,29 @@ def measure_static(info: CheckpointInfo) -> CheckpointMeasurements:
     m.resumed_or_finetuned = any(bool(args.get(k)) for k in ("resume", "resume_from", "init_from", "pretrained",
                                                              "finetune", "ckpt_path"))
     m.step, m.epoch = info.step, info.epoch
+    m.scalars, m.weights_key = dict(info.scalars), info.weights_key
+    m.half_precision_evidence = half_precision_evidence(info, m)
     m.scan_seconds = time.perf_counter() - started
     return m
+
+
+_AMP_FLAGS = ("amp", "use_amp", "fp16", "bf16", "half", "mixed_precision", "autocast", "use_fp16", "use_bf16")
+_HALF_PRECISION_VALUES = ("16", "16-mixed", "bf16", "bf16-mixed", "fp16", "float16", "bfloat16", "half", "true")
+
+
+def half_precision_evidence(info: CheckpointInfo, m: CheckpointMeasurements) -> list[str]:
+    """Why we believe the run trained in half precision, one phrase per piece of evidence."""
+    evidence = []
+    if isinstance(info.scaler, dict) and info.scaler:
+        evidence.append("a GradScaler state is saved")
+    if m.half_precision_tensors:
+        evidence.append(f"{len(m.half_precision_tensors)} fp16/bf16 tensors, e.g. {m.half_precision_tensors[0]}")
+    for source in (info.train_args or {}, info.config or {}):
+        for key in ("precision", "amp_dtype", "dtype", *_AMP_FLAGS):
+            value = source.get(key)
+            if value is None or value is False:
+                continue
+            text = str(value).lower()
+            if (key in _AMP_FLAGS and value is True) or text in _HALF_PRECISION_VALUES:
+                evidence.append(f"saved argument {key}={value!r}")
+    return evidence
