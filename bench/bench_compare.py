@@ -94,12 +94,12 @@ def main() -> None:
             (Path(warm) / "est").mkdir()
             make_corpus(Path(warm), 10 / 60, 10.0)
             peer(Path(warm))
-            compare(Path(warm) / "ref", Path(warm) / "est", plots=True)
+            compare(Path(warm) / "ref", Path(warm) / "est")
         t0 = time.perf_counter()
         peer(root)
         peer_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        report = compare(root / "ref", root / "est", plots=True)
+        report = compare(root / "ref", root / "est")
         compare_s = time.perf_counter() - t0
         agg = report.measurements["aggregate"]
         print(f"compare:  {compare_s:7.2f} s  -> {audio_s / compare_s:8.1f} s of audio per second "

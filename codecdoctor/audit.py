@@ -16,7 +16,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -102,44 +102,34 @@ def _measure_all(entries: list[Entry], jobs: int, silence_threshold_db: float,
 
 
 class _Progress:
-    """Rich progress bar with files/s, audio-hours/s and ETA; silent when disabled."""
+    """Counts files, audio hours and bytes and hands them to the caller's callback as
+    `progress(done_bytes, total_bytes, detail)`; drawing a bar is the CLI's job."""
 
-    def __init__(self, enabled: bool, total_files: int, total_bytes: int) -> None:
-        self.enabled = enabled
-        self.bar = None
+    def __init__(self, callback: Callable[[float, float, str], None] | None, total_files: int, total_bytes: int) -> None:
+        self.callback = callback
         self.t0 = time.perf_counter()
         self.files = 0
         self.hours = 0.0
-        if not enabled:
-            return
-        from rich.console import Console
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-        self.bar = Progress(TextColumn("auditing"), BarColumn(),
-                            TextColumn("{task.fields[rates]}"), TimeElapsedColumn(), TextColumn("ETA"),
-                            TimeRemainingColumn(), console=Console(stderr=True), transient=True)
-        # Progress is measured in bytes (what the work is proportional to), shown as files.
-        self.task = self.bar.add_task("audit", total=max(total_bytes, 1), rates="")
+        self.done_bytes = 0
         self.total_files = total_files
+        self.total_bytes = max(total_bytes, 1)  # progress is in bytes: what the work is proportional to
 
     def start(self) -> None:
         self.t0 = time.perf_counter()
-        if self.bar is not None:
-            self.bar.start()
 
     def advance(self, m: FileMeasurement) -> None:
         self.files += 1
         self.hours += (m.duration_s or 0.0) / 3600.0
-        if self.bar is None:
+        self.done_bytes += max(m.size_bytes or 0, 1)
+        if self.callback is None:
             return
         elapsed = max(time.perf_counter() - self.t0, 1e-9)
-        rates = (f"{self.files}/{self.total_files} files  {self.files / elapsed:.1f} files/s  "
-                 f"{self.hours / elapsed:.2f} audio-h/s")
-        self.bar.update(self.task, advance=max(m.size_bytes or 0, 1), rates=rates)
+        self.callback(self.done_bytes, self.total_bytes,
+                      f"{self.files}/{self.total_files} files  {self.files / elapsed:.1f} files/s  "
+                      f"{self.hours / elapsed:.2f} audio-h/s")
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
+        pass
 
 
 def _row_for_entry(e: Entry) -> FileMeasurement:
@@ -211,7 +201,7 @@ def corpus_summary(rows: list[FileMeasurement], histogram: np.ndarray) -> dict[s
 
 
 def judge(rows: list[FileMeasurement], extras: _Extras, thresholds: DataThresholds, *, args: dict[str, Any],
-          notes: Iterable[str] = (), shard: tuple[int, int] | None = None, plots: bool = True) -> Report:
+          notes: Iterable[str] = (), shard: tuple[int, int] | None = None) -> Report:
     rows = sorted(rows, key=lambda r: r.path)
     report = Report(command="audit-data", args=dict(args))
     findings: list[Finding] = []
@@ -234,9 +224,6 @@ def judge(rows: list[FileMeasurement], extras: _Extras, thresholds: DataThreshol
     if shard is not None:
         report.measurements["shard"] = {"index": shard[0], "count": shard[1]}
     report.notes.extend(notes)
-    from codecdoctor.report.figures.audit import add_sections
-
-    add_sections(report, rows, extras, thresholds, plots=plots)
     return report
 
 
@@ -272,14 +259,15 @@ def _invert(text: str) -> tuple[int, ...]:
 def audit_data(directory: str | os.PathLike, *, jobs: int | None = None, sample_rate: int | None = None,
                shard: str | tuple[int, int] | None = None, sample: float | None = None,
                silence_threshold_db: float = -60.0, max_silence_fraction: float = 0.30,
-               long_file_s: float = 600.0, progress: bool = True,
-               thresholds: DataThresholds | None = None, plots: bool = True) -> Report:
+               long_file_s: float = 600.0, progress: Callable[[float, float, str], None] | None = None,
+               thresholds: DataThresholds | None = None) -> Report:
     """Audit every audio file under `directory`; returns a Report (JSON contract: DESIGN 4b).
 
     jobs: worker processes (default: the machine's cores). shard: 'i/n' measures every n-th entry
     (combine the partial JSONs with `merge_partials`). sample: audit only this fraction of the
-    files (deterministic by path); statistics within a file are always exact. plots: draw the HTML
-    figures (matplotlib; ~1 s of imports, so the CLI skips them when no HTML is written).
+    files (deterministic by path); statistics within a file are always exact. progress: called as
+    `progress(done_bytes, total_bytes, detail)` after each file (the CLI draws a bar from it).
+    Figures are drawn only when the HTML view is rendered.
     """
     root = Path(directory)
     if not root.exists():
@@ -337,14 +325,13 @@ def audit_data(directory: str | os.PathLike, *, jobs: int | None = None, sample_
             "shard": f"{shard_t[0]}/{shard_t[1]}" if shard_t else None, "sample": sample,
             "silence_threshold_db": thresholds.silence_threshold_db,
             "max_silence_fraction": thresholds.max_silence_fraction, "long_file_s": thresholds.long_file_s}
-    report = judge(rows, _Extras(histogram, keeper.result()), thresholds, args=args, notes=notes, shard=shard_t,
-                   plots=plots)
+    report = judge(rows, _Extras(histogram, keeper.result()), thresholds, args=args, notes=notes, shard=shard_t)
     hours = report.measurements["corpus"]["hours"]
     report.measurements["timing"] = {"seconds": elapsed, "audio_hours_per_second": hours / elapsed if elapsed > 0 else None}
     return report
 
 
-def merge_partials(paths: Iterable[str | os.PathLike], *, plots: bool = True) -> Report:
+def merge_partials(paths: Iterable[str | os.PathLike]) -> Report:
     """Combine partial audit-data JSON reports (from `--shard i/n`) into the report one run gives."""
     paths = [Path(p) for p in paths]
     if not paths:
@@ -399,6 +386,5 @@ def merge_partials(paths: Iterable[str | os.PathLike], *, plots: bool = True) ->
         if missing:
             notes.append(f"incomplete merge: shards {', '.join(f'{i}/{count}' for i in missing)} are missing")
     args = {**base_args, "shard": None, "merged_from": [display_path(p) for p in paths]}
-    report = judge(rows, _Extras(histogram, keeper.result()), thresholds or DataThresholds(), args=args, notes=notes,
-                   plots=plots)
+    report = judge(rows, _Extras(histogram, keeper.result()), thresholds or DataThresholds(), args=args, notes=notes)
     return report

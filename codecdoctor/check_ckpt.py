@@ -222,13 +222,11 @@ def _dynamic(adapter: Any, m: CheckpointMeasurements, crops, probes: bool, repor
     if probes:
         from codecdoctor.measure.probes import measure_probes
         from codecdoctor.probe import run_probe_checks
-        from codecdoctor.report.figures.probe import probe_sections
 
         pm = measure_probes(adapter)
         run = run_probe_checks(pm)
         report.add(run.findings, run.checks_run)
         report.measurements["probes"] = pm
-        report.sections.extend(probe_sections(pm))
     if crops:
         report.measurements["reconstruction"] = _reconstruct_on_data(adapter, crops, m.output_bound, report)
         q = _codes_on_data(adapter, crops)

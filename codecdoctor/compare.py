@@ -128,7 +128,7 @@ def pair_record(m: PairMeasurements, ref_rel: str, est_rel: str | None, error: s
     data = dataclasses.asdict(m)
     for key in ("snr_db", "si_snr_db", "seg_snr_db", "mel_distance", "gain", "lag_samples", "correlation", "what_if"):
         record[key] = data.pop(key)
-    data.pop("subject", None)
+    record["subject"] = data.pop("subject", None)  # the findings' subject for this pair
     record.update(data)
     return record
 
@@ -174,7 +174,7 @@ def _aggregate(measured: list[PairMeasurements], pairs_total: int, failed: int) 
 
 
 def compare(ref: Any, est: Any, *, sample_rate: int | None = None, output_bound: float | None = None,
-            max_lag_ms: float | None = None, plots: bool = True,
+            max_lag_ms: float | None = None,
             progress: Callable[[int, int, str], None] | None = None) -> Report:
     """Compare a reference with an estimate (reconstruction) and diagnose the difference.
 
@@ -264,8 +264,25 @@ def compare(ref: Any, est: Any, *, sample_rate: int | None = None, output_bound:
     aggregate["silent_chunks"] = chunk_set.silent_chunks
     aggregate["chunks"] = chunk_set.chunks
     report.measurements = {"pairs": records, "aggregate": aggregate}
-
-    from codecdoctor.report.figures.compare import add_sections
-
-    add_sections(report, measured, chunk_set, plots=plots, loader=lambda p: _load_pair(p, sample_rate))
+    excerpt = _worst_pair_excerpt(measured, sample_rate, report.notes)
+    if excerpt is not None:
+        report.measurements["excerpt"] = excerpt
     return report
+
+
+def _worst_pair_excerpt(measured: list, sample_rate: int | None, notes: list[str]) -> dict[str, Any] | None:
+    """The bounded excerpt of the lowest-SNR scored pair, which the report's figures draw."""
+    from codecdoctor.measure.excerpt import pair_excerpt
+
+    scored = [item for item in measured if not item[1].ref_silent and item[1].compared_samples > 0]
+    if not scored:
+        return None
+    pair, m, _ = min(scored, key=lambda item: item[1].snr_db)
+    try:
+        ref, est, rate, _ = _load_pair(pair, sample_rate)
+    except Exception as exc:  # the file changed since it was measured: say so, keep the report
+        notes.append(f"figures skipped: cannot re-read {pair.subject}: {exc}")
+        return None
+    excerpt = pair_excerpt(ref, est, rate, pair.subject)
+    excerpt["ref"] = pair.ref_rel
+    return excerpt

@@ -9,7 +9,6 @@ from typing import Any
 
 from codecdoctor.core.findings import Report
 from codecdoctor.measure.probes import ProbeMeasurements, measure_probes
-from codecdoctor.report.figures.probe import probe_sections
 
 
 def run_probe_checks(m: ProbeMeasurements):
@@ -44,5 +43,4 @@ def probe(target: Any, *, model: str | None = None, unsafe_load: bool = False) -
     run = run_probe_checks(m)
     report.add(run.findings, run.checks_run)
     report.measurements["probes"] = m
-    report.sections.extend(probe_sections(m))
     return report

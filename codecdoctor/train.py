@@ -196,6 +196,7 @@ def train(request: TrainRequest, *, callbacks: list[Any] | None = None,
                  "validation_crops": int(trainer.validation_set.shape[0]) if trainer.validation_set is not None else 0,
                  "warnings": list(trainer.source.warnings)},
     }
+    report.fatal = write_failure  # the run could not go on: the report is kept, the command exits 2
     _add_sections(report, history)
     return report
 

@@ -67,7 +67,7 @@ def fault_corpus(tmp_path_factory):
     add("one_sample.wav", np.array([0.1], np.float32), ["D101"])
     (root / "random.wav").write_bytes(np.random.default_rng(0).bytes(5000))
     expected["random.wav"] = {"D100"}
-    report = audit_data(root, jobs=2, long_file_s=5.0, progress=False)
+    report = audit_data(root, jobs=2, long_file_s=5.0)
     return root, report, expected
 
 
@@ -109,7 +109,7 @@ def test_user_described_file_gets_d103_with_ceiling_and_no_d107(tmp_path):
     x = speech_like(150.0, SR, seed=42, pause_fraction=0.08)
     x = np.where(x > 0, x / x.max() * 1.0108, x / -x.min() * 1.0129)
     write_audio(tmp_path / "telugu.wav", x.astype(np.float32))
-    report = audit_data(tmp_path, jobs=1, progress=False)
+    report = audit_data(tmp_path, jobs=1)
     row = report.measurements["files"][0]
     assert 0.05 < row["silence_fraction"] < 0.15
     assert row["min"] == pytest.approx(-1.0129, rel=1e-6) and row["max"] == pytest.approx(1.0108, rel=1e-6)
@@ -120,7 +120,7 @@ def test_user_described_file_gets_d103_with_ceiling_and_no_d107(tmp_path):
     assert ceiling == pytest.approx(10 * np.log10(np.sum(x64 ** 2) / np.sum((x64 - np.clip(x64, -1, 1)) ** 2)), rel=1e-6)
     assert f"{ceiling:.1f} dB" in d103[0].message
     assert "D107" not in report.ids()
-    strict = audit_data(tmp_path, jobs=1, progress=False, max_silence_fraction=0.05)
+    strict = audit_data(tmp_path, jobs=1, max_silence_fraction=0.05)
     assert "D107" in strict.ids()
 
 
@@ -148,7 +148,7 @@ def test_hostile_inputs_each_become_a_finding_and_the_rest_is_audited(tmp_path):
     write_audio(root / "allzero.wav", np.zeros(8000, np.float32))
     write_audio(root / "one.wav", np.array([0.3], np.float32))
     try:
-        report = audit_data(root, jobs=2, progress=False)
+        report = audit_data(root, jobs=2)
     finally:
         noperm.chmod(0o644)
     got = ids_by_file(report)
@@ -175,7 +175,7 @@ def test_html_escapes_hostile_names(tmp_path):
     from codecdoctor.report import html as html_view
 
     write_audio(tmp_path / "<img src=x onerror=alert(1)>.wav", clean(seed=60, peak=1.2))
-    report = audit_data(tmp_path, jobs=1, progress=False)
+    report = audit_data(tmp_path, jobs=1)
     out = tmp_path / "r.html"
     html_view.write(report, out)
     text = out.read_text(encoding="utf-8")

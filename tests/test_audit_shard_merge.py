@@ -32,10 +32,10 @@ def comparable(data: dict) -> dict:
 def test_three_shards_merged_equal_one_run(tmp_path):
     root = tmp_path / "corpus"
     make_corpus(root)
-    single = json.loads(json_out.dumps(audit_data(root, jobs=1, progress=False)))
+    single = json.loads(json_out.dumps(audit_data(root, jobs=1)))
     parts = []
     for i in (1, 2, 3):
-        part = audit_data(root, jobs=1, shard=f"{i}/3", progress=False)
+        part = audit_data(root, jobs=1, shard=f"{i}/3")
         path = tmp_path / f"part{i}.json"
         path.write_text(json_out.dumps(part))
         parts.append(path)
@@ -48,8 +48,8 @@ def test_three_shards_merged_equal_one_run(tmp_path):
 def test_parallel_jobs_give_the_same_numbers_as_one_job(tmp_path):
     root = tmp_path / "corpus"
     make_corpus(root)
-    one = json.loads(json_out.dumps(audit_data(root, jobs=1, progress=False)))
-    two = json.loads(json_out.dumps(audit_data(root, jobs=2, progress=False)))
+    one = json.loads(json_out.dumps(audit_data(root, jobs=1)))
+    two = json.loads(json_out.dumps(audit_data(root, jobs=2)))
     assert comparable(one) == comparable(two)
 
 

@@ -6,7 +6,7 @@ import json
 import pytest
 import typer
 
-from codecdoctor.commands.common import FailOn, finish
+from codecdoctor.commands.common import FailOn, Outputs, finish
 from codecdoctor.core.findings import Finding, Report, Severity
 
 DESIGN_COMMANDS = ("audit-data", "check-ckpt", "compare", "train", "probe", "checks", "explain", "env", "demo", "merge")
@@ -97,7 +97,7 @@ def _report_with(severity: Severity) -> Report:
 )
 def test_fail_on_maps_to_exit_codes(tmp_path, severity, fail_on, expected):
     with pytest.raises(typer.Exit) as raised:
-        finish(_report_with(severity), html=tmp_path / "r.html", json=str(tmp_path / "r.json"), fail_on=fail_on, name="unit")
+        finish(_report_with(severity), Outputs(str(tmp_path / "r.html"), str(tmp_path / "r.json"), fail_on), name="unit")
     assert raised.value.exit_code == expected
 
 

@@ -75,7 +75,7 @@ def test_folders_pair_by_relative_path_and_bad_pairs_become_findings(tmp_path, c
     write_audio(est / "empty.wav", np.zeros(0, np.float32), SR)
     write_audio(est / "extra.wav", clean, SR)
 
-    report = compare(ref, est, plots=False)
+    report = compare(ref, est)
     by_subject: dict[str, list[str]] = {}
     for f in report.sorted_findings():
         by_subject.setdefault(f.subject, []).append(f.id)
@@ -102,7 +102,7 @@ def test_silent_files_in_a_set_bias_the_per_file_mean(tmp_path):
         x = speech_like(0.5, SR, seed=300 + i) if i != 4 else np.zeros(SR // 2, np.float32)
         write_audio(ref / f"{i:02d}.wav", x, SR)
         write_audio(est / f"{i:02d}.wav", (x + 0.003 * rng.standard_normal(x.size)).astype(np.float32), SR)
-    report = compare(ref, est, plots=False)
+    report = compare(ref, est)
     r313 = [f for f in report.findings if f.id == "R313"]
     assert len(r313) == 1
     assert r313[0].evidence["total_snr_db"] - r313[0].evidence["mean_chunk_snr_db"] > 3
@@ -111,7 +111,7 @@ def test_silent_files_in_a_set_bias_the_per_file_mean(tmp_path):
 def test_arrays_need_a_sample_rate(clean):
     with pytest.raises(InputError):
         compare(clean, clean)
-    report = compare(clean, 0.1 * clean, sample_rate=SR, plots=False)
+    report = compare(clean, 0.1 * clean, sample_rate=SR)
     assert report.sorted_findings()[0].id == "R302"
 
 

@@ -23,7 +23,7 @@ def test_user_strings_are_escaped():
     page = html.render(hostile_report())
     assert "<script>" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;.wav" in page
-    assert "message with &quot;&amp;&lt;&gt; inside" in page
+    assert "message with &#34;&amp;&lt;&gt; inside" in page  # markupsafe escapes " as &#34;
     assert "<img src=x" not in page and "onerror=alert(2)>" not in page
     assert "<b>key</b>" not in page and "<i>" not in page and "<caption>" not in page
 

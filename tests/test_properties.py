@@ -156,7 +156,7 @@ EXACT_FIELDS = ("frames", "channels", "samples", "finite_samples", "nan", "inf",
                 "sum_squares", "overs", "overs_excess_energy", "rail_samples", "clipped_samples", "clip_runs",
                 "longest_clip_run_samples", "level_frames", "silent_frames", "active_samples",
                 "active_sum_squares", "histogram")
-# Sample-level statistics: also exact when ONE stream is cut into parts that are merged (merging
+# Sample-level statistics: also exact when ONE stream is cut into parts that are combined (combining
 # closes frames and rail runs at the cut, so frame counts and run lengths may differ there).
 SAMPLE_FIELDS = ("samples", "finite_samples", "nan", "inf", "min", "max", "peak", "sum", "sum_squares",
                  "overs", "overs_excess_energy")
@@ -262,7 +262,7 @@ def test_merging_the_parts_of_one_stream_gives_its_sample_statistics(data, x):
     parts = [_accumulate([x[a:b]], x.shape[1]) for a, b in zip(cuts[:-1], cuts[1:])]
     merged = parts[0]
     for part in parts[1:]:
-        merged.merge(part)
+        merged = merged.combine(part)
     # whole 20 ms frames square in float32, a cut's partial frame in float64: agree to float32 precision
     _same(single, merged.result(), SAMPLE_FIELDS, rel=1e-6)
 
@@ -279,11 +279,11 @@ def test_merging_files_in_any_grouping_and_order_gives_the_same_corpus_totals(fi
         for start in range(0, len(accs), group_size):  # like shards: merge within, then across
             group = accs[start]
             for acc in accs[start + 1:start + group_size]:
-                group.merge(acc)
+                group = group.combine(acc)
             groups.append(group)
         total = groups[0]
         for group in groups[1:]:
-            total.merge(group)
+            total = total.combine(group)
         return total.result()
 
     order = list(range(len(files)))
@@ -345,14 +345,14 @@ def test_shards_merged_give_the_single_run(messy_corpus, tmp_path, count):
     audit = pytest.importorskip("codecdoctor.audit")
     from codecdoctor.report import json as json_out
 
-    single = audit.audit_data(messy_corpus, jobs=1, progress=False, plots=False).to_dict()
+    single = audit.audit_data(messy_corpus, jobs=1, progress=None).to_dict()
     parts = []
     for index in range(1, count + 1):
-        part = audit.audit_data(messy_corpus, jobs=1, progress=False, plots=False, shard=(index, count))
+        part = audit.audit_data(messy_corpus, jobs=1, progress=None, shard=(index, count))
         path = tmp_path / f"part{index}.json"
         json_out.write(part, path)
         parts.append(path)
-    merged = audit.merge_partials(list(reversed(parts)), plots=False).to_dict()  # order must not matter
+    merged = audit.merge_partials(list(reversed(parts))).to_dict()  # order must not matter
     s, m = _comparable(single), _comparable(merged)
     assert s[0] == m[0]  # the same findings on the same subjects
     assert s[1] == m[1]  # the same per-file numbers

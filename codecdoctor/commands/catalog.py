@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import enum
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -17,7 +17,9 @@ Scope = enum.Enum("Scope", {name: name for name in registry.SCOPES}, type=str)
 
 def register(app: typer.Typer) -> None:
     @app.command("checks")
-    def checks(scope: Optional[Scope] = typer.Option(None, "--scope", help="Only checks of this scope.")) -> None:
+    def checks(
+        scope: Annotated[Optional[Scope], typer.Option("--scope", help="Only checks of this scope.")] = None,
+    ) -> None:
         """List every check with its stable ID, scope, default severity and title."""
         infos = registry.all_checks(scope.value if scope else None)
         table = Table(title=f"codecdoctor checks ({len(infos)})", title_justify="left", header_style="bold")
@@ -28,7 +30,7 @@ def register(app: typer.Typer) -> None:
         Console(highlight=False).print(table)
 
     @app.command("explain")
-    def explain(check_id: str = typer.Argument(..., metavar="ID", help="A check ID such as D103.")) -> None:
+    def explain(check_id: Annotated[str, typer.Argument(metavar="ID", help="A check ID such as D103.")]) -> None:
         """Print what one check measures, why it matters and how to fix what it finds."""
         try:
             info = registry.get(check_id)

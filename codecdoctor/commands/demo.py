@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -9,9 +10,10 @@ import typer
 def register(app: typer.Typer) -> None:
     @app.command("demo")
     def command(
-        out: Path = typer.Option(Path("reports/demo"), "--out", help="Folder for the corpus, checkpoints and reports."),
-        minutes: float = typer.Option(2.5, "--minutes", min=0.05, help="Training budget in minutes (CPU)."),
-        batch_size: int = typer.Option(8, "--batch-size", min=1),
+        out: Annotated[Path, typer.Option("--out", help="Folder for the corpus, checkpoints and reports.")] = Path(
+            "reports/demo"),
+        minutes: Annotated[float, typer.Option("--minutes", min=0.05, help="Training budget in minutes (CPU).")] = 2.5,
+        batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 8,
     ) -> None:
         """The negative-SNR saga end to end: make a corpus, audit it, train briefly with live checks,
         check and probe the checkpoint, reproduce each fault and diagnose it; writes OUT/index.html.

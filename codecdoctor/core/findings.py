@@ -75,7 +75,10 @@ class Finding:
 @dataclass
 class Report:
     """Everything one command run produced. `sections` are extra tables/figures for the renderers
-    (not part of the JSON contract); `notes` state what could not be done and why."""
+    (not part of the JSON contract; a command's standard figures are drawn at render time from
+    `measurements` by codecdoctor.report.figures); `notes` state what could not be done and why.
+    `fatal` is set when the command could not do its job (an unreadable checkpoint, a failed
+    checkpoint write): the report is still written, then the command exits 2 with that line."""
 
     command: str
     args: dict[str, Any] = field(default_factory=dict)
@@ -85,6 +88,7 @@ class Report:
     notes: list[str] = field(default_factory=list)
     sections: list[Any] = field(default_factory=list)
     version: str = ""
+    fatal: str | None = None
 
     def add(self, findings: Iterable[Finding], checks_run: Iterable[str] = ()) -> None:
         self.findings.extend(findings)

@@ -86,7 +86,7 @@ class DemoRunner:
                                 "The audit reads every file once and names each data problem, including the "
                                 "float file peaking at -1.0129 / +1.0108 that no tanh decoder can reproduce.",
                                 "saga", expected_ids=["D103", "D100", "D104", "D105", "D107", "D108"]),
-                       "audit", lambda: audit_data(corpus.root, progress=True))
+                       "audit", lambda: audit_data(corpus.root))
 
         train_report = self._run_step(
             DemoStep("Training the codec with the live monitor",

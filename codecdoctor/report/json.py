@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 from codecdoctor.core.findings import Report
 
@@ -17,6 +16,3 @@ def write(report: Report, path: Path) -> None:
 
     atomic_write_text(path, dumps(report) + "\n")
 
-
-def load(path: Path) -> dict[str, Any]:
-    return json.loads(Path(path).read_text(encoding="utf-8"))

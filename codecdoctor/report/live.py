@@ -80,3 +80,35 @@ class TrainDisplay:
             f"epoch {entry['epoch']} step {entry['step']}: train loss {entry['train_loss']:.4f}, "
             f"val SNR {entry['val_snr_db']:.2f} dB, SI-SNR {entry['val_si_snr_db']:.2f} dB, "
             f"mel {entry['val_mel_distance']:.3f}", markup=False)
+
+
+class progress_bar:  # noqa: N801 - used as a context manager like `open`
+    """`with progress_bar("audit", console) as on_progress:` yields a callback
+    `on_progress(completed, total, detail)` for a library call, or None when disabled or the console
+    is not a terminal. The bar starts on the first callback, so worker processes the library forks
+    before its first result never inherit the bar's refresh thread."""
+
+    def __init__(self, label: str, console: Any, *, enabled: bool = True) -> None:
+        self.label = label
+        self.console = console
+        self.enabled = enabled and bool(getattr(console, "is_terminal", False))
+        self.bar: Progress | None = None
+        self.task = None
+
+    def _update(self, completed: float, total: float, detail: str = "") -> None:
+        if self.bar is None:
+            from rich.progress import TimeElapsedColumn
+
+            self.bar = Progress(TextColumn(self.label), BarColumn(), TextColumn("{task.description}"),
+                                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                                console=self.console, transient=True)
+            self.task = self.bar.add_task("", total=total or None)
+            self.bar.start()
+        self.bar.update(self.task, completed=completed, total=total or None, description=printable(detail)[-60:])
+
+    def __enter__(self):
+        return self._update if self.enabled else None
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.bar is not None:
+            self.bar.stop()

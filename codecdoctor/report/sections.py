@@ -1,23 +1,24 @@
-"""Extra report content beyond findings: tables, figures and text blocks.
+"""Report content beyond findings: tables, figures and text blocks.
 
-Commands attach these to `Report.sections`; the HTML renderer shows all of them, the terminal
-renderer shows tables and text (figures are HTML only). They are not part of the JSON contract,
-whose numbers live in `Report.measurements`.
+A command's standard sections are built at render time by codecdoctor.report.figures from
+`Report.measurements`; `Report.sections` holds any extra ones. The HTML renderer shows all of them,
+the terminal renderer tables and text (figures are HTML only). They are not part of the JSON
+contract, whose numbers live in `Report.measurements`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 
 @dataclass
 class Table:
     title: str
     columns: list[str]
-    rows: list[list[Any]]
+    rows: list[list]
     caption: str = ""
     # The terminal shows at most this many rows (the HTML shows all); None = all.
     terminal_rows: int | None = 30
+    kind = "table"
 
 
 @dataclass
@@ -26,11 +27,11 @@ class Figure:
     data_uri: str  # "data:image/png;base64,..." from codecdoctor.report.plots
     caption: str = ""
     alt: str = ""
+    kind = "figure"
 
 
 @dataclass
 class Text:
     title: str
     body: str
-    html_only: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    kind = "text"

@@ -103,10 +103,12 @@ def table_renderable(section: Table) -> RichTable:
 
 
 def render(report: Report, console: Console, max_per_severity: int = 40) -> None:
-    for section in report.sections:
+    from codecdoctor.report.figures import sections_for
+
+    for section in sections_for(report, figures=False):
         if isinstance(section, Table):
             console.print(table_renderable(section))
-        elif isinstance(section, Text) and not section.html_only:
+        elif isinstance(section, Text):
             console.print(Panel(RichText(printable(section.body)), title=escape(printable(section.title)),
                                 title_align="left"))
     findings = report.sorted_findings()

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 
 from codecdoctor.core.findings import Report, Severity
-from codecdoctor.measure.audio.accumulator import HIST_BINS, HIST_BINS_PER_UNIT, HIST_LIMIT
 from codecdoctor.measure.audio.file import FileMeasurement
+from codecdoctor.report.figures import view
 from codecdoctor.report.sections import Table, Text
 
 MAX_TABLE_ROWS = 2000  # the HTML table lists flagged files first; the JSON always has every row
@@ -33,8 +33,22 @@ def _num(value: Any, digits: int = 4) -> Any:
     return value
 
 
-def add_sections(report: Report, rows: list[FileMeasurement], extras: Any, thresholds: Any, *, plots: bool = True) -> None:
+def key_numbers(report: Report) -> list[tuple[str, str]]:
     corpus = report.measurements["corpus"]
+    keys = [("audio files", f"{corpus['audio_files']:,} of {corpus['files']:,}"), ("hours", f"{corpus['hours']:.3f}")]
+    if corpus.get("max_abs") is not None:
+        keys.append(("max |x|", f"{corpus['max_abs']:.5g}"))
+    keys.append(("samples beyond ±1", f"{corpus['overs']:,}"))
+    if corpus.get("unreadable_files"):
+        keys.append(("unreadable files", f"{corpus['unreadable_files']:,}"))
+    return keys
+
+
+def build(report: Report, *, figures: bool) -> list[Any]:
+    corpus = report.measurements["corpus"]
+    rows = [FileMeasurement.from_json(r) if isinstance(r, dict) else r for r in report.measurements.get("files", [])]
+    thresholds = view(report.measurements.get("thresholds", {}))
+    sections: list[Any] = []
     lines = [
         f"files: {corpus['files']} (audio {corpus['audio_files']}, unreadable {corpus['unreadable_files']}, "
         f"skipped {corpus['skipped_entries']})",
@@ -46,7 +60,7 @@ def add_sections(report: Report, rows: list[FileMeasurement], extras: Any, thres
         f"non-finite: {corpus['nonfinite']}; silence: "
         + (f"{100 * corpus['silence_fraction']:.1f}% of 20 ms frames" if corpus["silence_fraction"] is not None else "n/a"),
     ]
-    report.sections.append(Text("Corpus", "\n".join(lines)))
+    sections.append(Text("Corpus", "\n".join(lines)))
 
     flagged = {f.subject for f in report.findings if f.subject and f.severity >= Severity.WARNING}
     ordered = sorted(rows, key=lambda r: (r.path not in flagged, r.path))[:MAX_TABLE_ROWS]
@@ -55,18 +69,15 @@ def add_sections(report: Report, rows: list[FileMeasurement], extras: Any, thres
                    _num(r.clipped_samples), _num(r.nonfinite), _num(r.bandwidth_hz), r.error or ""] for r in ordered]
     caption = "Flagged files first." + (f" Showing {len(ordered)} of {len(rows)} rows; the JSON lists all."
                                         if len(ordered) < len(rows) else "")
-    report.sections.append(Table("Files", ["path", "dur s", "peak dB", "RMS dB", "DC", "sil %", "overs",
+    sections.append(Table("Files", ["path", "dur s", "peak dB", "RMS dB", "DC", "sil %", "overs",
                                            "clip", "NaN/Inf", "bw Hz", "error"], table_rows,
                                  caption=caption, terminal_rows=20))
-    if not plots:
-        return
-    try:
-        report.sections.extend(_figures(report, rows, extras, thresholds, flagged))
-    except Exception as exc:  # plots are a view; a plotting failure must not lose the audit
-        report.notes.append(f"plots not drawn: {type(exc).__name__}: {exc}")
+    if figures:
+        sections[1:1] = _figures(report, rows, thresholds, flagged)  # the main figure leads the page
+    return sections
 
 
-def _figures(report: Report, rows: list[FileMeasurement], extras: Any, thresholds: Any, flagged: set) -> list:
+def _figures(report: Report, rows: list[Any], thresholds: Any, flagged: set) -> list:
     from codecdoctor.report.plots import SEVERITY_COLORS, figure_section, new_figure
 
     audio = [r for r in rows if r.kind == "audio" and r.frames and r.peak]
@@ -104,11 +115,13 @@ def _figures(report: Report, rows: list[FileMeasurement], extras: Any, threshold
         ax.set_ylabel("files")
         out.append(figure_section(fig, "Silence fraction", "Dashed: the D107 limit."))
 
-    counts = np.asarray(extras.histogram, np.float64)
-    if counts.sum() > 0 and counts.size == HIST_BINS:
+    histogram = report.measurements["corpus"]["amplitude_histogram"]
+    counts = np.asarray(histogram["counts"], np.float64)
+    limit, per_unit = float(histogram["range"][1]), int(histogram["bins_per_unit"])
+    if counts.sum() > 0 and counts.size > 2:
         fig, ax = new_figure(6.4, 3.2)
-        edges = np.linspace(-HIST_LIMIT, HIST_LIMIT, HIST_BINS - 1)
-        ax.bar(edges[:-1], counts[1:-1], width=1.0 / HIST_BINS_PER_UNIT, align="edge", color="#2f6f9f")
+        edges = np.linspace(-limit, limit, counts.size - 1)
+        ax.bar(edges[:-1], counts[1:-1], width=1.0 / per_unit, align="edge", color="#2f6f9f")
         ax.set_yscale("log")
         for x in (-1.0, 1.0):
             ax.axvline(x, color=SEVERITY_COLORS["error"], linewidth=0.9, linestyle="--")
@@ -119,9 +132,9 @@ def _figures(report: Report, rows: list[FileMeasurement], extras: Any, threshold
         out.append(figure_section(fig, "Pooled amplitude histogram",
                                   f"All files, every {corpus['amplitude_histogram']['sampled_every_nth_20ms_frame']}th "
                                   f"20 ms frame; dashed: ±1.0. Exact count of samples beyond ±1 in the corpus: "
-                                  f"{corpus['overs']}; beyond ±{HIST_LIMIT:g} (not drawn): {outside} sampled."))
+                                  f"{corpus['overs']}; beyond ±{limit:g} (not drawn): {outside} sampled."))
 
-    for path, env in list(extras.envelopes.items())[:MAX_STRIPS]:
+    for path, env in list(report.measurements.get("envelopes", {}).items())[:MAX_STRIPS]:
         if not env or not env.get("start_s"):
             continue
         fig, ax = new_figure(6.4, 2.2)

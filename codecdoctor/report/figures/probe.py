@@ -6,15 +6,35 @@ from typing import Any
 
 import numpy as np
 
-from codecdoctor.measure.probes import IDLE_MARGIN_DB, ProbeMeasurements
+from codecdoctor.measure.probes import IDLE_MARGIN_DB
+from codecdoctor.report.figures import db_text, view
+from codecdoctor.report.sections import Table
 
 
-def probe_sections(m: ProbeMeasurements) -> list[Any]:
-    """HTML figures: level in/out curve, magnitude response, impulse response; and a table."""
+def build(report: Any, *, figures: bool) -> list[Any]:
+    probes = report.measurements.get("probes")
+    return probe_sections(view(probes), figures=figures) if probes is not None else []
+
+
+def key_numbers(report: Any) -> list[tuple[str, str]]:
+    probes = report.measurements.get("probes")
+    if probes is None:
+        return []
+    m = view(probes)
+    slope = m.level_slope_db_per_db
+    return [("level slope (1 = scale kept)", f"{slope:.3f} dB/dB" if slope is not None else "n/a"),
+            ("-3 dB bandwidth", f"{m.bandwidth_3db_hz:.0f} Hz" if m.bandwidth_3db_hz is not None else "n/a"),
+            ("latency", f"{m.latency_samples} samples" if m.latency_samples is not None else "n/a"),
+            ("idle output", db_text(m.idle_rms_dbfs, "dBFS"))]
+
+
+def probe_sections(m: Any, *, figures: bool = True) -> list[Any]:
+    """Level in/out curve, magnitude response, impulse response (HTML only); and a table."""
+    sections: list[Any] = [_table(m)]
+    if not figures:
+        return sections
     from codecdoctor.report.plots import figure_section, new_figure
-    from codecdoctor.report.sections import Table
 
-    sections: list[Any] = []
     fig, ax = new_figure(5.6, 3.4)
     ax.plot(m.rms_in_db, m.rms_out_db, "o-", label="codec")
     gain = m.low_level_gain_db or 0.0
@@ -43,13 +63,14 @@ def probe_sections(m: ProbeMeasurements) -> list[Any]:
     ax.set_ylabel("output")
     sections.append(figure_section(fig, "Impulse response", f"latency {m.latency_samples} samples (chirp), "
                                    f"{m.impulse_latency_samples} (impulse peak)"))
-    sections.append(Table("Probe measurements", ["measurement", "value"], [
+    return sections
+
+
+def _table(m: Any) -> Table:
+    return Table("Probe measurements", ["measurement", "value"], [
         ["level slope (dB/dB)", m.level_slope_db_per_db], ["low-level gain (dB)", m.low_level_gain_db],
         ["saturation point (dBFS)", m.saturation_dbfs], ["max output peak", m.max_output_peak],
         ["latency, chirp (samples)", m.latency_samples], ["latency, impulse (samples)", m.impulse_latency_samples],
         ["-3 dB bandwidth (Hz)", m.bandwidth_3db_hz], ["passband gain (dB)", m.passband_gain_db],
         ["idle output (dBFS RMS)", m.idle_rms_dbfs], ["polarity", m.polarity],
-    ]))
-    return sections
-
-
+    ])
