@@ -1,20 +1,23 @@
-"""`audit_data(DIR)`: stream every audio file under DIR once and judge the corpus (checks D100-D115).
+"""`audit_data(LOCATION)`: stream every audio file of a corpus once and judge it (checks D100-D116).
 
-Measure once, judge many: files are measured in parallel processes (codecdoctor.audio), the
-parent folds per-file results into corpus totals as they arrive (bounded memory: one row per file,
-one pooled histogram, a capped set of level envelopes), then `judge()` runs the D1xx checks. A
-shard (`shard=(i, n)`) measures every n-th entry and writes the same JSON; `merge_partials`
-concatenates shards' rows, re-runs `judge()` and so gives exactly the numbers of a single run.
+Measure once, judge many. A corpus (a folder, object storage through fsspec, WebDataset tar
+shards, Hugging Face parquet, a lhotse manifest; see measure/audio/sources.py) is listed into
+file-sized tasks. Each task is measured where it runs (this process, a worker process, or a Dask
+worker), its files' checks run once right there, and the result is a `CorpusAccumulator`: rows,
+file findings, the pooled amplitude histogram and the level envelopes of the worst-flagged files,
+each field with its reduction declared once. Accumulators `combine()` into new ones, in any
+grouping and order (worker batches, `--shard` partials read back by `merge_partials`, a Dask tree
+reduction), and `judge()` runs the corpus-level checks once on the total. So one run, a shard +
+merge run and a Dask run give the same JSON.
 """
 from __future__ import annotations
 
 import hashlib
-import heapq
 import json
 import os
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -24,14 +27,26 @@ from codecdoctor.checks.data import CorpusView, DataThresholds
 from codecdoctor.core.errors import InputError
 from codecdoctor.core.findings import Finding, Report, Severity
 from codecdoctor.core.registry import finding, run_checks
-from codecdoctor.measure.audio.accumulator import HIST_BINS, HIST_BINS_PER_UNIT, HIST_FRAME_STRIDE, HIST_LIMIT
-from codecdoctor.measure.audio.discover import Entry, discover, display_path
-from codecdoctor.measure.audio.file import FileMeasurement, measure_file
+from codecdoctor.measure.audio.accumulator import (
+    HIST_BINS,
+    HIST_BINS_PER_UNIT,
+    HIST_FRAME_STRIDE,
+    HIST_LIMIT,
+    Fold,
+    add,
+    combine_all,
+    combine_fields,
+    reduced,
+)
+from codecdoctor.measure.audio.discover import display_path
+from codecdoctor.measure.audio.file import FileMeasurement
+from codecdoctor.measure.audio.sources import Corpus, SourceError, Task, measure_task, open_corpus, public_url
 
 MAX_FINDINGS_PER_CHECK = 200  # beyond this one summary finding per check (100,000-file corpora)
 MAX_ENVELOPES = 24  # level-over-time strips kept for the worst-flagged files
 BATCH_BYTES = 64 << 20  # small files travel to workers in batches of about this many bytes ...
 BATCH_FILES = 64  # ... or this many files, so per-task overhead stays small for 100,000 clips
+CUT_CHECKS = ("D101", "D113")  # what a lhotse cut's duration alone can tell
 
 
 def parse_shard(text: str | tuple[int, int] | None) -> tuple[int, int] | None:
@@ -57,48 +72,130 @@ def _sampled(relpath: str, fraction: float) -> bool:
     return int.from_bytes(digest, "big") / 2.0 ** 64 < fraction
 
 
-def _measure_batch(batch: list[tuple[str, str]], silence_threshold_db: float) -> list[FileMeasurement]:
-    """Worker entry point: measure a batch of (absolute path, relative path)."""
-    return [measure_file(path, rel, silence_threshold_db=silence_threshold_db) for path, rel in batch]
+# --------------------------------------------------------------------------------------------------
+# The corpus accumulator: what a task returns, what shards and Dask combine
+# --------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class FileAudit:
+    """One row of measurements.files[] with its file-level judgement (run once, where measured)."""
+
+    row: FileMeasurement
+    findings: tuple[Finding, ...]
+    checks_run: tuple[str, ...]
+
+    @property
+    def worst(self) -> Severity | None:
+        return max((f.severity for f in self.findings), default=None)
 
 
-def _batches(entries: list[Entry]) -> Iterator[list[tuple[str, str]]]:
-    batch: list[tuple[str, str]] = []
+def audit_row(row: FileMeasurement, thresholds: DataThresholds, only: Iterable[str] | None = None) -> FileAudit:
+    """The file-level D1xx checks on one row: the single place they run."""
+    run = run_checks("data", row, thresholds, level="file", only=only)
+    return FileAudit(row, tuple(run.findings), tuple(run.checks_run))
+
+
+def _keep_worst(mine: tuple, theirs: tuple) -> tuple:
+    """(severity, path, envelope) entries: the MAX_ENVELOPES worst, ties by path, so any grouping
+    of the same files keeps the same selection."""
+    return tuple(sorted(mine + theirs, key=lambda e: (-e[0], e[1]))[:MAX_ENVELOPES])
+
+
+def _no_histogram() -> np.ndarray:
+    return np.zeros(HIST_BINS, np.int64)
+
+
+@dataclass(frozen=True, eq=False)
+class CorpusAccumulator:
+    """Everything judge() needs, bounded per file: rows with their file findings, the pooled
+    amplitude histogram and the envelopes of the worst-flagged files. Each field declares how it
+    combines; `combine()` returns a new accumulator and changes neither input."""
+
+    files: tuple[FileAudit, ...] = reduced(add, default=())
+    cuts: tuple[FileAudit, ...] = reduced(add, default=())
+    histogram: np.ndarray = reduced(add, default_factory=_no_histogram)
+    envelopes: tuple[tuple[int, str, dict], ...] = reduced(_keep_worst, default=())
+
+    def combine(self, other: "CorpusAccumulator") -> "CorpusAccumulator":
+        return combine_fields(self, other)
+
+    @classmethod
+    def of_row(cls, row: FileMeasurement, thresholds: DataThresholds,
+               envelope: dict | None = None) -> "CorpusAccumulator":
+        """One measured row: its checks run here; its histogram and envelope fold into the corpus."""
+        histogram = np.asarray(row.histogram, np.int64) if row.histogram is not None else _no_histogram()
+        envelope = envelope if envelope is not None else row.envelope
+        audit = audit_row(replace(row, histogram=None, envelope=None), thresholds)
+        worst = audit.worst
+        keep = ((int(worst), audit.row.path, envelope),) if envelope and worst is not None and worst >= Severity.WARNING else ()
+        return cls(files=(audit,), histogram=histogram, envelopes=keep)
+
+    @classmethod
+    def of_cut(cls, row: FileMeasurement, thresholds: DataThresholds) -> "CorpusAccumulator":
+        return cls(cuts=(audit_row(row, thresholds, only=CUT_CHECKS),))
+
+    @classmethod
+    def from_partial(cls, measurements: dict[str, Any], thresholds: DataThresholds) -> "CorpusAccumulator":
+        """The accumulator a partial (`--shard`) JSON report was judged from."""
+        envelopes = measurements.get("envelopes") or {}
+        fold = Fold()
+        for data in measurements.get("files") or []:
+            row = FileMeasurement.from_json(data)
+            fold.add(cls.of_row(row, thresholds, envelope=envelopes.get(row.path)))
+        for data in measurements.get("cuts") or []:
+            fold.add(cls.of_cut(FileMeasurement.from_json(data), thresholds))
+        counts = ((measurements.get("corpus") or {}).get("amplitude_histogram") or {}).get("counts")
+        if counts and len(counts) == HIST_BINS:
+            fold.add(cls(histogram=np.asarray(counts, np.int64)))
+        return fold.result(cls())
+
+
+def audit_task(task: Task, thresholds: DataThresholds) -> CorpusAccumulator:
+    """Measure one task and judge its files (worker entry point for processes and Dask)."""
+    fold = Fold()
+    for row in measure_task(task, silence_threshold_db=thresholds.silence_threshold_db):
+        fold.add(CorpusAccumulator.of_row(row, thresholds))
+    return fold.result(CorpusAccumulator())
+
+
+def _audit_batch(batch: list[Task], thresholds: DataThresholds) -> CorpusAccumulator:
+    return combine_all([audit_task(t, thresholds) for t in batch], CorpusAccumulator())
+
+
+def _batches(tasks: list[Task]) -> Iterator[list[Task]]:
+    batch: list[Task] = []
     size = 0
-    for e in entries:
-        batch.append((os.fspath(e.path), e.relpath))
-        size += e.size_bytes
-        if size >= BATCH_BYTES or len(batch) >= BATCH_FILES:
+    for task in tasks:
+        batch.append(task)
+        size += task.size_bytes
+        if size >= BATCH_BYTES or len(batch) >= BATCH_FILES or task.kind != "audio":
             yield batch
             batch, size = [], 0
     if batch:
         yield batch
 
 
-def _measure_all(entries: list[Entry], jobs: int, silence_threshold_db: float,
-                 on_started: Any = None) -> Iterator[FileMeasurement]:
-    """Measurements in completion order. jobs == 1 runs in this process (no pool, no pickling).
-    `on_started()` is called once the workers exist: the progress bar's thread must start after
-    the fork, never before (a forked child inherits locks a thread may hold)."""
-    if jobs <= 1 or len(entries) <= 1:
-        if on_started is not None:
-            on_started()
-        for e in entries:
-            yield measure_file(e.path, e.relpath, silence_threshold_db=silence_threshold_db)
+def _audit_all(tasks: list[Task], jobs: int, thresholds: DataThresholds,
+               on_started: Callable[[], None]) -> Iterator[tuple[int, CorpusAccumulator]]:
+    """(tasks done, their accumulator) per batch, in completion order. jobs == 1 runs in this process (no pool, no
+    pickling). `on_started()` is called once the workers exist."""
+    if jobs <= 1 or len(tasks) <= 1:
+        on_started()
+        for task in tasks:
+            yield 1, audit_task(task, thresholds)
         return
     import concurrent.futures as cf
     import multiprocessing as mp
 
     # Large files first, so the last worker is not left alone with a 2-hour file at the end.
-    ordered = sorted(entries, key=lambda e: -e.size_bytes)
+    ordered = sorted(tasks, key=lambda t: -t.size_bytes)
     batches = list(_batches(ordered))
     method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
     with cf.ProcessPoolExecutor(max_workers=min(jobs, len(batches)), mp_context=mp.get_context(method)) as pool:
-        pending = {pool.submit(_measure_batch, b, silence_threshold_db) for b in batches}
-        if on_started is not None:
-            on_started()
+        pending = {pool.submit(_audit_batch, b, thresholds): len(b) for b in batches}
+        on_started()
         for future in cf.as_completed(pending):
-            yield from future.result()
+            yield pending[future], future.result()
 
 
 class _Progress:
@@ -106,7 +203,7 @@ class _Progress:
     `progress(done_bytes, total_bytes, detail)`; drawing a bar is the CLI's job."""
 
     def __init__(self, callback: Callable[[float, float, str], None] | None, total_files: int, total_bytes: int) -> None:
-        self.callback = callback
+        self.callback = callback if callable(callback) else None
         self.t0 = time.perf_counter()
         self.files = 0
         self.hours = 0.0
@@ -117,39 +214,21 @@ class _Progress:
     def start(self) -> None:
         self.t0 = time.perf_counter()
 
-    def advance(self, m: FileMeasurement) -> None:
-        self.files += 1
-        self.hours += (m.duration_s or 0.0) / 3600.0
-        self.done_bytes += max(m.size_bytes or 0, 1)
+    def advance(self, part: CorpusAccumulator, tasks: int = 1) -> None:
+        self.files += tasks
+        self.hours += sum(a.row.duration_s or 0.0 for a in part.files) / 3600.0
+        self.done_bytes += sum(max(a.row.size_bytes or 0, 1) for a in part.files)
         if self.callback is None:
             return
         elapsed = max(time.perf_counter() - self.t0, 1e-9)
-        self.callback(self.done_bytes, self.total_bytes,
+        self.callback(min(self.done_bytes, self.total_bytes), self.total_bytes,
                       f"{self.files}/{self.total_files} files  {self.files / elapsed:.1f} files/s  "
                       f"{self.hours / elapsed:.2f} audio-h/s")
 
-    def close(self) -> None:
-        pass
-
-
-def _row_for_entry(e: Entry) -> FileMeasurement:
-    return FileMeasurement(path=e.relpath, kind=e.kind, size_bytes=e.size_bytes or None, error=e.reason)
-
 
 # --------------------------------------------------------------------------------------------------
-# Judge: rows + pooled extras -> Report (shared by audit_data and merge_partials)
+# Judge: the combined accumulator -> Report (shared by audit_data, merge_partials and Dask)
 # --------------------------------------------------------------------------------------------------
-
-@dataclass
-class _Extras:
-    histogram: np.ndarray
-    envelopes: dict[str, dict[str, list[float]]]
-
-
-def _file_findings(row: FileMeasurement, thresholds: DataThresholds) -> tuple[list[str], list[Finding]]:
-    run = run_checks("data", row, thresholds, level="file")
-    return run.checks_run, run.findings
-
 
 def _cap(findings: list[Finding]) -> list[Finding]:
     """At most MAX_FINDINGS_PER_CHECK per check ID; the rest become one summary finding each."""
@@ -173,6 +252,7 @@ def _cap(findings: list[Finding]) -> list[Finding]:
 def corpus_summary(rows: list[FileMeasurement], histogram: np.ndarray) -> dict[str, Any]:
     audio = [r for r in rows if r.kind == "audio" and r.frames]
     level_frames = sum(r.level_frames or 0 for r in audio)
+
     def hist(key: str) -> dict[str, int]:
         return {str(k): v for k, v in sorted(Counter(getattr(r, key) for r in audio).items(), key=lambda kv: str(kv[0]))}
     return {
@@ -200,80 +280,64 @@ def corpus_summary(rows: list[FileMeasurement], histogram: np.ndarray) -> dict[s
     }
 
 
-def judge(rows: list[FileMeasurement], extras: _Extras, thresholds: DataThresholds, *, args: dict[str, Any],
+def judge(corpus: CorpusAccumulator, thresholds: DataThresholds, *, args: dict[str, Any],
           notes: Iterable[str] = (), shard: tuple[int, int] | None = None) -> Report:
-    rows = sorted(rows, key=lambda r: r.path)
-    report = Report(command="audit-data", args=dict(args))
-    findings: list[Finding] = []
-    checks_run: list[str] = []
-    for row in rows:
-        ran, produced = _file_findings(row, thresholds)
-        checks_run.extend(c for c in ran if c not in checks_run)
-        findings.extend(produced)
-    summary = corpus_summary(rows, extras.histogram)
+    """Corpus-level checks once on the combined accumulator; file findings were judged per file."""
+    audits = sorted(corpus.files, key=lambda a: a.row.path)
+    cuts = sorted(corpus.cuts, key=lambda a: a.row.path)
+    rows = [a.row for a in audits]
+    findings = [f for a in audits + cuts for f in a.findings]
+    checks_run = {c for a in audits + cuts for c in a.checks_run}
+    summary = corpus_summary(rows, corpus.histogram)
     corpus_run = run_checks("data", CorpusView(rows, summary), thresholds, level="corpus")
-    checks_run.extend(c for c in corpus_run.checks_run if c not in checks_run)
+    checks_run.update(corpus_run.checks_run)
     findings.extend(corpus_run.findings)
+    report = Report(command="audit-data", args=dict(args))
     report.add(_cap(findings), sorted(checks_run))
     report.measurements = {
         "files": [r.to_json() for r in rows],
         "corpus": summary,
         "thresholds": thresholds.to_dict(),
-        "envelopes": extras.envelopes,
+        "envelopes": {path: env for _, path, env in corpus.envelopes},
     }
+    if cuts:
+        report.measurements["cuts"] = [a.row.to_json() for a in cuts]
     if shard is not None:
         report.measurements["shard"] = {"index": shard[0], "count": shard[1]}
     report.notes.extend(notes)
     return report
 
 
-class _EnvelopeKeeper:
-    """Keeps the level envelopes of the MAX_ENVELOPES worst-flagged files (severity, then path),
-    so memory stays bounded and shards merge to the same selection as one run."""
-
-    def __init__(self) -> None:
-        self.heap: list[tuple[int, str, str, dict]] = []  # (severity, inverted path key, path, env)
-
-    def offer(self, path: str, severity: int, envelope: dict | None) -> None:
-        if not envelope:
-            return
-        # heap root = the entry to drop first: lowest severity, then the largest path.
-        key = (severity, _invert(path), path, envelope)
-        if len(self.heap) < MAX_ENVELOPES:
-            heapq.heappush(self.heap, key)
-        elif key[:2] > self.heap[0][:2]:
-            heapq.heapreplace(self.heap, key)
-
-    def result(self) -> dict[str, dict]:
-        return {path: env for _, _, path, env in sorted(self.heap, key=lambda k: (-k[0], k[2]))}
-
-
-def _invert(text: str) -> tuple[int, ...]:
-    return tuple(-ord(c) for c in text) + (1,)
-
-
 # --------------------------------------------------------------------------------------------------
 # Public functions
 # --------------------------------------------------------------------------------------------------
+
+def _list(location: str | os.PathLike, storage_options: dict | None) -> Corpus:
+    try:
+        return open_corpus(location, storage_options)
+    except SourceError as exc:
+        raise InputError(str(exc)) from None
+
 
 def audit_data(directory: str | os.PathLike, *, jobs: int | None = None, sample_rate: int | None = None,
                shard: str | tuple[int, int] | None = None, sample: float | None = None,
                silence_threshold_db: float = -60.0, max_silence_fraction: float = 0.30,
                long_file_s: float = 600.0, progress: Callable[[float, float, str], None] | None = None,
-               thresholds: DataThresholds | None = None) -> Report:
-    """Audit every audio file under `directory`; returns a Report (JSON contract: DESIGN 4b).
+               thresholds: DataThresholds | None = None, storage_options: dict | None = None,
+               client: Any = None) -> Report:
+    """Audit every audio file of a corpus; returns a Report (JSON contract: docs/).
 
-    jobs: worker processes (default: the machine's cores). shard: 'i/n' measures every n-th entry
-    (combine the partial JSONs with `merge_partials`). sample: audit only this fraction of the
-    files (deterministic by path); statistics within a file are always exact. progress: called as
-    `progress(done_bytes, total_bytes, detail)` after each file (the CLI draws a bar from it).
+    directory: a folder, one audio file / .tar shard / .parquet file / lhotse manifest, or an
+    fsspec URL (s3://bucket/prefix, gs://..., hf://datasets/...) read with `storage_options`
+    (credentials stay there: reports show paths relative to the prefix and never the options).
+    jobs: worker processes (default: the machine's cores). client: a dask.distributed Client; the
+    work then runs on its cluster (file-sized tasks, accumulators combined there) and is judged
+    here. shard: 'i/n' measures every n-th entry (combine the partial JSONs with
+    `merge_partials`). sample: audit only this fraction of the files (deterministic by path);
+    statistics within a file are always exact. progress: called as
+    `progress(done_bytes, total_bytes, detail)` after each task.
     Figures are drawn only when the HTML view is rendered.
     """
-    root = Path(directory)
-    if not root.exists():
-        raise InputError(f"{display_path(root)}: no such folder")
-    if not root.is_dir():
-        raise InputError(f"{display_path(root)}: not a folder (audit-data takes a folder of audio files)")
     if thresholds is None:
         thresholds = DataThresholds(silence_threshold_db=silence_threshold_db, max_silence_fraction=max_silence_fraction,
                                     sample_rate=sample_rate, long_file_s=long_file_s)
@@ -284,65 +348,64 @@ def audit_data(directory: str | os.PathLike, *, jobs: int | None = None, sample_
     if jobs < 1:
         raise InputError(f"--jobs must be >= 1, got {jobs}")
 
-    entries = discover(root)
-    if not any(e.kind == "audio" for e in entries):
-        others = len(entries)
-        raise InputError(f"{display_path(root)}: no audio files found ({others} other entries)")
-    notes = []
+    corpus = _list(directory, storage_options)
+    entries = corpus.entries
+    if not any(isinstance(e, Task) for e in entries):
+        raise InputError(f"{corpus.display}: no audio files found ({len(entries)} other entries)")
+    notes = list(corpus.notes)
     if sample is not None and sample < 1.0:
-        before = sum(1 for e in entries if e.kind == "audio")
-        entries = [e for e in entries if e.kind != "audio" or _sampled(e.relpath, float(sample))]
-        after = sum(1 for e in entries if e.kind == "audio")
+        before = sum(1 for e in entries if isinstance(e, Task))
+        entries = [e for e in entries if not isinstance(e, Task) or _sampled(e.subject, float(sample))]
+        after = sum(1 for e in entries if isinstance(e, Task))
         notes.append(f"--sample {sample}: audited {after} of {before} audio files (chosen by path hash); "
                      "corpus totals cover those files only")
+    cuts = corpus.cuts
     if shard_t is not None:
         index, count = shard_t
         entries = [e for i, e in enumerate(entries) if i % count == index - 1]
+        cuts = [c for i, c in enumerate(cuts) if i % count == index - 1]
         notes.append(f"shard {index}/{count}: {len(entries)} entries; combine the shards with `codecdoctor merge`")
 
-    audio = [e for e in entries if e.kind == "audio"]
-    rows = [_row_for_entry(e) for e in entries if e.kind != "audio"]
-    histogram = np.zeros(HIST_BINS, np.int64)
-    keeper = _EnvelopeKeeper()
-    bar = _Progress(progress, len(audio), sum(e.size_bytes for e in audio))
+    tasks = [e for e in entries if isinstance(e, Task)]
+    listed = Fold()
+    for row in (e for e in entries if not isinstance(e, Task)):
+        listed.add(CorpusAccumulator.of_row(row, thresholds))
+    for row in cuts:
+        listed.add(CorpusAccumulator.of_cut(row, thresholds))
+    bar = _Progress(progress, len(tasks), sum(t.size_bytes for t in tasks))
     started = time.perf_counter()
-    try:
-        for m in _measure_all(audio, jobs, thresholds.silence_threshold_db, on_started=bar.start):
-            if m.histogram is not None:
-                histogram += np.asarray(m.histogram, np.int64)
-            _, produced = _file_findings(m, thresholds)
-            worst = max((f.severity for f in produced), default=None)
-            if worst is not None and worst >= Severity.WARNING:
-                keeper.offer(m.path, int(worst), m.envelope)
-            m.histogram = m.envelope = None  # folded into the corpus; rows stay small
-            rows.append(m)
-            bar.advance(m)
-    finally:
-        bar.close()
+    if client is not None:
+        from codecdoctor.distributed import audit_on_cluster
+
+        total, cluster_notes = audit_on_cluster(client, tasks, thresholds, on_started=bar.start, on_done=bar.advance)
+        notes.extend(cluster_notes)
+        listed.add(total)
+    else:
+        for done, part in _audit_all(tasks, jobs, thresholds, on_started=bar.start):
+            bar.advance(part, tasks=done)
+            listed.add(part)
     elapsed = time.perf_counter() - started
 
-    args = {"directory": display_path(root), "jobs": jobs, "sample_rate": sample_rate,
+    args = {"directory": corpus.display, "jobs": jobs, "sample_rate": sample_rate,
             "shard": f"{shard_t[0]}/{shard_t[1]}" if shard_t else None, "sample": sample,
             "silence_threshold_db": thresholds.silence_threshold_db,
             "max_silence_fraction": thresholds.max_silence_fraction, "long_file_s": thresholds.long_file_s}
-    report = judge(rows, _Extras(histogram, keeper.result()), thresholds, args=args, notes=notes, shard=shard_t)
+    if client is not None:
+        args["scheduler"] = public_url(str(getattr(client.scheduler, "address", "") or "")) or None
+    report = judge(listed.result(CorpusAccumulator()), thresholds, args=args, notes=notes, shard=shard_t)
     hours = report.measurements["corpus"]["hours"]
     report.measurements["timing"] = {"seconds": elapsed, "audio_hours_per_second": hours / elapsed if elapsed > 0 else None}
     return report
 
 
 def merge_partials(paths: Iterable[str | os.PathLike]) -> Report:
-    """Combine partial audit-data JSON reports (from `--shard i/n`) into the report one run gives."""
+    """Combine partial audit-data JSON reports (from `--shard i/n`) into the report one run gives:
+    each partial is read back into its CorpusAccumulator and the accumulators combine."""
     paths = [Path(p) for p in paths]
     if not paths:
         raise InputError("merge: no partial reports given")
-    rows: list[FileMeasurement] = []
-    histogram = np.zeros(HIST_BINS, np.int64)
-    keeper = _EnvelopeKeeper()
-    thresholds: DataThresholds | None = None
+    parts: list[tuple[Path, Report, DataThresholds]] = []
     shards: dict[int, int] = {}
-    envelopes: dict[str, dict] = {}
-    base_args: dict[str, Any] = {}
     for p in paths:
         try:
             data = json.loads(p.read_text(encoding="utf-8"))
@@ -353,12 +416,10 @@ def merge_partials(paths: Iterable[str | os.PathLike]) -> Report:
             raise InputError(f"{display_path(p)}: not a codecdoctor JSON report ({exc})") from None
         if partial.command != "audit-data":
             raise InputError(f"{display_path(p)}: a '{partial.command}' report, not audit-data")
-        m = partial.measurements
-        t = DataThresholds.from_dict(m.get("thresholds") or {})
-        if thresholds is not None and t != thresholds:
+        thresholds = DataThresholds.from_dict(partial.measurements.get("thresholds") or {})
+        if parts and thresholds != parts[0][2]:
             raise InputError(f"{display_path(p)}: audited with different thresholds than {display_path(paths[0])}")
-        thresholds = t
-        shard = m.get("shard") or {}
+        shard = partial.measurements.get("shard") or {}
         if shard:
             index, count = int(shard["index"]), int(shard["count"])
             if shards and next(iter(shards.values())) != count:
@@ -366,25 +427,15 @@ def merge_partials(paths: Iterable[str | os.PathLike]) -> Report:
             if index in shards:
                 raise InputError(f"{display_path(p)}: shard {index}/{count} given twice")
             shards[index] = count
-        rows.extend(FileMeasurement.from_json(r) for r in m.get("files") or [])
-        counts = ((m.get("corpus") or {}).get("amplitude_histogram") or {}).get("counts")
-        if counts and len(counts) == HIST_BINS:
-            histogram += np.asarray(counts, np.int64)
-        envelopes.update(m.get("envelopes") or {})
-        base_args = base_args or dict(partial.args)
-    # Same selection rule as a single run: worst file-level severity, then path.
-    by_path = {r.path: r for r in rows}
-    for path, env in envelopes.items():
-        row = by_path.get(path)
-        if row is not None:
-            worst = max((f.severity for f in _file_findings(row, thresholds or DataThresholds())[1]), default=None)
-            keeper.offer(path, int(worst if worst is not None else Severity.WARNING), env)
+        parts.append((p, partial, thresholds))
+    thresholds = parts[0][2]
+    total = combine_all([CorpusAccumulator.from_partial(partial.measurements, thresholds) for _, partial, _ in parts],
+                        CorpusAccumulator())
     notes = []
     if shards:
         count = next(iter(shards.values()))
         missing = sorted(set(range(1, count + 1)) - set(shards))
         if missing:
             notes.append(f"incomplete merge: shards {', '.join(f'{i}/{count}' for i in missing)} are missing")
-    args = {**base_args, "shard": None, "merged_from": [display_path(p) for p in paths]}
-    report = judge(rows, _Extras(histogram, keeper.result()), thresholds or DataThresholds(), args=args, notes=notes)
-    return report
+    args = {**parts[0][1].args, "shard": None, "merged_from": [display_path(p) for p in paths]}
+    return judge(total, thresholds, args=args, notes=notes)

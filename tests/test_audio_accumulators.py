@@ -110,18 +110,39 @@ def test_block_splits_do_not_change_any_number():
     assert a.clipped_samples == 10
 
 
-def test_merge_pools_independent_streams_like_one_concatenated_count():
+def test_combine_pools_independent_streams_like_one_concatenated_count():
     x = speech_like(2.0, SR, seed=7)
     y = speech_like(3.0, SR, seed=8) * 1.2
     a, b = SignalAccumulator(SR), SignalAccumulator(SR)
     a.update(x)
-    b.update(y)
-    pooled = a.merge(b).result()
+    b.update(y[:1001])  # an open partial frame: combine must finish it without touching b
+    frames_before = (a.frames, b.frames)
+    pooled_acc = a.combine(b)
+    assert pooled_acc is not a and pooled_acc is not b
+    assert (a.frames, b.frames) == frames_before  # neither input changed
+    b.update(y[1001:])  # b still streams after being combined
+    pooled = a.combine(b).result()
     both = np.concatenate([x, y]).astype(np.float64)
     assert pooled.frames == len(both)
     assert pooled.sum_squares == pytest.approx(np.sum(both ** 2), rel=1e-7)
     assert pooled.max == pytest.approx(both.max()) and pooled.min == pytest.approx(both.min())
     assert pooled.overs == int((np.abs(both) > 1).sum())
+    assert pooled_acc.result().frames == len(x) + 1001
+
+
+def test_combine_refuses_streams_configured_differently():
+    with pytest.raises(ValueError, match="configured differently"):
+        SignalAccumulator(SR).combine(SignalAccumulator(48000))
+
+
+def test_every_accumulator_field_declares_how_it_combines():
+    from dataclasses import fields
+
+    from codecdoctor.measure.audio.accumulator import same
+
+    rules = {f.name: f.metadata.get("combine", same) for f in fields(SignalAccumulator)}
+    assert rules["frames"].__name__ == "add" and rules["max"].__name__ == "largest"
+    assert rules["envelope"] is None and rules["sample_rate"] is same
 
 
 def test_nan_and_inf_are_counted_and_excluded_from_statistics(tmp_path):

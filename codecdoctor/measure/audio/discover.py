@@ -97,9 +97,3 @@ def discover(root: Path | str) -> list[Entry]:
                 entries.append(Entry(path, rel, "non_audio", reason="not a regular file (device, pipe or socket)"))
     entries.sort(key=lambda e: e.relpath)
     return entries
-
-
-# --------------------------------------------------------------------------------------------------
-# Streaming reader
-# --------------------------------------------------------------------------------------------------
-

@@ -1,5 +1,6 @@
-"""One file's measurement: `measure_file(path)` opens it, streams it through a `SignalAccumulator`
-and returns a `FileMeasurement` (the row of audit-data's JSON); it never raises on a bad file.
+"""One file's measurement: `measure_file(path)` (on disk) or `measure_fileobj(stream)` (object store,
+tar member, parquet cell) opens it, streams it through a `SignalAccumulator` and returns a
+`FileMeasurement` (the row of audit-data's JSON); it never raises on a bad file.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 from codecdoctor.measure.audio.accumulator import SignalAccumulator, SignalStats, db
 from codecdoctor.measure.audio.discover import display_path
 from codecdoctor.measure.audio.formats import CONTAINER_BITS
-from codecdoctor.measure.audio.reader import block_frames_for, declared_wav_frames, read_blocks
+from codecdoctor.measure.audio.reader import block_frames_for, declared_wav_data_bytes, declared_wav_frames, read_blocks
 
 
 @dataclass(slots=True)
@@ -80,6 +81,17 @@ class FileMeasurement:
         return cls(**clean)
 
 
+KNOWN_AUDIO_MAGIC = (b"RIFF", b"RIFX", b"RF64", b"fLaC", b"OggS", b"FORM", b".snd", b"ID3", b"caff")
+SAMPLE_WIDTH_BYTES = {"PCM_U8": 1, "PCM_S8": 1, "PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4, "DOUBLE": 8}
+
+
+def _describe_header(head: bytes, exc: Exception) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if not any(head.startswith(magic) for magic in KNOWN_AUDIO_MAGIC) and head[:2] not in (b"\xff\xfb", b"\xff\xf3", b"\xff\xf2"):
+        return f"not audio: no known audio header (first bytes {head[:4].hex()}); libsndfile: {text}"
+    return f"corrupt or truncated header; libsndfile: {text}"
+
+
 def _describe_open_error(path: Path, exc: Exception) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if isinstance(exc, PermissionError) or "Permission denied" in text:
@@ -89,15 +101,12 @@ def _describe_open_error(path: Path, exc: Exception) -> str:
             head = handle.read(12)
     except OSError as os_exc:
         return f"cannot open: {os_exc.strerror or os_exc}"
-    known = (b"RIFF", b"RIFX", b"RF64", b"fLaC", b"OggS", b"FORM", b".snd", b"ID3", b"caff")
-    if not any(head.startswith(magic) for magic in known) and head[:2] not in (b"\xff\xfb", b"\xff\xf3", b"\xff\xf2"):
-        return f"not audio: no known audio header (first bytes {head[:4].hex()}); libsndfile: {text}"
-    return f"corrupt or truncated header; libsndfile: {text}"
+    return _describe_header(head, exc)
 
 
 def measure_file(path: Path | str, relpath: str | None = None, *, silence_threshold_db: float = -60.0,
                  keep_envelope: bool = True) -> FileMeasurement:
-    """Stream one file once and measure it. Never raises for a bad file: `error` says why."""
+    """Stream one file on disk once and measure it. Never raises for a bad file: `error` says why."""
     import soundfile as sf
 
     path = Path(path)
@@ -107,14 +116,58 @@ def measure_file(path: Path | str, relpath: str | None = None, *, silence_thresh
     except OSError as exc:
         return FileMeasurement(path=rel, kind="unreadable", error=f"cannot stat: {exc.strerror or exc}")
     if size == 0:
-        return FileMeasurement(path=rel, kind="audio", frames=0, duration_s=0.0, size_bytes=0,
-                               error="empty file (0 bytes)")
+        return _empty(rel)
     if not os.access(path, os.R_OK):
         return FileMeasurement(path=rel, kind="unreadable", size_bytes=size, error="no read permission")
     try:
         handle = sf.SoundFile(str(path))
     except Exception as exc:  # libsndfile raises LibsndfileError/RuntimeError/TypeError on garbage
         return FileMeasurement(path=rel, kind="unreadable", size_bytes=size, error=_describe_open_error(path, exc))
+
+    def declared(frame_bytes: int) -> int | None:
+        return declared_wav_frames(path, frame_bytes)
+
+    return _measure_open(handle, rel, size, declared, silence_threshold_db, keep_envelope)
+
+
+def measure_fileobj(stream: Any, subject: str, size_bytes: int | None = None, *, silence_threshold_db: float = -60.0,
+                    keep_envelope: bool = True) -> FileMeasurement:
+    """Measure audio from a seekable binary file object (an object-store file, a tar member, the
+    bytes of a parquet cell). Never raises for bad content: `error` says why."""
+    import soundfile as sf
+
+    try:
+        if size_bytes is None:
+            size_bytes = stream.seek(0, os.SEEK_END)
+        if not size_bytes:
+            return _empty(subject)
+        stream.seek(0)
+        head = stream.read(12)
+        stream.seek(0)
+        # the WAV header is read before libsndfile takes the stream, which keeps its own position
+        data_bytes = declared_wav_data_bytes(stream)
+        stream.seek(0)
+    except Exception as exc:  # a remote read that fails: a finding for this object, not a crash
+        return FileMeasurement(path=subject, kind="unreadable", size_bytes=size_bytes,
+                               error=f"cannot read: {str(exc).strip() or type(exc).__name__}")
+    try:
+        handle = sf.SoundFile(stream)
+    except Exception as exc:
+        return FileMeasurement(path=subject, kind="unreadable", size_bytes=size_bytes, error=_describe_header(head, exc))
+
+    def declared(frame_bytes: int) -> int | None:
+        return data_bytes // frame_bytes if data_bytes is not None else None
+
+    return _measure_open(handle, subject, size_bytes, declared, silence_threshold_db, keep_envelope)
+
+
+def _empty(rel: str) -> FileMeasurement:
+    return FileMeasurement(path=rel, kind="audio", frames=0, duration_s=0.0, size_bytes=0, error="empty file (0 bytes)")
+
+
+def _measure_open(handle: Any, rel: str, size: int, declared_frames: Any, silence_threshold_db: float,
+                  keep_envelope: bool) -> FileMeasurement:
+    """Stream an open soundfile through one SignalAccumulator into the file's row."""
     with handle:
         sr, ch = int(handle.samplerate), int(handle.channels)
         fmt, subtype = handle.format, handle.subtype
@@ -123,10 +176,8 @@ def measure_file(path: Path | str, relpath: str | None = None, *, silence_thresh
         if sr <= 0 or ch <= 0:
             m.kind, m.error = "unreadable", f"invalid header: sample rate {sr}, channels {ch}"
             return m
-        if fmt in ("WAV", "WAVEX"):
-            width = {"PCM_U8": 1, "PCM_S8": 1, "PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4, "DOUBLE": 8}.get(subtype)
-            if width:
-                m.declared_frames = declared_wav_frames(path, width * ch)
+        if fmt in ("WAV", "WAVEX") and subtype in SAMPLE_WIDTH_BYTES:
+            m.declared_frames = declared_frames(SAMPLE_WIDTH_BYTES[subtype] * ch)
         acc = SignalAccumulator(sr, ch, subtype=subtype, silence_threshold_db=silence_threshold_db,
                                 keep_envelope=keep_envelope)
         try:

@@ -17,6 +17,8 @@ import numpy as np
 from codecdoctor.measure.audio.formats import frame_length
 
 TARGET_BLOCK_SAMPLES = 1 << 20  # ~1 M samples (4 MB float32): big enough to amortise numpy calls
+
+
 def block_frames_for(sample_rate: int, channels: int) -> int:
     """Block length in frames: a whole number of 20 ms frames, about TARGET_BLOCK_SAMPLES samples."""
     fl = frame_length(sample_rate)
@@ -56,28 +58,29 @@ def declared_wav_frames(path: Path, block_align: int) -> int | None:
     """
     try:
         with open(path, "rb") as handle:
-            head = handle.read(12)
-            if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
-                return None
-            order = "little" if head[:4] == b"RIFF" else "big"
-            for _ in range(64):  # a WAV has a handful of chunks before `data`
-                chunk = handle.read(8)
-                if len(chunk) < 8:
-                    return None
-                size = int.from_bytes(chunk[4:8], order)
-                if chunk[:4] == b"data":
-                    if size in (0, 0xFFFFFFFF) or block_align <= 0:
-                        return None  # streaming writers leave 0 / -1 when the length is unknown
-                    return size // block_align
-                handle.seek(size + (size & 1), os.SEEK_CUR)
+            data_bytes = declared_wav_data_bytes(handle)
     except OSError:
         return None
+    return data_bytes // block_align if data_bytes is not None and block_align > 0 else None
+
+
+def declared_wav_data_bytes(handle: Any) -> int | None:
+    """Size in bytes the `data` chunk header of a RIFF/WAVE stream declares (read from its start;
+    the position is left wherever the scan stopped), or None if not a parseable WAV."""
+    head = handle.read(12)
+    if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
+        return None
+    order = "little" if head[:4] == b"RIFF" else "big"
+    for _ in range(64):  # a WAV has a handful of chunks before `data`
+        chunk = handle.read(8)
+        if len(chunk) < 8:
+            return None
+        size = int.from_bytes(chunk[4:8], order)
+        if chunk[:4] == b"data":
+            # streaming writers leave 0 / -1 when the length is unknown
+            return None if size in (0, 0xFFFFFFFF) else size
+        handle.seek(size + (size & 1), os.SEEK_CUR)
     return None
-
-
-# --------------------------------------------------------------------------------------------------
-# Accumulators
-# --------------------------------------------------------------------------------------------------
 
 
 def resample(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
