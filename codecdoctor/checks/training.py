@@ -139,9 +139,17 @@ def output_range(m: TrainingMeasurements):
     if bad_step is not None:
         i = w.steps.index(bad_step)
         count = int(sum(v for v in w.columns["out_nonfinite"] if math.isfinite(v)))
+        trace = m.nonfinite if m.nonfinite is not None and m.nonfinite.step == bad_step else None
+        module = trace.module if trace is not None else None
+        where = ""
+        if module:
+            where = (f"; the first module with a non-finite output is '{module}'"
+                     + (" (its own parameters are non-finite)" if trace.module_params_nonfinite else ""))
         out.append(finding("T602", f"{count} non-finite output samples in {step_span(w.steps)}; first at step "
-                                   f"{bad_step}, batch item {_item(w.columns['out_nonfinite_item'][i])}",
-                           subject=f"step {bad_step}", evidence={"step": bad_step, "nonfinite_samples": count}))
+                                   f"{bad_step}, batch item {_item(w.columns['out_nonfinite_item'][i])}{where}",
+                           subject=f"step {bad_step}",
+                           evidence={"step": bad_step, "nonfinite_samples": count, "module": module,
+                                     "module_params_nonfinite": trace.module_params_nonfinite if trace else None}))
     peaks = [p if math.isfinite(p) else -1.0 for p in w.columns["out_peak"]]
     if not peaks or max(peaks) < 0:
         return out
@@ -227,6 +235,8 @@ def nonfinite_loss(m: TrainingMeasurements):
     """
     w = m.window
     trace = m.nonfinite
+    if trace is not None and not trace.terms:
+        trace = None  # traced for a non-finite output (T602) while every loss term was finite
     if trace is None:
         if w is None:
             raise NotApplicable
@@ -400,7 +410,8 @@ def validation_snr(m: TrainingMeasurements):
     severity = Severity.ERROR if not math.isfinite(v.snr_db) or v.snr_db < 0 else Severity.WARNING
     causes = [f.id for f in v.diagnosis if f.id not in ("R300",)]
     explained = f"; the diagnosis of the worst pair ({v.worst_pair}) finds {', '.join(causes)}" if causes else ""
-    what_if = ", ".join(f"{k} {val:.1f} dB" for k, val in v.what_if.items() if isinstance(val, (int, float)) and math.isfinite(val))
+    what_if = ", ".join(f"{k} {val:.1f} dB" for k, val in v.what_if.items()
+                        if isinstance(val, (int, float)) and math.isfinite(val))
     return [finding("T608", f"validation SNR is {v.snr_db:.2f} dB over {v.pairs} pairs at step {v.step}{explained}"
                             + (f" (what-if on that pair: {what_if})" if what_if else ""),
                     subject=f"validation at step {v.step}", severity=severity,

@@ -86,6 +86,25 @@ class DdpMeasurements:
 
 
 @dataclass
+class LossBalance:
+    """T612: each loss term's share of the gradient norm at the decoder output, on one step.
+
+    share = ‖∂L_term/∂y‖ / Σ_terms ‖∂L/∂y‖ (norms of the gradient each term alone sends into the
+    decoder output y, as EnCodec's balancer measures them). Terms that do not reach y (commitment,
+    a discriminator's own loss) have norm 0."""
+
+    step: int
+    terms: list[str]
+    grad_norms: list[float]
+
+    @property
+    def shares(self) -> list[float]:
+        finite = [g if math.isfinite(g) else 0.0 for g in self.grad_norms]
+        total = sum(finite)
+        return [g / total if total > 0 else 0.0 for g in finite]
+
+
+@dataclass
 class SpectralContext:
     """What the monitor knows about the spectral loss for S501-S503."""
 
@@ -134,6 +153,44 @@ class TrainingMeasurements:
     spectral: SpectralContext | None = None
     scaler_used: bool = False
     codebook_warmup_steps: int = 0
+    balance: list[LossBalance] | None = None
+
+
+@dataclass
+class MonitorSummary:
+    """What the end-of-run report shows, as plain data: the report reads this, never the Monitor.
+
+    `curves`: one point per read-back window; `validations`: one entry per validation; `balance`:
+    the T612 measurements (loss term shares at the decoder output) on the read-back schedule."""
+
+    mode: str
+    read_every: int
+    output_bound: float | None
+    sample_rate: int
+    steps: int
+    read_backs: int
+    event_log: str | None
+    curves: list[dict[str, Any]]
+    validations: list[dict[str, Any]]
+    latest: dict[str, Any]
+    input_snr_ceiling_db: float | None
+    balance: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def best_validation(self) -> dict[str, Any] | None:
+        finite = [v for v in self.validations if isinstance(v.get("snr_db"), (int, float)) and math.isfinite(v["snr_db"])]
+        return max(finite, key=lambda v: v["snr_db"]) if finite else None
+
+    def measurements(self) -> dict[str, Any]:
+        """The JSON `measurements` of a monitor (or watch) report."""
+        final = self.validations[-1] if self.validations else None
+        best = self.best_validation
+        return {"steps": self.steps, "read_backs": self.read_backs, "event_log": self.event_log,
+                "final_val_snr_db": final["snr_db"] if final else None,
+                "best_val_snr_db": best["snr_db"] if best else None,
+                "best_step": best["step"] if best else None,
+                "curves": self.curves, "validation": self.validations, "loss_balance": self.balance,
+                "latest": self.latest, "input_snr_ceiling_db": self.input_snr_ceiling_db}
 
 
 def median_finite(values: list[float | None]) -> float:

@@ -14,7 +14,6 @@ read-back) lets the monitor read back early without blocking the device:
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Iterable
 
@@ -118,7 +117,7 @@ def grad_norm(parameters: Iterable[torch.nn.Parameter]) -> tuple[torch.Tensor, t
         by_device.setdefault(g.device, []).append(g)
     first_device = grads[0].device
     parts = []
-    for device, group in by_device.items():
+    for group in by_device.values():
         norms = torch._foreach_norm(group)
         parts.append(torch.linalg.vector_norm(torch.stack([n.float() for n in norms])).to(first_device))
     total = torch.linalg.vector_norm(torch.stack(parts)) if len(parts) > 1 else parts[0]
@@ -224,7 +223,3 @@ class AlarmPeek:
         if self.kind == "cuda" and self._armed and self._event.query():
             return bool(self._view[0] != 0)
         return False
-
-
-def finite_or_none(value: float) -> float | None:
-    return value if value is not None and math.isfinite(value) else None

@@ -1,61 +1,134 @@
-"""The monitor's end-of-run report: findings plus curves (one point per read-back window).
+"""Sections of a training report (`train`, a `Monitor`'s own report, `watch`), from measurements only.
 
-Curves: loss terms, validation SNR, input/output peak, output/input RMS ratio, perplexity per
-codebook level, gradient norm (and the grad-scaler scale when AMP is used).
+Order: what a user looks for first. The result (final validation SNR, the best step), then the
+curves (validation SNR and loss; peaks, level ratio, gradient norm; codebook perplexity), then the
+per-window table. Findings that a later healthy validation resolved are info with
+`resolved_at_step` in their evidence; the page folds them below the open ones.
+
+Measurements read: `history[]` (train: one entry per epoch), `monitor` (train: the monitor's own
+measurements) or, for `monitor` / `watch` reports, the monitor's measurements at the top level:
+`curves[]` (one point per read-back window), `validation[]`, `loss_balance[]`, `final_val_snr_db`,
+`best_val_snr_db`, `best_step`.
 """
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from codecdoctor.core.findings import Report
-from codecdoctor.report.sections import Table
-
-if TYPE_CHECKING:
-    from codecdoctor.monitor.monitor import Monitor
+from codecdoctor.report.figures import db_text
+from codecdoctor.report.sections import Table, Text
 
 
 def _finite(values):
-    return [v if isinstance(v, (int, float)) and v is not None and math.isfinite(v) else math.nan for v in values]
+    return [v if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else math.nan
+            for v in values]
 
 
-def build_report(monitor: "Monitor") -> Report:
-    report = Report(command="monitor", args={"mode": monitor.mode, "read_every": monitor.read_every,
-                                             "output_bound": monitor.output_bound,
-                                             "sample_rate": monitor.sample_rate})
-    report.add(monitor.findings, monitor.checks_run)
-    report.measurements = {
-        "steps": monitor.state.steps_seen,
-        "read_backs": monitor.read_backs,
-        "event_log": str(monitor.event_log) if monitor.event_log else None,
-        "curves": monitor.curves,
-        "validation": monitor.validations,
-        "latest": monitor.latest,
-        "input_snr_ceiling_db": _ceiling(monitor),
-    }
-    if not monitor.curves:
-        report.notes.append("no training step was read back: the monitor saw no batch")
-        return report
-    try:
-        report.sections.extend(_figures(monitor.curves, monitor.validations))
-    except Exception as exc:  # plotting must never cost the user the findings
-        report.notes.append(f"curves could not be drawn: {type(exc).__name__}: {exc}")
-    report.sections.append(_summary_table(monitor.curves))
-    return report
+def _monitor_part(report: Report) -> dict[str, Any]:
+    m = report.measurements or {}
+    if isinstance(m.get("monitor"), dict):
+        return m["monitor"]
+    return m if "curves" in m else {}
 
 
-def _ceiling(monitor: "Monitor") -> float | None:
-    s = monitor.state
-    if s.input_clip_error_energy > 0 and s.input_energy > 0:
-        return 10 * math.log10(s.input_energy / s.input_clip_error_energy)
-    return None
+def _validation_points(report: Report) -> list[tuple[int, float]]:
+    """(step, validation SNR dB): the trainer's history when there is one (energy-weighted over the
+    whole held-out set), else the monitor's validations."""
+    history = (report.measurements or {}).get("history") or []
+    points = [(h.get("step"), h.get("val_snr_db")) for h in history if isinstance(h, dict)]
+    if not points:
+        points = [(v.get("step"), v.get("snr_db")) for v in _monitor_part(report).get("validation") or []]
+    return [(int(s), float(v)) for s, v in points
+            if isinstance(s, (int, float)) and isinstance(v, (int, float)) and not math.isnan(v)]
 
 
-def _figures(curves: list[dict[str, Any]], validations: list[dict[str, Any]]) -> list:
+def _result(report: Report) -> tuple[float | None, tuple[int, float] | None, int | None]:
+    points = _validation_points(report)
+    final = points[-1][1] if points else None
+    finite = [p for p in points if math.isfinite(p[1])]
+    best = max(finite, key=lambda p: p[1]) if finite else None
+    m = report.measurements or {}
+    steps = m.get("steps") if isinstance(m.get("steps"), int) else _monitor_part(report).get("steps")
+    return final, best, steps
+
+
+def key_numbers(report: Report) -> list[tuple[str, str]]:
+    final, best, steps = _result(report)
+    keys = [("final validation SNR", db_text(final))]
+    if best is not None:
+        keys.append(("best validation SNR", f"{db_text(best[1])} at step {best[0]}"))
+    if steps is not None:
+        keys.append(("steps", str(steps)))
+    ceiling = _monitor_part(report).get("input_snr_ceiling_db")
+    if isinstance(ceiling, (int, float)):
+        keys.append(("SNR ceiling of the bounded decoder on this data", db_text(ceiling)))
+    return keys
+
+
+def build(report: Report, *, figures: bool) -> list:
+    sections: list = []
+    final, best, steps = _result(report)
+    monitor = _monitor_part(report)
+    lines = [f"final validation SNR: {db_text(final)}"]
+    if best is not None:
+        lines.append(f"best validation SNR: {db_text(best[1])} at step {best[0]}")
+    if steps is not None:
+        lines.append(f"steps: {steps}; read-backs: {monitor.get('read_backs', 'n/a')}")
+    resolved = [f for f in report.findings if "resolved_at_step" in (f.evidence or {})]
+    if resolved:
+        lines.append(f"{len(resolved)} early finding(s) resolved by a later healthy validation (kept as info, below)")
+    m = report.measurements or {}
+    if "script" in m:
+        lines.append(f"script: {m['script']} (exit code {m.get('exit_code')})")
+    sections.append(Text("Result", "\n".join(lines)))
+    curves = monitor.get("curves") or []
+    if figures:
+        sections.extend(_figures(report, curves, monitor.get("validation") or []))
+    history = m.get("history") or []
+    if history:
+        sections.append(_history_table(history))
+    balance = monitor.get("loss_balance") or []
+    if balance:
+        sections.append(_balance_table(balance))
+    if curves:
+        sections.append(_summary_table(curves))
+    return sections
+
+
+def _figures(report: Report, curves: list[dict[str, Any]], validations: list[dict[str, Any]]) -> list:
     from codecdoctor.report.plots import figure_section, new_figure
 
-    steps = [c["step"] for c in curves]
     sections = []
+    points = _validation_points(report)
+    history = (report.measurements or {}).get("history") or []
+    if points or curves:
+        fig, (ax1, ax2) = new_figure(9.0, 3.0, ncols=2)
+        if points:
+            ax1.plot([p[0] for p in points], _finite([p[1] for p in points]), "o-", label="SNR")
+        si = [(h.get("step"), h.get("val_si_snr_db")) for h in history if isinstance(h, dict)]
+        if si:
+            ax1.plot([s for s, _ in si], _finite([v for _, v in si]), ".-", label="SI-SNR")
+        ax1.axhline(0.0, color="#c53030", linewidth=0.8, linestyle="--")
+        ax1.set_title("validation SNR (dB)")
+        ax1.set_xlabel("step")
+        if si:
+            ax1.legend(fontsize=7)
+        if history:
+            ax2.plot([h.get("step") for h in history], _finite([h.get("train_loss") for h in history]), "o-")
+            ax2.set_title("training loss (epoch mean)")
+        elif curves:
+            terms = sorted({k for c in curves for k in c["loss"]})
+            for term in terms:
+                ax2.plot([c["step"] for c in curves], _finite([c["loss"].get(term) for c in curves]), label=term)
+            ax2.set_title("loss terms (window median)")
+            if terms:
+                ax2.legend(fontsize=7)
+        ax2.set_xlabel("step")
+        sections.append(figure_section(fig, "Validation SNR and loss"))
+    if not curves:
+        return sections
+    steps = [c["step"] for c in curves]
     fig, axes = new_figure(9.0, 6.0, nrows=2, ncols=2)
     ax = axes[0, 0]
     terms = sorted({k for c in curves for k in c["loss"]})
@@ -84,8 +157,9 @@ def _figures(curves: list[dict[str, Any]], validations: list[dict[str, Any]]) ->
     ax = axes[1, 1]
     ax.plot(steps, _finite([c["grad_norm"] for c in curves]), label="median")
     ax.plot(steps, _finite([c["grad_norm_max"] for c in curves]), label="max", alpha=0.6)
-    if any(math.isfinite(v) for v in _finite([c.get("scale") for c in curves])):
-        ax.plot(steps, _finite([c.get("scale") for c in curves]), label="scaler scale", alpha=0.6)
+    scales = _finite([c.get("scale") for c in curves])
+    if any(math.isfinite(v) for v in scales):
+        ax.plot(steps, scales, label="scaler scale", alpha=0.6)
     if any(v > 0 for v in _finite([c["grad_norm_max"] for c in curves]) if math.isfinite(v)):
         ax.set_yscale("log")
     ax.set_title("gradient norm")
@@ -94,24 +168,35 @@ def _figures(curves: list[dict[str, Any]], validations: list[dict[str, Any]]) ->
     sections.append(figure_section(fig, "Training curves", "one point per read-back window"))
 
     levels = max((len(c["perplexity"]) for c in curves), default=0)
-    if levels or validations:
-        fig, axes = new_figure(9.0, 3.2, nrows=1, ncols=2)
-        ax = axes[0]
+    if levels:
+        fig, ax = new_figure(9.0, 3.0)
         for level in range(levels):
             ax.plot(steps, _finite([c["perplexity"][level] if level < len(c["perplexity"]) else math.nan
                                     for c in curves]), label=f"level {level}")
         ax.set_title("codebook perplexity per level")
         ax.set_xlabel("step")
-        if levels:
-            ax.legend(fontsize=7, ncol=2)
-        ax = axes[1]
-        if validations:
-            ax.plot([v["step"] for v in validations], _finite([v["snr_db"] for v in validations]), "o-")
-        ax.axhline(0.0, color="#c53030", linewidth=0.8, linestyle="--")
-        ax.set_title("validation SNR (dB)")
-        ax.set_xlabel("step")
-        sections.append(figure_section(fig, "Codebooks and validation"))
+        ax.legend(fontsize=7, ncol=2)
+        sections.append(figure_section(fig, "Codebooks"))
     return sections
+
+
+def _history_table(history: list[dict[str, Any]]) -> Table:
+    rows = [[h.get("epoch"), h.get("step"), h.get("train_loss"), h.get("val_snr_db"), h.get("val_si_snr_db"),
+             h.get("val_mel_distance"), h.get("lr"), "yes" if h.get("partial") else ""] for h in history]
+    return Table("Training history", ["epoch", "step", "train loss", "val SNR dB", "val SI-SNR dB",
+                                      "val mel distance", "lr", "partial"], rows,
+                 caption="Validation SNR from total power over the whole held-out set.")
+
+
+def _balance_table(balance: list[dict[str, Any]]) -> Table:
+    terms = sorted({t for b in balance for t in b.get("terms", [])})
+    stride = max(1, len(balance) // 20)
+    rows = []
+    for b in balance[::stride]:
+        shares = dict(zip(b.get("terms", []), b.get("shares", [])))
+        rows.append([b.get("step")] + [shares.get(t) for t in terms])
+    return Table("Loss balance at the decoder output (T612)", ["step"] + [f"{t} share" for t in terms], rows,
+                 caption="each term's share of Σ‖∂L/∂y‖, measured on the read-back schedule")
 
 
 def _summary_table(curves: list[dict[str, Any]]) -> Table:

@@ -1,0 +1,77 @@
+"""The findings policy of a live run: one finding per fault (a persisting fault counts repeats),
+validation findings resolved by a later healthy validation, and what a strict monitor stops on."""
+from __future__ import annotations
+
+from typing import Callable
+
+from codecdoctor.core.findings import Finding, Severity
+
+STOP_POLICIES = ("errors", "nonfinite")
+
+
+def is_nonfinite_fault(f: Finding) -> bool:
+    """A finding that means NaN/Inf reached the input, output, loss or gradients: the run is lost
+    from this step on, so even a lenient strict mode stops for it."""
+    return f.id == "T604" or any(key in f.evidence for key in ("nonfinite_samples", "nonfinite_steps"))
+
+
+class FindingsPolicy:
+    def __init__(self, mode: str, stop_on: str, on_new: Callable[[Finding], None] | None = None):
+        if mode not in ("strict", "warn"):
+            raise ValueError(f"mode must be 'strict' or 'warn', got {mode!r}")
+        if stop_on not in STOP_POLICIES:
+            raise ValueError(f"stop_on must be one of {', '.join(STOP_POLICIES)}, got {stop_on!r}")
+        self.mode = mode
+        # "errors" = stop on any finding of severity error or worse; "nonfinite" = only on
+        # non-finite values (the run is lost; everything else is reported as drift)
+        self.stop_on = stop_on
+        self.findings: list[Finding] = []
+        self.checks_run: list[str] = []
+        self._keys: dict[tuple, Finding] = {}
+        # findings judged on one validation (T603, T608 and its R3xx diagnosis) describe the model
+        # at that moment; a later validation that no longer shows them marks them resolved
+        self._from_validation: list[Finding] = []
+        self._on_new = on_new
+
+    def add(self, findings: list[Finding], checks: list[str], *, from_validation: bool = False) -> list[Finding]:
+        """Record findings and the checks that ran; returns the new ones (repeats only count)."""
+        for check_id in checks:
+            if check_id not in self.checks_run:
+                self.checks_run.append(check_id)
+        new: list[Finding] = []
+        for f in findings:
+            # one finding per (check, severity, level/term): a fault that persists updates its count
+            # instead of flooding the report every read-back
+            key = (f.id, f.severity, f.evidence.get("level"), f.evidence.get("direction"))
+            seen = self._keys.get(key)
+            if seen is not None:
+                seen.evidence["repeats"] = int(seen.evidence.get("repeats", 0)) + 1
+                seen.evidence["last_subject"] = f.subject
+                continue
+            self._keys[key] = f
+            self.findings.append(f)
+            new.append(f)
+            if self._on_new is not None:
+                self._on_new(f)
+        if from_validation:
+            self._from_validation.extend(new)
+        return new
+
+    def stopping(self, new: list[Finding]) -> list[Finding]:
+        """The new findings a strict monitor stops on, worst first (empty in warn mode)."""
+        if self.mode != "strict":
+            return []
+        errors = [f for f in new if f.severity >= Severity.ERROR
+                  and (self.stop_on == "errors" or is_nonfinite_fault(f))]
+        return sorted(errors, key=lambda f: -int(f.severity))
+
+    def resolve_validation(self, current_ids: set[str], step: int, snr_db: float) -> None:
+        """An early validation of a model that is still learning often has SNR near 0 dB; once a later
+        validation is healthy, that finding is history, not a diagnosis of the run: keep it as info."""
+        for f in self._from_validation:
+            if f.severity > Severity.INFO and f.id not in current_ids:
+                f.severity = Severity.INFO
+                f.message += f" - resolved: not seen at the validation at step {step} (SNR {snr_db:.2f} dB)"
+                f.evidence["resolved_at_step"] = step
+                # a recurrence later must be a new finding, not a repeat of this resolved one
+                self._keys = {k: v for k, v in self._keys.items() if v is not f}
