@@ -7,8 +7,9 @@ dependency a reader has to know about.
 from __future__ import annotations
 
 import ast
-import tomllib
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "codecdoctor"
@@ -133,6 +134,7 @@ def test_codec_never_imports_the_toolkit():
 
 
 def test_pyproject_lists_every_package():
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
     config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     listed = set(config["tool"]["setuptools"]["packages"])
     on_disk = {_module_name(p.parent / "__init__.py") for p in PACKAGE.rglob("__init__.py")} | {"codecdoctor_model"}
