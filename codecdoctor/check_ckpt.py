@@ -54,9 +54,11 @@ def _reconstruct_on_data(adapter: Any, crops, output_bound: str | None, report: 
     from codecdoctor.diagnose import diagnose_pair
     from codecdoctor.measure.adapters import reconstruct
 
-    per_crop, findings, rows = [], [], []
+    per_crop, findings, rows, refs, ests = [], [], [], [], []
     for subject, audio in crops:
         est = reconstruct(adapter, torch.as_tensor(audio)[None]).numpy()[0]
+        refs.append(np.asarray(audio, dtype=np.float64))
+        ests.append(np.nan_to_num(np.asarray(est, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0))
         bound = 1.0 if output_bound == "tanh" else None
         pm, found, ran = diagnose_pair(audio, est, int(adapter.sample_rate), subject=subject, output_bound=bound)
         report.add([], ran)
@@ -71,7 +73,13 @@ def _reconstruct_on_data(adapter: Any, crops, output_bound: str | None, report: 
     report.sections.append(Table("Reconstruction of data crops", ["crop", "SNR dB", "SI-SNR dB", "lag", "gain", "top"],
                                  rows))
     snrs = [c["snr_db"] for c in per_crop if math.isfinite(c["snr_db"])]
-    return {"crops": per_crop, "mean_snr_db": float(np.mean(snrs)) if snrs else None}
+    # Energy-weighted over all crops: total reference energy / total error energy. A mean of
+    # per-crop dB lets one quiet crop with a poor SNR dominate (R313's bias); this one does not.
+    signal = sum(float(np.sum(np.square(ref, dtype=np.float64))) for ref in refs)
+    error = sum(float(np.sum(np.square(ref - est, dtype=np.float64))) for ref, est in zip(refs, ests))
+    total = 10.0 * math.log10(signal / error) if error > 0 and signal > 0 else (math.inf if signal > 0 else None)
+    return {"crops": per_crop, "mean_snr_db": float(np.mean(snrs)) if snrs else None,
+            "total_snr_db": total if total is None or math.isfinite(total) else None}
 
 
 def _codes_on_data(adapter: Any, crops, max_level_crops: int = 4) -> QuantizerMeasurements | None:
@@ -80,12 +88,19 @@ def _codes_on_data(adapter: Any, crops, max_level_crops: int = 4) -> QuantizerMe
     from codecdoctor.measure.adapters import reconstruct  # noqa: F401 - same inference context as reconstruction
     from codecdoctor.measure.metrics import snr_db
 
-    if not (hasattr(adapter, "encode") and hasattr(adapter, "decode")):
+    forward_driven = hasattr(adapter, "capture_codes")
+    if not forward_driven and not (hasattr(adapter, "encode") and hasattr(adapter, "decode")):
         return None
     all_codes = []
     with torch.inference_mode():
         for _, audio in crops:
-            codes = torch.as_tensor(adapter.encode(torch.as_tensor(audio)[None]))
+            if forward_driven:
+                levels = adapter.capture_codes(torch.as_tensor(audio)[None])
+                if not levels or len({lv.shape[-1] for lv in levels}) != 1:
+                    return None
+                codes = torch.stack(levels, dim=1)
+            else:
+                codes = torch.as_tensor(adapter.encode(torch.as_tensor(audio)[None]))
             if codes.dim() != 3:
                 return None
             all_codes.append(codes.long().cpu())
@@ -96,7 +111,7 @@ def _codes_on_data(adapter: Any, crops, max_level_crops: int = 4) -> QuantizerMe
                               frames_seen=int(stacked.shape[0] * stacked.shape[-1]))
     # What each RVQ level adds: decode with the first k levels (needs a decoder that accepts fewer).
     n_levels = stacked.shape[1]
-    if n_levels > 1:
+    if n_levels > 1 and not forward_driven:
         try:
             snr_by_levels = []
             with torch.inference_mode():
@@ -116,7 +131,8 @@ def _codes_on_data(adapter: Any, crops, max_level_crops: int = 4) -> QuantizerMe
 
 # --- the library function -------------------------------------------------------------------------
 
-def _stft_setup(info: CheckpointInfo, fft_sizes: Sequence[int] | None, amp: str | None) -> tuple[list[int], str | None, str | None, str]:
+def _stft_setup(info: CheckpointInfo, fft_sizes: Sequence[int] | None,
+                amp: str | None) -> tuple[list[int], str | None, str | None, str]:
     """(fft sizes, stft dtype, device, where the sizes came from)."""
     dtype = _AMP_DTYPES.get(str(amp).lower()) if amp else None
     args = info.train_args or {}
@@ -135,18 +151,23 @@ def _stft_setup(info: CheckpointInfo, fft_sizes: Sequence[int] | None, amp: str 
 
 
 def check_checkpoint(path: str | Path, *, data: str | Path | None = None, model: str | None = None,
-                     unsafe_load: bool = False, fft_sizes: Sequence[int] | None = None, amp: str | None = None,
+                     model_kwargs: dict | str | None = None, unsafe_load: bool = False,
+                     fft_sizes: Sequence[int] | None = None, amp: str | None = None,
                      loss_eps: float | None = None, probes: bool = True, n_crops: int = 8,
                      crop_seconds: float = 2.0) -> Report:
-    """Check one checkpoint. Returns a Report; `measurements` follows DESIGN 4b (`format`,
-    `parameters`, `tensors_nonfinite`, `quantizer`, `bitrate_bps`, `probes`) plus `static`,
-    `stft`, `quantizer_on_data` and `reconstruction`. An unsafe pickle is refused (C200) and
-    `measurements["refused_unsafe"]` is True; the CLI exits 2 for it."""
+    """Check one checkpoint. Returns a Report; `measurements` holds `format`, `parameters`,
+    `tensors_nonfinite`, `quantizer`, `bitrate_bps`, `probes`, `model_load` (with `model`),
+    `static`, `stft`, `quantizer_on_data` and `reconstruction` (`mean_snr_db`, `total_snr_db`).
+    A file that cannot be read (unsafe pickle refused, truncated, not a checkpoint) is C200 with
+    `measurements["unreadable"]` True (and `refused_unsafe` for a refused pickle): the CLI exits 2
+    for a single such file. `model` is `path/to/file.py:Name` or `pkg.module:Name` (see
+    codecdoctor.measure.adapters); a SPEC that does not import or cannot be built raises InputError."""
     from codecdoctor.measure.stft_risk import measure_stft
 
     path = Path(path)
     report = Report(command="check-ckpt", args={"ckpt": str(path), "data": str(data) if data else None,
-                                                "model": model, "unsafe_load": unsafe_load,
+                                                "model": model, "model_kwargs": model_kwargs,
+                                                "unsafe_load": unsafe_load,
                                                 "fft_sizes": list(fft_sizes) if fft_sizes else None, "amp": amp})
     info = load_checkpoint_file(path, unsafe_load=unsafe_load)
     if unsafe_load:
@@ -156,18 +177,26 @@ def check_checkpoint(path: str | Path, *, data: str | Path | None = None, model:
     report.measurements.update({"format": m.format, "architecture": m.architecture, "parameters": m.parameters,
                                 "tensors_nonfinite": [{"name": t.name, "nonfinite": t.nonfinite, "numel": t.numel}
                                                       for t in m.tensors_nonfinite],
-                                "refused_unsafe": info.status == "unsafe"})
+                                "refused_unsafe": info.status == "unsafe", "unreadable": not info.readable})
     if not info.readable:
         run = run_checks("checkpoint", m, level="static")
         report.add(run.findings, run.checks_run)
         report.notes.append(f"{path.name}: {info.error}; no static or dynamic checks on its contents ran")
         report.measurements["static"] = m
+        # the command could not do its job: the report is written, then the CLI exits 2
+        report.fatal = f"{path.name}: {info.error} (C200)"
         return report
 
+    report.notes.extend(info.notes)
+    load = None
     if probes or data is not None or model:
-        adapter, build_note = build_adapter(info, model)
+        adapter, build_note, load = build_adapter(info, model, model_kwargs)
     else:
         adapter, build_note = None, "--no-probes without --data: the model was not built (static checks only)"
+    if load is not None:
+        report.measurements["model_load"] = load
+        run = run_checks("checkpoint", load, level="load")
+        report.add(run.findings, run.checks_run)
     crops: list[tuple[str, np.ndarray]] = []
     if data is not None:
         sr = int(getattr(adapter, "sample_rate", 0) or (info.config or {}).get("sample_rate") or 16000)
@@ -184,6 +213,7 @@ def check_checkpoint(path: str | Path, *, data: str | Path | None = None, model:
         levels = []
         report.notes.append(f"codebook buffers could not be read ({type(exc).__name__}: {exc}); Q4xx not run")
     q = QuantizerMeasurements(levels=levels, source=levels[0].source if levels else "ema")
+    q.dead_code_threshold, q.dead_code_fraction, q.threshold_source = _dead_code_rule(info, adapter)
     run = run_checks("quantizer", q)
     report.add(run.findings, run.checks_run)
     report.measurements["quantizer"] = q.to_list()
@@ -198,7 +228,7 @@ def check_checkpoint(path: str | Path, *, data: str | Path | None = None, model:
         sm = measure_stft(peak, sizes, eps=eps, stft_dtype=stft_dtype, device=device, source=source,
                           reference=reference, sample_rate=sr)
         run = run_checks("stft", sm)
-        report.add(run.findings, run.checks_run)
+        report.add(_judge_precision_unknown(run.findings, m, stft_dtype), run.checks_run)
         report.measurements["stft"] = sm
         if not m.data_peak:
             report.notes.append("S501-S503 assume a full-scale peak of 1.0; pass --data to use the data's real peak")
@@ -206,6 +236,10 @@ def check_checkpoint(path: str | Path, *, data: str | Path | None = None, model:
         report.notes.append("S501-S504 not run: the loss's FFT sizes are unknown (pass --fft-sizes 512,1024,2048)")
 
     report.notes.append(build_note)
+    if adapter is not None and load is not None and load.checked and not load.clean:
+        report.notes.append("dynamic checks not run: the weights do not fit the model (C217), so its unloaded "
+                            "layers are random and anything measured on it would describe an untrained model")
+        adapter = None
     if adapter is not None:
         try:
             _dynamic(adapter, m, crops, probes, report)
@@ -256,3 +290,56 @@ def _static_sections(report: Report, m: CheckpointMeasurements, levels) -> None:
     if m.tensors_nonfinite:
         report.sections.insert(1, Table("Non-finite tensors", ["tensor", "non-finite", "elements"],
                                         [[t.name, t.nonfinite, t.numel] for t in m.tensors_nonfinite]))
+
+
+# S501-S503 describe what happens when the spectral loss runs in float16. Without any sign that the
+# run used half precision they are hypothetical: info, worded as such.
+_PRECISION_DEPENDENT = ("S501", "S502", "S503")
+
+
+def _judge_precision_unknown(findings: list[Finding], m: CheckpointMeasurements, stft_dtype: str | None) -> list[Finding]:
+    from codecdoctor.core.findings import Severity
+
+    if stft_dtype is not None or m.half_precision_evidence:
+        return findings
+    for f in findings:
+        if f.id in _PRECISION_DEPENDENT and f.severity > Severity.INFO:
+            f.severity = Severity.INFO
+            f.message = (f"nothing in the checkpoint shows half precision (no GradScaler state, no fp16/bf16 "
+                         f"tensor, no amp flag in its saved arguments); were the loss run under float16 "
+                         f"autocast: {f.message}")
+    return findings
+
+
+_THRESHOLD_KEYS = ("threshold_ema_dead_code", "dead_code_threshold", "ema_dead_code_threshold",
+                   "threshold_dead_code", "dead_code_thresh")
+_FRACTION_KEYS = ("dead_code_fraction",)
+
+
+def _dead_code_rule(info: CheckpointInfo, adapter: Any) -> tuple[float | None, float | None, str | None]:
+    """(absolute threshold, fraction of the uniform share, where it was found) for Q407: saved
+    config / arguments first, then the built model's quantizer modules."""
+    from codecdoctor.measure.adapters import saved_settings
+
+    sources = [("config", info.config or {}), ("args", info.train_args or {})]
+    sources += [(where, d) for where, d in saved_settings(info.raw)]
+    for where, settings in sources:
+        for key in _THRESHOLD_KEYS:
+            value = settings.get(key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return float(value), None, f"{key} in the checkpoint's {where}"
+        for key in _FRACTION_KEYS:
+            value = settings.get(key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return None, float(value), f"{key} in the checkpoint's {where}"
+    module = getattr(adapter, "module", None)
+    if module is not None and hasattr(module, "named_modules"):
+        for name, sub in module.named_modules():
+            for key in _THRESHOLD_KEYS:
+                value = getattr(sub, key, None)
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    return float(value), None, f"{name or 'model'}.{key}"
+            value = getattr(sub, "dead_code_fraction", None)
+            if isinstance(value, float):
+                return None, value, f"{name or 'model'}.dead_code_fraction"
+    return None, None, None

@@ -495,3 +495,41 @@ def probe_output_nonfinite(m):
         return []
     return [finding("C216", f"{m.nonfinite_outputs} non-finite output samples over the probe signals",
                     subject="probes", evidence={"nonfinite_samples": m.nonfinite_outputs})]
+
+
+# --- loading the weights into a --model (level "load"; reads codecdoctor.measure.adapters.ModelLoad) ---
+
+@check("C217", scope="checkpoint", severity=Severity.ERROR, level="load")
+def weights_do_not_match_model(m):
+    """Weights do not match the model: missing, unexpected or wrong-shape keys.
+
+    What: Loads the checkpoint's weights into the model `--model` built, after stripping a wrapper
+    or container prefix (`module.`, `_orig_mod.`, Lightning's `model.`) and mapping old / new
+    weight-norm names, and counts the model's tensors the checkpoint lacks (missing), the
+    checkpoint's tensors the model has no place for (unexpected) and tensors whose shapes differ.
+    Any one of them fires, with the counts and the first names; the dynamic checks then do not run,
+    because the layers that were not loaded are random.
+    Why: `load_state_dict(..., strict=False)` silently leaves every non-matching layer at its random
+    initialisation: the model "loads", runs, and sounds like noise, and every number measured on it
+    describes a model that was never trained.
+    Fix: Build the model with the configuration it was trained with (`--model-kwargs`, or save the
+    config in the checkpoint), load with `strict=True`, and rename keys explicitly when the code
+    changed (e.g. `state = {k.removeprefix("module."): v ...}`).
+    """
+    if not hasattr(m, "missing") or not hasattr(m, "shape_mismatch") or not getattr(m, "checked", False):
+        raise NotApplicable
+    if m.clean:
+        return []
+    parts = []
+    if m.missing:
+        parts.append(f"{m.missing} missing (e.g. {', '.join(m.missing_examples[:3])})")
+    if m.unexpected:
+        parts.append(f"{m.unexpected} unexpected (e.g. {', '.join(m.unexpected_examples[:3])})")
+    if m.shape_mismatch:
+        parts.append(f"{m.shape_mismatch} with the wrong shape (e.g. {'; '.join(m.shape_mismatch_examples[:2])})")
+    prefix = f" after stripping {m.stripped_prefix!r}" if m.stripped_prefix else ""
+    subject = (m.shape_mismatch_examples or m.missing_examples or m.unexpected_examples or [m.spec])[0].split(":")[0]
+    return [finding("C217", f"the checkpoint's weights do not fit {m.spec}{prefix}: " + "; ".join(parts)
+                    + f"; {m.loaded} tensors loaded, the rest of the model is random", subject=subject,
+                    evidence={"missing": m.missing, "unexpected": m.unexpected, "shape_mismatch": m.shape_mismatch,
+                              "loaded": m.loaded})]

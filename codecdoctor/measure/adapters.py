@@ -1,5 +1,5 @@
 """The encode/decode adapter through which codecdoctor drives any codec (probes, reconstruction,
-code histograms), and the `--model pkg.module:factory` loader.
+code histograms), and the `--model SPEC` loader.
 
 Adapter protocol (duck-typed; only `sample_rate` and one way to reconstruct are required):
 
@@ -15,19 +15,35 @@ Adapter protocol (duck-typed; only `sample_rate` and one way to reconstruct are 
 measures what each RVQ level adds (Q405). A codec without discrete codes may provide only
 `reconstruct`.
 
-Factory: `--model pkg.module:factory` imports `pkg.module` and calls `factory(state_dict)` (or
-`factory()` when it takes no argument). `state_dict` is the checkpoint's flat weights (container
-prefixes such as Lightning's `model.` stripped). It returns `(module, adapter)`; the module is
-the `nn.Module` (used for `.eval()` and parameter counts), the adapter follows the protocol above.
-Returning only an adapter that has a `.module` attribute also works.
+`--model SPEC`: SPEC is `path/to/file.py:Name` or `pkg.module:Name` (the current directory is
+importable). Name is
+- an `nn.Module` class: built with `--model-kwargs JSON`, else with the checkpoint's saved
+  `config` / `args` entries whose names match the constructor's parameters; the weights are found
+  in the checkpoint (`model_state_dict`, `state_dict`, `model`, `generator`, `ema`, Lightning's
+  `model.` prefix), wrapper prefixes (`module.`, `_orig_mod.`) stripped and old/new weight-norm
+  names mapped, then loaded strictly: what does not match is measured (`ModelLoad`, check C217);
+- a factory: `factory(checkpoint)` receives the loaded checkpoint as saved (nested: the README's
+  `model.load_state_dict(ckpt["model_state_dict"])` works; a raw state dict arrives as it is), or
+  `factory()` when it takes no argument. It returns `(module, adapter)`, an adapter with a
+  `.module`, or a bare module (a bare module from a factory without arguments gets the
+  checkpoint's weights loaded strictly, like a class).
+Without an adapter the model's own `forward` is driven (`ForwardAdapter`): the reconstruction is
+the first floating output with the input's length (within one hop), the codes are the integer
+tensors its submodules return (forward hooks).
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import importlib.util
 import inspect
+import json
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
+
+import numpy as np
 
 from codecdoctor.core.errors import InputError
 from codecdoctor.measure.checkpoint import CheckpointInfo
@@ -81,46 +97,6 @@ def reconstruct(adapter: Any, audio) -> Any:
         return torch.nn.functional.pad(out, (0, length - out.shape[-1]))
 
 
-def load_factory(spec: str):
-    """`pkg.module:callable` -> the callable. The current directory is importable, so a user's
-    own `my_codec.py` works without installing it."""
-    if ":" not in spec:
-        raise InputError(f"--model must look like pkg.module:factory, got {spec!r}")
-    module_name, _, attr = spec.partition(":")
-    cwd = str(Path.cwd())
-    if cwd not in sys.path:
-        sys.path.insert(0, cwd)
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:  # noqa: BLE001 - the user's module: say what failed, in one line
-        raise InputError(f"--model: cannot import {module_name}: {type(exc).__name__}: {exc}") from None
-    factory = getattr(module, attr, None)
-    if not callable(factory):
-        raise InputError(f"--model: {module_name} has no callable {attr!r}")
-    return factory
-
-
-def build_from_factory(factory: Any, weights: dict[str, Any]) -> tuple[Any, Any]:
-    """Call the factory; returns (module, adapter)."""
-    try:
-        takes_argument = bool(inspect.signature(factory).parameters)
-    except (TypeError, ValueError):
-        takes_argument = True
-    result = factory(weights) if takes_argument else factory()
-    if isinstance(result, tuple) and len(result) == 2:
-        module, adapter = result
-    else:
-        adapter = result
-        module = getattr(result, "module", None)
-    if not hasattr(adapter, "sample_rate") or not (hasattr(adapter, "reconstruct")
-                                                   or (hasattr(adapter, "encode") and hasattr(adapter, "decode"))):
-        raise InputError("--model factory must return (module, adapter) with adapter.sample_rate and "
-                         "encode/decode (or reconstruct)")
-    if module is not None and hasattr(module, "eval"):
-        module.eval()
-    return module, adapter
-
-
 # --- building a model ---------------------------------------------------------------------------
 
 def _own_adapter(info: CheckpointInfo):
@@ -170,17 +146,521 @@ def _dac_adapter(info: CheckpointInfo):
     return DacAdapter(model, model.sample_rate, codebook_size=model.codebook_size)
 
 
-def build_adapter(info: CheckpointInfo, model_spec: str | None = None) -> tuple[Any, str]:
-    """(adapter or None, a sentence saying what was built or why not)."""
-    if model_spec:
-        factory = load_factory(model_spec)
+
+# --- --model SPEC: import -----------------------------------------------------------------------
+
+def _first_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
+
+
+def load_spec(spec: str) -> Any:
+    """`path/to/file.py:Name` or `pkg.module:Name` -> the object (Name may be dotted). The file's
+    folder and the current directory are importable, so a user's own `my_codec.py` works without
+    installing it."""
+    path_part, sep, attr = spec.rpartition(":")
+    if not sep or not path_part or not attr:
+        raise InputError(f"--model must look like path/to/file.py:Name or pkg.module:Name, got {spec!r}")
+    cwd = str(Path.cwd())
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        if path_part.endswith(".py") or "/" in path_part or "\\" in path_part:
+            file = Path(path_part).expanduser()
+            if not file.is_file():
+                raise InputError(f"--model: no such file {path_part}")
+            folder = str(file.resolve().parent)
+            if folder not in sys.path:
+                sys.path.insert(0, folder)  # so the file's own sibling imports work
+            module_name = f"codecdoctor_user_model_{file.stem}"
+            loader_spec = importlib.util.spec_from_file_location(module_name, file)
+            if loader_spec is None or loader_spec.loader is None:
+                raise InputError(f"--model: {path_part} is not an importable Python file")
+            module = importlib.util.module_from_spec(loader_spec)
+            sys.modules[module_name] = module
+            loader_spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(path_part)
+    except InputError:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - the user's module: say what failed, in one line
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        raise InputError(f"--model: cannot import {path_part}: {_first_line(exc)}") from None
+    obj: Any = module
+    for part in attr.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            raise InputError(f"--model: {path_part} has no {attr!r}")
+    if not callable(obj):
+        raise InputError(f"--model: {path_part}:{attr} is neither an nn.Module class nor a factory function")
+    return obj
+
+
+def load_factory(spec: str):
+    """Kept for callers of the earlier API: the object `spec` names."""
+    return load_spec(spec)
+
+
+def parse_model_kwargs(text: str | dict | None) -> dict[str, Any]:
+    if text is None or isinstance(text, dict):
+        return dict(text or {})
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"--model-kwargs must be a JSON object, e.g. '{{\"channels\": 32}}': {exc.msg} "
+                         f"at column {exc.colno}") from None
+    if not isinstance(value, dict):
+        raise InputError(f"--model-kwargs must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+# --- --model SPEC: constructor arguments from the checkpoint ------------------------------------
+
+_SAVED_SETTINGS = ("model_config", "model_args", "model_kwargs", "config", "cfg", "hparams", "hyper_parameters",
+                   "args", "train_args", "training_args", "opts")
+_WHOLE_CONFIG_PARAMS = ("config", "cfg", "args", "hparams", "opts", "params", "model_config", "hp")
+
+
+def _as_settings(value: Any) -> dict | None:
+    import argparse
+
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, argparse.Namespace):
+        return vars(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return None
+
+
+def saved_settings(raw: Any) -> list[tuple[str, dict]]:
+    """(where, dict) for every saved config / argument set, most model-specific first; a config's
+    `model` sub-dict (`config["model"]`) comes before the config itself."""
+    out: list[tuple[str, dict]] = []
+    if not isinstance(raw, dict):
+        return out
+    for key in _SAVED_SETTINGS:
+        settings = _as_settings(raw.get(key))
+        if settings is None:
+            continue
+        for sub in ("model", "model_args", "model_config", "codec"):
+            inner = _as_settings(settings.get(sub))
+            if inner is not None:
+                out.append((f"{key}[{sub!r}]", inner))
+        out.append((key, settings))
+    return out
+
+
+def constructor_arguments(cls: Any, explicit: dict[str, Any], raw: Any, label: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """(kwargs, where each came from) for `cls(**kwargs)`. Raises InputError naming the required
+    parameters nothing provides."""
+    try:
+        signature = inspect.signature(cls)
+    except (TypeError, ValueError):
+        return dict(explicit), {k: "--model-kwargs" for k in explicit}
+    params = {name: p for name, p in signature.parameters.items()
+              if p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)}
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values())
+    unknown = [k for k in explicit if k not in params]
+    if unknown and not takes_any:
+        raise InputError(f"--model-kwargs: {label} takes no argument {unknown[0]!r} "
+                         f"(it takes: {', '.join(params) or 'nothing'})")
+    kwargs, sources = dict(explicit), {k: "--model-kwargs" for k in explicit}
+    settings = saved_settings(raw)
+    missing = []
+    for name, param in params.items():
+        if name in kwargs:
+            continue
+        found = next(((where, d[name]) for where, d in settings if name in d), None)
+        if found is not None:
+            kwargs[name], sources[name] = found[1], f"checkpoint {found[0]}"
+        elif name in _WHOLE_CONFIG_PARAMS and isinstance(raw, dict) and raw.get(name) is not None:
+            kwargs[name], sources[name] = raw[name], f"checkpoint {name}"
+        elif param.default is inspect.Parameter.empty:
+            missing.append(name)
+    if missing:
+        have = ", ".join(where for where, _ in settings) or "no saved config or args"
+        raise InputError(f"--model: {label} needs {', '.join(missing)}, which neither --model-kwargs nor the "
+                         f"checkpoint's saved settings ({have}) provide; pass --model-kwargs "
+                         f"'{{\"{missing[0]}\": ...}}'")
+    return kwargs, sources
+
+
+# --- --model SPEC: strict load --------------------------------------------------------------------
+
+_WRAPPERS = ("module.", "_orig_mod.")
+_CONTAINER_PREFIXES = ("model.", "net.", "generator.", "codec.", "autoencoder.", "network.")
+_WEIGHT_NORM = ((".weight_g", ".parametrizations.weight.original0"), (".weight_v", ".parametrizations.weight.original1"))
+
+
+@dataclass
+class ModelLoad:
+    """How the checkpoint's weights went into the model (JSON: `measurements.model_load`)."""
+
+    spec: str
+    kind: str                                  # "class" | "factory"
+    weights_key: str | None = None             # container key the weights came from
+    stripped_prefix: str = ""                  # e.g. "module._orig_mod." or Lightning's "model."
+    weight_norm_renamed: int = 0               # old <-> new weight-norm names mapped
+    loaded: int = 0
+    missing: int = 0
+    unexpected: int = 0
+    shape_mismatch: int = 0
+    missing_examples: list[str] = field(default_factory=list)
+    unexpected_examples: list[str] = field(default_factory=list)
+    shape_mismatch_examples: list[str] = field(default_factory=list)
+    kwargs_sources: dict[str, str] = field(default_factory=dict)
+    checked: bool = True                       # False: a factory loaded the weights itself
+
+    @property
+    def clean(self) -> bool:
+        return not (self.missing or self.unexpected or self.shape_mismatch)
+
+
+def _map_weight_norm(names: dict[str, Any], target: set[str]) -> tuple[dict[str, Any], int]:
+    out, renamed = {}, 0
+    for key, value in names.items():
+        new = key
+        if key not in target:
+            for old, param in _WEIGHT_NORM:
+                if key.endswith(old) and key[: -len(old)] + param in target:
+                    new = key[: -len(old)] + param
+                elif key.endswith(param) and key[: -len(param)] + old in target:
+                    new = key[: -len(param)] + old
+        renamed += new != key
+        out[new] = value
+    return out, renamed
+
+
+def _best_prefix(keys: list[str], target: set[str]) -> str:
+    """The prefix whose removal makes the most checkpoint names match the model's."""
+    candidates = {""}
+    for first in ("", *_WRAPPERS):
+        for second in ("", *_WRAPPERS):
+            for container in ("", *_CONTAINER_PREFIXES):
+                candidates.add(first + second + container)
+    best, best_hits = "", -1
+    for prefix in sorted(candidates, key=len):
+        hits = sum(1 for k in keys if k.startswith(prefix) and k[len(prefix):] in target)
+        # weight-norm names count too: they are mapped afterwards
+        hits += sum(1 for k in keys if k.startswith(prefix) and k[len(prefix):] not in target
+                    and any(k.endswith(a) or k.endswith(b) for a, b in _WEIGHT_NORM))
+        if hits > best_hits:
+            best, best_hits = prefix, hits
+    return best
+
+
+def load_weights_strictly(module: Any, weights: dict[str, Any], load: ModelLoad, *, examples: int = 5) -> None:
+    """Load `weights` into `module`, measuring every missing / unexpected / wrong-shape name
+    (after stripping the prefix that matches best and mapping weight-norm names). What matches is
+    loaded, so the measurement names exactly what stayed random."""
+    target_state = module.state_dict()
+    target = set(target_state)
+    prefix = _best_prefix(list(weights), target)
+    stripped = {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}
+    outside = [k for k in weights if not k.startswith(prefix)]
+    mapped, renamed = _map_weight_norm(stripped, target)
+    load.stripped_prefix, load.weight_norm_renamed = prefix, renamed
+    # BatchNorm's num_batches_tracked is absent from old checkpoints and PyTorch fills it itself
+    missing = [k for k in target_state if k not in mapped and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in mapped if k not in target] + outside
+    wrong = [k for k in mapped if k in target and tuple(mapped[k].shape) != tuple(target_state[k].shape)]
+    load.missing, load.unexpected, load.shape_mismatch = len(missing), len(unexpected), len(wrong)
+    load.missing_examples = missing[:examples]
+    load.unexpected_examples = unexpected[:examples]
+    load.shape_mismatch_examples = [f"{k}: checkpoint {list(mapped[k].shape)}, model {list(target_state[k].shape)}"
+                                    for k in wrong[:examples]]
+    loadable = {k: v for k, v in mapped.items() if k in target and k not in wrong}
+    load.loaded = len(loadable)
+    module.load_state_dict(loadable, strict=False)
+
+
+# --- the forward-driven adapter -------------------------------------------------------------------
+
+def _walk_tensors(value: Any, depth: int = 0):
+    """Tensors inside a forward's output, in order: tensors, tuples/lists, dicts, dataclasses,
+    namedtuples and plain output objects."""
+    import torch
+
+    if depth > 4:
+        return
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, (tuple, list)):
+        for item in value:
+            yield from _walk_tensors(item, depth + 1)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _walk_tensors(item, depth + 1)
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for f in dataclasses.fields(value):
+            yield from _walk_tensors(getattr(value, f.name, None), depth + 1)
+    elif hasattr(value, "__dict__") and not callable(value):
+        for item in vars(value).values():
+            yield from _walk_tensors(item, depth + 1)
+
+
+def _describe(value: Any) -> str:
+    parts = [f"Tensor{list(t.shape)} {str(t.dtype).replace('torch.', '')}" for t in _walk_tensors(value)]
+    return ", ".join(parts[:4]) + (" ..." if len(parts) > 4 else "") if parts else f"{type(value).__name__} (no tensor)"
+
+
+def _codebook_size_of(module: Any) -> int | None:
+    import torch
+
+    for attr in ("codebook_size", "num_embeddings", "n_codes", "bins", "size", "num_codes", "K"):
+        value = getattr(module, attr, None)
+        if isinstance(value, int) and value > 1:
+            return value
+    for child in module.modules():
+        if isinstance(child, torch.nn.Embedding):
+            return int(child.num_embeddings)
+    return None
+
+
+class ForwardAdapter:
+    """Drives a model through its own `forward`.
+
+    The reconstruction is the first floating tensor of the output with the input's batch size and
+    a length within one hop of the input's (cropped or padded to it); the codes are the integer
+    tensors the model's submodules return, captured with forward hooks (the innermost modules that
+    return them: one RVQ level each)."""
+
+    def __init__(self, module: Any, sample_rate: int, *, channels: int = 1, layout: str = "BCT",
+                 hop_samples: int | None = None, pad_multiple: int = 1):
+        self.module = module
+        self.sample_rate = int(sample_rate)
+        self.channels = channels
+        self.layout = layout                 # "BCT": forward(x[B, C, T]); "BT": forward(x[B, T])
+        self.hop_samples = hop_samples
+        self.pad_multiple = pad_multiple
+        self.codebook_size: list[int] | None = None
+        self.code_modules: list[str] = []
+
+    def _call(self, audio):
+        import torch
+
+        length = audio.shape[-1]
+        if self.pad_multiple > 1 and length % self.pad_multiple:
+            audio = torch.nn.functional.pad(audio, (0, self.pad_multiple - length % self.pad_multiple))
+        x = audio if self.layout == "BCT" else audio[:, 0, :]
+        return self.module(x), audio.shape[-1]
+
+    def find_reconstruction(self, output: Any, batch: int, length: int):
+        tolerance = self.hop_samples or min(1024, max(length // 10, 1))
+        for tensor in _walk_tensors(output):
+            if not tensor.is_floating_point() or tensor.dim() not in (2, 3) or tensor.shape[0] != batch:
+                continue
+            if tensor.dim() == 3 and tensor.shape[1] > 8:
+                continue  # [B, D, frames] latents, not audio
+            if abs(tensor.shape[-1] - length) <= tolerance:
+                return tensor if tensor.dim() == 3 else tensor[:, None, :]
+        return None
+
+    def reconstruct(self, audio):
+        output, padded_length = self._call(audio)
+        found = self.find_reconstruction(output, audio.shape[0], padded_length)
+        if found is None:
+            raise InputError(f"the model's forward returned nothing audio-like for input {list(audio.shape)}: "
+                             f"{_describe(output)}")
+        return found
+
+    def capture_codes(self, audio) -> list[Any]:
+        """Per-level integer codes [B, frames] from one forward, via hooks on every submodule."""
+        import torch
+
+        batch = audio.shape[0]
+        seen: list[tuple[str, Any, Any]] = []
+        handles = []
+        for name, sub in self.module.named_modules():
+            if not name:
+                continue
+
+            def hook(mod, _inputs, output, name=name):
+                ints = [t for t in _walk_tensors(output) if not t.is_floating_point() and not t.is_complex()
+                        and t.dtype != torch.bool and t.numel() >= batch]
+                if ints:
+                    seen.append((name, mod, ints[0]))
+            handles.append(sub.register_forward_hook(hook))
         try:
-            _, adapter = build_from_factory(factory, info.weights)
-        except Exception as exc:  # noqa: BLE001 - the user's factory: report, static checks still run
-            if isinstance(exc, InputError):
-                raise
-            return None, f"--model {model_spec} failed: {type(exc).__name__}: {exc}; static checks only"
-        return adapter, f"model built by {model_spec}"
+            self._call(audio)
+        finally:
+            for handle in handles:
+                handle.remove()
+        emitting = {name for name, _, _ in seen}
+        # the innermost modules: an RVQ that returns its levels' codes stacked is an ancestor of them
+        leaves = [(n, m, t) for n, m, t in seen if not any(o != n and o.startswith(n + ".") for o in emitting)]
+        levels, names, sizes = [], [], []
+        for name, mod, codes in leaves:
+            codes = codes.detach().long().cpu()
+            if codes.dim() == 1 and codes.numel() % batch == 0:
+                codes = codes.reshape(batch, -1)
+            if codes.dim() == 2 and codes.shape[0] == batch:
+                per_level = [codes]
+            elif codes.dim() == 3 and codes.shape[0] == batch:
+                per_level = [codes[:, i] for i in range(codes.shape[1])]
+            else:
+                continue
+            size = _codebook_size_of(mod)
+            for index, level in enumerate(per_level):
+                levels.append(level)
+                names.append(name if len(per_level) == 1 else f"{name}[{index}]")
+                sizes.append(size or int(level.max()) + 1)
+        self.code_modules, self.codebook_size = names, sizes
+        return levels
+
+
+def _sample_rate_of(module: Any, raw: Any, explicit: int | None) -> tuple[int, str]:
+    if explicit:
+        return int(explicit), "--sample-rate"
+    for attr in ("sample_rate", "sampling_rate", "sr"):
+        value = getattr(module, attr, None)
+        if isinstance(value, int) and value > 0:
+            return value, f"model.{attr}"
+    for where, settings in saved_settings(raw):
+        for key in ("sample_rate", "sampling_rate", "sr"):
+            if isinstance(settings.get(key), int) and settings[key] > 0:
+                return int(settings[key]), f"checkpoint {where}[{key!r}]"
+    return 16000, "default (the model and checkpoint do not say)"
+
+
+def _input_channels(module: Any) -> int:
+    import torch
+
+    for sub in module.modules():
+        if isinstance(sub, torch.nn.Conv1d):
+            return int(sub.in_channels) if sub.in_channels <= 2 else 1
+    return 1
+
+
+def forward_adapter(module: Any, sample_rate: int, label: str) -> ForwardAdapter:
+    """Find how the model's forward takes audio ([B, C, T] or [B, T]) and which output is the
+    reconstruction, on one second of speech-like audio. Raises InputError when no output is
+    audio-like."""
+    import torch
+
+    from codecdoctor.measure.stimuli import speech_like
+
+    channels = _input_channels(module)
+    length = int(sample_rate)
+    speech = torch.as_tensor(np.asarray(speech_like(1.0, sample_rate, seed=3), dtype=np.float32).reshape(-1)[:length])
+    speech = 0.25 * speech / speech.abs().max().clamp_min(1e-6)
+    audio = speech[None, None, :].repeat(1, channels, 1)
+    failures = []
+    for layout in ("BCT", "BT") if channels == 1 else ("BCT",):
+        adapter = ForwardAdapter(module, sample_rate, channels=channels, layout=layout)
+        try:
+            with torch.inference_mode():
+                output, _ = adapter._call(audio)
+        except Exception as exc:  # noqa: BLE001 - try the other layout, then say what failed
+            failures.append(f"[B, {'C, ' if layout == 'BCT' else ''}T] input: {_first_line(exc)}")
+            continue
+        if adapter.find_reconstruction(output, 1, length) is None:
+            failures.append(f"[B, {'C, ' if layout == 'BCT' else ''}T] input gave {_describe(output)}")
+            continue
+        with torch.inference_mode():
+            codes = adapter.capture_codes(audio)
+        if codes:
+            adapter.hop_samples = max(1, round(length / codes[0].shape[-1]))
+        # a model that needs a multiple of its hop: pad inputs to it
+        try:
+            with torch.inference_mode():
+                odd = audio[..., : length - 37]
+                ok = adapter.find_reconstruction(adapter._call(odd)[0], 1, odd.shape[-1]) is not None
+        except Exception:  # noqa: BLE001
+            ok = False
+        if not ok:
+            adapter.pad_multiple = adapter.hop_samples or 1024
+        return adapter
+    raise InputError(f"--model {label}: the model's forward returned nothing audio-like (a floating tensor of the "
+                     f"input's length): " + "; ".join(failures))
+
+
+# --- building from --model SPEC -----------------------------------------------------------------
+
+def _is_module_class(obj: Any) -> bool:
+    import torch
+
+    return isinstance(obj, type) and issubclass(obj, torch.nn.Module)
+
+
+def _is_adapter(obj: Any) -> bool:
+    return hasattr(obj, "sample_rate") and (hasattr(obj, "reconstruct") or (hasattr(obj, "encode")
+                                                                            and hasattr(obj, "decode")))
+
+
+def build_from_spec(info: CheckpointInfo, spec: str, model_kwargs: dict | str | None = None, *,
+                    sample_rate: int | None = None) -> tuple[Any, ModelLoad, list[str]]:
+    """(adapter, ModelLoad, notes) for `--model SPEC`. Raises InputError for a SPEC that does not
+    import, a constructor that needs arguments it cannot get, a factory returning nothing usable
+    and a forward that returns nothing audio-like."""
+    import torch
+
+    obj = load_spec(spec)
+    explicit = parse_model_kwargs(model_kwargs)
+    label = spec.rpartition(":")[2]
+    notes: list[str] = []
+    load = ModelLoad(spec=spec, kind="class" if _is_module_class(obj) else "factory", weights_key=info.weights_key)
+    adapter = None
+    if load.kind == "class":
+        kwargs, load.kwargs_sources = constructor_arguments(obj, explicit, info.raw, label)
+        try:
+            module = obj(**kwargs)
+        except Exception as exc:  # noqa: BLE001 - the user's constructor: one line
+            raise InputError(f"--model: {label}({', '.join(kwargs)}) failed: {_first_line(exc)}") from None
+        load_weights_strictly(module, info.weights, load)
+    else:
+        if explicit:
+            raise InputError("--model-kwargs is for an nn.Module class; a factory builds its model itself")
+        try:
+            takes_argument = bool(inspect.signature(obj).parameters)
+        except (TypeError, ValueError):
+            takes_argument = True
+        try:
+            result = obj(info.raw) if takes_argument else obj()
+        except InputError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the user's factory: one line
+            raise InputError(f"--model: {label}(checkpoint) failed: {_first_line(exc)}") from None
+        if isinstance(result, tuple) and len(result) == 2:
+            module, adapter = result
+        elif isinstance(result, torch.nn.Module):
+            module = result
+        else:
+            module, adapter = getattr(result, "module", None), result
+        if adapter is not None and not _is_adapter(adapter):
+            raise InputError(f"--model: {label} must return an nn.Module, (module, adapter) or an adapter with "
+                             "sample_rate and encode/decode (or reconstruct)")
+        if adapter is None and not takes_argument:
+            load_weights_strictly(module, info.weights, load)
+        else:
+            load.checked = False
+            notes.append(f"--model {spec}: the factory loaded the weights itself; C217 did not check them")
+    if module is not None and hasattr(module, "eval"):
+        module.eval()
+    if load.stripped_prefix:
+        notes.append(f"weights loaded with the prefix {load.stripped_prefix!r} stripped from their names")
+    if load.weight_norm_renamed:
+        notes.append(f"{load.weight_norm_renamed} weight-norm tensors mapped between weight_g/weight_v and "
+                     "parametrizations.weight.original0/1")
+    if adapter is None:
+        rate, rate_source = _sample_rate_of(module, info.raw, sample_rate)
+        adapter = forward_adapter(module, rate, label)
+        notes.append(f"no adapter: driving {label}.forward at {rate} Hz ({rate_source}); input "
+                     f"{'[B, C, T]' if adapter.layout == 'BCT' else '[B, T]'}"
+                     + (f", codes from {len(adapter.code_modules)} levels ({', '.join(adapter.code_modules[:3])}"
+                        f"{' ...' if len(adapter.code_modules) > 3 else ''})" if adapter.code_modules else
+                        ", no integer codes returned by any submodule"))
+    return adapter, load, notes
+
+
+def build_adapter(info: CheckpointInfo, model_spec: str | None = None, model_kwargs: dict | str | None = None,
+                  *, sample_rate: int | None = None) -> tuple[Any, str, ModelLoad | None]:
+    """(adapter or None, a sentence saying what was built or why not, the ModelLoad of `--model`)."""
+    if model_spec:
+        adapter, load, notes = build_from_spec(info, model_spec, model_kwargs, sample_rate=sample_rate)
+        return adapter, "; ".join([f"model built by --model {model_spec}", *notes]), load
     builders: dict[str, Callable[[CheckpointInfo], Any]] = {"codecdoctor-codec": _own_adapter}
     if info.architecture == "encodec":
         builders["encodec"] = _encodec_adapter
@@ -190,13 +670,10 @@ def build_adapter(info: CheckpointInfo, model_spec: str | None = None) -> tuple[
     if builder is None or (info.architecture == "codecdoctor-codec" and info.format != "codecdoctor-codec/1"):
         what = "an unknown architecture" if info.architecture == "unknown" else f"{info.architecture} weights"
         why = " without the config needed to build it" if info.architecture in ("codecdoctor-codec", "dac") else ""
-        return None, (f"{what}{why}: static checks only; pass --model pkg.module:factory to run probes, "
-                      "reconstruction and code histograms")
+        return None, (f"{what}{why}: static checks only; pass --model path/to/file.py:ModelClass (or "
+                      "pkg.module:factory) to run probes, reconstruction and code histograms"), None
     try:
-        return builder(info), f"{info.architecture} model built from the checkpoint"
+        return builder(info), f"{info.architecture} model built from the checkpoint", None
     except Exception as exc:  # noqa: BLE001 - weights that do not fit: static checks still run
         return None, f"could not build the {info.architecture} model ({type(exc).__name__}: " \
-                     f"{str(exc).splitlines()[0][:160]}): static checks only"
-
-
-# --- data crops -------------------------------------------------------------------------------
+                     f"{str(exc).splitlines()[0][:160]}): static checks only", None
