@@ -121,7 +121,7 @@ def _load_pair(pair: _Pair, sample_rate: int | None) -> tuple[np.ndarray, np.nda
 
 
 def pair_record(m: PairMeasurements, ref_rel: str, est_rel: str | None, error: str | None = None) -> dict[str, Any]:
-    """One entry of measurements.pairs[] (DESIGN 4b): the contract fields first, then the rest."""
+    """One entry of measurements.pairs[] (see docs/JSON.md): the contract fields first, then the rest."""
     record: dict[str, Any] = {"ref": ref_rel, "est": est_rel, "error": error}
     if m is None:
         return record
@@ -183,7 +183,7 @@ def compare(ref: Any, est: Any, *, sample_rate: int | None = None, output_bound:
     files, `sample_rate` resamples both sides to that rate. `output_bound`: the decoder's output
     bound if known (1.0 for tanh), for R307. `max_lag_ms`: lag search window (default 500 ms).
     `progress(done, total, subject)` is called after each pair. Returns a Report whose
-    measurements hold `pairs[]` and `aggregate` (DESIGN 4b)."""
+    measurements hold `pairs[]` and `aggregate` (see docs/JSON.md)."""
     arrays = not isinstance(ref, (str, os.PathLike)) or not isinstance(est, (str, os.PathLike))
     notes: list[str] = []
     if arrays:

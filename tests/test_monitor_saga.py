@@ -1,4 +1,4 @@
-"""The negative-SNR saga of DESIGN.md, reproduced live on the tiny codec: each test builds one known
+"""The negative-SNR saga of the README, reproduced live on the tiny codec: each test builds one known
 cause into a short training run and asserts the monitor names it."""
 from __future__ import annotations
 

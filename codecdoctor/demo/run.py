@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import soundfile as sf
 from rich.console import Console
 
@@ -175,8 +174,3 @@ class DemoRunner:
             self._run_step(DemoStep(case.title, case.story, case.kind, expected_ids=list(case.expected_ids)),
                            f"saga_{case.key}", work)
 
-
-def run_demo(out: str | Path = "reports/demo", minutes: float = 2.5, console: Console | None = None) -> Path:
-    """Run the whole demo; returns the path of `index.html`."""
-    np.seterr(all="ignore")
-    return DemoRunner(Path(out), minutes, console or Console(highlight=False)).run()

@@ -17,7 +17,7 @@ from codecdoctor.measure.audio.reader import block_frames_for, declared_wav_data
 
 @dataclass(slots=True)
 class FileMeasurement:
-    """One row of measurements.files[] (DESIGN 4b), plus what the plots and corpus checks need.
+    """One row of measurements.files[] (see docs/JSON.md), plus what the plots and corpus checks need.
     `histogram`, `spectrum` and `envelope` are carried to the parent and then dropped or folded
     into corpus totals; they are not written per file to JSON."""
 
