@@ -1,0 +1,906 @@
+"""Streaming `measure_pair`: the same `PairMeasurements`, in two passes over blocks, memory flat in length.
+
+`measure_pair` (measure/pair.py) holds both signals whole in float64 and computes each number with
+its own pass; on a 1.8 h pair that is about 10 GB. This module reads the pair in blocks from a
+`SignalSource` (a file read with soundfile, or an array) and gives the same numbers:
+
+* pass 1 (sequential): per-side statistics (non-finite count, min, max, DC, RMS, samples beyond
+  the output bound), the unaligned sums <r,r>, <e,e>, <r,e>, sum r, sum e and the raw error
+  energy, the loudest 20 ms reference frame (segmental SNR's silence gate) and the loudest
+  reference mel bin (mel correlation's floor; only the frames whose energy could hold it are
+  transformed, see `_RefMelPeak`);
+* the lag: the same normalised cross-correlation as `metrics.lag_and_peak` (means removed, +-max
+  lag). Up to 32 blocks it is the whole signal, computed with one FFT; beyond, the same 32 evenly
+  spaced blocks `metrics.cross_correlation` samples, read by seeking;
+* pass 2 (sequential, aligned): the aligned sums, the per-0.25 s segment levels, the log-mel
+  spectrograms (mel distance and correlation), the long-term spectra (bandwidth) and the
+  segmental SNR.
+
+Every what-if SNR is a quadratic form in those sums: the error of `a*r - b*e - c` is expanded, so no
+pass is needed per correction. Expanding cancels digits where the error is far below the signal:
+an expanded error below `EXACT_FRACTION` of its terms is float rounding of an exact match and
+counts as exact (+inf), as `metrics.energy_ratio_db` counts an error 250 dB down. SNRs up to about
+110 dB are unaffected. Memory: a few blocks of 2^18 samples plus 16 bytes per 0.25 s segment
+(0.2 MB per hour), whatever the length.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from codecdoctor.measure import metrics as M
+from codecdoctor.measure.pair import MAX_LAG_SECONDS, SEGMENT_SECONDS, SILENT_REF_RMS_DB, WHAT_IF_KEYS, PairMeasurements
+from codecdoctor.measure.spectral import mel_fft_size, mel_filterbank, window_array
+
+# Samples per block in the sequential passes: a multiple of every STFT hop (a power of two up to
+# 2^16), big enough to amortise numpy's per-call cost, small enough that a block's STFT (float32
+# frames, complex spectra) stays in tens of MB.
+BLOCK_SAMPLES = 1 << 18
+# An expanded error energy below this fraction of its largest term is float64 rounding (about 1e-16
+# per term, times the square root of the sample count, with room): an exact match after the fix.
+EXACT_FRACTION = 1e-11
+# Values whose magnitude is within 2^+-400 can be squared and summed in float64 without overflow or
+# underflow; a block outside is summed divided by a power of two (exact), as metrics scales by peaks.
+SAFE_EXPONENT = 400
+# metrics.cross_correlation uses at most this many evenly spaced blocks (one hour costs a minute's work).
+LAG_BLOCKS = 32
+# Frames of the STFT transformed per call (bounds the float32 frame matrix to 8 MB at n_fft 1024).
+STFT_BATCH_FRAMES = 2048
+
+
+class SignalSource(Protocol):
+    """What the passes read: `channels`, `frames` (per channel, may shrink when a file turns out
+    truncated), `sample_rate`, and `read(start, stop)` -> (channels, n) float64, n <= stop - start."""
+
+    channels: int
+    frames: int
+    sample_rate: int
+
+    def read(self, start: int, stop: int) -> np.ndarray: ...
+
+
+class ArraySource:
+    """An in-memory (channels, frames) array (views only: the caller's array is never modified)."""
+
+    def __init__(self, audio: Any, sample_rate: int):
+        arr = M.as_signal(audio)
+        if arr.ndim == 0:
+            arr = arr.reshape(1, 1)
+        if arr.ndim == 1:
+            arr = arr[None, :]
+        self.audio = arr.reshape(int(np.prod(arr.shape[:-1])), arr.shape[-1])
+        self.channels, self.frames = (int(v) for v in self.audio.shape)
+        self.sample_rate = int(sample_rate)
+        self.error: str | None = None
+        self.error_frame: int | None = None
+        self.declared_frames: int | None = None
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        return self.audio[:, max(start, 0):max(min(stop, self.frames), 0)]
+
+
+class FileSource:
+    """An audio file read by seeking (soundfile), optionally resampled to `sample_rate` (the one
+    polyphase resampler, applied per segment with margins so the result equals resampling the
+    whole file) and downmixed to mono. A file that cannot be read past some frame (corrupt data,
+    a truncated transfer) ends there: `error`, `error_frame` (native frames) say where and why, and
+    `frames` is what was readable. `declared_frames` is what a WAV header promised."""
+
+    SALVAGE_FRAMES = 4096  # granularity at which the readable end of a corrupt file is located
+
+    def __init__(self, path: str | os.PathLike, sample_rate: int | None = None, downmix: bool = False):
+        import soundfile as sf
+
+        from codecdoctor.measure.audio.reader import declared_wav_frames
+
+        self.path = Path(path)
+        self._file = sf.SoundFile(str(self.path))
+        self.native_rate = int(self._file.samplerate)
+        self.native_channels = int(self._file.channels)
+        self.sample_rate = int(sample_rate) if sample_rate else self.native_rate
+        self.downmix = bool(downmix) and self.native_channels > 1
+        self.channels = 1 if self.downmix else self.native_channels
+        self.native_frames = int(self._file.frames)
+        self.error: str | None = None
+        self.error_frame: int | None = None
+        declared = (declared_wav_frames(self.path, self.native_channels * _bytes_per_sample(self._file.subtype))
+                    if self._file.format in ("WAV", "WAVEX") else None)
+        self.declared_frames = declared
+        if declared is not None and declared > self.native_frames:
+            self.error = (f"truncated: the header declares {declared} frames, the file holds {self.native_frames}")
+            self.error_frame = self.native_frames
+        g = math.gcd(self.native_rate, self.sample_rate)
+        self._up, self._down = self.sample_rate // g, self.native_rate // g
+        # scipy.signal.resample_poly's filter half-length, in input samples, plus room
+        self._margin = (10 * max(self._up, self._down)) // self._up + 2
+
+    @property
+    def frames(self) -> int:
+        if self._up == self._down:
+            return self.native_frames
+        return -(-self.native_frames * self._up // self._down)
+
+    def close(self) -> None:
+        self._file.close()
+
+    def _shrink(self, frame: int, reason: str) -> None:
+        if frame < self.native_frames:
+            self.native_frames = frame
+            if self.error_frame is None or frame < self.error_frame:
+                self.error, self.error_frame = reason, frame
+
+    def _read_native(self, start: int, stop: int) -> np.ndarray:
+        start, stop = max(start, 0), min(stop, self.native_frames)
+        if stop <= start:
+            return np.zeros((self.channels, 0))
+        try:
+            self._file.seek(start)
+            data = self._file.read(stop - start, dtype="float64", always_2d=True)
+        except Exception as exc:  # noqa: BLE001 - libsndfile raises several types for corrupt data
+            data = self._salvage(start, stop, f"{type(exc).__name__}: {exc}".strip())
+        if data.shape[0] < stop - start:
+            self._shrink(start + data.shape[0], self.error or "the file ends early (short read)")
+        x = data.T
+        if self.downmix:
+            x = x.mean(axis=0, keepdims=True)
+        return x
+
+    def _salvage(self, start: int, stop: int, reason: str) -> np.ndarray:
+        """Read [start, stop) in small pieces up to the first piece that fails."""
+        import soundfile as sf
+
+        pieces = []
+        with sf.SoundFile(str(self.path)) as handle:
+            position = start
+            while position < stop:
+                want = min(self.SALVAGE_FRAMES, stop - position)
+                try:
+                    handle.seek(position)
+                    piece = handle.read(want, dtype="float64", always_2d=True)
+                except Exception:  # noqa: BLE001
+                    break
+                pieces.append(piece)
+                position += piece.shape[0]
+                if piece.shape[0] < want:
+                    break
+        self._shrink(start + sum(p.shape[0] for p in pieces), f"unreadable from here on ({reason})")
+        return np.concatenate(pieces) if pieces else np.zeros((0, self.native_channels))
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        if self._up == self._down:
+            return self._read_native(start, stop)
+        from codecdoctor.measure.audio.reader import resample
+
+        start, stop = max(start, 0), min(stop, self.frames)
+        if stop <= start:
+            return np.zeros((self.channels, 0))
+        # The input segment starts on a multiple of `down`, so its outputs fall on the whole file's grid.
+        first = max(0, (start * self._down // self._up - self._margin) // self._down * self._down)
+        last = -(-stop * self._down // self._up) + self._margin
+        segment = self._read_native(first, last)
+        out = resample(segment, self.native_rate, self.sample_rate)
+        offset = first * self._up // self._down
+        return out[:, start - offset:min(stop, self.frames) - offset]
+
+
+def _bytes_per_sample(subtype: str) -> int:
+    return {"PCM_S8": 1, "PCM_U8": 1, "PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4, "DOUBLE": 8,
+            "ULAW": 1, "ALAW": 1}.get(subtype, 0)
+
+
+def _finite_or_zero(x: np.ndarray) -> np.ndarray:
+    """The block with non-finite samples read as 0 (a new array only when there are any); the
+    sum is a cheap test: it is finite for finite samples unless they are huge."""
+    if x.size and not math.isfinite(float(np.add.reduce(x))) and not np.isfinite(x).all():
+        return np.where(np.isfinite(x), x, 0.0)
+    return x
+
+
+def _read_padded(view: "_FlatView", start: int, stop: int) -> np.ndarray:
+    """Samples [start, stop) of the view, zeros where that range leaves the signal."""
+    x = view.read(start, stop)
+    before = max(0, -start)
+    after = (stop - start) - before - x.size
+    if before or after > 0:
+        x = np.concatenate([np.zeros(before), x, np.zeros(max(after, 0))])
+    return x
+
+
+class _FlatView:
+    """The channel-major concatenation of a source's channels, each cut to `per_channel` frames
+    (measure_pair joins leading axes end to end). Non-finite samples read as 0 once counted."""
+
+    def __init__(self, source: SignalSource, per_channel: int):
+        self.source, self.per_channel = source, int(per_channel)
+        self.length = source.channels * self.per_channel
+        self.zero_nonfinite = True
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        start, stop = max(start, 0), min(stop, self.length)
+        if stop <= start:
+            return np.zeros(0)
+        if self.source.channels == 1:
+            x = self.source.read(start, stop)[0]
+        else:
+            parts = []
+            for c in range(start // self.per_channel, (stop - 1) // self.per_channel + 1):
+                lo, hi = max(start - c * self.per_channel, 0), min(stop - c * self.per_channel, self.per_channel)
+                parts.append(self.source.read(lo, hi)[c])
+            x = np.concatenate(parts)
+        return _finite_or_zero(x) if self.zero_nonfinite else x
+
+
+def _scale_exponent(*blocks: np.ndarray) -> int:
+    """0 when every value can be squared safely; else the power of two to divide the blocks by."""
+    peak = 0.0
+    for b in blocks:
+        if b.size:
+            peak = max(peak, float(np.max(b)), -float(np.min(b)))
+    if peak == 0.0:
+        return 0
+    exponent = math.frexp(peak)[1]
+    return 0 if -SAFE_EXPONENT < exponent < SAFE_EXPONENT else exponent
+
+
+class _Sums:
+    """Running sums of degree 1 (linear) or 2 (products) in units of 2^(degree * exponent), so blocks
+    of huge or tiny values add up without overflow (each block brings its own exponent)."""
+
+    def __init__(self, degrees: dict[str, int]):
+        self.degrees = degrees
+        self.exponent: int | None = None
+        self.values = dict.fromkeys(degrees, 0.0)
+
+    def add(self, exponent: int, **sums: float) -> None:
+        if self.exponent is None:
+            self.exponent = exponent
+        if exponent > self.exponent:
+            for key, d in self.degrees.items():
+                self.values[key] = math.ldexp(self.values[key], d * (self.exponent - exponent))
+            self.exponent = exponent
+        for key, value in sums.items():
+            self.values[key] += math.ldexp(value, self.degrees[key] * (exponent - self.exponent))
+
+    def __getitem__(self, key: str) -> float:
+        return self.values[key]
+
+
+class _FrameSums:
+    """Per-frame sums of per-sample quantities over consecutive blocks, frames of `size` samples
+    covering [0, usable); a frame split across blocks is carried over. `update` returns the sums of
+    the frames completed by the block, one array per quantity."""
+
+    def __init__(self, size: int, usable: int, quantities: int):
+        self.size, self.usable, self.quantities = int(size), int(usable), quantities
+        self.carry = np.zeros(quantities)
+
+    def update(self, start: int, values: list[np.ndarray]) -> list[np.ndarray]:
+        stop = min(start + values[0].size, self.usable)
+        if stop <= start:
+            return [np.zeros(0) for _ in range(self.quantities)]
+        n = stop - start
+        cuts = np.arange(-(-start // self.size) * self.size, stop, self.size) - start
+        cuts = np.concatenate([[0], cuts[cuts > 0]]).astype(np.int64)
+        sums = [np.add.reduceat(v[:n], cuts) for v in values]
+        ends = np.append(cuts[1:], n) + start
+        complete = (ends % self.size == 0) | (ends == self.usable)
+        # the first piece continues the carried frame when the block starts inside a frame
+        for q in range(self.quantities):
+            sums[q] = sums[q].astype(np.float64)
+            sums[q][0] += self.carry[q]
+        if not complete[-1]:
+            self.carry = np.array([s[-1] for s in sums])
+            sums = [s[:-1] for s in sums]
+        else:
+            self.carry = np.zeros(self.quantities)
+        return sums
+
+
+class _Stft:
+    """The STFT of `metrics.spectral_summary` (Hann, hop n_fft/4, zero-padded to whole frames,
+    64 mels of measure/spectral.py), frame by frame over blocks, in float32: a log-mel differs from
+    the float64 one by about 1e-7 decades, far below anything a check reads."""
+
+    def __init__(self, sample_rate: int, n_mels: int = 64):
+        self.n_fft = mel_fft_size(sample_rate)
+        self.hop = max(1, self.n_fft // 4)
+        self.n_mels = int(max(1, min(n_mels, self.n_fft // 4)))
+        self.window = window_array("hann", self.n_fft).astype(np.float32)
+        self.bank = np.ascontiguousarray(mel_filterbank(sample_rate, self.n_fft, self.n_mels), dtype=np.float32)
+        self.log_floor = math.log10(1e-5)
+
+    def frames_for(self, n: int) -> int:
+        return max(1, 1 + math.ceil(max(n - self.n_fft, 0) / self.hop))
+
+    def magnitudes(self, x32: np.ndarray, n_frames: int) -> np.ndarray:
+        from scipy.fft import rfft
+
+        frames = np.lib.stride_tricks.sliding_window_view(x32, self.n_fft)[::self.hop][:n_frames]
+        return np.abs(rfft(frames * self.window, axis=-1))
+
+    def log_mel(self, magnitude: np.ndarray, log_scale: float) -> np.ndarray:
+        mel = magnitude @ self.bank
+        with np.errstate(divide="ignore"):
+            out = np.log10(np.maximum(mel, np.float32(1e-30))).astype(np.float64)
+        if log_scale:
+            out += log_scale
+        return np.maximum(out, self.log_floor)
+
+
+def _as_float32(x: np.ndarray, scale: float) -> tuple[np.ndarray, float]:
+    """float32 copy for the STFT and the log10 to add back; scaled only where float32 would
+    overflow or lose the signal (metrics divides by the peak: equal in the log domain)."""
+    if scale == 0.0 or 1e-20 < scale < 1e20:
+        return x.astype(np.float32), 0.0
+    return (x / scale).astype(np.float32), math.log10(scale)
+
+
+class _RefMelPeak:
+    """The loudest bin of the reference's log-mel spectrogram, without transforming every frame.
+
+    A mel bin is sum_f |X_f| w_kf <= ||X||_2 ||w_k||_2 (Cauchy-Schwarz) and ||X||^2 <= n_fft * sum
+    (window * x)^2 (Parseval over the half spectrum), so the frame's windowed energy bounds all of
+    its bins. Frames are transformed loudest bound first and only while the bound can beat the
+    loudest bin found so far: after the first block that is a handful of frames per block."""
+
+    def __init__(self, stft: _Stft, total_frames: int):
+        self.stft, self.total_frames = stft, total_frames
+        hop, n_fft = stft.hop, stft.n_fft
+        self.window_sq = (window_array("hann", n_fft) ** 2).reshape(n_fft // hop, hop) if n_fft % hop == 0 else None
+        self.bank_norm = float(np.sqrt((stft.bank.astype(np.float64) ** 2).sum(axis=0)).max())
+        self.peak = 0.0
+
+    def update(self, x: np.ndarray, first_frame: int, n_frames: int) -> None:
+        """`x` holds the samples of frames first_frame .. first_frame + n_frames - 1, from the first
+        frame's start (zero-padded to the last frame's end)."""
+        if n_frames <= 0:
+            return
+        stft = self.stft
+        hop, n_fft = stft.hop, stft.n_fft
+        parts = n_fft // hop
+        if self.window_sq is not None:
+            sq = x[: (n_frames - 1 + parts) * hop] ** 2
+            sub = sq.reshape(-1, hop) @ self.window_sq.T     # (rows, parts)
+            energy = np.zeros(n_frames)
+            for q in range(parts):
+                energy += sub[q:q + n_frames, q]
+        else:  # hop does not divide n_fft: every frame is a candidate
+            energy = np.full(n_frames, np.inf)
+        bound = np.sqrt(n_fft * np.maximum(energy, 0.0)) * self.bank_norm * 1.01
+        order = np.argsort(-bound)
+        order = order[bound[order] > self.peak]
+        scale = float(np.max(np.abs(x))) if x.size else 0.0
+        x32, log_scale = _as_float32(x, scale)
+        factor = 10.0 ** log_scale
+        batch = 64
+        while order.size:
+            chosen = np.sort(order[:batch])
+            frames = np.stack([x32[t * hop:t * hop + n_fft] for t in chosen]) * stft.window
+            from scipy.fft import rfft
+
+            mel = np.abs(rfft(frames, axis=-1)) @ stft.bank
+            self.peak = max(self.peak, float(mel.max()) * factor)
+            order = order[batch:]
+            order = order[bound[order] > self.peak]
+            batch *= 2
+
+    def log_peak(self) -> float:
+        return max(math.log10(self.peak), self.stft.log_floor) if self.peak > 0 else self.stft.log_floor
+
+
+@dataclass
+class _SideStats:
+    nonfinite: int = 0
+    minimum: float = math.inf
+    maximum: float = -math.inf
+    samples: int = 0
+    beyond_bound: int = 0
+
+    def __post_init__(self):
+        self.sums = _Sums({"sum": 1, "square": 2, "clip_error": 2})
+
+    def update(self, x: np.ndarray, bound: float | None) -> None:
+        """Add a block of raw samples (non-finite ones are counted, then read as 0)."""
+        if x.size == 0:
+            return
+        total = float(np.add.reduce(x))
+        if not math.isfinite(total):
+            finite = np.isfinite(x)
+            self.nonfinite += int(x.size - np.count_nonzero(finite))
+            x = np.where(finite, x, 0.0)
+        lo, hi = float(np.min(x)), float(np.max(x))
+        self.minimum, self.maximum = min(self.minimum, lo), max(self.maximum, hi)
+        self.samples += x.size
+        k = _scale_exponent(x)
+        y = np.ldexp(x, -k) if k else x
+        sums = {"sum": float(np.add.reduce(y)), "square": float(np.dot(y, y))}
+        if bound is not None and max(hi, -lo) > bound:
+            beyond = np.abs(x) > bound
+            self.beyond_bound += int(np.count_nonzero(beyond))
+            excess = (x - np.clip(x, -bound, bound))
+            excess = np.ldexp(excess, -k) if k else excess
+            sums["clip_error"] = float(np.dot(excess, excess))
+        self.sums.add(k, **sums)
+
+    @property
+    def peak(self) -> float:
+        return max(self.maximum, -self.minimum) if self.samples else 0.0
+
+    def rms_db(self) -> float:
+        square = self.sums["square"]
+        if not self.samples or square <= 0.0 or self.peak == 0.0:
+            return -math.inf
+        return 10.0 * math.log10(square / self.samples) + 20.0 * (self.sums.exponent or 0) * math.log10(2.0)
+
+    def mean(self) -> float:
+        if not self.samples or self.peak == 0.0:
+            return 0.0
+        return math.ldexp(self.sums["sum"] / self.samples, self.sums.exponent or 0)
+
+
+def _pair_sums() -> _Sums:
+    return _Sums({"r": 1, "e": 1, "rr": 2, "ee": 2, "re": 2, "err": 2})
+
+
+def _add_pair_sums(sums: _Sums, r: np.ndarray, e: np.ndarray) -> None:
+    if r.size == 0:
+        return
+    k = _scale_exponent(r, e)
+    if k:
+        r, e = np.ldexp(r, -k), np.ldexp(e, -k)
+    d = r - e
+    sums.add(k, r=float(np.add.reduce(r)), e=float(np.add.reduce(e)), rr=float(np.dot(r, r)),
+             ee=float(np.dot(e, e)), re=float(np.dot(r, e)), err=float(np.dot(d, d)))
+
+
+class _Quadratic:
+    """Error energies of corrections `a*r - b*e - c` (c a constant) from the pair sums over n samples."""
+
+    def __init__(self, sums: _Sums, n: int):
+        v = sums.values
+        self.n = n
+        self.r, self.e, self.rr, self.ee, self.re, self.raw_error = v["r"], v["e"], v["rr"], v["ee"], v["re"], v["err"]
+        self.mean_r = self.r / n if n else 0.0
+        self.mean_e = self.e / n if n else 0.0
+        self.centred_rr = max(self.rr - n * self.mean_r ** 2, 0.0)
+        self.centred_ee = max(self.ee - n * self.mean_e ** 2, 0.0)
+        self.centred_re = self.re - n * self.mean_r * self.mean_e
+
+    def error(self, a: float, b: float, c: float = 0.0) -> float:
+        """sum (a*r - b*e - c)^2, 0.0 when the expansion is within rounding of its terms."""
+        terms = (a * a * self.rr, b * b * self.ee, 2 * a * b * self.re, 2 * a * c * self.r, 2 * b * c * self.e,
+                 c * c * self.n)
+        value = terms[0] + terms[1] - terms[2] - terms[3] + terms[4] + terms[5]
+        largest = max(abs(t) for t in terms)
+        return 0.0 if value <= EXACT_FRACTION * largest else value
+
+    def snr(self, signal: float, a: float, b: float, c: float = 0.0) -> float:
+        return M.energy_ratio_db(signal, self.error(a, b, c))
+
+
+def _gain(numerator: float, denominator: float) -> float:
+    return numerator / denominator if denominator > 0.0 else 0.0
+
+
+@dataclass
+class _Lag:
+    lag: int
+    correlation: float
+
+
+def _lag_full(ref_view: _FlatView, est_view: _FlatView, mean_r: float, mean_e: float, max_lag: int) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """Raw correlation sums over the whole signals with one FFT (the sum of metrics'
+    per-block correlations when every block is used), and the two energies."""
+    from scipy.fft import irfft, next_fast_len, rfft
+
+    lr = ref_view.length
+    le = min(est_view.length, lr + max_lag)
+    r = ref_view.read(0, lr) - mean_r
+    e = est_view.read(0, le) - mean_e
+    size = next_fast_len(max(lr, le) + max_lag + 1, real=True)
+    spectrum = rfft(e, size) * np.conj(rfft(r, size))
+    full = irfft(spectrum, size)
+    out = np.concatenate([full[size - max_lag:], full[:max_lag + 1]]) if max_lag else full[:1]
+    est_part = e[:min(lr, e.size)]
+    return out, np.arange(-max_lag, max_lag + 1), float(np.dot(r, r)), float(np.dot(est_part, est_part))
+
+
+def _lag_blocks(ref_view: _FlatView, est_view: _FlatView, mean_r: float, mean_e: float, max_lag: int,
+                block: int) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """metrics.cross_correlation's sampled blocks, each read by seeking."""
+    from scipy.fft import irfft, next_fast_len, rfft
+
+    starts = np.arange(0, ref_view.length, block)
+    if starts.size > LAG_BLOCKS:
+        starts = starts[np.linspace(0, starts.size - 1, LAG_BLOCKS).round().astype(int)]
+    out = np.zeros(2 * max_lag + 1)
+    ref_energy = est_energy = 0.0
+    for start in (int(s) for s in starts):
+        seg_r = ref_view.read(start, start + block) - mean_r
+        lo, hi = start - max_lag, start + seg_r.size + max_lag
+        seg_e = np.zeros(hi - lo)
+        src_lo, src_hi = max(lo, 0), min(hi, est_view.length)
+        if src_hi > src_lo:
+            seg_e[src_lo - lo:src_hi - lo] = est_view.read(src_lo, src_hi) - mean_e
+        ref_energy += float(np.dot(seg_r, seg_r))
+        part = seg_e[start - lo:start - lo + seg_r.size][: max(0, min(seg_r.size, est_view.length - start))]
+        est_energy += float(np.dot(part, part))
+        size = next_fast_len(seg_e.size + seg_r.size)
+        out += irfft(rfft(seg_e, size) * np.conj(rfft(seg_r, size)), size)[: 2 * max_lag + 1]
+    return out, np.arange(-max_lag, max_lag + 1), ref_energy, est_energy
+
+
+def estimate_lag(ref_view: _FlatView, est_view: _FlatView, mean_r: float, mean_e: float, max_lag_samples: int) -> _Lag:
+    """`metrics.lag_and_peak` on the full signals: the lag with the largest |normalised
+    correlation| (ties to the smallest |lag|) and the signed correlation there."""
+    longest = max(ref_view.length, est_view.length)
+    max_lag = max(min(int(max_lag_samples), longest - 1), 0) if longest else 0
+    if ref_view.length == 0 or est_view.length == 0:
+        return _Lag(0, 0.0)
+    block = max(4 * max_lag, 1 << 14)
+    blocks = -(-ref_view.length // block)
+    if blocks <= LAG_BLOCKS:
+        raw, lags, ref_energy, est_energy = _lag_full(ref_view, est_view, mean_r, mean_e, max_lag)
+    else:
+        raw, lags, ref_energy, est_energy = _lag_blocks(ref_view, est_view, mean_r, mean_e, max_lag, block)
+    denominator = math.sqrt(ref_energy * est_energy)
+    if not denominator > 0.0 or not math.isfinite(denominator):
+        return _Lag(0, 0.0)
+    c = np.nan_to_num(np.clip(raw / denominator, -1.0, 1.0), nan=0.0)
+    magnitude = np.abs(c)
+    best = float(magnitude.max())
+    if best == 0.0:
+        return _Lag(0, 0.0)
+    candidates = np.flatnonzero(magnitude >= best * (1.0 - 1e-9))
+    index = int(candidates[np.argmin(np.abs(lags[candidates]))])
+    return _Lag(int(lags[index]), float(c[index]))
+
+
+def _blocks(total: int, block: int):
+    for start in range(0, total, block):
+        yield start, min(start + block, total)
+
+
+def measure_pair_stream(ref: SignalSource, est: SignalSource, sample_rate: int, *, subject: str | None = None,
+                        output_bound: float | None = None, max_lag_samples: int | None = None,
+                        block_samples: int = BLOCK_SAMPLES) -> PairMeasurements:
+    """`measure_pair` on two sources, streamed (see the module doc). Sources with different channel
+    counts must be reconciled by the caller (compare downmixes both)."""
+    sample_rate = int(sample_rate) if sample_rate and sample_rate > 0 else 16000
+    stft = _Stft(sample_rate)
+    block = max(stft.hop, int(block_samples) // stft.hop * stft.hop)
+    for _attempt in range(3):  # a file found truncated in pass 1 changes the lengths: measure again
+        lengths = (ref.frames, est.frames)
+        m, state = _pass_one(ref, est, sample_rate, subject, output_bound, stft, block)
+        if (ref.frames, est.frames) == lengths:
+            break
+    if state is None:
+        return m
+    return _pass_two(ref, est, m, state, sample_rate, output_bound, max_lag_samples, stft, block)
+
+
+def _pass_one(ref: SignalSource, est: SignalSource, sample_rate: int, subject: str | None,
+              output_bound: float | None, stft: _Stft, block: int) -> tuple[PairMeasurements, dict | None]:
+    channels = ref.channels
+    n = min(ref.frames, est.frames)
+    full_r, full_e = _FlatView(ref, ref.frames), _FlatView(est, est.frames)
+    crop_r, crop_e = _FlatView(ref, n), _FlatView(est, n)
+    compared = channels * n
+    m = PairMeasurements(sample_rate=sample_rate, ref_samples=ref.frames, est_samples=est.frames,
+                         compared_samples=compared, subject=subject)
+    bound_for_ceiling = output_bound if output_bound is not None else 1.0
+    side_r, side_e = _SideStats(), _SideStats()
+    pair = _pair_sums()
+    crop_peak = [0.0, 0.0]
+    frame = max(1, round(0.02 * sample_rate))
+    seg_frames = max(1, compared // frame)
+    seg_usable = min(compared, seg_frames * frame) if compared >= frame else compared
+    loudest = _FrameSums(frame, seg_usable, 1)
+    loudest_frame = 0.0
+    mel_frames = stft.frames_for(compared)
+    mel_peak = _RefMelPeak(stft, mel_frames)
+    extension = stft.n_fft - stft.hop
+
+    def crop_update(r: np.ndarray, e: np.ndarray, start: int, r_ext: np.ndarray) -> None:
+        nonlocal loudest_frame
+        _add_pair_sums(pair, r, e)
+        for i, x in enumerate((r, e)):
+            if x.size:
+                crop_peak[i] = max(crop_peak[i], float(np.max(x)), -float(np.min(x)))
+        (energies,) = loudest.update(start, [r * r])
+        if energies.size:
+            loudest_frame = max(loudest_frame, float(energies.max()))
+        first = start // stft.hop
+        count = min(-(-(start + r.size) // stft.hop), mel_frames) - first if r.size else 0
+        need = (count - 1) * stft.hop + stft.n_fft if count > 0 else 0
+        padded = r_ext[:need]
+        if padded.size < need:
+            padded = np.concatenate([padded, np.zeros(need - padded.size)])
+        mel_peak.update(padded, first, count)
+
+    full_r.zero_nonfinite = full_e.zero_nonfinite = False  # counted here first
+    longest = max(full_r.length, full_e.length)
+    for a, b in _blocks(longest, block):
+        r_raw = full_r.read(a, b + extension)
+        e_raw = full_e.read(a, b)
+        side_r.update(r_raw[: b - a], bound_for_ceiling)
+        side_e.update(e_raw, None)
+        if channels == 1 and a < compared:
+            r_ext, e_block = _finite_or_zero(r_raw), _finite_or_zero(e_raw)
+            stop = min(b, compared) - a
+            stop = min(stop, r_ext.size, e_block.size)  # a file that ended early: measured again
+            crop_update(r_ext[:stop], e_block[:stop], a, r_ext[: max(0, min(compared - a, r_ext.size))])
+    if channels > 1:
+        for a, b in _blocks(compared, block):
+            r_ext = crop_r.read(a, b + extension)
+            e_block = crop_e.read(a, b)
+            stop = min(b - a, r_ext.size, e_block.size)
+            crop_update(r_ext[:stop], e_block[:stop], a, r_ext)
+
+    m.nonfinite_ref, m.nonfinite_est = side_r.nonfinite, side_e.nonfinite
+    for name, side in (("ref", side_r), ("est", side_e)):
+        if side.samples:
+            setattr(m, f"{name}_peak", side.peak)
+            setattr(m, f"{name}_min", side.minimum)
+            setattr(m, f"{name}_max", side.maximum)
+        setattr(m, f"{name}_rms_db", side.rms_db())
+        setattr(m, f"{name}_dc", side.mean())
+    m.ref_silent = m.ref_rms_db < SILENT_REF_RMS_DB
+    m.est_silent = m.est_rms_db < SILENT_REF_RMS_DB or (m.est_max - m.est_min) == 0.0
+    if compared == 0:
+        m.notes.append("nothing to compare: an input is empty")
+        m.what_if = {key: -math.inf for key in WHAT_IF_KEYS}
+        return m, None
+    q = _Quadratic(pair, compared)
+    # the signal energy in SNR units (pair sums are in units of 2^(2*exponent); ratios cancel them)
+    signal = q.rr
+    m.snr_db = M.energy_ratio_db(signal, q.raw_error) if max(crop_peak) > 0.0 else math.inf
+    state = {"q": q, "crop_peak": crop_peak, "loudest_frame": loudest_frame, "frame": frame,
+             "seg_usable": seg_usable, "seg_frames": seg_frames, "mel_frames": mel_frames,
+             "mel_floor": mel_peak.log_peak() - 3.0, "side_r": side_r, "side_e": side_e,
+             "bound_for_ceiling": bound_for_ceiling}
+    return m, state
+
+
+def _si_sdr(q: _Quadratic, zero_mean: bool, silent: bool) -> float:
+    """metrics.si_sdr_db from the sums."""
+    if silent:
+        return math.inf
+    if zero_mean:
+        rr, re = q.centred_rr, q.centred_re
+        if rr == 0.0 and q.centred_ee == 0.0:
+            return math.inf
+        # a constant reference leaves rounding after mean removal: no signal (metrics: 1e-26 of the
+        # raw energy; expanded sums round at ~1e-16, so the gate sits just above that)
+        if rr <= 1e-12 * q.rr or rr == 0.0:
+            return -math.inf
+        alpha = re / rr
+        target = alpha * alpha * rr
+        residual = q.error(-alpha, -1.0, q.mean_e - alpha * q.mean_r)
+    else:
+        if q.rr == 0.0:
+            return -math.inf
+        alpha = q.re / q.rr
+        target = alpha * alpha * q.rr
+        residual = q.error(-alpha, -1.0)
+    if residual <= 0.0:
+        return math.inf if target > 0.0 else -math.inf
+    return M.energy_ratio_db(target, residual)
+
+
+def _pass_two(ref: SignalSource, est: SignalSource, m: PairMeasurements, state: dict, sample_rate: int,
+              output_bound: float | None, max_lag_samples: int | None, stft: _Stft, block: int) -> PairMeasurements:
+    channels = ref.channels
+    n = min(ref.frames, est.frames)
+    full_r, full_e = _FlatView(ref, ref.frames), _FlatView(est, est.frames)
+    crop_r, crop_e = _FlatView(ref, n), _FlatView(est, n)
+    side_r, side_e = state["side_r"], state["side_e"]
+    q: _Quadratic = state["q"]
+    compared = m.compared_samples
+
+    # ---- lag, on the full signals (metrics.lag_and_peak) ----
+    max_lag = int(max_lag_samples if max_lag_samples is not None else round(MAX_LAG_SECONDS * sample_rate))
+    found = estimate_lag(full_r, full_e, side_r.mean(), side_e.mean(), max_lag)
+    lag, peak = found.lag, found.correlation
+    m.lag_samples, m.correlation = lag, peak
+    m.lag_ms = 1000.0 * lag / sample_rate
+    m.polarity = 0 if abs(peak) < 0.1 else (1 if peak > 0 else -1)
+    offset_r, offset_e = (0, lag) if lag > 0 else (-lag, 0)
+    aligned = max(0, min(full_r.length - offset_r, full_e.length - offset_e))
+
+    # ---- pass 2 ----
+    aligned_sums = _pair_sums()
+    segment = max(1, round(SEGMENT_SECONDS * sample_rate))
+    segments = _FrameSums(segment, aligned // segment * segment, 2)
+    segment_energy: list[np.ndarray] = []
+    segment_dot: list[np.ndarray] = []
+    seg_snr = _FrameSums(state["frame"], state["seg_usable"], 2)
+    seg_gate = state["loudest_frame"] * 10.0 ** (-40.0 / 10.0)
+    seg_sum, seg_count = 0.0, 0
+    mel_frames = state["mel_frames"]
+    floor = state["mel_floor"]
+    mel = {"abs": 0.0, "sa": 0.0, "sb": 0.0, "saa": 0.0, "sbb": 0.0, "sab": 0.0,
+           "a_min": math.inf, "a_max": -math.inf, "b_min": math.inf, "b_max": -math.inf}
+    power_r = np.zeros(stft.n_fft // 2 + 1)
+    power_e = np.zeros(stft.n_fft // 2 + 1)
+    scale_r, scale_e = state["crop_peak"]
+    extension = stft.n_fft - stft.hop
+
+    def unaligned_update(start: int, r_ext: np.ndarray, e_ext: np.ndarray) -> None:
+        nonlocal seg_sum, seg_count
+        size = max(0, min(start + block, compared) - start)
+        r, e = r_ext[:size], e_ext[:size]
+        d = r - e
+        energy, error = seg_snr.update(start, [r * r, d * d])
+        if energy.size:
+            active = energy >= seg_gate
+            with np.errstate(divide="ignore", invalid="ignore"):
+                per_frame = 10.0 * np.log10(energy[active] / error[active])
+            per_frame = np.clip(np.nan_to_num(per_frame, nan=35.0, posinf=35.0, neginf=-10.0), -10.0, 35.0)
+            seg_sum += float(per_frame.sum())
+            seg_count += int(per_frame.size)
+        first = start // stft.hop
+        count = min(-(-(start + size) // stft.hop), mel_frames) - first
+        if count <= 0:
+            return
+        need = (count - 1) * stft.hop + stft.n_fft
+        logs = []
+        for x, scale, power in ((r_ext, scale_r, power_r), (e_ext, scale_e, power_e)):
+            x = x[:need]
+            if x.size < need:
+                x = np.concatenate([x, np.zeros(need - x.size)])
+            x32, log_scale = _as_float32(x, scale)
+            parts = []
+            for f0 in range(0, count, STFT_BATCH_FRAMES):
+                f1 = min(f0 + STFT_BATCH_FRAMES, count)
+                mag = stft.magnitudes(x32[f0 * stft.hop:(f1 - 1) * stft.hop + stft.n_fft], f1 - f0)
+                power += np.einsum("ij,ij->j", mag, mag, dtype=np.float64)
+                parts.append(stft.log_mel(mag, log_scale))
+            logs.append(np.concatenate(parts))
+        a, b = logs
+        mel["abs"] += float(np.abs(a - b).sum())
+        a, b = np.maximum(a, floor), np.maximum(b, floor)
+        mel["sa"] += float(a.sum())
+        mel["sb"] += float(b.sum())
+        mel["saa"] += float(np.einsum("ij,ij->", a, a))
+        mel["sbb"] += float(np.einsum("ij,ij->", b, b))
+        mel["sab"] += float(np.einsum("ij,ij->", a, b))
+        mel["a_min"], mel["a_max"] = min(mel["a_min"], float(a.min())), max(mel["a_max"], float(a.max()))
+        mel["b_min"], mel["b_max"] = min(mel["b_min"], float(b.min())), max(mel["b_max"], float(b.max()))
+
+    def aligned_update(start: int, ra: np.ndarray, ea: np.ndarray) -> None:
+        _add_pair_sums(aligned_sums, ra, ea)
+        energy, dot = segments.update(start, [ra * ra, ra * ea])
+        if energy.size:
+            segment_energy.append(energy)
+            segment_dot.append(dot)
+
+    if channels == 1:
+        # one read of each side serves both the unaligned and the aligned pairs (ref index i pairs
+        # with est index i unaligned and i + lag aligned)
+        span = max(compared, offset_r + aligned)
+        low, high = min(lag, 0), max(lag, 0)
+        for a, b in _blocks(span, block):
+            r_ext = full_r.read(a, b + extension)
+            e_ext = _read_padded(full_e, a + low, b + high + extension)
+            if a < compared:
+                e_un = e_ext[a - (a + low):]
+                unaligned_update(a, r_ext[: max(0, compared - a)], e_un[: max(0, compared - a)])
+            lo, hi = max(a, offset_r), min(b, offset_r + aligned)
+            if hi > lo:
+                ra = r_ext[lo - a:hi - a]
+                ea = e_ext[lo + lag - (a + low):hi + lag - (a + low)]
+                aligned_update(lo - offset_r, ra, ea)
+    else:
+        for a, b in _blocks(compared, block):
+            unaligned_update(a, crop_r.read(a, b + extension), crop_e.read(a, b + extension))
+        for a, b in _blocks(aligned, block):
+            aligned_update(a, full_r.read(offset_r + a, offset_r + b), full_e.read(offset_e + a, offset_e + b))
+
+    # ---- the numbers ----
+    silent_pair = max(state["crop_peak"]) == 0.0
+    m.si_snr_db = _si_sdr(q, True, silent_pair)
+    m.si_sdr_db = _si_sdr(q, False, silent_pair)
+    if silent_pair:
+        m.seg_snr_db = math.inf
+    elif state["loudest_frame"] <= 0.0:  # every frame silent: exact only if nothing differs
+        m.seg_snr_db = math.inf if q.raw_error <= 0.0 else -math.inf
+    else:
+        m.seg_snr_db = seg_sum / seg_count
+    cells = mel_frames * stft.n_mels
+    m.mel_distance = mel["abs"] / cells
+    m.mel_correlation = _pearson(mel, cells)
+
+    signal = q.rr
+    g0 = _gain(q.re, q.ee)
+    sign0 = -1.0 if g0 < 0 else 1.0
+    qa = _Quadratic(aligned_sums, aligned)
+    g_aligned = _gain(qa.centred_re, qa.centred_ee)
+    m.gain = abs(g_aligned)
+    # "all": ra - (ra_dc + g * (ea - ea_dc)) = ra - g*ea - (ra_dc - g*ea_dc)
+    m.what_if = {
+        "raw": m.snr_db,
+        "gain": q.snr(signal, 1.0, max(g0, 0.0)),
+        "aligned": M.energy_ratio_db(qa.rr, qa.raw_error) if aligned else -math.inf,
+        "polarity": q.snr(signal, 1.0, sign0),
+        "all": qa.snr(qa.rr, 1.0, g_aligned, qa.mean_r - g_aligned * qa.mean_e) if aligned else -math.inf,
+    }
+    if silent_pair:
+        m.what_if = dict.fromkeys(WHAT_IF_KEYS, math.inf)
+    sign_aligned = -1.0 if g_aligned < 0 else 1.0
+    g_centred = _gain(q.centred_re, q.centred_ee)
+    m.snr_without_alignment_db = q.snr(signal, 1.0, g_centred, q.mean_r - g_centred * q.mean_e)
+    g_positive = max(g_aligned, 0.0)
+    m.snr_without_polarity_db = qa.snr(qa.rr, 1.0, g_positive, qa.mean_r - g_positive * qa.mean_e)
+    m.snr_without_gain_db = qa.snr(qa.rr, 1.0, sign_aligned, qa.mean_r - sign_aligned * qa.mean_e)
+    level = _gain(qa.centred_re, qa.centred_rr)
+    m.output_level_db = 20.0 * math.log10(abs(level)) if level != 0.0 else -math.inf
+    if level != 0.0:
+        b = sign_aligned / abs(level)
+        m.snr_with_level_fixed_db = qa.snr(qa.rr, 1.0, b, qa.mean_r - b * qa.mean_e)
+    else:
+        m.snr_with_level_fixed_db = m.snr_without_gain_db
+    if silent_pair:
+        for name in ("snr_without_alignment_db", "snr_without_polarity_db", "snr_without_gain_db",
+                     "snr_with_level_fixed_db"):
+            setattr(m, name, math.inf)
+
+    energy = np.concatenate(segment_energy) if segment_energy else np.zeros(0)
+    dot = np.concatenate(segment_dot) if segment_dot else np.zeros(0)
+    if energy.size and float(energy.max()) > 0.0:
+        loudest = float(energy.max())
+        active = energy >= loudest * 10.0 ** (-30.0 / 10.0)
+        ratio = sign_aligned * dot[active] / energy[active]
+        levels = 20.0 * np.log10(np.maximum(np.abs(ratio), 1e-6))
+        input_levels = 10.0 * np.log10(energy[active] / loudest)
+        m.active_segments = int(levels.size)
+        if levels.size >= 4:
+            m.segment_level_spread_db = float(np.std(levels))
+            m.segment_level_min_db = float(levels.min())
+            m.segment_level_max_db = float(levels.max())
+            m.segment_input_span_db = float(np.ptp(input_levels))
+            if m.segment_input_span_db > 0.0:
+                m.segment_level_slope = float(np.polyfit(input_levels, input_levels + levels, 1)[0])
+    m.snr_after_dc_removal_db = (math.inf if silent_pair else
+                                 q.snr(q.centred_rr, 1.0, 1.0, q.mean_r - q.mean_e))
+
+    bound = output_bound
+    if bound is None and m.ref_peak > 1.0 and 0.0 < m.est_peak <= 1.0:
+        bound, m.output_bound_inferred = 1.0, True
+    if bound is not None and bound > 0:
+        m.output_bound = float(bound)
+        if bound == state["bound_for_ceiling"]:
+            m.ref_beyond_bound_samples = side_r.beyond_bound
+            if m.ref_beyond_bound_samples:
+                m.bound_ceiling_db = M.energy_ratio_db(side_r.sums["square"], side_r.sums["clip_error"])
+
+    if m.ref_silent:
+        m.what_if = {key: -math.inf for key in WHAT_IF_KEYS}
+        m.notes.append("reference is silent: SNR and the what-if table are undefined (-inf)")
+    bands = M.band_transfer_from_spectra(power_r / (scale_r ** 2 if scale_r > 0 and 1e-20 < scale_r < 1e20 else 1.0)
+                                         / mel_frames,
+                                         power_e / (scale_e ** 2 if scale_e > 0 and 1e-20 < scale_e < 1e20 else 1.0)
+                                         / mel_frames,
+                                         sample_rate, scale_ref=scale_r, scale_est=scale_e)
+    m.ref_bandwidth_hz = bands["ref_bandwidth_hz"]
+    m.est_bandwidth_hz = bands["est_bandwidth_hz"]
+    m.lost_band_energy_fraction = bands["lost_energy_fraction"]
+    return m
+
+
+def _pearson(mel: dict[str, float], cells: int) -> float:
+    """metrics.array_correlation of the floored log-mels, from their sums."""
+    if cells < 2 or mel["a_max"] == mel["a_min"] or mel["b_max"] == mel["b_min"]:
+        return 0.0
+    mean_a, mean_b = mel["sa"] / cells, mel["sb"] / cells
+    var_a = mel["saa"] - cells * mean_a * mean_a
+    var_b = mel["sbb"] - cells * mean_b * mean_b
+    cov = mel["sab"] - cells * mean_a * mean_b
+    if not (var_a > 0.0 and var_b > 0.0):
+        return 0.0
+    return float(np.clip(cov / math.sqrt(var_a * var_b), -1.0, 1.0))
