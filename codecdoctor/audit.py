@@ -218,12 +218,21 @@ class _Progress:
         self.files += tasks
         self.hours += sum(a.row.duration_s or 0.0 for a in part.files) / 3600.0
         self.done_bytes += sum(max(a.row.size_bytes or 0, 1) for a in part.files)
+        self._report()
+
+    def advance_task(self, task: Task) -> None:
+        """A task finished on a cluster (its rows stay there until the end: bytes, no hours)."""
+        self.files += 1
+        self.done_bytes += max(task.size_bytes, 1)
+        self._report()
+
+    def _report(self) -> None:
         if self.callback is None:
             return
         elapsed = max(time.perf_counter() - self.t0, 1e-9)
+        hours = f"  {self.hours / elapsed:.2f} audio-h/s" if self.hours else ""
         self.callback(min(self.done_bytes, self.total_bytes), self.total_bytes,
-                      f"{self.files}/{self.total_files} files  {self.files / elapsed:.1f} files/s  "
-                      f"{self.hours / elapsed:.2f} audio-h/s")
+                      f"{self.files}/{self.total_files} files  {self.files / elapsed:.1f} files/s{hours}")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -375,10 +384,14 @@ def audit_data(directory: str | os.PathLike, *, jobs: int | None = None, sample_
     bar = _Progress(progress, len(tasks), sum(t.size_bytes for t in tasks))
     started = time.perf_counter()
     if client is not None:
-        from codecdoctor.distributed import audit_on_cluster
+        from codecdoctor.distributed import run_on_cluster
 
-        total, cluster_notes = audit_on_cluster(client, tasks, thresholds, on_started=bar.start, on_done=bar.advance)
-        notes.extend(cluster_notes)
+        def lost(task: Task, reason: str) -> CorpusAccumulator:
+            return CorpusAccumulator.of_row(FileMeasurement(path=task.subject, kind="unreadable",
+                                                            size_bytes=task.size_bytes or None, error=reason), thresholds)
+
+        total, _ = run_on_cluster(client, audit_task, tasks, thresholds, failed=lost, empty=CorpusAccumulator(),
+                                  label="audit", on_started=bar.start, on_done=bar.advance_task)
         listed.add(total)
     else:
         for done, part in _audit_all(tasks, jobs, thresholds, on_started=bar.start):
