@@ -22,7 +22,7 @@ HOSTILE = ['<script>alert(1)</script>.wav', '<img src=x onerror="alert(2)">', 'j
 
 def _hostile_report() -> Report:
     report = Report(command="unit", args={"data": HOSTILE[0]})
-    for i, name in enumerate(HOSTILE):
+    for name in HOSTILE:
         report.findings.append(Finding(id="D103", severity=Severity.ERROR, title="t " + name,
                                        message=f"file {name} has \"&<> in it", subject=name,
                                        evidence={name: 1.0129}, cause=name, fix=name))

@@ -128,7 +128,7 @@ def spectral_loss_half_precision(reference: Any, estimate: Any, fft_sizes: Seque
         w = torch.as_tensor(window_array(window, n_fft), dtype=torch.float32)
         fb = torch.tensor(mel_filterbank(sample_rate, n_fft, int(bins)), dtype=torch.float32) if bins else None
 
-        def log_spec(x, dtype, stages):
+        def log_spec(x, dtype, stages, n_fft=n_fft, w=w, fb=fb):  # bound now: called within this iteration
             spec = torch.stft(x, n_fft, hop_length=n_fft // 4, window=w, return_complex=True, center=True)
             real, imag = spec.real.to(dtype), spec.imag.to(dtype)
             values = real * real + imag * imag
