@@ -34,7 +34,14 @@ from typing import Any, Protocol
 import numpy as np
 
 from codecdoctor.measure import metrics as M
-from codecdoctor.measure.pair import MAX_LAG_SECONDS, SEGMENT_SECONDS, SILENT_REF_RMS_DB, WHAT_IF_KEYS, PairMeasurements
+from codecdoctor.measure.pair import (
+    MAX_LAG_SECONDS,
+    MEL_DISTANCE_CONFIG,
+    SEGMENT_SECONDS,
+    SILENT_REF_RMS_DB,
+    WHAT_IF_KEYS,
+    PairMeasurements,
+)
 from codecdoctor.measure.spectral import mel_fft_size, mel_filterbank, window_array
 
 # Samples per block in the sequential passes: a multiple of every STFT hop (a power of two up to
@@ -49,6 +56,10 @@ EXACT_FRACTION = 1e-11
 SAFE_EXPONENT = 400
 # metrics.cross_correlation uses at most this many evenly spaced blocks (one hour costs a minute's work).
 LAG_BLOCKS = 32
+# R317's frame-locking measurements fold the residual at candidate frame periods, so they need the
+# residual itself: a pair longer than this is measured on the aligned window of this length in its
+# middle (a codec's frame grid is the same all through a file; a minute holds 3000 frames at 50 Hz).
+FRAME_LOCKING_SECONDS = 60.0
 # Frames of the STFT transformed per call (bounds the float32 frame matrix to 8 MB at n_fft 1024).
 STFT_BATCH_FRAMES = 2048
 
@@ -271,34 +282,40 @@ class _Sums:
 
 
 class _FrameSums:
-    """Per-frame sums of per-sample quantities over consecutive blocks, frames of `size` samples
-    covering [0, usable); a frame split across blocks is carried over. `update` returns the sums of
-    the frames completed by the block, one array per quantity."""
+    """Per-frame reductions of per-sample quantities over consecutive blocks, frames of `size`
+    samples covering [0, usable); a frame split across blocks is carried over. `ops` gives each
+    quantity's reduction ("sum", "min" or "max"). `update` returns the reductions of the frames the
+    block completes, one array per quantity."""
 
-    def __init__(self, size: int, usable: int, quantities: int):
-        self.size, self.usable, self.quantities = int(size), int(usable), quantities
-        self.carry = np.zeros(quantities)
+    _UFUNCS = {"sum": np.add, "min": np.minimum, "max": np.maximum}
+    _EMPTY = {"sum": 0.0, "min": math.inf, "max": -math.inf}
+
+    def __init__(self, size: int, usable: int, ops: tuple[str, ...]):
+        self.size, self.usable, self.ops = int(size), int(usable), ops
+        self.carry = [self._EMPTY[op] for op in ops]
 
     def update(self, start: int, values: list[np.ndarray]) -> list[np.ndarray]:
         stop = min(start + values[0].size, self.usable)
         if stop <= start:
-            return [np.zeros(0) for _ in range(self.quantities)]
+            return [np.zeros(0) for _ in self.ops]
         n = stop - start
         cuts = np.arange(-(-start // self.size) * self.size, stop, self.size) - start
         cuts = np.concatenate([[0], cuts[cuts > 0]]).astype(np.int64)
-        sums = [np.add.reduceat(v[:n], cuts) for v in values]
-        ends = np.append(cuts[1:], n) + start
-        complete = (ends % self.size == 0) | (ends == self.usable)
-        # the first piece continues the carried frame when the block starts inside a frame
-        for q in range(self.quantities):
-            sums[q] = sums[q].astype(np.float64)
-            sums[q][0] += self.carry[q]
-        if not complete[-1]:
-            self.carry = np.array([s[-1] for s in sums])
-            sums = [s[:-1] for s in sums]
+        out = []
+        for op, v, carry in zip(self.ops, values, self.carry):
+            reduced = self._UFUNCS[op].reduceat(v[:n], cuts).astype(np.float64)
+            # the first piece continues the carried frame when the block starts inside a frame
+            reduced[0] = self._UFUNCS[op](reduced[0], carry)
+            out.append(reduced)
+        end = cuts[-1] + start
+        last_complete = (start + n) % self.size == 0 or start + n == self.usable
+        del end
+        if last_complete:
+            self.carry = [self._EMPTY[op] for op in self.ops]
         else:
-            self.carry = np.zeros(self.quantities)
-        return sums
+            self.carry = [float(r[-1]) for r in out]
+            out = [r[:-1] for r in out]
+        return out
 
 
 class _Stft:
@@ -491,74 +508,121 @@ def _gain(numerator: float, denominator: float) -> float:
 class _Lag:
     lag: int
     correlation: float
+    fraction: float = 0.0
 
 
-def _lag_full(ref_view: _FlatView, est_view: _FlatView, mean_r: float, mean_e: float, max_lag: int) -> tuple[np.ndarray, np.ndarray, float, float]:
-    """Raw correlation sums over the whole signals with one FFT (the sum of metrics'
-    per-block correlations when every block is used), and the two energies."""
-    from scipy.fft import irfft, next_fast_len, rfft
+class _RolledView:
+    """np.roll(view, shift) read by pieces: rolled[i] = x[(i - shift) mod n]."""
 
-    lr = ref_view.length
-    le = min(est_view.length, lr + max_lag)
-    r = ref_view.read(0, lr) - mean_r
-    e = est_view.read(0, le) - mean_e
-    size = next_fast_len(max(lr, le) + max_lag + 1, real=True)
-    spectrum = rfft(e, size) * np.conj(rfft(r, size))
-    full = irfft(spectrum, size)
-    out = np.concatenate([full[size - max_lag:], full[:max_lag + 1]]) if max_lag else full[:1]
-    est_part = e[:min(lr, e.size)]
-    return out, np.arange(-max_lag, max_lag + 1), float(np.dot(r, r)), float(np.dot(est_part, est_part))
+    def __init__(self, view: _FlatView, shift: int):
+        self.view, self.length = view, view.length
+        self.shift = int(shift) % self.length if self.length else 0
 
-
-def _lag_blocks(ref_view: _FlatView, est_view: _FlatView, mean_r: float, mean_e: float, max_lag: int,
-                block: int) -> tuple[np.ndarray, np.ndarray, float, float]:
-    """metrics.cross_correlation's sampled blocks, each read by seeking."""
-    from scipy.fft import irfft, next_fast_len, rfft
-
-    starts = np.arange(0, ref_view.length, block)
-    if starts.size > LAG_BLOCKS:
-        starts = starts[np.linspace(0, starts.size - 1, LAG_BLOCKS).round().astype(int)]
-    out = np.zeros(2 * max_lag + 1)
-    ref_energy = est_energy = 0.0
-    for start in (int(s) for s in starts):
-        seg_r = ref_view.read(start, start + block) - mean_r
-        lo, hi = start - max_lag, start + seg_r.size + max_lag
-        seg_e = np.zeros(hi - lo)
-        src_lo, src_hi = max(lo, 0), min(hi, est_view.length)
-        if src_hi > src_lo:
-            seg_e[src_lo - lo:src_hi - lo] = est_view.read(src_lo, src_hi) - mean_e
-        ref_energy += float(np.dot(seg_r, seg_r))
-        part = seg_e[start - lo:start - lo + seg_r.size][: max(0, min(seg_r.size, est_view.length - start))]
-        est_energy += float(np.dot(part, part))
-        size = next_fast_len(seg_e.size + seg_r.size)
-        out += irfft(rfft(seg_e, size) * np.conj(rfft(seg_r, size)), size)[: 2 * max_lag + 1]
-    return out, np.arange(-max_lag, max_lag + 1), ref_energy, est_energy
+    def read(self, start: int, stop: int) -> np.ndarray:
+        start, stop = max(start, 0), min(stop, self.length)
+        parts = []
+        if start < self.shift:
+            parts.append(self.view.read(start - self.shift + self.length, min(stop, self.shift) - self.shift + self.length))
+        if stop > self.shift:
+            parts.append(self.view.read(max(start, self.shift) - self.shift, stop - self.shift))
+        return np.concatenate(parts) if len(parts) > 1 else (parts[0] if parts else np.zeros(0))
 
 
-def estimate_lag(ref_view: _FlatView, est_view: _FlatView, mean_r: float, mean_e: float, max_lag_samples: int) -> _Lag:
-    """`metrics.lag_and_peak` on the full signals: the lag with the largest |normalised
-    correlation| (ties to the smallest |lag|) and the signed correlation there."""
-    longest = max(ref_view.length, est_view.length)
+class _Correlator:
+    """`metrics.cross_correlation` (means removed, normalised, +-max_lag) between the reference and
+    estimate views. Up to LAG_BLOCKS blocks the sum of the per-block correlations is the whole
+    signals' correlation: one FFT, the reference's spectrum kept for the next estimate (the chance
+    level correlates rolled copies of the same estimate). Beyond, the same evenly spaced blocks
+    are read by seeking."""
+
+    def __init__(self, ref_view: _FlatView, mean_r: float, mean_e: float):
+        self.ref_view, self.mean_r, self.mean_e = ref_view, mean_r, mean_e
+        self._spectrum: tuple[int, np.ndarray, float] | None = None
+
+    def correlate(self, est_view: Any, max_lag: int) -> tuple[np.ndarray, np.ndarray]:
+        max_lag = max(0, int(max_lag))
+        lags = np.arange(-max_lag, max_lag + 1)
+        if self.ref_view.length == 0 or est_view.length == 0:
+            return lags, np.zeros(lags.size)
+        block = max(4 * max_lag, 1 << 14)
+        if -(-self.ref_view.length // block) <= LAG_BLOCKS:
+            raw, ref_energy, est_energy = self._full(est_view, max_lag)
+        else:
+            raw, ref_energy, est_energy = self._blocks(est_view, max_lag, block)
+        denominator = math.sqrt(ref_energy * est_energy)
+        if not denominator > 0.0 or not math.isfinite(denominator):
+            return lags, np.zeros(lags.size)
+        return lags, np.clip(raw / denominator, -1.0, 1.0)
+
+    def _full(self, est_view: Any, max_lag: int) -> tuple[np.ndarray, float, float]:
+        from scipy.fft import irfft, next_fast_len, rfft
+
+        lr = self.ref_view.length
+        le = min(est_view.length, lr + max_lag)
+        size = next_fast_len(max(lr, le) + max_lag + 1, real=True)
+        if self._spectrum is None or self._spectrum[0] != size:
+            r = self.ref_view.read(0, lr) - self.mean_r
+            self._spectrum = (size, np.conj(rfft(r, size)), float(np.dot(r, r)))
+        _, ref_spectrum, ref_energy = self._spectrum
+        e = est_view.read(0, le) - self.mean_e
+        full = irfft(rfft(e, size) * ref_spectrum, size)
+        out = np.concatenate([full[size - max_lag:], full[:max_lag + 1]]) if max_lag else full[:1]
+        est_part = e[:min(lr, e.size)]
+        return out, ref_energy, float(np.dot(est_part, est_part))
+
+    def _blocks(self, est_view: Any, max_lag: int, block: int) -> tuple[np.ndarray, float, float]:
+        from scipy.fft import irfft, next_fast_len, rfft
+
+        starts = np.arange(0, self.ref_view.length, block)
+        if starts.size > LAG_BLOCKS:
+            starts = starts[np.linspace(0, starts.size - 1, LAG_BLOCKS).round().astype(int)]
+        out = np.zeros(2 * max_lag + 1)
+        ref_energy = est_energy = 0.0
+        for start in (int(v) for v in starts):
+            seg_r = self.ref_view.read(start, start + block) - self.mean_r
+            lo, hi = start - max_lag, start + seg_r.size + max_lag
+            seg_e = np.zeros(hi - lo)
+            src_lo, src_hi = max(lo, 0), min(hi, est_view.length)
+            if src_hi > src_lo:
+                seg_e[src_lo - lo:src_hi - lo] = est_view.read(src_lo, src_hi) - self.mean_e
+            ref_energy += float(np.dot(seg_r, seg_r))
+            part = seg_e[start - lo:start - lo + seg_r.size][: max(0, min(seg_r.size, est_view.length - start))]
+            est_energy += float(np.dot(part, part))
+            size = next_fast_len(seg_e.size + seg_r.size)
+            out += irfft(rfft(seg_e, size) * np.conj(rfft(seg_r, size)), size)[: 2 * max_lag + 1]
+        return out, ref_energy, est_energy
+
+
+def estimate_lag(correlator: _Correlator, est_view: _FlatView, max_lag_samples: int) -> _Lag:
+    """`pair._lag_peak_fraction` (metrics.lag_and_peak plus the fractional part): the lag with the
+    largest |normalised correlation| (ties to the smallest |lag|), the signed correlation there and
+    the fraction of a sample where the interpolated peak lies (0 below 0.02 samples)."""
+    longest = max(correlator.ref_view.length, est_view.length)
     max_lag = max(min(int(max_lag_samples), longest - 1), 0) if longest else 0
-    if ref_view.length == 0 or est_view.length == 0:
-        return _Lag(0, 0.0)
-    block = max(4 * max_lag, 1 << 14)
-    blocks = -(-ref_view.length // block)
-    if blocks <= LAG_BLOCKS:
-        raw, lags, ref_energy, est_energy = _lag_full(ref_view, est_view, mean_r, mean_e, max_lag)
-    else:
-        raw, lags, ref_energy, est_energy = _lag_blocks(ref_view, est_view, mean_r, mean_e, max_lag, block)
-    denominator = math.sqrt(ref_energy * est_energy)
-    if not denominator > 0.0 or not math.isfinite(denominator):
-        return _Lag(0, 0.0)
-    c = np.nan_to_num(np.clip(raw / denominator, -1.0, 1.0), nan=0.0)
+    lags, c = correlator.correlate(est_view, max_lag)
+    c = np.nan_to_num(c, nan=0.0)
     magnitude = np.abs(c)
-    best = float(magnitude.max())
+    best = float(magnitude.max()) if magnitude.size else 0.0
     if best == 0.0:
         return _Lag(0, 0.0)
     candidates = np.flatnonzero(magnitude >= best * (1.0 - 1e-9))
     index = int(candidates[np.argmin(np.abs(lags[candidates]))])
-    return _Lag(int(lags[index]), float(c[index]))
+    fraction = M.fractional_lag(lags, c, index)
+    return _Lag(int(lags[index]), float(c[index]), fraction if abs(fraction) >= 0.02 else 0.0)
+
+
+def correlation_chance(correlator: _Correlator, est_view: _FlatView, max_lag_samples: int) -> float:
+    """`pair._correlation_chance`: the largest |correlation| with the estimate rolled by a third and
+    two thirds of its length, over +-min(max_lag, length / 4)."""
+    n = est_view.length
+    window = min(int(max_lag_samples), n // 4)
+    if n < 16 or window < 1:
+        return 0.0
+    chance = 0.0
+    for shift in (n // 3, 2 * n // 3):
+        _, c = correlator.correlate(_RolledView(est_view, shift), window)
+        chance = max(chance, float(np.max(np.abs(c))) if c.size else 0.0)
+    return chance
 
 
 def _blocks(total: int, block: int):
@@ -568,9 +632,10 @@ def _blocks(total: int, block: int):
 
 def measure_pair_stream(ref: SignalSource, est: SignalSource, sample_rate: int, *, subject: str | None = None,
                         output_bound: float | None = None, max_lag_samples: int | None = None,
-                        block_samples: int = BLOCK_SAMPLES) -> PairMeasurements:
+                        hop_samples: int | None = None, block_samples: int = BLOCK_SAMPLES) -> PairMeasurements:
     """`measure_pair` on two sources, streamed (see the module doc). Sources with different channel
-    counts must be reconciled by the caller (compare downmixes both)."""
+    counts must be reconciled by the caller (compare downmixes both). The frame-rate measurements
+    (R317) are taken on at most FRAME_LOCKING_SECONDS of the aligned pair (all of a shorter one)."""
     sample_rate = int(sample_rate) if sample_rate and sample_rate > 0 else 16000
     stft = _Stft(sample_rate)
     block = max(stft.hop, int(block_samples) // stft.hop * stft.hop)
@@ -581,7 +646,7 @@ def measure_pair_stream(ref: SignalSource, est: SignalSource, sample_rate: int, 
             break
     if state is None:
         return m
-    return _pass_two(ref, est, m, state, sample_rate, output_bound, max_lag_samples, stft, block)
+    return _pass_two(ref, est, m, state, sample_rate, output_bound, max_lag_samples, stft, block, hop_samples)
 
 
 def _pass_one(ref: SignalSource, est: SignalSource, sample_rate: int, subject: str | None,
@@ -592,7 +657,7 @@ def _pass_one(ref: SignalSource, est: SignalSource, sample_rate: int, subject: s
     crop_r, crop_e = _FlatView(ref, n), _FlatView(est, n)
     compared = channels * n
     m = PairMeasurements(sample_rate=sample_rate, ref_samples=ref.frames, est_samples=est.frames,
-                         compared_samples=compared, subject=subject)
+                         compared_samples=compared, subject=subject, mel_distance_config=dict(MEL_DISTANCE_CONFIG))
     bound_for_ceiling = output_bound if output_bound is not None else 1.0
     side_r, side_e = _SideStats(), _SideStats()
     pair = _pair_sums()
@@ -600,7 +665,7 @@ def _pass_one(ref: SignalSource, est: SignalSource, sample_rate: int, subject: s
     frame = max(1, round(0.02 * sample_rate))
     seg_frames = max(1, compared // frame)
     seg_usable = min(compared, seg_frames * frame) if compared >= frame else compared
-    loudest = _FrameSums(frame, seg_usable, 1)
+    loudest = _FrameSums(frame, seg_usable, ("sum",))
     loudest_frame = 0.0
     mel_frames = stft.frames_for(compared)
     mel_peak = _RefMelPeak(stft, mel_frames)
@@ -694,7 +759,8 @@ def _si_sdr(q: _Quadratic, zero_mean: bool, silent: bool) -> float:
 
 
 def _pass_two(ref: SignalSource, est: SignalSource, m: PairMeasurements, state: dict, sample_rate: int,
-              output_bound: float | None, max_lag_samples: int | None, stft: _Stft, block: int) -> PairMeasurements:
+              output_bound: float | None, max_lag_samples: int | None, stft: _Stft, block: int,
+              hop_samples: int | None) -> PairMeasurements:
     channels = ref.channels
     n = min(ref.frames, est.frames)
     full_r, full_e = _FlatView(ref, ref.frames), _FlatView(est, est.frames)
@@ -705,9 +771,12 @@ def _pass_two(ref: SignalSource, est: SignalSource, m: PairMeasurements, state: 
 
     # ---- lag, on the full signals (metrics.lag_and_peak) ----
     max_lag = int(max_lag_samples if max_lag_samples is not None else round(MAX_LAG_SECONDS * sample_rate))
-    found = estimate_lag(full_r, full_e, side_r.mean(), side_e.mean(), max_lag)
+    correlator = _Correlator(full_r, side_r.mean(), side_e.mean())
+    found = estimate_lag(correlator, full_e, max_lag)
     lag, peak = found.lag, found.correlation
-    m.lag_samples, m.correlation = lag, peak
+    m.lag_samples, m.correlation, m.lag_fraction_samples = lag, peak, found.fraction
+    m.correlation_chance = correlation_chance(correlator, full_e, max_lag)
+    del correlator  # the reference spectrum: a few MB
     m.lag_ms = 1000.0 * lag / sample_rate
     m.polarity = 0 if abs(peak) < 0.1 else (1 if peak > 0 else -1)
     offset_r, offset_e = (0, lag) if lag > 0 else (-lag, 0)
@@ -716,16 +785,27 @@ def _pass_two(ref: SignalSource, est: SignalSource, m: PairMeasurements, state: 
     # ---- pass 2 ----
     aligned_sums = _pair_sums()
     segment = max(1, round(SEGMENT_SECONDS * sample_rate))
-    segments = _FrameSums(segment, aligned // segment * segment, 2)
-    segment_energy: list[np.ndarray] = []
-    segment_dot: list[np.ndarray] = []
-    seg_snr = _FrameSums(state["frame"], state["seg_usable"], 2)
+    segments = _FrameSums(segment, aligned // segment * segment, ("sum",) * 5 + ("min", "max"))
+    segment_parts: list[list[np.ndarray]] = []
+    segment_usable = aligned // segment * segment
+    tail = {"min": math.inf, "max": -math.inf}
+    # the output bound is inferred from the peaks (pass 1); the small-signal level needs it here
+    bound = output_bound
+    if bound is None and m.ref_peak > 1.0 and 0.0 < m.est_peak <= 1.0:
+        bound, m.output_bound_inferred = 1.0, True
+    if bound is not None and bound > 0:
+        m.output_bound = float(bound)
+    small_limit = 0.5 * (m.output_bound or 1.0)
+    small = _pair_sums()
+    small_count = 0
+    seg_snr = _FrameSums(state["frame"], state["seg_usable"], ("sum", "sum"))
     seg_gate = state["loudest_frame"] * 10.0 ** (-40.0 / 10.0)
     seg_sum, seg_count = 0.0, 0
     mel_frames = state["mel_frames"]
     floor = state["mel_floor"]
-    mel = {"abs": 0.0, "sa": 0.0, "sb": 0.0, "saa": 0.0, "sbb": 0.0, "sab": 0.0,
-           "a_min": math.inf, "a_max": -math.inf, "b_min": math.inf, "b_max": -math.inf}
+    # per mel band: sums of the floored log-mels (a: reference, b: estimate), their squares and product
+    mel = {key: np.zeros(stft.n_mels) for key in ("sa", "sb", "saa", "sbb", "sab")}
+    mel.update({"abs": 0.0, "a_min": math.inf, "a_max": -math.inf, "b_min": math.inf, "b_max": -math.inf})
     power_r = np.zeros(stft.n_fft // 2 + 1)
     power_e = np.zeros(stft.n_fft // 2 + 1)
     scale_r, scale_e = state["crop_peak"]
@@ -765,20 +845,28 @@ def _pass_two(ref: SignalSource, est: SignalSource, m: PairMeasurements, state: 
         a, b = logs
         mel["abs"] += float(np.abs(a - b).sum())
         a, b = np.maximum(a, floor), np.maximum(b, floor)
-        mel["sa"] += float(a.sum())
-        mel["sb"] += float(b.sum())
-        mel["saa"] += float(np.einsum("ij,ij->", a, a))
-        mel["sbb"] += float(np.einsum("ij,ij->", b, b))
-        mel["sab"] += float(np.einsum("ij,ij->", a, b))
+        mel["sa"] += a.sum(axis=0)
+        mel["sb"] += b.sum(axis=0)
+        mel["saa"] += np.einsum("ij,ij->j", a, a)
+        mel["sbb"] += np.einsum("ij,ij->j", b, b)
+        mel["sab"] += np.einsum("ij,ij->j", a, b)
         mel["a_min"], mel["a_max"] = min(mel["a_min"], float(a.min())), max(mel["a_max"], float(a.max()))
         mel["b_min"], mel["b_max"] = min(mel["b_min"], float(b.min())), max(mel["b_max"], float(b.max()))
 
     def aligned_update(start: int, ra: np.ndarray, ea: np.ndarray) -> None:
+        nonlocal small_count
         _add_pair_sums(aligned_sums, ra, ea)
-        energy, dot = segments.update(start, [ra * ra, ra * ea])
-        if energy.size:
-            segment_energy.append(energy)
-            segment_dot.append(dot)
+        parts = segments.update(start, [ra * ra, ra * ea, ra, ea, ea * ea, ea, ea])
+        if parts[0].size:
+            segment_parts.append(parts)
+        if start + ra.size > segment_usable:
+            rest = ea[max(0, segment_usable - start):]
+            tail["min"], tail["max"] = min(tail["min"], float(rest.min())), max(tail["max"], float(rest.max()))
+        inside = np.abs(ra) <= small_limit
+        count = int(np.count_nonzero(inside))
+        if count:
+            small_count += count
+            _add_pair_sums(small, ra[inside], ea[inside]) if count < ra.size else _add_pair_sums(small, ra, ea)
 
     if channels == 1:
         # one read of each side serves both the unaligned and the aligned pairs (ref index i pairs
@@ -850,8 +938,9 @@ def _pass_two(ref: SignalSource, est: SignalSource, m: PairMeasurements, state: 
                      "snr_with_level_fixed_db"):
             setattr(m, name, math.inf)
 
-    energy = np.concatenate(segment_energy) if segment_energy else np.zeros(0)
-    dot = np.concatenate(segment_dot) if segment_dot else np.zeros(0)
+    per_segment = ([np.concatenate([p[i] for p in segment_parts]) for i in range(7)] if segment_parts
+                   else [np.zeros(0)] * 7)
+    energy, dot = per_segment[0], per_segment[1]
     if energy.size and float(energy.max()) > 0.0:
         loudest = float(energy.max())
         active = energy >= loudest * 10.0 ** (-30.0 / 10.0)
@@ -866,14 +955,30 @@ def _pass_two(ref: SignalSource, est: SignalSource, m: PairMeasurements, state: 
             m.segment_input_span_db = float(np.ptp(input_levels))
             if m.segment_input_span_db > 0.0:
                 m.segment_level_slope = float(np.polyfit(input_levels, input_levels + levels, 1)[0])
+    if level != 0.0 and aligned:
+        m.snr_with_segment_levels_db, m.est_peak_after_segment_levels = _segment_level_correction(
+            qa, per_segment, tail, sign_aligned, abs(level), segment, aligned)
+    m.snr_without_dc_db = qa.snr(qa.rr, 1.0, _gain(qa.re, qa.ee)) if aligned else -math.inf
+    if small_count >= 16:
+        qs = _Quadratic(small, small_count)
+        # <ra - ra_dc, ea - ea_dc> over the small-signal samples, with the global aligned means
+        cross = qs.re - qa.mean_e * qs.r - qa.mean_r * qs.e + small_count * qa.mean_r * qa.mean_e
+        power = qs.rr - 2.0 * qa.mean_r * qs.r + small_count * qa.mean_r ** 2
+        small_level = sign_aligned * cross / power if power > 0.0 else 0.0
+        m.output_level_small_signal_db = 20.0 * math.log10(small_level) if small_level > 0.0 else -math.inf
+    m.mel_pattern_correlation = _pattern_correlation(mel, mel_frames)
+    aligned_est = _AlignedView(full_e, offset_e, aligned)
+    if found.fraction != 0.0 and aligned > 2 * M.SINC_HALF_TAPS:
+        m.snr_after_fractional_alignment_db = _fractional_alignment_snr(
+            _AlignedView(full_r, offset_r, aligned), aligned_est, qa, -found.fraction, block)
+    else:
+        m.snr_after_fractional_alignment_db = m.what_if["all"]
+    _frame_locking_excerpt(m, _AlignedView(full_r, offset_r, aligned), aligned_est, qa, g_aligned, hop_samples,
+                           sample_rate)
     m.snr_after_dc_removal_db = (math.inf if silent_pair else
                                  q.snr(q.centred_rr, 1.0, 1.0, q.mean_r - q.mean_e))
 
-    bound = output_bound
-    if bound is None and m.ref_peak > 1.0 and 0.0 < m.est_peak <= 1.0:
-        bound, m.output_bound_inferred = 1.0, True
     if bound is not None and bound > 0:
-        m.output_bound = float(bound)
         if bound == state["bound_for_ceiling"]:
             m.ref_beyond_bound_samples = side_r.beyond_bound
             if m.ref_beyond_bound_samples:
@@ -893,14 +998,121 @@ def _pass_two(ref: SignalSource, est: SignalSource, m: PairMeasurements, state: 
     return m
 
 
-def _pearson(mel: dict[str, float], cells: int) -> float:
+def _pearson(mel: dict[str, Any], cells: int) -> float:
     """metrics.array_correlation of the floored log-mels, from their sums."""
     if cells < 2 or mel["a_max"] == mel["a_min"] or mel["b_max"] == mel["b_min"]:
         return 0.0
-    mean_a, mean_b = mel["sa"] / cells, mel["sb"] / cells
-    var_a = mel["saa"] - cells * mean_a * mean_a
-    var_b = mel["sbb"] - cells * mean_b * mean_b
-    cov = mel["sab"] - cells * mean_a * mean_b
+    mean_a, mean_b = float(mel["sa"].sum()) / cells, float(mel["sb"].sum()) / cells
+    var_a = float(mel["saa"].sum()) - cells * mean_a * mean_a
+    var_b = float(mel["sbb"].sum()) - cells * mean_b * mean_b
+    cov = float(mel["sab"].sum()) - cells * mean_a * mean_b
     if not (var_a > 0.0 and var_b > 0.0):
         return 0.0
     return float(np.clip(cov / math.sqrt(var_a * var_b), -1.0, 1.0))
+
+
+def _pattern_correlation(mel: dict[str, Any], frames: int) -> float:
+    """Correlation of the floored log-mels after removing each band's time average
+    (`mel_pattern_correlation`), from the per-band sums."""
+    if frames < 1 or frames * mel["sa"].size < 2:
+        return 0.0
+    mean_a, mean_b = mel["sa"] / frames, mel["sb"] / frames
+    var_a = float((mel["saa"] - frames * mean_a * mean_a).sum())
+    var_b = float((mel["sbb"] - frames * mean_b * mean_b).sum())
+    cov = float((mel["sab"] - frames * mean_a * mean_b).sum())
+    # a pattern that is constant over time leaves only rounding after the band means are removed
+    if var_a <= 1e-12 * float(mel["saa"].sum()) or var_b <= 1e-12 * float(mel["sbb"].sum()):
+        return 0.0
+    return float(np.clip(cov / math.sqrt(var_a * var_b), -1.0, 1.0))
+
+
+def _segment_level_correction(qa: _Quadratic, per_segment: list[np.ndarray], tail: dict[str, float], sign: float,
+                              level: float, segment: int, aligned: int, active_range_db: float = 30.0,
+                              ) -> tuple[float, float]:
+    """`pair._segment_level_correction` from per-segment sums: each 0.25 s segment of the centred,
+    sign-corrected output divided by its own level ratio (the global level where the segment is
+    quiet or the ratio is not clearly positive, and after the last whole segment)."""
+    rr, re, r, e, ee, e_min, e_max = per_segment
+    mu, nu = qa.mean_r, qa.mean_e
+    n = float(segment)
+    seg_rr = rr - 2.0 * mu * r + n * mu * mu
+    seg_re = sign * (re - nu * r - mu * e + n * mu * nu)
+    seg_ee = ee - 2.0 * nu * e + n * nu * nu
+    ratios = np.full(rr.size, level)
+    if rr.size and float(seg_rr.max()) > 0.0:
+        own = seg_re / np.maximum(seg_rr, 1e-300)
+        usable = (seg_rr >= float(seg_rr.max()) * 10.0 ** (-active_range_db / 10.0)) & (own > 0.05)
+        ratios = np.where(usable, own, level)
+    if not np.all(ratios > 0.0):
+        return -math.inf, 0.0
+    tail_n = aligned - rr.size * segment
+    tail_rr = max(qa.centred_rr - float(seg_rr.sum()), 0.0)
+    tail_re = sign * qa.centred_re - float(seg_re.sum())
+    tail_ee = max(qa.centred_ee - float(seg_ee.sum()), 0.0)
+    terms = np.concatenate([seg_rr, 2.0 * np.abs(seg_re) / ratios, seg_ee / ratios ** 2])
+    error = float((seg_rr - 2.0 * seg_re / ratios + seg_ee / ratios ** 2).sum())
+    if tail_n > 0:
+        error += tail_rr - 2.0 * tail_re / level + tail_ee / level ** 2
+        terms = np.append(terms, [tail_rr, tail_ee / level ** 2])
+    if error <= EXACT_FRACTION * float(np.max(np.abs(terms))):
+        error = 0.0
+    peak = float(np.max(np.maximum(e_max - nu, nu - e_min) / ratios)) if rr.size else 0.0
+    if tail_n > 0:
+        peak = max(peak, max(tail["max"] - nu, nu - tail["min"]) / level)
+    return M.energy_ratio_db(qa.rr, error), peak
+
+
+class _AlignedView:
+    """Samples [offset, offset + length) of a flat view, indexed from 0."""
+
+    def __init__(self, view: _FlatView, offset: int, length: int):
+        self.view, self.offset, self.length = view, int(offset), int(length)
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        start, stop = max(start, 0), min(stop, self.length)
+        if stop <= start:
+            return np.zeros(0)
+        return self.view.read(self.offset + start, self.offset + stop)
+
+
+def _fractional_alignment_snr(ref: _AlignedView, est: _AlignedView, qa: _Quadratic, delay: float, block: int) -> float:
+    """SNR(ra, ra_dc + g * fractional_shift(ea_c, delay)) with g the optimal gain on the centred
+    reference (pair.measure_pair's snr_after_fractional_alignment_db), the FIR applied per block
+    with margins (the same taps as metrics.fractional_shift)."""
+    from scipy.signal import oaconvolve
+
+    half = M.SINC_HALF_TAPS
+    taps = M._windowed_sinc(np.arange(-half, half + 1) - float(delay), half + 1)
+    taps /= taps.sum()
+    cross = shifted_energy = 0.0
+    for a, b in _blocks(ref.length, block):
+        lo, hi = max(a - half, 0), min(b + half, est.length)
+        segment = np.zeros(b - a + 2 * half)
+        segment[lo - (a - half):hi - (a - half)] = est.read(lo, hi) - qa.mean_e
+        shifted = oaconvolve(segment, taps, mode="valid")
+        rc = ref.read(a, b) - qa.mean_r
+        cross += float(np.dot(shifted, rc))
+        shifted_energy += float(np.dot(shifted, shifted))
+    g = cross / shifted_energy if shifted_energy > 0.0 else 0.0
+    terms = (qa.centred_rr, 2.0 * abs(g * cross), g * g * shifted_energy)
+    error = qa.centred_rr - 2.0 * g * cross + g * g * shifted_energy
+    if error <= EXACT_FRACTION * max(terms):
+        error = 0.0
+    return M.energy_ratio_db(qa.rr, error)
+
+
+def _frame_locking_excerpt(m: PairMeasurements, ref: _AlignedView, est: _AlignedView, qa: _Quadratic, gain: float,
+                           hop_samples: int | None, sample_rate: int) -> None:
+    """R317's measurements (pair._frame_locking) on the residual after every correction, over the
+    whole aligned pair when it is at most FRAME_LOCKING_SECONDS long, else over that much of its middle."""
+    from codecdoctor.measure.pair import _frame_locking
+
+    window = int(FRAME_LOCKING_SECONDS * sample_rate)
+    start = 0 if ref.length <= window else (ref.length - window) // 2
+    ra = ref.read(start, start + window)
+    ea = est.read(start, start + window)
+    if ra.size == 0:
+        return
+    residual = ra - (qa.mean_r + gain * (ea - qa.mean_e))
+    unit = m.ref_peak or 1.0   # energies of 1e300-sized samples are summed at unit scale
+    _frame_locking(m, residual, float(np.dot(ra / unit, ra / unit)) * unit * unit, hop_samples)
