@@ -16,7 +16,7 @@ from typing import Any
 from codecdoctor.core.findings import Report, Severity
 
 TEMPLATES = Path(__file__).parent / "templates"
-WHAT_IF_LABELS = (("snr_raw_db", "as is"), ("snr_gain_db", "gain"), ("snr_aligned_db", "alignment"),
+WHAT_IF_LABELS = (("snr_raw_db", "nothing"), ("snr_gain_db", "gain"), ("snr_aligned_db", "alignment"),
                   ("snr_polarity_db", "polarity"), ("snr_all_db", "all"))
 
 
@@ -24,6 +24,19 @@ def _what_if_rows(evidence: dict[str, Any]) -> list[tuple[str, Any]]:
     if not evidence or "snr_all_db" not in evidence:
         return []
     return [(label, evidence[key]) for key, label in WHAT_IF_LABELS if key in evidence]
+
+
+def _db2(value: Any) -> str:
+    """dB with two decimals, the precision the findings' prose uses."""
+    if isinstance(value, str):
+        return value
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if number != number or number in (float("inf"), float("-inf")):
+        return str(number)
+    return f"{number:.2f}"
 
 
 @lru_cache(maxsize=1)
@@ -37,6 +50,7 @@ def environment():
                              trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
     env.filters["num"] = format_number
     env.filters["what_if_rows"] = _what_if_rows
+    env.filters["db2"] = _db2
     env.globals["css"] = (TEMPLATES / "report.css").read_text(encoding="utf-8")
     return env
 

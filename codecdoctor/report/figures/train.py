@@ -85,7 +85,7 @@ def build(report: Report, *, figures: bool) -> list:
     curves = monitor.get("curves") or []
     if figures:
         sections.extend(_figures(report, curves, monitor.get("validation") or []))
-    history = m.get("history") or []
+    history = [h for h in m.get("history") or [] if isinstance(h, dict) and "epoch" in h]
     if history:
         sections.append(_history_table(history))
     balance = monitor.get("loss_balance") or []
