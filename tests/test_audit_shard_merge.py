@@ -80,3 +80,32 @@ def test_merge_rejects_a_shard_given_twice_and_non_reports(cli, tmp_path):
     assert code == 2 and err.count("\n") == 1
     code, _, err = cli("audit-data", root, "--shard", "3/2")
     assert code == 2 and "--shard" in err
+
+
+def test_each_files_checks_run_once_in_a_run_and_once_in_a_merge(tmp_path, monkeypatch):
+    import codecdoctor.audit as audit
+
+    calls: list[str] = []
+    real = audit.run_checks
+
+    def counting(scope, subject, *args, level=None, **kwargs):
+        if level == "file":
+            calls.append(subject.path)
+        return real(scope, subject, *args, level=level, **kwargs)
+
+    monkeypatch.setattr(audit, "run_checks", counting)
+    root = tmp_path / "corpus"
+    make_corpus(root)
+    single = audit_data(root, jobs=1)
+    paths = [r["path"] for r in single.measurements["files"]]
+    assert sorted(calls) == sorted(paths)  # every file judged, none twice
+    parts = []
+    for i in (1, 2):
+        part = audit_data(root, jobs=1, shard=f"{i}/2")
+        path = tmp_path / f"part{i}.json"
+        path.write_text(json_out.dumps(part))
+        parts.append(path)
+    calls.clear()
+    merged = merge_partials(parts)
+    assert sorted(calls) == sorted(paths)  # merge reads each row back once, then only combines
+    assert comparable(json.loads(json_out.dumps(merged))) == comparable(json.loads(json_out.dumps(single)))

@@ -323,48 +323,106 @@ def _redacted(row: FileMeasurement, storage: Storage) -> FileMeasurement:
 
 
 def _tar_rows(task: Task, options: dict) -> Iterator[FileMeasurement]:
-    """Every member of a (possibly compressed) tar stream, read once front to back: audio members
-    are measured, other members are listed as skipped. A member that does not decode is its own
-    row (D100); a tar stream that breaks ends the shard with a row saying where."""
-    import tarfile
-
+    """Every member of a (possibly gzip-compressed) tar stream, read once front to back without
+    seeking: audio members are measured, other members are listed as skipped. A member that does
+    not decode is its own row (D100); a stream that breaks ends the shard with a row for the
+    member it broke in, and every member before it is kept."""
     members = 0
     with task.storage.open(task.path) as raw:
+        stream = gzip.GzipFile(fileobj=raw) if task.path.lower().endswith((".gz", ".tgz")) else raw
+        current = task.subject
         try:
-            with tarfile.open(fileobj=raw, mode="r|*") as tar:
-                for member in tar:
-                    if not member.isfile():
-                        continue
-                    members += 1
-                    subject = f"{task.subject}:{display_path(member.name)}"
-                    if container_kind(member.name) != "audio":
-                        yield FileMeasurement(path=subject, kind="non_audio", size_bytes=member.size or None,
-                                              error=f"tar member: not an audio file extension "
-                                                    f"({posixpath.splitext(member.name)[1] or 'none'})")
-                        continue
-                    source = tar.extractfile(member)
-                    with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
-                        copied = _copy(source, spool)
-                        if copied < member.size:
-                            yield FileMeasurement(path=subject, kind="unreadable", size_bytes=member.size,
-                                                  error=f"tar member truncated: {copied} of {member.size} bytes")
-                            return
-                        spool.seek(0)
-                        yield measure_fileobj(spool, subject, member.size, **options)
-        except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
-            yield FileMeasurement(path=task.subject, kind="unreadable", size_bytes=task.size_bytes or None,
+            for name, size, is_file in _tar_members(stream):
+                current = f"{task.subject}:{display_path(name)}"
+                if not is_file:
+                    _skip(stream, _padded(size))
+                    continue
+                members += 1
+                if container_kind(name) != "audio":
+                    _skip(stream, _padded(size))
+                    yield FileMeasurement(path=current, kind="non_audio", size_bytes=size or None,
+                                          error=f"tar member: not an audio file extension "
+                                                f"({posixpath.splitext(name)[1] or 'none'})")
+                    continue
+                with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
+                    copied = _copy(stream, spool, size)
+                    if copied < size:
+                        raise EOFError(f"member truncated: {copied} of {size} bytes")
+                    _skip(stream, _padded(size) - size)
+                    spool.seek(0)
+                    yield measure_fileobj(spool, current, size, **options)
+                current = task.subject
+        except (EOFError, OSError, ValueError, zlib.error) as exc:
+            yield FileMeasurement(path=current, kind="unreadable", size_bytes=task.size_bytes or None,
                                   error=f"tar stream broken after {members} members: "
                                         f"{str(exc).strip() or type(exc).__name__}")
 
 
-def _copy(source: Any, target: Any) -> int:
-    copied = 0
+def _tar_members(stream: Any) -> Iterator[tuple[str, int, bool]]:
+    """(name, size, is regular file) per tar member, streaming; the caller consumes or skips the
+    member's data before asking for the next. Understands ustar, GNU long names and pax paths."""
+    import tarfile
+
+    long_name: str | None = None
     while True:
-        chunk = source.read(1 << 20)
+        header = _read(stream, 512)
+        if not header.strip(b"\0"):
+            return  # end-of-archive blocks (or a clean end of the stream)
+        if len(header) < 512:
+            raise EOFError("tar header truncated")
+        try:
+            info = tarfile.TarInfo.frombuf(header, "utf-8", "surrogateescape")
+        except tarfile.HeaderError as exc:
+            raise ValueError(f"not a tar header ({exc})") from None
+        size = info.size
+        if info.type in (tarfile.GNUTYPE_LONGNAME, tarfile.XHDTYPE, tarfile.XGLTYPE):
+            data = _read(stream, _padded(size))[:size]
+            if len(data) < size:
+                raise EOFError("tar extended header truncated")
+            if info.type == tarfile.GNUTYPE_LONGNAME:
+                long_name = data.rstrip(b"\0").decode("utf-8", "surrogateescape")
+            elif info.type == tarfile.XHDTYPE:
+                for record in data.split(b"\n"):
+                    key, _, value = record.partition(b" ")[2].partition(b"=")
+                    if key == b"path":
+                        long_name = value.decode("utf-8", "surrogateescape")
+            continue
+        name, long_name = long_name or info.name, None
+        yield name, size, info.isreg()
+
+
+def _read(stream: Any, size: int) -> bytes:
+    parts, got = [], 0
+    while got < size:
+        chunk = stream.read(size - got)
         if not chunk:
-            return copied
+            break
+        parts.append(chunk)
+        got += len(chunk)
+    return b"".join(parts)
+
+
+def _padded(size: int) -> int:
+    return size + (-size % 512)  # member data is padded to the next 512-byte block
+
+
+def _skip(stream: Any, total: int) -> None:
+    while total > 0:
+        chunk = stream.read(min(total, 1 << 20))
+        if not chunk:
+            raise EOFError("tar member truncated")
+        total -= len(chunk)
+
+
+def _copy(source: Any, target: Any, size: int) -> int:
+    copied = 0
+    while copied < size:
+        chunk = source.read(min(size - copied, 1 << 20))
+        if not chunk:
+            break
         target.write(chunk)
         copied += len(chunk)
+    return copied
 
 
 def audio_column(schema: Any) -> str | None:
