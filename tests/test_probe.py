@@ -110,3 +110,44 @@ def test_nan_output_is_c216_and_a_deaf_codec_is_c210():
     deaf = probe(Adapter(lambda x: 0.1 * torch.sin(torch.arange(x.shape[-1]) * 0.3).expand_as(x).clone()))
     c210 = next(f for f in deaf.findings if f.id == "C210")
     assert c210.severity.label == "error" and "does not respond" in c210.message
+
+
+class FrameCodec:
+    """Codes = one integer per 8-sample frame (the frame mean on a 1/256 grid); decode repeats each
+    frame's value, optionally smoothed over `context` frames on each side (a non-causal decoder)."""
+
+    sample_rate = SR
+    hop = 8
+
+    def __init__(self, context: int = 0):
+        self.context = context
+
+    def encode(self, audio):
+        frames = audio[:, :1, : audio.shape[-1] // self.hop * self.hop].reshape(audio.shape[0], 1, -1, self.hop)
+        return torch.round(frames.mean(-1) * 256).long()
+
+    def decode(self, codes):
+        values = codes.float() / 256
+        if self.context:
+            width = 2 * self.context + 1
+            values = torch.nn.functional.conv1d(values, torch.ones(1, 1, width) / width, padding=self.context)
+        return values.repeat_interleave(self.hop, dim=-1)
+
+
+def test_frame_local_decoder_decodes_chunks_exactly_no_c218():
+    report = probe(FrameCodec(context=0))
+    p = report.measurements["probes"]
+    assert p.chunk_count == 4 and p.chunk_seconds == pytest.approx(0.5)
+    assert p.chunk_vs_whole_snr_db == float("inf")
+    assert "C218" in report.checks_run and "C218" not in ids(report)
+
+
+def test_decoder_with_lookahead_context_has_seams_c218():
+    # a decoder that averages ±40 frames (±40 ms at 8 kHz, hop 8): each chunk edge loses that context
+    report = probe(FrameCodec(context=40))
+    p = report.measurements["probes"]
+    found = [f for f in report.findings if f.id == "C218"]
+    assert found and found[0].evidence["chunk_vs_whole_snr_db"] < 20.0
+    # the difference sits at the 3 seams: all of it within ±50 ms of them (15% of the time)
+    assert p.chunk_seam_energy_fraction > 0.99 and p.chunk_seam_time_fraction == pytest.approx(0.15)
+    assert "3 seams" in found[0].message

@@ -497,6 +497,45 @@ def probe_output_nonfinite(m):
                     subject="probes", evidence={"nonfinite_samples": m.nonfinite_outputs})]
 
 
+# C218: the chunked decode is judged against the whole one. At 20 dB the difference carries 1% of
+# the output's energy; gathered at the seams (a few percent of the time) that is a click at every
+# chunk boundary, repeating at the chunk rate, well above the coding noise it sits in.
+CHUNK_SNR_DB = 20.0
+
+
+@check("C218", scope="checkpoint", severity=Severity.WARNING, level="probe")
+def chunked_decoding_differs(m):
+    """Decoding in chunks differs from decoding the whole signal (seams at chunk boundaries).
+
+    What: Encodes 2 s of speech-like audio, decodes its codes whole and in 0.5 s chunks (each chunk
+    decoded on its own and concatenated, as a streaming or long-file pipeline does), and measures
+    the SNR of the chunked decode against the whole one, plus how much of the difference lies
+    within ±50 ms of the seams. Fires below 20 dB: the difference then carries more than 1% of the
+    output's energy, and concentrated at the seams it is a click at every chunk boundary.
+    Why: A decoder with non-causal context (convolutions that look ahead, attention, a global
+    normalisation) is cut off at each chunk edge; the reconstruction a user gets from chunked
+    decoding has seams that the whole-file evaluation never shows (DAC issue 39).
+    Fix: Decode with overlap of at least the decoder's receptive field and cross-fade (or trim) the
+    overlap, decode whole files when they fit, or train a causal / streaming decoder that carries
+    state across chunks.
+    """
+    m = _probe(m)
+    snr = getattr(m, "chunk_vs_whole_snr_db", None)
+    if snr is None:
+        raise NotApplicable
+    if snr >= CHUNK_SNR_DB:
+        return []
+    seam = m.chunk_seam_energy_fraction
+    where = (f"; {seam:.0%} of the difference lies within ±50 ms of the {m.chunk_count - 1} seams "
+             f"({m.chunk_seam_time_fraction:.0%} of the time)") if seam is not None else ""
+    return [finding("C218", f"decoding in {m.chunk_count} chunks of {m.chunk_seconds:.2f} s gives {snr:.1f} dB SNR "
+                    f"against decoding whole (healthy: identical, or above {CHUNK_SNR_DB:g} dB){where}",
+                    subject="chunked decoding", evidence={"chunk_vs_whole_snr_db": snr,
+                                                          "seam_energy_fraction": seam if seam is not None else 0.0,
+                                                          "chunk_seconds": m.chunk_seconds,
+                                                          "chunks": m.chunk_count})]
+
+
 # --- loading the weights into a --model (level "load"; reads codecdoctor.measure.adapters.ModelLoad) ---
 
 @check("C217", scope="checkpoint", severity=Severity.ERROR, level="load")

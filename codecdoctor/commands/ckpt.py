@@ -19,6 +19,9 @@ class Precision(str, enum.Enum):
 ModelOption = Annotated[Optional[str], typer.Option(
     "--model", metavar="SPEC", help="Build the model: path/to/file.py:Name or pkg.module:Name, Name an nn.Module "
                                     "class or a factory (returning a module, or (module, adapter)).")]
+ModelKwargsOption = Annotated[Optional[str], typer.Option(
+    "--model-kwargs", metavar="JSON", help="Constructor arguments for a --model class, e.g. '{\"channels\": 32}' "
+                                           "(default: the checkpoint's saved config/args that match its signature).")]
 UnsafeLoadOption = Annotated[bool, typer.Option(
     "--unsafe-load", help="Execute the pickle (weights_only=False). Only for files you trust.")]
 
@@ -45,6 +48,7 @@ def register(app: typer.Typer) -> None:
         data: Annotated[Optional[Path], typer.Option(
             "--data", metavar="DIR", help="Audio folder: reconstruct crops (R3xx), code histograms, data peak.")] = None,
         model: ModelOption = None,
+        model_kwargs: ModelKwargsOption = None,
         unsafe_load: UnsafeLoadOption = False,
         fft_sizes: Annotated[Optional[str], typer.Option(
             "--fft-sizes", metavar="N,N,...", help="FFT sizes of the spectral loss (S501-S504).")] = None,
@@ -65,7 +69,7 @@ def register(app: typer.Typer) -> None:
         if unsafe_load:
             console.print("warning: --unsafe-load executes the checkpoint's pickle; only use it for files you trust",
                           style="bold yellow", markup=False)
-        report = check_checkpoint(ckpt, data=data, model=model, unsafe_load=unsafe_load,
+        report = check_checkpoint(ckpt, data=data, model=model, model_kwargs=model_kwargs, unsafe_load=unsafe_load,
                                   fft_sizes=parse_fft_sizes(fft_sizes), amp=amp.value if amp else None,
                                   probes=probes, n_crops=crops)
         if report.measurements.get("refused_unsafe") and not report.fatal:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from codecdoctor.commands.ckpt import ModelOption, UnsafeLoadOption
+from codecdoctor.commands.ckpt import ModelKwargsOption, ModelOption, UnsafeLoadOption
 from codecdoctor.commands.common import FailOn, FailOnOption, HtmlOption, JsonOption, Outputs, finish
 
 
@@ -15,6 +15,7 @@ def register(app: typer.Typer) -> None:
     def command(
         ckpt: Annotated[Path, typer.Argument(help="Checkpoint of this codec, or any checkpoint with --model.")],
         model: ModelOption = None,
+        model_kwargs: ModelKwargsOption = None,
         unsafe_load: UnsafeLoadOption = False,
         html: HtmlOption = None,
         json: JsonOption = None,
@@ -24,4 +25,5 @@ def register(app: typer.Typer) -> None:
         (magnitude response, -3 dB bandwidth), silence (idle level), asymmetric pulse (polarity)."""
         from codecdoctor.probe import probe
 
-        finish(probe(ckpt, model=model, unsafe_load=unsafe_load), Outputs(html, json, fail_on), name="probe")
+        finish(probe(ckpt, model=model, model_kwargs=model_kwargs, unsafe_load=unsafe_load), Outputs(html, json, fail_on),
+               name="probe")

@@ -240,6 +240,9 @@ def saved_settings(raw: Any) -> list[tuple[str, dict]]:
     out: list[tuple[str, dict]] = []
     if not isinstance(raw, dict):
         return out
+    metadata = raw.get("metadata")
+    if isinstance(metadata, dict) and isinstance(metadata.get("kwargs"), dict):
+        out.append(("metadata['kwargs']", metadata["kwargs"]))  # DAC.save(): the constructor's kwargs
     for key in _SAVED_SETTINGS:
         settings = _as_settings(raw.get(key))
         if settings is None:

@@ -9,8 +9,13 @@ Like a bench analyzer on a black box: feed known signals, measure what comes out
 - stepped sine sweep: magnitude response and -3 dB bandwidth.
 - silence: idle output level (hiss, DC, tones a decoder emits from nothing).
 - asymmetric pulse train: polarity (sign of the correlation at the measured latency).
+- chunked decoding (codecs with encode/decode): the codes of 2 s of speech decoded in 0.5 s chunks
+  and concatenated, against decoding them whole; where the difference lies (at the seams or
+  everywhere).
 
-Every stimulus is one batch through the codec, so a probe costs a few forward passes.
+Every stimulus is one batch through the codec, so a probe costs a few forward passes; the level
+sweep runs one level per forward, so a model that normalises over the whole batch (not per
+example) is measured as it treats one recording.
 """
 from __future__ import annotations
 
@@ -67,6 +72,13 @@ class ProbeMeasurements:
     polarity: int | None = None                   # +1 normal, -1 inverted, 0 undecided
     pulse_correlation: float | None = None
     nonfinite_outputs: int = 0
+    # chunked vs whole decoding (C218); None when the codec has no encode/decode
+    chunk_frames: int | None = None
+    chunk_count: int | None = None
+    chunk_seconds: float | None = None
+    chunk_vs_whole_snr_db: float | None = None     # whole decode as reference, chunked as estimate
+    chunk_seam_energy_fraction: float | None = None  # share of the difference within ±50 ms of a seam
+    chunk_seam_time_fraction: float | None = None    # share of the time those zones cover
     notes: list[str] = field(default_factory=list)
 
 
@@ -91,7 +103,8 @@ def _speech(sample_rate: int, seconds: float) -> np.ndarray:
 def level_sweep(adapter: Any, m: ProbeMeasurements, seconds: float = 1.0) -> None:
     base = _speech(m.sample_rate, seconds)
     gains = np.array([10 ** (level / 20.0) for level in SWEEP_LEVELS_DBFS])
-    out = _run(adapter, base[None, :] * gains[:, None])
+    # one level per forward: a normalisation over the batch must not hide behind the other levels
+    out = np.concatenate([_run(adapter, (base * g)[None, :]) for g in gains])
     m.nonfinite_outputs += int((~np.isfinite(out)).sum())
     out = np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
     m.levels_in_dbfs = list(SWEEP_LEVELS_DBFS)
@@ -214,6 +227,57 @@ def silence(adapter: Any, m: ProbeMeasurements, seconds: float = 1.0) -> None:
     m.idle_dc = float(out.mean())
 
 
+CHUNK_SECONDS = 0.5
+SEAM_HALF_WIDTH_SECONDS = 0.05  # a conv decoder's context is a few to tens of ms
+
+
+def _decoded(adapter: Any, codes) -> np.ndarray:
+    import torch
+
+    out = torch.as_tensor(adapter.decode(codes)).detach().float().cpu()
+    out = out[0, 0] if out.dim() == 3 else out[0]
+    return np.nan_to_num(out.numpy().astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def chunked_decoding(adapter: Any, m: ProbeMeasurements, seconds: float = 2.0) -> None:
+    """Decode the codes of `seconds` of speech in CHUNK_SECONDS chunks and whole; compare."""
+    import torch
+
+    if not (hasattr(adapter, "encode") and hasattr(adapter, "decode")):
+        return
+    sr = m.sample_rate
+    channels = int(getattr(adapter, "channels", 1) or 1)
+    x = 0.5 * _speech(sr, seconds)
+    audio = torch.as_tensor(x, dtype=torch.float32)[None, None, :].repeat(1, channels, 1)
+    codes = torch.as_tensor(adapter.encode(audio))
+    if codes.dim() != 3 or codes.shape[-1] < 4:
+        return
+    frames = codes.shape[-1]
+    whole = _decoded(adapter, codes)
+    hop = max(1, round(whole.size / frames))
+    chunk_frames = max(1, min(round(CHUNK_SECONDS * sr / hop), frames // 2))
+    pieces = [_decoded(adapter, codes[..., start:start + chunk_frames]) for start in range(0, frames, chunk_frames)]
+    chunked = np.concatenate(pieces)
+    n = min(whole.size, chunked.size)
+    difference = chunked[:n] - whole[:n]
+    m.chunk_frames, m.chunk_count = int(chunk_frames), len(pieces)
+    m.chunk_seconds = chunk_frames * hop / sr
+    signal_energy = float(np.sum(whole[:n] ** 2))
+    error_energy = float(np.sum(difference ** 2))
+    if error_energy <= 1e-25 * max(signal_energy, 1e-30):
+        m.chunk_vs_whole_snr_db = math.inf
+    elif signal_energy > 0:
+        m.chunk_vs_whole_snr_db = 10.0 * math.log10(signal_energy / error_energy)
+    # where the difference lies: within ±50 ms of each seam (the decoder's context cut off there)
+    seams = np.cumsum([piece.size for piece in pieces[:-1]])
+    zone = np.zeros(n, dtype=bool)
+    half = max(1, int(SEAM_HALF_WIDTH_SECONDS * sr))
+    for seam in seams:
+        zone[max(0, seam - half): min(n, seam + half)] = True
+    m.chunk_seam_time_fraction = float(zone.mean()) if n else None
+    m.chunk_seam_energy_fraction = float(np.sum(difference[zone] ** 2) / error_energy) if error_energy > 0 else None
+
+
 def measure_probes(adapter: Any) -> ProbeMeasurements:
     import torch
 
@@ -223,6 +287,10 @@ def measure_probes(adapter: Any) -> ProbeMeasurements:
         level_sweep(adapter, m)
         latency_and_polarity(adapter, m)
         sine_sweep(adapter, m)
+        try:
+            chunked_decoding(adapter, m)
+        except Exception as exc:  # noqa: BLE001 - a decoder that needs a fixed length: say so, keep the rest
+            m.notes.append(f"chunked decoding not measured ({type(exc).__name__}: {str(exc)[:120]})")
     return m
 
 
