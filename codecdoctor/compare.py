@@ -1,11 +1,15 @@
 """`compare(ref, est)`: differential diagnosis of a reconstruction, for two files, two folders of
 files paired by relative path, or two arrays.
 
-Each pair is read whole (float64; about ten times the pair's size in memory while it is measured),
-measured once by `diagnosis.measure_pair` and judged by the R3xx checks. Bad input never stops the
-run: an unreadable file, a missing counterpart, a silent reference, a rate or channel mismatch each
-become a finding and the other pairs are still compared. Only a path that does not exist, or a
-REF/EST combination that cannot be paired, is an `InputError`.
+Each pair is streamed: `measure.pair_stream` reads it in blocks (two passes and a few seeks; memory
+does not grow with the length, an hour-long pair included) and gives the same `PairMeasurements`
+as the whole-file `measure_pair`, which the R3xx checks judge (`diagnose.judge_pair`). Every pair
+takes that one path, short or long: tests/test_compare_stream.py holds the two equal on the
+diagnosis gallery. Bad input never stops the run: an unreadable file, a missing counterpart, a
+silent reference, a rate or channel mismatch each become a finding and the other pairs are still
+compared; a file that cannot be read past some point is scored up to there, and an R315 finding
+names the offset. Only a path that does not exist, or a REF/EST combination that cannot be
+paired, is an `InputError`.
 """
 from __future__ import annotations
 
@@ -21,9 +25,9 @@ import numpy as np
 from codecdoctor.core.errors import InputError
 from codecdoctor.core.findings import Finding, Report
 from codecdoctor.core.registry import finding, run_checks
-from codecdoctor.diagnose import diagnose_pair, order_findings
-from codecdoctor.measure.audio.reader import resample
-from codecdoctor.measure.pair import PairMeasurements, chunk_energies, chunk_set_from_energies
+from codecdoctor.diagnose import judge_pair
+from codecdoctor.measure.pair import PairMeasurements, chunk_set_from_energies
+from codecdoctor.measure.pair_stream import ArraySource, ChunkEnergies, FileSource, measure_pair_stream
 
 # A single pair is scored per second for R313: one second is the usual validation crop.
 CHUNK_SECONDS = 1.0
@@ -40,18 +44,6 @@ class _Pair:
     est_path: Path | None = None
     ref_array: Any = None
     est_array: Any = None
-
-
-def _downmix(x: np.ndarray) -> np.ndarray:
-    return x.mean(axis=0, keepdims=True)
-
-
-def _read(path: Path) -> tuple[np.ndarray, int]:
-    """(channels, frames) float64 and the sample rate; raises on an unreadable file."""
-    import soundfile as sf
-
-    data, rate = sf.read(str(path), dtype="float64", always_2d=True)
-    return np.ascontiguousarray(data.T), int(rate)
 
 
 def _as_channels_first(x: Any) -> np.ndarray:
@@ -100,24 +92,59 @@ def _pairs_from_paths(ref: Path, est: Path) -> tuple[list[_Pair], list[str]]:
     return pairs, notes
 
 
-def _load_pair(pair: _Pair, sample_rate: int | None) -> tuple[np.ndarray, np.ndarray, int, dict[str, Any]]:
-    """Read (or take) both sides, reconcile rate and channels; returns (ref, est, rate, header info)."""
+def _open_pair(pair: _Pair, sample_rate: int | None) -> tuple[Any, Any, int, dict[str, Any]]:
+    """Both sides as sources at one rate and channel count; returns (ref, est, rate, header info).
+    Files are resampled to `sample_rate` (default: the reference's rate); when the channel counts
+    differ both sides are compared as mono downmixes."""
     if pair.ref_path is not None:
-        ref, ref_rate = _read(pair.ref_path)
-        est, est_rate = _read(pair.est_path)
-    else:
-        ref, est = _as_channels_first(pair.ref_array), _as_channels_first(pair.est_array)
-        ref_rate = est_rate = int(sample_rate)
-    info = {"subject": pair.subject, "ref_rate": ref_rate, "est_rate": est_rate,
-            "ref_channels": int(ref.shape[0]), "est_channels": int(est.shape[0])}
-    target = int(sample_rate) if (sample_rate and pair.ref_path is not None) else ref_rate
-    if ref_rate != target:
-        ref = resample(ref, ref_rate, target)
-    if est_rate != target:
-        est = resample(est, est_rate, target)
-    if ref.shape[0] != est.shape[0]:
-        ref, est = _downmix(ref), _downmix(est)
-    return ref, est, target, info
+        ref = FileSource(pair.ref_path)
+        try:
+            target = int(sample_rate) if sample_rate else ref.native_rate
+            est = FileSource(pair.est_path, target)
+        except Exception:
+            ref.close()
+            raise
+        if target != ref.native_rate:
+            ref.close()
+            ref = FileSource(pair.ref_path, target)
+        if ref.native_channels != est.native_channels:
+            for side in (ref, est):
+                side.downmix, side.channels = side.native_channels > 1, 1
+        info = {"subject": pair.subject, "ref_rate": ref.native_rate, "est_rate": est.native_rate,
+                "ref_channels": ref.native_channels, "est_channels": est.native_channels}
+        return ref, est, target, info
+    ref_arr, est_arr = _as_channels_first(pair.ref_array), _as_channels_first(pair.est_array)
+    info = {"subject": pair.subject, "ref_rate": int(sample_rate), "est_rate": int(sample_rate),
+            "ref_channels": int(ref_arr.shape[0]), "est_channels": int(est_arr.shape[0])}
+    if ref_arr.shape[0] != est_arr.shape[0]:
+        ref_arr, est_arr = ref_arr.mean(axis=0, keepdims=True), est_arr.mean(axis=0, keepdims=True)
+    return ArraySource(ref_arr, sample_rate), ArraySource(est_arr, sample_rate), int(sample_rate), info
+
+
+def _close(*sources: Any) -> None:
+    for source in sources:
+        if hasattr(source, "close"):
+            source.close()
+
+
+def _unreadable_tail_findings(pair: _Pair, sources: tuple[Any, Any], rate: int) -> list[Finding]:
+    """R315 for a side that could not be read to its end: where it stops and what was scored."""
+    out = []
+    for name, rel, source in (("REF", pair.ref_rel, sources[0]), ("EST", pair.est_rel, sources[1])):
+        if getattr(source, "error", None) is None:
+            continue
+        native_rate = getattr(source, "native_rate", rate)
+        frame = int(source.error_frame)
+        seconds = frame / native_rate
+        expected = source.declared_frames or getattr(source, "header_frames", None)
+        promised = (f" of {expected} ({expected / native_rate:.2f} s) the file declares" if expected else "")
+        out.append(finding(
+            "R315", f"{name} {rel} cannot be read past {seconds:.3f} s (sample {frame}{promised}): {source.error}. "
+                    f"The first {seconds:.3f} s were compared; the rest of the pair is not scored.",
+            subject=pair.subject, severity="error",
+            evidence={"readable_until_s": seconds, "readable_until_samples": frame,
+                      "declared_samples": expected if expected else -1, "sample_rate": native_rate}))
+    return out
 
 
 def pair_record(m: PairMeasurements, ref_rel: str, est_rel: str | None, error: str | None = None) -> dict[str, Any]:
@@ -218,7 +245,7 @@ def compare(ref: Any, est: Any, *, sample_rate: int | None = None, output_bound:
             records.append(pair_record(None, pair.ref_rel, None, error="missing counterpart in EST"))
             continue
         try:
-            ref_sig, est_sig, rate, info = _load_pair(pair, sample_rate)
+            ref_src, est_src, rate, info = _open_pair(pair, sample_rate)
         except Exception as exc:  # soundfile raises several types for corrupt or odd files
             failed += 1
             reason = f"{type(exc).__name__}: {exc}".strip()
@@ -228,22 +255,25 @@ def compare(ref: Any, est: Any, *, sample_rate: int | None = None, output_bound:
             continue
         file_run = run_checks("reconstruction", info, level="file")
         lag = None if max_lag_ms is None else max(0, int(round(max_lag_ms * rate / 1000.0)))
-        m, findings, ran = diagnose_pair(ref_sig, est_sig, rate, subject=pair.subject, output_bound=output_bound,
-                                         max_lag_samples=lag)
-        report.add(order_findings(file_run.findings + findings), file_run.checks_run + ran)
-        records.append(pair_record(m, pair.ref_rel, pair.est_rel))
+        chunks = ChunkEnergies(max(1, int(CHUNK_SECONDS * rate)))
+        try:
+            m = measure_pair_stream(ref_src, est_src, rate, subject=pair.subject, output_bound=output_bound,
+                                    max_lag_samples=lag, chunks=chunks)
+        finally:
+            _close(ref_src, est_src)
+        findings, ran = judge_pair(m)
+        tail = _unreadable_tail_findings(pair, (ref_src, est_src), rate)
+        # judge_pair's order is kept within a severity (a stable sort); file-level findings join it
+        ordered = sorted(tail + file_run.findings + findings, key=lambda f: -int(f.severity))
+        report.add(ordered, file_run.checks_run + ran + (["R315"] if tail else []))
+        error = "; ".join(f.message for f in tail) or None
+        records.append(pair_record(m, pair.ref_rel, pair.est_rel, error=error))
         measured.append((pair, m, findings))
-        signal, error = chunk_energies(ref_sig, est_sig)
-        set_signal.append(signal)
-        set_error.append(error)
+        set_signal.append(float(sum(chunks.signal)))
+        set_error.append(float(sum(chunks.error)))
         if len(pairs) == 1:
-            chunk = max(1, int(CHUNK_SECONDS * rate))
-            r_flat, e_flat = ref_sig.reshape(-1), est_sig.reshape(-1)
-            n = min(r_flat.size, e_flat.size)
-            for start in range(0, n, chunk):
-                s, e = chunk_energies(r_flat[start:min(start + chunk, n)], e_flat[start:min(start + chunk, n)])
-                single_chunks[0].append(s)
-                single_chunks[1].append(e)
+            single_chunks[0].extend(chunks.signal)
+            single_chunks[1].extend(chunks.error)
         if progress is not None:
             progress(index + 1, len(pairs), pair.subject)
 
@@ -271,18 +301,24 @@ def compare(ref: Any, est: Any, *, sample_rate: int | None = None, output_bound:
 
 
 def _worst_pair_excerpt(measured: list, sample_rate: int | None, notes: list[str]) -> dict[str, Any] | None:
-    """The bounded excerpt of the lowest-SNR scored pair, which the report's figures draw."""
-    from codecdoctor.measure.excerpt import pair_excerpt
+    """The bounded excerpt of the lowest-SNR scored pair, which the report's figures draw: only its
+    first EXCERPT_SECONDS are read again."""
+    from codecdoctor.measure.excerpt import EXCERPT_SECONDS, pair_excerpt
 
     scored = [item for item in measured if not item[1].ref_silent and item[1].compared_samples > 0]
     if not scored:
         return None
     pair, m, _ = min(scored, key=lambda item: item[1].snr_db)
     try:
-        ref, est, rate, _ = _load_pair(pair, sample_rate)
+        ref, est, rate, _ = _open_pair(pair, sample_rate)
+        try:
+            frames = int(EXCERPT_SECONDS * rate)
+            ref_audio, est_audio = ref.read(0, frames), est.read(0, frames)
+        finally:
+            _close(ref, est)
     except Exception as exc:  # the file changed since it was measured: say so, keep the report
         notes.append(f"figures skipped: cannot re-read {pair.subject}: {exc}")
         return None
-    excerpt = pair_excerpt(ref, est, rate, pair.subject)
+    excerpt = pair_excerpt(ref_audio, est_audio, rate, pair.subject)
     excerpt["ref"] = pair.ref_rel
     return excerpt

@@ -1,45 +1,172 @@
 """Differential diagnosis of a reconstruction: measure the pair, run the R3xx judges, order the findings.
 
-Each R3xx check compares "all fixes" with "all fixes but mine" in the what-if table, so the fix
-whose absence costs the most is the root cause; `order_findings` puts it first and a finding that
-another explains says so. Shared by `compare`, `check-ckpt --data` and the live monitor's T608.
+The rule: the top finding is the correction that recovers the most dB, and a finding explained by
+another says so and ranks below it. Concretely (`order_findings`):
+
+1. Findings that make the what-if table meaningless come first: non-finite samples (R309), an
+   unscorable pair (R315), a silent output (R305), excursions of the output's own (R306 as an
+   error), an unrelated output (R314), a phase-incoherent one (R312).
+2. The corrections of the what-if table are ranked by what each recovers with every other
+   correction applied: alignment (R304: "all" against "all but alignment"), polarity (R303), gain
+   (R302: one global gain, or per-segment gains when the gain rides), DC (R308). Values above
+   100 dB are taken as 100 dB (an exact copy once corrected), so "inverted and one sample late"
+   ranks the sign flip (recovers ~100 dB: without it the SNR is 0 dB) above the lag (without it
+   the SNR is still ~15 dB). Within 3 dB of each other the order is that of ROOT_ORDER: alignment
+   first, because polarity and gain are measured after it.
+3. The other findings follow in ROOT_ORDER; the symptom R301 and the summary R300 come last.
+4. Explanations: R307 (input beyond the output bound) and R306 (runaway output) explain R302 when
+   the level where the input is within half of full scale is right (within 1 dB); a riding gain
+   (R302) explains R306 when undoing it brings the peak back; an alignment (R304) explains a
+   length difference (R310) equal to the lag. An explained finding moves right below its
+   explainer, says so in its message, and the explainer takes the explained finding's severity
+   when that is higher (the report lists worst first, so the cause must not rank below its effect).
+5. R301 (negative SNR) names every cause above it.
+
+Shared by `compare`, `check-ckpt --data` and the live monitor's T608.
 """
 from __future__ import annotations
 
+import functools
+import math
 from typing import Any, Sequence
 
-from codecdoctor.core.findings import Finding
+from codecdoctor.core.findings import Finding, Severity
 from codecdoctor.measure.pair import ChunkSetMeasurements, PairMeasurements, measure_chunk_set, measure_pair
 
-# Root causes first: the order in which findings of equal severity are listed. A symptom (R301
+# Root causes first: the order in which findings of equal standing are listed. A symptom (R301
 # negative SNR) and the summary (R300) come last.
 ROOT_ORDER = ("R309", "R315", "R305", "R306", "R314", "R312", "R304", "R303", "R302", "R308", "R307",
-              "R311", "R310", "R316", "R313", "R301", "R300")
+              "R317", "R311", "R310", "R316", "R313", "R301", "R300")
+# Findings that say the what-if corrections cannot help: listed before any correction.
+BLOCKING = ("R309", "R315", "R305", "R314", "R312")
+# An SNR this high is an exact copy once corrected; costs are measured against it.
+SNR_CAP_DB = 100.0
+# Two corrections whose costs differ by less than half the error energy (3 dB) are ranked by
+# ROOT_ORDER: neither is clearly the bigger cause, and alignment comes first because polarity and
+# gain are measured after it.
+COST_TIE_DB = 3.0
 
 
-def _order_key(f: Finding) -> tuple[int, int]:
-    rank = ROOT_ORDER.index(f.id) if f.id in ROOT_ORDER else len(ROOT_ORDER)
-    return (-int(f.severity), rank)
+def _capped(value: float) -> float:
+    if value != value:  # NaN
+        return -SNR_CAP_DB
+    return max(-SNR_CAP_DB, min(SNR_CAP_DB, value))
 
 
-def order_findings(findings: Sequence[Finding]) -> list[Finding]:
-    """Worst first; within one severity, root causes before symptoms (ROOT_ORDER)."""
-    return sorted(findings, key=_order_key)
+def correction_cost_db(f: Finding, m: PairMeasurements) -> float | None:
+    """dB that the finding's correction recovers with every other correction applied; None for a
+    finding that is not a what-if correction."""
+    if f.id == "R304":
+        aligned = max(m.what_if.get("all", -math.inf), m.snr_after_fractional_alignment_db)
+        return _capped(aligned) - _capped(m.snr_without_alignment_db)
+    if f.id == "R303":
+        return _capped(m.what_if.get("all", -math.inf)) - _capped(m.snr_without_polarity_db)
+    if f.id == "R302":
+        global_db = _capped(m.snr_with_level_fixed_db) - _capped(m.snr_without_gain_db)
+        if f.evidence.get("time_varying"):
+            return max(global_db, _capped(m.snr_with_segment_levels_db) - _capped(m.snr_with_level_fixed_db))
+        return global_db
+    if f.id == "R308":
+        return _capped(m.what_if.get("all", -math.inf)) - _capped(m.snr_without_dc_db)
+    return None
+
+
+def _rank(check_id: str) -> int:
+    return ROOT_ORDER.index(check_id) if check_id in ROOT_ORDER else len(ROOT_ORDER)
+
+
+def _group(f: Finding, m: PairMeasurements | None) -> int:
+    if f.id in BLOCKING or (f.id == "R306" and f.severity >= Severity.ERROR):
+        # an output with excursions of its own (R306 error) swamps every correlation-based number
+        return 0
+    if m is not None and correction_cost_db(f, m) is not None:
+        return 1
+    if f.id in ("R301", "R300"):
+        return 3
+    return 2
+
+
+def order_findings(findings: Sequence[Finding], m: PairMeasurements | None = None) -> list[Finding]:
+    """Worst first; within one severity, the order of the module doc (without `m`: ROOT_ORDER)."""
+    def compare(a: Finding, b: Finding) -> int:
+        ga, gb = _group(a, m), _group(b, m)
+        if ga != gb:
+            return ga - gb
+        if ga == 1 and m is not None:
+            ca, cb = correction_cost_db(a, m), correction_cost_db(b, m)
+            if abs(ca - cb) > COST_TIE_DB:
+                return -1 if ca > cb else 1
+        return _rank(a.id) - _rank(b.id)
+
+    ordered = sorted(findings, key=functools.cmp_to_key(compare))
+    if m is not None:
+        ordered = _apply_explanations(ordered, m)
+    return sorted(ordered, key=lambda f: -int(f.severity))
+
+
+def explanations(findings: Sequence[Finding], m: PairMeasurements) -> dict[str, str]:
+    """{explained ID: explaining ID} for the pair's findings (see the module doc, step 4)."""
+    present = {f.id: f for f in findings}
+    out: dict[str, str] = {}
+    small_signal_right = (math.isfinite(m.output_level_small_signal_db)
+                          and abs(m.output_level_small_signal_db) <= 1.0)
+    r302 = present.get("R302")
+    if r302 is not None and "R306" in present and r302.evidence.get("time_varying"):
+        if m.est_peak_after_segment_levels <= max(m.ref_peak, 1.0) * 10.0 ** (1.0 / 20.0):
+            out["R306"] = "R302"
+    if r302 is not None and "R306" not in out:
+        if "R307" in present and small_signal_right:
+            out["R302"] = "R307"
+        elif "R306" in present and (small_signal_right or present["R306"].severity >= Severity.ERROR):
+            out["R302"] = "R306"
+    if "R310" in present and "R304" in present:
+        if abs((m.est_samples - m.ref_samples) - m.lag_samples) <= 1:
+            out["R310"] = "R304"
+    return out
+
+
+def _apply_explanations(ordered: list[Finding], m: PairMeasurements) -> list[Finding]:
+    links = explanations(ordered, m)
+    if not links:
+        return ordered
+    by_id = {f.id: f for f in ordered}
+    for explained_id, cause_id in links.items():
+        explained, cause = by_id[explained_id], by_id[cause_id]
+        explained.message += f" Explained by {cause_id} ({cause.title.lower()}, see above)."
+        cause.message += f" It explains {explained_id} ({explained.title.lower()})."
+        if explained.severity > cause.severity:
+            cause.severity = explained.severity
+    result = [f for f in ordered if f.id not in links]
+    for explained_id in sorted(links, key=lambda i: _rank(i)):
+        # right below its cause (and below anything the cause already pulled under it)
+        cause_index = next(i for i, f in enumerate(result) if f.id == links[explained_id])
+        insert_at = cause_index + 1
+        while insert_at < len(result) and links.get(result[insert_at].id) == links[explained_id]:
+            insert_at += 1
+        result.insert(insert_at, by_id[explained_id])
+    return result
 
 
 def diagnose_pair(ref: Any, est: Any, sample_rate: int, subject: str | None = None,
                   output_bound: float | None = None, *, max_lag_samples: int | None = None,
-                  ) -> tuple[PairMeasurements, list[Finding], list[str]]:
+                  hop_samples: int | None = None) -> tuple[PairMeasurements, list[Finding], list[str]]:
     """Measure a pair and run the R3xx pair checks. Returns (measurements, findings ordered root
-    cause first, IDs of the checks that ran). `findings[0]` is the top finding."""
+    cause first, IDs of the checks that ran). `findings[0]` is the top finding. `hop_samples`: the
+    codec's frame hop if known (R317)."""
+    m = measure_pair(ref, est, sample_rate, subject=subject, output_bound=output_bound,
+                     max_lag_samples=max_lag_samples, hop_samples=hop_samples)
+    findings, ran = judge_pair(m)
+    return m, findings, ran
+
+
+def judge_pair(m: PairMeasurements) -> tuple[list[Finding], list[str]]:
+    """Run the R3xx pair checks on measurements (whole-file or streamed) and order the findings."""
     from codecdoctor.core.registry import run_checks
 
-    m = measure_pair(ref, est, sample_rate, subject=subject, output_bound=output_bound,
-                     max_lag_samples=max_lag_samples)
     run = run_checks("reconstruction", m, level="pair")
-    findings = order_findings(run.findings)
+    findings = order_findings(run.findings, m)
     _link_symptom_to_causes(findings)
-    return m, findings, run.checks_run
+    return findings, run.checks_run
 
 
 def _link_symptom_to_causes(findings: list[Finding]) -> None:

@@ -101,7 +101,7 @@ def negative_snr(m):
 def gain_mismatch(m):
     """Gain or scale mismatch: the output's level does not follow the input's.
 
-    What: Two ways. (1) Global: the output level (regression slope of est on ref, after alignment)
+    What: Three ways. (1) Global: the output level (regression slope of est on ref, after alignment)
     is more than 1 dB off AND dividing it out raises the SNR by at least 3 dB (removes half of the
     error energy). A 1 dB gain error alone caps SNR at 19.3 dB, so beyond it scale dominates any
     decent codec's error. (2) Scale destroyed: across 0.25 s segments within 30 dB of the loudest
@@ -110,14 +110,21 @@ def gain_mismatch(m):
     input, ~0 when every segment comes out at one level) and the output/input ratio varies with a
     standard deviation above 2 dB (a 2 dB level error alone caps SNR near 13.7 dB), while the output
     still follows the input's waveform (|correlation| >= 0.5). This is the signature of
-    per-sample/per-chunk normalisation or an AGC. A partly trained codec also reproduces quiet
-    syllables a few dB too quietly (ratio std of 3 dB measured at 9 dB SNR) but its slope stays
-    near 1, so the slope, not the spread alone, separates the two.
+    per-sample/per-chunk normalisation. A partly trained codec also reproduces quiet syllables a few
+    dB too quietly (ratio std of 3 dB measured at 9 dB SNR) but its slope stays near 1, so the slope,
+    not the spread alone, separates the two. (3) Time-varying gain (an AGC, a gain riding over
+    seconds): the per-segment ratio varies by more than 2 dB (std) and dividing each segment by its
+    own ratio raises the SNR by at least 3 dB over one global gain. The ratio <r,e>/<r,r> is
+    unbiased by added noise, so on a noisy but steady output this correction gains nothing.
+    When the input is beyond the output's bound (R307) or the output runs away (R306) and the level
+    where the input is within half of full scale is within 1 dB, the mismatch is theirs: this
+    finding then says it is explained by them and ranks below them.
     Why: SNR is not scale-invariant: an output at 0.1x scores 0.92 dB, at 10x -19 dB, though SI-SDR
     calls both perfect. Normalising each training chunk to unit peak teaches the model outputs whose
-    level has nothing to do with the input's.
+    level has nothing to do with the input's; an AGC in the pipeline rides the level over seconds.
     Fix: Do not normalise per sample or per chunk (or store the gain and undo it after decoding);
-    normalise the corpus once with one gain, and compare levels after decoding.
+    normalise the corpus once with one gain, remove any AGC / loudness normaliser from the decode
+    path, and compare levels after decoding.
     """
     m = _scored_pair(m)
     if m.est_silent or abs(m.correlation) < 0.5:
@@ -127,7 +134,8 @@ def gain_mismatch(m):
     global_mismatch = level_off and global_cost_db >= CAUSE_GAIN_DB
     scale_destroyed = (m.active_segments >= 4 and m.segment_input_span_db >= 6.0
                        and m.segment_level_slope < 0.5 and m.segment_level_spread_db > 2.0)
-    if not (global_mismatch or scale_destroyed):
+    time_varying = _time_varying_gain(m)
+    if not (global_mismatch or scale_destroyed or time_varying):
         return []
     parts = []
     if global_mismatch or level_off:
@@ -140,12 +148,26 @@ def gain_mismatch(m):
                      f"input dB and the output/input ratio varies by {m.segment_level_spread_db:.2f} dB (std; from "
                      f"{m.segment_level_min_db:+.1f} to {m.segment_level_max_db:+.1f} dB): the output's scale does "
                      f"not follow the input's")
+    elif time_varying:
+        parts.append(f"the gain varies over time: across {m.active_segments} segments of 0.25 s the output/input "
+                     f"ratio moves from {m.segment_level_min_db:+.1f} to {m.segment_level_max_db:+.1f} dB (std "
+                     f"{m.segment_level_spread_db:.2f} dB); undoing each segment's gain raises SNR from "
+                     f"{_db(m.snr_with_level_fixed_db)} (one global gain) to {_db(m.snr_with_segment_levels_db)}")
     message = "; ".join(parts) + "."
     return [finding("R302", message[0].upper() + message[1:], subject=m.subject,
                     evidence={"gain": m.gain, "gain_db": _gain_db(m.gain), "output_level_db": m.output_level_db,
+                              "output_level_small_signal_db": m.output_level_small_signal_db,
                               "segment_level_spread_db": m.segment_level_spread_db,
                               "segment_level_slope": m.segment_level_slope,
+                              "time_varying": int(time_varying and not scale_destroyed),
+                              "snr_with_segment_levels_db": m.snr_with_segment_levels_db,
                               "snr_after_gain_db": m.what_if["gain"], **_what_if(m)})]
+
+
+def _time_varying_gain(m: PairMeasurements) -> bool:
+    """R302 (3): per-segment ratio spread above 2 dB and undoing it gains at least 3 dB."""
+    return (m.active_segments >= 4 and m.segment_level_spread_db > 2.0
+            and m.snr_with_segment_levels_db - m.snr_with_level_fixed_db >= CAUSE_GAIN_DB)
 
 
 @check("R303", scope="reconstruction", severity=Severity.ERROR, level="pair")
@@ -179,28 +201,39 @@ def time_offset(m):
     """Time offset: the output is delayed or advanced relative to the input.
 
     What: The lag is the peak of |normalised cross-correlation| within +-0.5 s (FFT, bounded
-    window). Fires when the lag is not 0 and aligning raises the SNR (with every other correction
-    applied) by at least 3 dB: the delay is then at least half of the error. Even one sample of
-    delay costs a lot: at 16 kHz, speech delayed by 1 sample scores about 20 dB, by 7 samples 4 dB.
+    window), refined between samples by windowed-sinc interpolation of the correlation (the
+    correlation of band-limited signals is band-limited) and undone with a windowed-sinc
+    fractional delay. Fires when the lag is not 0 and aligning raises the SNR (with every other
+    correction applied) by at least 3 dB: the delay is then at least half of the error. Even a
+    fraction of a sample costs a lot: on 16 kHz speech half a sample caps SNR near 13-17 dB, one
+    sample near 8-20 dB, 7 samples near 4 dB.
     Why: Codecs with strided convolutions, look-ahead or padding emit audio shifted by a fixed number
-    of samples; SNR against the unshifted input then measures the shift, not the codec. An SNR that
-    goes negative can be nothing but a delay.
+    of samples (a fraction of one after resampling or a transposed convolution's phase); SNR against
+    the unshifted input then measures the shift, not the codec. An SNR that goes negative can be
+    nothing but a delay.
     Fix: Trim the output by the lag (or pad the input) before computing losses/metrics; make the
-    encoder/decoder padding symmetric ("same" padding, causal padding undone at the output).
+    encoder/decoder padding symmetric ("same" padding, causal padding undone at the output); for a
+    fractional lag check the resampler and the upsampling layers' padding.
     """
     m = _scored_pair(m)
-    if m.lag_samples == 0 or m.est_silent:
+    if (m.lag_samples == 0 and m.lag_fraction_samples == 0.0) or m.est_silent:
         return []
-    recovered_db = m.what_if["all"] - m.snr_without_alignment_db
+    aligned_db = max(m.what_if["all"], m.snr_after_fractional_alignment_db)
+    recovered_db = aligned_db - m.snr_without_alignment_db
     if not recovered_db >= CAUSE_GAIN_DB:
         return []
-    direction = "late (delayed)" if m.lag_samples > 0 else "early (advanced)"
-    message = (f"The output is {abs(m.lag_samples)} samples ({abs(m.lag_ms):.2f} ms) {direction}: correlation "
+    lag = m.lag_samples + m.lag_fraction_samples
+    direction = "late (delayed)" if lag > 0 else "early (advanced)"
+    amount = f"{abs(lag):.2f}" if m.lag_fraction_samples else f"{abs(m.lag_samples)}"
+    message = (f"The output is {amount} samples ({1000.0 * abs(lag) / m.sample_rate:.2f} ms) {direction}: correlation "
                f"{m.correlation:.3f} at lag {m.lag_samples:+d}. SNR raw {_db(m.what_if['raw'])}, after alignment "
-               f"{_db(m.what_if['aligned'])}, after all corrections {_db(m.what_if['all'])}.")
+               f"{_db(m.what_if['aligned'])}, after all corrections {_db(aligned_db)}.")
     return [finding("R304", message, subject=m.subject,
-                    evidence={"lag_samples": m.lag_samples, "lag_ms": m.lag_ms, "correlation": m.correlation,
-                              "snr_after_alignment_db": m.what_if["aligned"], **_what_if(m)})]
+                    evidence={"lag_samples": m.lag_samples, "lag_fraction_samples": m.lag_fraction_samples,
+                              "lag_ms": 1000.0 * lag / m.sample_rate, "correlation": m.correlation,
+                              "snr_after_alignment_db": m.what_if["aligned"],
+                              "snr_after_fractional_alignment_db": m.snr_after_fractional_alignment_db,
+                              **_what_if(m)})]
 
 
 @check("R305", scope="reconstruction", severity=Severity.ERROR, level="pair")
@@ -245,6 +278,10 @@ def output_exceeds_range(m):
     Why: Without a final tanh/clamp the decoder can emit any value; excursions far beyond the input
     dominate the squared error (one sample at 30 costs as much as a second of speech at 0.1 RMS) and
     clip when written to PCM.
+    When the gain rides over time (R302) and undoing each segment's gain brings the output's peak
+    within 1 dB of max(input peak, 1.0), the excursions are the gain's: R302 explains this finding.
+    When the output is right where the input is within half of full scale (within 1 dB) or its
+    excursions are its own, this finding explains R302's level mismatch.
     Fix: Bound the output (tanh or clamp) only if the data never exceeds the bound (see R307/D103);
     otherwise keep it unbounded and find what blows up (learning rate, loss scale, a missing norm).
     """
@@ -277,7 +314,10 @@ def bounded_ceiling(m):
     What: With the decoder's output bound b (given, e.g. 1.0 for tanh; or inferred as 1.0 when the
     output never exceeds 1.0 while the input does), counts input samples with |x| > b and computes
     the best SNR any output limited to +-b can reach: 10*log10(sum x^2 / sum (x - clip(x, -b, b))^2).
-    Warning whenever input exceeds the bound; error when that ceiling is below 10 dB.
+    Warning whenever input exceeds the bound; error when that ceiling is below 10 dB. When the
+    output's level is right (within 1 dB) where the input is within half of the bound but off
+    overall, the bound explains R302's level mismatch: this finding ranks above it and takes its
+    severity.
     Why: A tanh can never produce 1.01; training pushes its pre-activation towards infinity for those
     samples (saturated gradients), and the metric can never reach the data. Data that peaks at 1.01
     with a tanh decoder is the saga's last guess.
@@ -405,7 +445,10 @@ def phase_incoherent(m):
     What: Fires when even after every correction the SNR stays at or below 3 dB (the output
     explains at most half of the input's energy: |correlation| <= 0.71) while the log-mel
     spectrograms correlate at 0.8 or more (the time-frequency energy pattern explains >= 64% of the
-    input's; bins 60 dB below the loudest are floored). Unrelated noise scores near 0 there.
+    input's; bins 60 dB below the loudest are floored) AND still correlate at 0.5 or more once each
+    mel band's time average is removed (the pattern over time, not just the long-term spectrum,
+    follows the input). Another utterance shares the long-term spectrum of speech (0.3-0.9 before
+    removing it) but not its pattern (about 0.1 after), unrelated noise neither.
     Why: A decoder trained only on spectral (mel / STFT magnitude) or adversarial losses may
     reproduce how the audio sounds with arbitrary phase: it can sound fine and still score 0 dB or
     negative SNR. Then SNR is the wrong metric, or the waveform loss is missing.
@@ -413,14 +456,20 @@ def phase_incoherent(m):
     judge with mel distance / SI-SNR-free perceptual metrics.
     """
     m = _scored_pair(m)
-    if m.est_silent or m.what_if["all"] > 3.0 or m.mel_correlation < 0.8:
+    if m.est_silent or m.what_if["all"] > 3.0 or not _spectral_pattern_follows(m):
         return []
-    message = (f"Log-mel spectrograms correlate at {m.mel_correlation:.3f} (mel distance {m.mel_distance:.3f}) "
+    message = (f"Log-mel spectrograms correlate at {m.mel_correlation:.3f} ({m.mel_pattern_correlation:.3f} with "
+               f"each band's mean removed; mel distance {m.mel_distance:.3f}) "
                f"but the best waveform SNR after every correction is {_db(m.what_if['all'])} "
                f"(correlation {m.correlation:.3f}): the magnitudes are right, the phase is not.")
     return [finding("R312", message, subject=m.subject,
-                    evidence={"mel_correlation": m.mel_correlation, "mel_distance": m.mel_distance,
+                    evidence={"mel_correlation": m.mel_correlation, "mel_pattern_correlation": m.mel_pattern_correlation,
+                              "mel_distance": m.mel_distance,
                               "snr_after_all_db": m.what_if["all"], "correlation": m.correlation})]
+
+
+def _spectral_pattern_follows(m: PairMeasurements) -> bool:
+    return m.mel_correlation >= 0.8 and m.mel_pattern_correlation >= 0.5
 
 
 @check("R313", scope="reconstruction", severity=Severity.WARNING, level="set")
@@ -455,26 +504,43 @@ def chunk_average_bias(m):
 
 @check("R314", scope="reconstruction", severity=Severity.ERROR, level="pair")
 def uncorrelated(m):
-    """Output uncorrelated with the input (not learned, or the wrong input).
+    """Output uncorrelated with the input: not learned, the wrong input, or mixed-up pairs.
 
-    What: Fires when |normalised cross-correlation| is below 0.1 at every lag within +-0.5 s (the
-    output explains under 1% of the input's energy even after gain, alignment and polarity) and the
-    spectrograms do not match either (otherwise it is R312). Unrelated signals of one second
-    correlate at about 0.01, so 0.1 is far above chance and far below any codec that learned.
+    What: Fires when the waveforms are unrelated and the spectrogram pattern does not follow either
+    (otherwise it is R312). Unrelated means the peak |normalised cross-correlation| within +-0.5 s
+    is below 0.1 (the output explains under 1% of the input's energy even after gain, alignment
+    and polarity), or it is below 0.5 and below twice its chance level. The chance level is
+    measured on the pair itself: the peak |correlation| of the input with the output moved by a
+    third and by two thirds of its length, which is unrelated to the input whatever the output is
+    but keeps its spectrum and level envelope. Speech against other speech, or against itself
+    played backwards, has a similar spectrum, so its peak correlation is not near 0 (0.05-0.3 on 3-9
+    s of speech, high for strongly voiced speech) but it stays within 1.4x of its chance level,
+    while a reconstruction at 0 dB SNR measured 5-22x; twice the chance level sits between.
     Why: An untrained or reinitialised decoder, a model evaluated on the wrong batch, shuffled
-    ref/est pairing, or a sample-rate mismatch that stretches the signal all give output with no
-    relation to the input; no loss tweak helps until that is fixed.
-    Fix: Check the pairing (file names, batch order), that the checkpoint's weights were loaded
-    (strict=True), and the sample rate of both sides.
+    ref/est pairing (another utterance), a reversed or wrongly seeked file, or a sample-rate
+    mismatch that stretches the signal all give output with no relation to the input; no loss
+    tweak helps until that is fixed.
+    Fix: Check the pairing (file names, batch order, that the same file and offset are read for
+    both), that the checkpoint's weights were loaded (strict=True), and the sample rate of both
+    sides.
     """
     m = _scored_pair(m)
-    if m.est_silent or abs(m.correlation) >= 0.1 or m.mel_correlation >= 0.8:
+    if m.est_silent or not _waveform_unrelated(m) or _spectral_pattern_follows(m):
         return []
-    message = (f"Peak |correlation| within +-{m.sample_rate // 2} samples is {abs(m.correlation):.4f}; "
-               f"log-mel correlation {m.mel_correlation:.3f}; best SNR after every correction {_db(m.what_if['all'])}.")
+    message = (f"Peak |correlation| within +-{m.sample_rate // 2} samples is {abs(m.correlation):.4f}, "
+               f"chance level for this pair {m.correlation_chance:.4f}; log-mel correlation {m.mel_correlation:.3f} "
+               f"({m.mel_pattern_correlation:.3f} with each band's mean removed); best SNR after every correction "
+               f"{_db(m.what_if['all'])}: the output is unrelated to the input (another utterance, reversed, "
+               f"noise, or not learned).")
     return [finding("R314", message, subject=m.subject,
-                    evidence={"correlation": m.correlation, "mel_correlation": m.mel_correlation,
+                    evidence={"correlation": m.correlation, "correlation_chance": m.correlation_chance,
+                              "mel_correlation": m.mel_correlation, "mel_pattern_correlation": m.mel_pattern_correlation,
                               "snr_after_all_db": m.what_if["all"]})]
+
+
+def _waveform_unrelated(m: PairMeasurements) -> bool:
+    c = abs(m.correlation)
+    return c < 0.1 or (c < 0.5 and c < 2.0 * m.correlation_chance)
 
 
 @check("R315", scope="reconstruction", severity=Severity.WARNING, level="pair")
@@ -541,3 +607,50 @@ def channel_or_rate_mismatch(info):
                                 subject=info.get("subject"),
                                 evidence={"ref_channels": info["ref_channels"], "est_channels": info["est_channels"]}))
     return findings
+
+
+@check("R317", scope="reconstruction", severity=Severity.WARNING, level="pair")
+def frame_rate_artifacts(m):
+    """Frame-rate artifacts: residual energy concentrated at the hop rate and its harmonics.
+
+    What: The residual (input minus the output after every correction) is squared, pooled to a 4
+    kHz energy envelope and divided by its 50 ms moving average (speech's syllable-rate swings go,
+    anything repeating every frame stays); its modulation spectrum (Welch, 1 s segments) is
+    searched for lines at a frame rate and its harmonics. With the codec's hop given, that rate is
+    used; otherwise every integer hop with a frame rate from 10 to 200 Hz is tried (EnCodec 75 Hz,
+    DAC 86 Hz, SoundStream 50-75 Hz, Mimi 12.5 Hz, SNAC 12-47 Hz), the hop doubled or tripled
+    while the lower rate's own harmonics are present, then pinned to the sample by folding. The
+    score is the mean, over the harmonics up to 1 kHz (at most 8), of line power over the median of
+    the bins 4-20 bins away. Then the residual energy is folded at the hop (synchronous averaging:
+    a comb at the frame rate's harmonics) and compared with the same folding after rotating every
+    frame by a random offset: the phases that rise above every chance phase, counted above the
+    median phase, give a lower bound on the share of residual energy locked to the frame grid.
+    Fires when the lines stand 10 dB above the continuum on average (healthy, noisy, band-limited,
+    gain-ridden and normalised speech pairs reached at most 6.3 dB over all candidates), at least
+    20% of the residual is frame-locked (removing it would raise SNR by 1 dB or more) and that
+    energy alone caps SNR below 50 dB. Error when it is at least half of the residual (3 dB).
+    Why: Seams between decoded frames (overlap-add with a window that does not sum to one,
+    transposed-convolution checkerboard, chunked decoding, a per-frame gain or a causal padding
+    reset) leave a click or ripple every hop: an audible buzz at the frame rate that SNR and mel
+    losses average away.
+    Fix: Check the decoder's upsampling (kernel size a multiple of the stride, or resize + conv),
+    the overlap-add windows (they must sum to a constant at that hop), and decode with the
+    context the model was trained with; a multi-resolution STFT or adversarial loss penalises buzz.
+    """
+    m = _scored_pair(m)
+    if m.est_silent or m.frame_hop_samples <= 0:
+        return []
+    if not (m.frame_line_excess_db >= 10.0 and m.frame_locked_fraction >= 0.2 and m.frame_locked_ceiling_db < 50.0):
+        return []
+    how = "given" if m.frame_hop_known else f"found among frame rates {10:g}-{200:g} Hz"
+    gain_db = -10.0 * math.log10(max(1.0 - m.frame_locked_fraction, 1e-12))
+    message = (f"At least {100 * m.frame_locked_fraction:.0f}% of the residual energy repeats every "
+               f"{m.frame_hop_samples} samples ({m.frame_rate_hz:.2f} Hz frame rate, {how}); its harmonics stand "
+               f"{m.frame_line_excess_db:.1f} dB above the residual's modulation continuum. That energy alone caps "
+               f"SNR at {_db(m.frame_locked_ceiling_db)}; removing it would raise SNR by {gain_db:.2f} dB.")
+    return [finding("R317", message, subject=m.subject,
+                    severity=Severity.ERROR if m.frame_locked_fraction >= 0.5 else Severity.WARNING,
+                    evidence={"hop_samples": m.frame_hop_samples, "frame_rate_hz": m.frame_rate_hz,
+                              "hop_known": int(m.frame_hop_known), "line_excess_db": m.frame_line_excess_db,
+                              "locked_fraction": m.frame_locked_fraction,
+                              "locked_ceiling_db": m.frame_locked_ceiling_db, "snr_gain_db": gain_db})]

@@ -90,6 +90,45 @@ class PairMeasurements:
     est_bandwidth_hz: float = 0.0
     lost_band_energy_fraction: float = 0.0
     notes: list[str] = field(default_factory=list)
+    # ---- diagnosis v2 (each is a sum over samples, segments or frames: accumulable block by block)
+    # The mel distance's configuration (single scale, as `mel_distance` above is computed).
+    mel_distance_config: dict[str, Any] = field(default_factory=dict)
+    # Correlation of the log-mel spectrograms after removing each band's time average (the long-term
+    # spectrum): does the time-frequency *pattern* follow the input's? Two utterances share a
+    # long-term spectrum (mel_correlation ~0.3-0.9) but not a pattern (~0.1).
+    mel_pattern_correlation: float = 0.0
+    # Chance level of `correlation`: the largest |normalised cross-correlation| of the reference with
+    # the estimate moved by a third and two thirds of its length (unrelated to it whatever the
+    # estimate is), over the same lag window (at most a quarter of the length).
+    correlation_chance: float = 0.0
+    # Fractional part of the lag (band-limited interpolation of the correlation peak), in
+    # [-0.5, 0.5]; 0.0 when below 0.02 samples. The total delay is lag_samples + lag_fraction_samples.
+    lag_fraction_samples: float = 0.0
+    snr_after_fractional_alignment_db: float = -math.inf
+    # SNR with every correction but DC matching.
+    snr_without_dc_db: float = -math.inf
+    # The output's level over the samples whose input is within half of full scale (|ref| <= 0.5 x
+    # bound): a bounded or runaway output distorts the peaks, a gain error scales everything.
+    output_level_small_signal_db: float = -math.inf
+    # Every correction, then each 0.25 s segment divided by its own output/input level ratio
+    # (time-varying gain undone); and the output peak once that is done.
+    snr_with_segment_levels_db: float = -math.inf
+    est_peak_after_segment_levels: float = 0.0
+    # R317 frame-rate artifacts: residual (after all corrections) energy locked to a frame grid.
+    frame_hop_samples: int = 0
+    frame_hop_known: bool = False
+    frame_rate_hz: float = 0.0
+    frame_line_excess_db: float = 0.0           # hop-rate harmonics above the modulation continuum
+    frame_locked_fraction: float = 0.0          # share of residual energy locked to the grid
+    frame_locked_ceiling_db: float = math.inf   # SNR cap from the frame-locked energy alone
+    # Quality metrics (codecdoctor.measure.quality; None when not computed or not computable).
+    stoi: float | None = None
+    estoi: float | None = None
+    pesq_wb: float | None = None
+    pesq_nb: float | None = None
+    multiscale_mel_distance: float | None = None
+    multiscale_mel_config: dict[str, Any] = field(default_factory=dict)
+    quality_notes: list[str] = field(default_factory=list)
 
 
 def _flat_time_last(x: Any) -> tuple[np.ndarray, int]:
@@ -138,11 +177,206 @@ def _segment_levels_db(ref: np.ndarray, est: np.ndarray, segment: int,
     return 20.0 * np.log10(np.maximum(np.abs(ratio), 1e-6)), 10.0 * np.log10(energy[active] / loudest)
 
 
+# Mel distance as `measure_pair` computes it (metrics.spectral_summary's defaults).
+MEL_DISTANCE_CONFIG = {"scales": "single", "window": "hann", "n_fft": "64 ms (1024 at 16 kHz)", "hop": "n_fft/4",
+                       "n_mels": 64, "mel_scale": "htk", "mel_norm": "slaney", "fmin_hz": 0.0, "fmax_hz": "nyquist",
+                       "magnitude": "linear (not power)", "log": "log10", "floor": 1e-5, "distance": "mean |diff|"}
+# R317: plausible codec frame rates when the hop is not given (EnCodec 75 Hz, DAC 86 Hz, SoundStream
+# 50-75 Hz, Mimi 12.5 Hz, SNAC 12-47 Hz, WavTokenizer 40-75 Hz): every integer hop with a frame
+# rate in this range is tried.
+FRAME_RATE_RANGE_HZ = (10.0, 200.0)
+# The residual's energy envelope is pooled to about this rate before its modulation spectrum is
+# taken: it keeps hop-rate harmonics up to 1 kHz (the fifth of a 200 Hz frame rate).
+ENVELOPE_RATE_HZ = 4000.0
+# R317 needs the hop-rate harmonics 10 dB (10x) above the modulation continuum on average: on the
+# residuals of healthy, noisy, band-limited, gain-ridden and normalised speech pairs the best of
+# the ~1500 candidate rates reached 6.3 dB (a Welch estimate's scatter maximised over candidates).
+FRAME_LINE_MIN_DB = 10.0
+# Beyond this SNR (after every correction) the residual is float rounding of an exact copy.
+SNR_EXACT_DB = 150.0
+
+
+def _modulation_spectrum(envelope: np.ndarray, envelope_rate: float) -> tuple[np.ndarray, np.ndarray]:
+    """Welch power spectrum of an energy envelope (mean removed), 1 s segments (1 Hz bins)."""
+    from scipy.signal import welch
+
+    nperseg = int(min(envelope.size, 2 ** round(math.log2(max(envelope_rate, 16.0)))))
+    freqs, power = welch(envelope - envelope.mean(), fs=envelope_rate, nperseg=nperseg, detrend=False)
+    return freqs, power
+
+
+def _line_table_db(freqs: np.ndarray, power: np.ndarray) -> np.ndarray:
+    """Per bin: the line power (largest bin within one bin) over the continuum (median of the bins
+    4 to 20 bins away on both sides), in dB; 0 where undefined. One table serves every candidate
+    frame rate."""
+    table = np.zeros(power.size)
+    if power.size < 48:
+        return table
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    padded = np.pad(power, 21, mode="edge")
+    windows = sliding_window_view(padded, 43)          # bins b-21 .. b+21 around each bin b
+    line = windows[:, 20:23].max(axis=1)
+    continuum = np.median(np.concatenate([windows[:, 1:18], windows[:, 25:42]], axis=1), axis=1)
+    valid = (continuum > 0.0) & (line > 0.0)
+    table[valid] = 10.0 * np.log10(line[valid] / continuum[valid])
+    return table
+
+
+def _line_excess_db(freqs: np.ndarray, table: np.ndarray, frame_rates: np.ndarray, *,
+                    harmonics: int = 8) -> np.ndarray:
+    """Mean over the hop-rate harmonics (up to 1 kHz, at most `harmonics`) of the line-over-continuum
+    table, for each frame rate."""
+    rates = np.atleast_1d(np.asarray(frame_rates, dtype=np.float64))
+    if freqs.size < 48:
+        return np.zeros(rates.size)
+    df = float(freqs[1] - freqs[0])
+    top = min(1000.0, 0.8 * float(freqs[-1]))
+    k = np.arange(1, harmonics + 1)[None, :]
+    harmonic_hz = rates[:, None] * k
+    inside = harmonic_hz <= top
+    bins = np.clip(np.round(harmonic_hz / df).astype(int), 0, table.size - 1)
+    values = np.where(inside, table[bins], 0.0)
+    counts = inside.sum(axis=1)
+    return np.where(counts > 0, values.sum(axis=1) / np.maximum(counts, 1), 0.0)
+
+
+def _search_hop(freqs: np.ndarray, table: np.ndarray, sample_rate: int, samples: int) -> int:
+    """The integer hop whose frame rate's harmonics stand highest above the modulation continuum,
+    among every hop with a frame rate in FRAME_RATE_RANGE_HZ (0 when none fits the signal). A
+    pattern repeating every h samples also has lines at every harmonic of sr/(h/2), so the best
+    score alone cannot tell h from h/2: the hop is doubled (tripled) while the odd (non-multiple
+    of 3) harmonics of the lower rate stand at least half as high as the best score, 3 dB or more."""
+    lo = max(2, int(math.ceil(sample_rate / FRAME_RATE_RANGE_HZ[1])))
+    hi = min(int(sample_rate / FRAME_RATE_RANGE_HZ[0]), samples // 8)
+    hops = np.arange(lo, hi + 1)
+    if hops.size == 0:
+        return 0
+    scores = _line_excess_db(freqs, table, sample_rate / hops)
+    best = int(hops[int(np.argmax(scores))])
+    target = max(3.0, 0.5 * float(scores.max()))
+    for factor, keep in ((2, (1, 3, 5, 7)), (3, (1, 2, 4, 5, 7, 8))):
+        while factor * best <= hi:
+            rate = sample_rate / (factor * best)
+            lines = [float(_line_excess_db(freqs, table, np.array([rate * k]), harmonics=1)[0]) for k in keep
+                     if rate * k <= min(1000.0, 0.8 * float(freqs[-1]))]
+            if not lines or float(np.mean(lines)) < target:
+                break
+            best *= factor
+    return best
+
+
+def _normalised_energy(energy: np.ndarray, window: int) -> np.ndarray:
+    """Energy over its moving average across `window` samples: speech's syllable-rate level swings
+    (tens of dB) are divided out, a pattern that repeats within a frame is kept."""
+    window = max(1, min(int(window), energy.size))
+    cumulative = np.concatenate([[0.0], np.cumsum(energy)])
+    half = window // 2
+    idx = np.arange(energy.size)
+    lo, hi = np.clip(idx - half, 0, energy.size), np.clip(idx - half + window, 0, energy.size)
+    local = (cumulative[hi] - cumulative[lo]) / np.maximum(hi - lo, 1)
+    floor = 1e-6 * float(energy.mean()) if energy.size else 0.0
+    return energy / np.maximum(local, max(floor, 1e-300))
+
+
+def _locked_share(energy: np.ndarray, period: int) -> float:
+    """Lower bound on the share of `energy` that repeats with every `period` samples.
+
+    The energy, normalised by its moving average over four periods, is folded at `period` (the
+    mean over frames at each phase: synchronous averaging, a comb filter at the frame rate and its
+    harmonics). The same folding after rotating each frame by a random offset (seeded) keeps every
+    value but destroys any alignment with the grid: its largest phase bin is the chance level. The
+    share counts, over the phases that stand above that level, their excess over the median phase."""
+    frames = energy.size // period
+    if frames < 8 or period < 2:
+        return 0.0
+    units = _normalised_energy(energy, 4 * period)[: frames * period].reshape(frames, period)
+    profile = units.mean(axis=0)
+    rng = np.random.default_rng(period)
+    columns = (np.arange(period)[None, :] + rng.integers(0, period, frames)[:, None]) % period
+    chance = np.take_along_axis(units, columns, axis=1).mean(axis=0)
+    total = float(profile.sum())
+    if total <= 0.0:
+        return 0.0
+    above = profile > float(chance.max())
+    return float(np.sum(profile[above] - np.median(profile)) / total)
+
+
+def _frame_locking(m: PairMeasurements, residual: np.ndarray, ref_energy: float, hop: int | None) -> None:
+    """R317's measurements from the residual after every correction; see the R317 check's doc."""
+    sr = m.sample_rate
+    if residual.size < 8 * max(hop or 0, int(sr / FRAME_RATE_RANGE_HZ[1])):
+        return
+    scale = float(np.max(np.abs(residual)))
+    if scale <= 0.0:
+        return
+    energy = (residual / scale) ** 2
+    pool = max(1, int(round(sr / ENVELOPE_RATE_HZ)))
+    usable = energy.size // pool * pool
+    envelope = energy[:usable].reshape(-1, pool).sum(axis=1)
+    # Normalised over 50 ms: the syllable-rate swings (< 20 Hz) go, frame-rate lines (>= 10 Hz
+    # fundamentals, harmonics to 1 kHz) stay, against a flat continuum.
+    envelope = _normalised_energy(envelope, int(0.05 * sr / pool))
+    freqs, power = _modulation_spectrum(envelope, sr / pool)
+    table = _line_table_db(freqs, power)
+    if hop:
+        chosen = int(hop)
+    else:
+        chosen = _search_hop(freqs, table, sr, residual.size)
+        if chosen == 0:
+            return
+        if float(_line_excess_db(freqs, table, np.array([sr / chosen]))[0]) >= FRAME_LINE_MIN_DB:
+            # The grid must be exact to fold on. A 1 Hz bin at the 4th harmonic leaves
+            # h^2 / (4 sr) samples of doubt (12 at a hop of 441 at 16 kHz): try them all.
+            doubt = int(math.ceil(chosen * chosen * float(freqs[1] - freqs[0]) / (4.0 * sr))) + 1
+            shares = {h: _locked_share(energy, h) for h in range(max(2, chosen - doubt), chosen + doubt + 1)}
+            chosen = max(shares, key=lambda h: shares[h])
+    m.frame_hop_samples = int(chosen)
+    m.frame_hop_known = bool(hop)
+    m.frame_rate_hz = sr / chosen
+    m.frame_line_excess_db = float(_line_excess_db(freqs, table, np.array([sr / chosen]))[0])
+    m.frame_locked_fraction = _locked_share(energy, chosen)
+    residual_energy = float(energy.sum()) * scale * scale
+    if m.frame_locked_fraction > 0.0 and ref_energy > 0.0:
+        m.frame_locked_ceiling_db = M.energy_ratio_db(ref_energy, m.frame_locked_fraction * residual_energy)
+
+
+def _segment_level_correction(ra: np.ndarray, ea: np.ndarray, ra_dc: float, ea_dc: float, sign: float,
+                              level: float, segment: int, active_range_db: float = 30.0) -> tuple[float, float]:
+    """(SNR after dividing each segment of the centred, sign-corrected output by its own level
+    ratio <r,e>/<r,r>, output peak after that). Segments more than `active_range_db` below the
+    loudest, or whose ratio is not clearly positive (below 0.05: nothing to undo), use the global
+    level; so does the tail after the last whole segment."""
+    rc, ec = ra - ra_dc, sign * (ea - ea_dc)
+    scale = M._common_scale(rc, ec) or 1.0
+    rc, ec = rc / scale, ec / scale
+    n_seg = rc.size // segment
+    ratios = np.full(n_seg, level)
+    if n_seg >= 1:
+        r = rc[: n_seg * segment].reshape(n_seg, segment)
+        e = ec[: n_seg * segment].reshape(n_seg, segment)
+        energy = np.einsum("ij,ij->i", r, r)
+        loudest = float(energy.max())
+        if loudest > 0.0:
+            own = np.einsum("ij,ij->i", r, e) / np.maximum(energy, 1e-300)
+            usable = (energy >= loudest * 10.0 ** (-active_range_db / 10.0)) & (own > 0.05)
+            ratios = np.where(usable, own, level)
+    per_sample = np.full(rc.size, level)
+    per_sample[: n_seg * segment] = np.repeat(ratios, segment)
+    if not np.all(per_sample > 0.0):
+        return -math.inf, 0.0
+    corrected = ec / per_sample
+    snr = M.snr_db(rc + ra_dc / scale, corrected + ra_dc / scale)
+    return snr, float(np.max(np.abs(corrected))) * scale if corrected.size else 0.0
+
+
 def measure_pair(ref: Any, est: Any, sample_rate: int, *, subject: str | None = None,
-                 output_bound: float | None = None, max_lag_samples: int | None = None) -> PairMeasurements:
+                 output_bound: float | None = None, max_lag_samples: int | None = None,
+                 hop_samples: int | None = None) -> PairMeasurements:
     """Measure one (ref, est) pair. `output_bound`: the decoder's output bound (1.0 for tanh/clamp)
     when known; when None and the output never exceeds 1.0 while the input does, a bound of 1.0 is
-    inferred (R307). Non-finite samples are counted and set to 0 for every other measurement."""
+    inferred (R307). `hop_samples`: the codec's frame hop if known (R317 searches plausible frame
+    rates otherwise). Non-finite samples are counted and set to 0 for every other measurement."""
     sample_rate = int(sample_rate) if sample_rate and sample_rate > 0 else 16000
     ref_arr, ref_len = _flat_time_last(ref)
     est_arr, est_len = _flat_time_last(est)
@@ -158,6 +392,7 @@ def measure_pair(ref: Any, est: Any, sample_rate: int, *, subject: str | None = 
     m = PairMeasurements(sample_rate=sample_rate, ref_samples=ref_len, est_samples=est_len,
                          compared_samples=int(r.size), subject=subject,
                          nonfinite_ref=nonfinite_ref, nonfinite_est=nonfinite_est)
+    m.mel_distance_config = dict(MEL_DISTANCE_CONFIG)
     for name, x in (("ref", r_full), ("est", e_full)):
         if x.size:
             setattr(m, f"{name}_peak", float(np.max(np.abs(x))))
@@ -182,14 +417,18 @@ def measure_pair(ref: Any, est: Any, sample_rate: int, *, subject: str | None = 
     # Bins more than 60 dB (3 decades of magnitude) below the reference's loudest are floored: they
     # are inaudible beside it and would make the correlation measure noise floors, not content.
     floor = ref_mel.max() - 3.0
-    m.mel_correlation = M.array_correlation(np.maximum(ref_mel, floor), np.maximum(est_mel, floor))
+    ref_floored, est_floored = np.maximum(ref_mel, floor), np.maximum(est_mel, floor)
+    m.mel_correlation = M.array_correlation(ref_floored, est_floored)
+    m.mel_pattern_correlation = M.array_correlation(ref_floored - ref_floored.mean(axis=0),
+                                                    est_floored - est_floored.mean(axis=0))
 
     # Alignment over the full signals, within a bounded window.
     max_lag = int(max_lag_samples if max_lag_samples is not None else round(MAX_LAG_SECONDS * sample_rate))
-    lag, peak = M.lag_and_peak(r_full, e_full, max_lag)
-    m.lag_samples, m.correlation = lag, peak
+    lag, peak, fraction = _lag_peak_fraction(r_full, e_full, max_lag)
+    m.lag_samples, m.correlation, m.lag_fraction_samples = lag, peak, fraction
     m.lag_ms = 1000.0 * lag / sample_rate
     m.polarity = 0 if abs(peak) < 0.1 else (1 if peak > 0 else -1)
+    m.correlation_chance = _correlation_chance(r_full, e_full, max_lag)
     ra, ea = M.shift_pair(r_full, e_full, lag)
 
     # What-if table: each column is one fix on its own; "all" is alignment + DC matched to the
@@ -212,11 +451,18 @@ def measure_pair(ref: Any, est: Any, sample_rate: int, *, subject: str | None = 
     m.snr_without_alignment_db = M.snr_db(r, _mean(r) + M.optimal_gain(r_c, e_c) * e_c)
     m.snr_without_polarity_db = M.snr_db(ra, ra_dc + max(g_aligned, 0.0) * ea_c)
     m.snr_without_gain_db = M.snr_db(ra, ra_dc + sign_aligned * ea_c)
+    m.snr_without_dc_db = M.snr_db(ra, M.optimal_gain(ra, ea) * ea)
     level = M.output_level_ratio(ra_c, ea_c)
     m.output_level_db = 20.0 * math.log10(abs(level)) if level != 0.0 else -math.inf
     m.snr_with_level_fixed_db = (M.snr_db(ra, ra_dc + sign_aligned * ea_c / abs(level)) if level != 0.0
                                  else m.snr_without_gain_db)
-    levels, input_levels = _segment_levels_db(ra, sign_aligned * ea, max(1, round(SEGMENT_SECONDS * sample_rate)))
+    if fraction != 0.0 and ea_c.size > 2 * M.SINC_HALF_TAPS:
+        shifted = M.fractional_shift(ea_c, -fraction)
+        m.snr_after_fractional_alignment_db = M.snr_db(ra, ra_dc + M.optimal_gain(ra_c, shifted) * shifted)
+    else:
+        m.snr_after_fractional_alignment_db = m.what_if["all"]
+    segment = max(1, round(SEGMENT_SECONDS * sample_rate))
+    levels, input_levels = _segment_levels_db(ra, sign_aligned * ea, segment)
     m.active_segments = int(levels.size)
     if levels.size >= 4:
         m.segment_level_spread_db = float(np.std(levels))
@@ -227,6 +473,9 @@ def measure_pair(ref: Any, est: Any, sample_rate: int, *, subject: str | None = 
             # output level (dB) against input level (dB) across segments: 1 dB/dB when the output
             # follows the input, ~0 when every segment comes out at one level (normalisation, AGC)
             m.segment_level_slope = float(np.polyfit(input_levels, input_levels + levels, 1)[0])
+    if level != 0.0:
+        m.snr_with_segment_levels_db, m.est_peak_after_segment_levels = _segment_level_correction(
+            ra, ea, ra_dc, ea_dc, sign_aligned, abs(level), segment)
     m.snr_after_dc_removal_db = M.snr_db(r - _mean(r), e - _mean(e))
 
     # Bounded output (R307): the SNR ceiling an output limited to +-bound can reach on this input.
@@ -239,6 +488,17 @@ def measure_pair(ref: Any, est: Any, sample_rate: int, *, subject: str | None = 
         m.ref_beyond_bound_samples = int(np.count_nonzero(beyond))
         if m.ref_beyond_bound_samples:
             m.bound_ceiling_db = M.snr_db(r_full, np.clip(r_full, -bound, bound))
+    # Small-signal level: where the input is within half of full scale (or of the bound), a bound
+    # or a runaway output does not act; a gain error does.
+    small = np.abs(ra) <= 0.5 * (m.output_bound or 1.0)
+    if np.count_nonzero(small) >= 16:
+        small_level = M.output_level_ratio(ra_c[small], sign_aligned * ea_c[small])
+        m.output_level_small_signal_db = 20.0 * math.log10(small_level) if small_level > 0.0 else -math.inf
+
+    residual = ra - (ra_dc + g_aligned * ea_c)
+    if m.what_if["all"] < SNR_EXACT_DB:   # an exact copy's residual is float rounding: no frames
+        unit = m.ref_peak or 1.0   # energies of 1e300-sized samples are summed at unit scale
+        _frame_locking(m, residual, float(np.dot(ra / unit, ra / unit)) * unit * unit, hop_samples)
 
     if m.ref_silent:
         # SNR against silence is undefined; the sentinels above would read as numbers.
@@ -249,6 +509,37 @@ def measure_pair(ref: Any, est: Any, sample_rate: int, *, subject: str | None = 
     m.est_bandwidth_hz = bands["est_bandwidth_hz"]
     m.lost_band_energy_fraction = bands["lost_energy_fraction"]
     return m
+
+
+def _lag_peak_fraction(ref: np.ndarray, est: np.ndarray, max_lag_samples: int) -> tuple[int, float, float]:
+    """`metrics.lag_and_peak` plus the fractional part of the lag; below 0.02 samples it is 0."""
+    max_lag = min(int(max_lag_samples), max(ref.size, est.size) - 1) if max(ref.size, est.size) else 0
+    lags, c = M.cross_correlation(ref, est, max(max_lag, 0))
+    c = np.nan_to_num(c, nan=0.0)
+    magnitude = np.abs(c)
+    best = float(magnitude.max()) if magnitude.size else 0.0
+    if best == 0.0:
+        return 0, 0.0, 0.0
+    candidates = np.flatnonzero(magnitude >= best * (1.0 - 1e-9))
+    index = int(candidates[np.argmin(np.abs(lags[candidates]))])
+    fraction = M.fractional_lag(lags, c, index)
+    return int(lags[index]), float(c[index]), (fraction if abs(fraction) >= 0.02 else 0.0)
+
+
+def _correlation_chance(ref: np.ndarray, est: np.ndarray, max_lag_samples: int) -> float:
+    """Largest |correlation| of ref with est rotated by a third and two thirds of its length, over
+    +-min(max_lag, length/4): whatever est is, a rotation that far is unrelated to ref at every lag
+    searched, but has the same spectrum and level envelope, so this is the chance level of the
+    peak correlation for this pair (high for narrow-band or periodic signals, ~4/sqrt(N) for white)."""
+    n = est.size
+    window = min(int(max_lag_samples), n // 4)
+    if n < 16 or window < 1:
+        return 0.0
+    chance = 0.0
+    for shift in (n // 3, 2 * n // 3):
+        _, c = M.cross_correlation(ref, np.roll(est, shift), window)
+        chance = max(chance, float(np.max(np.abs(c))) if c.size else 0.0)
+    return chance
 
 
 # A chunk whose reference energy is 40 dB below the median chunk is silent for scoring purposes: its
