@@ -11,7 +11,9 @@ from codecdoctor.commands.common import FailOn, FailOnOption, HtmlOption, JsonOp
 def register(app: typer.Typer) -> None:
     @app.command("audit-data")
     def command(
-        directory: Annotated[str, typer.Argument(metavar="DIR", help="Folder of audio files (searched recursively).")],
+        directory: Annotated[str, typer.Argument(
+            metavar="DIR", help="Folder of audio files (searched recursively), a .tar shard, a .parquet file, "
+            "a lhotse manifest, or an s3:// gs:// hf:// URL.")],
         jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", min=1,
                                                     help="Worker processes (default: all cores).")] = None,
         sample_rate: Annotated[Optional[int], typer.Option(
@@ -26,6 +28,12 @@ def register(app: typer.Typer) -> None:
             "--max-silence", min=0.0, max=1.0, help="D107 fires above this fraction of silent frames.")] = 0.30,
         long_file_s: Annotated[float, typer.Option("--long-file-s", min=0.0,
                                                    help="D113 fires above this duration.")] = 600.0,
+        scheduler: Annotated[Optional[str], typer.Option(
+            "--scheduler", metavar="ADDRESS", help="Run on a Dask cluster: tcp://host:8786 or a scheduler file "
+            "(needs codecdoctor[distributed]).")] = None,
+        storage_options: Annotated[Optional[str], typer.Option(
+            "--storage-options", metavar="JSON", help="fsspec options for s3:// gs:// hf:// (endpoint, credentials); "
+            "never written to a report.")] = None,
         progress: ProgressOption = True,
         html: HtmlOption = None,
         json: JsonOption = None,
@@ -34,13 +42,25 @@ def register(app: typer.Typer) -> None:
         """Stream every audio file under DIR once; per-file and corpus findings (D100-D116)."""
         from codecdoctor.audit import audit_data
         from codecdoctor.commands.common import console_for
+        from codecdoctor.measure.audio.sources import parse_storage_options, public_url
         from codecdoctor.report.live import progress_bar
 
         outputs = Outputs(html, json, fail_on)
         console = console_for(json)
-        with progress_bar("audit", console, enabled=progress) as on_progress:
-            report = audit_data(directory, jobs=jobs, sample_rate=sample_rate, shard=shard, sample=sample,
-                                silence_threshold_db=silence_db, max_silence_fraction=max_silence,
-                                long_file_s=long_file_s, progress=on_progress)
+        options = parse_storage_options(storage_options)
+        client = None
+        if scheduler:
+            from codecdoctor.distributed import connect
+
+            client = connect(scheduler)
+        try:
+            with progress_bar("audit", console, enabled=progress) as on_progress:
+                report = audit_data(directory, jobs=jobs, sample_rate=sample_rate, shard=shard, sample=sample,
+                                    silence_threshold_db=silence_db, max_silence_fraction=max_silence,
+                                    long_file_s=long_file_s, progress=on_progress, storage_options=options,
+                                    client=client)
+        finally:
+            if client is not None:
+                client.close()
         name = "audit-data" if not shard else f"audit-data.part{shard.replace('/', 'of')}"
-        finish(report, outputs, name=name, title=f"audit-data {directory}", console=console)
+        finish(report, outputs, name=name, title=f"audit-data {public_url(directory)}", console=console)

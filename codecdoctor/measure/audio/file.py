@@ -5,6 +5,7 @@ tar member, parquet cell) opens it, streams it through a `SignalAccumulator` and
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,15 +86,22 @@ KNOWN_AUDIO_MAGIC = (b"RIFF", b"RIFX", b"RF64", b"fLaC", b"OggS", b"FORM", b".sn
 SAMPLE_WIDTH_BYTES = {"PCM_U8": 1, "PCM_S8": 1, "PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4, "DOUBLE": 8}
 
 
-def _describe_header(head: bytes, exc: Exception) -> str:
+def _libsndfile_text(exc: Exception) -> str:
+    """libsndfile's reason without its "Error opening <name>: " prefix: the name is the absolute
+    path or a Python object's repr, and the report names the file already."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return re.sub(r"^Error opening .*?: (?=\S)", "", text) if text.startswith("Error opening ") else text
+
+
+def _describe_header(head: bytes, exc: Exception) -> str:
+    text = _libsndfile_text(exc)
     if not any(head.startswith(magic) for magic in KNOWN_AUDIO_MAGIC) and head[:2] not in (b"\xff\xfb", b"\xff\xf3", b"\xff\xf2"):
         return f"not audio: no known audio header (first bytes {head[:4].hex()}); libsndfile: {text}"
     return f"corrupt or truncated header; libsndfile: {text}"
 
 
 def _describe_open_error(path: Path, exc: Exception) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = _libsndfile_text(exc)
     if isinstance(exc, PermissionError) or "Permission denied" in text:
         return "no read permission"
     try:

@@ -60,6 +60,23 @@ def public_url(url: str) -> str:
     return display_path(urlunsplit((parts.scheme, host, parts.path, "", "")))
 
 
+def parse_storage_options(text: str | None) -> dict:
+    """`--storage-options JSON` -> dict; the text is never echoed (it holds credentials)."""
+    from codecdoctor.core.errors import InputError
+
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise InputError(f"--storage-options: not valid JSON (line {getattr(exc, 'lineno', '?')} column "
+                         f"{getattr(exc, 'colno', '?')})") from None
+    if not isinstance(value, dict):
+        raise InputError("--storage-options: must be a JSON object, e.g. "
+                         '\'{"client_kwargs": {"endpoint_url": "http://127.0.0.1:9000"}}\'')
+    return value
+
+
 def is_url(location: str | os.PathLike) -> bool:
     text = os.fspath(location)
     return "://" in text and not text.startswith("file://")
@@ -71,6 +88,7 @@ class Storage:
 
     protocol: str | None = None
     options: dict = field(default_factory=dict, hash=False, compare=False)
+    url_secrets: tuple[str, ...] = ()  # user / password given inside the URL itself
 
     def filesystem(self) -> Any:
         import fsspec
@@ -96,6 +114,7 @@ class Storage:
                 found.append(value)
 
         walk(self.options)
+        found.extend(v for v in self.url_secrets if v)
         return sorted(found, key=len, reverse=True)
 
     def redact(self, text: str | None) -> str | None:
@@ -181,25 +200,25 @@ def _open_remote(url: str, options: dict) -> Corpus:
         import fsspec  # noqa: F401
     except ImportError:
         raise SourceError(f"{public_url(url)}: object storage needs fsspec (pip install 'codecdoctor[storage]')") from None
-    storage = Storage(None, options)
+    parts = urlsplit(url)
+    url_secrets = tuple(v for v in (parts.username, parts.password) if v)
+    storage = Storage(None, options, url_secrets)
     display = public_url(url)
     try:
         from fsspec.core import url_to_fs
 
         fs, root = url_to_fs(url, **options)
         protocol = fs.protocol[0] if isinstance(fs.protocol, (tuple, list)) else fs.protocol
-        storage = Storage(protocol, options)
+        storage = Storage(protocol, options, url_secrets)
         root = root.rstrip("/")
         if fs.isfile(root):
             info = fs.info(root)
             return _single(root, posixpath.basename(root), int(info.get("size") or 0), storage, display)
         listing = fs.find(root, detail=True)
     except ImportError as exc:
-        raise SourceError(f"{display}: this protocol needs a package that is not installed ({exc})") from None
-    except (FileNotFoundError, PermissionError, OSError, ValueError) as exc:
-        raise SourceError(f"{display}: cannot list: {storage.redact(str(exc).strip() or type(exc).__name__)}") from None
-    except Exception as exc:  # botocore / gcsfs raise their own types (credentials, endpoints)
-        raise SourceError(f"{display}: cannot list: {type(exc).__name__}: {storage.redact(str(exc).strip())}") from None
+        raise SourceError(f"{display}: this protocol needs a package that is not installed ({_one_line(exc)})") from None
+    except Exception as exc:  # OSError family, and botocore / gcsfs types (credentials, endpoints)
+        raise SourceError(f"{display}: cannot list: {storage.redact(_one_line(exc))}") from None
     if not listing:
         raise SourceError(f"{display}: no such prefix, or it holds no objects")
     entries: list[Task | FileMeasurement] = []
@@ -227,7 +246,7 @@ def _open_lhotse(path: str, name: str, storage: Storage, display: str) -> Corpus
             data = gzip.decompress(data)
         lines = [json.loads(line) for line in data.decode("utf-8").splitlines() if line.strip()]
     except (OSError, ValueError, EOFError) as exc:
-        raise SourceError(f"{display}: not a readable lhotse manifest ({storage.redact(str(exc))})") from None
+        raise SourceError(f"{display}: not a readable lhotse manifest ({storage.redact(_one_line(exc))})") from None
     base = posixpath.dirname(path) if storage.protocol else os.path.dirname(os.path.abspath(path))
     recordings: dict[str, dict] = {}
     cuts: list[FileMeasurement] = []
@@ -281,6 +300,12 @@ def _open_lhotse(path: str, name: str, storage: Storage, display: str) -> Corpus
                   notes=notes)
 
 
+def _one_line(exc: BaseException, limit: int = 240) -> str:
+    text = " ".join(str(exc).split()) or "no detail"
+    text = f"{type(exc).__name__}: {text}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _subject(entry: Task | FileMeasurement) -> str:
     return entry.subject if isinstance(entry, Task) else entry.path
 
@@ -313,7 +338,7 @@ def measure_task(task: Task, *, silence_threshold_db: float = -60.0) -> Iterator
                               error=f"a package this format needs is not installed: {exc}")
     except Exception as exc:  # the object itself could not be opened (missing, no permission, network)
         yield FileMeasurement(path=task.subject, kind="unreadable", size_bytes=task.size_bytes or None,
-                              error=task.storage.redact(f"cannot open: {type(exc).__name__}: {str(exc).strip()}"))
+                              error=task.storage.redact(f"cannot open: {_one_line(exc)}"))
 
 
 def _redacted(row: FileMeasurement, storage: Storage) -> FileMeasurement:
