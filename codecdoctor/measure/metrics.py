@@ -237,7 +237,7 @@ def correlation(ref: Any, est: Any) -> float:
 
 
 def cross_correlation(ref: Any, est: Any, max_lag_samples: int, *, block_samples: int | None = None,
-                      max_blocks: int = 32) -> tuple[np.ndarray, np.ndarray]:
+                      max_blocks: int = 32, clip: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Normalised cross-correlation c[k] = sum_n ref[n] * est[n + k] / (|ref| |est|) for
     k in [-max_lag_samples, max_lag_samples] (means removed), by FFT, block by block.
 
@@ -245,7 +245,11 @@ def cross_correlation(ref: Any, est: Any, max_lag_samples: int, *, block_samples
     correlated with the matching stretch of the estimate widened by the lag window, and at most
     `max_blocks` evenly spaced blocks are used (one hour of audio costs the same as a minute: the
     lag of a codec is global, so a sample of blocks finds it). Returns (lags, c); c is zeros when
-    there is nothing to correlate. Inputs here are 1-D (use `crop_pair`'s flattening first)."""
+    there is nothing to correlate. Inputs here are 1-D (use `crop_pair`'s flattening first).
+
+    The estimate's energy is taken over the unshifted blocks, so at a large lag of a padded or
+    trimmed output c can come out slightly above 1: `clip=False` keeps those values (to find a peak
+    among neighbours that would all clip to 1.0), the default clips them into [-1, 1]."""
     from scipy.fft import irfft, next_fast_len, rfft
 
     r = as_signal(ref).reshape(-1)
@@ -287,7 +291,7 @@ def cross_correlation(ref: Any, est: Any, max_lag_samples: int, *, block_samples
     denominator = math.sqrt(ref_energy * est_energy)
     if denominator == 0.0:
         return lags, np.zeros(lags.size)
-    return lags, np.clip(out / denominator, -1.0, 1.0)
+    return lags, (np.clip(out / denominator, -1.0, 1.0) if clip else out / denominator)
 
 
 def estimate_lag(ref: Any, est: Any, max_lag_samples: int = 8000) -> int:
@@ -304,7 +308,7 @@ def lag_and_peak(ref: Any, est: Any, max_lag_samples: int = 8000) -> tuple[int, 
     r = as_signal(ref).reshape(-1)
     e = as_signal(est).reshape(-1)
     max_lag = min(int(max_lag_samples), max(r.size, e.size) - 1) if max(r.size, e.size) else 0
-    lags, c = cross_correlation(r, e, max(max_lag, 0))
+    lags, c = cross_correlation(r, e, max(max_lag, 0), clip=False)
     c = np.nan_to_num(c, nan=0.0)
     magnitude = np.abs(c)
     best = float(magnitude.max()) if magnitude.size else 0.0
@@ -313,7 +317,7 @@ def lag_and_peak(ref: Any, est: Any, max_lag_samples: int = 8000) -> tuple[int, 
     # Within float rounding of the best, prefer the smallest |lag|.
     candidates = np.flatnonzero(magnitude >= best * (1.0 - 1e-9))
     index = int(candidates[np.argmin(np.abs(lags[candidates]))])
-    return int(lags[index]), float(c[index])
+    return int(lags[index]), float(np.clip(c[index], -1.0, 1.0))
 
 
 def polarity(ref: Any, est: Any, max_lag_samples: int = 8000, *, min_correlation: float = 0.1) -> int:

@@ -245,8 +245,9 @@ def _search_hop(freqs: np.ndarray, table: np.ndarray, sample_rate: int, samples:
     """The integer hop whose frame rate's harmonics stand highest above the modulation continuum,
     among every hop with a frame rate in FRAME_RATE_RANGE_HZ (0 when none fits the signal). A
     pattern repeating every h samples also has lines at every harmonic of sr/(h/2), so the best
-    score alone cannot tell h from h/2: the hop is doubled (tripled) while the odd (non-multiple
-    of 3) harmonics of the lower rate stand at least half as high as the best score, 3 dB or more."""
+    score alone cannot tell h from h/2: the hop is multiplied by 2, 3, 5 or 7 while the lower
+    rate's own harmonics (those not shared with the higher rate) stand at least half as high as the
+    best score, 3 dB or more."""
     lo = max(2, int(math.ceil(sample_rate / FRAME_RATE_RANGE_HZ[1])))
     hi = min(int(sample_rate / FRAME_RATE_RANGE_HZ[0]), samples // 8)
     hops = np.arange(lo, hi + 1)
@@ -255,7 +256,8 @@ def _search_hop(freqs: np.ndarray, table: np.ndarray, sample_rate: int, samples:
     scores = _line_excess_db(freqs, table, sample_rate / hops)
     best = int(hops[int(np.argmax(scores))])
     target = max(3.0, 0.5 * float(scores.max()))
-    for factor, keep in ((2, (1, 3, 5, 7)), (3, (1, 2, 4, 5, 7, 8))):
+    for factor in (2, 3, 5, 7):
+        keep = [k for k in range(1, 10) if k % factor]
         while factor * best <= hi:
             rate = sample_rate / (factor * best)
             lines = [float(_line_excess_db(freqs, table, np.array([rate * k]), harmonics=1)[0]) for k in keep
@@ -514,7 +516,7 @@ def measure_pair(ref: Any, est: Any, sample_rate: int, *, subject: str | None = 
 def _lag_peak_fraction(ref: np.ndarray, est: np.ndarray, max_lag_samples: int) -> tuple[int, float, float]:
     """`metrics.lag_and_peak` plus the fractional part of the lag; below 0.02 samples it is 0."""
     max_lag = min(int(max_lag_samples), max(ref.size, est.size) - 1) if max(ref.size, est.size) else 0
-    lags, c = M.cross_correlation(ref, est, max(max_lag, 0))
+    lags, c = M.cross_correlation(ref, est, max(max_lag, 0), clip=False)
     c = np.nan_to_num(c, nan=0.0)
     magnitude = np.abs(c)
     best = float(magnitude.max()) if magnitude.size else 0.0
@@ -523,7 +525,7 @@ def _lag_peak_fraction(ref: np.ndarray, est: np.ndarray, max_lag_samples: int) -
     candidates = np.flatnonzero(magnitude >= best * (1.0 - 1e-9))
     index = int(candidates[np.argmin(np.abs(lags[candidates]))])
     fraction = M.fractional_lag(lags, c, index)
-    return int(lags[index]), float(c[index]), (fraction if abs(fraction) >= 0.02 else 0.0)
+    return int(lags[index]), float(np.clip(c[index], -1.0, 1.0)), (fraction if abs(fraction) >= 0.02 else 0.0)
 
 
 def _correlation_chance(ref: np.ndarray, est: np.ndarray, max_lag_samples: int) -> float:
