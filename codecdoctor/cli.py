@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from codecdoctor.commands import audit, catalog, ckpt, compare, demo, env, merge, probe, train
+from codecdoctor.commands import audit, catalog, ckpt, compare, demo, env, merge, probe, train, watch
 from codecdoctor.core.errors import CheckFailed, InputError
 
 app = typer.Typer(
@@ -23,7 +23,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-for module in (audit, ckpt, compare, train, probe, catalog, env, demo, merge):
+for module in (audit, ckpt, compare, train, watch, probe, catalog, env, demo, merge):
     module.register(app)
 
 

@@ -1,0 +1,277 @@
+"""Library side of `codecdoctor watch`: run the user's own, unmodified training script in this
+process (as `python -m cProfile` does) with the live monitor attached through PyTorch's global hooks
+(`monitor/tap.py`), and return a Report on every ending.
+
+    result = watch(WatchRequest(script="train_codec.py", args=["--epochs", "3"]))
+    result.report        # findings T601-T611, curves, validations; measurements.script / exit_code
+    result.exit_code     # the script's own exit status
+
+The script keeps its argv (`sys.argv[0]` is the script) and its `sys.path[0]` (the script's folder,
+or the working directory for `-m`), so its own `model.py` / `model/` import as they would under
+`python`. Its output is not captured. Endings: normal exit, `sys.exit(n)`, an exception (its
+traceback is printed as Python prints it), Ctrl-C, SIGTERM (turned into an exception so the report is
+still built), or a live check that stopped the run. Under torchrun every rank runs its own watch.
+"""
+from __future__ import annotations
+
+import builtins
+import importlib.util
+import os
+import signal
+import sys
+import threading
+import traceback
+import types
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from codecdoctor.core.errors import CheckFailed, InputError
+from codecdoctor.core.findings import Report
+
+# nonfinite: stop on NaN/Inf, report everything else (the default, as in `train`); strict: stop on
+# any error finding; warn: never stop
+CHECK_MODES = ("nonfinite", "strict", "warn")
+SIGINT_EXIT, SIGTERM_EXIT = 130, 143  # 128 + signal number, what a shell reports
+
+
+@dataclass
+class WatchRequest:
+    script: str | None = None
+    module: str | None = None
+    args: list[str] = field(default_factory=list)
+    sample_rate: int = 16000
+    checks: str = "nonfinite"
+    output_bound: float | None = None
+    read_every: int = 25
+    event_log: str | None = None
+    tensorboard: str | None = None
+
+
+@dataclass
+class WatchResult:
+    report: Report
+    exit_code: int  # the script's own
+    ending: str  # "exit", "exception", "check", "sigint", "sigterm"
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so the script unwinds (its finally blocks run) and the
+    report is still written. A BaseException, like KeyboardInterrupt: `except Exception` in the
+    script does not swallow it."""
+
+
+@dataclass
+class _Target:
+    kind: str  # "script" or "module"
+    name: str
+    argv0: str
+    path0: str
+    code: Any = None
+
+
+def _prepare(request: WatchRequest) -> _Target:
+    """Resolve the script or module and compile it, so a missing file or a syntax error is a
+    one-line InputError before anything runs."""
+    if bool(request.script) == bool(request.module):
+        raise InputError("give the script to run after `--` (codecdoctor watch -- train.py ...) or -m MODULE")
+    if request.checks not in CHECK_MODES:
+        raise InputError(f"--checks must be one of {', '.join(CHECK_MODES)}, got {request.checks!r}")
+    if request.script:
+        path = Path(request.script)
+        if not path.is_file():
+            raise InputError(f"script not found: {request.script}")
+        try:
+            source = path.read_bytes()
+            code = compile(source, str(path), "exec")
+        except SyntaxError as exc:
+            raise InputError(f"{request.script}:{exc.lineno}: syntax error: {exc.msg}") from None
+        except (OSError, ValueError) as exc:
+            raise InputError(f"cannot read script {request.script}: {exc}") from None
+        # python puts the script's own folder (symlinks resolved) first on sys.path
+        return _Target("script", str(path), str(path), str(path.resolve().parent), code)
+    name = request.module
+    cwd = os.getcwd()
+    sys.path.insert(0, cwd)  # as `python -m` does, so the module is found where the user stands
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError) as exc:
+        raise InputError(f"module {name!r} cannot be found: {exc}") from None
+    finally:
+        sys.path.pop(0)
+    if spec is None:
+        raise InputError(f"no module named {name!r} (from {cwd})")
+    if spec.submodule_search_locations is not None:  # a package: run its __main__
+        name = f"{name}.__main__"
+        sys.path.insert(0, cwd)
+        try:
+            spec = importlib.util.find_spec(name)
+        finally:
+            sys.path.pop(0)
+        if spec is None:
+            raise InputError(f"{request.module!r} is a package without a __main__ module")
+    try:
+        code = spec.loader.get_code(name) if spec.loader is not None else None
+    except SyntaxError as exc:
+        raise InputError(f"{exc.filename}:{exc.lineno}: syntax error: {exc.msg}") from None
+    if code is None:
+        raise InputError(f"module {name!r} has no code to run")
+    return _Target("module", name, spec.origin or name, cwd, code)
+
+
+def _exit_code(exc: SystemExit) -> int:
+    code = exc.code
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)  # sys.exit("message"): Python prints it and exits 1
+    return 1
+
+
+def _print_script_traceback(exc: BaseException, script_file: str) -> None:
+    """The traceback as `python script.py` would print it: from the script's first frame on."""
+    tb = exc.__traceback__
+    while tb is not None and os.path.abspath(tb.tb_frame.f_code.co_filename) != os.path.abspath(script_file):
+        tb = tb.tb_next
+    traceback.print_exception(type(exc), exc, tb if tb is not None else exc.__traceback__, file=sys.stderr)
+
+
+def rank() -> tuple[int, int]:
+    """(rank, world size) from torchrun's environment; (0, 1) outside it."""
+    try:
+        return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        return 0, 1
+
+
+def rank_path(path: str | Path | None) -> str | Path | None:
+    """Under torchrun, rank N > 0 writes `report.rankN.html` next to rank 0's `report.html`."""
+    rank_number, world = rank()
+    if path is None or str(path).lower() in ("-", "none") or world <= 1 or rank_number == 0:
+        return path
+    p = Path(path)
+    return p.with_name(f"{p.stem}.rank{rank_number}{p.suffix}")
+
+
+def _make_monitor_factory(request: WatchRequest, writer: Any):
+    from codecdoctor.monitor.monitor import Monitor
+
+    mode, stop_on = ("warn", "errors") if request.checks == "warn" else (
+        "strict", "nonfinite" if request.checks == "nonfinite" else "errors")
+    event_log = rank_path(request.event_log) if request.event_log else None
+
+    def make(model, bound):
+        return Monitor(model, request.sample_rate, mode=mode, stop_on=stop_on, output_bound=bound,
+                       read_every=request.read_every, event_log=event_log, writer=writer)
+
+    return make
+
+
+def _tensorboard_writer(directory: str | None):
+    if not directory:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as exc:
+        raise InputError(f"--tensorboard needs the tensorboard package ({exc}); pip install tensorboard") from None
+    rank_number, world = rank()
+    return SummaryWriter(str(Path(directory) / f"rank{rank_number}") if world > 1 else directory)
+
+
+def watch(request: WatchRequest) -> WatchResult:
+    """Run the script under the live checks; never raises for what the script does."""
+    target = _prepare(request)
+    writer = _tensorboard_writer(request.tensorboard)
+    from codecdoctor.monitor.tap import ModelTap
+
+    tap = ModelTap(_make_monitor_factory(request, writer), output_bound=request.output_bound).install()
+    saved_argv, saved_path0 = list(sys.argv), sys.path[0] if sys.path else None
+    saved_main = sys.modules.get("__main__")
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    saved_term = None
+    if in_main_thread:
+        def on_sigterm(signum, frame):
+            raise Terminated()
+        saved_term = signal.signal(signal.SIGTERM, on_sigterm)
+    exit_code, ending = 0, "exit"
+    main = types.ModuleType("__main__")
+    main.__dict__.update({"__file__": target.argv0, "__builtins__": builtins, "__spec__": None,
+                          "__package__": None if target.kind == "script" else target.name.rpartition(".")[0],
+                          "__cached__": None})
+    sys.argv = [target.argv0, *request.args]
+    if sys.path:
+        sys.path[0] = target.path0
+    else:
+        sys.path.append(target.path0)
+    sys.modules["__main__"] = main
+    try:
+        exec(target.code, main.__dict__)
+    except SystemExit as exc:
+        exit_code = _exit_code(exc)
+    except CheckFailed as exc:
+        exit_code, ending = 1, "check"
+        print(f"codecdoctor watch: stopped the script: {exc}", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        exit_code, ending = SIGINT_EXIT, "sigint"
+        _print_script_traceback(exc, target.argv0)
+    except Terminated:
+        exit_code, ending = SIGTERM_EXIT, "sigterm"
+        print("codecdoctor watch: the script was terminated (SIGTERM)", file=sys.stderr)
+    except BaseException as exc:  # noqa: BLE001 - the script's own failure: report it, keep the report
+        exit_code, ending = 1, "exception"
+        if tap.stopped is not None and exc is not tap.stopped and isinstance(exc.__context__, CheckFailed):
+            ending = "check"
+        _print_script_traceback(exc, target.argv0)
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        sys.argv = saved_argv
+        if saved_path0 is not None and sys.path:
+            sys.path[0] = saved_path0
+        if saved_main is not None:
+            sys.modules["__main__"] = saved_main
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, saved_term if saved_term is not None else signal.SIG_DFL)
+        tap.remove()
+    if tap.stopped is not None and ending == "exception":
+        ending = "check"
+    report = tap.finish("watch")
+    if writer is not None:
+        writer.close()
+    report.args = {"script": target.argv0 if target.kind == "script" else None,
+                   "module": target.name if target.kind == "module" else None, "args": list(request.args),
+                   "checks": request.checks, "sample_rate": request.sample_rate, "output_bound": request.output_bound,
+                   "read_every": request.read_every}
+    model = tap.model
+    report.measurements.update({
+        "script": target.argv0, "exit_code": exit_code, "ending": ending,
+        "model": None if model is None else {"class": type(getattr(model, "module", model)).__name__,
+                                             "parameters": sum(p.numel() for p in model.parameters())},
+        "output_bound": tap.monitor.output_bound if tap.monitor is not None else request.output_bound,
+        "output_bound_source": tap.bound_source or None,
+        "training_forwards": tap.training_forwards, "validation_forwards": tap.validation_forwards,
+        "optimizer_steps": tap.optimizer_steps,
+        "history": [{"step": v["step"], "val_snr_db": v["snr_db"], "val_rms_ratio_db": v["rms_ratio_db"],
+                     "pairs": v["pairs"]} for v in report.measurements.get("validation", [])],
+    })
+    if tap.stopped is not None:
+        report.notes.append(f"the script was stopped by a live check ({', '.join(f.id for f in tap.stop_findings())})")
+    elif ending == "sigint":
+        report.notes.append("the script was interrupted (Ctrl-C); the report covers the steps before it")
+    elif ending == "sigterm":
+        report.notes.append("the script was terminated (SIGTERM); the report covers the steps before it")
+    elif ending == "exception":
+        report.notes.append("the script raised an exception (its traceback is above); the report covers the steps before it")
+    if model is not None:
+        bound = report.measurements["output_bound"]
+        report.notes.append(f"model: {report.measurements['model']['class']}; output bound "
+                            + (f"±{bound:g} ({tap.bound_source})" if bound is not None else f"none ({tap.bound_source})"))
+    return WatchResult(report=report, exit_code=exit_code, ending=ending)
+
+
+def final_exit_code(result: WatchResult, fail_on_reached: bool) -> int:
+    """The script's own exit status; 1 when it exited 0 but findings reach --fail-on."""
+    if result.exit_code != 0:
+        return result.exit_code
+    return 1 if fail_on_reached else 0
