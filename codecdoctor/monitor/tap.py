@@ -302,15 +302,25 @@ class ModelTap:
         return known
 
     def _before_step(self, optimizer: Any, args: tuple, kwargs: dict) -> None:
-        if self.monitor is not None and self._is_model_optimizer(optimizer):
-            self.monitor.optimizer = optimizer
-            self._guard(self.monitor.on_backward, self.model)
+        self.before_optimizer_step(optimizer)
 
     def _after_step(self, optimizer: Any, args: tuple, kwargs: dict) -> None:
         if self.monitor is not None and self._is_model_optimizer(optimizer):
             self.optimizer_steps += 1
             if self._scaler is None:  # with a scaler, its update() reports the step with the new scale
                 self._on_step(None)
+
+    def before_optimizer_step(self, optimizer: Any) -> None:
+        """Gradients are final (and unscaled): T605 reads their norm, T609 the learning rate."""
+        if self.monitor is not None and self._is_model_optimizer(optimizer):
+            self.monitor.optimizer = optimizer
+            self._guard(self.monitor.on_backward, self.model)
+
+    def after_optimizer_step(self, scaler: Any = None) -> None:
+        """For a caller that sees the step itself (the Lightning callback)."""
+        if self.monitor is not None:
+            self.optimizer_steps += 1
+            self._on_step(scaler)
 
     def _on_step(self, scaler: Any) -> None:
         self._guard(self.monitor.on_step, scaler)
@@ -337,6 +347,10 @@ class ModelTap:
     def flush_validation(self) -> None:
         """Judge the validation pairs collected so far (end of a validation loop)."""
         self._flush_validation()
+
+    def discard_validation(self) -> None:
+        """Forget the pairs collected so far (a sanity-check pass of an untrained model)."""
+        self._val_refs, self._val_ests = [], []
 
     # -- the end ------------------------------------------------------------------------------
     def finish(self, command: str) -> Report:
