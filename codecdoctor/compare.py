@@ -201,7 +201,7 @@ def _aggregate(measured: list[PairMeasurements], pairs_total: int, failed: int) 
 
 
 def compare(ref: Any, est: Any, *, sample_rate: int | None = None, output_bound: float | None = None,
-            max_lag_ms: float | None = None,
+            max_lag_ms: float | None = None, quality: bool = True,
             progress: Callable[[int, int, str], None] | None = None) -> Report:
     """Compare a reference with an estimate (reconstruction) and diagnose the difference.
 
@@ -209,6 +209,8 @@ def compare(ref: Any, est: Any, *, sample_rate: int | None = None, output_bound:
     the same stem also pairs), or two arrays (time on the last axis; `sample_rate` required). For
     files, `sample_rate` resamples both sides to that rate. `output_bound`: the decoder's output
     bound if known (1.0 for tanh), for R307. `max_lag_ms`: lag search window (default 500 ms).
+    `quality`: also STOI, ESTOI, PESQ and the multi-scale mel distance per pair (measure/quality.py;
+    null with a note without the optional packages).
     `progress(done, total, subject)` is called after each pair. Returns a Report whose
     measurements hold `pairs[]` and `aggregate` (see docs/JSON.md)."""
     arrays = not isinstance(ref, (str, os.PathLike)) or not isinstance(est, (str, os.PathLike))
@@ -229,7 +231,7 @@ def compare(ref: Any, est: Any, *, sample_rate: int | None = None, output_bound:
         raise InputError(f"output bound must be positive, got {output_bound}")
 
     report = Report(command="compare", args={**root_args, "sample_rate": sample_rate, "output_bound": output_bound,
-                                             "max_lag_ms": max_lag_ms})
+                                             "max_lag_ms": max_lag_ms, "quality": quality})
     report.notes.extend(notes)
     records: list[dict[str, Any]] = []
     measured: list[tuple[_Pair, PairMeasurements, list[Finding]]] = []
@@ -259,6 +261,10 @@ def compare(ref: Any, est: Any, *, sample_rate: int | None = None, output_bound:
         try:
             m = measure_pair_stream(ref_src, est_src, rate, subject=pair.subject, output_bound=output_bound,
                                     max_lag_samples=lag, chunks=chunks)
+            if quality and not m.ref_silent and m.compared_samples > 0:
+                from codecdoctor.measure.quality import quality_from_sources
+
+                quality_from_sources(ref_src, est_src, rate, lag_samples=m.lag_samples).apply_to(m)
         finally:
             _close(ref_src, est_src)
         findings, ran = judge_pair(m)
@@ -290,6 +296,9 @@ def compare(ref: Any, est: Any, *, sample_rate: int | None = None, output_bound:
         top = next((f for f in findings if f.id != "R300"), None)
         if top is not None:
             aggregate["top_findings"][top.id] = aggregate["top_findings"].get(top.id, 0) + 1
+    for key in ("stoi", "estoi", "pesq_wb", "pesq_nb", "multiscale_mel_distance"):
+        values = [getattr(m, key) for _, m, _ in measured if getattr(m, key) is not None]
+        aggregate[f"mean_{key}"] = float(np.mean(values)) if values else None
     aggregate["mean_chunk_snr_db"] = chunk_set.mean_chunk_snr_db
     aggregate["silent_chunks"] = chunk_set.silent_chunks
     aggregate["chunks"] = chunk_set.chunks
