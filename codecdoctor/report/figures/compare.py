@@ -40,6 +40,9 @@ def build(report: Report, *, figures: bool) -> list[Any]:
     pairs = report.measurements.get("pairs", [])
     if any(p.get("snr_db") is not None for p in pairs):
         sections.append(what_if_table(report))
+    quality = quality_table(report)
+    if quality is not None:
+        sections.append(quality)
     if "aggregate" in report.measurements:
         sections.append(aggregate_text(report.measurements["aggregate"]))
     excerpt = report.measurements.get("excerpt")
@@ -69,6 +72,37 @@ def what_if_table(report: Report) -> Table:
                  caption="gain: best non-negative gain; aligned: lag removed; polarity: sign flipped if the "
                          "correlation is negative; all: lag, DC, signed optimal gain. Worst pair first. "
                          "'exact' = a perfect match once corrected (residual below float rounding).")
+
+
+QUALITY_COLUMNS = (("stoi", "STOI"), ("estoi", "ESTOI"), ("pesq_wb", "PESQ WB"), ("pesq_nb", "PESQ NB"),
+                   ("multiscale_mel_distance", "multi-scale mel"), ("mel_distance", "mel distance"))
+
+
+def quality_table(report: Report) -> Table | None:
+    """STOI, ESTOI, PESQ and the mel distances per pair, with the notes that say why one is
+    missing; None when no pair carries quality metrics (compare ran with quality=False)."""
+    pairs = [p for p in report.measurements.get("pairs", []) if p.get("snr_db") is not None]
+    if not any(key in p for p in pairs for key in ("stoi", "pesq_wb", "quality_notes")):
+        return None
+    if not any(p.get(key) is not None for p in pairs for key, _ in QUALITY_COLUMNS[:5]) and \
+            not any(p.get("quality_notes") for p in pairs):
+        return None
+    rows = []
+    for p in sorted(pairs, key=lambda p: _sortable(p.get("pesq_wb", p.get("stoi")))):
+        cells = [p.get("subject") or p.get("ref")]
+        for key, _ in QUALITY_COLUMNS:
+            value = p.get(key)
+            cells.append("-" if value is None else round(float(value), 3))
+        cells.append("; ".join(p.get("quality_notes") or []))
+        rows.append(cells)
+    config = next((p.get("multiscale_mel_config") for p in pairs if p.get("multiscale_mel_config")), None) or {}
+    scales = ", ".join(f"{s['window']}/{s['n_mels']}" for s in config.get("scales", []))
+    caption = ("STOI/ESTOI (pystoi, 0-1) and PESQ (ITU-T P.862.2 wide band / P.862 narrow band, MOS-LQO 1-4.64) on "
+               "the pair aligned by its lag, energy-weighted over 20 s segments (the last up to 30 s); '-' = not computed (see "
+               "the note). Multi-scale mel: sum over scales of the mean |log10 mel| difference (window/mels: "
+               f"{scales or 'n/a'}; hop window/4, clamp 1e-5, HTK mel, Slaney norm). Mel distance: the single-scale "
+               "one of R300 (1024-point window, 64 mels). Worst PESQ first.")
+    return Table("Quality metrics", ["pair", *(label for _, label in QUALITY_COLUMNS), "notes"], rows, caption=caption)
 
 
 def _float(value: Any) -> float:
