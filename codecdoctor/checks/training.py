@@ -536,3 +536,57 @@ def ddp_codebooks_differ(m: TrainingMeasurements):
                     subject=f"step {d.step}",
                     evidence={"tensors_differing": len(bad), "tensors": len(d.tensors), "max_spread": spread,
                               "worst_tensor": name, "world_size": d.world_size})]
+
+
+FEATURE_MATCHING_TERMS = ("feat", "fm", "feature", "feature_matching")
+# EnCodec's balancer weights the adversarial and feature-matching terms 3 and 3 against 1 (mel) and
+# 0.1 (L1): with the balancer each carries 3/7.1 = 42% of the gradient norm at the output and the
+# reconstruction terms together 15%. One adversarial or feature-matching term at 80% is about twice
+# its share there and leaves every other term together at 20%; the two together at 95% leave the
+# reconstruction a third of what that recipe gives it.
+BALANCE_SINGLE_SHARE = 0.8
+BALANCE_ADVERSARIAL_SHARE = 0.95
+
+
+@check("T612", scope="training", severity=Severity.WARNING)
+def loss_balance(m: TrainingMeasurements):
+    """Loss balance: an adversarial or feature-matching term dominates the gradient at the decoder output.
+
+    What: On the read-back schedule only (the first step of each window, never every step), the
+    norm of the gradient each loss term alone sends into the decoder output, ‖∂L_term/∂y‖ (one
+    autograd.grad per term through the loss graph, not the model), as EnCodec's balancer measures
+    it; a term's share is its norm over the sum of all terms' norms. After the warm-up, flags a
+    window where one adversarial (adv*, gan) or feature-matching (feat*, fm) term has more than 80%
+    of the gradient, or those terms together more than 95%. EnCodec's balanced recipe gives each of
+    them 42% and the reconstruction terms 15% together, so 80% is twice a balanced share.
+    Why: When the adversarial side owns the gradient, the decoder follows what the discriminator
+    rewards, not the waveform: reconstruction stalls or degrades (buzz, metallic artefacts) while
+    the generator loss looks healthy. It is the discriminator-overpowering failure, visible here
+    before the validation SNR shows it.
+    Fix: Lower the adversarial / feature-matching weights (or scale them by the ratio of the
+    gradient norms, as EnCodec's balancer does), start the adversarial loss after the
+    reconstruction has converged, or lower the discriminator's learning rate.
+    """
+    if not m.balance:
+        raise NotApplicable
+    step = m.balance[-1].step
+    if step < m.warmup_steps:
+        return []
+    terms = m.balance[-1].terms
+    shares = {t: median_finite([b.shares[b.terms.index(t)] for b in m.balance if t in b.terms]) for t in terms}
+    adversarial = [t for t in terms if _find_term([t], ADV_TERMS) or _find_term([t], FEATURE_MATCHING_TERMS)]
+    if not adversarial:
+        return []
+    dominant = max(adversarial, key=lambda t: shares[t])
+    adversarial_share = sum(shares[t] for t in adversarial)
+    if shares[dominant] <= BALANCE_SINGLE_SHARE and adversarial_share <= BALANCE_ADVERSARIAL_SHARE:
+        return []
+    listed = ", ".join(f"{t} {100 * s:.0f}%" for t, s in sorted(shares.items(), key=lambda p: -p[1]))
+    return [finding("T612", f"'{dominant}' carries {100 * shares[dominant]:.0f}% of the gradient at the decoder "
+                            f"output at step {step} (adversarial/feature-matching terms together "
+                            f"{100 * adversarial_share:.0f}%; reconstruction {100 * (1 - adversarial_share):.0f}%): "
+                            f"{listed}",
+                    subject=f"step {step}",
+                    evidence={"step": step, "dominant_term": dominant, "dominant_share": shares[dominant],
+                              "adversarial_share": adversarial_share,
+                              **{f"share_{t}": s for t, s in shares.items()}})]
