@@ -39,13 +39,14 @@ from codecdoctor.measure.audio.accumulator import (
     reduced,
 )
 from codecdoctor.measure.audio.discover import display_path
-from codecdoctor.measure.audio.file import FileMeasurement
+from codecdoctor.measure.audio.file import FileMeasurement, FilePart, file_part_count, measure_file, measure_file_part
 from codecdoctor.measure.audio.sources import Corpus, SourceError, Task, measure_task, open_corpus, public_url
 
 MAX_FINDINGS_PER_CHECK = 200  # beyond this one summary finding per check (100,000-file corpora)
 MAX_ENVELOPES = 24  # level-over-time strips kept for the worst-flagged files
 BATCH_BYTES = 64 << 20  # small files travel to workers in batches of about this many bytes ...
 BATCH_FILES = 64  # ... or this many files, so per-task overhead stays small for 100,000 clips
+SPLIT_BYTES = 32 << 20  # with several workers, a file on disk this large is measured in parallel parts
 CUT_CHECKS = ("D101", "D113")  # what a lhotse cut's duration alone can tell
 
 
@@ -175,11 +176,17 @@ def _batches(tasks: list[Task]) -> Iterator[list[Task]]:
         yield batch
 
 
+def _measure_part(path: str, index: int, silence_threshold_db: float) -> FilePart:
+    return measure_file_part(path, index, silence_threshold_db=silence_threshold_db)
+
+
 def _audit_all(tasks: list[Task], jobs: int, thresholds: DataThresholds,
                on_started: Callable[[], None]) -> Iterator[tuple[int, CorpusAccumulator]]:
-    """(tasks done, their accumulator) per batch, in completion order. jobs == 1 runs in this process (no pool, no
-    pickling). `on_started()` is called once the workers exist."""
-    if jobs <= 1 or len(tasks) <= 1:
+    """(tasks done, their accumulator) per batch, in completion order. jobs == 1 runs in this
+    process (no pool, no pickling). With several workers, a long file on disk is measured as its
+    parts in parallel (the same parts measure_file reads one after another, so the numbers are
+    identical) and joined here. `on_started()` is called once the workers exist."""
+    if jobs <= 1 or len(tasks) < 1:
         on_started()
         for task in tasks:
             yield 1, audit_task(task, thresholds)
@@ -189,13 +196,37 @@ def _audit_all(tasks: list[Task], jobs: int, thresholds: DataThresholds,
 
     # Large files first, so the last worker is not left alone with a 2-hour file at the end.
     ordered = sorted(tasks, key=lambda t: -t.size_bytes)
-    batches = list(_batches(ordered))
-    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-    with cf.ProcessPoolExecutor(max_workers=min(jobs, len(batches)), mp_context=mp.get_context(method)) as pool:
-        pending = {pool.submit(_audit_batch, b, thresholds): len(b) for b in batches}
+    split = {t.subject: n for t in ordered if t.kind == "audio" and t.storage.protocol is None
+             and t.size_bytes >= SPLIT_BYTES and (n := file_part_count(t.path)) > 1}
+    if len(tasks) == 1 and not split:
         on_started()
+        yield 1, audit_task(tasks[0], thresholds)
+        return
+    whole = [t for t in ordered if t.subject not in split]
+    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+    with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context(method)) as pool:
+        pending: dict[Any, tuple[Any, ...]] = {}
+        for task in ordered:
+            for index in range(split.get(task.subject, 0)):
+                future = pool.submit(_measure_part, task.path, index, thresholds.silence_threshold_db)
+                pending[future] = ("part", task, index)
+        for batch in _batches(whole):
+            pending[pool.submit(_audit_batch, batch, thresholds)] = ("batch", len(batch))
+        on_started()
+        parts: dict[str, list[FilePart | None]] = {subject: [None] * n for subject, n in split.items()}
         for future in cf.as_completed(pending):
-            yield pending[future], future.result()
+            kind, *info = pending[future]
+            if kind == "batch":
+                yield info[0], future.result()
+                continue
+            task, index = info
+            got = parts[task.subject]
+            got[index] = future.result()
+            if all(p is not None for p in got):
+                row = measure_file(task.path, task.subject, silence_threshold_db=thresholds.silence_threshold_db,
+                                   parts=got)
+                del parts[task.subject]
+                yield 1, CorpusAccumulator.of_row(row, thresholds)
 
 
 class _Progress:

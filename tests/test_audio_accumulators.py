@@ -203,3 +203,51 @@ def test_matches_ffmpeg_astats(tmp_path):
     assert m.rms_db == pytest.approx(stat("RMS level dB"), abs=1e-3)  # ffmpeg prints 6 decimals of dB
     assert m.peak_db == pytest.approx(stat("Peak level dB"), abs=1e-3)
     assert m.dc_offset == pytest.approx(stat("DC offset"), abs=1e-6)
+
+
+def test_a_long_file_in_parts_gives_one_pass_numbers_sequential_or_parallel(tmp_path, monkeypatch):
+    """Parts of a long file (measured one after another, or each by another worker) joined with
+    `then` equal one pass: a clipped run across a cut, a part that is all rail, NaN, overs."""
+    import pickle
+
+    from codecdoctor.measure.audio import reader
+    from codecdoctor.measure.audio.file import (
+        FileMeasurement,
+        fill_from_stats,
+        measure_file_part,
+    )
+
+    monkeypatch.setattr(reader, "TARGET_BLOCK_SAMPLES", 4096)  # blocks of 3840 frames ...
+    monkeypatch.setattr(reader, "PART_BLOCKS", 2)  # ... parts of 7680 frames: a 2.4 s file has 5
+    x = speech_like(2.4, SR, seed=3, peak=0.8)
+    cut = 7680
+    x[cut - 4:cut + 6] = 1.0  # a 10-sample clip run across the first cut
+    x[2 * cut:3 * cut + 3] = -1.0  # the whole third part is one rail run, continuing into the fourth
+    x[3 * cut + 100] = np.nan
+    x[4 * cut + 50:4 * cut + 60] *= 3.0  # overs in the last part
+    path = tmp_path / "long.wav"
+    sf.write(path, x.astype(np.float32), SR, subtype="FLOAT")
+
+    sequential = measure_file(path, "long.wav")
+    with sf.SoundFile(str(path)) as handle:
+        assert len(reader.part_ranges(handle)) == 5
+        one = SignalAccumulator(SR, 1, subtype="FLOAT")
+        for block in reader.read_blocks(handle, reader.block_frames_for(SR, 1)):
+            one.update(block)
+    single = FileMeasurement(path="long.wav", size_bytes=sequential.size_bytes, sample_rate=SR, channels=1)
+    fill_from_stats(single, one.result())
+    assert sequential.clipped_samples == 10 + cut + 3 and sequential.clip_runs == 2
+    for name, value in single.to_json().items():
+        got = getattr(sequential, name)
+        if name in ("path", "format", "subtype", "container_bits", "declared_frames", "fingerprint"):
+            continue
+        if isinstance(value, float) and math.isfinite(value):
+            assert got == pytest.approx(value, rel=1e-12), name
+        else:
+            assert got == value, name
+    assert sequential.envelope == single.envelope and sequential.histogram == single.histogram
+
+    parts = [pickle.loads(pickle.dumps(measure_file_part(path, i))) for i in reversed(range(5))][::-1]
+    parallel = measure_file(path, "long.wav", parts=parts)
+    assert parallel.to_json() == sequential.to_json()  # bit-identical, fingerprint included
+    assert parallel.envelope == sequential.envelope

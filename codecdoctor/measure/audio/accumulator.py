@@ -116,52 +116,85 @@ class SignalStats:
 
 
 class _Envelope:
-    """Level over time in at most 2·ENVELOPE_MAX_BINS bins: when full, neighbours merge pairwise
-    (bin width doubles), so memory is bounded however long the file is."""
+    """Level over time in at most 2·ENVELOPE_MAX_BINS bins of 2^k frames, aligned to multiples of
+    2^k from the file's first frame: when full, neighbours merge pairwise (the width doubles), so
+    memory is bounded however long the file is. Because bins are aligned to the frame index, two
+    consecutive parts of a file (`join`) give exactly the bins one pass over the file gives."""
 
-    def __init__(self, frame_seconds: float) -> None:
+    def __init__(self, frame_seconds: float, start_frame: int = 0) -> None:
         self.frame_seconds = frame_seconds
         self.frames_per_bin = 1
-        self.start_frame = np.zeros(0, np.int64)
+        self.first_bin = start_frame  # absolute index (at the current width) of bin 0
         self.n_frames = np.zeros(0, np.int64)
         self.energy = np.zeros(0, np.float64)
         self.samples = np.zeros(0, np.int64)
         self.peak = np.zeros(0, np.float64)
-        self.next_frame = 0
+        self.next_frame = start_frame
 
     def update(self, frame_energy: np.ndarray, frame_samples: np.ndarray, frame_peak: np.ndarray) -> None:
         m = frame_energy.size
         if m == 0:
             return
         width = self.frames_per_bin
-        starts = np.arange(0, m, width)
-        self.start_frame = np.concatenate([self.start_frame, self.next_frame + starts])
-        self.n_frames = np.concatenate([self.n_frames, np.minimum(width, m - starts)])
-        self.energy = np.concatenate([self.energy, np.add.reduceat(frame_energy, starts)])
-        self.samples = np.concatenate([self.samples, np.add.reduceat(frame_samples, starts)])
-        self.peak = np.concatenate([self.peak, np.maximum.reduceat(frame_peak, starts)])
+        index = (self.next_frame + np.arange(m)) // width - self.first_bin
+        starts = np.flatnonzero(np.diff(index, prepend=-1))
+        self._place(index[starts], np.diff(starts, append=m), np.add.reduceat(frame_energy, starts),
+                    np.add.reduceat(frame_samples, starts), np.maximum.reduceat(frame_peak, starts))
         self.next_frame += m
         while self.energy.size > 2 * ENVELOPE_MAX_BINS:
             self._halve()
 
+    def _place(self, bins: np.ndarray, n_frames: np.ndarray, energy: np.ndarray, samples: np.ndarray,
+               peak: np.ndarray) -> None:
+        """Add values into bins (relative indices, ascending, from the last existing bin on)."""
+        size = int(bins[-1]) + 1
+        if size > self.energy.size:
+            grow = size - self.energy.size
+            self.n_frames = np.concatenate([self.n_frames, np.zeros(grow, np.int64)])
+            self.energy = np.concatenate([self.energy, np.zeros(grow)])
+            self.samples = np.concatenate([self.samples, np.zeros(grow, np.int64)])
+            self.peak = np.concatenate([self.peak, np.zeros(grow)])
+        self.n_frames[bins] += n_frames
+        self.energy[bins] += energy
+        self.samples[bins] += samples
+        self.peak[bins] = np.maximum(self.peak[bins], peak)
+
     def _halve(self) -> None:
-        pairs = np.arange(0, self.energy.size, 2)
-        self.start_frame = self.start_frame[pairs]
-        self.n_frames = np.add.reduceat(self.n_frames, pairs)
-        self.energy = np.add.reduceat(self.energy, pairs)
-        self.samples = np.add.reduceat(self.samples, pairs)
-        self.peak = np.maximum.reduceat(self.peak, pairs)
+        index = (self.first_bin + np.arange(self.energy.size)) // 2
+        starts = np.flatnonzero(np.diff(index, prepend=-1))
+        self.n_frames = np.add.reduceat(self.n_frames, starts)
+        self.energy = np.add.reduceat(self.energy, starts)
+        self.samples = np.add.reduceat(self.samples, starts)
+        self.peak = np.maximum.reduceat(self.peak, starts)
+        self.first_bin //= 2
         self.frames_per_bin *= 2
+
+    def join(self, later: "_Envelope") -> "_Envelope":
+        """The envelope of this part followed by `later` (which starts where this one ends)."""
+        left, right = copy.deepcopy(self), copy.deepcopy(later)
+        while left.frames_per_bin < right.frames_per_bin:
+            left._halve()
+        while right.frames_per_bin < left.frames_per_bin:
+            right._halve()
+        if right.energy.size:
+            left._place(right.first_bin - left.first_bin + np.arange(right.energy.size), right.n_frames,
+                        right.energy, right.samples, right.peak)
+        left.next_frame = right.next_frame
+        while left.energy.size > 2 * ENVELOPE_MAX_BINS:
+            left._halve()
+        return left
 
     def result(self) -> dict[str, list[float]]:
         with np.errstate(divide="ignore", invalid="ignore"):
             ms = np.where(self.samples > 0, self.energy / np.maximum(self.samples, 1), 0.0)
             rms_db = np.where(ms > 0, 10.0 * np.log10(np.maximum(ms, 1e-30)), -200.0)
+        keep = self.n_frames > 0
+        start = np.maximum((self.first_bin + np.arange(self.energy.size)) * self.frames_per_bin, 0)
         return {
-            "start_s": [round(float(v), 4) for v in self.start_frame * self.frame_seconds],
-            "duration_s": [round(float(v), 4) for v in self.n_frames * self.frame_seconds],
-            "rms_db": [round(float(v), 2) for v in rms_db],
-            "peak": [round(float(v), 5) for v in self.peak],
+            "start_s": [round(float(v), 4) for v in start[keep] * self.frame_seconds],
+            "duration_s": [round(float(v), 4) for v in self.n_frames[keep] * self.frame_seconds],
+            "rms_db": [round(float(v), 2) for v in rms_db[keep]],
+            "peak": [round(float(v), 5) for v in self.peak[keep]],
         }
 
 
@@ -271,6 +304,9 @@ class SignalAccumulator:
     silence_threshold_db: float = field(default=-60.0, kw_only=True)
     min_clip_run: int = field(default=MIN_CLIP_RUN_SAMPLES, kw_only=True)
     keep_envelope: bool = field(default=True, kw_only=True)
+    # a later part of one file (see `then`): where it starts, in 20 ms frames, and that it continues
+    start_frame: int = reduced(smallest, default=0, kw_only=True)
+    continues: bool = reduced(largest, default=False, kw_only=True)
     # derived configuration (set in __post_init__; must agree to combine)
     frame_len: int = field(init=False)
     silence_ms_threshold: float = field(init=False)
@@ -304,12 +340,13 @@ class SignalAccumulator:
     histogram: np.ndarray = reduced(add, init=False, repr=False, default_factory=_zeros(HIST_BINS))
     # per-stream state
     open_run: np.ndarray = per_stream(init=False, repr=False, default=None)  # rail run open at the block edge
+    lead_run: np.ndarray = per_stream(init=False, repr=False, default=None)  # a later part's leading rail run ...
+    lead_open: np.ndarray = per_stream(init=False, repr=False, default=None)  # ... still open (joined by `then`)
     envelope: "_Envelope | None" = per_stream(init=False, repr=False, default=None)
     _carry: np.ndarray | None = per_stream(init=False, repr=False, default=None)
     _scratch: np.ndarray | None = per_stream(init=False, repr=False, default=None)
     _frame_index: int = per_stream(init=False, repr=False, default=0)
-    _hash: Any = per_stream(init=False, repr=False, default=None)
-    _hashed: bool = per_stream(init=False, repr=False, default=False)
+    _head_digest: bytes | None = per_stream(init=False, repr=False, default=None)  # fingerprint of the first block
     _finished: bool = per_stream(init=False, repr=False, default=False)
 
     def __post_init__(self) -> None:
@@ -329,9 +366,17 @@ class SignalAccumulator:
 
     def _start_stream(self) -> None:
         self.open_run = np.zeros(self.channels, np.int64)
-        self.envelope = _Envelope(self.frame_len / self.sample_rate) if self.keep_envelope else None
+        self.lead_run = np.zeros(self.channels, np.int64)
+        self.lead_open = np.full(self.channels, bool(self.continues))
+        self.envelope = _Envelope(self.frame_len / self.sample_rate, self.start_frame) if self.keep_envelope else None
         self._carry = np.zeros((0, self.channels), np.float32)
-        self._hash = hashlib.blake2b(digest_size=12)
+        self._frame_index = self.start_frame
+        self._head_digest = None
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_scratch"] = None  # a block-sized buffer, not state: parts travel between processes
+        return state
 
     # -- streaming ---------------------------------------------------------------------------
     def update(self, block: np.ndarray) -> None:
@@ -355,9 +400,8 @@ class SignalAccumulator:
     def _process(self, block: np.ndarray) -> None:
         """Statistics of a block that is a whole number of frames (the last one may be partial)."""
         n_frames = block.shape[0]
-        if not self._hashed:  # fingerprint: the first block's samples plus totals added in result()
-            self._hash.update(np.ascontiguousarray(block[:FINGERPRINT_FRAMES]))
-            self._hashed = True
+        if self._head_digest is None and not self.continues:  # fingerprint: first block + totals (result())
+            self._head_digest = hashlib.blake2b(np.ascontiguousarray(block[:FINGERPRINT_FRAMES]), digest_size=12).digest()
         self.frames += n_frames
         self.samples += block.size
         flat = block.reshape(-1)
@@ -438,8 +482,10 @@ class SignalAccumulator:
         clean_block = clean.reshape(-1, self.channels)
         if block_max >= self.rail_high or block_min <= self.rail_low:
             self._rail_runs(clean_block)
-        elif self.open_run.any():
-            self._close_runs(np.arange(self.channels))
+        else:
+            self.lead_open[:] = False
+            if self.open_run.any():
+                self._close_runs(np.arange(self.channels))
         self._spectrum(clean_block, frame_sq)
 
     # -- slow paths --------------------------------------------------------------------------
@@ -452,6 +498,14 @@ class SignalAccumulator:
             else:  # float: only exact ±1.0 (what np.clip leaves); beyond is an over (D103)
                 at = (col == self.rail_high) | (col == self.rail_low)
             self.rail_samples += int(at.sum())
+            if self.lead_open[c]:  # a later part: its leading run is joined to the previous part's open run
+                if at.all():
+                    self.lead_run[c] += at.size
+                    continue
+                first_off = int(np.argmin(at))
+                self.lead_run[c] += first_off
+                self.lead_open[c] = False
+                at = at[first_off:]
             if not at.any():
                 self._close_runs([c])
                 continue
@@ -463,7 +517,7 @@ class SignalAccumulator:
                 lengths[0] += self.open_run[c]
             elif self.open_run[c]:
                 self._close_runs([c])
-            if stops[-1] == col.size:  # the last run may continue in the next block
+            if stops[-1] == at.size:  # the last run may continue in the next block
                 self.open_run[c] = lengths[-1]
                 lengths = lengths[:-1]
             else:
@@ -550,21 +604,42 @@ class SignalAccumulator:
         pooled = combine_fields(self._finished_copy(), other._finished_copy())
         pooled._start_stream()
         pooled.envelope = None
-        pooled._hash = hashlib.blake2b(b"combined", digest_size=12)
-        pooled._hashed = pooled._finished = True
+        pooled._head_digest = b"combined"
+        pooled._finished = True
         return pooled
+
+    def then(self, later: "SignalAccumulator") -> "SignalAccumulator":
+        """A new accumulator for this part of a file followed by `later`, the part that starts
+        where this one ends (`start_frame`, `continues=True`); neither is changed. A rail run
+        crossing the cut becomes one run, the envelope bins are frame-aligned, histogram frames
+        are sampled by their index in the file: the numbers are those of one pass over both."""
+        if self._finished or later._finished:
+            raise ValueError("then() joins parts that are still open (before result())")
+        if self._carry.shape[0] or later.start_frame != self._frame_index or not later.continues:
+            raise ValueError("then() needs the part that starts on the frame where this one ends")
+        twin = copy.copy(later)
+        twin.start_frame, twin.continues = self.start_frame, self.continues
+        joined = combine_fields(self, twin)
+        joined._carry = later._carry.copy()
+        joined._frame_index = later._frame_index
+        joined._head_digest = self._head_digest
+        joined.envelope = self.envelope.join(later.envelope) if self.envelope and later.envelope else None
+        joined.lead_run, joined.lead_open = self.lead_run.copy(), self.lead_open.copy()
+        joined.open_run = later.open_run.copy()
+        for c in range(self.channels):
+            if self.lead_open[c]:  # this side is one rail run so far: the lead grows
+                joined.lead_run[c] += later.lead_run[c]
+                joined.lead_open[c] = later.lead_open[c]
+            elif later.lead_open[c]:  # the later part is one rail run: it extends the open run
+                joined.open_run[c] = self.open_run[c] + later.lead_run[c]
+            elif self.open_run[c] + later.lead_run[c]:
+                joined._count_runs(np.array([self.open_run[c] + later.lead_run[c]]))
+        return joined
 
     def _finished_copy(self) -> "SignalAccumulator":
         if self._finished:
             return self
-        # the scratch buffer is block-sized and not state; a hash object cannot be deep-copied
-        scratch, digest = self._scratch, self._hash
-        self._scratch = self._hash = None
-        try:
-            twin = copy.deepcopy(self)
-        finally:
-            self._scratch, self._hash = scratch, digest
-        twin._hash = digest.copy()
+        twin = copy.deepcopy(self)
         twin._finish()
         return twin
 
@@ -576,12 +651,15 @@ class SignalAccumulator:
             carry, self._carry = self._carry, self._carry[:0]
             self._process(carry)
         self._close_runs(np.arange(self.channels))
+        for c in np.flatnonzero(self.lead_run):  # a part measured on its own: its leading run ends here
+            self._count_runs(np.array([self.lead_run[c]]))
+            self.lead_run[c] = 0
 
     def result(self) -> SignalStats:
         self._finish()
         finite = self.samples - self.nan - self.inf
         has_finite = finite > 0 and math.isfinite(self.max)
-        digest = self._hash.copy()
+        digest = hashlib.blake2b(self._head_digest or b"", digest_size=12)
         digest.update(f"{self.frames}:{self.channels}:{self.sum!r}:{self.sum_squares!r}".encode())
         return SignalStats(
             frames=self.frames, channels=self.channels, sample_rate=self.sample_rate, samples=self.samples,

@@ -12,8 +12,14 @@ from typing import Any
 
 from codecdoctor.measure.audio.accumulator import SignalAccumulator, SignalStats, db
 from codecdoctor.measure.audio.discover import display_path
-from codecdoctor.measure.audio.formats import CONTAINER_BITS
-from codecdoctor.measure.audio.reader import block_frames_for, declared_wav_data_bytes, declared_wav_frames, read_blocks
+from codecdoctor.measure.audio.formats import CONTAINER_BITS, frame_length
+from codecdoctor.measure.audio.reader import (
+    block_frames_for,
+    declared_wav_data_bytes,
+    declared_wav_frames,
+    part_ranges,
+    read_blocks,
+)
 
 
 @dataclass(slots=True)
@@ -113,8 +119,10 @@ def _describe_open_error(path: Path, exc: Exception) -> str:
 
 
 def measure_file(path: Path | str, relpath: str | None = None, *, silence_threshold_db: float = -60.0,
-                 keep_envelope: bool = True) -> FileMeasurement:
-    """Stream one file on disk once and measure it. Never raises for a bad file: `error` says why."""
+                 keep_envelope: bool = True, parts: list[FilePart] | None = None) -> FileMeasurement:
+    """Stream one file on disk once and measure it. Never raises for a bad file: `error` says why.
+    A long file is read in fixed parts joined in order; `parts` (from `measure_file_part`, e.g.
+    measured by several workers) skips the reading and only joins them."""
     import soundfile as sf
 
     path = Path(path)
@@ -135,7 +143,7 @@ def measure_file(path: Path | str, relpath: str | None = None, *, silence_thresh
     def declared(frame_bytes: int) -> int | None:
         return declared_wav_frames(path, frame_bytes)
 
-    return _measure_open(handle, rel, size, declared, silence_threshold_db, keep_envelope)
+    return _measure_open(handle, rel, size, declared, silence_threshold_db, keep_envelope, parts)
 
 
 def measure_fileobj(stream: Any, subject: str, size_bytes: int | None = None, *, silence_threshold_db: float = -60.0,
@@ -173,9 +181,56 @@ def _empty(rel: str) -> FileMeasurement:
     return FileMeasurement(path=rel, kind="audio", frames=0, duration_s=0.0, size_bytes=0, error="empty file (0 bytes)")
 
 
+@dataclass
+class FilePart:
+    """One part of a long file (see reader.part_ranges), still open so that parts join with
+    `SignalAccumulator.then`; `error` says where reading stopped inside it, if it did."""
+
+    index: int
+    accumulator: SignalAccumulator
+    error: str | None = None
+
+
+def _read_part(handle: Any, start: int, stop: int | None, index: int, subtype: str | None,
+               silence_threshold_db: float, keep_envelope: bool) -> FilePart:
+    sr, ch = int(handle.samplerate), int(handle.channels)
+    acc = SignalAccumulator(sr, ch, subtype=subtype, silence_threshold_db=silence_threshold_db,
+                            keep_envelope=keep_envelope, start_frame=start // frame_length(sr), continues=index > 0)
+    try:
+        if start:
+            handle.seek(start)
+        for block in read_blocks(handle, block_frames_for(sr, ch), None if stop is None else stop - start):
+            acc.update(block)
+    except Exception as exc:  # a decode error mid-file: keep what was read, say where it stopped
+        return FilePart(index, acc, f"read error after {start + acc.frames + acc._carry.shape[0]} frames: "
+                                    f"{str(exc).strip() or type(exc).__name__}")
+    return FilePart(index, acc)
+
+
+def file_part_count(path: Path | str) -> int:
+    """How many parts `measure_file` measures this file in (1 if it cannot even be opened)."""
+    import soundfile as sf
+
+    try:
+        with sf.SoundFile(str(path)) as handle:
+            return len(part_ranges(handle))
+    except Exception:  # the measurement itself reports why the file is unreadable
+        return 1
+
+
+def measure_file_part(path: Path | str, index: int, *, silence_threshold_db: float = -60.0,
+                      keep_envelope: bool = True) -> FilePart:
+    """Part `index` of a long file (worker entry point); `measure_file(path, parts=...)` joins them."""
+    import soundfile as sf
+
+    with sf.SoundFile(str(path)) as handle:
+        start, stop = part_ranges(handle)[index]
+        return _read_part(handle, start, stop, index, handle.subtype, silence_threshold_db, keep_envelope)
+
+
 def _measure_open(handle: Any, rel: str, size: int, declared_frames: Any, silence_threshold_db: float,
-                  keep_envelope: bool) -> FileMeasurement:
-    """Stream an open soundfile through one SignalAccumulator into the file's row."""
+                  keep_envelope: bool, parts: list[FilePart] | None = None) -> FileMeasurement:
+    """Stream an open soundfile part by part (or join parts measured elsewhere) into the file's row."""
     with handle:
         sr, ch = int(handle.samplerate), int(handle.channels)
         fmt, subtype = handle.format, handle.subtype
@@ -186,13 +241,14 @@ def _measure_open(handle: Any, rel: str, size: int, declared_frames: Any, silenc
             return m
         if fmt in ("WAV", "WAVEX") and subtype in SAMPLE_WIDTH_BYTES:
             m.declared_frames = declared_frames(SAMPLE_WIDTH_BYTES[subtype] * ch)
-        acc = SignalAccumulator(sr, ch, subtype=subtype, silence_threshold_db=silence_threshold_db,
-                                keep_envelope=keep_envelope)
-        try:
-            for block in read_blocks(handle, block_frames_for(sr, ch)):
-                acc.update(block)
-        except Exception as exc:  # a decode error mid-file: keep what was read, say where it stopped
-            m.error = f"read error after {acc.frames + acc._carry.shape[0]} frames: {str(exc).strip() or type(exc).__name__}"
+        acc = None
+        for index, (start, stop) in enumerate(part_ranges(handle)):
+            part = parts[index] if parts is not None else _read_part(handle, start, stop, index, subtype,
+                                                                   silence_threshold_db, keep_envelope)
+            acc = part.accumulator if acc is None else acc.then(part.accumulator)
+            if part.error is not None:
+                m.error = part.error
+                break
     stats = acc.result()
     fill_from_stats(m, stats)
     if m.error is None and m.declared_frames is not None and m.declared_frames > stats.frames:

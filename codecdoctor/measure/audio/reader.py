@@ -17,6 +17,8 @@ import numpy as np
 from codecdoctor.measure.audio.formats import frame_length
 
 TARGET_BLOCK_SAMPLES = 1 << 20  # ~1 M samples (4 MB float32): big enough to amortise numpy calls
+PART_BLOCKS = 8  # a long file is measured as parts of 8 blocks (~8.4 M samples, ~9 min at 16 kHz) ...
+SPLITTABLE_FORMATS = {"WAV", "WAVEX", "W64", "RF64", "AIFF", "CAF", "FLAC"}  # ... when it seeks exactly
 
 
 def block_frames_for(sample_rate: int, channels: int) -> int:
@@ -25,7 +27,19 @@ def block_frames_for(sample_rate: int, channels: int) -> int:
     return fl * max(1, TARGET_BLOCK_SAMPLES // (fl * max(1, channels)))
 
 
-def read_blocks(sound_file: Any, block_frames: int) -> Iterator[np.ndarray]:
+def part_ranges(sound_file: Any) -> list[tuple[int, int | None]]:
+    """[start, stop) frame ranges that a file is measured in, always the same for the same file
+    (whatever the number of workers), so a file measured in parallel parts gives exactly the
+    numbers of the same parts measured one after another. One open range for formats whose frame
+    count or seeking is not exact (lossy codecs)."""
+    frames = int(sound_file.frames)
+    part = PART_BLOCKS * block_frames_for(sound_file.samplerate, sound_file.channels)
+    if sound_file.format not in SPLITTABLE_FORMATS or not sound_file.seekable() or frames <= part:
+        return [(0, None)]
+    return [(start, min(start + part, frames)) for start in range(0, frames, part)]
+
+
+def read_blocks(sound_file: Any, block_frames: int, max_frames: int | None = None) -> Iterator[np.ndarray]:
     """Yield float32 blocks of shape (frames, channels) from an open soundfile.SoundFile.
 
     Every block is a view of one buffer that is refilled, so a consumer must not keep a block
@@ -34,19 +48,23 @@ def read_blocks(sound_file: Any, block_frames: int) -> Iterator[np.ndarray]:
     dev machine, int16 read + one numpy multiply at 4 GB/s, and the values are identical (k/32768
     is exact in float32).
     """
+    left = max_frames
     buffer = np.empty((block_frames, sound_file.channels), dtype=np.float32)
     native = np.empty((block_frames, sound_file.channels), dtype=np.int16) if sound_file.subtype == "PCM_16" else None
-    while True:
+    while left is None or left > 0:
+        want = block_frames if left is None else min(block_frames, left)
         if native is not None:
-            raw = sound_file.read(block_frames, dtype="int16", always_2d=True, out=native)
+            raw = sound_file.read(want, dtype="int16", always_2d=True, out=native[:want])
             block = buffer[: raw.shape[0]]
             np.multiply(raw, np.float32(1.0 / 32768.0), out=block)
         else:
-            block = sound_file.read(block_frames, dtype="float32", always_2d=True, out=buffer)
+            block = sound_file.read(want, dtype="float32", always_2d=True, out=buffer[:want])
         if block.shape[0] == 0:
             return
         yield block
-        if block.shape[0] < block_frames:
+        if left is not None:
+            left -= block.shape[0]
+        if block.shape[0] < want:
             return
 
 
