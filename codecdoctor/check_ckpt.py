@@ -53,6 +53,10 @@ def _reconstruct_on_data(adapter: Any, crops, output_bound: str | None, report: 
 
     from codecdoctor.diagnose import diagnose_pair
     from codecdoctor.measure.adapters import reconstruct
+    from codecdoctor.measure.quality import MULTISCALE_MEL_CONFIG, quality_metrics
+
+    hop = getattr(adapter, "hop_samples", None)
+    hop = int(hop) if isinstance(hop, (int, np.integer)) and hop > 1 else None
 
     per_crop, findings, rows, refs, ests = [], [], [], [], []
     for subject, audio in crops:
@@ -60,12 +64,17 @@ def _reconstruct_on_data(adapter: Any, crops, output_bound: str | None, report: 
         refs.append(np.asarray(audio, dtype=np.float64))
         ests.append(np.nan_to_num(np.asarray(est, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0))
         bound = 1.0 if output_bound == "tanh" else None
-        pm, found, ran = diagnose_pair(audio, est, int(adapter.sample_rate), subject=subject, output_bound=bound)
+        pm, found, ran = diagnose_pair(audio, est, int(adapter.sample_rate), subject=subject, output_bound=bound,
+                                       hop_samples=hop)
+        if not pm.ref_silent and pm.compared_samples > 0:
+            quality_metrics(audio, est, int(adapter.sample_rate), lag_samples=pm.lag_samples).apply_to(pm)
         report.add([], ran)
         findings.append(found)
         per_crop.append({"subject": subject, "snr_db": pm.snr_db, "si_snr_db": pm.si_snr_db,
                          "mel_distance": pm.mel_distance, "gain": pm.gain, "lag_samples": pm.lag_samples,
-                         "what_if": pm.what_if})
+                         "what_if": pm.what_if, "stoi": pm.stoi, "estoi": pm.estoi, "pesq_wb": pm.pesq_wb,
+                         "pesq_nb": pm.pesq_nb, "multiscale_mel_distance": pm.multiscale_mel_distance,
+                         "quality_notes": pm.quality_notes})
         rows.append([subject, pm.snr_db, pm.si_snr_db, pm.lag_samples, pm.gain, found[0].id if found else ""])
     report.add(_dedupe(findings, len(crops)))
     from codecdoctor.report.sections import Table
@@ -78,8 +87,13 @@ def _reconstruct_on_data(adapter: Any, crops, output_bound: str | None, report: 
     signal = sum(float(np.sum(np.square(ref, dtype=np.float64))) for ref in refs)
     error = sum(float(np.sum(np.square(ref - est, dtype=np.float64))) for ref, est in zip(refs, ests))
     total = 10.0 * math.log10(signal / error) if error > 0 and signal > 0 else (math.inf if signal > 0 else None)
+    quality = {}
+    for key in ("stoi", "estoi", "pesq_wb", "pesq_nb", "multiscale_mel_distance"):
+        values = [c[key] for c in per_crop if c[key] is not None]
+        quality[f"mean_{key}"] = float(np.mean(values)) if values else None
     return {"crops": per_crop, "mean_snr_db": float(np.mean(snrs)) if snrs else None,
-            "total_snr_db": total if total is None or math.isfinite(total) else None}
+            "total_snr_db": total if total is None or math.isfinite(total) else None, **quality,
+            "multiscale_mel_config": dict(MULTISCALE_MEL_CONFIG)}
 
 
 def _codes_on_data(adapter: Any, crops, max_level_crops: int = 4) -> QuantizerMeasurements | None:
