@@ -59,3 +59,68 @@ def test_codebooks_differing_across_two_gloo_ranks_give_T611(tmp_path):
         assert evidence["world_size"] == 2 and evidence["worst_tensor"].startswith("quantizer.levels.0.")
         # the read-back scheduled at step 4 (read_every=2) checksums the buffers after step 4's forward
         assert result["t611"][0]["subject"] == f"step {PERTURB_AT_STEP}"
+
+
+NAN_RANK, NAN_STEP = 1, 3
+
+
+def _strict_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
+    import datetime
+    import time
+
+    sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
+    from monitor_loops import PassThroughCodec, crops, speech_bank
+
+    import codecdoctor
+
+    torch.set_num_threads(1)
+    # a short collective timeout: if a rank were left waiting, this test fails in a minute, not in 30
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world,
+                            timeout=datetime.timedelta(seconds=60))
+    outcome: dict = {"rank": rank}
+    start = time.monotonic()
+    try:
+        torch.manual_seed(0)
+        model = torch.nn.parallel.DistributedDataParallel(PassThroughCodec(gain=0.8))
+        opt = torch.optim.Adam(model.parameters(), 1e-3)
+        monitor = codecdoctor.Monitor(model, 16000, mode="strict", stop_on="nonfinite", read_every=10, optimizer=opt)
+        bank = speech_bank(2.0, seed=rank)
+        for step in range(12):
+            x = crops(bank, step)
+            if rank == NAN_RANK and step == NAN_STEP:
+                x[0, 0, 5] = float("nan")  # one rank's data is broken; the other's is fine
+            y = model(x)
+            loss = (y - x).abs().mean()
+            monitor.on_batch(x, y, {"l1": loss})
+            opt.zero_grad()
+            loss.backward()
+            monitor.on_backward(model)
+            opt.step()
+            outcome["last_step"] = step
+            monitor.on_step()
+        outcome["ending"] = "completed"
+    except codecdoctor.CheckFailed as exc:
+        outcome.update(ending="CheckFailed", ids=[f.id for f in exc.findings],
+                       subjects=[f.subject for f in exc.findings])
+    except Exception as exc:  # a collective timeout or a peer gone: what the stop vote prevents
+        outcome.update(ending=type(exc).__name__, error=str(exc)[:300])
+    outcome["seconds"] = time.monotonic() - start
+    Path(out_dir, f"strict{rank}.json").write_text(json.dumps(outcome))
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_strict_stop_on_one_rank_stops_every_rank_at_the_same_step(tmp_path):
+    if not dist.is_available() or not dist.is_gloo_available():
+        pytest.skip("torch.distributed with gloo is not available in this build")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    mp.spawn(_strict_worker, args=(2, str(tmp_path / "rendezvous"), str(tmp_path)), nprocs=2, join=True)
+    results = [json.loads((tmp_path / f"strict{r}.json").read_text()) for r in range(2)]
+    for result in results:
+        # both ranks raise CheckFailed after the faulty step, not a gloo timeout 60 s later
+        assert result["ending"] == "CheckFailed", result
+        assert result["last_step"] == NAN_STEP
+        assert "T601" in result["ids"]
+    # rank 0 saw nothing wrong in its own data: it names rank 1's finding
+    assert any(s.startswith(f"rank {NAN_RANK}: step {NAN_STEP}") for s in results[0]["subjects"]), results[0]
+    print(f"strict DDP stop: ranks stopped after {[round(r['seconds'], 2) for r in results]} s")
