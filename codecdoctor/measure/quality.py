@@ -17,7 +17,8 @@ Two entry points, one computation:
 - `QualityAccumulator(sample_rate)` is the same thing block by block, for a streaming compare:
   `update(ref_block, est_block)` with blocks of any size (both sides already aligned and of equal
   length; the caller undoes the lag), then `result()`. `quality_metrics` is exactly an
-  accumulator fed the whole (aligned) pair, so the two agree to the last bit for the same audio.
+  accumulator fed the whole (aligned) pair, so the two agree for the same audio (to float
+  rounding, ~1e-15: the same segments, buffered in differently aligned arrays).
   `combine(other)` merges two accumulators of consecutive stretches (returns a new one).
 
 Segments. PESQ and STOI are defined on utterances of seconds, not hours, so the signal is scored
@@ -332,7 +333,8 @@ def quality_from_sources(ref: Any, est: Any, sample_rate: int, *, lag_samples: i
                          stoi: bool = True, pesq: bool = True, mel: bool = True) -> QualityResult:
     """`quality_metrics` on two sources read block by block (anything with `frames` and
     `read(start, stop) -> (channels, n)`, as `measure.pair_stream`'s sources): memory is one block
-    plus 1.5 segments, whatever the length. Equal to `quality_metrics` on the same audio."""
+    plus 1.5 segments, whatever the length. Equal to `quality_metrics` on the same audio (to float
+    rounding)."""
     lag = int(lag_samples)
     r_start, e_start = (0, lag) if lag >= 0 else (-lag, 0)
     n = max(0, min(int(ref.frames) - r_start, int(est.frames) - e_start))

@@ -1,0 +1,167 @@
+"""Quality metrics (measure/quality.py): STOI/ESTOI (pystoi), PESQ (pesq), multi-scale mel distance.
+
+Pinned against each package's own behaviour (identity scores its documented maximum) and against
+torchmetrics' wrappers of the same packages; preconditions gated with notes, never a crash."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from speech_sources import SR, speech
+
+from codecdoctor.measure import quality as Q
+
+pytest.importorskip("pystoi")
+pytest.importorskip("pesq")
+
+
+def rms(x):
+    return float(np.sqrt(np.mean(np.square(x))))
+
+
+@pytest.fixture(scope="module")
+def clean():
+    return speech("te-default", 0, max_seconds=3.0)
+
+
+def noisy(x, snr_db, seed=0):
+    rng = np.random.default_rng(seed)
+    return x + rng.standard_normal(x.size) * rms(x) * 10 ** (-snr_db / 20)
+
+
+def test_identity_scores_each_metrics_documented_maximum(clean):
+    q = Q.quality_metrics(clean, clean, SR)
+    assert q.stoi == pytest.approx(1.0, abs=1e-6) and q.estoi == pytest.approx(1.0, abs=1e-6)
+    # P.862.2 wide band maps to at most 4.644, P.862 narrow band to 4.549 (MOS-LQO)
+    assert q.pesq_wb == pytest.approx(4.644, abs=0.001)
+    assert q.pesq_nb == pytest.approx(4.549, abs=0.001)
+    assert q.multiscale_mel_distance == 0.0
+    assert q.notes == [] and q.segments == 1
+
+
+def test_more_noise_scores_lower_on_every_metric(clean):
+    better, worse = Q.quality_metrics(clean, noisy(clean, 20), SR), Q.quality_metrics(clean, noisy(clean, 5), SR)
+    for key in ("stoi", "estoi", "pesq_wb", "pesq_nb"):
+        assert getattr(worse, key) < getattr(better, key) < 4.65, key
+    assert worse.multiscale_mel_distance > better.multiscale_mel_distance > 0.0
+
+
+def test_numbers_equal_torchmetrics_wrappers(clean):
+    torch = pytest.importorskip("torch")
+    audio = pytest.importorskip("torchmetrics.functional.audio")
+    est = noisy(clean, 10)
+    q = Q.quality_metrics(clean, est, SR)
+    ref_t, est_t = torch.from_numpy(clean), torch.from_numpy(est)
+    assert q.stoi == pytest.approx(float(audio.short_time_objective_intelligibility(est_t, ref_t, SR)), abs=1e-9)
+    assert q.estoi == pytest.approx(float(audio.short_time_objective_intelligibility(est_t, ref_t, SR, extended=True)),
+                                    abs=1e-9)
+    assert q.pesq_wb == pytest.approx(float(audio.perceptual_evaluation_speech_quality(est_t, ref_t, SR, "wb")), abs=1e-4)
+    assert q.pesq_nb == pytest.approx(float(audio.perceptual_evaluation_speech_quality(est_t, ref_t, SR, "nb")), abs=1e-4)
+
+
+def test_block_by_block_equals_whole_signal_and_segments_are_energy_weighted(clean):
+    ref = np.concatenate([clean, 0.3 * clean[::-1]])          # 6 s: three 2 s segments
+    est = noisy(ref, 12)
+    whole = Q.quality_metrics(ref, est, SR, segment_seconds=2.0)
+    acc = Q.QualityAccumulator(SR, segment_seconds=2.0)
+    for start in range(0, ref.size, 7777):
+        acc.update(ref[start:start + 7777], est[start:start + 7777])
+    streamed = acc.result()
+    assert whole.segments == streamed.segments == 3
+    for key in ("stoi", "estoi", "pesq_wb", "pesq_nb", "multiscale_mel_distance"):
+        assert getattr(streamed, key) == pytest.approx(getattr(whole, key), abs=1e-12), key
+    # energy weighting: the weighted mean of the per-segment STOIs
+    seg = 2 * SR
+    parts = [(ref[i:i + seg], est[i:i + seg]) for i in range(0, ref.size, seg)]
+    values = [Q.quality_metrics(r, e, SR).stoi for r, e in parts]
+    weights = [float(np.dot(r, r)) for r, _ in parts]
+    assert whole.stoi == pytest.approx(np.average(values, weights=weights), abs=1e-12)
+
+
+def test_sources_read_in_blocks_equal_arrays_and_the_lag_is_undone(clean):
+    from codecdoctor.measure.pair_stream import ArraySource
+
+    est = np.concatenate([np.zeros(40), noisy(clean, 15)[:-40]])
+    direct = Q.quality_metrics(clean, est, SR, lag_samples=40)
+    streamed = Q.quality_from_sources(ArraySource(clean, SR), ArraySource(est, SR), SR, lag_samples=40,
+                                      block_samples=5000)
+    assert streamed.stoi == pytest.approx(direct.stoi, abs=1e-12)
+    assert streamed.pesq_wb == pytest.approx(direct.pesq_wb, abs=1e-6)
+    assert direct.stoi > Q.quality_metrics(clean, est, SR).stoi    # aligned scores better than as is
+    assert "aligned by its lag (+40 samples)" in direct.notes[0]
+
+
+@pytest.mark.parametrize("rate, wide, note", [
+    (44100, True, "resampled from 44100 Hz to 16000 Hz"),
+    (12000, False, "resampled from 12000 Hz to 8000 Hz"),
+    (8000, False, "narrow band only"),
+    (6000, None, "it needs at least 8 kHz"),
+])
+def test_pesq_runs_only_at_8_or_16_khz_and_says_what_it_did(clean, rate, wide, note):
+    from codecdoctor.measure.audio.reader import resample
+
+    ref = resample(clean, SR, rate)
+    q = Q.quality_metrics(ref, noisy(ref, 20), rate)
+    assert any(note in n for n in q.notes), q.notes
+    assert q.stoi is not None                                   # STOI takes any rate
+    if wide is None:
+        assert q.pesq_wb is None and q.pesq_nb is None
+    else:
+        assert q.pesq_nb is not None and (q.pesq_wb is not None) == wide
+
+
+def test_silent_or_too_short_pairs_are_null_with_a_note(clean):
+    silent = Q.quality_metrics(np.zeros(SR), np.zeros(SR), SR)
+    assert silent.stoi is None and silent.pesq_wb is None
+    assert any("silent" in n for n in silent.notes)
+    short = Q.quality_metrics(clean[:3000], clean[:3000], SR)
+    assert short.stoi is None and short.pesq_wb is None
+    assert any("shorter than" in n for n in short.notes)
+    assert short.multiscale_mel_distance == 0.0                  # the mel distance needs no utterance
+
+
+def test_pause_only_segment_gives_no_utterance_note():
+    rng = np.random.default_rng(2)
+    hiss = rng.standard_normal(2 * SR) * 1e-4                     # -80 dBFS: no speech for PESQ's VAD
+    q = Q.quality_metrics(hiss, hiss + rng.standard_normal(hiss.size) * 1e-5, SR)
+    assert q.pesq_wb is None or math.isfinite(q.pesq_wb)
+    if q.pesq_wb is None:
+        assert any("PESQ" in n for n in q.notes)
+
+
+def test_missing_packages_give_null_with_an_install_note(clean, monkeypatch):
+    monkeypatch.setattr(Q, "_import_pystoi", lambda: None)
+    monkeypatch.setattr(Q, "_import_pesq", lambda: None)
+    q = Q.quality_metrics(clean, noisy(clean, 20), SR)
+    assert q.stoi is None and q.estoi is None and q.pesq_wb is None and q.pesq_nb is None
+    assert Q.PYSTOI_MISSING in q.notes and Q.PESQ_MISSING in q.notes
+    assert q.multiscale_mel_distance is not None                 # numpy only
+
+
+def test_multiscale_mel_distance_of_a_half_gain_is_log10_2_per_scale(clean):
+    q = Q.quality_metrics(clean, 0.5 * clean, SR)
+    # A bin differs by log10(2) = 0.301 when both sides are above the 1e-5 clamp, by less when
+    # only the halved one is clamped, by 0 when both are: bounds from the reference's bins alone.
+    low = high = 0.0
+    for window, n_mels in Q.MULTISCALE_MEL:
+        ref_bins = Q._log_mel(clean, SR, window, n_mels)
+        low += math.log10(2) * float(np.mean(ref_bins >= math.log10(2 * Q.MEL_CLAMP)))
+        high += math.log10(2) * float(np.mean(ref_bins > math.log10(Q.MEL_CLAMP)))
+    assert low - 1e-9 <= q.multiscale_mel_distance <= high + 1e-9
+    assert q.multiscale_mel_distance > 0.5 * len(Q.MULTISCALE_MEL) * math.log10(2)
+    assert q.multiscale_mel_config["scales"][0] == {"window": 32, "hop": 8, "n_mels": 5}
+    assert q.multiscale_mel_config["mel_scale"] == "htk" and q.multiscale_mel_config["clamp"] == 1e-5
+
+
+def test_compare_puts_the_metrics_in_every_pair_and_can_skip_them(clean):
+    from codecdoctor.compare import compare
+
+    est = noisy(clean, 15)
+    pair = compare(clean, est, sample_rate=SR).measurements["pairs"][0]
+    for key in ("stoi", "estoi", "pesq_wb", "pesq_nb", "multiscale_mel_distance"):
+        assert isinstance(pair[key], float), key
+    assert pair["multiscale_mel_config"]["scales"] and pair["mel_distance_config"]["n_mels"] == 64
+    skipped = compare(clean, est, sample_rate=SR, quality=False).measurements["pairs"][0]
+    assert skipped["stoi"] is None and skipped["pesq_wb"] is None
+    assert skipped["snr_db"] == pair["snr_db"]                   # the rest of the pair is unchanged
