@@ -39,6 +39,9 @@ class TrainRequest(TrainOptions):
     checks: str = field(default="nonfinite", metadata={
         "help": "Live checks: nonfinite (stop on NaN/Inf, report drift), strict (stop on any error finding), "
                 "warn (never stop), off.", "choices": CHECK_MODES})
+    tensorboard: str | None = field(default=None, metadata={
+        "help": "Log the live monitor's read-back statistics (peaks, RMS ratio, gradient norm, codebook "
+                "perplexity, validation SNR and what-if) as TensorBoard scalars in this folder."})
 
     def trainer_options(self) -> TrainOptions:
         return TrainOptions(**{f.name: getattr(self, f.name) for f in fields(TrainOptions)})
@@ -100,10 +103,17 @@ def _load_monitor(trainer, request: TrainRequest, event_log: Path | None, notes:
     # "nonfinite" (the default): stop on NaN/Inf only, report drift; "strict": stop on any error
     mode, stop_on = ("warn", "errors") if request.checks == "warn" else (
         "strict", "nonfinite" if request.checks == "nonfinite" else "errors")
+    writer = None
+    if request.tensorboard and trainer.is_main:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as exc:
+            raise InputError(f"--tensorboard needs the tensorboard package ({exc}): pip install tensorboard") from None
+        writer = SummaryWriter(request.tensorboard)
     return Monitor(trainer.model, config.sample_rate, mode=mode, stop_on=stop_on,
                    output_bound=1.0 if config.output_bound == "tanh" else None,
                    event_log=str(event_log) if event_log is not None else None,
-                   optimizer=trainer.optimizer, start_step=trainer.step)
+                   optimizer=trainer.optimizer, start_step=trainer.step, writer=writer)
 
 
 def train(request: TrainRequest, *, callbacks: list[Any] | None = None,
@@ -172,7 +182,8 @@ def train(request: TrainRequest, *, callbacks: list[Any] | None = None,
         monitor_measurements = mon_report.measurements
         report.add(mon_report.findings, mon_report.checks_run)
         report.notes.extend(mon_report.notes)
-        report.sections.extend(mon_report.sections)  # the monitor's curves: loss terms, peaks, RMS ratio, ...
+        if monitor.scalars is not None:
+            monitor.scalars.writer.close()
     known = {(f.id, f.message) for f in report.findings}
     report.add([f for f in stopped if (f.id, f.message) not in known])
 
@@ -197,37 +208,7 @@ def train(request: TrainRequest, *, callbacks: list[Any] | None = None,
                  "warnings": list(trainer.source.warnings)},
     }
     report.fatal = write_failure  # the run could not go on: the report is kept, the command exits 2
-    _add_sections(report, history)
-    return report
-
-
-def _add_sections(report: Report, history: list[dict]) -> None:
-    from codecdoctor.report.sections import Table
-
-    if not history:
-        return
-    rows = [[h["epoch"], h["step"], h["train_loss"], h["val_snr_db"], h["val_si_snr_db"], h["val_mel_distance"],
-             h["lr"], "yes" if h.get("partial") else ""] for h in history]
-    report.sections.append(Table("Training history", ["epoch", "step", "train loss", "val SNR dB", "val SI-SNR dB",
-                                                      "val mel distance", "lr", "partial"], rows,
-                                 caption="Validation SNR from total power over the whole held-out set."))
-    try:
-        from codecdoctor.report.plots import figure_section, new_figure
-
-        fig, (ax1, ax2) = new_figure(8.0, 3.0, ncols=2)
-        steps = [h["step"] for h in history]
-        ax1.plot(steps, [h["val_snr_db"] for h in history], marker="o", label="SNR")
-        ax1.plot(steps, [h["val_si_snr_db"] for h in history], marker=".", label="SI-SNR")
-        ax1.axhline(0, color="grey", lw=0.8)
-        ax1.set_xlabel("step")
-        ax1.set_ylabel("validation dB")
-        ax1.legend()
-        ax2.plot(steps, [h["train_loss"] for h in history], marker="o")
-        ax2.set_xlabel("step")
-        ax2.set_ylabel("train loss")
-        report.sections.append(figure_section(fig, "Training curves", "Validation SNR / SI-SNR and training loss per epoch."))
-    except Exception as exc:  # a plot is a convenience; the table and JSON carry the numbers
-        report.notes.append(f"training curve plot skipped: {exc}")
+    return report  # its history table and curves are drawn from the measurements (report/figures/train.py)
 
 
 def is_main_process() -> bool:
