@@ -366,6 +366,53 @@ def skipped(f: FileMeasurement, t: DataThresholds):
     return [finding("D115", f"{f.path}: skipped: {f.error}", subject=f.path, evidence={})]
 
 
+# D116: integer full scales a float file's peak may betray (int16, int24, int32 PCM).
+_INTEGER_SCALES = ((16, 32768.0), (24, 8388608.0), (32, 2147483648.0))
+# A float file peaking at or above this is integer-scale data: 64 is 36 dB over full scale, far past
+# any overshoot of a [-1, 1] signal (a resampler or decoder overshoots by a few dB; D103's 1.01),
+# and int16 audio stored unscaled reaches it whenever its peak is above -54 dBFS (64 / 32768).
+_INTEGER_SCALE_MIN_PEAK = 64.0
+
+
+@check("D116", scope="data", severity=Severity.ERROR, level="file")
+def float_at_integer_scale(f: FileMeasurement, t: DataThresholds):
+    """Float data stored at integer scale: int16 samples written as float without dividing by 32768.
+
+    What: Fires for a FLOAT or DOUBLE file whose peak |x| is 64 or more. A float signal in [-1, 1]
+    that overshoots does so by a few dB (a peak of 1.01-1.4; D103); 64 is 36 dB over full scale.
+    Integer PCM written as float without scaling keeps its integer values: speech recorded at a
+    normal level peaks in the thousands (-20 dBFS is 3277 in int16), quiet speech in the hundreds
+    (-40 dBFS is 328), so any int16 recording peaking above -54 dBFS reaches 64. The message names
+    the smallest integer full scale (int16 32768, int24 8388608, int32 2^31) that holds the peak and
+    the levels the file would have once divided by it.
+    Why: A codec trained on it sees inputs thousands of times too loud: a tanh decoder can never
+    follow (R307: the SNR ceiling is near 0 dB), an unbounded one learns outputs thousands of times
+    the range of correctly scaled files, losses and gradient norms explode, and files mixed with
+    correctly scaled ones look like 90 dB level outliers.
+    Fix: Divide the samples by the integer full scale (32768 for int16) before writing the float
+    file (soundfile does this when reading PCM as float; `np.int16` data cast with astype(float32)
+    does not), or write the integers as PCM_16. Re-export the affected files.
+    """
+    _audible(f)
+    subtype = (f.subtype or "").upper()
+    if subtype not in ("FLOAT", "DOUBLE") or not f.peak or f.peak < _INTEGER_SCALE_MIN_PEAK:
+        return []
+    bits, scale = next(((b, s) for b, s in _INTEGER_SCALES if f.peak <= s), (None, None))
+    if scale is None:
+        message = (f"{f.path}: {subtype} samples peak at {f.peak:.6g} (min {f.min:.6g}, max {f.max:.6g}), beyond even "
+                   "int32 full scale: the data is not audio in [-1, 1] at any integer scale")
+        return [finding("D116", message, subject=f.path, evidence={"peak": f.peak, "min": f.min, "max": f.max})]
+    peak_db = 20.0 * math.log10(f.peak / scale)
+    rms_db = (f.rms_db - 20.0 * math.log10(scale)) if f.rms_db is not None and math.isfinite(f.rms_db) else None
+    rms_text = f", RMS {rms_db:.1f} dBFS" if rms_db is not None else ""
+    message = (f"{f.path}: {subtype} samples peak at {f.peak:.6g} (min {f.min:.6g}, max {f.max:.6g}): integer PCM "
+               f"stored without scaling. Divided by the int{bits} full scale {scale:.0f} the file would peak at "
+               f"{peak_db:.1f} dBFS{rms_text}.")
+    return [finding("D116", message, subject=f.path,
+                    evidence={"peak": f.peak, "min": f.min, "max": f.max, "integer_bits": bits, "integer_scale": scale,
+                              "peak_dbfs_after_scaling": peak_db, "rms_dbfs_after_scaling": rms_db})]
+
+
 # ---- corpus-level --------------------------------------------------------------------------------
 
 @check("D106", scope="data", severity=Severity.WARNING, level="corpus")
