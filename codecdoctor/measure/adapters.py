@@ -323,14 +323,16 @@ class ModelLoad:
 
 def _map_weight_norm(names: dict[str, Any], target: set[str]) -> tuple[dict[str, Any], int]:
     out, renamed = {}, 0
+    dotted_target = {"." + k for k in target}  # a bare conv's names have no module path in front
     for key, value in names.items():
-        new = key
+        new = "." + key
         if key not in target:
             for old, param in _WEIGHT_NORM:
-                if key.endswith(old) and key[: -len(old)] + param in target:
-                    new = key[: -len(old)] + param
-                elif key.endswith(param) and key[: -len(param)] + old in target:
-                    new = key[: -len(param)] + old
+                if new.endswith(old) and new[: -len(old)] + param in dotted_target:
+                    new = new[: -len(old)] + param
+                elif new.endswith(param) and new[: -len(param)] + old in dotted_target:
+                    new = new[: -len(param)] + old
+        new = new[1:]
         renamed += new != key
         out[new] = value
     return out, renamed
