@@ -128,7 +128,7 @@ def train(request: TrainRequest, *, callbacks: list[Any] | None = None,
 
     if request.checks not in CHECK_MODES:
         raise InputError(f"--checks must be one of {', '.join(CHECK_MODES)}, got {request.checks!r}")
-    if not Path(request.data_dir).is_dir():
+    if not Path(request.data_dir).exists():  # a folder, a WebDataset .tar shard or a lhotse manifest
         raise InputError(f"data folder not found: {request.data_dir}")
     for name in ("batch_size", "num_epochs"):
         if getattr(request, name) < 1:

@@ -10,10 +10,19 @@
   naming the files (or refused with `strict_rate`). Multi-channel files are averaged to mono.
 - Files shorter than one crop are zero-padded (default) or skipped (`short_files="skip"`); either
   way a warning says which.
+- `data_dir` may also be a WebDataset tar shard (or a folder holding shards: every audio member
+  is a training file, read by seeking inside the uncompressed tar, never extracted) or a lhotse
+  manifest (`recordings.jsonl[.gz]`: each recording; `cuts.jsonl[.gz]`: each cut's region of its
+  recording).
 """
 from __future__ import annotations
 
+import gzip
+import io
+import json
 import math
+import os
+import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -26,8 +35,97 @@ AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".aifc", "
                     ".caf", ".rf64", ".mp3", ".opus")
 
 
+TAR_SUFFIX = ".tar"
+MANIFEST_SUFFIXES = (".jsonl", ".jsonl.gz")
+
+
 class DataError(ValueError):
     """The data folder cannot be used for training (missing, no audio, strict-rate violation)."""
+
+
+class _Window(io.RawIOBase):
+    """A read-only, seekable view of bytes [offset, offset + size) of a file: one tar member."""
+
+    def __init__(self, path: Path, offset: int, size: int) -> None:
+        self._file = open(path, "rb")
+        self._offset, self._size, self._pos = offset, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, pos: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, min(self._size, base + pos))
+        return self._pos
+
+    def readinto(self, buffer) -> int:
+        n = min(len(buffer), self._size - self._pos)
+        if n <= 0:
+            return 0
+        self._file.seek(self._offset + self._pos)
+        got = self._file.readinto(memoryview(buffer)[:n])
+        self._pos += got
+        return got
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
+@dataclass
+class _Source:
+    """Where a training file's samples are: a file, a member of a tar (byte range), a region."""
+
+    path: Path
+    rel: str
+    member: tuple[int, int] | None = None  # (byte offset, byte size) inside an uncompressed tar
+    start_s: float = 0.0  # a lhotse cut: its region of the recording
+    duration_s: float | None = None
+
+    def open(self) -> sf.SoundFile:
+        if self.member is None:
+            return sf.SoundFile(str(self.path))
+        return sf.SoundFile(_Window(self.path, *self.member))
+
+
+def _is_audio(name: str) -> bool:
+    return name.lower().endswith(AUDIO_EXTENSIONS) and not os.path.basename(name).startswith("._")
+
+
+def _tar_sources(path: Path, rel: str) -> list[_Source]:
+    with tarfile.open(path, "r:") as tar:  # uncompressed: members are byte ranges we can seek in
+        return [_Source(path, f"{rel}:{m.name}", member=(m.offset_data, m.size))
+                for m in tar.getmembers() if m.isreg() and _is_audio(m.name)]
+
+
+def _lhotse_sources(path: Path) -> list[_Source]:
+    raw = path.read_bytes()
+    text = (gzip.decompress(raw) if path.name.endswith(".gz") else raw).decode("utf-8")
+    base = path.parent
+    out = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        item = json.loads(line)
+        recording = item.get("recording") if isinstance(item.get("recording"), dict) else item
+        sources = [s for s in recording.get("sources") or [] if s.get("type") == "file"]
+        if not sources:
+            continue
+        where = Path(sources[0]["source"])
+        if not where.is_absolute() and (base / where).exists():
+            where = base / where
+        if recording is item:
+            out.append(_Source(where, str(item.get("id"))))
+        else:  # a cut: its [start, start + duration) of the recording
+            out.append(_Source(where, str(item.get("id")), start_s=float(item.get("start") or 0.0),
+                               duration_s=float(item.get("duration") or 0.0)))
+    return out
 
 
 @dataclass
@@ -39,6 +137,15 @@ class AudioFile:
     channels: int
     train_stop: int  # train region is [0, train_stop)
     val_start: int | None  # validation region is [val_start, frames) when not None
+    source: _Source | None = None  # a tar member or a lhotse cut (frames are then relative to it)
+    offset: int = 0  # first frame of this item in the underlying file (lhotse cut start)
+
+
+@dataclass
+class _Info:
+    samplerate: int
+    frames: int
+    channels: int
 
 
 def _names(items: list[str], limit: int = 5) -> str:
@@ -74,18 +181,47 @@ class CropSource:
             self.on_warning(message)
 
     # -- discovery ---------------------------------------------------------------------------
+    def _sources(self) -> list[_Source]:
+        """Every training item: audio files and tar shard members under a folder, one shard, or
+        the recordings / cuts of a lhotse manifest."""
+        root = self.data_dir
+        try:
+            if root.is_file() and root.name.lower().endswith(MANIFEST_SUFFIXES):
+                return _lhotse_sources(root)
+            if root.is_file() and root.name.lower().endswith(TAR_SUFFIX):
+                return _tar_sources(root, root.name)
+        except (OSError, ValueError, KeyError, tarfile.TarError) as exc:
+            raise DataError(f"{root}: not a readable shard or manifest ({str(exc).splitlines()[0][:120]})") from None
+        if not root.is_dir():
+            raise DataError(f"data folder not found: {root} (a folder, a .tar shard or a lhotse .jsonl[.gz] manifest)")
+        out: list[_Source] = []
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            rel = str(path.relative_to(root))
+            if _is_audio(path.name):
+                out.append(_Source(path, rel))
+            elif path.name.lower().endswith(TAR_SUFFIX):
+                try:
+                    out.extend(_tar_sources(path, rel))
+                except (OSError, tarfile.TarError) as exc:
+                    self._warn(f"skipped shard {rel} ({str(exc).splitlines()[0][:80]})")
+        return out
+
     def _scan(self) -> None:
-        if not self.data_dir.is_dir():
-            raise DataError(f"data folder not found: {self.data_dir}")
-        candidates = sorted(p for p in self.data_dir.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+        candidates = self._sources()
         unreadable, empty, other_rate, short, multi = [], [], [], [], []
-        for path in candidates:
-            rel = str(path.relative_to(self.data_dir))
+        for source in candidates:
+            rel = source.rel
             try:
-                info = sf.info(str(path))
+                with source.open() as handle:
+                    rate, frames, channels = int(handle.samplerate), int(handle.frames), int(handle.channels)
             except Exception as exc:  # corrupt header, unsupported codec: skip, keep training
                 unreadable.append(f"{rel} ({str(exc).splitlines()[0][:80]})")
                 continue
+            offset = 0
+            if source.duration_s is not None:  # a lhotse cut: its region of the recording
+                offset = min(frames, int(round(source.start_s * rate)))
+                frames = max(0, min(frames - offset, int(round(source.duration_s * rate))))
+            info = _Info(rate, frames, channels)
             if info.frames <= 0:
                 empty.append(rel)
                 continue
@@ -101,8 +237,8 @@ class CropSource:
                 short.append(rel)
                 if self.short_files == "skip":
                     continue
-            self.files.append(AudioFile(path, rel, int(info.frames), int(info.samplerate), int(info.channels),
-                                        int(info.frames), None))
+            self.files.append(AudioFile(source.path, rel, int(info.frames), int(info.samplerate), int(info.channels),
+                                        int(info.frames), None, source=source, offset=offset))
         if unreadable:
             self._warn(f"skipped {len(unreadable)} unreadable file(s): {_names(unreadable)}")
         if empty:
@@ -156,9 +292,9 @@ class CropSource:
 
     def read(self, f: AudioFile, start: int, n_target: int) -> torch.Tensor:
         """[channels, n_target] float32 from `f` starting at source frame `start` (seek, no full load)."""
-        n_src = self._src_len(n_target, f.sample_rate)
-        with sf.SoundFile(str(f.path)) as handle:
-            handle.seek(max(0, min(start, f.frames - 1)))
+        n_src = min(self._src_len(n_target, f.sample_rate), max(0, f.frames - max(0, min(start, f.frames - 1))))
+        with (f.source.open() if f.source is not None else sf.SoundFile(str(f.path))) as handle:
+            handle.seek(f.offset + max(0, min(start, f.frames - 1)))
             block = handle.read(n_src, dtype="float32", always_2d=True)
         x = torch.from_numpy(np.ascontiguousarray(block.T))
         if x.shape[0] != self.channels:
