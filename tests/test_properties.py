@@ -267,6 +267,26 @@ def test_merging_the_parts_of_one_stream_gives_its_sample_statistics(data, x):
     _same(single, merged.result(), SAMPLE_FIELDS, rel=1e-6)
 
 
+@FAST
+@given(st.data(), streams(max_frames=4000), st.sampled_from([None, "PCM_16", "FLOAT"]))
+def test_parts_of_one_stream_joined_in_order_give_the_single_pass(data, x, subtype):
+    """A long file is measured as parts cut on 20 ms frame boundaries and joined with `then`:
+    every exact statistic, rail runs across the cuts included, equals one pass over the stream."""
+    frame = 320  # 20 ms at 16 kHz
+    n_frames = -(-x.shape[0] // frame)
+    cuts = sorted(set(data.draw(st.lists(st.integers(1, max(1, n_frames - 1)), max_size=4)))) if n_frames > 1 else []
+    bounds = [0, *[c * frame for c in cuts if c * frame < x.shape[0]], x.shape[0]]
+    single = _accumulate([x], x.shape[1], subtype=subtype)
+    joined = None
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        part = audio.SignalAccumulator(16000, x.shape[1], subtype=subtype, start_frame=a // frame, continues=a > 0)
+        part.update(x[a:b])
+        joined = part if joined is None else joined.then(part)
+    one, many = single.result(), joined.result()
+    _same(one, many, EXACT_FIELDS, rel=1e-6)
+    assert one.envelope == many.envelope
+
+
 @SLOW
 @given(st.lists(streams(max_frames=1200), min_size=1, max_size=5), st.randoms(use_true_random=False))
 def test_merging_files_in_any_grouping_and_order_gives_the_same_corpus_totals(files, rnd):
