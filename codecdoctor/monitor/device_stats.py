@@ -135,9 +135,16 @@ class CodebookBuffers:
     initted: str | None
 
 
+# usage counters that hand-written quantizers keep next to an nn.Embedding codebook
+USAGE_BUFFER_NAMES = ("usage", "code_usage", "codebook_usage", "counts", "code_counts", "usage_count",
+                      "usage_counts", "ema_count", "ema_counts")
+
+
 def find_codebooks(model: torch.nn.Module) -> list[CodebookBuffers]:
-    """EMA cluster-size buffers of any layout that names them `cluster_size` (this codec,
-    vector-quantize-pytorch, encodec), in registration order (= residual level order)."""
+    """Per quantizer level, the buffer that counts how often each code is used, in registration
+    order (= residual level order): EMA `cluster_size` buffers (this codec, vector-quantize-pytorch,
+    encodec), and in hand-written quantizers a usage / count buffer of K entries in the module that
+    holds an `nn.Embedding(K, D)` codebook."""
     names = [name for name, _ in model.named_buffers()]
     found = []
     for name in names:
@@ -146,6 +153,17 @@ def find_codebooks(model: torch.nn.Module) -> list[CodebookBuffers]:
         prefix = name[: -len("cluster_size")]
         initted = next((prefix + key for key in ("initted", "inited") if prefix + key in names), None)
         found.append(CodebookBuffers(name=prefix.rstrip(".") or "quantizer", cluster_size=name, initted=initted))
+    if found:
+        return found
+    for module_name, module in model.named_modules():
+        sizes = {child.num_embeddings for child in module.children() if isinstance(child, torch.nn.Embedding)}
+        if not sizes:
+            continue
+        for leaf, buffer in module.named_buffers(recurse=False):
+            if leaf.lower() in USAGE_BUFFER_NAMES and buffer.dim() >= 1 and buffer.shape[-1] in sizes:
+                full = f"{module_name}.{leaf}" if module_name else leaf
+                found.append(CodebookBuffers(name=module_name or "quantizer", cluster_size=full, initted=None))
+                break
     return found
 
 
