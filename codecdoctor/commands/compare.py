@@ -23,6 +23,10 @@ def register(app: typer.Typer) -> None:
                                                 "when omitted.")] = None,
         max_lag_ms: Annotated[Optional[float], typer.Option(
             "--max-lag-ms", min=0.0, help="Lag search window (default 500 ms).")] = None,
+        quality: Annotated[bool, typer.Option(
+            "--quality/--no-quality",
+            help="STOI, ESTOI, PESQ and a multi-scale mel distance per pair (extra [quality]; null with a note "
+                 "without it). They cost about ten times the diagnosis itself.")] = True,
         progress: ProgressOption = True,
         html: HtmlOption = None,
         json: JsonOption = None,
@@ -36,5 +40,5 @@ def register(app: typer.Typer) -> None:
         console = console_for(json)
         with progress_bar("compare", console, enabled=progress) as on_progress:
             report = compare(ref, est, sample_rate=sample_rate, output_bound=output_bound, max_lag_ms=max_lag_ms,
-                             progress=on_progress)
+                             quality=quality, progress=on_progress)
         finish(report, Outputs(html, json, fail_on), name="compare", title=f"compare {ref} {est}", console=console)
