@@ -102,6 +102,29 @@ def test_an_exception_in_the_script_prints_its_traceback_and_keeps_the_report(ca
     assert result.report.measurements["training_forwards"] == 8
 
 
+def test_the_script_keeps_its_argv_and_sys_path_0_and_a_module_runs_as_python_m_runs_it(tmp_path, monkeypatch, capsys):
+    probe = "import sys\nprint('argv', sys.argv)\nprint('path0', sys.path[0])\nprint('name', __name__)\nsys.exit(4)\n"
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    (scripts / "probe.py").write_text(probe)
+    result = watch(WatchRequest(script=str(scripts / "probe.py"), args=["--epochs", "3"]))
+    out = capsys.readouterr().out
+    assert result.exit_code == 4 and result.ending == "exit"
+    assert f"argv {[str(scripts / 'probe.py'), '--epochs', '3']}" in out
+    assert f"path0 {scripts.resolve()}" in out and "name __main__" in out
+    assert sys.argv[0] != str(scripts / "probe.py")  # restored afterwards
+    assert any("nothing was monitored" in note for note in result.report.notes)  # no model in it
+    package = tmp_path / "mypkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "train.py").write_text(probe)
+    monkeypatch.chdir(tmp_path)
+    result = watch(WatchRequest(module="mypkg.train", args=["-x"]))
+    out = capsys.readouterr().out
+    assert result.exit_code == 4
+    assert f"argv {[str(package / 'train.py'), '-x']}" in out and f"path0 {tmp_path}" in out
+
+
 def test_missing_script_and_syntax_error_are_one_line_input_errors(tmp_path):
     with pytest.raises(InputError, match="script not found"):
         watch(WatchRequest(script=str(tmp_path / "nope.py")))
@@ -139,3 +162,31 @@ def test_cli_passes_output_and_exit_code_through_from_a_folder_with_its_own_mode
     assert data["measurements"]["model"]["class"] == "TinyCodec"  # the user's model/ package, not model.py
     assert data["measurements"]["training_forwards"] == 12
     assert (folder / "reports" / "w.html").stat().st_size > 1000
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_under_torchrun_every_rank_reports_and_a_nan_on_one_rank_stops_both(tmp_path):
+    folder = _user_folder(tmp_path)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(_free_port()), "-m", "codecdoctor", "watch", "--read-every", "5", "--html", "none",
+           "--json", "reports/w.json", "--", "train_codec.py", "--ddp", "--steps", "12", "--val-every", "0",
+           "--nan-step", "6", "--nan-rank", "1"]
+    proc = subprocess.run(cmd, cwd=folder, env=ENV, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    rank0 = json.loads((folder / "reports" / "w.json").read_text())
+    rank1 = json.loads((folder / "reports" / "w.rank1.json").read_text())
+    for data in (rank0, rank1):
+        # both stopped at the faulty step (the stop is voted after it), not at a collective timeout
+        assert data["measurements"]["ending"] == "check" and data["measurements"]["training_forwards"] == 7
+    t602 = [f for f in rank1["findings"] if f["id"] == "T602"]
+    assert t602 and t602[0]["evidence"]["module"] == "decoder.2" and t602[0]["evidence"]["step"] == 6
+    # rank 0's own data and weights were fine: its report names rank 1's finding
+    assert any(f["id"] == "T602" and f["subject"].startswith("rank 1: ") for f in rank0["findings"])

@@ -76,7 +76,13 @@ def main():
     p.add_argument("--exit-code", type=int, default=0)
     p.add_argument("--val-every", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--ddp", action="store_true", help="DistributedDataParallel on gloo (under torchrun)")
+    p.add_argument("--nan-rank", type=int, default=None, help="with --nan-step: only this rank's weight goes NaN")
     args = p.parse_args()
+    rank = 0
+    if args.ddp:
+        torch.distributed.init_process_group("gloo")
+        rank = torch.distributed.get_rank()
 
     torch.manual_seed(args.seed)
     torch.set_num_threads(1)
@@ -86,9 +92,10 @@ def main():
     else:
         Codec = TinyCodec if args.arch == "conv" else GainCodec
     model = Codec()
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
-    bank = torch.from_numpy(speech_bank(3.0, sample_rate, args.peak, args.seed))
-    rng = torch.Generator().manual_seed(args.seed)
+    net = torch.nn.parallel.DistributedDataParallel(model) if args.ddp else model
+    optimizer = torch.optim.Adam(net.parameters(), lr=args.lr)
+    bank = torch.from_numpy(speech_bank(3.0, sample_rate, args.peak, args.seed + rank))
+    rng = torch.Generator().manual_seed(args.seed + rank)
 
     def batch():
         starts = torch.randint(0, bank.numel() - args.samples, (args.batch,), generator=rng)
@@ -108,11 +115,11 @@ def main():
         if args.signal_at == step:
             os.kill(os.getpid(), getattr(signal, f"SIG{args.signal}"))
             time.sleep(5)  # the signal is handled here, as it would be mid-step
-        if args.nan_step == step:
+        if args.nan_step == step and args.nan_rank in (None, rank):
             with torch.no_grad():
                 model.decoder[2].weight[0, 0, 0] = float("nan")
         x, target = batch()
-        out = model(x)
+        out = net(x)
         y = out[0] if isinstance(out, tuple) else out
         loss = (y - target).abs().mean() + 0.5 * (y - target).pow(2).mean()
         optimizer.zero_grad()
@@ -120,7 +127,7 @@ def main():
         optimizer.step()
         if step % 10 == 0:
             print(f"step {step} loss {loss.item():.4f}", flush=True)
-        if args.val_every and (step + 1) % args.val_every == 0:
+        if args.val_every and (step + 1) % args.val_every == 0 and rank == 0:
             model.eval()
             with torch.no_grad():
                 out = model(val_in)
@@ -129,6 +136,8 @@ def main():
             print(f"validation at step {step}: SNR {snr:.2f} dB", flush=True)
             model.train()
     print("done", flush=True)
+    if args.ddp:
+        torch.distributed.destroy_process_group()
     sys.exit(args.exit_code)
 
 
