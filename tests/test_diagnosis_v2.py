@@ -268,3 +268,10 @@ def test_healthy_pairs_give_no_warning(name, kind, estimate):
     m, findings, ids = diagnose(ref, est)
     assert warnings_or_worse(findings) == [], [f"{f.id}: {f.message}" for f in findings]
     assert ids == ["R300"]
+
+
+def test_explain_shows_r317_with_its_search_and_thresholds(cli):
+    code, out, _ = cli("explain", "R317")
+    assert code == 0
+    assert "What it checks" in out and "How to fix" in out
+    assert "10 to 200 Hz" in out and "10 dB" in out
