@@ -56,34 +56,57 @@ def write_long(path: Path, seconds: float, subtype: str, base: np.ndarray) -> in
     return total
 
 
+GNU_TIME = shutil.which("time") or ("/usr/bin/time" if os.path.exists("/usr/bin/time") else None)
+
+
+def _run_once(cmd: list[str]) -> tuple[float, float, int, int]:
+    """Wall time, CPU time (user + sys, the process and the workers it waited for), peak RSS
+    (bytes) and exit code of one run. The RSS comes from GNU time when installed: a child forked
+    from this (large) Python process would otherwise report the parent's RSS until its exec."""
+    rss_file = tempfile.NamedTemporaryFile(suffix=".rss", delete=False)
+    rss_file.close()
+    wrapped = [GNU_TIME, "-f", "%M", "-o", rss_file.name, *cmd] if GNU_TIME else cmd
+    start = time.perf_counter()
+    proc = subprocess.Popen(wrapped, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    rss = usage.ru_maxrss * 1024  # Linux reports KiB
+    try:
+        text = Path(rss_file.name).read_text().strip().splitlines()
+        if GNU_TIME and text and text[-1].isdigit():
+            rss = int(text[-1]) * 1024
+    finally:
+        os.unlink(rss_file.name)
+    return wall, usage.ru_utime + usage.ru_stime, rss, os.waitstatus_to_exitcode(status)
+
+
 def run_timed(cmd: list[str], repeat: int) -> tuple[float, int, int]:
     """Best wall time over `repeat` runs, peak RSS (bytes) of the best run's process, exit code."""
     best, best_rss, rc = float("inf"), 0, 0
     for _ in range(repeat):
-        start = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - start
-        rc = os.waitstatus_to_exitcode(status)
+        wall, _, rss, rc = _run_once(cmd)
         if wall < best:
-            best, best_rss = wall, usage.ru_maxrss * 1024  # Linux reports KiB
+            best, best_rss = wall, rss
     return best, best_rss, rc
 
 
-def median_timed(commands: dict[str, list[list[str]]], repeat: int) -> dict[str, tuple[float, int]]:
-    """Median wall time and the largest peak RSS per named job (a job = commands run one after
-    another), the jobs interleaved round by round so a change in machine load hits all alike."""
+def median_timed(commands: dict[str, list[list[str]]], repeat: int) -> dict[str, tuple[float, float, int]]:
+    """Median wall time, median CPU time and the largest peak RSS per named job (a job = commands
+    run one after another), interleaved round by round so a change in machine load hits all alike."""
     walls: dict[str, list[float]] = {name: [] for name in commands}
+    cpus: dict[str, list[float]] = {name: [] for name in commands}
     rss: dict[str, int] = {name: 0 for name in commands}
     for _ in range(repeat):
         for name, cmds in commands.items():
-            total = 0.0
+            total, cpu = 0.0, 0.0
             for cmd in cmds:
-                wall, peak, _ = run_timed(cmd, 1)
+                wall, used, peak, _ = _run_once(cmd)
                 total += wall
+                cpu += used
                 rss[name] = max(rss[name], peak)
             walls[name].append(total)
-    return {name: (float(np.median(w)), rss[name]) for name, w in walls.items()}
+            cpus[name].append(cpu)
+    return {name: (float(np.median(walls[name])), float(np.median(cpus[name])), rss[name]) for name in commands}
 
 
 def defaults_cmd(folder: Path, out: Path, html: bool) -> list[str]:
@@ -106,12 +129,13 @@ def goals(tmp: Path, three: list[Path], repeat: int) -> None:
                 "codecdoctor audit-data (HTML + JSON)": [defaults_cmd(folder, out, True)],
                 "codecdoctor audit-data --html none": [defaults_cmd(folder, out, False)]}
         result = median_timed(jobs, repeat)
-        sox_t = result["sox FILE -n stats, one after another"][0]
-        print(f"{label}:")
-        for name, (wall, rss) in result.items():
+        sox_t, sox_cpu, _ = result["sox FILE -n stats, one after another"]
+        print(f"{label} (load average {os.getloadavg()[0]:.1f}):")
+        for name, (wall, cpu, rss) in result.items():
             ratio = wall / sox_t
             mark = f"  (goal <= {goal:.1f}x: {'met' if ratio <= goal else 'NOT met'})" if "HTML +" in name else ""
-            print(f"  {name:40} {wall:7.2f} s  {ratio:5.2f}x sox  peak RSS {rss / 1e6:6.1f} MB{mark}")
+            print(f"  {name:40} wall {wall:6.2f} s {ratio:5.2f}x sox | CPU {cpu:6.2f} s {cpu / sox_cpu:5.2f}x sox | "
+                  f"peak RSS {rss / 1e6:6.1f} MB{mark}")
 
 
 def audit_cmd(folder: Path, jobs: int, json_path: Path) -> list[str]:
@@ -158,7 +182,7 @@ def main() -> int:
             corpus_samples += write_long(corpus / f"spk{i % 8:02d}" / f"utt_{i:03d}.wav", opts.corpus_file_s, "FLOAT",
                                          base[i * 100:])
         print(f"generated {sum(p.stat().st_size for p, _, _ in files.values()) / 1e9:.2f} GB of long files and "
-              f"{opts.corpus_files} corpus files in {time.perf_counter() - t0:.1f} s")
+              f"{0 if opts.only_goals else opts.corpus_files} corpus files in {time.perf_counter() - t0:.1f} s")
         for path in [p for p, _, _ in files.values()] + sorted(corpus.rglob("*.wav")) + three:
             with open(path, "rb") as handle:  # warm the page cache so every tool reads from memory
                 while handle.read(1 << 24):

@@ -38,9 +38,17 @@ from codecdoctor.measure.audio.accumulator import (
     combine_fields,
     reduced,
 )
-from codecdoctor.measure.audio.discover import display_path
 from codecdoctor.measure.audio.file import FileMeasurement, FilePart, file_part_count, measure_file, measure_file_part
-from codecdoctor.measure.audio.sources import Corpus, SourceError, Task, measure_task, open_corpus, public_url
+from codecdoctor.measure.audio.sources import (
+    Corpus,
+    SourceError,
+    Storage,
+    Task,
+    is_url,
+    measure_task,
+    open_corpus,
+    public_url,
+)
 
 MAX_FINDINGS_PER_CHECK = 200  # beyond this one summary finding per check (100,000-file corpora)
 MAX_ENVELOPES = 24  # level-over-time strips kept for the worst-flagged files
@@ -442,34 +450,52 @@ def audit_data(directory: str | os.PathLike, *, jobs: int | None = None, sample_
     return report
 
 
-def merge_partials(paths: Iterable[str | os.PathLike]) -> Report:
-    """Combine partial audit-data JSON reports (from `--shard i/n`) into the report one run gives:
-    each partial is read back into its CorpusAccumulator and the accumulators combine."""
-    paths = [Path(p) for p in paths]
+def _read_text(location: str, storage_options: dict | None) -> str:
+    if not is_url(location):
+        return Path(location).read_text(encoding="utf-8")
+    try:
+        import fsspec
+    except ImportError:
+        raise InputError(f"{public_url(location)}: object storage needs fsspec "
+                         "(pip install 'codecdoctor[storage]')") from None
+    with fsspec.open(location, "rb", **(storage_options or {})) as handle:
+        return handle.read().decode("utf-8")
+
+
+def merge_partials(paths: Iterable[str | os.PathLike], *, storage_options: dict | None = None) -> Report:
+    """Combine partial audit-data JSON reports (from `--shard i/n`; local paths or fsspec URLs)
+    into the report one run gives: each partial is read back into its CorpusAccumulator and the
+    accumulators combine."""
+    paths = [os.fspath(p) for p in paths]
     if not paths:
         raise InputError("merge: no partial reports given")
-    parts: list[tuple[Path, Report, DataThresholds]] = []
+    parts: list[tuple[str, Report, DataThresholds]] = []
     shards: dict[int, int] = {}
     for p in paths:
+        shown = public_url(p)
         try:
-            data = json.loads(p.read_text(encoding="utf-8"))
+            data = json.loads(_read_text(p, storage_options))
             partial = Report.from_dict(data)
         except FileNotFoundError:
-            raise InputError(f"{display_path(p)}: no such file") from None
-        except (OSError, ValueError, UnicodeDecodeError) as exc:
-            raise InputError(f"{display_path(p)}: not a codecdoctor JSON report ({exc})") from None
+            raise InputError(f"{shown}: no such file") from None
+        except InputError:
+            raise
+        except Exception as exc:  # OSError, bad JSON, an object store's own errors
+            message = " ".join(str(exc).split())[:200]
+            raise InputError(f"{shown}: not a readable codecdoctor JSON report ({type(exc).__name__}: "
+                             f"{Storage(None, storage_options or {}).redact(message)})") from None
         if partial.command != "audit-data":
-            raise InputError(f"{display_path(p)}: a '{partial.command}' report, not audit-data")
+            raise InputError(f"{shown}: a '{partial.command}' report, not audit-data")
         thresholds = DataThresholds.from_dict(partial.measurements.get("thresholds") or {})
         if parts and thresholds != parts[0][2]:
-            raise InputError(f"{display_path(p)}: audited with different thresholds than {display_path(paths[0])}")
+            raise InputError(f"{shown}: audited with different thresholds than {public_url(paths[0])}")
         shard = partial.measurements.get("shard") or {}
         if shard:
             index, count = int(shard["index"]), int(shard["count"])
             if shards and next(iter(shards.values())) != count:
-                raise InputError(f"{display_path(p)}: shard of {count}, others are of {next(iter(shards.values()))}")
+                raise InputError(f"{shown}: shard of {count}, others are of {next(iter(shards.values()))}")
             if index in shards:
-                raise InputError(f"{display_path(p)}: shard {index}/{count} given twice")
+                raise InputError(f"{shown}: shard {index}/{count} given twice")
             shards[index] = count
         parts.append((p, partial, thresholds))
     thresholds = parts[0][2]
@@ -481,5 +507,5 @@ def merge_partials(paths: Iterable[str | os.PathLike]) -> Report:
         missing = sorted(set(range(1, count + 1)) - set(shards))
         if missing:
             notes.append(f"incomplete merge: shards {', '.join(f'{i}/{count}' for i in missing)} are missing")
-    args = {**parts[0][1].args, "shard": None, "merged_from": [display_path(p) for p in paths]}
+    args = {**parts[0][1].args, "shard": None, "merged_from": [public_url(p) for p in paths]}
     return judge(total, thresholds, args=args, notes=notes)

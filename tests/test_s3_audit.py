@@ -88,3 +88,22 @@ def test_credentials_in_a_url_or_a_bad_location_never_reach_the_error(s3, cli):
     assert code == 2 and err.strip().count("\n") == 0 and SECRET not in err
     code, _, err = cli("audit-data", "s3://corpus/raw", "--storage-options", "{not json " + SECRET)
     assert code == 2 and "not valid JSON" in err and SECRET not in err
+
+
+def test_shard_partials_in_the_bucket_merge_to_the_single_run(s3, tmp_path):
+    from codecdoctor.audit import merge_partials
+    from codecdoctor.report import json as json_out
+
+    _, options = s3
+    client = boto3.client("s3", endpoint_url=options["client_kwargs"]["endpoint_url"], aws_access_key_id=KEY,
+                          aws_secret_access_key=SECRET, region_name="us-east-1")
+    urls = []
+    for i in (1, 2):
+        part = audit_data("s3://corpus/raw", storage_options=options, jobs=1, shard=f"{i}/2")
+        client.put_object(Bucket="corpus", Key=f"reports/part{i}.json", Body=json_out.dumps(part).encode())
+        urls.append(f"s3://corpus/reports/part{i}.json")
+    merged = merge_partials(urls, storage_options=options)
+    single = audit_data("s3://corpus/raw", storage_options=options, jobs=1)
+    assert merged.measurements["files"] == single.measurements["files"]
+    assert [f.to_dict() for f in merged.sorted_findings()] == [f.to_dict() for f in single.sorted_findings()]
+    assert merged.args["merged_from"] == urls
