@@ -130,3 +130,10 @@ def test_bad_model_spec_is_an_input_error(cli, tmp_path):
     ckpt = save(torch.nn.Linear(2, 2).state_dict(), tmp_path / "foreign.pt")
     code, _, err = cli("check-ckpt", ckpt, "--model", "no_such_module_xyz:build")
     assert code == 2 and "cannot import" in err
+
+
+def test_explain_shows_the_new_checks(cli):
+    for check_id in ("C217", "C218", "Q407", "Q408"):
+        code, out, _ = cli("explain", check_id)
+        assert code == 0 and check_id in out
+        assert all(section in out for section in ("What it checks", "Why", "How to fix")), out

@@ -143,3 +143,27 @@ def test_unknown_architecture_without_model_is_static_only_and_says_so(tmp_path)
     assert report.measurements["model_built"] is False
     assert any("unknown architecture: static checks only" in n for n in report.notes)
     assert "C201" in report.checks_run and not any(c.startswith("C21") for c in report.checks_run)
+
+
+def test_ema_counts_in_the_hundreds_are_not_exploding_weights(tmp_path):
+    # EnCodec's cluster_size holds EMA counts (tokens per batch): RMS 500 is a statistic, not a weight
+    state = own_state()
+    for level in range(2):
+        state["model"][f"quantizer.levels.{level}.cluster_size"] *= 100.0
+        state["model"][f"quantizer.levels.{level}.embed_avg"] *= 100.0
+    state["model"]["decoder.usage_count"] = torch.full((64,), 500.0)
+    report = check(tmp_path, state)
+    assert not by_id(report, "C202") and report.measurements["static"].statistics_skipped >= 5
+    assert not by_id(report, "Q408")  # embed_avg / cluster_size unchanged
+
+
+def test_s501_s503_stay_warnings_when_the_run_used_half_precision(tmp_path):
+    state = {"model_state_dict": {"conv.weight": torch.randn(4, 1, 3) * 0.1}, "epoch": 2,
+             "args": {"amp": True, "lr": 3e-4}}
+    hot = check_checkpoint(save(state, tmp_path / "amp.pt"), probes=False, fft_sizes=[2048], amp=None)
+    assert hot.measurements["static"].half_precision_evidence == ["saved argument amp=True"]
+    assert [f.severity.label for f in by_id(hot, "S501")] == ["warning"]
+    state["args"]["amp"] = False
+    cold = check_checkpoint(save(state, tmp_path / "fp32.pt"), probes=False, fft_sizes=[2048])
+    assert [f.severity.label for f in by_id(cold, "S501")] == ["info"]
+    assert "were the loss run under float16" in by_id(cold, "S501")[0].message

@@ -204,3 +204,28 @@ def test_ema_that_never_ran_is_not_judged_by_q408():
     state["_codebook.embed"] = state["_codebook.embed"] * 3.0
     run = run_checks("quantizer", QuantizerMeasurements(levels=quantizer_levels_from_state(state)))
     assert "Q408" not in run.checks_run
+
+
+def test_real_vector_quantize_pytorch_buffers_q407_only_when_the_batch_is_too_small():
+    pytest.importorskip("vector_quantize_pytorch")
+    from vector_quantize_pytorch import ResidualVQ
+
+    def trained_state(codebook_size: int) -> dict:
+        torch.manual_seed(0)
+        rvq = ResidualVQ(dim=16, num_quantizers=2, codebook_size=codebook_size, kmeans_init=True,
+                         threshold_ema_dead_code=2)
+        rvq.train()
+        for _ in range(4):
+            rvq(torch.randn(8, 50, 16))  # 400 tokens per step
+        return rvq.state_dict()
+
+    # 400 tokens over 64 codes: 6.25 per code on average, above the threshold of 2
+    healthy = quantizer_levels_from_state(trained_state(64))
+    run = run_checks("quantizer", QuantizerMeasurements(levels=healthy, dead_code_threshold=2.0, threshold_source="t"))
+    assert {"Q407", "Q408"} <= set(run.checks_run) and not [f for f in run.findings if f.id in ("Q407", "Q408")]
+    # 400 tokens over 1024 codes: 0.39 per code, a threshold of 2 needs 2048 tokens per step
+    starved = quantizer_levels_from_state(trained_state(1024))
+    run = run_checks("quantizer", QuantizerMeasurements(levels=starved, dead_code_threshold=2.0, threshold_source="t"))
+    found = [f for f in run.findings if f.id == "Q407"]
+    assert len(found) == 2 and found[0].evidence["tokens_needed"] == 2048
+    assert found[0].evidence["total_count"] < 2048
