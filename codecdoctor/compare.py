@@ -137,7 +137,7 @@ def _unreadable_tail_findings(pair: _Pair, sources: tuple[Any, Any], rate: int) 
         frame = int(source.error_frame)
         seconds = frame / native_rate
         expected = source.declared_frames or getattr(source, "header_frames", None)
-        promised = (f" of {expected} ({expected / native_rate:.2f} s) the file declares" if expected else "")
+        promised = f"; the file declares {expected} samples, {expected / native_rate:.2f} s" if expected else ""
         out.append(finding(
             "R315", f"{name} {rel} cannot be read past {seconds:.3f} s (sample {frame}{promised}): {source.error}. "
                     f"The first {seconds:.3f} s were compared; the rest of the pair is not scored.",

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -117,6 +117,7 @@ class FileSource:
         self.downmix = bool(downmix) and self.native_channels > 1
         self.channels = 1 if self.downmix else self.native_channels
         self.native_frames = int(self._file.frames)
+        self.header_frames = self.native_frames  # what libsndfile reported on opening
         self.error: str | None = None
         self.error_frame: int | None = None
         declared = (declared_wav_frames(self.path, self.native_channels * _bytes_per_sample(self._file.subtype))
@@ -153,6 +154,11 @@ class FileSource:
             self._file.seek(start)
             data = self._file.read(stop - start, dtype="float64", always_2d=True)
         except Exception as exc:  # noqa: BLE001 - libsndfile raises several types for corrupt data
+            # a decoder that lost sync may refuse every later read on this handle: start afresh
+            import soundfile as sf
+
+            self._file.close()
+            self._file = sf.SoundFile(str(self.path))
             data = self._salvage(start, stop, f"{type(exc).__name__}: {exc}".strip())
         if data.shape[0] < stop - start:
             self._shrink(start + data.shape[0], self.error or "the file ends early (short read)")
@@ -210,6 +216,26 @@ def _finite_or_zero(x: np.ndarray) -> np.ndarray:
     if x.size and not math.isfinite(float(np.add.reduce(x))) and not np.isfinite(x).all():
         return np.where(np.isfinite(x), x, 0.0)
     return x
+
+
+def _nonfinite_mask(r: np.ndarray, e: np.ndarray) -> np.ndarray | None:
+    """Where either block is non-finite (None when both are finite, the usual case)."""
+    finite = [x.size == 0 or math.isfinite(float(np.add.reduce(x))) for x in (r, e)]
+    if all(finite):
+        return None
+    n = min(r.size, e.size)
+    mask = ~(np.isfinite(r[:n]) & np.isfinite(e[:n]))
+    return mask if mask.any() else None
+
+
+@dataclass
+class ChunkEnergies:
+    """Per-chunk (sum ref^2, sum (ref - est)^2) over the compared samples, chunks of `samples`;
+    the error is inf for a chunk holding a non-finite sample (pair.chunk_energies)."""
+
+    samples: int
+    signal: list[float] = field(default_factory=list)
+    error: list[float] = field(default_factory=list)
 
 
 def _read_padded(view: "_FlatView", start: int, stop: int) -> np.ndarray:
@@ -584,7 +610,8 @@ class _Correlator:
             seg_e = np.zeros(hi - lo)
             src_lo, src_hi = max(lo, 0), min(hi, est_view.length)
             if src_hi > src_lo:
-                seg_e[src_lo - lo:src_hi - lo] = est_view.read(src_lo, src_hi) - self.mean_e
+                values = est_view.read(src_lo, src_hi) - self.mean_e
+                seg_e[src_lo - lo:src_lo - lo + values.size] = values
             ref_energy += float(np.dot(seg_r, seg_r))
             part = seg_e[start - lo:start - lo + seg_r.size][: max(0, min(seg_r.size, est_view.length - start))]
             est_energy += float(np.dot(part, part))
@@ -632,16 +659,22 @@ def _blocks(total: int, block: int):
 
 def measure_pair_stream(ref: SignalSource, est: SignalSource, sample_rate: int, *, subject: str | None = None,
                         output_bound: float | None = None, max_lag_samples: int | None = None,
-                        hop_samples: int | None = None, block_samples: int = BLOCK_SAMPLES) -> PairMeasurements:
+                        hop_samples: int | None = None, block_samples: int = BLOCK_SAMPLES,
+                        chunks: "ChunkEnergies | None" = None) -> PairMeasurements:
     """`measure_pair` on two sources, streamed (see the module doc). Sources with different channel
     counts must be reconciled by the caller (compare downmixes both). The frame-rate measurements
-    (R317) are taken on at most FRAME_LOCKING_SECONDS of the aligned pair (all of a shorter one)."""
+    (R317) are taken on at most FRAME_LOCKING_SECONDS of the aligned pair (all of a shorter one).
+    `chunks`, when given, receives the (reference, error) energy of each chunk of the compared
+    samples (pair.chunk_energies per chunk, for R313)."""
     sample_rate = int(sample_rate) if sample_rate and sample_rate > 0 else 16000
     stft = _Stft(sample_rate)
     block = max(stft.hop, int(block_samples) // stft.hop * stft.hop)
     for _attempt in range(3):  # a file found truncated in pass 1 changes the lengths: measure again
         lengths = (ref.frames, est.frames)
-        m, state = _pass_one(ref, est, sample_rate, subject, output_bound, stft, block)
+        if chunks is not None:
+            chunks.signal.clear()
+            chunks.error.clear()
+        m, state = _pass_one(ref, est, sample_rate, subject, output_bound, stft, block, chunks)
         if (ref.frames, est.frames) == lengths:
             break
     if state is None:
@@ -650,7 +683,8 @@ def measure_pair_stream(ref: SignalSource, est: SignalSource, sample_rate: int, 
 
 
 def _pass_one(ref: SignalSource, est: SignalSource, sample_rate: int, subject: str | None,
-              output_bound: float | None, stft: _Stft, block: int) -> tuple[PairMeasurements, dict | None]:
+              output_bound: float | None, stft: _Stft, block: int,
+              chunks: "ChunkEnergies | None") -> tuple[PairMeasurements, dict | None]:
     channels = ref.channels
     n = min(ref.frames, est.frames)
     full_r, full_e = _FlatView(ref, ref.frames), _FlatView(est, est.frames)
@@ -671,9 +705,18 @@ def _pass_one(ref: SignalSource, est: SignalSource, sample_rate: int, subject: s
     mel_peak = _RefMelPeak(stft, mel_frames)
     extension = stft.n_fft - stft.hop
 
-    def crop_update(r: np.ndarray, e: np.ndarray, start: int, r_ext: np.ndarray) -> None:
+    chunk_sums = _FrameSums(chunks.samples, compared, ("sum", "sum", "max")) if chunks is not None else None
+
+    def crop_update(r: np.ndarray, e: np.ndarray, start: int, r_ext: np.ndarray, bad: np.ndarray | None) -> None:
         nonlocal loudest_frame
         _add_pair_sums(pair, r, e)
+        if chunk_sums is not None:
+            d = r - e
+            flags = bad[: r.size].astype(np.float64) if bad is not None else np.zeros(r.size)
+            with np.errstate(over="ignore"):
+                signal, error, nonfinite = chunk_sums.update(start, [r * r, d * d, flags])
+            chunks.signal.extend(float(v) for v in signal)
+            chunks.error.extend(float(v) if not f else math.inf for v, f in zip(error, nonfinite))
         for i, x in enumerate((r, e)):
             if x.size:
                 crop_peak[i] = max(crop_peak[i], float(np.max(x)), -float(np.min(x)))
@@ -699,13 +742,16 @@ def _pass_one(ref: SignalSource, est: SignalSource, sample_rate: int, subject: s
             r_ext, e_block = _finite_or_zero(r_raw), _finite_or_zero(e_raw)
             stop = min(b, compared) - a
             stop = min(stop, r_ext.size, e_block.size)  # a file that ended early: measured again
-            crop_update(r_ext[:stop], e_block[:stop], a, r_ext[: max(0, min(compared - a, r_ext.size))])
+            crop_update(r_ext[:stop], e_block[:stop], a, r_ext[: max(0, min(compared - a, r_ext.size))],
+                        _nonfinite_mask(r_raw[:stop], e_raw[:stop]))
     if channels > 1:
+        crop_r.zero_nonfinite = crop_e.zero_nonfinite = False
         for a, b in _blocks(compared, block):
-            r_ext = crop_r.read(a, b + extension)
-            e_block = crop_e.read(a, b)
-            stop = min(b - a, r_ext.size, e_block.size)
-            crop_update(r_ext[:stop], e_block[:stop], a, r_ext)
+            r_raw = crop_r.read(a, b + extension)
+            e_raw = crop_e.read(a, b)
+            stop = min(b - a, r_raw.size, e_raw.size)
+            r_ext = _finite_or_zero(r_raw)
+            crop_update(r_ext[:stop], _finite_or_zero(e_raw)[:stop], a, r_ext, _nonfinite_mask(r_raw[:stop], e_raw[:stop]))
 
     m.nonfinite_ref, m.nonfinite_est = side_r.nonfinite, side_e.nonfinite
     for name, side in (("ref", side_r), ("est", side_e)):

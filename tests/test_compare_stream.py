@@ -1,0 +1,274 @@
+"""The streaming pair measurement (measure/pair_stream.py, what `compare` runs) equals the
+whole-file `measure_pair`: every field within 0.01 dB, the exact lag, the same findings in the same
+order, on the diagnosis gallery's faults (built as tests/test_diagnosis_gallery.py builds them) and
+on other speech sources; with blocks small enough that every frame, segment and STFT carry is used.
+Plus: compare's memory does not grow with length, and a truncated or corrupt estimate is scored up
+to where it stops, with a finding naming the offset."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from audio_fixtures import speech_like
+from scipy.signal import butter, istft, sosfiltfilt, stft
+
+from codecdoctor.compare import compare
+from codecdoctor.diagnose import diagnose_pair, judge_pair
+from codecdoctor.measure.audio.reader import resample
+from codecdoctor.measure.pair import measure_pair
+from codecdoctor.measure.pair_stream import ArraySource, FileSource, measure_pair_stream
+
+SR = 16000
+# Fields measured on the residual after every correction: when that residual is float rounding of an
+# exact copy (SNR "all" above 100 dB) they describe rounding noise, which differs between two
+# correct summation orders.
+RESIDUAL_FIELDS = {"frame_hop_samples", "frame_rate_hz", "frame_line_excess_db", "frame_locked_fraction",
+                   "frame_locked_chance_fraction", "frame_locked_ceiling_db"}
+
+
+def _rms(x):
+    return float(np.sqrt(np.mean(np.square(x))))
+
+
+def gallery_cases() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The faults of tests/test_diagnosis_gallery.py, same clean signal and constructions."""
+    clean = speech_like(3.0, SR, seed=11).astype(np.float64)
+    rng = np.random.default_rng(1)
+    t = np.arange(clean.size) / SR
+    chunks = np.array_split(clean, 6)
+    levelled = np.concatenate([c * g for c, g in zip(chunks, [0.2, 1.0, 0.45, 0.8, 0.3, 0.6])])
+    _, _, spec = stft(clean, nperseg=512)
+    _, scrambled = istft(np.abs(spec) * np.exp(1j * np.random.default_rng(2).uniform(0, 2 * np.pi, spec.shape)),
+                         nperseg=512)
+    nan_out = clean.copy()
+    nan_out[1000:1010] = np.nan
+    over = clean / np.max(np.abs(clean)) * 1.01
+    cases = {
+        "scaled_0.1": (clean, 0.1 * clean), "scaled_10": (clean, 10.0 * clean),
+        "per_chunk_normalised": (levelled, np.concatenate([c / np.max(np.abs(c)) for c in np.array_split(levelled, 6)])),
+        "unbounded": (clean, clean + 0.05 * np.exp(2.0 * t) * np.sin(2 * np.pi * 3 * t)),
+        "tanh_ceiling": (over, np.tanh(np.arctanh(np.clip(over, -0.999, 0.999)))),
+        "advanced_300": (clean, np.concatenate([clean[300:], np.zeros(300)])),
+        "inverted": (clean, -clean), "all_zero": (clean, np.zeros_like(clean)),
+        "white_noise": (clean, rng.standard_normal(clean.size) * _rms(clean)),
+        "dc": (clean, clean + 2 * _rms(clean)), "nan": (clean, nan_out),
+        "padded_800": (clean, np.concatenate([clean, np.zeros(800)])), "trimmed_800": (clean, clean[:-800]),
+        "lowpass_4k": (clean, sosfiltfilt(butter(8, 4000, fs=SR, output="sos"), clean)),
+        "phase_scrambled": (clean, scrambled[: clean.size]),
+        "delay_500_gain_0.3": (clean, 0.3 * np.concatenate([np.zeros(500), clean[:-500]])),
+        "healthy_25db": (clean, clean + np.random.default_rng(3).standard_normal(clean.size) * _rms(clean) * 10 ** (-25 / 20)),
+        "silent_reference": (np.zeros_like(clean), clean), "empty": (np.zeros(0), np.zeros(0)),
+    }
+    for delay in (1, 7, 320, 2000):
+        cases[f"delay_{delay}"] = (clean, np.concatenate([np.zeros(delay), clean[:-delay]]))
+    return cases
+
+
+CASES = gallery_cases()
+
+
+def assert_same_measurements(whole, streamed, label=""):
+    a, b = dataclasses.asdict(whole), dataclasses.asdict(streamed)
+    assert a.keys() == b.keys()
+    exact_copy = whole.what_if.get("all", -math.inf) > 100.0
+    for key, value in a.items():
+        other = b[key]
+        if key in RESIDUAL_FIELDS and exact_copy:
+            continue
+        if isinstance(value, dict) and key == "what_if":
+            assert value.keys() == other.keys(), (label, key)
+            for k in value:
+                _close_db(value[k], other[k], f"{label} what_if.{k}")
+        elif isinstance(value, float) and (key.endswith("_db") or key.startswith("snr")):
+            _close_db(value, other, f"{label} {key}")
+        elif isinstance(value, float):
+            assert other == pytest.approx(value, rel=1e-5, abs=1e-4), (label, key, value, other)
+        else:
+            assert other == value, (label, key, value, other)
+
+
+def _close_db(x, y, label):
+    if x == y:
+        return
+    # beyond 100 dB the error is float rounding of an exact match: both paths call it exact or huge
+    if x > 100.0 and y > 100.0:
+        return
+    assert abs(x - y) <= 0.01, (label, x, y)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_streamed_measurements_equal_the_whole_file_ones_on_the_gallery(name):
+    ref, est = CASES[name]
+    whole = measure_pair(ref, est, SR, subject="pair")
+    # 4096-sample blocks: every 20 ms frame, 0.25 s segment, 1 s chunk and STFT frame crosses blocks
+    streamed = measure_pair_stream(ArraySource(ref, SR), ArraySource(est, SR), SR, subject="pair", block_samples=4096)
+    assert streamed.lag_samples == whole.lag_samples
+    assert_same_measurements(whole, streamed, name)
+    # the same judges on the same numbers: the same findings, top finding first
+    whole_findings, whole_ran = judge_pair(whole)
+    findings, ran = judge_pair(streamed)
+    assert [f.id for f in findings] == [f.id for f in whole_findings]
+    assert [f.severity for f in findings] == [f.severity for f in whole_findings]
+    assert ran == whole_ran
+
+
+def test_streamed_stereo_pair_equals_the_whole_file_one():
+    ref = np.stack([speech_like(2.0, SR, seed=4), speech_like(2.0, SR, seed=5)]).astype(np.float64)
+    est = 0.7 * np.concatenate([np.zeros((2, 64)), ref[:, :-64]], axis=1) + 1e-3
+    whole = measure_pair(ref, est, SR)
+    streamed = measure_pair_stream(ArraySource(ref, SR), ArraySource(est, SR), SR, block_samples=4096)
+    assert streamed.lag_samples == whole.lag_samples == 64
+    assert_same_measurements(whole, streamed, "stereo")
+
+
+@pytest.mark.parametrize("level_dbfs", [-40.0, -12.0])
+def test_streamed_equals_whole_on_other_speech_sources_and_levels(level_dbfs):
+    sources = pytest.importorskip("speech_sources")
+    for name in ("synthetic", "te-default"):
+        try:
+            clean = sources.at_level(sources.speech(name), level_dbfs)
+        except pytest.skip.Exception:
+            continue
+        rng = np.random.default_rng(7)
+        est = -0.8 * np.concatenate([np.zeros(3), clean[:-3]]) + rng.standard_normal(clean.size) * _rms(clean) * 0.01
+        whole = measure_pair(clean, est, SR)
+        streamed = measure_pair_stream(ArraySource(clean, SR), ArraySource(est, SR), SR, block_samples=8192)
+        assert streamed.lag_samples == whole.lag_samples == 3
+        assert_same_measurements(whole, streamed, f"{name} at {level_dbfs} dBFS")
+
+
+def test_a_long_pair_uses_the_sampled_lag_blocks_and_finds_the_lag():
+    # beyond 32 lag blocks (64 s at the default window) the lag comes from 32 evenly spaced blocks,
+    # read by seeking, as metrics.cross_correlation samples them
+    base = speech_like(10.0, 8000, seed=9).astype(np.float64)
+    ref = np.concatenate([base * g for g in np.linspace(0.3, 1.0, 7)])      # 70 s at 8 kHz: 35 blocks
+    est = 0.9 * np.concatenate([np.zeros(240), ref[:-240]])
+    whole = measure_pair(ref, est, 8000, max_lag_samples=400)
+    streamed = measure_pair_stream(ArraySource(ref, 8000), ArraySource(est, 8000), 8000, max_lag_samples=400)
+    assert streamed.lag_samples == whole.lag_samples == 240
+    assert streamed.correlation == pytest.approx(whole.correlation, abs=1e-9)
+
+
+@pytest.mark.parametrize("file_rate", [8000, 44100])
+def test_file_source_resamples_in_segments_exactly_like_the_whole_file(tmp_path, file_rate):
+    x = np.random.default_rng(0).standard_normal((2, file_rate * 3))
+    sf.write(str(tmp_path / "x.wav"), x.T, file_rate, subtype="DOUBLE")
+    whole = resample(x, file_rate, SR)
+    source = FileSource(tmp_path / "x.wav", SR)
+    assert source.frames == whole.shape[1]
+    pieces = np.concatenate([source.read(a, a + 5000) for a in range(0, source.frames, 5000)], axis=1)
+    np.testing.assert_allclose(pieces, whole, rtol=0, atol=1e-12)
+
+
+def _write_pair(folder: Path, seconds: float, sample_rate: int, est_name: str = "est.wav") -> tuple[Path, Path]:
+    """REF speech-like audio, EST = 0.9 x REF, 240 samples late, light noise (PCM16), written ten
+    seconds at a time so the test process stays small."""
+    base = speech_like(10.0, sample_rate, seed=1)
+    rng = np.random.default_rng(0)
+    total = int(seconds * sample_rate)
+    previous = np.zeros(240)
+    with sf.SoundFile(str(folder / "ref.wav"), "w", sample_rate, 1, "PCM_16") as ref_file, \
+            sf.SoundFile(str(folder / est_name), "w", sample_rate, 1, "PCM_16") as est_file:
+        for index, start in enumerate(range(0, total, base.size)):
+            ref = base[: min(base.size, total - start)] * (0.4, 1.0, 0.6, 0.8)[index % 4]
+            delayed = np.concatenate([previous, ref])[: ref.size]
+            previous = np.concatenate([previous, ref])[-240:]
+            ref_file.write(ref)
+            est_file.write(0.9 * delayed + rng.standard_normal(ref.size) * 1e-3)
+    return folder / "ref.wav", folder / est_name
+
+
+def test_compare_on_files_equals_the_whole_file_diagnosis(tmp_path):
+    ref_path, est_path = _write_pair(tmp_path, 20.0, SR)
+    report = compare(ref_path, est_path)
+    record = report.measurements["pairs"][0]
+    ref, _ = sf.read(str(ref_path), dtype="float64")
+    est, _ = sf.read(str(est_path), dtype="float64")
+    whole, findings, _ = diagnose_pair(ref, est, SR, subject=record["ref"] + " vs " + record["est"])
+    assert record["lag_samples"] == whole.lag_samples == 240
+    for key in ("snr_db", "si_snr_db", "seg_snr_db"):
+        _close_db(whole.__dict__[key], record[key], key)
+    for key, value in whole.what_if.items():
+        _close_db(value, record["what_if"][key], key)
+    pair_ids = [f.id for f in report.findings if f.id != "R313"]
+    assert pair_ids == [f.id for f in findings]
+    assert pair_ids[0] == "R304"
+
+
+# VmHWM, not ru_maxrss: Linux carries the parent's high-water mark across fork + exec into
+# ru_maxrss, so a child of a big pytest process would report the parent's size.
+MEMORY_PROBE = textwrap.dedent("""
+    import json, sys, tracemalloc
+    from codecdoctor.compare import compare
+    tracemalloc.start()
+    report = compare(sys.argv[1], sys.argv[2])
+    peak = tracemalloc.get_traced_memory()[1]
+    hwm_kb = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
+    print(json.dumps({"traced_peak": peak, "hwm_kb": hwm_kb, "lag": report.measurements["pairs"][0]["lag_samples"]}))
+""")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads VmHWM from /proc")
+def test_compare_peak_memory_does_not_grow_from_5_to_40_minutes(tmp_path):
+    # 8 kHz PCM16 keeps the files small (4.8 and 38 MB); a whole-file read of the 40-minute pair
+    # would hold about 300 MB of float64 on its own
+    peaks = {}
+    for minutes in (5, 40):
+        folder = tmp_path / f"m{minutes}"
+        folder.mkdir()
+        ref, est = _write_pair(folder, minutes * 60.0, 8000)
+        out = subprocess.run([sys.executable, "-c", MEMORY_PROBE, str(ref), str(est)], capture_output=True,
+                             text=True, timeout=300, check=True)
+        peaks[minutes] = json.loads(out.stdout.strip().splitlines()[-1])
+        assert peaks[minutes]["lag"] == 240
+    growth_mb = (peaks[40]["traced_peak"] - peaks[5]["traced_peak"]) / 2 ** 20
+    # 8x the audio; what may grow is 56 bytes per 0.25 s segment and 16 per 1 s chunk (under 1 MB)
+    assert growth_mb < 4.0, peaks
+    assert peaks[40]["traced_peak"] < 120 * 2 ** 20, peaks
+    rss_growth_mb = (peaks[40]["hwm_kb"] - peaks[5]["hwm_kb"]) / 1024
+    assert rss_growth_mb < 24.0, peaks
+
+
+def _corrupt_middle(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 4000] = b"\x55" * 4000
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage", ["truncated_wav", "corrupt_flac"])
+def test_a_damaged_estimate_is_scored_up_to_the_damage_and_named_with_its_offset(tmp_path, damage):
+    ref_path, est_path = _write_pair(tmp_path, 120.0, SR, "est.flac" if damage == "corrupt_flac" else "est.wav")
+    if damage == "truncated_wav":
+        content = est_path.read_bytes()
+        est_path.write_bytes(content[: 44 + 2 * SR * 80])  # a transfer cut at 80 s
+        expected_s = 80.0
+    else:
+        _corrupt_middle(est_path)
+        expected_s = None
+    report = compare(ref_path, est_path)
+    r315 = [f for f in report.findings if f.id == "R315"]
+    assert len(r315) == 1 and r315[0].severity.name.lower() == "error"
+    offset_s = r315[0].evidence["readable_until_s"]
+    offset_samples = r315[0].evidence["readable_until_samples"]
+    assert offset_samples == round(offset_s * SR)
+    assert f"{offset_s:.3f} s" in r315[0].message and f"sample {offset_samples}" in r315[0].message
+    if expected_s is not None:
+        assert offset_s == pytest.approx(expected_s, abs=1e-3)
+    else:
+        assert 20.0 < offset_s < 100.0      # somewhere in the middle, where the bytes were damaged
+    record = report.measurements["pairs"][0]
+    assert record["compared_samples"] == offset_samples
+    assert record["lag_samples"] == 240 and math.isfinite(record["snr_db"])
+    assert record["error"] and "cannot be read past" in record["error"]
+    ids = [f.id for f in report.findings]
+    assert "R304" in ids and "R300" in ids            # the readable part is still diagnosed
