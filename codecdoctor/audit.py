@@ -54,6 +54,8 @@ MAX_FINDINGS_PER_CHECK = 200  # beyond this one summary finding per check (100,0
 MAX_ENVELOPES = 24  # level-over-time strips kept for the worst-flagged files
 BATCH_BYTES = 64 << 20  # small files travel to workers in batches of about this many bytes ...
 BATCH_FILES = 64  # ... or this many files, so per-task overhead stays small for 100,000 clips
+DASK_BATCH_BYTES = 32 << 20  # a Dask task: up to 32 MB or 16 small files (long files go alone)
+DASK_BATCH_FILES = 16
 SPLIT_BYTES = 32 << 20  # with several workers, a file on disk this large is measured in parallel parts
 CUT_CHECKS = ("D101", "D113")  # what a lhotse cut's duration alone can tell
 
@@ -171,13 +173,13 @@ def _audit_batch(batch: list[Task], thresholds: DataThresholds) -> CorpusAccumul
     return combine_all([audit_task(t, thresholds) for t in batch], CorpusAccumulator())
 
 
-def _batches(tasks: list[Task]) -> Iterator[list[Task]]:
+def _batches(tasks: list[Task], max_bytes: int = BATCH_BYTES, max_files: int = BATCH_FILES) -> Iterator[list[Task]]:
     batch: list[Task] = []
     size = 0
     for task in tasks:
         batch.append(task)
         size += task.size_bytes
-        if size >= BATCH_BYTES or len(batch) >= BATCH_FILES or task.kind != "audio":
+        if size >= max_bytes or len(batch) >= max_files or task.kind != "audio":
             yield batch
             batch, size = [], 0
     if batch:
@@ -259,10 +261,10 @@ class _Progress:
         self.done_bytes += sum(max(a.row.size_bytes or 0, 1) for a in part.files)
         self._report()
 
-    def advance_task(self, task: Task) -> None:
-        """A task finished on a cluster (its rows stay there until the end: bytes, no hours)."""
-        self.files += 1
-        self.done_bytes += max(task.size_bytes, 1)
+    def advance_tasks(self, tasks: list[Task]) -> None:
+        """Tasks finished on a cluster (their rows stay there until the end: bytes, no hours)."""
+        self.files += len(tasks)
+        self.done_bytes += sum(max(t.size_bytes, 1) for t in tasks)
         self._report()
 
     def _report(self) -> None:
@@ -425,12 +427,17 @@ def audit_data(directory: str | os.PathLike, *, jobs: int | None = None, sample_
     if client is not None:
         from codecdoctor.distributed import run_on_cluster
 
-        def lost(task: Task, reason: str) -> CorpusAccumulator:
-            return CorpusAccumulator.of_row(FileMeasurement(path=task.subject, kind="unreadable",
-                                                            size_bytes=task.size_bytes or None, error=reason), thresholds)
+        def lost(batch: list[Task], reason: str) -> CorpusAccumulator:
+            return combine_all([CorpusAccumulator.of_row(FileMeasurement(
+                path=t.subject, kind="unreadable", size_bytes=t.size_bytes or None, error=reason), thresholds)
+                for t in batch], CorpusAccumulator())
 
-        total, _ = run_on_cluster(client, audit_task, tasks, thresholds, failed=lost, empty=CorpusAccumulator(),
-                                  label="audit", on_started=bar.start, on_done=bar.advance_task)
+        # Small files travel in batches (a Dask task should run for 100 ms or more); a batch
+        # whose workers died is retried file by file, so only the file that kills is lost.
+        batches = list(_batches(tasks, DASK_BATCH_BYTES, DASK_BATCH_FILES))
+        total, _ = run_on_cluster(client, _audit_batch, batches, thresholds, failed=lost, empty=CorpusAccumulator(),
+                                  label="audit", split=lambda b: [[t] for t in b], on_started=bar.start,
+                                  on_done=bar.advance_tasks)
         listed.add(total)
     else:
         for done, part in _audit_all(tasks, jobs, thresholds, on_started=bar.start):

@@ -52,10 +52,12 @@ def _combine_many(*parts: Any) -> Any:
 
 def run_on_cluster(client: Any, function: Callable[..., Any], items: Sequence[Any], *args: Any,
                    failed: Callable[[Any, str], Any], empty: Any, label: str = "task",
+                   split: Callable[[Any], list[Any]] | None = None,
                    on_started: Callable[[], None] | None = None,
                    on_done: Callable[[Any], None] | None = None) -> tuple[Any, list[str]]:
     """combine() of `function(item, *args)` over all items, computed on the cluster; returns the
-    total and notes (items that failed and why)."""
+    total and notes (items that failed and why). `split(item)` gives the pieces an item whose
+    workers died is retried as, one at a time (default: the item itself)."""
     distributed = _require()
     run = uuid.uuid4().hex[:8]
     keys = [f"codecdoctor-{label}-{i:06d}-{run}" for i in range(len(items))]
@@ -83,19 +85,21 @@ def run_on_cluster(client: Any, function: Callable[..., Any], items: Sequence[An
         if on_done is not None:
             on_done(items[i])
     # A task is marked KilledWorker also when it only shared a worker with one that crashed it:
-    # each gets one more run on its own, so only the task that really kills workers is lost.
+    # each (piece of it) gets one more run on its own, so only what really kills workers is lost.
     for i in sorted(second_chance):
-        future = client.submit(function, items[i], *args, key=f"{keys[i]}-alone", pure=False, retries=RETRIES)
-        distributed.wait(future)
-        if future.status == "finished":
-            good.append((i, future))
-        else:
+        for j, piece in enumerate(split(items[i]) if split is not None else [items[i]]):
+            future = client.submit(function, piece, *args, key=f"codecdoctor-{label}-solo-{i:06d}-{j:04d}-{run}",
+                                   pure=False, retries=RETRIES)
+            distributed.wait(future)
+            if future.status == "finished":
+                good.append((i, future))
+                continue
             exc = future.exception()
             reason = ("the Dask workers running it died repeatedly (KilledWorker: out of memory or a crash "
                       "while reading it)" if isinstance(exc, distributed.KilledWorker)
                       else f"failed on the Dask cluster: {type(exc).__name__}: {str(exc).strip()}")
-            fallbacks.append(failed(items[i], reason))
-            notes.append(f"{label} {i}: {reason}")
+            fallbacks.append(failed(piece, reason))
+            notes.append(f"{label} {i}.{j}: {reason}")
         if on_done is not None:
             on_done(items[i])
     level = [f for _, f in sorted(good, key=lambda pair: pair[0])]

@@ -20,15 +20,19 @@ dask = pytest.importorskip("dask")
 
 
 class KillWorker(distributed.WorkerPlugin):
-    """Kills the worker process (no cleanup, like the OOM killer) when it starts the audit task
-    with index `index`; once when `sentinel` is given (the file is removed first), else always."""
+    """Kills the worker process (no cleanup, like the OOM killer) when it starts a task whose key
+    matches `pattern`; once when `sentinel` is given (the file is removed first), else always.
+    Keys: codecdoctor-audit-<batch>-<run> for a batch of files, and
+    codecdoctor-audit-solo-<batch>-<member>-<run> for its files retried one by one."""
 
-    def __init__(self, index: int, sentinel: str | None = None) -> None:
-        self.marker = f"-audit-{index:06d}-"
+    def __init__(self, pattern: str, sentinel: str | None = None) -> None:
+        self.pattern = pattern
         self.sentinel = sentinel
 
     def transition(self, key, start, finish, **kwargs):
-        if finish != "executing" or self.marker not in str(key):
+        import re
+
+        if finish != "executing" or not re.search(self.pattern, str(key)):
             return
         if self.sentinel is None:
             os._exit(1)
@@ -68,7 +72,7 @@ def test_cluster_run_with_a_killed_worker_equals_local_and_shard_merge(client, t
 
     sentinel = tmp_path / "kill-once"
     sentinel.write_text("")
-    client.register_plugin(KillWorker(3, str(sentinel)), name="kill-once")
+    client.register_plugin(KillWorker(r"-audit-000000-[0-9a-f]{8}$", str(sentinel)), name="kill-once")
     try:
         on_cluster = _json(audit_data(root, client=client))
     finally:
@@ -83,8 +87,9 @@ def test_a_task_that_always_kills_its_worker_is_d100_with_the_reason(client, tmp
     root = tmp_path / "corpus"
     make_corpus(root)
     local = _json(audit_data(root, jobs=1))
-    victim = "s0.wav"  # task 1: tasks are in path order, after bad.wav
-    client.register_plugin(KillWorker(1), name="kill-always")
+    victim = "s0.wav"  # member 1 of the one batch: files are in path order, after bad.wav
+    pattern = r"-audit-000000-[0-9a-f]{8}$|-audit-solo-000000-0001-"  # the batch, then s0.wav alone
+    client.register_plugin(KillWorker(pattern), name="kill-always")
     client.run_on_scheduler(_allow_failures, 0)  # fewer worker restarts: a faster test, same outcome
     try:
         report = _json(audit_data(root, client=client))
