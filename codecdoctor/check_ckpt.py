@@ -123,6 +123,8 @@ def _codes_on_data(adapter: Any, crops, max_level_crops: int = 4) -> QuantizerMe
     sizes = int(stacked.max()) + 1 if sizes is None else sizes
     q = QuantizerMeasurements(levels=level_stats_from_codes(stacked, sizes), source="codes",
                               frames_seen=int(stacked.shape[0] * stacked.shape[-1]))
+    samples = sum(int(np.asarray(audio).shape[-1]) for _, audio in crops)
+    q.frame_rate_hz = float(adapter.sample_rate) * stacked.shape[-1] / samples if samples else None
     # What each RVQ level adds: decode with the first k levels (needs a decoder that accepts fewer).
     n_levels = stacked.shape[1]
     if n_levels > 1 and not forward_driven:
@@ -283,8 +285,16 @@ def _dynamic(adapter: Any, m: CheckpointMeasurements, crops, probes: bool, repor
             for f in run.findings:
                 f.subject = f"codes on data: {f.subject}"
             report.add(run.findings, run.checks_run)
-            report.measurements["quantizer_on_data"] = {"levels": q.to_list(), "frames": q.frames_seen,
-                                                        "snr_by_levels_db": q.snr_by_levels_db}
+            # DAC's compute_entropy: the bits per frame the codes really carry, and that times the
+            # frame rate as the effective bitrate (an entropy coder's rate) next to the nominal one
+            entropy = sum(lv.entropy_bits or 0.0 for lv in q.levels)
+            nominal = sum(lv.bits for lv in q.levels)
+            rate = q.frame_rate_hz
+            report.measurements["quantizer_on_data"] = {
+                "levels": q.to_list(), "frames": q.frames_seen, "snr_by_levels_db": q.snr_by_levels_db,
+                "frame_rate_hz": rate, "entropy_bits_per_frame": entropy, "nominal_bits_per_frame": nominal,
+                "effective_bitrate_bps": entropy * rate if rate else None,
+                "nominal_bitrate_bps": nominal * rate if rate else None}
 
 
 def _static_sections(report: Report, m: CheckpointMeasurements, levels) -> None:

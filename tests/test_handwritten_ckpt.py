@@ -202,6 +202,11 @@ def test_class_spec_builds_from_saved_args_and_runs_probes_and_data(trained, cod
     on_data = m["quantizer_on_data"]["levels"]
     assert len(on_data) == 2 and all(lv["codebook_size"] == 32 for lv in on_data)
     assert m["quantizer_on_data"]["frames"] == 2 * 4000 // 8
+    # entropy per level (DAC's compute_entropy) and the effective bitrate: 1000 frames/s × bits
+    on = m["quantizer_on_data"]
+    assert on["frame_rate_hz"] == pytest.approx(1000.0) and on["nominal_bitrate_bps"] == pytest.approx(10000.0)
+    assert on["effective_bitrate_bps"] == pytest.approx(1000.0 * sum(lv["entropy_bits"] for lv in on_data))
+    assert 0 < on["effective_bitrate_bps"] <= on["nominal_bitrate_bps"]
     recon = m["reconstruction"]
     assert len(recon["crops"]) == 2 and recon["total_snr_db"] is not None and recon["mean_snr_db"] is not None
     assert any("driving TeluguCodec.forward at 8000 Hz" in n for n in report.notes)
