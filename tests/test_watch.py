@@ -136,6 +136,16 @@ def test_missing_script_and_syntax_error_are_one_line_input_errors(tmp_path):
         watch(WatchRequest(module="no_such_module_xyz"))
 
 
+def test_cli_bad_script_is_one_line_exit_2(cli, tmp_path):
+    code, out, err = cli("watch", "--", "missing.py")
+    assert code == 2 and err.strip().count("\n") == 0 and "script not found: missing.py" in err
+    (tmp_path / "broken.py").write_text("for\n")
+    code, out, err = cli("watch", "broken.py", "--epochs", "3")
+    assert code == 2 and "broken.py:1: syntax error" in err and "Traceback" not in err + out
+    code, out, err = cli("watch", "--checks", "sometimes", "--", "broken.py")
+    assert code == 2 and "sometimes" in err and "Traceback" not in err
+
+
 # -- the command line -------------------------------------------------------------------------------
 
 def _user_folder(tmp_path: Path) -> Path:

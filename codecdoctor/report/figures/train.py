@@ -62,7 +62,7 @@ def key_numbers(report: Report) -> list[tuple[str, str]]:
         keys.append(("steps", str(steps)))
     ceiling = _monitor_part(report).get("input_snr_ceiling_db")
     if isinstance(ceiling, (int, float)):
-        keys.append(("SNR ceiling of the bounded decoder on this data", db_text(ceiling)))
+        keys.append(("SNR ceiling of a bounded decoder on all data seen", db_text(ceiling)))
     return keys
 
 
@@ -101,7 +101,8 @@ def _figures(report: Report, curves: list[dict[str, Any]], validations: list[dic
 
     sections = []
     points = _validation_points(report)
-    history = (report.measurements or {}).get("history") or []
+    # the trainer's per-epoch history (watch's history has validations only, no epochs or loss)
+    history = [h for h in (report.measurements or {}).get("history") or [] if isinstance(h, dict) and "epoch" in h]
     if points or curves:
         fig, (ax1, ax2) = new_figure(9.0, 3.0, ncols=2)
         if points:
