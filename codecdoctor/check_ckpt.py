@@ -176,11 +176,16 @@ def check_checkpoint(path: str | Path, *, data: str | Path | None = None, model:
     `static`, `stft`, `quantizer_on_data` and `reconstruction` (`mean_snr_db`, `total_snr_db`).
     A file that cannot be read (unsafe pickle refused, truncated, not a checkpoint) is C200 with
     `measurements["unreadable"]` True (and `refused_unsafe` for a refused pickle): the CLI exits 2
-    for a single such file. `model` is `path/to/file.py:Name` or `pkg.module:Name` (see
+    for a single such file; a folder is checked file by file (`measurements.checkpoints[]`) and an
+    unreadable file in it is a C200 finding, the rest still checked. `model` is `path/to/file.py:Name` or `pkg.module:Name` (see
     codecdoctor.measure.adapters); a SPEC that does not import or cannot be built raises InputError."""
     from codecdoctor.measure.stft_risk import measure_stft
 
     path = Path(path)
+    if path.is_dir():
+        return _check_folder(path, dict(data=data, model=model, model_kwargs=model_kwargs, unsafe_load=unsafe_load,
+                                        fft_sizes=fft_sizes, amp=amp, loss_eps=loss_eps, probes=probes,
+                                        n_crops=n_crops, crop_seconds=crop_seconds))
     report = Report(command="check-ckpt", args={"ckpt": str(path), "data": str(data) if data else None,
                                                 "model": model, "model_kwargs": model_kwargs,
                                                 "unsafe_load": unsafe_load,
@@ -265,6 +270,44 @@ def check_checkpoint(path: str | Path, *, data: str | Path | None = None, model:
     report.measurements["model_built"] = adapter is not None
     report.measurements["static"] = m
     _static_sections(report, m, levels)
+    return report
+
+
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".tar")
+
+
+def _check_folder(folder: Path, options: dict[str, Any]) -> Report:
+    """Every checkpoint file under `folder`, one after the other: findings named by relative path,
+    one row per file in `measurements.checkpoints`. An unreadable file is its C200, never the end
+    of the run."""
+    from codecdoctor.core.errors import InputError
+
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in CHECKPOINT_SUFFIXES)
+    if not files:
+        raise InputError(f"{folder}: no checkpoint files ({', '.join('*' + s for s in CHECKPOINT_SUFFIXES)})")
+    report = Report(command="check-ckpt", args={"ckpt": str(folder), **{k: (str(v) if isinstance(v, Path) else v)
+                                                                      for k, v in options.items()}})
+    rows = []
+    for file in files:
+        relative = file.relative_to(folder).as_posix()
+        sub = check_checkpoint(file, **options)
+        for f in sub.findings:
+            f.subject = relative if f.subject in (None, "", file.name) else f"{relative}: {f.subject}"
+        report.add(sub.findings, sub.checks_run)
+        report.notes.extend(f"{relative}: {note}" for note in sub.notes)
+        m = sub.measurements
+        recon = m.get("reconstruction") or {}
+        rows.append({"path": relative, "format": m.get("format"), "architecture": m.get("architecture"),
+                     "parameters": m.get("parameters"), "unreadable": bool(m.get("unreadable")),
+                     "model_built": bool(m.get("model_built")), "bitrate_bps": m.get("bitrate_bps"),
+                     "total_snr_db": recon.get("total_snr_db"), "summary": sub.summary(),
+                     "top": sub.sorted_findings()[0].id if sub.findings else None})
+    report.measurements["checkpoints"] = rows
+    from codecdoctor.report.sections import Table
+
+    report.sections.append(Table("Checkpoints", ["checkpoint", "format", "parameters", "top finding", "errors"],
+                                 [[r["path"], r["format"], r["parameters"], r["top"], r["summary"].get("error", 0)
+                                   + r["summary"].get("critical", 0)] for r in rows]))
     return report
 
 

@@ -137,3 +137,21 @@ def test_explain_shows_the_new_checks(cli):
         code, out, _ = cli("explain", check_id)
         assert code == 0 and check_id in out
         assert all(section in out for section in ("What it checks", "Why", "How to fix")), out
+
+
+def test_a_folder_run_keeps_going_past_an_unreadable_checkpoint(cli, tmp_path):
+    runs = tmp_path / "runs"
+    (runs / "a").mkdir(parents=True)
+    data = save(own_state(), runs / "a" / "best.pt").read_bytes()
+    (runs / "b").mkdir()
+    (runs / "b" / "last.pt").write_bytes(data[: len(data) // 3])  # an interrupted save
+    code, out, err = cli("check-ckpt", runs, "--no-probes", "--json", tmp_path / "r.json", "--html", "none")
+    report = _json(tmp_path)
+    rows = {r["path"]: r for r in report["measurements"]["checkpoints"]}
+    assert set(rows) == {"a/best.pt", "b/last.pt"}
+    assert rows["b/last.pt"]["unreadable"] is True and rows["a/best.pt"]["unreadable"] is False
+    assert rows["a/best.pt"]["parameters"] > 0 and rows["b/last.pt"]["top"] == "C200"
+    c200 = [f for f in report["findings"] if f["id"] == "C200"]
+    assert [f["subject"] for f in c200] == ["b/last.pt"]
+    # the folder run is not fatal: findings decide the exit code (C200 is an error)
+    assert code == 1 and "Traceback" not in out + err
