@@ -43,8 +43,9 @@ def parse_fft_sizes(text: str | None) -> list[int] | None:
 def register(app: typer.Typer) -> None:
     @app.command("check-ckpt")
     def command(
-        ckpt: Annotated[Path, typer.Argument(help="Checkpoint file (this codec's, a raw state_dict, a training "
-                                                  "dict, Lightning, encodec, dac or vector-quantize-pytorch).")],
+        ckpt: Annotated[Path, typer.Argument(help="Checkpoint file or a folder of them (this codec's, a raw "
+                                                  "state_dict, a training dict, Lightning, encodec, dac or "
+                                                  "vector-quantize-pytorch).")],
         data: Annotated[Optional[Path], typer.Option(
             "--data", metavar="DIR", help="Audio folder: reconstruct crops (R3xx), code histograms, data peak.")] = None,
         model: ModelOption = None,
