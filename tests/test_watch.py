@@ -125,6 +125,15 @@ def test_the_script_keeps_its_argv_and_sys_path_0_and_a_module_runs_as_python_m_
     assert f"argv {[str(package / 'train.py'), '-x']}" in out and f"path0 {tmp_path}" in out
 
 
+def test_a_grad_scaler_skipping_steps_gives_T606_and_a_steady_scaler_does_not():
+    skipping = _run("--steps", "30", "--scaler", "--overflow-every", "2", "--val-every", "0")
+    t606 = [f for f in skipping.report.findings if f.id == "T606"]
+    assert t606 and any(f.evidence.get("skipped", 0) >= 2 for f in t606), skipping.report.ids()
+    steady = _run("--steps", "30", "--scaler", "--val-every", "0")
+    assert "T606" in steady.report.checks_run and "T606" not in steady.report.ids()
+    assert steady.report.measurements["optimizer_steps"] == 30
+
+
 def test_missing_script_and_syntax_error_are_one_line_input_errors(tmp_path):
     with pytest.raises(InputError, match="script not found"):
         watch(WatchRequest(script=str(tmp_path / "nope.py")))

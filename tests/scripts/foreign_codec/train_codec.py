@@ -76,6 +76,8 @@ def main():
     p.add_argument("--exit-code", type=int, default=0)
     p.add_argument("--val-every", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--scaler", action="store_true", help="train through a GradScaler (AMP style, on the CPU)")
+    p.add_argument("--overflow-every", type=int, default=None, help="with --scaler: every N-th loss overflows")
     p.add_argument("--ddp", action="store_true", help="DistributedDataParallel on gloo (under torchrun)")
     p.add_argument("--nan-rank", type=int, default=None, help="with --nan-step: only this rank's weight goes NaN")
     args = p.parse_args()
@@ -96,6 +98,7 @@ def main():
     optimizer = torch.optim.Adam(net.parameters(), lr=args.lr)
     bank = torch.from_numpy(speech_bank(3.0, sample_rate, args.peak, args.seed + rank))
     rng = torch.Generator().manual_seed(args.seed + rank)
+    scaler = torch.amp.GradScaler("cpu") if args.scaler else None
 
     def batch():
         starts = torch.randint(0, bank.numel() - args.samples, (args.batch,), generator=rng)
@@ -123,8 +126,15 @@ def main():
         y = out[0] if isinstance(out, tuple) else out
         loss = (y - target).abs().mean() + 0.5 * (y - target).pow(2).mean()
         optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        if scaler is not None:
+            if args.overflow_every and step % args.overflow_every == 0:
+                loss = loss * 1e38  # times the scale: the gradients overflow and the scaler skips the step
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
         if step % 10 == 0:
             print(f"step {step} loss {loss.item():.4f}", flush=True)
         if args.val_every and (step + 1) % args.val_every == 0 and rank == 0:
