@@ -90,7 +90,7 @@ def test_every_data_check_ran_and_json_has_the_contract(fault_corpus, tmp_path):
     from codecdoctor.report import json as json_out
 
     _, report, _ = fault_corpus
-    assert report.checks_run == [f"D1{i:02d}" for i in range(16)]
+    assert report.checks_run == [f"D1{i:02d}" for i in range(17)]  # D100-D116
     data = json.loads(json_out.dumps(report))
     row = next(r for r in data["measurements"]["files"] if r["path"] == "overs.wav")
     for key in ("path", "format", "subtype", "sample_rate", "channels", "frames", "duration_s", "min", "max", "peak",
