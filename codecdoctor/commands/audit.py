@@ -30,7 +30,7 @@ def register(app: typer.Typer) -> None:
                                                    help="D113 fires above this duration.")] = 600.0,
         scheduler: Annotated[Optional[str], typer.Option(
             "--scheduler", metavar="ADDRESS", help="Run on a Dask cluster: tcp://host:8786 or a scheduler file "
-            "(needs codecdoctor[distributed]).")] = None,
+            "(needs the 'distributed' extra: dask).")] = None,
         storage_options: Annotated[Optional[str], typer.Option(
             "--storage-options", metavar="JSON", help="fsspec options for s3:// gs:// hf:// (endpoint, credentials); "
             "never written to a report.")] = None,

@@ -279,7 +279,10 @@ def _open_lhotse(path: str, name: str, storage: Storage, display: str) -> Corpus
             if kind == "url" or (kind == "file" and is_url(where)):
                 sub_storage = Storage(urlsplit(where).scheme, storage.options if urlsplit(where).scheme == storage.protocol
                                       else {})
-                target, subject = where.split("://", 1)[1], public_url(where)
+                scheme = urlsplit(where).scheme
+                # fsspec's HTTP filesystem takes the whole URL as its path; object stores drop the scheme
+                target = where if scheme in ("http", "https") else where.split("://", 1)[1]
+                subject = public_url(where)
             elif kind == "file":
                 sub_storage = storage
                 if storage.protocol:
