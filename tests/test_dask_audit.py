@@ -116,3 +116,13 @@ def test_unreachable_scheduler_is_a_one_line_input_error():
 
     with pytest.raises(InputError, match="cannot connect"):
         engine.connect("tcp://127.0.0.1:9", timeout_s=1.0)
+
+
+def test_cli_scheduler_address_gives_the_local_json(client, cli, tmp_path):
+    root = tmp_path / "corpus"
+    make_corpus(root)
+    code, _, err = cli("audit-data", root, "--scheduler", client.scheduler.address, "--json", tmp_path / "d.json",
+                       "--html", "none", "--no-progress")
+    assert code == 1, err  # bad.wav: an error-level finding
+    on_cluster = json.loads((tmp_path / "d.json").read_text())
+    assert comparable(on_cluster) == comparable(_json(audit_data(root, jobs=1)))
