@@ -189,11 +189,13 @@ def watch(request: WatchRequest) -> WatchResult:
     saved_argv, saved_path0 = list(sys.argv), sys.path[0] if sys.path else None
     saved_main = sys.modules.get("__main__")
     in_main_thread = threading.current_thread() is threading.main_thread()
-    saved_term = None
+    saved_term = saved_int = None
     if in_main_thread:
         def on_sigterm(signum, frame):
             raise Terminated()
         saved_term = signal.signal(signal.SIGTERM, on_sigterm)
+        # the script starts with Python's own Ctrl-C behaviour, whatever the host process installed
+        saved_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     exit_code, ending = 0, "exit"
     main = types.ModuleType("__main__")
     main.__dict__.update({"__file__": target.argv0, "__builtins__": builtins, "__spec__": None,
@@ -233,6 +235,7 @@ def watch(request: WatchRequest) -> WatchResult:
             sys.modules["__main__"] = saved_main
         if in_main_thread:
             signal.signal(signal.SIGTERM, saved_term if saved_term is not None else signal.SIG_DFL)
+            signal.signal(signal.SIGINT, saved_int if saved_int is not None else signal.default_int_handler)
         tap.remove()
     if tap.stopped is not None and ending == "exception":
         ending = "check"

@@ -10,8 +10,9 @@ callback), through PyTorch's global hooks instead of calls in the loop.
   `Monitor.on_batch(x, y)` on the device. The loss arrives when `.backward()` is called on a scalar
   (a thin wrapper on `torch.Tensor.backward`; through `GradScaler.scale` its unscaled value).
 * An eval-mode or no-grad forward of the model is a validation pair (input = reference, output =
-  estimate); consecutive pairs are judged together (T603/T608 with the R3xx diagnosis) when
-  training resumes or the run ends.
+  estimate), kept on the device (at most 64 pairs); an eval-mode round is judged together
+  (T603/T608 with the R3xx diagnosis) when training resumes or the run ends; no-grad forwards in
+  training mode are judged at most once per read-back window.
 * Optimizer step hooks (`torch.optim.optimizer.register_optimizer_step_pre_hook` / `post_hook`):
   the gradients before the step (T605), the learning rate (T609). Only optimizers that hold the
   model's parameters count (a discriminator's does not).
@@ -142,6 +143,8 @@ class ModelTap:
         self._model_optimizers: dict[int, bool] = {}
         self._val_refs: list[torch.Tensor] = []
         self._val_ests: list[torch.Tensor] = []
+        self._val_from_eval = False
+        self._val_flushed_at = 0
 
     # -- install / remove -------------------------------------------------------------------
     def install(self) -> "ModelTap":
@@ -270,7 +273,12 @@ class ModelTap:
         if self.monitor is None:
             return
         if frame.training and frame.grad:
-            self._flush_validation()
+            # an eval-mode validation loop ends when training resumes; no-grad forwards in training
+            # mode (a metric, an audio sample for a logger) are judged at most once per read-back
+            # window, so they never cost a host copy per step
+            if self._val_refs and (self._val_from_eval or
+                                   self.training_forwards - self._val_flushed_at >= self.monitor.read_every):
+                self._flush_validation()
             self.training_forwards += 1
             self._loss_seen = False
             self._guard(self.monitor.on_batch, frame.x, y)
@@ -278,10 +286,11 @@ class ModelTap:
             self.validation_forwards += 1
             held = sum(r.shape[0] for r in self._val_refs)
             if held < VALIDATION_MAX_PAIRS:
-                keep = VALIDATION_MAX_PAIRS - held
-                # validation only: the host copy waits for the device, as the script's own metric would
-                self._val_refs.append(frame.x[:keep].detach().float().cpu().reshape(min(keep, frame.x.shape[0]), -1))
-                self._val_ests.append(y[:keep].detach().float().cpu().reshape(min(keep, y.shape[0]), -1))
+                keep = min(VALIDATION_MAX_PAIRS - held, frame.x.shape[0])
+                # copies on the device: the host reads them once, when the round is judged
+                self._val_refs.append(frame.x[:keep].detach().float().reshape(keep, -1).clone())
+                self._val_ests.append(y[:keep].detach().float().reshape(keep, -1).clone())
+                self._val_from_eval = self._val_from_eval or not frame.training
 
     # -- loss, optimizer, scaler --------------------------------------------------------------
     def on_loss(self, loss: torch.Tensor) -> None:
@@ -338,6 +347,7 @@ class ModelTap:
             return
         refs, ests = self._val_refs, self._val_ests
         self._val_refs, self._val_ests = [], []
+        self._val_from_eval, self._val_flushed_at = False, self.training_forwards
         length = min(min(r.shape[1] for r in refs), min(e.shape[1] for e in ests))
         ref = torch.cat([r[:, :length] for r in refs])
         est = torch.cat([e[:, :length] for e in ests])
@@ -351,6 +361,7 @@ class ModelTap:
     def discard_validation(self) -> None:
         """Forget the pairs collected so far (a sanity-check pass of an untrained model)."""
         self._val_refs, self._val_ests = [], []
+        self._val_from_eval = False
 
     # -- the end ------------------------------------------------------------------------------
     def finish(self, command: str) -> Report:
