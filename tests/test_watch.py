@@ -171,8 +171,7 @@ def _cli(*script_args: str, html: str = "none"):
 
 def test_cli_passes_output_and_exit_code_through_from_a_folder_with_its_own_model_package(tmp_path):
     folder = _user_folder(tmp_path)
-    proc = subprocess.run(_cli("--model-package", "--steps", "12", "--val-every", "0", "--exit-code", "3",
-                               html="reports/w.html"),
+    proc = subprocess.run(_cli("--model-package", "--steps", "12", "--val-every", "0", "--exit-code", "3"),
                           cwd=folder, env=ENV, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 3, proc.stderr[-2000:]
     assert "step 0 loss" in proc.stdout and "step 10 loss" in proc.stdout and "done" in proc.stdout
@@ -180,7 +179,6 @@ def test_cli_passes_output_and_exit_code_through_from_a_folder_with_its_own_mode
     assert data["command"] == "watch" and data["measurements"]["exit_code"] == 3
     assert data["measurements"]["model"]["class"] == "TinyCodec"  # the user's model/ package, not model.py
     assert data["measurements"]["training_forwards"] == 12
-    assert (folder / "reports" / "w.html").stat().st_size > 1000
 
 
 def _free_port() -> int:
