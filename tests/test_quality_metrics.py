@@ -64,7 +64,7 @@ def test_block_by_block_equals_whole_signal_and_segments_are_energy_weighted(cle
     ref = np.concatenate([clean, 0.3 * clean[::-1]])          # 6 s: three 2 s segments
     est = noisy(ref, 12)
     whole = Q.quality_metrics(ref, est, SR, segment_seconds=2.0)
-    acc = Q.QualityAccumulator(SR, segment_seconds=2.0)
+    acc = Q.QualityAccumulator(SR, segment_seconds=2.0, total_samples=ref.size)
     for start in range(0, ref.size, 7777):
         acc.update(ref[start:start + 7777], est[start:start + 7777])
     streamed = acc.result()
@@ -79,13 +79,39 @@ def test_block_by_block_equals_whole_signal_and_segments_are_energy_weighted(cle
     assert whole.stoi == pytest.approx(np.average(values, weights=weights), abs=1e-12)
 
 
+def test_a_long_pair_is_scored_on_segments_spread_over_it(clean):
+    ref = np.concatenate([clean * g for g in np.linspace(0.2, 1.0, 10)])        # 30 s
+    est = noisy(ref, 15)
+    q = Q.quality_metrics(ref, est, SR, segment_seconds=2.0, max_seconds=6.0, pesq=False)
+    assert q.segments == 3 and Q.chosen_segments(15, 3) == {0, 7, 14}
+    assert any("3 of 15 segments" in n for n in q.notes)
+    acc = Q.QualityAccumulator(SR, segment_seconds=2.0, max_seconds=6.0, total_samples=ref.size, pesq=False)
+    for start in range(0, ref.size, 10000):
+        acc.update(ref[start:start + 10000], est[start:start + 10000])
+    assert acc.result().stoi == pytest.approx(q.stoi, abs=1e-12)
+    picked = [Q.segment_bounds(ref.size, 2 * SR)[i] for i in (0, 7, 14)]
+    values = [Q.quality_metrics(ref[a:b], est[a:b], SR, pesq=False).stoi for a, b in picked]
+    assert q.stoi == pytest.approx(np.average(values, weights=[float(np.dot(ref[a:b], ref[a:b])) for a, b in picked]),
+                                   abs=1e-12)
+
+
+def test_segments_end_with_a_tail_between_half_and_one_and_a_half_segments():
+    for total in (1, 5, 14, 15, 16, 24, 26, 100):
+        bounds = Q.segment_bounds(total, 10)
+        assert bounds[0][0] == 0 and bounds[-1][1] == total
+        assert all(b[1] == c[0] for b, c in zip(bounds, bounds[1:]))
+        if len(bounds) > 1:
+            assert 5 <= bounds[-1][1] - bounds[-1][0] < 15
+
+
 def test_sources_read_in_blocks_equal_arrays_and_the_lag_is_undone(clean):
     from codecdoctor.measure.pair_stream import ArraySource
 
     est = np.concatenate([np.zeros(40), noisy(clean, 15)[:-40]])
     direct = Q.quality_metrics(clean, est, SR, lag_samples=40)
     streamed = Q.quality_from_sources(ArraySource(clean, SR), ArraySource(est, SR), SR, lag_samples=40,
-                                      block_samples=5000)
+                                      segment_seconds=1.0)
+    direct = Q.quality_metrics(clean, est, SR, lag_samples=40, segment_seconds=1.0)
     assert streamed.stoi == pytest.approx(direct.stoi, abs=1e-12)
     assert streamed.pesq_wb == pytest.approx(direct.pesq_wb, abs=1e-6)
     assert direct.stoi > Q.quality_metrics(clean, est, SR).stoi    # aligned scores better than as is

@@ -14,21 +14,26 @@ Two entry points, one computation:
 - `quality_from_sources(ref_src, est_src, sample_rate, lag_samples=0)` is the same on two
   sources read block by block (`frames`, `read(start, stop) -> (channels, n)`: the sources of
   `measure.pair_stream`), in bounded memory.
-- `QualityAccumulator(sample_rate)` is the same thing block by block, for a streaming compare:
-  `update(ref_block, est_block)` with blocks of any size (both sides already aligned and of equal
-  length; the caller undoes the lag), then `result()`. `quality_metrics` is exactly an
+- `QualityAccumulator(sample_rate, total_samples=n)` is the same thing block by block, for a
+  streaming compare: `update(ref_block, est_block)` with blocks of any size (both sides already
+  aligned and of equal length; the caller undoes the lag; `n` is the aligned length, so the scored
+  segments can be spread over it), then `result()`. `quality_metrics` is exactly an
   accumulator fed the whole (aligned) pair, so the two agree for the same audio (to float
   rounding, ~1e-15: the same segments, buffered in differently aligned arrays).
   `combine(other)` merges two accumulators of consecutive stretches (returns a new one).
 
-Segments. PESQ and STOI are defined on utterances of seconds, not hours, so the signal is scored
-in fixed segments of `segment_seconds` (default 20 s, within the 10-30 s these metrics were
-validated on). The accumulator scores a segment as soon as 1.5 segments are buffered, so the last
-segment holds between 0.5 and 1.5 segment lengths (no too-short tail) and memory is bounded by 1.5
-segments of audio. Each segment's score is weighted by its reference energy (sum ref^2): loud
-speech counts, near-silence barely does. A segment PESQ cannot score (no utterance detected, too
-short) or STOI cannot (fewer than 30 frames of speech once silent frames are dropped) is left out
-of that metric's mean and named in a note. A pair shorter than one segment is one segment.
+Segments. PESQ and STOI are defined on utterances of seconds, not hours, so the signal is cut
+into fixed segments of `segment_seconds` (default 10 s, within the 8-30 s these metrics were
+validated on) from its start; the last segment holds between 0.5 and 1.5 segment lengths (no
+too-short tail; `segment_bounds`). A pair shorter than one segment is one segment. At most
+`max_seconds` of audio (default 60 s: six segments) is scored: a longer pair is scored on that
+many segments evenly spread over it (`chosen_segments`; first and last included), with a note
+saying so, which bounds the cost of an hour-long pair to that of a minute. Each scored segment is
+weighted by its reference energy (sum ref^2): loud speech counts, near-silence barely does. A
+segment PESQ cannot score (no utterance detected, too short) or STOI cannot (fewer than 30 frames
+of speech once silent frames are dropped) is left out of that metric's mean and named in a note.
+The accumulator buffers at most 1.5 segments; it needs `total_samples` to spread the scored
+segments (without it every segment is scored).
 
 Preconditions. PESQ runs at 8 or 16 kHz only: wide band (P.862.2) needs 16 kHz, narrow band
 (P.862) 8 or 16 kHz. Other rates are resampled with the diagnostics' one resampler
@@ -57,7 +62,10 @@ import numpy as np
 from codecdoctor.measure.metrics import as_signal
 from codecdoctor.measure.spectral import mel_filterbank, window_array
 
-DEFAULT_SEGMENT_SECONDS = 20.0
+DEFAULT_SEGMENT_SECONDS = 10.0
+# At most this much audio of a pair is scored (segments evenly spread over a longer pair): PESQ and
+# STOI run at about 10-40x real time on one core, so an hour of audio would take minutes.
+DEFAULT_MAX_SECONDS = 60.0
 # (window samples, n_mels) per scale, DAC's MelSpectrogramLoss defaults.
 MULTISCALE_MEL = ((32, 5), (64, 10), (128, 20), (256, 40), (512, 80), (1024, 160), (2048, 320))
 MEL_CLAMP = 1e-5
@@ -129,6 +137,29 @@ def pesq_rates(sample_rate: int) -> tuple[int | None, bool, str | None]:
     return None, False, f"PESQ not computed: it needs at least 8 kHz audio, this is {sample_rate} Hz"
 
 
+def segment_bounds(total_samples: int, segment_samples: int) -> list[tuple[int, int]]:
+    """(start, stop) of each segment: whole segments from the start, the last one holding between
+    0.5 and 1.5 segment lengths (all of a pair shorter than 1.5 segments)."""
+    if total_samples <= 0:
+        return []
+    count = max(1, int(math.floor(total_samples / segment_samples + 0.5)))
+    bounds = [(k * segment_samples, (k + 1) * segment_samples) for k in range(count - 1)]
+    return bounds + [((count - 1) * segment_samples, total_samples)]
+
+
+def max_segments(segment_seconds: float, max_seconds: float | None) -> int | None:
+    if max_seconds is None:
+        return None
+    return max(1, int(max_seconds // segment_seconds))
+
+
+def chosen_segments(count: int, limit: int | None) -> set[int]:
+    """The segment indices scored: all of them, or `limit` spread evenly (first and last included)."""
+    if limit is None or count <= limit:
+        return set(range(count))
+    return {int(round(i)) for i in np.linspace(0, count - 1, limit)}
+
+
 @dataclass
 class _Sums:
     """Energy-weighted sums of one metric over segments."""
@@ -157,10 +188,16 @@ class QualityAccumulator:
     """STOI / ESTOI / PESQ / multi-scale mel distance, block by block (see the module doc)."""
 
     def __init__(self, sample_rate: int, *, segment_seconds: float = DEFAULT_SEGMENT_SECONDS,
+                 total_samples: int | None = None, max_seconds: float | None = DEFAULT_MAX_SECONDS,
                  stoi: bool = True, pesq: bool = True, mel: bool = True) -> None:
         self.sample_rate = int(sample_rate)
         self.segment_seconds = float(segment_seconds)
         self.segment_samples = max(1, int(round(self.segment_seconds * self.sample_rate)))
+        self.max_seconds = max_seconds
+        self.total_samples = total_samples
+        self.planned = len(segment_bounds(int(total_samples), self.segment_samples)) if total_samples else None
+        self.chosen = (chosen_segments(self.planned, max_segments(self.segment_seconds, max_seconds))
+                       if self.planned else None)
         self.want_stoi, self.want_pesq, self.want_mel = stoi, pesq, mel
         self._ref: list[np.ndarray] = []
         self._est: list[np.ndarray] = []
@@ -168,7 +205,8 @@ class QualityAccumulator:
         self.sums = {name: _Sums() for name in ("stoi", "estoi", "pesq_wb", "pesq_nb")}
         self.mel_abs_sum = np.zeros(len(MULTISCALE_MEL))
         self.mel_bins = np.zeros(len(MULTISCALE_MEL))
-        self.segments = 0
+        self.segments = 0   # segments seen
+        self.scored = 0     # segments scored (all, or the chosen ones)
         self.notes: list[str] = []
         self._stoi = _import_pystoi() if stoi else None
         self._pesq = _import_pesq() if pesq else None
@@ -201,7 +239,7 @@ class QualityAccumulator:
     def combine(self, other: "QualityAccumulator") -> "QualityAccumulator":
         """A new accumulator holding both (other's audio follows self's; buffered tails are scored
         as their own segments, so combine after `flush`-like ends of stretches)."""
-        out = QualityAccumulator(self.sample_rate, segment_seconds=self.segment_seconds,
+        out = QualityAccumulator(self.sample_rate, segment_seconds=self.segment_seconds, max_seconds=None,
                                  stoi=self.want_stoi, pesq=self.want_pesq, mel=self.want_mel)
         for part in (self, other):
             part._flush()
@@ -209,12 +247,13 @@ class QualityAccumulator:
         out.mel_abs_sum = self.mel_abs_sum + other.mel_abs_sum
         out.mel_bins = self.mel_bins + other.mel_bins
         out.segments = self.segments + other.segments
+        out.scored = self.scored + other.scored
         out.notes = list(dict.fromkeys(self.notes + other.notes))
         return out
 
     def result(self) -> QualityResult:
         self._flush()
-        res = QualityResult(segments=self.segments, segment_seconds=self.segment_seconds,
+        res = QualityResult(segments=self.scored, segment_seconds=self.segment_seconds,
                             pesq_rate_hz=self.pesq_rate if self._pesq is not None else None,
                             notes=list(dict.fromkeys(self.notes)))
         res.stoi, res.estoi = self.sums["stoi"].mean(), self.sums["estoi"].mean()
@@ -223,10 +262,14 @@ class QualityAccumulator:
             per_scale = np.where(self.mel_bins > 0, self.mel_abs_sum / np.maximum(self.mel_bins, 1), 0.0)
             res.multiscale_mel_distance = float(per_scale.sum())
             res.multiscale_mel_config = dict(MULTISCALE_MEL_CONFIG)
-        if self.segments == 0:
+        if self.scored == 0:
             res.notes.append("quality metrics not computed: nothing to compare")
-        elif self.segments > 1:
-            res.notes.append(f"quality metrics: energy-weighted mean over {self.segments} segments of "
+        elif self.scored < self.segments:
+            res.notes.append(f"quality metrics on {self.scored} of {self.segments} segments of {self.segment_seconds:g} s "
+                             f"spread evenly over the pair ({self.scored * self.segment_seconds:g} s of "
+                             f"{self.segments * self.segment_seconds:g} s; energy-weighted mean)")
+        elif self.scored > 1:
+            res.notes.append(f"quality metrics: energy-weighted mean over {self.scored} segments of "
                              f"{self.segment_seconds:g} s")
         return res
 
@@ -240,6 +283,9 @@ class QualityAccumulator:
     def _score(self, ref: np.ndarray, est: np.ndarray) -> None:
         index = self.segments
         self.segments += 1
+        if self.chosen is not None and index not in self.chosen:
+            return
+        self.scored += 1
         several = index > 0 or ref.size > self.segment_samples
         where = f"segment {index + 1} (from {index * self.segment_seconds:g} s)" if several else "the pair"
         scale = float(max(np.max(np.abs(ref)), 1e-300))
@@ -329,23 +375,37 @@ def _mono(x: Any) -> np.ndarray:
 
 
 def quality_from_sources(ref: Any, est: Any, sample_rate: int, *, lag_samples: int = 0,
-                         block_samples: int = 1 << 18, segment_seconds: float = DEFAULT_SEGMENT_SECONDS,
+                         segment_seconds: float = DEFAULT_SEGMENT_SECONDS,
+                         max_seconds: float | None = DEFAULT_MAX_SECONDS,
                          stoi: bool = True, pesq: bool = True, mel: bool = True) -> QualityResult:
-    """`quality_metrics` on two sources read block by block (anything with `frames` and
-    `read(start, stop) -> (channels, n)`, as `measure.pair_stream`'s sources): memory is one block
-    plus 1.5 segments, whatever the length. Equal to `quality_metrics` on the same audio (to float
-    rounding)."""
+    """`quality_metrics` on two sources (anything with `frames` and `read(start, stop) ->
+    (channels, n)`, as `measure.pair_stream`'s sources): only the scored segments are read, one at a
+    time, so memory is 1.5 segments and the cost is that of `max_seconds`, whatever the length.
+    Equal to `quality_metrics` on the same audio (to float rounding)."""
     lag = int(lag_samples)
     r_start, e_start = (0, lag) if lag >= 0 else (-lag, 0)
     n = max(0, min(int(ref.frames) - r_start, int(est.frames) - e_start))
-    acc = QualityAccumulator(int(sample_rate), segment_seconds=segment_seconds, stoi=stoi, pesq=pesq, mel=mel)
-    for start in range(0, n, int(block_samples)):
-        stop = min(start + int(block_samples), n)
-        r = _mono(ref.read(r_start + start, r_start + stop))
-        e = _mono(est.read(e_start + start, e_start + stop))
-        if r.size == 0 or e.size == 0:
+
+    def read(start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        return _mono(ref.read(r_start + start, r_start + stop)), _mono(est.read(e_start + start, e_start + stop))
+
+    return _score_segments(read, n, int(sample_rate), lag, segment_seconds, max_seconds, stoi, pesq, mel)
+
+
+def _score_segments(read, n: int, sample_rate: int, lag: int, segment_seconds: float, max_seconds: float | None,
+                    stoi: bool, pesq: bool, mel: bool) -> QualityResult:
+    acc = QualityAccumulator(sample_rate, segment_seconds=segment_seconds, total_samples=n, max_seconds=max_seconds,
+                             stoi=stoi, pesq=pesq, mel=mel)
+    for index, (start, stop) in enumerate(segment_bounds(n, acc.segment_samples)):
+        if acc.chosen is not None and index not in acc.chosen:
+            acc.segments += 1
+            continue
+        r, e = read(start, stop)
+        m = min(r.size, e.size)
+        if m == 0:
             break   # a source that turned out truncated ends the pair here
-        acc.update(r, e)
+        acc._score(np.nan_to_num(r[:m], nan=0.0, posinf=0.0, neginf=0.0),
+                   np.nan_to_num(e[:m], nan=0.0, posinf=0.0, neginf=0.0))
     result = acc.result()
     if lag:
         result.notes.insert(0, f"quality metrics on the pair aligned by its lag ({lag:+d} samples)")
@@ -353,17 +413,13 @@ def quality_from_sources(ref: Any, est: Any, sample_rate: int, *, lag_samples: i
 
 
 def quality_metrics(ref: Any, est: Any, sample_rate: int, *, lag_samples: int = 0,
-                    segment_seconds: float = DEFAULT_SEGMENT_SECONDS, stoi: bool = True, pesq: bool = True,
-                    mel: bool = True) -> QualityResult:
+                    segment_seconds: float = DEFAULT_SEGMENT_SECONDS, max_seconds: float | None = DEFAULT_MAX_SECONDS,
+                    stoi: bool = True, pesq: bool = True, mel: bool = True) -> QualityResult:
     """Score a whole pair: crop to the common length after undoing `lag_samples` (est[n + lag]
-    pairs with ref[n], as `measure_pair` reports it), then one `QualityAccumulator` pass."""
+    pairs with ref[n], as `measure_pair` reports it), then score the segments (module doc)."""
     from codecdoctor.measure.metrics import shift_pair
 
     r, e = shift_pair(_mono(ref), _mono(est), int(lag_samples))
-    acc = QualityAccumulator(int(sample_rate), segment_seconds=segment_seconds, stoi=stoi, pesq=pesq, mel=mel)
-    if r.size:
-        acc.update(r, e)
-    result = acc.result()
-    if lag_samples:
-        result.notes.insert(0, f"quality metrics on the pair aligned by its lag ({int(lag_samples):+d} samples)")
-    return result
+    n = min(r.size, e.size)
+    return _score_segments(lambda a, b: (r[a:b], e[a:b]), n, int(sample_rate), int(lag_samples), segment_seconds,
+                           max_seconds, stoi, pesq, mel)
