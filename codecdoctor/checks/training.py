@@ -124,8 +124,9 @@ def input_range(m: TrainingMeasurements):
 def output_range(m: TrainingMeasurements):
     """Decoder output out of range or non-finite.
 
-    What: Per batch, on the device: non-finite output samples (error); output beyond the declared
-    output bound (error: the bound in the config is not what the code does); with an unbounded
+    What: Per batch, on the device: non-finite output samples (error; the batch is re-run under
+    forward hooks, as for T604, to name the first module whose output is non-finite); output beyond
+    the declared output bound (error: the bound in the config is not what the code does); with an unbounded
     decoder, output peaks beyond full scale (1.0) and more than 1.1× the input's peak (warning).
     Why: Output beyond ±1 clips when written to a file and is the signature of an unbounded decoder
     whose level drifts upward: the reconstruction loss pulls the level back only as fast as the
