@@ -578,7 +578,9 @@ class SignalAccumulator:
             bright = candidates[np.argsort(score)[-count:]]
         else:
             bright = candidates
-        picks = np.unique(np.concatenate([even, bright]))
+        picks = np.sort(np.concatenate([even, bright]))
+        # distinct frames, without np.unique: its first call imports numpy.ma (50-200 ms of start-up)
+        picks = picks[np.concatenate(([True], picks[1:] != picks[:-1]))]
         starts = np.minimum(picks * self.frame_len, n - self.n_fft)
         pieces = block[starts[:, None] + np.arange(self.n_fft)[None, :]]  # (windows, n_fft, channels)
         self._content_grid(pieces)
