@@ -31,8 +31,9 @@ from codecdoctor.measure.pair_stream import ArraySource, ChunkEnergies, FileSour
 
 # A single pair is scored per second for R313: one second is the usual validation crop.
 CHUNK_SECONDS = 1.0
-# Figures are drawn for at most this many pairs (the worst ones): plotting costs more than measuring.
-MAX_PLOTTED_PAIRS = 1
+# Quality metrics (PESQ, STOI) on a long pair: this many evenly spaced 20 s segments (a minute of
+# speech; the note names how many of the pair's segments were scored).
+QUALITY_SEGMENTS = 3
 
 
 @dataclass
@@ -119,6 +120,52 @@ def _open_pair(pair: _Pair, sample_rate: int | None) -> tuple[Any, Any, int, dic
     if ref_arr.shape[0] != est_arr.shape[0]:
         ref_arr, est_arr = ref_arr.mean(axis=0, keepdims=True), est_arr.mean(axis=0, keepdims=True)
     return ArraySource(ref_arr, sample_rate), ArraySource(est_arr, sample_rate), int(sample_rate), info
+
+
+class _Windows:
+    """Evenly spaced windows of a source, joined: reads of [0, count * window) map into them."""
+
+    def __init__(self, source: Any, starts: list[int], window: int):
+        self.source, self.starts, self.window = source, starts, int(window)
+        self.frames = len(starts) * self.window
+        self.channels = source.channels
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        parts = []
+        position = max(start, 0)
+        while position < min(stop, self.frames):
+            index, offset = divmod(position, self.window)
+            take = min(self.window - offset, stop - position)
+            piece = self.source.read(self.starts[index] + offset, self.starts[index] + offset + take)
+            parts.append(piece)
+            if piece.shape[1] < take:
+                break
+            position += take
+        return np.concatenate(parts, axis=1) if parts else np.zeros((self.channels, 0))
+
+
+def _quality(ref: Any, est: Any, rate: int, m: PairMeasurements) -> None:
+    """STOI/ESTOI/PESQ/multi-scale mel (measure/quality.py) on the pair aligned by its lag. PESQ and
+    STOI cost about a second per 20 s segment, so a pair longer than QUALITY_SEGMENTS segments is
+    scored on that many evenly spaced segments (each a whole segment, as the accumulator scores
+    them), and a note says so."""
+    from codecdoctor.measure.quality import DEFAULT_SEGMENT_SECONDS, quality_from_sources
+
+    lag = m.lag_samples
+    r_start, e_start = (0, lag) if lag >= 0 else (-lag, 0)
+    aligned = max(0, min(ref.frames - r_start, est.frames - e_start))
+    window = int(DEFAULT_SEGMENT_SECONDS * rate)
+    total_segments = aligned // window if window else 0
+    if total_segments <= QUALITY_SEGMENTS:
+        quality_from_sources(ref, est, rate, lag_samples=lag).apply_to(m)
+        return
+    picks = np.linspace(0, total_segments - 1, QUALITY_SEGMENTS).round().astype(int)
+    starts = [int(k) * window for k in picks]
+    result = quality_from_sources(_Windows(ref, [r_start + s for s in starts], window),
+                                  _Windows(est, [e_start + s for s in starts], window), rate)
+    result.notes.insert(0, f"quality metrics on {QUALITY_SEGMENTS} evenly spaced {DEFAULT_SEGMENT_SECONDS:g} s "
+                           f"segments of the {total_segments} in the pair (aligned by its lag, {lag:+d} samples)")
+    result.apply_to(m)
 
 
 def _close(*sources: Any) -> None:
@@ -262,9 +309,7 @@ def compare(ref: Any, est: Any, *, sample_rate: int | None = None, output_bound:
             m = measure_pair_stream(ref_src, est_src, rate, subject=pair.subject, output_bound=output_bound,
                                     max_lag_samples=lag, chunks=chunks)
             if quality and not m.ref_silent and m.compared_samples > 0:
-                from codecdoctor.measure.quality import quality_from_sources
-
-                quality_from_sources(ref_src, est_src, rate, lag_samples=m.lag_samples).apply_to(m)
+                _quality(ref_src, est_src, rate, m)
         finally:
             _close(ref_src, est_src)
         findings, ran = judge_pair(m)
