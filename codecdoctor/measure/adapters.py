@@ -473,6 +473,10 @@ class ForwardAdapter:
 
     def capture_codes(self, audio) -> list[Any]:
         """Per-level integer codes [B, frames] from one forward, via hooks on every submodule."""
+        return self.forward_with_codes(audio)[1]
+
+    def forward_with_codes(self, audio) -> tuple[Any, list[Any]]:
+        """(the forward's output, per-level codes) from one forward with hooks on every submodule."""
         import torch
 
         batch = audio.shape[0]
@@ -489,7 +493,7 @@ class ForwardAdapter:
                     seen.append((name, mod, ints[0]))
             handles.append(sub.register_forward_hook(hook))
         try:
-            self._call(audio)
+            output, _ = self._call(audio)
         finally:
             for handle in handles:
                 handle.remove()
@@ -513,7 +517,7 @@ class ForwardAdapter:
                 names.append(name if len(per_level) == 1 else f"{name}[{index}]")
                 sizes.append(size or int(level.max()) + 1)
         self.code_modules, self.codebook_size = names, sizes
-        return levels
+        return output, levels
 
 
 def _sample_rate_of(module: Any, raw: Any, explicit: int | None) -> tuple[int, str]:
@@ -548,8 +552,8 @@ def forward_adapter(module: Any, sample_rate: int, label: str) -> ForwardAdapter
     from codecdoctor.measure.stimuli import speech_like
 
     channels = _input_channels(module)
-    length = int(sample_rate)
-    speech = torch.as_tensor(np.asarray(speech_like(1.0, sample_rate, seed=3), dtype=np.float32).reshape(-1)[:length])
+    length = int(sample_rate) // 4  # 0.25 s: a few frames of any codec's hop, and cheap for a big model
+    speech = torch.as_tensor(np.asarray(speech_like(0.25, sample_rate, seed=3), dtype=np.float32).reshape(-1)[:length])
     speech = 0.25 * speech / speech.abs().max().clamp_min(1e-6)
     audio = speech[None, None, :].repeat(1, channels, 1)
     failures = []
@@ -557,15 +561,13 @@ def forward_adapter(module: Any, sample_rate: int, label: str) -> ForwardAdapter
         adapter = ForwardAdapter(module, sample_rate, channels=channels, layout=layout)
         try:
             with torch.inference_mode():
-                output, _ = adapter._call(audio)
+                output, codes = adapter.forward_with_codes(audio)
         except Exception as exc:  # noqa: BLE001 - try the other layout, then say what failed
             failures.append(f"[B, {'C, ' if layout == 'BCT' else ''}T] input: {_first_line(exc)}")
             continue
         if adapter.find_reconstruction(output, 1, length) is None:
             failures.append(f"[B, {'C, ' if layout == 'BCT' else ''}T] input gave {_describe(output)}")
             continue
-        with torch.inference_mode():
-            codes = adapter.capture_codes(audio)
         if codes:
             adapter.hop_samples = max(1, round(length / codes[0].shape[-1]))
         # a model that needs a multiple of its hop: pad inputs to it
