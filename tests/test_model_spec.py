@@ -48,6 +48,12 @@ def test_encodec_class_spec_drives_its_forward(tmp_path, monkeypatch):
     # EMA counts are statistics (no C202 "exploding" on cluster_size); no precision evidence: S50x info
     assert "C202" not in _warnings(report) and not [i for i in _warnings(report) if i.startswith("S50")]
     assert [q["used"] for q in m["quantizer"]] == [64, 48, 20, 2]
+    # the built model says threshold_ema_dead_code = 2 (EnCodec's default): a level whose EMA counts
+    # sum below 64 × 2 = 128 tokens would reset every code on every step (Q407)
+    below = [q["name"] for q in m["quantizer"] if q["total_count"] < 128]
+    q407 = [f for f in report.findings if f.id == "Q407"]
+    assert below and [f.subject for f in q407] == below
+    assert "threshold_ema_dead_code" in q407[0].message and q407[0].evidence["tokens_needed"] == 128
     assert any("driving SmallEncodec.forward at 16000 Hz (model.sample_rate)" in n for n in report.notes)
 
 
@@ -66,6 +72,10 @@ def test_dac_class_spec_with_saved_metadata_kwargs_reads_codes_from_the_forward(
     on_data = m["quantizer_on_data"]
     assert [lv["codebook_size"] for lv in on_data["levels"]] == [64, 64, 64] and on_data["frames"] == 1000
     assert m["reconstruction"]["crops"] and "C202" not in _warnings(report)
+    # statically: three nn.Embedding codebooks of 64; the DAC loss's FFT sizes are known, but nothing
+    # shows half precision, so S501-S503 are info
+    assert [(q["codebook_size"], q["source"]) for q in m["quantizer"]] == [(64, "weights")] * 3
+    assert "S501" in report.checks_run and not [i for i in _warnings(report) if i.startswith("S50")]
 
 
 def test_lightning_model_prefix_is_stripped_for_the_model():
