@@ -213,30 +213,58 @@ def _audit_all(tasks: list[Task], jobs: int, thresholds: DataThresholds,
         yield 1, audit_task(tasks[0], thresholds)
         return
     whole = [t for t in ordered if t.subject not in split]
-    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-    with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context(method)) as pool:
+    context = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    retry: dict[str, Task] = {}  # tasks whose worker died or raised: measured again one by one
+    with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
         pending: dict[Any, tuple[Any, ...]] = {}
         for task in ordered:
             for index in range(split.get(task.subject, 0)):
                 future = pool.submit(_measure_part, task.path, index, thresholds.silence_threshold_db)
                 pending[future] = ("part", task, index)
         for batch in _batches(whole):
-            pending[pool.submit(_audit_batch, batch, thresholds)] = ("batch", len(batch))
+            pending[pool.submit(_audit_batch, batch, thresholds)] = ("batch", batch)
         on_started()
         parts: dict[str, list[FilePart | None]] = {subject: [None] * n for subject, n in split.items()}
         for future in cf.as_completed(pending):
             kind, *info = pending[future]
+            try:
+                result = future.result()
+            except Exception:  # a worker that died (BrokenProcessPool) or a bug: nothing is lost
+                for task in (info[0] if kind == "batch" else [info[0]]):
+                    retry[task.subject] = task
+                    parts.pop(task.subject, None)
+                continue
             if kind == "batch":
-                yield info[0], future.result()
+                yield len(info[0]), result
                 continue
             task, index = info
-            got = parts[task.subject]
-            got[index] = future.result()
+            got = parts.get(task.subject)
+            if got is None:  # another part of this file failed: the file is measured again whole
+                continue
+            got[index] = result
             if all(p is not None for p in got):
                 row = measure_file(task.path, task.subject, silence_threshold_db=thresholds.silence_threshold_db,
                                    parts=got)
                 del parts[task.subject]
                 yield 1, CorpusAccumulator.of_row(row, thresholds)
+    for task in sorted(retry.values(), key=lambda t: t.subject):
+        yield 1, _audit_alone(task, thresholds, context)
+
+
+def _audit_alone(task: Task, thresholds: DataThresholds, context: Any) -> CorpusAccumulator:
+    """One task in a fresh one-worker pool, after a pool broke: a file that kills its worker
+    process again (a decoder crash, out of memory) becomes a D100 row saying so."""
+    import concurrent.futures as cf
+
+    with cf.ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        try:
+            return pool.submit(_audit_batch, [task], thresholds).result()
+        except cf.process.BrokenProcessPool:
+            reason = "the worker process measuring it died twice (a crash while decoding it, or out of memory)"
+        except Exception as exc:
+            reason = f"measuring it failed: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+    return CorpusAccumulator.of_row(FileMeasurement(path=task.subject, kind="unreadable",
+                                                    size_bytes=task.size_bytes or None, error=reason), thresholds)
 
 
 class _Progress:

@@ -109,3 +109,26 @@ def test_each_files_checks_run_once_in_a_run_and_once_in_a_merge(tmp_path, monke
     merged = merge_partials(parts)
     assert sorted(calls) == sorted(paths)  # merge reads each row back once, then only combines
     assert comparable(json.loads(json_out.dumps(merged))) == comparable(json.loads(json_out.dumps(single)))
+
+
+def test_a_file_that_kills_its_worker_process_is_d100_and_the_rest_is_audited(tmp_path, monkeypatch):
+    import os
+
+    import codecdoctor.audit as audit
+
+    root = tmp_path / "corpus"
+    make_corpus(root)
+    local = json.loads(json_out.dumps(audit_data(root, jobs=1)))
+    real = audit.audit_task
+
+    def crashing(task, thresholds):  # forked workers inherit this: s1.wav "segfaults" its worker
+        if task.subject == "s1.wav":
+            os._exit(1)
+        return real(task, thresholds)
+
+    monkeypatch.setattr(audit, "audit_task", crashing)
+    report = json.loads(json_out.dumps(audit_data(root, jobs=2)))
+    d100 = [f for f in report["findings"] if f["id"] == "D100" and f["subject"] == "s1.wav"]
+    assert d100 and "worker process" in d100[0]["message"]
+    rows = {r["path"]: r for r in report["measurements"]["files"] if r["path"] != "s1.wav"}
+    assert rows == {r["path"]: r for r in local["measurements"]["files"] if r["path"] != "s1.wav"}
