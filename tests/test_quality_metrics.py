@@ -191,3 +191,23 @@ def test_compare_puts_the_metrics_in_every_pair_and_can_skip_them(clean):
     skipped = compare(clean, est, sample_rate=SR, quality=False).measurements["pairs"][0]
     assert skipped["stoi"] is None and skipped["pesq_wb"] is None
     assert skipped["snr_db"] == pair["snr_db"]                   # the rest of the pair is unchanged
+
+
+def test_compare_html_shows_the_quality_table_and_json_carries_the_fields(cli, tmp_path, clean):
+    import json
+
+    import soundfile as sf
+
+    sf.write(str(tmp_path / "ref.wav"), clean, SR)
+    sf.write(str(tmp_path / "est.wav"), noisy(clean, 15), SR)
+    code, _, _ = cli("compare", tmp_path / "ref.wav", tmp_path / "est.wav", "--html", tmp_path / "q.html",
+                     "--json", tmp_path / "q.json", "--no-progress")
+    assert code == 0
+    html = (tmp_path / "q.html").read_text(encoding="utf-8")
+    assert "Quality metrics" in html and "PESQ WB" in html and "ESTOI" in html
+    pair = json.loads((tmp_path / "q.json").read_text())["measurements"]["pairs"][0]
+    assert 0.0 < pair["stoi"] <= 1.0 and 1.0 <= pair["pesq_wb"] <= 4.65
+    code, _, _ = cli("compare", tmp_path / "ref.wav", tmp_path / "est.wav", "--html", tmp_path / "n.html",
+                     "--json", tmp_path / "n.json", "--no-quality", "--no-progress")
+    assert code == 0 and "Quality metrics" not in (tmp_path / "n.html").read_text(encoding="utf-8")
+    assert json.loads((tmp_path / "n.json").read_text())["measurements"]["pairs"][0]["stoi"] is None
