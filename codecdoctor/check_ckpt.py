@@ -351,9 +351,11 @@ def _static_sections(report: Report, m: CheckpointMeasurements, levels) -> None:
              if m.largest_weight_rms is not None else None]]
     report.sections.insert(0, Table("Checkpoint", ["property", "value"], rows))
     if levels:
-        report.sections.insert(1, Table("Codebooks (EMA buffers)", ["level", "size", "used", "perplexity", "initted", "dtype"],
-                                        [[lv.name, lv.codebook_size, lv.used, lv.perplexity, lv.initted, lv.dtype]
-                                         for lv in levels]))
+        report.sections.insert(1, Table("Codebooks (from the checkpoint's buffers)",
+                                        ["level", "size", "used", "perplexity", "entropy (bits)", "source", "initted",
+                                         "dtype"],
+                                        [[lv.name, lv.codebook_size, lv.used, lv.perplexity, lv.entropy_bits,
+                                          lv.count_buffer or lv.source, lv.initted, lv.dtype] for lv in levels]))
     if m.tensors_nonfinite:
         report.sections.insert(1, Table("Non-finite tensors", ["tensor", "non-finite", "elements"],
                                         [[t.name, t.nonfinite, t.numel] for t in m.tensors_nonfinite]))

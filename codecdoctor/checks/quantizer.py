@@ -135,8 +135,12 @@ def dead_codes_not_revived(q: QuantizerMeasurements):
     out = []
     for lv in levels:
         if lv.stale > STALE_FRACTION * lv.codebook_size and lv.total_count:
-            out.append(finding("Q403", f"{lv.stale} of {lv.codebook_size} codes have an EMA count below "
-                               f"1e-6 of a uniform share: not selected for ~1000+ steps and not revived",
+            if lv.source == "ema":
+                what = "have an EMA count below 1e-6 of a uniform share: not selected for ~1000+ steps and not revived"
+            else:
+                what = (f"hold less than 1e-6 of a uniform share of {lv.count_buffer or 'the counts'} "
+                        f"({lv.total_count:.0f} counted): never selected while it counted, and not revived")
+            out.append(finding("Q403", f"{lv.stale} of {lv.codebook_size} codes {what}",
                                subject=lv.name, evidence={"stale": lv.stale, "codebook_size": lv.codebook_size}))
     return out
 
