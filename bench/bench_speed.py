@@ -21,7 +21,7 @@ Rows (ours | peer):
 Files are generated into a temporary folder (speech-like audio from codecdoctor.measure.stimuli,
 varied in level; about 2 GB for the full sizes) and removed afterwards.
 
-    .venv/bin/python bench/bench_speed.py [--runs 3] [--quick]
+    .venv/bin/python bench/bench_speed.py [--runs 3] [--quick] [--rows TEXT]
 
 `--quick` runs every row once on small inputs (seconds of audio, a 1 MB checkpoint): a smoke test
 that the table is complete, not a measurement. The page cache is warmed by one peer run per row
@@ -220,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="interleaved runs per row (medians reported)")
     parser.add_argument("--quick", action="store_true", help="small inputs, one run: checks the table is complete")
+    parser.add_argument("--rows", default="", help="only the rows whose name contains this text (default: all)")
     args = parser.parse_args(argv)
     runs = 1 if args.quick else max(1, args.runs)
     root = Path(tempfile.mkdtemp(prefix="bench_speed_"))
@@ -227,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         inputs = build_inputs(root, args.quick)
         print(f"inputs generated in {time.perf_counter() - started:.1f} s under {root}", flush=True)
-        rows = rows_for(inputs, root)
+        rows = [row for row in rows_for(inputs, root) if args.rows in row.name]
         for row in rows:  # the peers read the same files: the page cache is warm for both alike
             run_once(row.peer, row.cwd)
         for index in range(runs):
