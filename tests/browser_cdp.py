@@ -90,7 +90,7 @@ _PAGE_FACTS = """JSON.stringify({
   height: document.documentElement.scrollHeight,
   images: document.images.length,
   decoded: Array.from(document.images).filter(i => i.complete && i.naturalWidth > 0).length,
-  findings: document.querySelectorAll('.finding').length,
+  findings: document.querySelectorAll('#findings .finding').length,
   tables: document.querySelectorAll('table').length
 })"""
 
