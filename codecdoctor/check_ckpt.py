@@ -225,6 +225,8 @@ def check_checkpoint(path: str | Path, *, data: str | Path | None = None, model:
         crops, m.data_peak, data_notes = read_crops(data, sr, channels, n_crops=n_crops, crop_seconds=crop_seconds)
         report.notes.extend(data_notes)
 
+    if m.output_bound is None and getattr(adapter, "output_bound", None) is not None:
+        m.output_bound = adapter.output_bound  # seen in the model's own forward (its last module)
     run = run_checks("checkpoint", m, level="static")
     report.add(run.findings, run.checks_run)
 

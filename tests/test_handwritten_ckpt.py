@@ -70,6 +70,14 @@ TELUGU_CODEC = textwrap.dedent('''
             return self.decoder(q), codes
 
 
+    class NoTanh(TeluguCodec):
+        """Round 2 of the saga: the decoder's tanh removed (same weights, nothing bounds the output)."""
+
+        def __init__(self, hidden, **kwargs):
+            super().__init__(hidden, **kwargs)
+            self.decoder = self.decoder[:-1]
+
+
     class LatentOnly(TeluguCodec):
         def forward(self, x):
             return self.encoder(x)
@@ -282,3 +290,12 @@ def test_spec_that_does_not_import_and_constructor_needing_arguments_exit_2(code
     assert code == 2 and "needs hidden" in err and "--model-kwargs" in err and len(err.strip().splitlines()) == 1
     code, _, err = cli("probe", tmp_path / "bare.pt", "--model", "no_such_package_xyz.codec:Codec")
     assert code == 2 and "cannot import no_such_package_xyz.codec" in err
+
+
+def test_output_bound_is_read_from_the_module_that_makes_the_output(trained, codec_module):
+    folder, _ = codec_module
+    bounded = check_checkpoint(trained["plain"], model=f"{folder / 'telugu_codec.py'}:TeluguCodec", probes=False)
+    assert bounded.measurements["static"].output_bound == "tanh" and "C205" not in bounded.ids()
+    unbounded = check_checkpoint(trained["plain"], model=f"{folder / 'telugu_codec.py'}:NoTanh", probes=False)
+    assert unbounded.measurements["static"].output_bound == "none"
+    assert [f.id for f in unbounded.findings if f.id == "C205"] == ["C205"]

@@ -163,7 +163,9 @@ def output_unbounded(m: CheckpointMeasurements):
     """Decoder output unbounded (no final tanh / clamp).
 
     What: Reads the decoder's output bound from the codec config (or the known architecture:
-    EnCodec ends in a conv, DAC in tanh). Fires when it is `none`. With `--data`, the message
+    EnCodec ends in a conv, DAC in tanh; or, for a `--model`, the module whose output is the
+    reconstruction in the model's own forward: nn.Tanh / nn.Hardtanh bound it, a conv does not).
+    Fires when it is `none`. With `--data`, the message
     gives the data's peak: above 1.0 a tanh cannot reproduce it (R307), at or below 1.0 a bound
     costs nothing.
     Why: An unbounded decoder can emit samples far beyond ±1: early in training or on unusual

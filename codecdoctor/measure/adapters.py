@@ -442,6 +442,17 @@ class ForwardAdapter:
         self.pad_multiple = pad_multiple
         self.codebook_size: list[int] | None = None
         self.code_modules: list[str] = []
+        self.output_module: str | None = None  # class of the leaf module whose output is the reconstruction
+
+    @property
+    def output_bound(self) -> str | None:
+        """"tanh" when the reconstruction comes out of an nn.Tanh / nn.Hardtanh, "none" when it comes
+        straight out of a conv or linear layer, None when a functional op (or nothing seen) made it."""
+        if self.output_module in ("Tanh", "Hardtanh", "Softsign"):
+            return "tanh"
+        if self.output_module and ("Conv" in self.output_module or self.output_module == "Linear"):
+            return "none"
+        return None
 
     def _call(self, audio):
         import torch
@@ -481,22 +492,30 @@ class ForwardAdapter:
 
         batch = audio.shape[0]
         seen: list[tuple[str, Any, Any]] = []
+        last_float: dict[int, str] = {}  # data_ptr of a leaf module's float output -> its class name
         handles = []
         for name, sub in self.module.named_modules():
             if not name:
                 continue
+            is_leaf = next(sub.children(), None) is None
 
-            def hook(mod, _inputs, output, name=name):
+            def hook(mod, _inputs, output, name=name, is_leaf=is_leaf):
                 ints = [t for t in _walk_tensors(output) if not t.is_floating_point() and not t.is_complex()
                         and t.dtype != torch.bool and t.numel() >= batch]
                 if ints:
                     seen.append((name, mod, ints[0]))
+                if is_leaf and isinstance(output, torch.Tensor) and output.is_floating_point():
+                    last_float[output.data_ptr()] = type(mod).__name__
             handles.append(sub.register_forward_hook(hook))
         try:
-            output, _ = self._call(audio)
+            output, padded_length = self._call(audio)
         finally:
             for handle in handles:
                 handle.remove()
+        reconstruction = self.find_reconstruction(output, batch, padded_length)
+        if reconstruction is not None:
+            # the module that produced the reconstruction: a final Tanh bounds the output to ±1
+            self.output_module = last_float.get(reconstruction.data_ptr())
         emitting = {name for name, _, _ in seen}
         # the innermost modules: an RVQ that returns its levels' codes stacked is an ancestor of them
         leaves = [(n, m, t) for n, m, t in seen if not any(o != n and o.startswith(n + ".") for o in emitting)]
