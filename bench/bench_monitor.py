@@ -5,7 +5,8 @@
    at batch 16 × 1 s. Steps with and without the monitor's hooks alternate on the same model in
    ABBA order (so drift in machine load hits both sides equally); the script prints the median step
    time of each, their ratio, the median time spent inside the hooks per step, the cost of one
-   read-back, and the amortised overhead (hooks + read-back / read_every) / step. Goal: ratio ≤ 1.03.
+   read-back and of T612's loss-balance measurement (both once per window), and the amortised
+   overhead (hooks + (read-back + balance) / read_every) / step. Goal: ratio ≤ 1.03.
 2. Host reads. A test double (`codecdoctor.monitor.host_reads.HostReadCounter`: dispatcher-level
    `_local_scalar_dense` and copies to CPU, plus .item/.tolist/.numpy/.cpu/bool/float/int patched)
    counts device-to-host reads made inside the hooks, step by step, on the tiny codec for
@@ -112,9 +113,22 @@ def overhead(args) -> None:
         monitor.flush()
         readback_s.append(time.perf_counter() - t)
     monitor.close()
+    # T612's loss-balance measurement runs on the first step of each window only: one autograd.grad
+    # per loss term from the term to the decoder output
+    from codecdoctor.monitor.balance import term_grad_norms
+
+    balance_s = []
+    for x in batches[:3]:
+        out = model(x)
+        losses = loss_fn(out.audio, x, out.commit_loss)
+        t = time.perf_counter()
+        term_grad_norms(out.audio, losses)
+        balance_s.append(time.perf_counter() - t)
+        optimizer.zero_grad(set_to_none=True)
     med_with, med_without = statistics.median(with_s), statistics.median(without_s)
     med_hooks, med_readback = statistics.median(hook_s), statistics.median(readback_s)
-    amortised = (med_hooks + med_readback / args.read_every) / med_without
+    med_balance = statistics.median(balance_s)
+    amortised = (med_hooks + (med_readback + med_balance) / args.read_every) / med_without
     params = sum(p.numel() for p in model.parameters())
     print(f"\nmonitor overhead, {args.config} codec ({params / 1e6:.2f} M params), batch {args.batch} x {args.seconds:g} s, "
           f"CPU, {torch.get_num_threads()} thread(s), {args.pairs} interleaved pairs")
@@ -126,6 +140,7 @@ def overhead(args) -> None:
     print(f"  ratio of medians (CPU time) : {cpu_with / cpu_without:.4f}   (goal <= 1.03)")
     print(f"  median time inside hooks    : {1000 * med_hooks:.2f} ms/step")
     print(f"  one read-back (incl. checks): {1000 * med_readback:.2f} ms, every {args.read_every} steps")
+    print(f"  T612 loss balance, all terms: {1000 * med_balance:.2f} ms, every {args.read_every} steps")
     print(f"  amortised overhead          : 1 + {amortised:.5f} = {1 + amortised:.4f}")
 
 
@@ -172,7 +187,7 @@ def cuda_sync_check(k: int) -> None:
     optimizer = torch.optim.Adam(model.parameters(), 1e-3)
     monitor = codecdoctor.Monitor(model, 16000, mode="warn", read_every=k)
     x = torch.randn(4, 1, 4000, device="cuda") * 0.1
-    for i in range(3):  # warm-up (k-means init syncs inside the codec itself)
+    for _ in range(3):  # warm-up (k-means init syncs inside the codec itself)
         out = model(x)
         losses = loss_fn(out.audio, x, out.commit_loss)
         monitor.on_batch(x, out.audio, losses)
