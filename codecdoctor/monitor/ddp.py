@@ -72,7 +72,12 @@ class StopVote:
         """Call on every rank after each optimizer step. Returns every rank's stop findings when
         any rank asked to stop (then all ranks return them at this same call), else None."""
         dist = torch.distributed
-        backend_device = torch.device("cpu") if dist.get_backend() == "gloo" or device is None else device
+        if dist.get_backend() == "gloo":
+            backend_device = torch.device("cpu")
+        elif device is not None and device.type != "cpu":
+            backend_device = device
+        else:  # NCCL needs a CUDA tensor even before this rank's monitor saw a batch
+            backend_device = torch.device("cuda", torch.cuda.current_device())
         local = 1.0 if self.pending else 0.0
         if backend_device.type == "cpu":
             flag = torch.full((1,), local)
