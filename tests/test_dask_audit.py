@@ -118,6 +118,7 @@ def test_unreachable_scheduler_is_a_one_line_input_error():
         engine.connect("tcp://127.0.0.1:9", timeout_s=1.0)
 
 
+@pytest.mark.slow
 def test_cli_scheduler_address_gives_the_local_json(client, cli, tmp_path):
     root = tmp_path / "corpus"
     make_corpus(root)
