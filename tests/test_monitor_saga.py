@@ -149,7 +149,7 @@ def _half_mel_loss(est, ref, fft_sizes=(512, 2048)):
     for n_fft in fft_sizes:
         window = torch.hann_window(n_fft)
 
-        def power(s):
+        def power(s, n_fft=n_fft, window=window):
             spec = torch.stft(s.reshape(-1, s.shape[-1]).float(), n_fft, n_fft // 4, window=window, return_complex=True)
             return spec.abs().half() ** 2
 
