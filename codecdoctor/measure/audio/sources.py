@@ -380,6 +380,9 @@ def _tar_rows(task: Task, options: dict) -> Iterator[FileMeasurement]:
                     spool.seek(0)
                     yield measure_fileobj(spool, current, size, **options)
                 current = task.subject
+            if members == 0:
+                yield FileMeasurement(path=task.subject, kind="non_audio", size_bytes=task.size_bytes or None,
+                                      error="tar shard without file members (nothing to audit)")
         except (EOFError, OSError, ValueError, zlib.error) as exc:
             yield FileMeasurement(path=current, kind="unreadable", size_bytes=task.size_bytes or None,
                                   error=f"tar stream broken after {members} members: "
