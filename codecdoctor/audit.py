@@ -247,7 +247,28 @@ def _audit_all(tasks: list[Task], jobs: int, thresholds: DataThresholds,
                                    parts=got)
                 del parts[task.subject]
                 yield 1, CorpusAccumulator.of_row(row, thresholds)
-    for task in sorted(retry.values(), key=lambda t: t.subject):
+    yield from _retry(sorted(retry.values(), key=lambda t: t.subject), jobs, thresholds, context)
+
+
+def _retry(tasks: list[Task], jobs: int, thresholds: DataThresholds, context: Any) -> Iterator[tuple[int, CorpusAccumulator]]:
+    """Tasks of a pool that broke, one per future in a fresh pool, round after round: every task
+    that finishes before the crashing one takes its pool down again is kept, so the rounds shrink
+    to the culprits, which then run alone (and become D100 if they kill their worker again)."""
+    import concurrent.futures as cf
+
+    while len(tasks) > 1:
+        broken: list[Task] = []
+        with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+            futures = {pool.submit(_audit_batch, [task], thresholds): task for task in tasks}
+            for future in cf.as_completed(futures):
+                try:
+                    yield 1, future.result()
+                except Exception:
+                    broken.append(futures[future])
+        if len(broken) == len(tasks):  # no progress: find the culprit(s) alone
+            break
+        tasks = sorted(broken, key=lambda t: t.subject)
+    for task in tasks:
         yield 1, _audit_alone(task, thresholds, context)
 
 
