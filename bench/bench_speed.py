@@ -2,9 +2,10 @@
 
 One run prints one table; every figure is a ratio against its peer, measured the same way: a fresh
 process per run (start-up, imports and report writing included, as a user sees it), wall time
-from just before the process starts to its exit, peak RSS of that process (its own high-water
-mark). Runs are interleaved (ours, peer, ours, peer, ...) and the medians are reported, so a
-background load hits both alike.
+from just before the process starts to its exit, its CPU time (user + system, all threads: on a
+shared machine wall time also counts the waiting) and its peak RSS (its own high-water mark).
+Runs are interleaved (ours, peer, ours, peer, ...) and the medians are reported, so a background
+load hits both alike.
 
 Rows (ours | peer):
 - compare, one 1.8 h pair (16 kHz float32, EST = 0.9 x REF, 240 samples late, light noise):
@@ -58,7 +59,8 @@ start = time.perf_counter()
 proc = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 _, status, usage = os.wait4(proc.pid, 0)
 wall = time.perf_counter() - start
-print(json.dumps({"wall_s": wall, "rss_mb": usage.ru_maxrss / 1024, "rc": os.waitstatus_to_exitcode(status)}))
+print(json.dumps({"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "rss_mb": usage.ru_maxrss / 1024,
+                  "rc": os.waitstatus_to_exitcode(status)}))
 """
 
 
@@ -204,17 +206,20 @@ def rows_for(inputs: dict, root: Path) -> list[Row]:
 
 
 def table(rows: list[Row]) -> str:
-    header = ("| work | ours (s) | peer (s) | ratio | ours peak RSS (MB) | peer peak RSS (MB) | goal |\n"
-              "|---|---|---|---|---|---|---|")
+    header = ("| work | ours (s) | peer (s) | ratio | ours CPU (s) | peer CPU (s) | ours peak RSS (MB) | "
+              "peer peak RSS (MB) | goal |\n|---|---|---|---|---|---|---|---|---|")
     lines = [header]
     for row in rows:
         ours = statistics.median(r["wall_s"] for r in row.ours_runs)
         peer = statistics.median(r["wall_s"] for r in row.peer_runs)
+        ours_cpu = statistics.median(r["cpu_s"] for r in row.ours_runs)
+        peer_cpu = statistics.median(r["cpu_s"] for r in row.peer_runs)
         ours_rss = statistics.median(r["rss_mb"] for r in row.ours_runs)
         peer_rss = statistics.median(r["rss_mb"] for r in row.peer_runs)
         extra = f" ({row.audio_s / ours:.0f} s of audio/s)" if row.audio_s else ""
         lines.append(f"| {row.name}: {row.ours_label} vs {row.peer_label} | {ours:.2f}{extra} | {peer:.2f} | "
-                     f"{ours / peer:.2f}x | {ours_rss:.0f} | {peer_rss:.0f} | {row.goal} |")
+                     f"{ours / peer:.2f}x | {ours_cpu:.2f} | {peer_cpu:.2f} | {ours_rss:.0f} | {peer_rss:.0f} | "
+                     f"{row.goal} |")
     return "\n".join(lines)
 
 
