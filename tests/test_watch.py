@@ -125,6 +125,15 @@ def test_the_script_keeps_its_argv_and_sys_path_0_and_a_module_runs_as_python_m_
     assert f"argv {[str(package / 'train.py'), '-x']}" in out and f"path0 {tmp_path}" in out
 
 
+def test_a_model_trained_in_eval_mode_is_still_monitored_step_by_step():
+    """Some constructors (EnCodec's) return the model in eval mode and the script never calls
+    train(): a grad-enabled forward followed by a backward is a training step all the same."""
+    result = _run("--steps", "20", "--eval-mode", "--val-every", "10")
+    m = result.report.measurements
+    assert m["training_forwards"] == 20 and m["steps"] == 20
+    assert m["validation_forwards"] == 2 and [v["step"] for v in m["validation"]] == [10, 20]
+
+
 def test_a_grad_scaler_skipping_steps_gives_T606_and_a_steady_scaler_does_not():
     skipping = _run("--steps", "30", "--scaler", "--overflow-every", "2", "--val-every", "0")
     t606 = [f for f in skipping.report.findings if f.id == "T606"]

@@ -6,7 +6,8 @@ callback), through PyTorch's global hooks instead of calls in the loop.
   tensor (`[B, C<=2, T]` or `[B, T]`, T >= 1024 samples) whose output holds a floating tensor of the
   same length within one hop (a codec's output may be a few frames short or long). Once found, the
   hooks return at once for every other module.
-* A training forward of the model (grad enabled, `model.training`) is one monitored step:
+* A training forward of the model (grad enabled, `model.training`; or grad enabled in eval mode
+  and followed by a backward before the next forward) is one monitored step:
   `Monitor.on_batch(x, y)` on the device. The loss arrives when `.backward()` is called on a scalar
   (a thin wrapper on `torch.Tensor.backward`; through `GradScaler.scale` its unscaled value).
 * An eval-mode or no-grad forward of the model is a validation pair (input = reference, output =
@@ -145,6 +146,7 @@ class ModelTap:
         self._val_ests: list[torch.Tensor] = []
         self._val_from_eval = False
         self._val_flushed_at = 0
+        self._undecided: tuple[_Frame, torch.Tensor] | None = None
 
     # -- install / remove -------------------------------------------------------------------
     def install(self) -> "ModelTap":
@@ -272,29 +274,53 @@ class ModelTap:
     def _model_call(self, frame: _Frame, y: torch.Tensor) -> None:
         if self.monitor is None:
             return
-        if frame.training and frame.grad:
-            # an eval-mode validation loop ends when training resumes; no-grad forwards in training
-            # mode (a metric, an audio sample for a logger) are judged at most once per read-back
-            # window, so they never cost a host copy per step
-            if self._val_refs and (self._val_from_eval or
-                                   self.training_forwards - self._val_flushed_at >= self.monitor.read_every):
-                self._flush_validation()
-            self.training_forwards += 1
-            self._loss_seen = False
-            self._guard(self.monitor.on_batch, frame.x, y)
+        self._settle_undecided()
+        if frame.grad and not frame.training:
+            # grad enabled in eval mode: a training step of a model never switched to train() (some
+            # constructors return it in eval mode) or a validation loop without no_grad; a backward
+            # before the next forward decides it
+            self._undecided = (frame, y)
+        elif frame.grad:
+            self._training_call(frame, y)
         else:
-            self.validation_forwards += 1
-            held = sum(r.shape[0] for r in self._val_refs)
-            if held < VALIDATION_MAX_PAIRS:
-                keep = min(VALIDATION_MAX_PAIRS - held, frame.x.shape[0])
-                # copies on the device: the host reads them once, when the round is judged
-                self._val_refs.append(frame.x[:keep].detach().float().reshape(keep, -1).clone())
-                self._val_ests.append(y[:keep].detach().float().reshape(keep, -1).clone())
-                self._val_from_eval = self._val_from_eval or not frame.training
+            self._validation_call(frame, y)
+
+    def _settle_undecided(self, trained: bool = False) -> None:
+        if self._undecided is None:
+            return
+        frame, y = self._undecided
+        self._undecided = None
+        if trained:
+            self._training_call(frame, y)
+        else:
+            self._validation_call(frame, y)
+
+    def _training_call(self, frame: _Frame, y: torch.Tensor) -> None:
+        # an eval-mode validation loop ends when training resumes; no-grad forwards in training
+        # mode (a metric, an audio sample for a logger) are judged at most once per read-back
+        # window, so they never cost a host copy per step
+        if self._val_refs and (self._val_from_eval or
+                               self.training_forwards - self._val_flushed_at >= self.monitor.read_every):
+            self._flush_validation()
+        self.training_forwards += 1
+        self._loss_seen = False
+        self._guard(self.monitor.on_batch, frame.x, y)
+
+    def _validation_call(self, frame: _Frame, y: torch.Tensor) -> None:
+        self.validation_forwards += 1
+        held = sum(r.shape[0] for r in self._val_refs)
+        if held < VALIDATION_MAX_PAIRS:
+            keep = min(VALIDATION_MAX_PAIRS - held, frame.x.shape[0])
+            # copies on the device: the host reads them once, when the round is judged
+            self._val_refs.append(frame.x[:keep].detach().float().reshape(keep, -1).clone())
+            self._val_ests.append(y[:keep].detach().float().reshape(keep, -1).clone())
+            self._val_from_eval = self._val_from_eval or not frame.training
 
     # -- loss, optimizer, scaler --------------------------------------------------------------
     def on_loss(self, loss: torch.Tensor) -> None:
         """The first scalar backpropagated after a training forward of the model is its loss."""
+        if self._undecided is not None:
+            self._settle_undecided(trained=True)
         if self.monitor is None or self._loss_seen or not loss.is_floating_point():
             return
         self._loss_seen = True
@@ -322,6 +348,8 @@ class ModelTap:
     def before_optimizer_step(self, optimizer: Any) -> None:
         """Gradients are final (and unscaled): T605 reads their norm, T609 the learning rate."""
         if self.monitor is not None and self._is_model_optimizer(optimizer):
+            if self._undecided is not None:  # a step of the model's optimizer: that forward was training
+                self._settle_undecided(trained=True)
             self.monitor.optimizer = optimizer
             self._guard(self.monitor.on_backward, self.model)
 
@@ -374,6 +402,7 @@ class ModelTap:
             report.measurements = {"steps": 0, "read_backs": 0, "curves": [], "validation": []}
             return report
         try:
+            self._settle_undecided()
             self._flush_validation()
         except CheckFailed:
             pass

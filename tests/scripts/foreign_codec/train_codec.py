@@ -78,6 +78,8 @@ def main():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--scaler", action="store_true", help="train through a GradScaler (AMP style, on the CPU)")
     p.add_argument("--overflow-every", type=int, default=None, help="with --scaler: every N-th loss overflows")
+    p.add_argument("--eval-mode", action="store_true", help="train without ever calling model.train() (some "
+                   "constructors return the model in eval mode)")
     p.add_argument("--ddp", action="store_true", help="DistributedDataParallel on gloo (under torchrun)")
     p.add_argument("--nan-rank", type=int, default=None, help="with --nan-step: only this rank's weight goes NaN")
     args = p.parse_args()
@@ -94,6 +96,8 @@ def main():
     else:
         Codec = TinyCodec if args.arch == "conv" else GainCodec
     model = Codec()
+    if args.eval_mode:
+        model.eval()
     net = torch.nn.parallel.DistributedDataParallel(model) if args.ddp else model
     optimizer = torch.optim.Adam(net.parameters(), lr=args.lr)
     bank = torch.from_numpy(speech_bank(3.0, sample_rate, args.peak, args.seed + rank))
@@ -144,7 +148,7 @@ def main():
                 est = out[0] if isinstance(out, tuple) else out
             snr = 10 * math.log10(val_target.pow(2).sum() / (val_target - est).pow(2).sum())
             print(f"validation at step {step}: SNR {snr:.2f} dB", flush=True)
-            model.train()
+            model.train(not args.eval_mode)
     print("done", flush=True)
     if args.ddp:
         torch.distributed.destroy_process_group()
