@@ -205,12 +205,14 @@ def test_compare_on_files_equals_the_whole_file_diagnosis(tmp_path):
 
 
 # VmHWM, not ru_maxrss: Linux carries the parent's high-water mark across fork + exec into
-# ru_maxrss, so a child of a big pytest process would report the parent's size.
+# ru_maxrss, so a child of a big pytest process would report the parent's size. Without the quality
+# metrics: they are their own pass over at most three 20 s segments (measure/quality.py bounds it
+# to 1.5 segments), and PESQ under tracemalloc takes minutes.
 MEMORY_PROBE = textwrap.dedent("""
     import json, sys, tracemalloc
     from codecdoctor.compare import compare
     tracemalloc.start()
-    report = compare(sys.argv[1], sys.argv[2])
+    report = compare(sys.argv[1], sys.argv[2], quality=False)
     peak = tracemalloc.get_traced_memory()[1]
     hwm_kb = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
     print(json.dumps({"traced_peak": peak, "hwm_kb": hwm_kb, "lag": report.measurements["pairs"][0]["lag_samples"]}))
@@ -228,7 +230,7 @@ def test_compare_peak_memory_does_not_grow_from_5_to_40_minutes(tmp_path):
         folder.mkdir()
         ref, est = _write_pair(folder, minutes * 60.0, 8000)
         out = subprocess.run([sys.executable, "-c", MEMORY_PROBE, str(ref), str(est)], capture_output=True,
-                             text=True, timeout=300, check=True)
+                             text=True, timeout=600, check=True)
         peaks[minutes] = json.loads(out.stdout.strip().splitlines()[-1])
         assert peaks[minutes]["lag"] == 240
     growth_mb = (peaks[40]["traced_peak"] - peaks[5]["traced_peak"]) / 2 ** 20
