@@ -1,22 +1,32 @@
-"""Benchmark of the built-in codec (run: ./run bench bench_codec [--minutes 10]).
+"""Benchmark of the built-in codec: the training recipe before issue 17 against the current
+default, on the same Telugu speech, plus speed against EnCodec's architecture at the same bitrate.
 
-1. Speed of inference: encode + decode real-time factor (RTF = compute seconds / audio seconds) on
-   one CPU thread, and the ratio against the `encodec` package's 24 kHz architecture (random
-   weights, 6 kbps) run the same way in this script. EnCodec's k-means codebook init runs only in
-   its training forward, not in encode(); a warm-up call is excluded from timing for both models.
-2. Training speed: steps/s of our trainer step vs an EnCodec-24 kHz forward+backward step on the
-   same batch (reconstruction L1, no discriminator for either).
-3. Quality in a wall-clock budget: a generated speech-like corpus (harmonic source with varying
-   pitch, formant filtering, pauses; deterministic seeds), the default 4 kbps codec trained for
-   `--minutes`, validation SNR (total power over the held-out crops) printed per epoch.
-   Targets from the issue: positive SNR after the first epoch; >= 5 dB after 10 minutes.
+    ./run bench bench_codec                 # 10 minutes per recipe, then speed
+    ./run bench bench_codec --minutes 2     # shorter curves
+    ./run bench bench_codec --recipes new   # one recipe only
+
+1. Data: espeak-ng Telugu (`espeak-ng -v te`, six voices as variant / rate / pitch, 16 kHz),
+   training = 12 sentences spoken by 4 voices (about 5 minutes); held out = 8 OTHER sentences
+   (never trained on) by the same 4 voices (about 90 s). Without espeak-ng both parts are the
+   synthetic speech-like signal (different seeds), and the output says so.
+2. Curves: each recipe trains for `--minutes` of wall clock through the real Trainer (its own
+   validation and checkpoints included in the budget). After every epoch the weights it
+   validates (the weight average when the recipe uses one) are copied aside; after the run, the
+   copies at the first epoch, then about every `--curve-every-s` seconds, and at the end are scored
+   on the held-out files, whole, energy-weighted over the set: 10 log10(sum ref^2 / sum err^2)
+   (not a mean of per-crop dB). The trainer's own `val_snr_db` (same definition, on the held-out
+   tail of the training files) is printed next to it. Held-out scoring is not part of the budget.
+3. Speed (one CPU thread, interleaved medians): encode+decode real-time factor of our 4 kbps codec
+   against EnCodec's SEANet architecture built at 16 kHz with 8 codebooks = the same 4 kbps
+   (`encodec` package, random weights), and training steps/s for each recipe's batch shape against
+   an EnCodec step on the new recipe's batch (L1 loss, no discriminator).
 """
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import shutil
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -26,206 +36,295 @@ sys.path.insert(0, str(ROOT))
 
 import warnings  # noqa: E402
 
+import soundfile as sf  # noqa: E402
 import torch  # noqa: E402
 
 # encodec builds its layers with the deprecated torch.nn.utils.weight_norm; the warning is noise here
 warnings.filterwarnings("ignore", category=FutureWarning, module="torch.nn.utils.weight_norm")
+warnings.filterwarnings("ignore", category=UserWarning, module="torch.nn.utils.weight_norm")
+
+# The defaults before issue 17 (commit 4047af8), spelled out so the comparison survives later
+# changes of the defaults. The mel filterbank is today's (HTK scale) in both: that change is the
+# shared mel definition, not part of the recipe.
+OLD_RECIPE = {
+    "options": {"batch_size": 16, "segment_seconds": 1.0, "learning_rate": 1e-3, "warmup_steps": None,
+                "min_lr_ratio": 0.1, "weight_ema_decay": None, "quantizer_warmup_steps": 0},
+    "config": {"base_channels": 16, "linear_path": False, "mel_weight": 0.25, "l1_weight": 1.0, "snr_weight": 1.0,
+               "snr_loss": "linear", "quantizer_dropout": 0.25, "ema_decay": 0.9},
+    # the old default warm-up: 5% of the planned steps, at most 500
+    "warmup_rule": (0.05, 500),
+}
+# the current defaults of TrainOptions / CodecConfig with the user's flags (batch 16, 100 epochs, lr 1e-3)
+NEW_RECIPE: dict = {"options": {}, "config": {}}
+RECIPES = {"old": OLD_RECIPE, "new": NEW_RECIPE}
+SAMPLE_RATE = 16000
 
 
-def make_corpus(folder: Path, seconds: float, files: int) -> Path:
-    from codecdoctor.measure.stimuli import speech_like, write_audio
+# -- data ------------------------------------------------------------------------------------------
+def make_corpus(root: Path) -> tuple[Path, Path, str]:
+    """(train folder, held-out folder, description)."""
+    from codecdoctor.demo.corpus import TELUGU_HELD_OUT, TELUGU_SENTENCES, TELUGU_VOICES, write_telugu_corpus
+    from codecdoctor.measure.stimuli import speech_like
 
-    if folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
-    for i in range(files):
-        write_audio(folder / f"speaker{i}.wav", speech_like(seconds / files, 16000, seed=100 + i), subtype="PCM_16")
-    return folder
+    if root.exists():
+        shutil.rmtree(root)
+    train, held = root / "train", root / "heldout"
+    voices = TELUGU_VOICES[:4]
+    written = write_telugu_corpus(train, TELUGU_SENTENCES[:12], voices, seed=0)
+    if written:
+        held.mkdir(parents=True)
+        for i, voice in enumerate(voices):
+            # each voice speaks 4 of the 8 held-out sentences (every sentence twice over the set)
+            sentences = [TELUGU_HELD_OUT[(2 * i + k) % len(TELUGU_HELD_OUT)] for k in range(4)]
+            level = (0.3 + 0.4 * i / (len(voices) - 1),) * 2
+            for path in write_telugu_corpus(root / f"held_{i}", sentences, (voice,), seed=50 + i, peaks=level):
+                path.rename(held / f"{i:02d}_{path.name}")
+            shutil.rmtree(root / f"held_{i}")
+        what = (f"espeak-ng Telugu: training {len(written)} voices x 12 sentences; held out {len(voices)} voices x 4 of "
+                f"{len(TELUGU_HELD_OUT)} other sentences (never trained on)")
+    else:
+        for folder, seeds, seconds in ((train, range(100, 104), 75.0), (held, range(900, 904), 22.0)):
+            folder.mkdir(parents=True, exist_ok=True)
+            for i, seed in enumerate(seeds):
+                audio = speech_like(seconds, SAMPLE_RATE, seed=seed, peak=0.3 + 0.13 * i)
+                sf.write(str(folder / f"synthetic_{i:02d}.wav"), audio, SAMPLE_RATE, subtype="PCM_16")
+        what = "espeak-ng NOT installed: synthetic speech-like signal (training and held-out from different seeds)"
+    seconds = lambda folder: sum(sf.info(str(p)).duration for p in folder.glob("*.wav"))  # noqa: E731
+    return train, held, f"{what}; {seconds(train):.0f} s training, {seconds(held):.0f} s held out"
 
 
-def _best_of(fn, repeats: int) -> float:
-    best = math.inf
+def load_held_out(folder: Path) -> list[torch.Tensor]:
+    return [torch.from_numpy(sf.read(str(p), dtype="float32")[0]).view(1, 1, -1) for p in sorted(folder.glob("*.wav"))]
+
+
+@torch.no_grad()
+def held_out_snr_db(model: torch.nn.Module, files: list[torch.Tensor]) -> float:
+    """Energy-weighted over the whole set: total reference energy / total error energy."""
+    model.eval()
+    signal = error = 0.0
+    for x in files:
+        y = model(x).audio
+        signal += float(x.double().pow(2).sum())
+        error += float((x.double() - y.double()).pow(2).sum())
+    return 10 * math.log10(signal / error) if error > 0 else math.inf
+
+
+# -- training curves -------------------------------------------------------------------------------
+class Snapshots:
+    """Keeps the validated weights after every epoch (in memory, a few MB each)."""
+
+    def __init__(self):
+        self.trainer = None
+        self.entries: list[dict] = []
+        self.weights: list[dict] = []
+
+    def on_epoch(self, entry):
+        model = self.trainer.eval_model() if hasattr(self.trainer, "eval_model") else self.trainer.model
+        self.entries.append(dict(entry))
+        self.weights.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+        print(f"  epoch {entry['epoch']:3d}  step {entry['step']:5d}  {entry['seconds'] / 60:5.2f} min  "
+              f"trainer val SNR {entry['val_snr_db']:6.2f} dB" + ("  (partial epoch)" if entry.get("partial") else ""),
+              flush=True)
+
+
+def recipe_objects(name: str, train_dir: Path, ckpt: Path, minutes: float):
+    from codecdoctor_model.config import CodecConfig
+    from codecdoctor_model.options import TrainOptions
+
+    recipe = RECIPES[name]
+    options = TrainOptions(data_dir=str(train_dir), checkpoint_dir=str(ckpt), experiment_name=name,
+                           batch_size=16, num_epochs=100, learning_rate=1e-3, max_minutes=minutes, seed=0)
+    for key, value in recipe["options"].items():
+        setattr(options, key, value)
+    return CodecConfig(**recipe["config"]), options
+
+
+def train_curve(name: str, train_dir: Path, held: list[torch.Tensor], out: Path, minutes: float,
+                every_s: float) -> list[dict]:
+    from codecdoctor_model.codec import Codec
+    from codecdoctor_model.trainer import Trainer
+
+    ckpt = out / "checkpoints"
+    shutil.rmtree(ckpt / name, ignore_errors=True)
+    config, options = recipe_objects(name, train_dir, ckpt, minutes)
+    snaps = Snapshots()
+    trainer = Trainer(config, options, callbacks=[snaps])
+    if "warmup_rule" in RECIPES[name] and options.warmup_steps is None:
+        fraction, cap = RECIPES[name]["warmup_rule"]
+        trainer.warmup_steps = min(cap, max(1, int(trainer.total_steps * fraction)))
+    snaps.trainer = trainer
+    shape = f"batch {options.batch_size} x {options.segment_seconds} s"
+    print(f"== recipe {name!r}: {shape}, peak lr {options.learning_rate:g}, warm-up {trainer.warmup_steps} steps, "
+          f"{trainer.steps_per_epoch} steps/epoch, {minutes:g} min, {torch.get_num_threads()} thread(s), "
+          f"{trainer.config.bitrate_bps / 1000:.1f} kbps ==", flush=True)
+    result = trainer.fit()
+    rate = result.steps / result.seconds
+    print(f"  trained {result.steps} steps in {result.seconds / 60:.2f} min = {rate:.3f} steps/s", flush=True)
+    # score the first epoch, then one snapshot per `every_s` seconds, and the last
+    chosen, next_mark = [], 0.0
+    for i, entry in enumerate(snaps.entries):
+        if i == 0 or i == len(snaps.entries) - 1 or entry["seconds"] >= next_mark:
+            chosen.append(i)
+            next_mark = entry["seconds"] + every_s
+    codec = Codec(trainer.config)
+    curve = []
+    for i in chosen:
+        codec.load_state_dict(snaps.weights[i])
+        entry = snaps.entries[i]
+        curve.append({"recipe": name, "epoch": entry["epoch"], "step": entry["step"], "minutes": entry["seconds"] / 60,
+                      "held_out_snr_db": held_out_snr_db(codec, held), "trainer_val_snr_db": entry["val_snr_db"],
+                      "partial": bool(entry.get("partial")), "steps_per_s": rate})
+    return curve
+
+
+def print_curves(curves: dict[str, list[dict]]) -> None:
+    print("== held-out validation SNR (energy-weighted over the held-out set) vs training time ==")
+    print(f"  {'recipe':6s} {'epoch':>5s} {'step':>6s} {'minutes':>7s} {'held-out SNR dB':>16s} {'trainer val SNR dB':>19s}")
+    for name, curve in curves.items():
+        for point in curve:
+            print(f"  {name:6s} {point['epoch']:5d} {point['step']:6d} {point['minutes']:7.2f} "
+                  f"{point['held_out_snr_db']:16.2f} {point['trainer_val_snr_db']:19.2f}"
+                  + ("  (partial epoch)" if point["partial"] else ""))
+    for name, curve in curves.items():
+        if not curve:
+            continue
+        first, last = curve[0], curve[-1]
+        print(f"  {name}: after epoch 1 (step {first['step']}) {first['held_out_snr_db']:.2f} dB "
+              f"({'positive' if first['held_out_snr_db'] > 0 else 'NOT positive'}); after {last['minutes']:.1f} min "
+              f"(step {last['step']}) {last['held_out_snr_db']:.2f} dB held out; {last['steps_per_s']:.3f} steps/s")
+
+
+# -- speed -----------------------------------------------------------------------------------------
+def _interleaved_medians(fns: dict, repeats: int) -> dict[str, float]:
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for fn in fns.values():
+        fn()  # warm-up, not timed
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
+        for key, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[key].append(time.perf_counter() - start)
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
-def rtf_ours(seconds: float, repeats: int) -> tuple[float, float]:
-    from codecdoctor_model import Codec, CodecConfig
-
-    torch.manual_seed(0)
-    codec = Codec(CodecConfig())
-    x = 0.3 * torch.randn(1, 1, int(seconds * 16000))
-    codec(x[..., :16000])  # k-means init of the codebooks (training-mode forward), not timed
-    codec.eval()
-
-    def run():
-        with torch.inference_mode():
-            codec.decode(codec.encode(x), length=x.shape[-1])
-
-    run()
-    return _best_of(run, repeats) / seconds, codec.config.bitrate_bps
-
-
-def rtf_encodec(seconds: float, repeats: int) -> float | None:
+def _encodec_16k_4kbps():
     try:
         from encodec import EncodecModel
     except ImportError:
         return None
     torch.manual_seed(0)
-    model = EncodecModel.encodec_model_24khz(pretrained=False)
-    model.set_target_bandwidth(6.0)
-    model.eval()
-    x = 0.3 * torch.randn(1, 1, int(seconds * 24000))
-
-    def run():
-        with torch.inference_mode():
-            model.decode(model.encode(x))
-
-    run()
-    return _best_of(run, repeats) / seconds
+    # EnCodec's SEANet (ratios 8,5,4,2: hop 320) at 16 kHz has 50 frames/s; 8 codebooks of 1024 = 4 kbps
+    model = EncodecModel._get_model([4.0], sample_rate=SAMPLE_RATE, channels=1, causal=False,
+                                    model_norm="weight_norm", audio_normalize=False, name="encodec_16k_4kbps")
+    model.set_target_bandwidth(4.0)
+    return model
 
 
-def train_step_rate_ours(batch: int, segment_s: float, steps: int) -> float:
+def speed(seconds: float, repeats: int) -> None:
     from codecdoctor_model import Codec, CodecConfig
     from codecdoctor_model.losses import ReconstructionLoss
 
-    torch.manual_seed(0)
-    cfg = CodecConfig()
-    codec, loss_fn = Codec(cfg), ReconstructionLoss(cfg)
-    opt = torch.optim.AdamW(codec.parameters(), lr=1e-3)
-    x = 0.3 * torch.randn(batch, 1, int(segment_s * 16000))
-
-    def step():
-        out = codec(x)
-        loss = loss_fn(out.audio, x, out.commit_loss)["total"]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-
-    step()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return steps / (time.perf_counter() - start)
-
-
-def train_step_rate_encodec(batch: int, segment_s: float, steps: int) -> float | None:
-    try:
-        from encodec import EncodecModel
-    except ImportError:
-        return None
-    torch.manual_seed(0)
-    model = EncodecModel.encodec_model_24khz(pretrained=False)
-    model.set_target_bandwidth(6.0)
-    model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    x = 0.3 * torch.randn(batch, 1, int(segment_s * 24000))
-
-    def step():
-        y = model(x)
-        loss = (y[..., : x.shape[-1]] - x).abs().mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-
-    step()  # includes EnCodec's k-means init; not timed
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return steps / (time.perf_counter() - start)
-
-
-class EpochPrinter:
-    def __init__(self):
-        self.entries = []
-
-    def on_epoch(self, entry):
-        self.entries.append(entry)
-        print(f"  epoch {entry['epoch']:3d}  step {entry['step']:5d}  {entry['seconds'] / 60:5.1f} min  "
-              f"val SNR {entry['val_snr_db']:6.2f} dB  SI-SNR {entry['val_si_snr_db']:6.2f} dB  "
-              f"mel {entry['val_mel_distance']:.3f}  train loss {entry['train_loss']:.3f}"
-              + ("  (partial epoch)" if entry.get("partial") else ""), flush=True)
-
-
-def train_budget(args, out_dir: Path) -> list[dict]:
-    from codecdoctor_model import CodecConfig
-    from codecdoctor_model.trainer import Trainer, TrainOptions
-
-    data = make_corpus(out_dir / "corpus", args.corpus_seconds, args.corpus_files)
-    ckpt = out_dir / "checkpoints"
-    if ckpt.exists():
-        shutil.rmtree(ckpt)
-    options = TrainOptions(data_dir=str(data), checkpoint_dir=str(ckpt), experiment_name="bench",
-                           batch_size=args.batch_size, num_epochs=1000, learning_rate=args.learning_rate,
-                           segment_seconds=args.segment_seconds, max_minutes=args.minutes,
-                           warmup_steps=args.warmup_steps, max_val_crops=32, seed=0)
-    printer = EpochPrinter()
-    trainer = Trainer(CodecConfig(**json.loads(args.config_json)), options, callbacks=[printer])
-    print(f"corpus: {args.corpus_seconds:.0f} s in {args.corpus_files} files; {trainer.steps_per_epoch} steps per "
-          f"epoch (batch {args.batch_size} x {args.segment_seconds} s); {args.minutes} min budget; "
-          f"{torch.get_num_threads()} thread(s); codec at {trainer.config.bitrate_bps / 1000:.1f} kbps")
-    result = trainer.fit()
-    print(f"  trained {result.steps} steps in {result.seconds / 60:.1f} min = {result.steps / result.seconds:.2f} steps/s")
-    return printer.entries
-
-
-def speed(args) -> None:
     torch.set_num_threads(1)
-    print("== encode + decode, one CPU thread ==")
-    ours, bitrate = rtf_ours(args.rtf_seconds, repeats=3)
-    print(f"  codecdoctor codec ({bitrate / 1000:.1f} kbps, 16 kHz): RTF {ours:.4f} ({1 / ours:.0f}x real time)")
-    peer = rtf_encodec(args.rtf_seconds, repeats=3)
+    torch.manual_seed(0)
+    ours = Codec(CodecConfig())
+    ours(0.3 * torch.randn(1, 1, SAMPLE_RATE))  # k-means init of the codebooks (training forward), not timed
+    ours.eval()
+    peer = _encodec_16k_4kbps()
+    x = 0.3 * torch.randn(1, 1, int(seconds * SAMPLE_RATE))
+    fns = {"ours": lambda: ours.decode(ours.encode(x), length=x.shape[-1])}
+    if peer is not None:
+        peer.eval()
+
+        def run_peer():
+            with torch.no_grad():
+                peer.decode(peer.encode(x))
+
+        fns["encodec"] = run_peer
+    with torch.inference_mode():
+        med = _interleaved_medians(fns, repeats)
+    print(f"== encode + decode of {seconds:g} s, one CPU thread, median of {repeats} interleaved ==")
+    print(f"  codecdoctor codec ({ours.config.bitrate_bps / 1000:.1f} kbps, 16 kHz): RTF {med['ours'] / seconds:.4f}")
     if peer is None:
-        print("  encodec not installed: no peer ratio")
+        print("  encodec not installed (pip install encodec): no peer ratio")
     else:
-        print(f"  encodec 24 kHz (6 kbps, random weights):   RTF {peer:.4f} ({1 / peer:.0f}x real time)")
-        print(f"  ratio ours / encodec RTF: {ours / peer:.3f} (below 1 = ours faster)")
+        print(f"  EnCodec architecture (16 kHz, 8 x 1024 codebooks = {peer.bandwidth:g} kbps, random weights): "
+              f"RTF {med['encodec'] / seconds:.4f}")
+        print(f"  ratio ours / EnCodec RTF: {med['ours'] / med['encodec']:.3f} (below 1 = ours faster)")
 
-    print(f"== training step, one CPU thread, batch {args.batch_size} x {args.segment_seconds} s ==")
-    ours_rate = train_step_rate_ours(args.batch_size, args.segment_seconds, steps=5)
-    print(f"  codecdoctor codec: {ours_rate:.2f} steps/s")
-    peer_rate = train_step_rate_encodec(args.batch_size, args.segment_seconds, steps=3)
-    if peer_rate is not None:
-        print(f"  encodec 24 kHz:    {peer_rate:.2f} steps/s   ratio ours / encodec: {ours_rate / peer_rate:.2f}")
+    def our_step(batch: int, segment_s: float, config: CodecConfig):
+        torch.manual_seed(0)
+        codec, loss_fn = Codec(config), ReconstructionLoss(config)
+        opt = torch.optim.AdamW(codec.parameters(), lr=1e-3)
+        xb = 0.3 * torch.randn(batch, 1, int(segment_s * SAMPLE_RATE))
 
+        def step():
+            out = codec(xb)
+            loss = loss_fn(out.audio, xb, out.commit_loss)["total"]
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return step
+
+    steps = {}
+    shapes = {}
+    for name in RECIPES:
+        config, options = recipe_objects(name, Path("."), Path("."), 1.0)
+        shapes[name] = (options.batch_size, options.segment_seconds)
+        steps[name] = our_step(options.batch_size, options.segment_seconds, config)
+    if peer is not None:
+        batch, segment_s = shapes["new"]
+        peer.train()
+        opt = torch.optim.AdamW(peer.parameters(), lr=1e-3)
+        xb = 0.3 * torch.randn(batch, 1, int(segment_s * SAMPLE_RATE))
+
+        def peer_step():
+            y = peer(xb)
+            loss = (y[..., : xb.shape[-1]] - xb).abs().mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+        steps["encodec"] = peer_step  # its warm-up call runs EnCodec's k-means init, not timed
+    med = _interleaved_medians(steps, max(3, repeats // 2))
+    print(f"== training step, one CPU thread, median of {max(3, repeats // 2)} interleaved ==")
+    for name in RECIPES:
+        b, s = shapes[name]
+        print(f"  recipe {name!r} (batch {b} x {s} s = {b * s:g} s of audio): {1 / med[name]:.3f} steps/s")
+    if "encodec" in med:
+        b, s = shapes["new"]
+        print(f"  EnCodec architecture, batch {b} x {s} s: {1 / med['encodec']:.3f} steps/s; "
+              f"ratio ours (new) / EnCodec steps/s: {med['encodec'] / med['new']:.2f}")
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--minutes", type=float, default=10.0, help="training budget (wall clock)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads for the training run")
-    parser.add_argument("--corpus-seconds", type=float, default=360.0)
-    parser.add_argument("--corpus-files", type=int, default=4)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--segment-seconds", type=float, default=0.5)
-    parser.add_argument("--learning-rate", type=float, default=1e-3)
-    parser.add_argument("--warmup-steps", type=int, default=20)
+    parser.add_argument("--minutes", type=float, default=10.0, help="training budget per recipe (wall clock)")
+    parser.add_argument("--recipes", default="old,new", help="comma-separated: old, new")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads for the training runs")
+    parser.add_argument("--curve-every-s", type=float, default=60.0, help="held-out scoring interval")
     parser.add_argument("--rtf-seconds", type=float, default=10.0)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--skip-training", action="store_true")
-    parser.add_argument("--skip-speed", action="store_true", help="only the training run")
-    parser.add_argument("--config-json", default="{}", help='CodecConfig overrides, e.g. \'{"base_channels": 32}\'')
+    parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "bench_codec",
+                        help="working folder (corpus, checkpoints); give each concurrent run its own")
     args = parser.parse_args(argv)
-    out_dir = ROOT / "bench" / "out" / "bench_codec"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    names = [n.strip() for n in args.recipes.split(",") if n.strip()]
+    unknown = [n for n in names if n not in RECIPES]
+    if unknown:
+        parser.error(f"unknown recipe(s) {', '.join(unknown)} (choose from {', '.join(RECIPES)})")
 
+    if not args.skip_training:
+        train_dir, held_dir, what = make_corpus(out / "corpus")
+        print(f"data: {what}", flush=True)
+        held = load_held_out(held_dir)
+        torch.set_num_threads(args.threads)
+        curves = {name: train_curve(name, train_dir, held, out, args.minutes, args.curve_every_s) for name in names}
+        print_curves(curves)
     if not args.skip_speed:
-        speed(args)
-    if args.skip_training:
-        return 0
-    torch.set_num_threads(args.threads)
-    print(f"== {args.minutes} min training run (validation SNR per epoch) ==")
-    entries = train_budget(args, out_dir)
-    if entries:
-        first, last = entries[0], entries[-1]
-        best = max(e["val_snr_db"] for e in entries)
-        print(f"  first epoch val SNR {first['val_snr_db']:.2f} dB ({'positive' if first['val_snr_db'] > 0 else 'NOT positive'}); "
-              f"final {last['val_snr_db']:.2f} dB; best {best:.2f} dB "
-              f"({'meets' if best >= 5 else 'below'} the 5 dB target for a 10-minute run)")
-        if torch.cuda.is_available():
-            print("  (a CUDA device is present; this run used the CPU as configured)")
+        speed(args.rtf_seconds, args.repeats)
     return 0
 
 

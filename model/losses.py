@@ -72,7 +72,8 @@ class ReconstructionLoss(nn.Module):
                 # noise-to-signal power ratio of the batch (linear, so well-behaved near 0 dB)
                 nsr = (_fp32(est) - ref32).pow(2).sum() / ref32.pow(2).sum().clamp(min=1e-8)
             terms["nsr"] = nsr
-            terms["total"] = total + c.snr_weight * nsr
+            snr_term = torch.log10(nsr.clamp(min=1e-6)) if c.snr_loss == "db" else nsr
+            terms["total"] = total + c.snr_weight * snr_term
         return terms
 
 

@@ -21,10 +21,10 @@ class TrainOptions:
     weight_decay: float = field(default=1e-4, metadata={"help": "AdamW weight decay."})
     betas: tuple[float, float] = (0.8, 0.99)
     warmup_steps: int | None = field(default=None, metadata={
-        "help": "Linear warm-up steps (default: 5% of the planned steps, at most 500)."})
+        "help": "Linear warm-up steps (default: 5% of the planned steps, at most 50)."})
     min_lr_ratio: float = 0.1  # cosine decays to this fraction of the peak
     grad_clip: float = field(default=1.0, metadata={"help": "Clip the gradient norm to this."})
-    segment_seconds: float = field(default=1.0, metadata={"help": "Training crop length in seconds."})
+    segment_seconds: float = field(default=0.25, metadata={"help": "Training crop length in seconds."})
     steps_per_epoch: int | None = field(default=None, metadata={
         "help": "Steps per epoch (default: training audio / (crop x batch x ranks))."})
     resume: bool = field(default=False, metadata={"help": "Continue from CHECKPOINT_DIR/EXPERIMENT_NAME/last.pt."})
@@ -35,6 +35,11 @@ class TrainOptions:
         "help": "Mixed precision (fp16 needs CUDA and uses a GradScaler).", "choices": ("bf16", "fp16")})
     adversarial: bool = field(default=False, metadata={"help": "Add the multi-scale STFT discriminator."})
     adversarial_start_step: int = 0
+    weight_ema_decay: float | None = field(default=0.99, metadata={
+        "help": "Validate and save an exponential moving average of the weights with this decay (0: off)."})
+    quantizer_warmup_steps: int = field(default=0, metadata={
+        "help": "Train this many first steps without quantization; the codebooks are then initialised by "
+                "k-means on the trained encoder's output."})
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda or cuda:N."})
     num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes."})
     seed: int = field(default=0, metadata={"help": "Random seed (crops, init)."})

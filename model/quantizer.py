@@ -182,6 +182,9 @@ class ResidualVectorQuantizer(nn.Module):
                         epsilon=config.ema_epsilon, kmeans_iters=config.kmeans_iters,
                         dead_code_fraction=config.dead_code_fraction)
             for _ in range(config.n_codebooks))
+        # set by the trainer during quantizer warm-up: training forwards pass the latent through
+        # unquantized (codes 0, no commitment, codebooks untouched)
+        self.bypass = False
 
     def _levels_per_example(self, batch: int, n_quantizers: int | None, device) -> torch.Tensor:
         full = torch.full((batch,), n_quantizers or self.n_codebooks, device=device)
@@ -198,6 +201,9 @@ class ResidualVectorQuantizer(nn.Module):
             batch, dim, frames = z.shape
             flat = z.permute(0, 2, 1).reshape(-1, dim)
             levels_used = self._levels_per_example(batch, n_quantizers, z.device)
+            if self.bypass and self.training:
+                codes = torch.zeros(batch, self.n_codebooks, frames, dtype=torch.long, device=z.device)
+                return QuantizerOutput(z, codes, z.new_zeros(()), levels_used)
             # mask [B·frames, 1]: which vectors keep level i's contribution
             per_vector_levels = levels_used.repeat_interleave(frames)[:, None]
             residual = flat

@@ -47,6 +47,30 @@ def _residual_stack(channels: int, config: CodecConfig) -> list[nn.Module]:
     return [ResidualUnit(channels, config.residual_kernel_size, d) for d in config.residual_dilations]
 
 
+class LappedLinear(nn.Module):
+    """A learned lapped transform between the waveform and the latent (strided conv / transposed conv
+    with 2-hop frames, one hop apart, no bias, no activation).
+
+    Why: the deep SEANet path starts as a product of ~10 random non-residual layers around the
+    bottleneck, and gradient descent leaves such a deep map near zero for hundreds of steps (the
+    saddle of deep linear networks) before the output begins to follow the input. A two-layer
+    linear path learns the principal subspace of 2-hop speech frames in a few dozen steps, so the
+    codec's output follows its input early; the deep path then learns what the linear one misses.
+    The 50% overlap keeps the transform free of frame-edge discontinuities."""
+
+    def __init__(self, channels: int, latent_dim: int, hop: int, *, decode: bool):
+        super().__init__()
+        padding = (hop + 1) // 2
+        if decode:
+            self.conv = nn.ConvTranspose1d(latent_dim, channels, 2 * hop, stride=hop, padding=padding,
+                                           output_padding=2 * padding - hop, bias=False)
+        else:
+            self.conv = nn.Conv1d(channels, latent_dim, 2 * hop, stride=hop, padding=padding, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
 class Encoder(nn.Module):
     """[B, channels, T] -> [B, latent_dim, T / hop]."""
 
@@ -60,9 +84,12 @@ class Encoder(nn.Module):
             width *= 2
         layers += [nn.ELU(), wn_conv(width, config.latent_dim, 3)]
         self.net = nn.Sequential(*layers)
+        self.linear = (LappedLinear(config.channels, config.latent_dim, config.hop_length, decode=False)
+                       if config.linear_path else None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        z = self.net(x)
+        return z if self.linear is None else z + self.linear(x)
 
 
 class Decoder(nn.Module):
@@ -78,10 +105,14 @@ class Decoder(nn.Module):
             layers += _residual_stack(width, config)
         layers += [nn.ELU(), wn_conv(width, config.channels, config.kernel_size)]
         self.net = nn.Sequential(*layers)
+        self.linear = (LappedLinear(config.channels, config.latent_dim, config.hop_length, decode=True)
+                       if config.linear_path else None)
         self.output_bound = config.output_bound
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         y = self.net(z)
+        if self.linear is not None:
+            y = y + self.linear(z)
         if self.output_bound == "tanh":
             y = torch.tanh(y)
         return y

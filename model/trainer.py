@@ -1,6 +1,11 @@
 """The training loop: AdamW, warm-up + cosine decay, gradient clipping, optional AMP, validation each
 epoch, atomic `last` / `best` checkpoints, exact resume, time/step budgets, DDP via torchrun.
 
+With `weight_ema_decay` (default 0.99) validation scores, and checkpoints deliver as "model", an
+exponential moving average of the weights (the live weights a resumed run continues from are
+"train_weights"). Validation SNR (`val_snr_db` in the history) is energy-weighted over the whole
+validation set: 10 log10(total signal energy / total error energy), not a mean of per-crop dB.
+
 Callbacks: any object with some of `on_batch(x, y, losses)` (after the forward), `on_backward(model)`
 (after backward, gradients unscaled, before clipping), `on_step(scaler=None)` (after the optimizer
 step), `on_validation(ref, est)` (whole validation set), plus the display hooks `on_log(step, stats)`
@@ -116,7 +121,7 @@ class Trainer:
         # early, so a run cut into pieces follows exactly the schedule of an uninterrupted one
         self.total_steps = options.num_epochs * self.steps_per_epoch
         self.warmup_steps = (options.warmup_steps if options.warmup_steps is not None
-                             else min(500, max(1, self.total_steps // 20)))
+                             else min(50, max(1, self.total_steps // 20)))
 
         torch.manual_seed(options.seed)
         self.model = Codec(config).to(self.device)
@@ -129,6 +134,7 @@ class Trainer:
             self.disc_optimizer = torch.optim.AdamW(self.discriminator.parameters(), lr=options.learning_rate,
                                                     betas=options.betas, weight_decay=options.weight_decay)
         self.scaler = torch.amp.GradScaler("cuda", enabled=(options.amp == "fp16"))
+        self.ema_model = self._new_ema_model()
         self.step = 0
         self.history: list[dict] = []
         self.best_val_snr_db = -math.inf
@@ -169,6 +175,32 @@ class Trainer:
             if self.world_size > 1:
                 return torch.device("cuda", self.local_rank)
         return torch.device(name)
+
+    def _new_ema_model(self) -> Codec | None:
+        if not self.options.weight_ema_decay:
+            return None
+        ema = Codec(self.config).to(self.device)
+        ema.load_state_dict(self.model.state_dict())
+        ema.requires_grad_(False)
+        return ema.eval()
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        if self.ema_model is None:
+            return
+        # a short memory at first (decay (1 + t) / (10 + t)) so the average does not drag the random
+        # initialisation along; the configured decay from step ~90 on at 0.99
+        decay = min(float(self.options.weight_ema_decay), (1 + self.step) / (10 + self.step))
+        for averaged, live in zip(self.ema_model.parameters(), self.model.parameters()):
+            averaged.lerp_(live.detach(), 1 - decay)
+        # codebooks are EMA statistics already and must match the encoder they were fitted to
+        for averaged, live in zip(self.ema_model.buffers(), self.model.buffers()):
+            averaged.copy_(live)
+
+    def eval_model(self) -> Codec:
+        """The weights validation measures and checkpoints deliver: the weight average when
+        `weight_ema_decay` is set, else the live model."""
+        return self.ema_model if self.ema_model is not None else self.model
 
     def _check_amp(self) -> None:
         amp = self.options.amp
@@ -217,7 +249,10 @@ class Trainer:
     def state(self) -> dict[str, Any]:
         state = {
             "config": self.config.to_dict(),
-            "model": self.model.state_dict(),
+            # "model" holds the weights validation measured (the average when weight EMA is on), so
+            # every reader of the checkpoint judges the model that was validated; the live weights
+            # that a resumed run continues from are "train_weights"
+            "model": self.eval_model().state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
             "scheduler": {"kind": "warmup_cosine", "peak_lr": self.options.learning_rate,
@@ -233,6 +268,9 @@ class Trainer:
             "train_args": self.options.to_dict(),
             "rng": rng_state(),
         }
+        if self.ema_model is not None:
+            state["train_weights"] = self.model.state_dict()
+            state["weight_ema_decay"] = float(self.options.weight_ema_decay)
         if self.discriminator is not None:
             state["discriminator"] = self.discriminator.state_dict()
             state["disc_optimizer"] = self.disc_optimizer.state_dict()
@@ -274,7 +312,10 @@ class Trainer:
             self.loss_fn = ReconstructionLoss(saved).to(self.device)
             self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.options.learning_rate,
                                                betas=self.options.betas, weight_decay=self.options.weight_decay)
-        self.model.load_state_dict(state["model"])
+        self.model.load_state_dict(state.get("train_weights", state["model"]))
+        self.ema_model = self._new_ema_model()
+        if self.ema_model is not None:
+            self.ema_model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
@@ -345,6 +386,9 @@ class Trainer:
             for group in self.disc_optimizer.param_groups:
                 group["lr"] = lr
         self.model.train()
+        # quantizer warm-up: an unquantized autoencoder first; the codebooks are k-means initialised
+        # on the first quantized batch, i.e. on a trained encoder's output
+        self.model.quantizer.bypass = self.step < self.options.quantizer_warmup_steps
         x = x.to(self.device, non_blocking=True)
         y, losses = self._forward(x)
         _call(self.callbacks, "on_batch", x, y, losses)
@@ -356,6 +400,7 @@ class Trainer:
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.options.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        self._update_ema()
         _call(self.callbacks, "on_step", scaler=self.scaler if self.scaler.is_enabled() else None)
         self.step += 1
         stats["lr"] = lr
@@ -366,11 +411,12 @@ class Trainer:
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
         ref = self.validation_set
-        self.model.eval()
+        model = self.eval_model()
+        model.eval()
         outs = []
         for chunk in ref.split(max(1, self.options.batch_size)):
             with self._autocast():
-                outs.append(self.model(chunk.to(self.device)).audio.float().cpu())
+                outs.append(model(chunk.to(self.device)).audio.float().cpu())
         est = torch.cat(outs)
         self.model.train()
         mel = float(self.loss_fn.mel(est, ref))
