@@ -117,7 +117,7 @@ def _figures(report: Report, rows: list[Any], thresholds: Any, flagged: set) -> 
 
     histogram = report.measurements["corpus"]["amplitude_histogram"]
     counts = np.asarray(histogram["counts"], np.float64)
-    limit, per_unit = float(histogram["range"][1]), int(histogram["bins_per_unit"])
+    limit = float(histogram["range"][1])
     if counts.sum() > 0 and counts.size > 2:
         fig, ax = new_figure(6.4, 3.2)
         edges = np.linspace(-limit, limit, counts.size - 1)
