@@ -113,3 +113,27 @@ def test_missing_and_unexpected_keys_are_counted_with_examples():
 
     run = run_checks("checkpoint", load, level="load")
     assert [f.id for f in run.findings] == ["C217"] and run.findings[0].evidence["missing"] == 2
+
+
+class _BatchNormalising(torch.nn.Module):
+    """x / max|x| over the whole batch (a common hand-written normalisation), then an identity conv."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv1d(1, 1, 1, bias=False)
+        torch.nn.init.ones_(self.conv.weight)
+
+    def forward(self, x):
+        return self.conv(x / x.abs().max().clamp_min(1e-8))
+
+
+def test_normalisation_over_the_batch_is_c210_through_the_forward():
+    from codecdoctor.measure.adapters import forward_adapter
+    from codecdoctor.probe import probe
+
+    adapter = forward_adapter(_BatchNormalising().eval(), 8000, "BatchNormalising")
+    report = probe(adapter)
+    found = [f for f in report.findings if f.id == "C210"]
+    # one level per forward: each sweep level is normalised on its own, so the slope is 0, not 1
+    assert found and found[0].severity.label == "error"
+    assert abs(report.measurements["probes"].level_slope_db_per_db) < 1e-3

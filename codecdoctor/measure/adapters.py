@@ -432,6 +432,9 @@ class ForwardAdapter:
     tensors the model's submodules return, captured with forward hooks (the innermost modules that
     return them: one RVQ level each)."""
 
+    # the probes' level sweep runs one level per forward: a user's forward may normalise over the batch
+    one_example_per_forward = True
+
     def __init__(self, module: Any, sample_rate: int, *, channels: int = 1, layout: str = "BCT",
                  hop_samples: int | None = None, pad_multiple: int = 1):
         self.module = module

@@ -13,9 +13,9 @@ Like a bench analyzer on a black box: feed known signals, measure what comes out
   and concatenated, against decoding them whole; where the difference lies (at the seams or
   everywhere).
 
-Every stimulus is one batch through the codec, so a probe costs a few forward passes; the level
-sweep runs one level per forward, so a model that normalises over the whole batch (not per
-example) is measured as it treats one recording.
+Every stimulus is one batch through the codec, so a probe costs a few forward passes; a model
+driven through its own forward gets the level sweep one level per forward, so a normalisation over
+the whole batch (not per example) is measured as it treats one recording.
 """
 from __future__ import annotations
 
@@ -103,8 +103,12 @@ def _speech(sample_rate: int, seconds: float) -> np.ndarray:
 def level_sweep(adapter: Any, m: ProbeMeasurements, seconds: float = 1.0) -> None:
     base = _speech(m.sample_rate, seconds)
     gains = np.array([10 ** (level / 20.0) for level in SWEEP_LEVELS_DBFS])
-    # one level per forward: a normalisation over the batch must not hide behind the other levels
-    out = np.concatenate([_run(adapter, (base * g)[None, :]) for g in gains])
+    # A model's own forward (no adapter) may normalise over the whole batch, not per example: one
+    # level per forward then, so the other levels cannot hide it. Adapters take the sweep as one batch.
+    if getattr(adapter, "one_example_per_forward", False):
+        out = np.concatenate([_run(adapter, (base * g)[None, :]) for g in gains])
+    else:
+        out = _run(adapter, base[None, :] * gains[:, None])
     m.nonfinite_outputs += int((~np.isfinite(out)).sum())
     out = np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
     m.levels_in_dbfs = list(SWEEP_LEVELS_DBFS)
