@@ -9,7 +9,7 @@ of the per-pair ratios, so a background load hits both alike):
   pass over every tensor (non-finite count, RMS, dtype), optimizer state scan, EMA codebook
   statistics, C2xx / Q4xx / S5xx checks (S503 runs its fp16 loss emulation on 1 s of audio).
 
-Peak RSS: each contender once more in a fresh subprocess that reports its own ru_maxrss.
+Peak RSS: each contender once more in a fresh subprocess that reports its own VmHWM.
 
     .venv/bin/python bench/bench_ckpt.py [--mb 116] [--repeats 5]
 """
@@ -64,11 +64,12 @@ def _rss_child(path: Path, which: str) -> float:
     """Peak RSS (MB) of a fresh process that imports torch and runs one contender."""
     import subprocess
 
-    code = (f"import resource, sys, torch; sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r}); "
+    code = (f"import sys, torch; sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r}); "
             "torch.set_num_threads(1); "
             + ("torch.load(sys.argv[1], map_location='cpu', weights_only=True)" if which == "peer" else
                "from codecdoctor.check_ckpt import check_checkpoint; check_checkpoint(sys.argv[1], probes=False)")
-            + "; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
+            # VmHWM belongs to the new address space; ru_maxrss survives exec and would report the parent
+            + "; print(int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]) / 1024)")
     out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
 
