@@ -215,8 +215,10 @@ def build_corpus(root: Path, *, clean_files: int = 6, seconds_per_file: float = 
             corpus.source = "synthetic speech-like (espeak-ng is not installed, so no Telugu speech)"
 
         base, corpus.flawed_source = _speech(20.0, seed + 100, work)
-        # the user's 1.01 file is replayed through the trained codec: the same speech as training
-        corpus.peaks_file = _write(root / "flawed" / "peaks_above_1.wav", _peaks_like_the_users(base), "FLOAT")
+        # the user's 1.01 file is the demo's fixed reference for the tanh rounds (R307 / R306): kept
+        # as it was, from the deterministic synthesizer, so those rounds do not change with the voice
+        synthetic_base, _ = _speech(20.0, seed + 100, work, telugu=False)
+        corpus.peaks_file = _write(root / "flawed" / "peaks_above_1.wav", _peaks_like_the_users(synthetic_base), "FLOAT")
         corpus.flawed["samples beyond [-1, 1]"] = corpus.peaks_file
 
         corpus.flawed["DC offset"] = _write(root / "flawed" / "dc_offset.wav", base + 0.05, "PCM_16")
