@@ -11,7 +11,7 @@ from importlib import import_module
 from types import SimpleNamespace
 from typing import Any
 
-_MODULES = {"audit-data": "audit", "compare": "compare", "probe": "probe", "check-ckpt": "check_ckpt",
+_MODULES = {"audit-data": "audit", "compare": "compare", "probe": "probe", "check-ckpt": "check_ckpt", "env": "env",
             "train": "train", "monitor": "train", "watch": "train"}
 
 
