@@ -17,6 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from codecdoctor.measure import metrics as M
+from codecdoctor.measure.metrics import dot
 
 # A reference quieter than this (RMS, dBFS) is treated as silent: it is below the dithered 16-bit
 # noise floor (about -101 dBFS), so an SNR against it measures nothing but the codec's idle noise.
@@ -500,7 +501,7 @@ def measure_pair(ref: Any, est: Any, sample_rate: int, *, subject: str | None = 
     residual = ra - (ra_dc + g_aligned * ea_c)
     if m.what_if["all"] < SNR_EXACT_DB:   # an exact copy's residual is float rounding: no frames
         unit = m.ref_peak or 1.0   # energies of 1e300-sized samples are summed at unit scale
-        _frame_locking(m, residual, float(np.dot(ra / unit, ra / unit)) * unit * unit, hop_samples)
+        _frame_locking(m, residual, float(dot(ra / unit, ra / unit)) * unit * unit, hop_samples)
 
     if m.ref_silent:
         # SNR against silence is undefined; the sentinels above would read as numbers.
@@ -586,8 +587,8 @@ def chunk_energies(ref: Any, est: Any) -> tuple[float, float]:
     finite = bool(np.isfinite(r).all() and np.isfinite(e).all())
     r = np.where(np.isfinite(r), r, 0.0)
     with np.errstate(over="ignore"):
-        signal = float(np.dot(r, r))
-        error = float(np.dot(r - e, r - e)) if finite else math.inf
+        signal = float(dot(r, r))
+        error = float(dot(r - e, r - e)) if finite else math.inf
     return signal, error
 
 

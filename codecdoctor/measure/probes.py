@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from codecdoctor.measure.metrics import dot
+
 SWEEP_LEVELS_DBFS = (-40.0, -36.0, -32.0, -28.0, -24.0, -20.0, -16.0, -12.0, -9.0, -6.0, -4.0, -2.0, -1.0, 0.0, 0.1)
 # The slope is fitted over levels where a healthy bounded codec is still linear (tanh(x) is within
 # 0.1 dB of x up to |x| ≈ 0.2, about -14 dBFS peak for speech).
@@ -184,8 +186,8 @@ def latency_and_polarity(adapter: Any, m: ProbeMeasurements) -> None:
     from codecdoctor.measure.metrics import shift_pair
 
     ref_aligned, est_aligned = shift_pair(pulses, out[2], m.latency_samples)
-    denominator = math.sqrt(float(np.dot(ref_aligned, ref_aligned)) * float(np.dot(est_aligned, est_aligned)))
-    m.pulse_correlation = float(np.dot(ref_aligned, est_aligned) / denominator) if denominator > 0 else 0.0
+    denominator = math.sqrt(float(dot(ref_aligned, ref_aligned)) * float(dot(est_aligned, est_aligned)))
+    m.pulse_correlation = float(dot(ref_aligned, est_aligned) / denominator) if denominator > 0 else 0.0
     m.polarity = 0 if abs(m.pulse_correlation) < 0.1 else (1 if m.pulse_correlation > 0 else -1)
 
 
@@ -206,7 +208,7 @@ def sine_sweep(adapter: Any, m: ProbeMeasurements, n_freqs: int = 20, seconds: f
     for f, row in zip(freqs, out):
         tc = t[core]
         basis = np.exp(-2j * np.pi * f * tc)
-        amplitude = 2.0 * abs(np.dot(row[core], basis)) / tc.size
+        amplitude = 2.0 * abs(dot(row[core], basis)) / tc.size
         gains.append(max(_db(amplitude / level), -120.0))
     m.sweep_freqs_hz = [float(f) for f in freqs]
     m.sweep_gain_db = [float(g) for g in gains]

@@ -59,7 +59,7 @@ from typing import Any
 
 import numpy as np
 
-from codecdoctor.measure.metrics import as_signal
+from codecdoctor.measure.metrics import as_signal, dot
 from codecdoctor.measure.spectral import mel_filterbank, window_array
 
 DEFAULT_SEGMENT_SECONDS = 10.0
@@ -289,7 +289,7 @@ class QualityAccumulator:
         several = index > 0 or ref.size > self.segment_samples
         where = f"segment {index + 1} (from {index * self.segment_seconds:g} s)" if several else "the pair"
         scale = float(max(np.max(np.abs(ref)), 1e-300))
-        weight = float(np.dot(ref / scale, ref / scale)) * scale * scale
+        weight = float(dot(ref / scale, ref / scale)) * scale * scale
         if self.want_mel:
             self._score_mel(ref, est)
         seconds = ref.size / self.sample_rate

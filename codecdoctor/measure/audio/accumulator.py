@@ -19,6 +19,7 @@ from typing import Any, Callable
 import numpy as np
 
 from codecdoctor.measure.audio.formats import frame_length, pcm_rails
+from codecdoctor.measure.metrics import dot
 
 MIN_CLIP_RUN_SAMPLES = 3  # one full-scale sample happens naturally; 3 in a row almost never does
 HIST_LIMIT = 1.5  # pooled amplitude histogram covers [-1.5, 1.5] in 0.01 steps, plus two overflow bins
@@ -425,7 +426,7 @@ class SignalAccumulator:
             rows = None
             frame_max = np.array([flat.max()])
             frame_min = np.array([flat.min()])
-            frame_sq = np.array([np.dot(flat.astype(np.float64), flat.astype(np.float64))])
+            frame_sq = np.array([dot(flat.astype(np.float64), flat.astype(np.float64))])
             block_sum = float(flat.sum(dtype=np.float64))
             frame_n = np.array([flat.size], np.int64)
 
@@ -479,7 +480,7 @@ class SignalAccumulator:
             over = magnitude > 1.0
             self.overs += int(over.sum())
             excess = magnitude[over].astype(np.float64) - 1.0
-            self.overs_excess_energy += float(np.dot(excess, excess))
+            self.overs_excess_energy += float(dot(excess, excess))
         clean_block = clean.reshape(-1, self.channels)
         if block_max >= self.rail_high or block_min <= self.rail_low:
             self._rail_runs(clean_block)
