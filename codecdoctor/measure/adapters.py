@@ -47,6 +47,7 @@ import numpy as np
 
 from codecdoctor.core.errors import InputError
 from codecdoctor.measure.checkpoint import CheckpointInfo
+from codecdoctor.measure.forward import first_audio_output, tensors_in
 
 
 class CodecAdapter:
@@ -383,31 +384,8 @@ def load_weights_strictly(module: Any, weights: dict[str, Any], load: ModelLoad,
 
 # --- the forward-driven adapter -------------------------------------------------------------------
 
-def _walk_tensors(value: Any, depth: int = 0):
-    """Tensors inside a forward's output, in order: tensors, tuples/lists, dicts, dataclasses,
-    namedtuples and plain output objects."""
-    import torch
-
-    if depth > 4:
-        return
-    if isinstance(value, torch.Tensor):
-        yield value
-    elif isinstance(value, (tuple, list)):
-        for item in value:
-            yield from _walk_tensors(item, depth + 1)
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _walk_tensors(item, depth + 1)
-    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
-        for f in dataclasses.fields(value):
-            yield from _walk_tensors(getattr(value, f.name, None), depth + 1)
-    elif hasattr(value, "__dict__") and not callable(value):
-        for item in vars(value).values():
-            yield from _walk_tensors(item, depth + 1)
-
-
 def _describe(value: Any) -> str:
-    parts = [f"Tensor{list(t.shape)} {str(t.dtype).replace('torch.', '')}" for t in _walk_tensors(value)]
+    parts = [f"Tensor{list(t.shape)} {str(t.dtype).replace('torch.', '')}" for t in tensors_in(value)]
     return ", ".join(parts[:4]) + (" ..." if len(parts) > 4 else "") if parts else f"{type(value).__name__} (no tensor)"
 
 
@@ -468,14 +446,10 @@ class ForwardAdapter:
 
     def find_reconstruction(self, output: Any, batch: int, length: int):
         tolerance = self.hop_samples or min(1024, max(length // 10, 1))
-        for tensor in _walk_tensors(output):
-            if not tensor.is_floating_point() or tensor.dim() not in (2, 3) or tensor.shape[0] != batch:
-                continue
-            if tensor.dim() == 3 and tensor.shape[1] > 8:
-                continue  # [B, D, frames] latents, not audio
-            if abs(tensor.shape[-1] - length) <= tolerance:
-                return tensor if tensor.dim() == 3 else tensor[:, None, :]
-        return None
+        tensor = first_audio_output(output, batch, length, tolerance=tolerance, max_channels=8)
+        if tensor is None:
+            return None
+        return tensor if tensor.dim() == 3 else tensor[:, None, :]
 
     def reconstruct(self, audio):
         output, padded_length = self._call(audio)
@@ -503,7 +477,7 @@ class ForwardAdapter:
             is_leaf = next(sub.children(), None) is None
 
             def hook(mod, _inputs, output, name=name, is_leaf=is_leaf):
-                ints = [t for t in _walk_tensors(output) if not t.is_floating_point() and not t.is_complex()
+                ints = [t for t in tensors_in(output) if not t.is_floating_point() and not t.is_complex()
                         and t.dtype != torch.bool and t.numel() >= batch]
                 if ints:
                     seen.append((name, mod, ints[0]))

@@ -34,6 +34,7 @@ from torch import nn
 
 from codecdoctor.core.errors import CheckFailed
 from codecdoctor.core.findings import Finding, Report
+from codecdoctor.measure.forward import first_audio_output
 
 AUDIO_MIN_SAMPLES = 1024  # the shortest time axis taken for audio: 64 ms at 16 kHz
 AUDIO_MAX_CHANNELS = 2
@@ -52,37 +53,12 @@ def audio_shaped(value: Any) -> bool:
     return value.dim() == 2 and value.shape[1] >= AUDIO_MIN_SAMPLES and value.shape[0] > 0
 
 
-def _tensors(value: Any, depth: int = 0):
-    """Tensors inside an output: tensors, tuples/lists, dicts, dataclasses, simple objects."""
-    if depth > 3:
-        return
-    if isinstance(value, torch.Tensor):
-        yield value
-    elif isinstance(value, (list, tuple)):
-        for v in value:
-            yield from _tensors(v, depth + 1)
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from _tensors(v, depth + 1)
-    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
-        for f in dataclasses.fields(value):
-            yield from _tensors(getattr(value, f.name, None), depth + 1)
-    elif hasattr(value, "__dict__") and not isinstance(value, (nn.Module, type)):
-        for v in list(vars(value).values())[:16]:
-            yield from _tensors(v, depth + 1)
-
-
 def audio_output(output: Any, x: torch.Tensor) -> torch.Tensor | None:
     """The first floating tensor in `output` with x's batch size, at most x's channels and x's
     length within the tolerance: the reconstruction."""
     length = x.shape[-1]
-    tolerance = min(LENGTH_TOLERANCE_SAMPLES, length // 4)
-    for t in _tensors(output):
-        if (t.is_floating_point() and t.dim() in (2, 3) and t.shape[0] == x.shape[0]
-                and (t.dim() == 2 or t.shape[1] <= AUDIO_MAX_CHANNELS)
-                and abs(t.shape[-1] - length) <= tolerance):
-            return t
-    return None
+    return first_audio_output(output, x.shape[0], length, tolerance=min(LENGTH_TOLERANCE_SAMPLES, length // 4),
+                              max_channels=AUDIO_MAX_CHANNELS)
 
 
 def bound_of(module: nn.Module | None) -> tuple[float | None, str]:
