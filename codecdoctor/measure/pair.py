@@ -373,6 +373,21 @@ def _segment_level_correction(ra: np.ndarray, ea: np.ndarray, ra_dc: float, ea_d
     return snr, float(np.max(np.abs(corrected))) * scale if corrected.size else 0.0
 
 
+def set_segment_levels(m: "PairMeasurements", levels: np.ndarray, input_levels: np.ndarray) -> None:
+    """The per-segment level statistics from each active segment's output-vs-input level (dB) and
+    input level (dB); shared by the whole-file and the streaming measurement."""
+    m.active_segments = int(levels.size)
+    if levels.size >= 4:
+        m.segment_level_spread_db = float(np.std(levels))
+        m.segment_level_min_db = float(levels.min())
+        m.segment_level_max_db = float(levels.max())
+        m.segment_input_span_db = float(np.ptp(input_levels))
+        if m.segment_input_span_db > 0.0:
+            # output level (dB) against input level (dB) across segments: 1 dB/dB when the output
+            # follows the input, ~0 when every segment comes out at one level (normalisation, AGC)
+            m.segment_level_slope = float(np.polyfit(input_levels, input_levels + levels, 1)[0])
+
+
 def measure_pair(ref: Any, est: Any, sample_rate: int, *, subject: str | None = None,
                  output_bound: float | None = None, max_lag_samples: int | None = None,
                  hop_samples: int | None = None) -> PairMeasurements:
@@ -466,16 +481,7 @@ def measure_pair(ref: Any, est: Any, sample_rate: int, *, subject: str | None = 
         m.snr_after_fractional_alignment_db = m.what_if["all"]
     segment = max(1, round(SEGMENT_SECONDS * sample_rate))
     levels, input_levels = _segment_levels_db(ra, sign_aligned * ea, segment)
-    m.active_segments = int(levels.size)
-    if levels.size >= 4:
-        m.segment_level_spread_db = float(np.std(levels))
-        m.segment_level_min_db = float(levels.min())
-        m.segment_level_max_db = float(levels.max())
-        m.segment_input_span_db = float(np.ptp(input_levels))
-        if m.segment_input_span_db > 0.0:
-            # output level (dB) against input level (dB) across segments: 1 dB/dB when the output
-            # follows the input, ~0 when every segment comes out at one level (normalisation, AGC)
-            m.segment_level_slope = float(np.polyfit(input_levels, input_levels + levels, 1)[0])
+    set_segment_levels(m, levels, input_levels)
     if level != 0.0:
         m.snr_with_segment_levels_db, m.est_peak_after_segment_levels = _segment_level_correction(
             ra, ea, ra_dc, ea_dc, sign_aligned, abs(level), segment)

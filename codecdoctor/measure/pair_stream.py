@@ -44,6 +44,7 @@ from codecdoctor.measure.pair import (
     SILENT_REF_RMS_DB,
     WHAT_IF_KEYS,
     PairMeasurements,
+    set_segment_levels,
 )
 from codecdoctor.measure.spectral import mel_fft_size, mel_filterbank, window_array
 
@@ -1017,14 +1018,7 @@ def _pass_two(ref: SignalSource, est: SignalSource, m: PairMeasurements, state: 
         ratio = sign_aligned * dot[active] / energy[active]
         levels = 20.0 * np.log10(np.maximum(np.abs(ratio), 1e-6))
         input_levels = 10.0 * np.log10(energy[active] / loudest)
-        m.active_segments = int(levels.size)
-        if levels.size >= 4:
-            m.segment_level_spread_db = float(np.std(levels))
-            m.segment_level_min_db = float(levels.min())
-            m.segment_level_max_db = float(levels.max())
-            m.segment_input_span_db = float(np.ptp(input_levels))
-            if m.segment_input_span_db > 0.0:
-                m.segment_level_slope = float(np.polyfit(input_levels, input_levels + levels, 1)[0])
+        set_segment_levels(m, levels, input_levels)
     if level != 0.0 and aligned:
         m.snr_with_segment_levels_db, m.est_peak_after_segment_levels = _segment_level_correction(
             qa, per_segment, tail, sign_aligned, abs(level), segment, aligned)
