@@ -21,6 +21,7 @@ from codecdoctor.measure.adapters import build_adapter
 from codecdoctor.measure.audio.reader import read_crops
 from codecdoctor.measure.checkpoint import (
     KNOWN_LOSS_FFT_SIZES,
+    OWN_FORMAT,
     CheckpointInfo,
     CheckpointMeasurements,
     load_checkpoint_file,
@@ -153,7 +154,7 @@ def _stft_setup(info: CheckpointInfo, fft_sizes: Sequence[int] | None,
     dtype = _AMP_DTYPES.get(str(amp).lower()) if amp else None
     args = info.train_args or {}
     device = args.get("device") if args.get("device") in ("cuda", "cpu") else None
-    if info.format == "codecdoctor-codec/1" and info.config:
+    if info.format == OWN_FORMAT and info.config:
         sizes = list(info.config.get("mel_fft_sizes") or [])
         if args.get("adversarial"):
             sizes += [n for n in info.config.get("disc_fft_sizes") or [] if n not in sizes]

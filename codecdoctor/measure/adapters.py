@@ -46,7 +46,7 @@ from typing import Any, Callable
 import numpy as np
 
 from codecdoctor.core.errors import InputError
-from codecdoctor.measure.checkpoint import CheckpointInfo
+from codecdoctor.measure.checkpoint import OWN_FORMAT, CheckpointInfo
 from codecdoctor.measure.forward import first_audio_output, tensors_in
 
 
@@ -670,7 +670,7 @@ def build_adapter(info: CheckpointInfo, model_spec: str | None = None, model_kwa
     if info.architecture == "dac" and info.config:
         builders["dac"] = _dac_adapter
     builder = builders.get(info.architecture)
-    if builder is None or (info.architecture == "codecdoctor-codec" and info.format != "codecdoctor-codec/1"):
+    if builder is None or (info.architecture == "codecdoctor-codec" and info.format != OWN_FORMAT):
         what = "an unknown architecture" if info.architecture == "unknown" else f"{info.architecture} weights"
         why = " without the config needed to build it" if info.architecture in ("codecdoctor-codec", "dac") else ""
         return None, (f"{what}{why}: static checks only; pass --model path/to/file.py:ModelClass (or "
