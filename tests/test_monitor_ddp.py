@@ -106,6 +106,9 @@ def _strict_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
         outcome.update(ending=type(exc).__name__, error=str(exc)[:300])
     outcome["seconds"] = time.monotonic() - start
     Path(out_dir, f"strict{rank}.json").write_text(json.dumps(outcome))
+    # leave together: a rank tearing gloo down while its peer still talks aborts the process
+    # ("terminate called without an active exception"), which is teardown, not the stop under test
+    dist.barrier()
     dist.destroy_process_group()
 
 
