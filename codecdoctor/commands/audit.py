@@ -41,14 +41,13 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Stream every audio file under DIR once; per-file and corpus findings (D100-D116)."""
         from codecdoctor.audit import audit_data
-        from codecdoctor.commands.common import console_for, prewarm_figures
+        from codecdoctor.commands.common import console_for
         from codecdoctor.measure.audio.sources import parse_storage_options, public_url
         from codecdoctor.report.live import progress_bar
 
         outputs = Outputs(html, json, fail_on)
         console = console_for(json)
         options = parse_storage_options(storage_options)
-        prewarm_figures(outputs)
         client = None
         if scheduler:
             from codecdoctor.distributed import connect

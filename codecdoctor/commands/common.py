@@ -52,23 +52,6 @@ class Outputs:
         return self.html is None or str(self.html).lower() != "none"
 
 
-def prewarm_figures(outputs: Outputs) -> None:
-    """Import matplotlib on a background thread while the library call measures, when an HTML view
-    will be drawn: the import costs about as much as auditing an hour of audio, and the measuring
-    loop spends its time in numpy (which releases the GIL) or waiting for worker processes."""
-    if not outputs.wants_html:
-        return
-    import threading
-
-    def load() -> None:
-        try:
-            import codecdoctor.report.plots  # noqa: F401 - imported for its side effect (matplotlib loaded)
-        except Exception:  # noqa: BLE001 - the render step will report a real failure
-            pass
-
-    threading.Thread(target=load, name="codecdoctor-prewarm-figures", daemon=True).start()
-
-
 def console_for(json_target: str | None):
     """Terminal output goes to stderr when JSON goes to stdout, so `--json -` pipes clean JSON."""
     from rich.console import Console

@@ -46,8 +46,13 @@ def environment():
 
     from codecdoctor.report.terminal import format_number
 
+    try:  # compiled templates kept in the user's own temp folder: compiling them costs ~0.1 s a run
+        cache = jinja2.FileSystemBytecodeCache()
+    except (OSError, RuntimeError):  # no writable private temp folder: compile every time
+        cache = None
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True,
-                             trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
+                             trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined,
+                             bytecode_cache=cache)
     env.filters["num"] = format_number
     env.filters["what_if_rows"] = _what_if_rows
     env.filters["db2"] = _db2
@@ -70,8 +75,21 @@ def _verdict(report: Report) -> tuple[str, str]:
     return worst.label, f"{n} {worst.label} finding{'s' if n != 1 else ''} at the top"
 
 
-def render(report: Report, title: str | None = None) -> str:
+def _docs(report: Report) -> dict[str, Any]:
+    """Catalog entries of the checks this report names. The checks that ran here are registered
+    already, so other scopes' check modules (and what they import) are not loaded for them."""
     from codecdoctor.core import registry
+
+    docs = {}
+    for check_id in sorted({f.id for f in report.findings} | set(report.checks_run)):
+        try:
+            docs[check_id] = registry.get(check_id)
+        except KeyError:  # an ID this version does not know (a report from another version)
+            pass
+    return docs
+
+
+def render(report: Report, title: str | None = None) -> str:
     from codecdoctor.report.figures import first_screen, sections_for
 
     verdict_class, verdict_text = _verdict(report)
@@ -89,7 +107,7 @@ def render(report: Report, title: str | None = None) -> str:
         key_numbers=key_numbers, top=shown[0] if shown else None, main_figure=main_figure,
         findings=shown, folded=folded, sections=[s for s in sections if s is not main_figure],
         notes=report.notes, checks_run=report.checks_run,
-        docs={info.id: info for info in registry.all_checks()},
+        docs=_docs(report),
     )
 
 

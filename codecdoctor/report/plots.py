@@ -13,8 +13,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure as MplFigure
 
 from codecdoctor.report.sections import Figure
-
-SEVERITY_COLORS = {"info": "#2f6f9f", "warning": "#b7791f", "error": "#c53030", "critical": "#822727"}
+from codecdoctor.report.svg import SEVERITY_COLORS  # noqa: F401 - one palette for PNG and SVG figures
 
 
 def new_figure(width_in: float = 6.4, height_in: float = 3.2, nrows: int = 1, ncols: int = 1, **kwargs: Any):

@@ -8,6 +8,7 @@ contract, whose numbers live in `Report.measurements`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass
@@ -23,10 +24,14 @@ class Table:
 
 @dataclass
 class Figure:
+    """A figure: a PNG (`data_uri`, from codecdoctor.report.plots) or an inline SVG chart (`svg`,
+    markupsafe.Markup from codecdoctor.report.svg; a plain string there is escaped, never drawn)."""
+
     title: str
-    data_uri: str  # "data:image/png;base64,..." from codecdoctor.report.plots
+    data_uri: str = ""  # "data:image/png;base64,..."
     caption: str = ""
     alt: str = ""
+    svg: Any = None
     kind = "figure"
 
 

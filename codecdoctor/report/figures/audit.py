@@ -1,9 +1,9 @@
 """Report sections for audit-data: corpus summary, per-file table, and the HTML plots.
 
-Plots: per-file peak vs RMS scatter, duration histogram, pooled amplitude histogram (log counts,
-±1.0 marked), silence-fraction histogram, and a level-over-time strip per flagged file (from the
-bounded envelope each file's accumulator keeps). Everything is read from measurements, so a merged
-report draws the same figures as a single run.
+Figures (inline SVG, report/svg.py): per-file peak vs RMS scatter, duration histogram, pooled
+amplitude histogram (log counts, ±1.0 marked), silence-fraction histogram, and a level-over-time
+strip per flagged file (from the bounded envelope each file's accumulator keeps). Everything is
+read from measurements, so a merged report draws the same figures as a single run.
 """
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ import numpy as np
 from codecdoctor.core.findings import Report, Severity
 from codecdoctor.measure.audio.file import FileMeasurement
 from codecdoctor.report.figures import view
-from codecdoctor.report.sections import Table, Text
+from codecdoctor.report.sections import Figure, Table, Text
+from codecdoctor.report.svg import SEVERITY_COLORS, Axis, Chart
 
 MAX_TABLE_ROWS = 2000  # the HTML table lists flagged files first; the JSON always has every row
 MAX_STRIPS = 8
@@ -77,81 +78,95 @@ def build(report: Report, *, figures: bool) -> list[Any]:
     return sections
 
 
-def _figures(report: Report, rows: list[Any], thresholds: Any, flagged: set) -> list:
-    from codecdoctor.report.plots import SEVERITY_COLORS, figure_section, new_figure
+BLUE = "#2f6f9f"
+AMBER = "#b7791f"
+SLATE = "#5a6475"
 
+
+def _figure(chart: Any, title: str, caption: str) -> Figure:
+    svg = chart.render()  # first: drawing counts the points it had to leave out
+    if chart.dropped_points:
+        caption += f" ({chart.dropped_points} overlapping points not drawn.)"
+    return Figure(title=title, svg=svg, caption=caption, alt=title)
+
+
+def _figures(report: Report, rows: list[Any], thresholds: Any, flagged: set) -> list:
+    """The audit's figures as inline SVG (codecdoctor.report.svg): an audit never imports
+    matplotlib, whose import alone costs more than sox takes to read an hour of audio."""
     audio = [r for r in rows if r.kind == "audio" and r.frames and r.peak]
+    silent = sum(1 for r in rows if r.kind == "audio" and r.frames and not r.peak)
     out = []
     if audio:
-        fig, ax = new_figure(6.4, 3.6)
+        chart = Chart(Axis("RMS (dBFS)"), Axis("peak (dBFS)"), height_px=360, description="Peak vs RMS per file")
         ok = [r for r in audio if r.path not in flagged]
         bad = [r for r in audio if r.path in flagged]
-        for group, color, label in ((ok, "#2f6f9f", "no warning"), (bad, SEVERITY_COLORS["error"], "flagged")):
+        for group, color, label in ((ok, BLUE, "no warning"), (bad, SEVERITY_COLORS["error"], "flagged")):
             if group:
-                ax.scatter([r.rms_db for r in group], [r.peak_db for r in group], s=12, c=color, alpha=0.7, label=label)
-        ax.axhline(0.0, color="#822727", linewidth=0.8, linestyle="--")
-        ax.set_xlabel("RMS (dBFS)")
-        ax.set_ylabel("peak (dBFS)")
-        ax.legend(loc="lower right", fontsize=8)
-        out.append(figure_section(fig, "Peak vs RMS per file", "Dashed: 0 dBFS (|x| = 1). Above it: overs (D103); "
-                                  "far right/low crest: hot or limited files (D106)."))
+                chart.scatter([r.rms_db for r in group], [r.peak_db for r in group], color=color, label=label)
+        chart.hline(0.0, color=SEVERITY_COLORS["critical"], label="0 dBFS", dash="dashed")
+        caption = ("Dashed: 0 dBFS (|x| = 1). Above it: overs (D103); far right/low crest: hot or limited files (D106)."
+                   + (f" {silent} all-zero file{'s' if silent != 1 else ''} not drawn (no level)." if silent else ""))
+        out.append(_figure(chart, "Peak vs RMS per file", caption))
 
-        fig, ax = new_figure(6.4, 3.0)
-        durations = np.array([r.duration_s for r in audio])
-        bins = np.logspace(np.log10(max(durations.min(), 1e-3)), np.log10(max(durations.max(), 1e-3) * 1.001), 30) \
-            if durations.max() > 10 * max(durations.min(), 1e-3) else 30
-        ax.hist(durations, bins=bins, color="#2f6f9f")
-        if not isinstance(bins, int):
-            ax.set_xscale("log")
-        ax.set_xlabel("duration (s)")
-        ax.set_ylabel("files")
-        out.append(figure_section(fig, "Duration histogram", f"{len(audio)} audio files."))
+        durations = np.array([r.duration_s for r in audio], np.float64)
+        low, high = max(float(durations.min()), 1e-3), max(float(durations.max()), 1e-3)
+        log_bins = high > 10 * low
+        if log_bins:
+            edges = np.logspace(np.log10(low), np.log10(high * 1.001), 31)
+        elif high > low:
+            edges = np.linspace(low, high, 31)
+        else:  # one length for every file: one bar around it
+            edges = np.array([low * 0.95, low * 1.05])
+        counts, _ = np.histogram(durations, bins=edges)
+        chart = Chart(Axis("duration (s)", log=log_bins), Axis("files", integer=True), height_px=300,
+                      description="Duration histogram")
+        chart.stairs(counts, edges, color=BLUE)
+        out.append(_figure(chart, "Duration histogram", f"{len(audio)} audio files."))
 
-        fig, ax = new_figure(6.4, 3.0)
         silence = np.array([100 * r.silence_fraction for r in audio if r.silence_fraction is not None])
-        ax.hist(silence, bins=np.linspace(0, 100, 41), color="#2f6f9f")
-        ax.axvline(100 * thresholds.max_silence_fraction, color=SEVERITY_COLORS["warning"], linestyle="--")
-        ax.set_xlabel(f"silence (% of 20 ms frames below {thresholds.silence_threshold_db:g} dBFS)")
-        ax.set_ylabel("files")
-        out.append(figure_section(fig, "Silence fraction", "Dashed: the D107 limit."))
+        edges = np.linspace(0, 100, 41)
+        counts, _ = np.histogram(silence, bins=edges)
+        chart = Chart(Axis(f"silence (% of 20 ms frames below {thresholds.silence_threshold_db:g} dBFS)",
+                           limits=(0.0, 100.0)), Axis("files", integer=True), height_px=300,
+                      description="Silence fraction")
+        chart.stairs(counts, edges, color=BLUE)
+        chart.vline(100 * thresholds.max_silence_fraction, color=SEVERITY_COLORS["warning"], label="D107 limit")
+        out.append(_figure(chart, "Silence fraction", "Dashed: the D107 limit."))
 
     histogram = report.measurements["corpus"]["amplitude_histogram"]
     counts = np.asarray(histogram["counts"], np.float64)
     limit = float(histogram["range"][1])
     if counts.sum() > 0 and counts.size > 2:
-        fig, ax = new_figure(6.4, 3.2)
         edges = np.linspace(-limit, limit, counts.size - 1)
-        # one filled step path instead of 300 bar patches: the same picture at a quarter of the drawing cost
-        ax.stairs(counts[1:-1], edges, fill=True, color="#2f6f9f")
-        ax.set_yscale("log")
+        chart = Chart(Axis("sample value"), Axis("count (log)", log=True), height_px=320,
+                      description="Pooled amplitude histogram")
+        if counts[1:-1].sum() > 0:
+            chart.stairs(counts[1:-1], edges, color=BLUE)
         for x in (-1.0, 1.0):
-            ax.axvline(x, color=SEVERITY_COLORS["error"], linewidth=0.9, linestyle="--")
-        ax.set_xlabel("sample value")
-        ax.set_ylabel("count (log)")
+            chart.vline(x, color=SEVERITY_COLORS["error"], label="±1.0" if x > 0 else None, width_px=1.2)
         outside = int(counts[0] + counts[-1])
         corpus = report.measurements["corpus"]
-        out.append(figure_section(fig, "Pooled amplitude histogram",
-                                  f"All files, every {corpus['amplitude_histogram']['sampled_every_nth_20ms_frame']}th "
-                                  f"20 ms frame; dashed: ±1.0. Exact count of samples beyond ±1 in the corpus: "
-                                  f"{corpus['overs']}; beyond ±{limit:g} (not drawn): {outside} sampled."))
+        out.append(_figure(chart, "Pooled amplitude histogram",
+                           f"All files, every {corpus['amplitude_histogram']['sampled_every_nth_20ms_frame']}th "
+                           f"20 ms frame; dashed: ±1.0. Exact count of samples beyond ±1 in the corpus: "
+                           f"{corpus['overs']}; beyond ±{limit:g} (not drawn): {outside} sampled."))
 
     for path, env in list(report.measurements.get("envelopes", {}).items())[:MAX_STRIPS]:
         if not env or not env.get("start_s"):
             continue
-        fig, ax = new_figure(6.4, 2.2)
         t = np.asarray(env["start_s"], float)
         rms = np.asarray(env["rms_db"], float)
         peak = np.asarray(env["peak"], float)
         with np.errstate(divide="ignore"):
             peak_db = np.where(peak > 0, 20 * np.log10(np.maximum(peak, 1e-12)), -120.0)
-        ax.step(t, np.maximum(rms, -100), where="post", label="RMS", color="#2f6f9f", linewidth=0.8)
-        ax.step(t, np.maximum(peak_db, -100), where="post", label="peak", color="#b7791f", linewidth=0.8)
-        ax.axhline(0.0, color=SEVERITY_COLORS["error"], linewidth=0.8, linestyle="--")
-        ax.axhline(thresholds.silence_threshold_db, color="#5a6475", linewidth=0.8, linestyle=":")
-        ax.set_xlabel("time (s)")
-        ax.set_ylabel("dBFS")
-        ax.legend(loc="lower right", fontsize=7)
+        durations = np.asarray(env.get("duration_s") or [], float)
+        end = float(t[-1] + durations[-1]) if durations.size == t.size else None
+        chart = Chart(Axis("time (s)"), Axis("dBFS"), height_px=240, description=f"Level over time: {path}")
+        chart.step(t, np.maximum(rms, -100), end_x=end, color=BLUE, label="RMS")
+        chart.step(t, np.maximum(peak_db, -100), end_x=end, color=AMBER, label="peak")
+        chart.hline(0.0, color=SEVERITY_COLORS["error"], label="0 dBFS")
+        chart.hline(thresholds.silence_threshold_db, color=SLATE, dash="dotted", label="silence threshold")
         ids = sorted({f.id for f in report.findings if f.subject == path})
-        out.append(figure_section(fig, f"Level over time: {path}",
-                                  f"Findings: {', '.join(ids) or 'none'}. Dashed: 0 dBFS; dotted: silence threshold."))
+        out.append(_figure(chart, f"Level over time: {path}",
+                           f"Findings: {', '.join(ids) or 'none'}. Dashed: 0 dBFS; dotted: silence threshold."))
     return out
