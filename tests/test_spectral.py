@@ -53,3 +53,28 @@ def test_mel_loss_zero_for_identical_and_positive_for_different():
     x = torch.randn(2, 1, 4000) * 0.1
     assert float(loss(x, x)) == 0.0
     assert float(loss(0.5 * x, x)) > 0.1
+
+
+@pytest.mark.parametrize("n, segment", [(40000, 4096), (4097, 4096), (1000, 4096), (10001, 1001), (5, 8)])
+def test_welch_density_equals_scipy_welch(n, segment):
+    from scipy.signal import welch
+
+    from codecdoctor.measure.spectral import welch_density
+
+    x = np.random.default_rng(n).standard_normal(n)
+    freqs, power = welch(x, fs=4000.0, nperseg=min(segment, n), detrend=False)
+    ours_freqs, ours = welch_density(x, 4000.0, segment)
+    np.testing.assert_allclose(ours_freqs, freqs)
+    np.testing.assert_allclose(ours, power, rtol=1e-12, atol=1e-15 * float(power.max()))
+
+
+@pytest.mark.parametrize("n", [65, 1000, 300_001])
+def test_fir_valid_equals_scipy_oaconvolve(n):
+    from scipy.signal import oaconvolve
+
+    from codecdoctor.measure.spectral import fir_valid
+
+    rng = np.random.default_rng(n)
+    x, taps = rng.standard_normal(n), rng.standard_normal(65)
+    np.testing.assert_allclose(fir_valid(x, taps), oaconvolve(x, taps, mode="valid"), atol=1e-11)
+    assert fir_valid(x[:10], taps).size == 0

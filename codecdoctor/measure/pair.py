@@ -199,11 +199,10 @@ SNR_EXACT_DB = 150.0
 
 def _modulation_spectrum(envelope: np.ndarray, envelope_rate: float) -> tuple[np.ndarray, np.ndarray]:
     """Welch power spectrum of an energy envelope (mean removed), 1 s segments (1 Hz bins)."""
-    from scipy.signal import welch
+    from codecdoctor.measure.spectral import welch_density
 
     nperseg = int(min(envelope.size, 2 ** round(math.log2(max(envelope_rate, 16.0)))))
-    freqs, power = welch(envelope - envelope.mean(), fs=envelope_rate, nperseg=nperseg, detrend=False)
-    return freqs, power
+    return welch_density(envelope - envelope.mean(), envelope_rate, nperseg)
 
 
 def _line_table_db(freqs: np.ndarray, power: np.ndarray) -> np.ndarray:

@@ -1143,7 +1143,7 @@ def _fractional_alignment_snr(ref: _AlignedView, est: _AlignedView, qa: _Quadrat
     """SNR(ra, ra_dc + g * fractional_shift(ea_c, delay)) with g the optimal gain on the centred
     reference (pair.measure_pair's snr_after_fractional_alignment_db), the FIR applied per block
     with margins (the same taps as metrics.fractional_shift)."""
-    from scipy.signal import oaconvolve
+    from codecdoctor.measure.spectral import fir_valid
 
     half = M.SINC_HALF_TAPS
     taps = M._windowed_sinc(np.arange(-half, half + 1) - float(delay), half + 1)
@@ -1153,7 +1153,7 @@ def _fractional_alignment_snr(ref: _AlignedView, est: _AlignedView, qa: _Quadrat
         lo, hi = max(a - half, 0), min(b + half, est.length)
         segment = np.zeros(b - a + 2 * half)
         segment[lo - (a - half):hi - (a - half)] = est.read(lo, hi) - qa.mean_e
-        shifted = oaconvolve(segment, taps, mode="valid")
+        shifted = fir_valid(segment, taps)
         rc = ref.read(a, b) - qa.mean_r
         cross += float(dot(shifted, rc))
         shifted_energy += float(dot(shifted, shifted))

@@ -63,3 +63,44 @@ def window_array(name: str, n_fft: int) -> np.ndarray:
     if name in ("rect", "ones", "boxcar"):
         return np.ones(n_fft)
     raise ValueError(f"unknown window {name!r} (hann, hamming, rect)")
+
+
+# Welch and the FIR below are written here rather than taken from scipy.signal because importing
+# scipy.signal costs about 1.2 s (it imports scipy.stats), more than a whole compare of a short pair;
+# tests/test_spectral.py pins both to scipy.signal.welch and scipy.signal.oaconvolve.
+
+def welch_density(x: np.ndarray, sample_rate: float, segment: int) -> tuple[np.ndarray, np.ndarray]:
+    """Welch power spectral density, as `scipy.signal.welch(x, fs, nperseg=segment, detrend=False)`:
+    periodic Hann segments overlapping by half, one-sided, density scaling (V^2/Hz), the mean over
+    segments. A signal shorter than `segment` is one segment of its own length."""
+    from scipy.fft import rfft, rfftfreq
+
+    x = np.asarray(x, dtype=np.float64)
+    segment = int(min(max(segment, 1), x.size)) if x.size else 1
+    step = segment - segment // 2
+    window = window_array("hann", segment)
+    count = 1 + (x.size - segment) // step if x.size >= segment else 0
+    freqs = rfftfreq(segment, 1.0 / sample_rate)
+    if count == 0:
+        return freqs, np.zeros(freqs.size)
+    frames = np.lib.stride_tricks.sliding_window_view(x, segment)[::step][:count]
+    power = np.zeros(freqs.size)
+    for start in range(0, count, 256):   # bounded memory on long envelopes
+        spectrum = rfft(frames[start:start + 256] * window, axis=-1)
+        power += (spectrum.real ** 2 + spectrum.imag ** 2).sum(axis=0)
+    power /= count * sample_rate * float(np.dot(window, window))
+    # one-sided: every bin but DC (and Nyquist for an even segment) carries its negative twin
+    power[1:-1 if segment % 2 == 0 else None] *= 2.0
+    return freqs, power
+
+
+def fir_valid(x: np.ndarray, taps: np.ndarray) -> np.ndarray:
+    """`np.convolve(x, taps, mode="valid")` through one FFT (float64), for long `x` and short `taps`."""
+    from scipy.fft import irfft, next_fast_len, rfft
+
+    x, taps = np.asarray(x, dtype=np.float64), np.asarray(taps, dtype=np.float64)
+    if x.size < taps.size:
+        return np.zeros(0)
+    size = next_fast_len(x.size + taps.size - 1, real=True)
+    full = irfft(rfft(x, size) * rfft(taps, size), size)
+    return full[taps.size - 1:x.size]
