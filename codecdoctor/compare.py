@@ -247,8 +247,108 @@ def _aggregate(measured: list[PairMeasurements], pairs_total: int, failed: int) 
     }
 
 
+@dataclass
+class _Settings:
+    sample_rate: int | None
+    output_bound: float | None
+    max_lag_ms: float | None
+    quality: bool
+    keep_chunks: bool   # a single pair keeps its per-second chunks for R313
+
+
+@dataclass
+class _Outcome:
+    """One pair's share of the report, built in a worker process or in this one."""
+    pair: _Pair
+    findings: list[Finding]
+    checks_run: list[str]
+    record: dict[str, Any]
+    m: PairMeasurements | None = None          # None: the pair could not be read at all
+    judged: list[Finding] = dataclasses.field(default_factory=list)
+    signal: float = 0.0
+    error: float = 0.0
+    chunk_signal: list[float] = dataclasses.field(default_factory=list)
+    chunk_error: list[float] = dataclasses.field(default_factory=list)
+
+
+def _measure_one(pair: _Pair, settings: _Settings) -> _Outcome:
+    """Read, measure and judge one pair; an unreadable or missing side is an R315 outcome."""
+    if pair.ref_path is not None and pair.est_path is None:
+        return _Outcome(pair, [finding("R315", f"No output file pairs with {pair.ref_rel} (same relative path, any "
+                                       "audio extension) under EST.", subject=pair.subject, severity="error",
+                                       evidence={})], ["R315"],
+                        pair_record(None, pair.ref_rel, None, error="missing counterpart in EST"))
+    try:
+        ref_src, est_src, rate, info = _open_pair(pair, settings.sample_rate)
+    except Exception as exc:  # soundfile raises several types for corrupt or odd files
+        reason = f"{type(exc).__name__}: {exc}".strip()
+        return _Outcome(pair, [finding("R315", f"Cannot read the pair: {reason}", subject=pair.subject,
+                                       severity="error", evidence={})], ["R315"],
+                        pair_record(None, pair.ref_rel, pair.est_rel, error=reason))
+    file_run = run_checks("reconstruction", info, level="file")
+    lag = None if settings.max_lag_ms is None else max(0, int(round(settings.max_lag_ms * rate / 1000.0)))
+    chunks = ChunkEnergies(max(1, int(CHUNK_SECONDS * rate)))
+    try:
+        m = measure_pair_stream(ref_src, est_src, rate, subject=pair.subject, output_bound=settings.output_bound,
+                                max_lag_samples=lag, chunks=chunks)
+        if settings.quality and not m.ref_silent and m.compared_samples > 0:
+            _quality(ref_src, est_src, rate, m)
+    finally:
+        _close(ref_src, est_src)
+    findings, ran = judge_pair(m)
+    tail = _unreadable_tail_findings(pair, (ref_src, est_src), rate)
+    # judge_pair's order is kept within a severity (a stable sort); file-level findings join it
+    ordered = sorted(tail + file_run.findings + findings, key=lambda f: -int(f.severity))
+    error = "; ".join(f.message for f in tail) or None
+    outcome = _Outcome(pair, ordered, file_run.checks_run + ran + (["R315"] if tail else []),
+                       pair_record(m, pair.ref_rel, pair.est_rel, error=error), m, findings,
+                       float(sum(chunks.signal)), float(sum(chunks.error)))
+    if settings.keep_chunks:
+        outcome.chunk_signal, outcome.chunk_error = list(chunks.signal), list(chunks.error)
+    return outcome
+
+
+def _jobs(jobs: int | None, pairs: list[_Pair], arrays: bool) -> int:
+    """Worker processes: none for arrays or a single pair (nothing to spread; a long pair streams)."""
+    if arrays or len(pairs) < 2:
+        return 1
+    return max(1, min(int(jobs) if jobs else (os.cpu_count() or 1), len(pairs)))
+
+
+def _measure_all(pairs: list[_Pair], settings: _Settings, jobs: int,
+                 progress: Callable[[int, int, str], None] | None):
+    """Each pair's outcome, in the pairs' order. With several workers the pairs are measured in a
+    process pool (forked: the pairs and settings travel without pickling a module); a pool that
+    breaks (a worker killed by a hostile file) leaves its unfinished pairs to this process."""
+    def told(index: int, outcome: _Outcome) -> _Outcome:
+        if progress is not None:
+            progress(index + 1, len(pairs), outcome.pair.subject)
+        return outcome
+
+    if jobs <= 1:
+        for index, pair in enumerate(pairs):
+            yield told(index, _measure_one(pair, settings))
+        return
+    import concurrent.futures as cf
+    import multiprocessing as mp
+
+    context = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    done: dict[int, _Outcome] = {}
+    with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        futures = {pool.submit(_measure_one, pair, settings): index for index, pair in enumerate(pairs)}
+        for future in cf.as_completed(futures):
+            try:
+                done[futures[future]] = told(len(done), future.result())
+            except Exception:  # noqa: BLE001 - BrokenProcessPool or a pickling failure: measured below
+                continue
+    for index, pair in enumerate(pairs):
+        if index not in done:
+            done[index] = told(len(done), _measure_one(pair, settings))
+        yield done[index]
+
+
 def compare(ref: Any, est: Any, *, sample_rate: int | None = None, output_bound: float | None = None,
-            max_lag_ms: float | None = None, quality: bool = True,
+            max_lag_ms: float | None = None, quality: bool = True, jobs: int | None = None,
             progress: Callable[[int, int, str], None] | None = None) -> Report:
     """Compare a reference with an estimate (reconstruction) and diagnose the difference.
 
@@ -257,7 +357,8 @@ def compare(ref: Any, est: Any, *, sample_rate: int | None = None, output_bound:
     files, `sample_rate` resamples both sides to that rate. `output_bound`: the decoder's output
     bound if known (1.0 for tanh), for R307. `max_lag_ms`: lag search window (default 500 ms).
     `quality`: also STOI, ESTOI, PESQ and the multi-scale mel distance per pair (measure/quality.py;
-    null with a note without the optional packages).
+    null with a note without the optional packages). `jobs`: worker processes for a folder of pairs
+    (default: the machine's cores; 1 = this process); the report is the same whatever the count.
     `progress(done, total, subject)` is called after each pair. Returns a Report whose
     measurements hold `pairs[]` and `aggregate` (see docs/JSON.md)."""
     arrays = not isinstance(ref, (str, os.PathLike)) or not isinstance(est, (str, os.PathLike))
@@ -276,6 +377,8 @@ def compare(ref: Any, est: Any, *, sample_rate: int | None = None, output_bound:
         raise InputError(f"sample rate must be positive, got {sample_rate}")
     if output_bound is not None and not output_bound > 0:
         raise InputError(f"output bound must be positive, got {output_bound}")
+    if jobs is not None and jobs < 1:
+        raise InputError(f"--jobs must be >= 1, got {jobs}")
 
     report = Report(command="compare", args={**root_args, "sample_rate": sample_rate, "output_bound": output_bound,
                                              "max_lag_ms": max_lag_ms, "quality": quality})
@@ -286,47 +389,19 @@ def compare(ref: Any, est: Any, *, sample_rate: int | None = None, output_bound:
     set_error: list[float] = []
     single_chunks: tuple[list[float], list[float]] = ([], [])
     failed = 0
-    for index, pair in enumerate(pairs):
-        if pair.ref_path is not None and pair.est_path is None:
+    settings = _Settings(sample_rate, output_bound, max_lag_ms, quality, keep_chunks=len(pairs) == 1)
+    for outcome in _measure_all(pairs, settings, _jobs(jobs, pairs, arrays), progress):
+        pair = outcome.pair
+        report.add(outcome.findings, outcome.checks_run)
+        records.append(outcome.record)
+        if outcome.m is None:
             failed += 1
-            report.add([finding("R315", f"No output file pairs with {pair.ref_rel} (same relative path, any audio "
-                                "extension) under EST.", subject=pair.subject, severity="error", evidence={})], ["R315"])
-            records.append(pair_record(None, pair.ref_rel, None, error="missing counterpart in EST"))
             continue
-        try:
-            ref_src, est_src, rate, info = _open_pair(pair, sample_rate)
-        except Exception as exc:  # soundfile raises several types for corrupt or odd files
-            failed += 1
-            reason = f"{type(exc).__name__}: {exc}".strip()
-            report.add([finding("R315", f"Cannot read the pair: {reason}", subject=pair.subject, severity="error",
-                                evidence={})], ["R315"])
-            records.append(pair_record(None, pair.ref_rel, pair.est_rel, error=reason))
-            continue
-        file_run = run_checks("reconstruction", info, level="file")
-        lag = None if max_lag_ms is None else max(0, int(round(max_lag_ms * rate / 1000.0)))
-        chunks = ChunkEnergies(max(1, int(CHUNK_SECONDS * rate)))
-        try:
-            m = measure_pair_stream(ref_src, est_src, rate, subject=pair.subject, output_bound=output_bound,
-                                    max_lag_samples=lag, chunks=chunks)
-            if quality and not m.ref_silent and m.compared_samples > 0:
-                _quality(ref_src, est_src, rate, m)
-        finally:
-            _close(ref_src, est_src)
-        findings, ran = judge_pair(m)
-        tail = _unreadable_tail_findings(pair, (ref_src, est_src), rate)
-        # judge_pair's order is kept within a severity (a stable sort); file-level findings join it
-        ordered = sorted(tail + file_run.findings + findings, key=lambda f: -int(f.severity))
-        report.add(ordered, file_run.checks_run + ran + (["R315"] if tail else []))
-        error = "; ".join(f.message for f in tail) or None
-        records.append(pair_record(m, pair.ref_rel, pair.est_rel, error=error))
-        measured.append((pair, m, findings))
-        set_signal.append(float(sum(chunks.signal)))
-        set_error.append(float(sum(chunks.error)))
-        if len(pairs) == 1:
-            single_chunks[0].extend(chunks.signal)
-            single_chunks[1].extend(chunks.error)
-        if progress is not None:
-            progress(index + 1, len(pairs), pair.subject)
+        measured.append((pair, outcome.m, outcome.judged))
+        set_signal.append(outcome.signal)
+        set_error.append(outcome.error)
+        single_chunks[0].extend(outcome.chunk_signal)
+        single_chunks[1].extend(outcome.chunk_error)
 
     # R313: the user's averaging over files (folders) or over one-second chunks (one pair).
     if len(pairs) > 1:

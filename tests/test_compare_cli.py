@@ -56,7 +56,8 @@ def test_healthy_pair_exits_zero_and_writes_html_with_figures(tmp_path, clean, c
     assert data["measurements"]["pairs"][0]["snr_db"] == pytest.approx(25.0, abs=0.5)
 
 
-def test_folders_pair_by_relative_path_and_bad_pairs_become_findings(tmp_path, clean):
+def _messy_folders(tmp_path, clean):
+    """A folder pair with every kind of bad pair next to healthy ones."""
     ref, est = tmp_path / "ref", tmp_path / "est"
     write_audio(ref / "a.wav", clean, SR)
     write_audio(est / "a.wav", -clean, SR)                         # inverted
@@ -74,7 +75,11 @@ def test_folders_pair_by_relative_path_and_bad_pairs_become_findings(tmp_path, c
     write_audio(ref / "empty.wav", np.zeros(0, np.float32), SR)
     write_audio(est / "empty.wav", np.zeros(0, np.float32), SR)
     write_audio(est / "extra.wav", clean, SR)
+    return ref, est
 
+
+def test_folders_pair_by_relative_path_and_bad_pairs_become_findings(tmp_path, clean):
+    ref, est = _messy_folders(tmp_path, clean)
     report = compare(ref, est)
     by_subject: dict[str, list[str]] = {}
     for f in report.sorted_findings():
@@ -93,6 +98,17 @@ def test_folders_pair_by_relative_path_and_bad_pairs_become_findings(tmp_path, c
     assert aggregate["pairs"] == 8 and aggregate["unreadable_or_missing"] == 2
     assert any("extra.wav" in note for note in report.notes)
     json.dumps(report.to_dict(), allow_nan=False)                  # strict JSON
+
+
+def test_worker_processes_give_the_same_report_as_one_process(tmp_path, clean):
+    ref, est = _messy_folders(tmp_path, clean)
+    one, two = compare(ref, est, jobs=1, quality=False), compare(ref, est, jobs=2, quality=False)
+    strip = ("created", "started", "elapsed_s", "duration_s")
+    as_json = [json.dumps({k: v for k, v in r.to_dict().items() if k not in strip}, sort_keys=True) for r in (one, two)]
+    assert as_json[0] == as_json[1]
+    assert [p["ref"] for p in two.measurements["pairs"]] == [p["ref"] for p in one.measurements["pairs"]]
+    with pytest.raises(InputError):
+        compare(ref, est, jobs=0)
 
 
 def test_silent_files_in_a_set_bias_the_per_file_mean(tmp_path):

@@ -27,6 +27,8 @@ def register(app: typer.Typer) -> None:
             "--quality/--no-quality",
             help="STOI, ESTOI, PESQ and a multi-scale mel distance per pair (extra [quality]; null with a note "
                  "without it). They cost about ten times the diagnosis itself.")] = True,
+        jobs: Annotated[Optional[int], typer.Option(
+            "--jobs", "-j", min=1, help="Worker processes for a folder of pairs (default: the machine's cores).")] = None,
         progress: ProgressOption = True,
         html: HtmlOption = None,
         json: JsonOption = None,
@@ -40,5 +42,5 @@ def register(app: typer.Typer) -> None:
         console = console_for(json)
         with progress_bar("compare", console, enabled=progress) as on_progress:
             report = compare(ref, est, sample_rate=sample_rate, output_bound=output_bound, max_lag_ms=max_lag_ms,
-                             quality=quality, progress=on_progress)
+                             quality=quality, jobs=jobs, progress=on_progress)
         finish(report, Outputs(html, json, fail_on), name="compare", title=f"compare {ref} {est}", console=console)
