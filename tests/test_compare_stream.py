@@ -121,6 +121,21 @@ def test_streamed_measurements_equal_the_whole_file_ones_on_the_gallery(name):
     assert ran == whole_ran
 
 
+@pytest.mark.parametrize("scale", [1e200, 1e-200])
+def test_streamed_snrs_hold_for_values_whose_squares_overflow_or_underflow(scale):
+    """The sums and the per-frame energies are taken scaled by a power of two (a 1e200 block once
+    made every segmental frame +inf dB, a 1e-200 one -inf)."""
+    clean = speech_like(2.0, SR, seed=11).astype(np.float64)
+    noisy = clean + 0.01 * np.random.default_rng(5).standard_normal(clean.size) * _rms(clean)
+    ref, est = scale * clean, scale * noisy
+    whole = measure_pair(ref, est, SR, subject="pair")
+    streamed = measure_pair_stream(ArraySource(ref, SR), ArraySource(est, SR), SR, subject="pair", block_samples=4096)
+    for key in ("snr_db", "si_snr_db", "seg_snr_db"):
+        _close_db(getattr(whole, key), getattr(streamed, key), key)
+    _close_db(whole.what_if["all"], streamed.what_if["all"], "all")
+    assert 20.0 < streamed.seg_snr_db < 35.0
+
+
 def test_streamed_stereo_pair_equals_the_whole_file_one():
     ref = np.stack([speech_like(2.0, SR, seed=4), speech_like(2.0, SR, seed=5)]).astype(np.float64)
     est = 0.7 * np.concatenate([np.zeros((2, 64)), ref[:, :-64]], axis=1) + 1e-3

@@ -6,7 +6,7 @@ its own pass; on a 1.8 h pair that is about 10 GB. This module reads the pair in
 
 * pass 1 (sequential): per-side statistics (non-finite count, min, max, DC, RMS, samples beyond
   the output bound), the unaligned sums <r,r>, <e,e>, <r,e>, sum r, sum e and the raw error
-  energy, the loudest 20 ms reference frame (segmental SNR's silence gate) and the loudest
+  energy and the loudest
   reference mel bin (mel correlation's floor; only the frames whose energy could hold it are
   transformed, see `_RefMelPeak`);
 * the lag: the same normalised cross-correlation as `metrics.lag_and_peak` (means removed, +-max
@@ -14,7 +14,8 @@ its own pass; on a 1.8 h pair that is about 10 GB. This module reads the pair in
   spaced blocks `metrics.cross_correlation` samples, read by seeking;
 * pass 2 (sequential, aligned): the aligned sums, the per-0.25 s segment levels, the log-mel
   spectrograms (mel distance and correlation), the long-term spectra (bandwidth) and the
-  segmental SNR. The STFT of a block runs in a second thread while the next block is read and
+  segmental SNR (each 20 ms frame's energy and SNR kept, gated 40 dB below the loudest at the
+  end). The STFT of a block runs in a second thread while the next block is read and
   summed; on a pair longer than LONG_PAIR_SECONDS it takes at most MEL_FRAMES_LONG strided frames
   (a note says so), otherwise every frame, exactly as `measure_pair`.
 
@@ -22,8 +23,8 @@ Every what-if SNR is a quadratic form in those sums: the error of `a*r - b*e - c
 pass is needed per correction. Expanding cancels digits where the error is far below the signal:
 an expanded error below `EXACT_FRACTION` of its terms is float rounding of an exact match and
 counts as exact (+inf), as `metrics.energy_ratio_db` counts an error 250 dB down. SNRs up to about
-110 dB are unaffected. Memory: a few blocks of 2^18 samples plus 16 bytes per 0.25 s segment
-(0.2 MB per hour), whatever the length.
+110 dB are unaffected. Memory: a few blocks of 2^18 samples plus 56 bytes per 0.25 s segment
+and 12 per 20 ms frame (3 MB per hour).
 """
 from __future__ import annotations
 
@@ -289,12 +290,14 @@ class _FlatView:
         return _finite_or_zero(x) if self.zero_nonfinite else x
 
 
-def _scale_exponent(*blocks: np.ndarray) -> int:
-    """0 when every value can be squared safely; else the power of two to divide the blocks by."""
-    peak = 0.0
-    for b in blocks:
-        if b.size:
-            peak = max(peak, float(np.max(b)), -float(np.min(b)))
+def _scale_exponent(*blocks: np.ndarray, peak: float | None = None) -> int:
+    """0 when every value can be squared safely; else the power of two to divide the blocks by.
+    `peak`, when the caller already knows the blocks' largest magnitude, saves the scans."""
+    if peak is None:
+        peak = 0.0
+        for b in blocks:
+            if b.size:
+                peak = max(peak, float(np.max(b)), -float(np.min(b)))
     if peak == 0.0:
         return 0
     exponent = math.frexp(peak)[1]
@@ -437,13 +440,16 @@ class _RefMelPeak:
         bound = np.sqrt(n_fft * np.maximum(energy, 0.0)) * self.bank_norm * 1.01
         order = np.argsort(-bound)
         order = order[bound[order] > self.peak]
+        if not order.size:   # after the first blocks, the usual case: nothing here can beat the peak
+            return
         scale = float(np.max(np.abs(x))) if x.size else 0.0
-        x32, log_scale = _as_float32(x, scale)
+        log_scale = _as_float32(x[:0], scale)[1]
         factor = 10.0 ** log_scale
         batch = 64
         while order.size:
             chosen = np.sort(order[:batch])
-            frames = np.stack([x32[t * hop:t * hop + n_fft] for t in chosen]) * stft.window
+            # only the chosen frames are converted to float32 (scaled as _as_float32 scales the block)
+            frames = _as_float32(np.stack([x[t * hop:t * hop + n_fft] for t in chosen]), scale)[0] * stft.window
             from scipy.fft import rfft
 
             mel = np.abs(rfft(frames, axis=-1)) @ stft.bank
@@ -467,21 +473,28 @@ class _SideStats:
     def __post_init__(self):
         self.sums = _Sums({"sum": 1, "square": 2, "clip_error": 2})
 
-    def update(self, x: np.ndarray, bound: float | None) -> None:
-        """Add a block of raw samples (non-finite ones are counted, then read as 0)."""
+    def update(self, x: np.ndarray, bound: float | None) -> tuple[np.ndarray, float, tuple[float, float] | None]:
+        """Add a block of raw samples (non-finite ones are counted, then read as 0). Returns the
+        block as measured (the same array when every sample is finite), its peak magnitude and,
+        when it needed no scaling, its (sum, sum of squares): the caller's pair sums need neither
+        another finiteness test, nor another scan for the peak, nor these two sums again."""
         if x.size == 0:
-            return
+            return x, 0.0, None
         total = float(np.add.reduce(x))
         if not math.isfinite(total):
             finite = np.isfinite(x)
-            self.nonfinite += int(x.size - np.count_nonzero(finite))
-            x = np.where(finite, x, 0.0)
+            bad = int(x.size - np.count_nonzero(finite))
+            if bad:  # else huge finite values overflowed the sum: summed scaled below
+                self.nonfinite += bad
+                x = np.where(finite, x, 0.0)
+                total = float(np.add.reduce(x))
         lo, hi = float(np.min(x)), float(np.max(x))
         self.minimum, self.maximum = min(self.minimum, lo), max(self.maximum, hi)
         self.samples += x.size
-        k = _scale_exponent(x)
+        peak = max(hi, -lo)
+        k = _scale_exponent(peak=peak)
         y = np.ldexp(x, -k) if k else x
-        sums = {"sum": float(np.add.reduce(y)), "square": float(dot(y, y))}
+        sums = {"sum": float(np.add.reduce(y)) if k else total, "square": float(dot(y, y))}
         if bound is not None and max(hi, -lo) > bound:
             beyond = np.abs(x) > bound
             self.beyond_bound += int(np.count_nonzero(beyond))
@@ -489,6 +502,7 @@ class _SideStats:
             excess = np.ldexp(excess, -k) if k else excess
             sums["clip_error"] = float(dot(excess, excess))
         self.sums.add(k, **sums)
+        return x, peak, (None if k else (sums["sum"], sums["square"]))
 
     @property
     def peak(self) -> float:
@@ -510,15 +524,26 @@ def _pair_sums() -> _Sums:
     return _Sums({"r": 1, "e": 1, "rr": 2, "ee": 2, "re": 2, "err": 2})
 
 
-def _add_pair_sums(sums: _Sums, r: np.ndarray, e: np.ndarray) -> None:
+def _add_pair_sums(sums: _Sums, r: np.ndarray, e: np.ndarray, peak: float | None = None,
+                   also: _Sums | None = None, known: tuple[Any, Any] | None = None) -> np.ndarray | None:
+    """Add the block's pair sums to `sums` (and to `also`, when the same block counts there too).
+    `peak`: the blocks' largest magnitude when known (saves four scans); `known`: each side's
+    unscaled (sum, sum of squares) when the caller has them (None for a side it has not). Returns
+    r - e when the block needed no scaling (the caller's per-frame errors reuse it), else None."""
     if r.size == 0:
-        return
-    k = _scale_exponent(r, e)
+        return None
+    k = _scale_exponent(r, e, peak=peak)
     if k:
         r, e = np.ldexp(r, -k), np.ldexp(e, -k)
+    known_r, known_e = known if known is not None and not k else (None, None)
     d = r - e
-    sums.add(k, r=float(np.add.reduce(r)), e=float(np.add.reduce(e)), rr=float(dot(r, r)),
-             ee=float(dot(e, e)), re=float(dot(r, e)), err=float(dot(d, d)))
+    sum_r, rr = known_r if known_r is not None else (float(np.add.reduce(r)), float(dot(r, r)))
+    sum_e, ee = known_e if known_e is not None else (float(np.add.reduce(e)), float(dot(e, e)))
+    values = dict(r=sum_r, e=sum_e, rr=rr, ee=ee, re=float(dot(r, e)), err=float(dot(d, d)))
+    sums.add(k, **values)
+    if also is not None:
+        also.add(k, **values)
+    return None if k else d
 
 
 class _Quadratic:
@@ -724,30 +749,30 @@ def _pass_one(ref: SignalSource, est: SignalSource, sample_rate: int, subject: s
     frame = max(1, round(0.02 * sample_rate))
     seg_frames = max(1, compared // frame)
     seg_usable = min(compared, seg_frames * frame) if compared >= frame else compared
-    loudest = _FrameSums(frame, seg_usable, ("sum",))
-    loudest_frame = 0.0
     mel_frames = stft.frames_for(compared)
     mel_peak = _RefMelPeak(stft, mel_frames)
     extension = stft.n_fft - stft.hop
 
     chunk_sums = _FrameSums(chunks.samples, compared, ("sum", "sum", "max")) if chunks is not None else None
 
-    def crop_update(r: np.ndarray, e: np.ndarray, start: int, r_ext: np.ndarray, bad: np.ndarray | None) -> None:
-        nonlocal loudest_frame
-        _add_pair_sums(pair, r, e)
+    def crop_update(r: np.ndarray, e: np.ndarray, start: int, r_ext: np.ndarray, bad: np.ndarray | None,
+                    peaks: tuple[float, float] | None = None, known: tuple[Any, Any] | None = None) -> None:
+        """`peaks` and `known`: the blocks' peak magnitudes and sums when pass 1's side statistics
+        measured exactly these samples."""
+        if peaks is None:
+            peaks = tuple(max(float(np.max(x)), -float(np.min(x))) if x.size else 0.0 for x in (r, e))
+        d = _add_pair_sums(pair, r, e, peak=max(peaks), known=known)
+        with np.errstate(over="ignore"):
+            energy = r * r
         if chunk_sums is not None:
-            d = r - e
+            if d is None:
+                d = r - e
             flags = bad[: r.size].astype(np.float64) if bad is not None else np.zeros(r.size)
             with np.errstate(over="ignore"):
-                signal, error, nonfinite = chunk_sums.update(start, [r * r, d * d, flags])
+                signal, error, nonfinite = chunk_sums.update(start, [energy, d * d, flags])
             chunks.signal.extend(float(v) for v in signal)
             chunks.error.extend(float(v) if not f else math.inf for v, f in zip(error, nonfinite))
-        for i, x in enumerate((r, e)):
-            if x.size:
-                crop_peak[i] = max(crop_peak[i], float(np.max(x)), -float(np.min(x)))
-        (energies,) = loudest.update(start, [r * r])
-        if energies.size:
-            loudest_frame = max(loudest_frame, float(energies.max()))
+        crop_peak[0], crop_peak[1] = max(crop_peak[0], peaks[0]), max(crop_peak[1], peaks[1])
         first = start // stft.hop
         count = min(-(-(start + r.size) // stft.hop), mel_frames) - first if r.size else 0
         need = (count - 1) * stft.hop + stft.n_fft if count > 0 else 0
@@ -761,14 +786,21 @@ def _pass_one(ref: SignalSource, est: SignalSource, sample_rate: int, subject: s
     for a, b in _blocks(longest, block):
         r_raw = full_r.read(a, b + extension)
         e_raw = full_e.read(a, b)
-        side_r.update(r_raw[: b - a], bound_for_ceiling)
-        side_e.update(e_raw, None)
+        head = r_raw[: b - a]
+        r_block, peak_r, sums_r = side_r.update(head, bound_for_ceiling)
+        e_block, peak_e, sums_e = side_e.update(e_raw, None)
         if channels == 1 and a < compared:
-            r_ext, e_block = _finite_or_zero(r_raw), _finite_or_zero(e_raw)
+            if r_block is head and np.isfinite(r_raw[b - a:]).all():
+                r_ext = r_raw          # every sample finite: the raw block is the measured one
+            else:
+                r_ext = _finite_or_zero(r_raw)
             stop = min(b, compared) - a
             stop = min(stop, r_ext.size, e_block.size)  # a file that ended early: measured again
+            clean = r_ext is r_raw and e_block is e_raw
+            whole = stop == b - a == e_raw.size       # the side statistics saw exactly these samples
             crop_update(r_ext[:stop], e_block[:stop], a, r_ext[: max(0, min(compared - a, r_ext.size))],
-                        _nonfinite_mask(r_raw[:stop], e_raw[:stop]))
+                        None if clean else _nonfinite_mask(r_raw[:stop], e_raw[:stop]),
+                        (peak_r, peak_e) if whole else None, (sums_r, sums_e) if whole else None)
     if channels > 1:
         crop_r.zero_nonfinite = crop_e.zero_nonfinite = False
         for a, b in _blocks(compared, block):
@@ -796,7 +828,7 @@ def _pass_one(ref: SignalSource, est: SignalSource, sample_rate: int, subject: s
     # the signal energy in SNR units (pair sums are in units of 2^(2*exponent); ratios cancel them)
     signal = q.rr
     m.snr_db = M.energy_ratio_db(signal, q.raw_error) if max(crop_peak) > 0.0 else math.inf
-    state = {"q": q, "crop_peak": crop_peak, "loudest_frame": loudest_frame, "frame": frame,
+    state = {"q": q, "crop_peak": crop_peak, "frame": frame,
              "seg_usable": seg_usable, "seg_frames": seg_frames, "mel_frames": mel_frames,
              "mel_floor": mel_peak.log_peak() - 3.0, "side_r": side_r, "side_e": side_e,
              "bound_for_ceiling": bound_for_ceiling}
@@ -870,8 +902,13 @@ def _pass_two(ref: SignalSource, est: SignalSource, m: PairMeasurements, state: 
     small = _pair_sums()
     small_count = 0
     seg_snr = _FrameSums(state["frame"], state["seg_usable"], ("sum", "sum"))
-    seg_gate = state["loudest_frame"] * 10.0 ** (-40.0 / 10.0)
-    seg_sum, seg_count = 0.0, 0
+    # Segmental SNR gates each 20 ms frame at 40 dB below the loudest one, known only at the end:
+    # each frame's energy and clipped SNR are kept (12 bytes per 20 ms, 2 MB an hour) and gated then.
+    # Frames are measured on the pair scaled by one power of two when its squares would overflow
+    # or underflow (the ratios do not change).
+    seg_energy: list[np.ndarray] = []
+    seg_db: list[np.ndarray] = []
+    seg_exponent = _scale_exponent(peak=max(side_r.peak, side_e.peak)) if max(side_r.peak, side_e.peak) else 0
     mel_frames = state["mel_frames"]
     floor = state["mel_floor"]
     # per mel band: sums of the floored log-mels (a: reference, b: estimate), their squares and product
@@ -895,20 +932,27 @@ def _pass_two(ref: SignalSource, est: SignalSource, m: PairMeasurements, state: 
     pending: list = []
     scale_r, scale_e = state["crop_peak"]
     extension = stft.n_fft - stft.hop
+    # Every block's values lie within the files' peaks (pass 1): when those can be squared safely,
+    # no block needs scaling and its sums skip the peak scans.
+    files_peak = max(side_r.peak, side_e.peak)
+    block_peak = files_peak if _scale_exponent(peak=files_peak) == 0 else None
+    if side_r.nonfinite == 0 and side_e.nonfinite == 0:  # pass 1 found none: no need to look again
+        for view in (full_r, full_e, crop_r, crop_e):
+            view.zero_nonfinite = False
 
     def unaligned_update(start: int, r_ext: np.ndarray, e_ext: np.ndarray) -> None:
-        nonlocal seg_sum, seg_count
         size = max(0, min(start + block, compared) - start)
         r, e = r_ext[:size], e_ext[:size]
+        if seg_exponent:
+            r, e = np.ldexp(r, -seg_exponent), np.ldexp(e, -seg_exponent)
         d = r - e
         energy, error = seg_snr.update(start, [r * r, d * d])
         if energy.size:
-            active = energy >= seg_gate
             with np.errstate(divide="ignore", invalid="ignore"):
-                per_frame = 10.0 * np.log10(energy[active] / error[active])
-            per_frame = np.clip(np.nan_to_num(per_frame, nan=35.0, posinf=35.0, neginf=-10.0), -10.0, 35.0)
-            seg_sum += float(per_frame.sum())
-            seg_count += int(per_frame.size)
+                per_frame = 10.0 * np.log10(energy / error)
+            seg_energy.append(energy)
+            seg_db.append(np.clip(np.nan_to_num(per_frame, nan=35.0, posinf=35.0, neginf=-10.0), -10.0,
+                                  35.0).astype(np.float32))
         first = start // stft.hop
         count = min(-(-(start + size) // stft.hop), mel_frames) - first
         if count <= 0:
@@ -921,18 +965,19 @@ def _pass_two(ref: SignalSource, est: SignalSource, m: PairMeasurements, state: 
 
     def aligned_update(start: int, ra: np.ndarray, ea: np.ndarray) -> None:
         nonlocal small_count
-        _add_pair_sums(aligned_sums, ra, ea)
+        inside = np.abs(ra) <= small_limit
+        count = int(np.count_nonzero(inside))
+        small_count += count
+        # a block entirely at small-signal level adds the same sums to both (the common case)
+        _add_pair_sums(aligned_sums, ra, ea, peak=block_peak, also=small if count == ra.size else None)
+        if 0 < count < ra.size:
+            _add_pair_sums(small, ra[inside], ea[inside], peak=block_peak)
         parts = segments.update(start, [ra * ra, ra * ea, ra, ea, ea * ea, ea, ea])
         if parts[0].size:
             segment_parts.append(parts)
         if start + ra.size > segment_usable:
             rest = ea[max(0, segment_usable - start):]
             tail["min"], tail["max"] = min(tail["min"], float(rest.min())), max(tail["max"], float(rest.max()))
-        inside = np.abs(ra) <= small_limit
-        count = int(np.count_nonzero(inside))
-        if count:
-            small_count += count
-            _add_pair_sums(small, ra[inside], ea[inside]) if count < ra.size else _add_pair_sums(small, ra, ea)
 
     if channels == 1:
         # one read of each side serves both the unaligned and the aligned pairs (ref index i pairs
@@ -967,10 +1012,14 @@ def _pass_two(ref: SignalSource, est: SignalSource, m: PairMeasurements, state: 
     m.si_sdr_db = _si_sdr(q, False, silent_pair)
     if silent_pair:
         m.seg_snr_db = math.inf
-    elif state["loudest_frame"] <= 0.0:  # every frame silent: exact only if nothing differs
-        m.seg_snr_db = math.inf if q.raw_error <= 0.0 else -math.inf
     else:
-        m.seg_snr_db = seg_sum / seg_count
+        frame_energy = np.concatenate(seg_energy) if seg_energy else np.zeros(0)
+        loudest_frame = float(frame_energy.max()) if frame_energy.size else 0.0
+        if loudest_frame <= 0.0:  # every frame silent: exact only if nothing differs
+            m.seg_snr_db = math.inf if q.raw_error <= 0.0 else -math.inf
+        else:
+            active = frame_energy >= loudest_frame * 10.0 ** (-40.0 / 10.0)
+            m.seg_snr_db = float(np.concatenate(seg_db)[active].astype(np.float64).sum()) / int(active.sum())
     cells = mel_frames * stft.n_mels
     m.mel_distance = mel["abs"] / cells
     m.mel_correlation = _pearson(mel, cells)
