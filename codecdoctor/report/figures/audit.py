@@ -57,7 +57,8 @@ def build(report: Report, *, figures: bool) -> list[Any]:
         "sample rates: " + ", ".join(f"{k} Hz × {v}" for k, v in corpus["sample_rates"].items()),
         "channels: " + ", ".join(f"{k} × {v}" for k, v in corpus["channels"].items()),
         "formats: " + ", ".join(f"{k} × {v}" for k, v in corpus["formats"].items()),
-        f"max |x|: {_num(corpus['max_abs'], 6)}; overs: {corpus['overs']}; clipped: {corpus['clipped_samples']}; "
+        f"max |x|: {_num(corpus['max_abs'], 6) if corpus['max_abs'] is not None else 'n/a'}; "
+        f"overs: {corpus['overs']}; clipped: {corpus['clipped_samples']}; "
         f"non-finite: {corpus['nonfinite']}; silence: "
         + (f"{100 * corpus['silence_fraction']:.1f}% of 20 ms frames" if corpus["silence_fraction"] is not None else "n/a"),
     ]
@@ -115,13 +116,14 @@ def _figures(report: Report, rows: list[Any], thresholds: Any, flagged: set) -> 
             edges = np.logspace(np.log10(low), np.log10(high * 1.001), 31)
         elif high > low:
             edges = np.linspace(low, high, 31)
-        else:  # one length for every file: one bar around it
-            edges = np.array([low * 0.95, low * 1.05])
+        else:  # one length for every file: one bar in the middle, a thirtieth of the axis wide
+            half_width = max(0.5, 0.05 * low)
+            edges = np.linspace(low - half_width, low + half_width, 32)  # 31 bins: the middle one centred
         counts, _ = np.histogram(durations, bins=edges)
         chart = Chart(Axis("duration (s)", log=log_bins), Axis("files", integer=True), height_px=300,
                       description="Duration histogram")
         chart.stairs(counts, edges, color=BLUE)
-        out.append(_figure(chart, "Duration histogram", f"{len(audio)} audio files."))
+        out.append(_figure(chart, "Duration histogram", f"{len(audio)} audio file{'s' if len(audio) != 1 else ''}."))
 
         silence = np.array([100 * r.silence_fraction for r in audio if r.silence_fraction is not None])
         edges = np.linspace(0, 100, 41)

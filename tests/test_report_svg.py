@@ -1,0 +1,121 @@
+"""Inline-SVG charts (codecdoctor/report/svg.py) and audit-data's figures drawn with them: an audit
+never imports matplotlib, its HTML carries the figures as well-formed <svg>, text is escaped, ticks
+do not collide and long series stay small."""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import soundfile as sf
+from audio_fixtures import speech_like
+
+from codecdoctor.report.svg import MAX_POINTS, Axis, Chart, linear_ticks, log_ticks, text_width_px
+
+SR = 16000
+HOSTILE = '<script>alert(1)</script>&"x".wav'
+
+
+def _parse(svg: str) -> ET.Element:
+    return ET.fromstring(str(svg))  # raises on anything that is not well-formed XML
+
+
+def test_an_audit_imports_no_matplotlib_torch_or_scipy_stats_and_draws_svg_figures(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    hot = speech_like(6.0, SR, seed=1, peak=0.9)
+    hot[SR:2 * SR] *= 3.0  # overs (D103): a flagged file with a level strip
+    sf.write(data / "hot.wav", hot, SR, subtype="FLOAT")
+    sf.write(data / "quiet.wav", speech_like(4.0, SR, seed=2, peak=0.05), SR, subtype="PCM_16")
+    sf.write(data / "zeros.wav", np.zeros(SR, np.float32), SR, subtype="PCM_16")  # all silent (D114)
+    html, report = tmp_path / "audit.html", tmp_path / "audit.json"
+    probe = (
+        "import sys\n"
+        "from codecdoctor.cli import main\n"
+        f"code = main(['audit-data', {str(data)!r}, '--no-progress', '--jobs', '1', '--html', {str(html)!r}, "
+        f"'--json', {str(report)!r}])\n"
+        "print('MODULES', sorted(m for m in sys.modules if m.split('.')[0] in ('matplotlib', 'torch', 'PIL') "
+        "or m.startswith(('scipy.signal', 'scipy.stats'))))\n"
+        "print('CODE', code)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=tmp_path)
+    assert "MODULES []" in out.stdout, out.stdout
+    assert re.search(r"CODE [01]\n", out.stdout)  # a finished run (1 = findings at or above --fail-on)
+    page = html.read_text(encoding="utf-8")
+    svgs = re.findall(r"<svg .*?</svg>", page, re.S)
+    # peak-vs-RMS, durations, silence, amplitudes, and a level strip per flagged file (hot, zeros)
+    assert len(svgs) >= 6, len(svgs)
+    assert "data:image/png" not in page
+    for svg in svgs:
+        _parse(svg)
+    titles = re.findall(r"<figcaption><strong>(.*?)</strong>", page)
+    assert titles[:4] == ["Peak vs RMS per file", "Duration histogram", "Silence fraction",
+                          "Pooled amplitude histogram"]
+    assert "Level over time: hot.wav" in titles
+    assert "1 all-zero file not drawn" in page  # the silent file has no level to place
+    findings = {f["id"] for f in json.loads(report.read_text())["findings"]}
+    assert {"D103", "D114"} <= findings
+
+
+def test_chart_text_is_escaped_and_the_svg_is_well_formed():
+    chart = Chart(Axis(f"x {HOSTILE}"), Axis("y <b>"), description=f"Level over time: {HOSTILE}")
+    chart.step([0.0, 1.0, 2.0], [-10.0, -20.0, -5.0], end_x=3.0, color="#2f6f9f", label=HOSTILE)
+    chart.hline(0.0, color="#c53030", label="0 dBFS")
+    svg = str(chart.render())
+    assert "<script" not in svg and "<b>" not in svg
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;&amp;&quot;x&quot;.wav" in svg
+    root = _parse(svg)
+    texts = ["".join(t.itertext()) for t in root.iter("text")]
+    assert f"x {HOSTILE}" in texts and HOSTILE in texts  # the label and the legend entry, as text
+    assert "http" not in svg  # inline SVG in HTML needs no namespace URL; the page loads nothing
+
+
+def test_nice_ticks_linear_and_log():
+    assert linear_ticks(0.0, 100.0, 5) == [0.0, 20.0, 40.0, 60.0, 80.0, 100.0]
+    assert linear_ticks(-0.3, 0.72, 5) == [-0.2, 0.0, 0.2, 0.4, 0.6]
+    assert linear_ticks(0.0, 2.4, 6, integer=True) == [0.0, 1.0, 2.0]  # counts: no half files
+    assert log_ticks(0.5, 2e6, 8) == [1.0, 10.0, 100.0, 1e3, 1e4, 1e5, 1e6]
+    assert log_ticks(0.5, 1e7, 4) == [1.0, 100.0, 1e4, 1e6]  # every second decade when crowded
+    assert log_ticks(0.4, 30.0, 6) == [0.5, 1.0, 2.0, 5.0, 10.0, 20.0]  # under two decades: 1-2-5
+    assert log_ticks(5120.0, 10600.0, 5) == [6000.0, 8000.0, 10000.0]  # under a factor of 2: linear
+
+
+def test_x_tick_labels_never_overlap_and_stay_inside_the_chart():
+    for lo, hi in ((0.0, 6480.0), (-123456.0, 987654.0), (1e-3, 1e9), (0.0, 1e-4)):
+        log = lo > 0
+        chart = Chart(Axis("x", log=log), Axis("y"), width_px=360)
+        chart.scatter([lo, hi], [0.0, 1.0], color="#000000")
+        root = _parse(str(chart.render()))
+        ticks = [t for t in root.iter("text") if t.get("text-anchor") == "middle" and t.get("y") == "293"]
+        assert len(ticks) >= 2, (lo, hi)
+        spans = []
+        for t in ticks:
+            text = "".join(t.itertext())
+            x = float(t.get("x"))
+            half = text_width_px(text) / 2
+            spans.append((x - half, x + half))
+        assert all(a[1] + 4 <= b[0] for a, b in zip(spans, spans[1:])), (lo, hi, spans)
+        assert spans[0][0] >= 0 and spans[-1][1] <= 360, (lo, hi, spans)
+
+
+def test_long_series_are_decimated_to_the_pixel_grid():
+    rng = np.random.default_rng(0)
+    n = 200_000
+    chart = Chart(Axis("time (s)"), Axis("dBFS"))
+    chart.step(np.arange(n) * 0.02, rng.normal(-30, 10, n), end_x=n * 0.02, color="#2f6f9f", label="RMS")
+    svg = str(chart.render())
+    _parse(svg)
+    assert len(svg) < 40_000, len(svg)  # ~2.4 MB if every step were written
+    scatter = Chart(Axis("RMS (dBFS)"), Axis("peak (dBFS)"))
+    scatter.scatter(rng.uniform(-60, 0, n), rng.uniform(-40, 0, n), color="#c53030", label="files")
+    svg = str(scatter.render())
+    _parse(svg)
+    assert svg.count("h0") == MAX_POINTS and len(svg) < 100_000, len(svg)
+    assert scatter.dropped_points > n // 2  # said in the caption
+    histogram = Chart(Axis("sample value"), Axis("count", log=True))
+    counts = rng.integers(0, 1000, 30_000).astype(float)
+    histogram.stairs(counts, np.linspace(-1.5, 1.5, counts.size + 1), color="#2f6f9f")
+    assert len(str(histogram.render())) < 60_000
