@@ -32,7 +32,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import numpy as np
 
@@ -710,12 +710,15 @@ def _blocks(total: int, block: int):
 def measure_pair_stream(ref: SignalSource, est: SignalSource, sample_rate: int, *, subject: str | None = None,
                         output_bound: float | None = None, max_lag_samples: int | None = None,
                         hop_samples: int | None = None, block_samples: int = BLOCK_SAMPLES,
-                        chunks: "ChunkEnergies | None" = None) -> PairMeasurements:
+                        chunks: "ChunkEnergies | None" = None,
+                        on_lag: "Callable[[PairMeasurements], None] | None" = None) -> PairMeasurements:
     """`measure_pair` on two sources, streamed (see the module doc). Sources with different channel
     counts must be reconciled by the caller (compare downmixes both). The frame-rate measurements
     (R317) are taken on at most FRAME_LOCKING_SECONDS of the aligned pair (all of a shorter one).
     `chunks`, when given, receives the (reference, error) energy of each chunk of the compared
-    samples (pair.chunk_energies per chunk, for R313)."""
+    samples (pair.chunk_energies per chunk, for R313). `on_lag(m)`, when given, is called once the
+    lag is known (pass 1's numbers and the lag filled in), before pass 2: work that needs only the
+    alignment (compare's quality metrics) can start beside it."""
     sample_rate = int(sample_rate) if sample_rate and sample_rate > 0 else 16000
     stft = _Stft(sample_rate)
     block = max(stft.hop, int(block_samples) // stft.hop * stft.hop)
@@ -729,7 +732,7 @@ def measure_pair_stream(ref: SignalSource, est: SignalSource, sample_rate: int, 
             break
     if state is None:
         return m
-    return _pass_two(ref, est, m, state, sample_rate, output_bound, max_lag_samples, stft, block, hop_samples)
+    return _pass_two(ref, est, m, state, sample_rate, output_bound, max_lag_samples, stft, block, hop_samples, on_lag)
 
 
 def _pass_one(ref: SignalSource, est: SignalSource, sample_rate: int, subject: str | None,
@@ -863,7 +866,7 @@ def _si_sdr(q: _Quadratic, zero_mean: bool, silent: bool) -> float:
 
 def _pass_two(ref: SignalSource, est: SignalSource, m: PairMeasurements, state: dict, sample_rate: int,
               output_bound: float | None, max_lag_samples: int | None, stft: _Stft, block: int,
-              hop_samples: int | None) -> PairMeasurements:
+              hop_samples: int | None, on_lag: Any = None) -> PairMeasurements:
     channels = ref.channels
     n = min(ref.frames, est.frames)
     full_r, full_e = _FlatView(ref, ref.frames), _FlatView(est, est.frames)
@@ -884,6 +887,8 @@ def _pass_two(ref: SignalSource, est: SignalSource, m: PairMeasurements, state: 
     m.polarity = 0 if abs(peak) < 0.1 else (1 if peak > 0 else -1)
     offset_r, offset_e = (0, lag) if lag > 0 else (-lag, 0)
     aligned = max(0, min(full_r.length - offset_r, full_e.length - offset_e))
+    if on_lag is not None:
+        on_lag(m)
 
     # ---- pass 2 ----
     aligned_sums = _pair_sums()
