@@ -765,17 +765,22 @@ def _pass_one(ref: SignalSource, est: SignalSource, sample_rate: int, subject: s
         if peaks is None:
             peaks = tuple(max(float(np.max(x)), -float(np.min(x))) if x.size else 0.0 for x in (r, e))
         d = _add_pair_sums(pair, r, e, peak=max(peaks), known=known)
-        with np.errstate(over="ignore"):
-            energy = r * r
+        crop_peak[0], crop_peak[1] = max(crop_peak[0], peaks[0]), max(crop_peak[1], peaks[1])
+        pending.append(helper.submit(chunk_and_mel_update, r, e, d, start, r_ext, bad))
+        while len(pending) > 1:   # one block in the helper thread while the next is read and summed
+            pending.pop(0).result()
+
+    def chunk_and_mel_update(r: np.ndarray, e: np.ndarray, d: np.ndarray | None, start: int, r_ext: np.ndarray,
+                             bad: np.ndarray | None) -> None:
+        """The per-chunk energies and the mel-peak search, in order, block after block (one thread)."""
         if chunk_sums is not None:
             if d is None:
                 d = r - e
             flags = bad[: r.size].astype(np.float64) if bad is not None else np.zeros(r.size)
             with np.errstate(over="ignore"):
-                signal, error, nonfinite = chunk_sums.update(start, [energy, d * d, flags])
+                signal, error, nonfinite = chunk_sums.update(start, [r * r, d * d, flags])
             chunks.signal.extend(float(v) for v in signal)
             chunks.error.extend(float(v) if not f else math.inf for v, f in zip(error, nonfinite))
-        crop_peak[0], crop_peak[1] = max(crop_peak[0], peaks[0]), max(crop_peak[1], peaks[1])
         first = start // stft.hop
         count = min(-(-(start + r.size) // stft.hop), mel_frames) - first if r.size else 0
         need = (count - 1) * stft.hop + stft.n_fft if count > 0 else 0
@@ -784,6 +789,12 @@ def _pass_one(ref: SignalSource, est: SignalSource, sample_rate: int, subject: s
             padded = np.concatenate([padded, np.zeros(need - padded.size)])
         mel_peak.update(padded, first, count)
 
+    from concurrent.futures import ThreadPoolExecutor
+
+    # numpy releases the GIL in its loops: the chunk energies and the mel-peak search of one block
+    # run on the other core while this thread reads the next block and takes its sums
+    helper = ThreadPoolExecutor(max_workers=1)
+    pending: list = []
     full_r.zero_nonfinite = full_e.zero_nonfinite = False  # counted here first
     longest = max(full_r.length, full_e.length)
     for a, b in _blocks(longest, block):
@@ -813,6 +824,9 @@ def _pass_one(ref: SignalSource, est: SignalSource, sample_rate: int, subject: s
             r_ext = _finite_or_zero(r_raw)
             crop_update(r_ext[:stop], _finite_or_zero(e_raw)[:stop], a, r_ext, _nonfinite_mask(r_raw[:stop], e_raw[:stop]))
 
+    for future in pending:
+        future.result()
+    helper.shutdown()
     m.nonfinite_ref, m.nonfinite_est = side_r.nonfinite, side_e.nonfinite
     for name, side in (("ref", side_r), ("est", side_e)):
         if side.samples:
