@@ -946,7 +946,8 @@ def _pass_two(ref: SignalSource, est: SignalSource, m: PairMeasurements, state: 
                        f"(pair longer than {LONG_PAIR_SECONDS / 60:g} min)")
     from concurrent.futures import ThreadPoolExecutor
 
-    # numpy's FFT, matmul and ufuncs release the GIL: the STFT of one block runs beside the sums of the next
+    # numpy releases the GIL in its loops: the segmental-SNR frames and the STFT of one block run in a
+    # helper thread beside the aligned sums of the next
     pool = ThreadPoolExecutor(max_workers=1)
     pending: list = []
     scale_r, scale_e = state["crop_peak"]
@@ -960,6 +961,14 @@ def _pass_two(ref: SignalSource, est: SignalSource, m: PairMeasurements, state: 
             view.zero_nonfinite = False
 
     def unaligned_update(start: int, r_ext: np.ndarray, e_ext: np.ndarray) -> None:
+        pending.append(pool.submit(unaligned_work, start, r_ext, e_ext))
+        while len(pending) > 1:  # at most one block in the helper thread while the next one is read
+            part = pending.pop(0).result()
+            if part is not None:
+                _add_stft_sums(mel, power_r, power_e, part)
+
+    def unaligned_work(start: int, r_ext: np.ndarray, e_ext: np.ndarray) -> dict[str, Any] | None:
+        """The segmental-SNR frames and the STFT sums of one block (the helper thread, in order)."""
         size = max(0, min(start + block, compared) - start)
         r, e = r_ext[:size], e_ext[:size]
         if seg_exponent:
@@ -975,12 +984,9 @@ def _pass_two(ref: SignalSource, est: SignalSource, m: PairMeasurements, state: 
         first = start // stft.hop
         count = min(-(-(start + size) // stft.hop), mel_frames) - first
         if count <= 0:
-            return
+            return None
         need = (count - 1) * stft.hop + stft.n_fft
-        pending.append(pool.submit(_stft_block, stft, r_ext[:need], e_ext[:need], first, count, frame_stride,
-                                   scale_r, scale_e, floor))
-        while len(pending) > 1:  # at most one block transforming while the next one is read
-            _add_stft_sums(mel, power_r, power_e, pending.pop(0).result())
+        return _stft_block(stft, r_ext[:need], e_ext[:need], first, count, frame_stride, scale_r, scale_e, floor)
 
     def aligned_update(start: int, ra: np.ndarray, ea: np.ndarray) -> None:
         nonlocal small_count
@@ -1021,7 +1027,9 @@ def _pass_two(ref: SignalSource, est: SignalSource, m: PairMeasurements, state: 
             aligned_update(a, full_r.read(offset_r + a, offset_r + b), full_e.read(offset_e + a, offset_e + b))
 
     for future in pending:
-        _add_stft_sums(mel, power_r, power_e, future.result())
+        part = future.result()
+        if part is not None:
+            _add_stft_sums(mel, power_r, power_e, part)
     pool.shutdown()
     mel_frames = mel["frames"]
 
