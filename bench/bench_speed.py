@@ -26,7 +26,8 @@ varied in level; about 2 GB for the full sizes) and removed afterwards.
 
 `--quick` runs every row once on small inputs (seconds of audio, a 1 MB checkpoint): a smoke test
 that the table is complete, not a measurement. The page cache is warmed by one peer run per row
-(the peers read the same files), not counted.
+(the peers read the same files), not counted. Children run with bytecode caching on, as in a
+user's install (PYTHONDONTWRITEBYTECODE is dropped; codecdoctor's sources are compiled once first).
 """
 from __future__ import annotations
 
@@ -78,9 +79,21 @@ class Row:
     peer_runs: list[dict] = field(default_factory=list)
 
 
+def user_environment() -> dict[str, str]:
+    """The environment a user's shell gives: bytecode caching on (a sandbox that sets
+    PYTHONDONTWRITEBYTECODE makes every run compile codecdoctor's ~60 modules again, ~0.2 s)."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
+def compile_sources() -> None:
+    """Write the .pyc files an installed package has (pip compiles at install time)."""
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "codecdoctor"), str(ROOT / "model")],
+                   env=user_environment(), check=False, stdout=subprocess.DEVNULL)
+
+
 def run_once(command: list[str], cwd: Path | None) -> dict:
     out = subprocess.run([sys.executable, "-c", _RUNNER, *command], capture_output=True, text=True, cwd=cwd,
-                         check=True)
+                         check=True, env=user_environment())
     result = json.loads(out.stdout.strip().splitlines()[-1])
     if result["rc"] not in (0, 1):  # 1 = findings at or above --fail-on: a finished run
         raise RuntimeError(f"{' '.join(command)} exited {result['rc']}")
@@ -117,44 +130,68 @@ def write_speech(path: Path, seconds: float, *, seed: int, delay: int = 0, gain:
             handle.write(block.astype(np.float32))
 
 
-def build_inputs(root: Path, quick: bool) -> dict:
-    hour = 20.0 if quick else 3600.0
-    long_s = 1.8 * hour
-    inputs = {}
-    pair = root / "pair"
-    pair.mkdir()
-    write_speech(pair / "ref.wav", long_s, seed=1)
-    write_speech(pair / "est.wav", long_s, seed=1, delay=240, gain=0.9, noise=3e-4)
-    inputs["pair"] = (pair / "ref.wav", pair / "est.wav")
-    three = root / "three"
-    three.mkdir()
-    for index, hours in enumerate((1.6, 1.7)):
-        write_speech(three / f"val_{index}.wav", hours * hour, seed=2 + index)
-    os.link(pair / "ref.wav", three / "val_2.wav")
-    inputs["three"] = sorted(three.iterdir())
-    one = root / "one"
-    one.mkdir()
-    os.link(pair / "ref.wav", one / "val.wav")
-    inputs["one"] = one / "val.wav"
-    if quick:  # a plain 1 MB state dict: the row's plumbing, not a checkpoint worth timing
-        import torch
+class Inputs(dict):
+    """The benchmark's files, each generated on first use, so `--rows` builds only what its rows
+    read (the audit rows need no checkpoint, no short pairs and no noisy estimate)."""
 
-        inputs["ckpt"] = root / "small.pt"
-        torch.save({"model": {"weight": torch.randn(256, 1024)}, "step": 1}, inputs["ckpt"])
-    else:
-        from bench_ckpt import build_checkpoint
+    def __init__(self, root: Path, quick: bool) -> None:
+        super().__init__()
+        self.root, self.quick = root, quick
+        self.hour = 20.0 if quick else 3600.0
 
-        inputs["ckpt"] = build_checkpoint(116.0)
-    short = root / "short"
-    from bench_compare import make_corpus
+    def __missing__(self, key: str):
+        getattr(self, f"_build_{key}")()
+        return self[key]
 
-    (short / "ref").mkdir(parents=True)
-    (short / "est").mkdir()
-    # ten minutes: the rate (s of audio per s) is what the row reports, and PESQ + STOI on every
-    # pair make the quality row minutes long per run at an hour
-    inputs["short_audio_s"] = make_corpus(short, 0.5 if quick else 10.0, 10.0)
-    inputs["short"] = (short / "ref", short / "est")
-    return inputs
+    def _ref(self) -> Path:
+        ref = self.root / "pair" / "ref.wav"
+        if not ref.exists():
+            ref.parent.mkdir(exist_ok=True)
+            write_speech(ref, 1.8 * self.hour, seed=1)
+        return ref
+
+    def _build_pair(self) -> None:
+        ref = self._ref()
+        write_speech(ref.with_name("est.wav"), 1.8 * self.hour, seed=1, delay=240, gain=0.9, noise=3e-4)
+        self["pair"] = (ref, ref.with_name("est.wav"))
+
+    def _build_three(self) -> None:
+        three = self.root / "three"
+        three.mkdir()
+        for index, hours in enumerate((1.6, 1.7)):
+            write_speech(three / f"val_{index}.wav", hours * self.hour, seed=2 + index)
+        os.link(self._ref(), three / "val_2.wav")
+        self["three"] = sorted(three.iterdir())
+
+    def _build_one(self) -> None:
+        one = self.root / "one"
+        one.mkdir()
+        os.link(self._ref(), one / "val.wav")
+        self["one"] = one / "val.wav"
+
+    def _build_ckpt(self) -> None:
+        if self.quick:  # a plain 1 MB state dict: the row's plumbing, not a checkpoint worth timing
+            import torch
+
+            self["ckpt"] = self.root / "small.pt"
+            torch.save({"model": {"weight": torch.randn(256, 1024)}, "step": 1}, self["ckpt"])
+        else:
+            from bench_ckpt import build_checkpoint
+
+            self["ckpt"] = build_checkpoint(116.0)
+
+    def _build_short(self) -> None:
+        from bench_compare import make_corpus
+
+        short = self.root / "short"
+        (short / "ref").mkdir(parents=True)
+        (short / "est").mkdir()
+        # ten minutes: the rate (s of audio per s) is what the row reports, and PESQ + STOI on every
+        # pair make the quality row minutes long per run at an hour
+        self["short_audio_s"] = make_corpus(short, 0.5 if self.quick else 10.0, 10.0)
+        self["short"] = (short / "ref", short / "est")
+
+    _build_short_audio_s = _build_short
 
 
 READ_BOTH = ("import soundfile as sf, sys\n"
@@ -171,38 +208,49 @@ SHORT_PEER = ("import soundfile as sf, sys, numpy as np, pathlib\n"
               "    snr = 10 * np.log10(np.sum(r[:n] ** 2) / np.sum((r[:n] - e[:n]) ** 2))\n")
 
 
-def rows_for(inputs: dict, root: Path) -> list[Row]:
+def rows_for(inputs: Inputs, root: Path, wanted: str = "") -> list[Row]:
+    """The rows whose name contains `wanted`; only their inputs are generated."""
     cd = codecdoctor()
     py = sys.executable
-    ref, est = (str(p) for p in inputs["pair"])
-    three = [str(p) for p in inputs["three"]]
-    sox_three = ["bash", "-c", " ; ".join(f"sox '{p}' -n stats 2>/dev/null" for p in three)]
-    return [
-        Row("compare, one 1.8 h pair (full diagnosis)", "codecdoctor compare (HTML+JSON)",
-            "I/O floor: soundfile read of both", [*cd, "compare", ref, est], [py, "-c", READ_BOTH, ref, est],
-            "<= 5 s, < 500 MB", cwd=root),
-        Row("audit-data, three 1.6-1.8 h files", "codecdoctor audit-data (HTML+JSON)", "sox stats x3 in sequence",
-            [*cd, "audit-data", str(Path(three[0]).parent)], sox_three, "<= 0.8x sox", cwd=root),
-        Row("audit-data, one 1.8 h file", "codecdoctor audit-data (HTML+JSON)", "sox stats",
+    short_min = 0.5 if inputs.quick else 10.0
+    ckpt_mb = 1 if inputs.quick else 116
+
+    def pair() -> tuple[str, str]:
+        return tuple(str(p) for p in inputs["pair"])  # type: ignore[return-value]
+
+    def sox_three() -> list[str]:
+        return ["bash", "-c", " ; ".join(f"sox '{p}' -n stats 2>/dev/null" for p in inputs["three"])]
+
+    makers = {
+        "compare, one 1.8 h pair (full diagnosis)": lambda name: Row(
+            name, "codecdoctor compare (HTML+JSON)", "I/O floor: soundfile read of both",
+            [*cd, "compare", *pair()], [py, "-c", READ_BOTH, *pair()], "<= 5 s, < 500 MB", cwd=root),
+        "audit-data, three 1.6-1.8 h files": lambda name: Row(
+            name, "codecdoctor audit-data (HTML+JSON)", "sox stats x3 in sequence",
+            [*cd, "audit-data", str(Path(inputs["three"][0]).parent)], sox_three(), "<= 0.8x sox", cwd=root),
+        "audit-data, one 1.8 h file": lambda name: Row(
+            name, "codecdoctor audit-data (HTML+JSON)", "sox stats",
             [*cd, "audit-data", str(Path(inputs["one"]).parent)], ["sox", str(inputs["one"]), "-n", "stats"],
             "<= 1.0x sox", cwd=root),
-        Row("start-up", "codecdoctor --help", "python -c pass", [*cd, "--help"], [py, "-c", "pass"],
-            "(no torch/matplotlib imported)", cwd=root),
-        Row(f"check-ckpt static, {inputs['ckpt'].stat().st_size / 1e6:.0f} MB checkpoint",
-            "codecdoctor check-ckpt (HTML+JSON)", "torch.load(weights_only=True)",
+        "start-up": lambda name: Row(name, "codecdoctor --help", "python -c pass", [*cd, "--help"],
+                                     [py, "-c", "pass"], "(no torch/matplotlib imported)", cwd=root),
+        f"check-ckpt static, {ckpt_mb} MB checkpoint": lambda name: Row(
+            name, "codecdoctor check-ckpt (HTML+JSON)", "torch.load(weights_only=True)",
             [*cd, "check-ckpt", str(inputs["ckpt"])],
             [py, "-c", "import sys, torch; torch.load(sys.argv[1], map_location='cpu', weights_only=True)",
              str(inputs["ckpt"])], "<= 1.5x", cwd=root),
-        Row(f"compare, {inputs['short_audio_s'] / 60:g} min of 10 s pairs", "codecdoctor compare REF/ EST/",
-            "soundfile read + numpy SNR per pair", [*cd, "compare", *(str(p) for p in inputs["short"])],
+        f"compare, {short_min:g} min of 10 s pairs": lambda name: Row(
+            name, "codecdoctor compare REF/ EST/", "soundfile read + numpy SNR per pair",
+            [*cd, "compare", *(str(p) for p in inputs["short"])],
             [py, "-c", SHORT_PEER, *(str(p) for p in inputs["short"])], ">= 1000 s of audio/s",
             audio_s=inputs["short_audio_s"], cwd=root),
-        Row(f"compare, {inputs['short_audio_s'] / 60:g} min of 10 s pairs, no quality metrics",
-            "codecdoctor compare REF/ EST/ --no-quality", "soundfile read + numpy SNR per pair",
+        f"compare, {short_min:g} min of 10 s pairs, no quality metrics": lambda name: Row(
+            name, "codecdoctor compare REF/ EST/ --no-quality", "soundfile read + numpy SNR per pair",
             [*cd, "compare", *(str(p) for p in inputs["short"]), "--no-quality"],
             [py, "-c", SHORT_PEER, *(str(p) for p in inputs["short"])], ">= 1000 s of audio/s",
             audio_s=inputs["short_audio_s"], cwd=root),
-    ]
+    }
+    return [make(name) for name, make in makers.items() if wanted in name]
 
 
 def table(rows: list[Row]) -> str:
@@ -233,9 +281,9 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(tempfile.mkdtemp(prefix="bench_speed_"))
     try:
         started = time.perf_counter()
-        inputs = build_inputs(root, args.quick)
+        rows = rows_for(Inputs(root, args.quick), root, args.rows)
         print(f"inputs generated in {time.perf_counter() - started:.1f} s under {root}", flush=True)
-        rows = [row for row in rows_for(inputs, root) if args.rows in row.name]
+        compile_sources()
         for row in rows:  # the peers read the same files: the page cache is warm for both alike
             run_once(row.peer, row.cwd)
         for index in range(runs):
