@@ -251,3 +251,74 @@ def test_a_long_file_in_parts_gives_one_pass_numbers_sequential_or_parallel(tmp_
     parallel = measure_file(path, "long.wav", parts=parts)
     assert parallel.to_json() == sequential.to_json()  # bit-identical, fingerprint included
     assert parallel.envelope == sequential.envelope
+
+
+def _sox_pink_noise(path, seconds: float, volume: float) -> bool:
+    if shutil.which("sox") is None:
+        return False
+    subprocess.run(["sox", "-n", "-r", str(SR), "-c", "1", "-b", "16", str(path), "synth", str(seconds),
+                    "pinknoise", "vol", str(volume)], check=True, capture_output=True)
+    return True
+
+
+@pytest.mark.parametrize("case", ["quiet_speech", "hot_speech_nan_silence", "stereo_pcm16_rails", "sox_pink_noise"])
+def test_parts_measured_in_parallel_equal_one_pass_field_by_field(tmp_path, monkeypatch, case):
+    """What --jobs does with one long file: contiguous parts (aligned to the 20 ms frames, the
+    blocks, hence the histogram's every-8th-frame grid, the spectrum windows and the envelope
+    bins) measured by separate processes and joined equal a single pass over the whole file:
+    integers exactly, float sums to rounding, envelope and histogram exactly."""
+    import pickle
+
+    from codecdoctor.measure.audio import reader
+    from codecdoctor.measure.audio.file import FileMeasurement, fill_from_stats, measure_file_part
+
+    monkeypatch.setattr(reader, "TARGET_BLOCK_SAMPLES", 5000)  # odd-sized blocks of 4800 frames ...
+    monkeypatch.setattr(reader, "PART_BLOCKS", 3)  # ... parts of 14400 frames (0.9 s)
+    path = tmp_path / f"{case}.wav"
+    if case == "quiet_speech":
+        sf.write(path, speech_like(4.1, SR, seed=11, peak=0.01), SR, subtype="FLOAT")
+    elif case == "hot_speech_nan_silence":
+        x = speech_like(4.3, SR, seed=12, peak=0.95)
+        x[14400 - 30:14400 + 50] = np.linspace(-1.4, 1.4, 80)  # overs on both sides of the first cut
+        x[20000:20000 + 3 * 4800] = 0.0  # digital silence across a block edge
+        x[28800 + 7] = np.nan  # NaN right after the second cut
+        x[40000] = np.inf
+        sf.write(path, x.astype(np.float32), SR, subtype="FLOAT")
+    elif case == "stereo_pcm16_rails":
+        left = speech_like(3.7, SR, seed=13, peak=0.6)
+        right = speech_like(3.7, SR, seed=14, peak=0.3)
+        x = np.stack([left, right], axis=1)
+        x[7200 - 5:7200 + 9, 0] = 1.0  # a rail run across the first (stereo) cut: 7200 frames a part
+        x[14400 - 2:14400 + 2, 1] = -1.0
+        sf.write(path, np.clip(x, -1.0, 32767 / 32768), SR, subtype="PCM_16")
+    elif not _sox_pink_noise(path, 3.9, 0.4):
+        pytest.skip("sox is not installed")
+
+    with sf.SoundFile(str(path)) as handle:
+        n_parts = len(reader.part_ranges(handle))
+        channels, subtype = handle.channels, handle.subtype
+        one = SignalAccumulator(SR, channels, subtype=subtype)
+        # the reader's block grid: the spectrum (bandwidth, content bits) samples windows per block,
+        # so it is defined on that grid; parts start on block edges of the same grid
+        for block in reader.read_blocks(handle, reader.block_frames_for(SR, channels)):
+            one.update(block)
+    assert n_parts >= 4, n_parts
+    single = FileMeasurement(path=path.name, sample_rate=SR, channels=channels)
+    fill_from_stats(single, one.result())
+    parts = [pickle.loads(pickle.dumps(measure_file_part(path, i))) for i in range(n_parts)]  # as from workers
+    joined = measure_file(path, path.name, parts=parts)
+    assert joined.to_json() == measure_file(path, path.name).to_json()  # parallel == sequential parts, bit for bit
+    for name, value in single.to_json().items():
+        if name in ("format", "subtype", "container_bits", "declared_frames", "size_bytes", "fingerprint"):
+            continue
+        got = getattr(joined, name)
+        if isinstance(value, float) and math.isfinite(value):
+            assert got == pytest.approx(value, rel=1e-12, abs=1e-300), name
+        else:
+            assert got == value, name
+    assert joined.histogram == single.histogram
+    assert joined.envelope == single.envelope
+    if case == "hot_speech_nan_silence":
+        assert joined.overs > 0 and joined.nan == 1 and joined.inf == 1 and joined.silent_frames >= 40
+    if case == "stereo_pcm16_rails":
+        assert joined.clip_runs == 2 and joined.clipped_samples == 14 + 4
