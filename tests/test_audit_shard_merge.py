@@ -66,7 +66,7 @@ def test_cli_shard_then_merge(cli, tmp_path):
     merged = json.loads((tmp_path / "all.json").read_text())
     assert merged["command"] == "audit-data" and len(merged["measurements"]["files"]) == 12
     assert "D100" in {f["id"] for f in merged["findings"]}
-    assert "<img" in (tmp_path / "all.html").read_text()  # plots embedded
+    assert "<svg" in (tmp_path / "all.html").read_text()  # figures drawn inline
 
 
 def test_merge_rejects_a_shard_given_twice_and_non_reports(cli, tmp_path):

@@ -221,13 +221,22 @@ class _ActiveContent(HTMLParser):
     DANGEROUS_TAGS = {"script", "iframe", "frame", "frameset", "object", "embed", "applet", "base", "form",
                       "svg", "math", "link"}
     URL_ATTRS = {"href", "src", "action", "formaction", "xlink:href", "data", "poster", "background"}
+    # The report's own charts (codecdoctor/report/svg.py: <svg class="chart">) draw with these only;
+    # anything else inside an <svg> (script, foreignObject, a, use, image, animate, set) is flagged.
+    CHART_TAGS = {"title", "g", "path", "text", "tspan", "circle", "rect"}
 
     def __init__(self):
         super().__init__(convert_charrefs=True)
         self.problems: list[str] = []
+        self.in_chart = False
 
     def handle_starttag(self, tag, attrs):
-        if tag in self.DANGEROUS_TAGS:
+        if self.in_chart:
+            if tag not in self.CHART_TAGS:
+                self.problems.append(f"<{tag}> element inside a chart")
+        elif tag == "svg" and dict(attrs).get("class") == "chart":
+            self.in_chart = True
+        elif tag in self.DANGEROUS_TAGS:
             self.problems.append(f"<{tag}> element")
         for name, value in attrs:
             value = (value or "").strip().lower()
@@ -237,6 +246,10 @@ class _ActiveContent(HTMLParser):
                 self.problems.append(f"<{tag} {name}={value[:30]}> script URL")
             if tag == "meta" and name == "http-equiv" and value == "refresh":
                 self.problems.append("<meta http-equiv=refresh>")
+
+    def handle_endtag(self, tag):
+        if tag == "svg":
+            self.in_chart = False
 
 
 def assert_inert(page: str, must_show: list[str]) -> None:
