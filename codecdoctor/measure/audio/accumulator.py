@@ -584,7 +584,8 @@ class SignalAccumulator:
         picks = picks[np.concatenate(([True], picks[1:] != picks[:-1]))]
         starts = np.minimum(picks * self.frame_len, n - self.n_fft)
         pieces = block[starts[:, None] + np.arange(self.n_fft)[None, :]]  # (windows, n_fft, channels)
-        self._content_grid(pieces)
+        if self.content_bits != 32:  # 32 (finer than 24 bits) is the top: later windows cannot change it
+            self._content_grid(pieces)
         mono = pieces.mean(axis=2) if self.channels > 1 else pieces[:, :, 0]
         spec = np.fft.rfft(mono * self.window, axis=1)
         self.spectrum += (spec.real.astype(np.float64) ** 2 + spec.imag.astype(np.float64) ** 2).sum(axis=0)
