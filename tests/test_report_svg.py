@@ -119,3 +119,31 @@ def test_long_series_are_decimated_to_the_pixel_grid():
     counts = rng.integers(0, 1000, 30_000).astype(float)
     histogram.stairs(counts, np.linspace(-1.5, 1.5, counts.size + 1), color="#2f6f9f")
     assert len(str(histogram.render())) < 60_000
+
+
+def test_a_compare_without_quality_imports_no_matplotlib_and_draws_svg_figures(tmp_path):
+    clean = speech_like(3.0, SR, seed=4, peak=0.5)
+    late = 0.7 * np.concatenate([np.zeros(240, np.float32), clean[:-240]])
+    sf.write(tmp_path / "ref.wav", clean, SR, subtype="FLOAT")
+    sf.write(tmp_path / "est.wav", late, SR, subtype="FLOAT")
+    html = tmp_path / "compare.html"
+    probe = (
+        "import sys\n"
+        "from codecdoctor.cli import main\n"
+        f"code = main(['compare', 'ref.wav', 'est.wav', '--no-quality', '--no-progress', '--html', {str(html)!r}, "
+        "'--json', 'none'])\n"
+        "print('MODULES', sorted(m for m in sys.modules if m.split('.')[0] in ('matplotlib', 'torch', 'PIL') "
+        "or m.startswith(('scipy.signal', 'scipy.stats'))))\n"
+        "print('CODE', code)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=tmp_path)
+    assert "MODULES []" in out.stdout, out.stdout
+    page = html.read_text(encoding="utf-8")
+    svgs = re.findall(r"<svg .*?</svg>", page, re.S)
+    assert len(svgs) == 4, len(svgs)    # overview and zoom, two spectrograms
+    for svg in svgs:
+        _parse(svg)
+    titles = re.findall(r"<figcaption><strong>(.*?)</strong>", page)
+    assert titles == ["Waveforms: ref.wav vs est.wav", "Spectrograms: ref.wav vs est.wav"]
+    # the heat maps are inline PNGs inside the chart, nothing else is an image
+    assert page.count("<image ") == 2 and page.count('href="data:image/png;base64,') == 2

@@ -222,7 +222,8 @@ class _ActiveContent(HTMLParser):
                       "svg", "math", "link"}
     URL_ATTRS = {"href", "src", "action", "formaction", "xlink:href", "data", "poster", "background"}
     # The report's own charts (codecdoctor/report/svg.py: <svg class="chart">) draw with these only;
-    # anything else inside an <svg> (script, foreignObject, a, use, image, animate, set) is flagged.
+    # anything else inside an <svg> (script, foreignObject, a, use, animate, set) is flagged, and an
+    # <image> only passes with an inline PNG (the spectrogram's heat map, report/raster.py).
     CHART_TAGS = {"title", "g", "path", "text", "tspan", "circle", "rect"}
 
     def __init__(self):
@@ -232,7 +233,10 @@ class _ActiveContent(HTMLParser):
 
     def handle_starttag(self, tag, attrs):
         if self.in_chart:
-            if tag not in self.CHART_TAGS:
+            if tag == "image":
+                if not (dict(attrs).get("href") or "").startswith("data:image/png;base64,"):
+                    self.problems.append("<image> in a chart without an inline PNG")
+            elif tag not in self.CHART_TAGS:
                 self.problems.append(f"<{tag}> element inside a chart")
         elif tag == "svg" and dict(attrs).get("class") == "chart":
             self.in_chart = True

@@ -188,7 +188,7 @@ def _label_width(label: str) -> float:
 
 @dataclass
 class _Series:
-    kind: str  # "scatter" | "stairs" | "step" | "hline" | "vline"
+    kind: str  # "scatter" | "stairs" | "step" | "hline" | "vline" | "image"
     color: str
     label: str | None
     data: dict[str, Any]
@@ -231,6 +231,13 @@ class Chart:
         xs, ys = np.asarray(x, np.float64), np.asarray(y, np.float64)
         last = float(end_x) if end_x is not None else (float(xs[-1]) if xs.size else 0.0)
         self.series.append(_Series("step", color, label, {"x": xs, "y": ys, "end": last}, dash=dash, width=width_px))
+
+    def image(self, png_data_uri: str) -> None:
+        """A raster (report/raster.py's heat map) stretched over the whole plot area: give both axes
+        fixed limits, the image's edges. Only a PNG data URI is accepted (no external reference)."""
+        if not png_data_uri.startswith("data:image/png;base64,") or any(c in png_data_uri for c in "\"'<> "):
+            raise ValueError("Chart.image takes a PNG data URI")
+        self.series.append(_Series("image", "none", None, {"href": png_data_uri}))
 
     def hline(self, y: float, *, color: str, label: str | None = None, dash: str | None = "dashed",
               width_px: float = 1.0) -> None:
@@ -360,7 +367,10 @@ class Chart:
         for s in self.series:
             dash = DASHES.get(s.dash, s.dash)
             stroke = f' stroke-dasharray="{dash}"' if dash else ""
-            if s.kind == "scatter":
+            if s.kind == "image":
+                out.append(f'<image x="{_n(left)}" y="{_n(top)}" width="{_n(plot_w)}" height="{_n(plot_h)}" '
+                           f'preserveAspectRatio="none" href="{s.data["href"]}"/>')
+            elif s.kind == "scatter":
                 x, y = px(s.data["x"]), py(s.data["y"])
                 cells = _distinct_cells(x, y)
                 if cells.shape[0] > MAX_POINTS:

@@ -1,6 +1,8 @@
 """Report sections for `compare`, from `Report.measurements` only: the what-if table, the aggregate,
 and for the worst pair (its bounded excerpt, measurements.excerpt) a waveform overlay (reference,
-estimate, error) and spectrograms."""
+estimate, error) and spectrograms. The figures are inline SVG (report/svg.py; the spectrograms a
+PNG heat map from report/raster.py on SVG axes): a compare imports no matplotlib, whose import
+alone cost more than the diagnosis of a short pair."""
 from __future__ import annotations
 
 import math
@@ -10,7 +12,7 @@ import numpy as np
 
 from codecdoctor.core.findings import Report
 from codecdoctor.report.figures import db_text
-from codecdoctor.report.sections import Table, Text
+from codecdoctor.report.sections import Figure, Table, Text
 
 
 def _cell(value: float) -> Any:
@@ -137,38 +139,59 @@ def aggregate_text(aggregate: dict[str, Any]) -> Text:
     return Text("Aggregate", "\n".join(lines))
 
 
-def waveform_figure(excerpt: dict[str, Any], pair: dict[str, Any] | None, title: str):
-    """Overview of the excerpt and a zoom window at the reference's loudest point."""
-    from codecdoctor.report.plots import figure_section, new_figure
+def waveform_figure(excerpt: dict[str, Any], pair: dict[str, Any] | None, title: str) -> Figure:
+    """Overview of the excerpt and a zoom window at the reference's loudest point (inline SVG)."""
+    from codecdoctor.report.svg import Axis, Chart
 
-    fig, axes = new_figure(9.0, 5.0, nrows=2)
-    for ax, part, x_key, unit in ((axes[0], excerpt["overview"], "t_s", "s"), (axes[1], excerpt["zoom"], "t_ms", "ms")):
+    charts = []
+    for part, x_key, unit, label in ((excerpt["overview"], "t_s", "s", f"first {excerpt['seconds']:.3g} s"),
+                                     (excerpt["zoom"], "t_ms", "ms",
+                                      f"{excerpt['zoom']['window_ms']:g} ms at the reference's peak")):
         x, r, e = (np.asarray(part[k], float) for k in (x_key, "ref", "est"))
-        ax.plot(x, r, color="#2f6f9f", linewidth=0.8, label="reference")
-        ax.plot(x, e, color="#c05621", linewidth=0.8, alpha=0.8, label="estimate")
-        ax.plot(x, r - e, color="#822727", linewidth=0.6, alpha=0.7, label="error (ref - est)")
-        ax.set_xlabel(f"time ({unit})")
-        ax.set_ylabel("amplitude")
-    axes[0].legend(loc="upper right", fontsize=8)
-    axes[1].set_title(f"{excerpt['zoom']['window_ms']:g} ms at the reference's peak", fontsize=9)
+        chart = Chart(Axis(f"time ({unit}): {label}"), Axis("amplitude"), width_px=640, height_px=250,
+                      description=f"Waveforms, {label}")
+        if x.size:
+            end = float(x[-1] + (x[-1] - x[-2] if x.size > 1 else 1.0))
+            # the error underneath: where it is small the two signals stay visible over it
+            chart.step(x, r - e, end_x=end, color="#e8a0a0", label="error (ref - est)", width_px=1.0)
+            chart.step(x, r, end_x=end, color="#2f6f9f", label="reference", width_px=1.0)
+            chart.step(x, e, end_x=end, color="#c05621", label="estimate", width_px=1.0)
+        charts.append(chart.render())
     caption = ""
     if pair is not None:
         caption = (f"SNR {db_text(pair.get('snr_db'))}, lag {pair.get('lag_samples')} samples, optimal gain "
                    f"{_float(pair.get('gain')):.4g}, correlation {_float(pair.get('correlation')):.3f}")
-    return figure_section(fig, f"Waveforms: {title}", caption)
+    return Figure(title=f"Waveforms: {title}", caption=caption, alt=f"Waveforms: {title}", svg=_joined(charts))
 
 
-def spectrogram_figure(excerpt: dict[str, Any], title: str):
-    from codecdoctor.report.plots import figure_section, new_figure
+def spectrogram_figure(excerpt: dict[str, Any], title: str) -> Figure:
+    """Reference and estimate spectrograms (dB, 90 dB below the loudest bin), each a heat map
+    image on SVG axes."""
+    from codecdoctor.report.raster import heatmap_data_uri
+    from codecdoctor.report.svg import Axis, Chart
 
     spec = excerpt["spectrogram"]
     f_khz, t = np.asarray(spec["f_hz"], float) / 1000.0, np.asarray(spec["t_s"], float)
-    fig, axes = new_figure(9.0, 5.0, nrows=2, sharex=True)
     top = max(np.max(spec["ref_db"]), np.max(spec["est_db"]))
-    for ax, key, name in ((axes[0], "ref_db", "reference"), (axes[1], "est_db", "estimate")):
-        ax.pcolormesh(t, f_khz, np.asarray(spec[key], float), shading="auto", cmap="magma", vmin=top - 90, vmax=top)
-        ax.set_ylabel("kHz")
-        ax.set_title(name, fontsize=9)
-        ax.grid(False)
-    axes[1].set_xlabel("time (s)")
-    return figure_section(fig, f"Spectrograms: {title}", "Power in dB, 90 dB range below the loudest bin.")
+    charts = []
+    for key, name in (("ref_db", "reference"), ("est_db", "estimate")):
+        chart = Chart(Axis("time (s)", limits=_edges_span(t)), Axis(f"kHz ({name})", limits=_edges_span(f_khz)),
+                      width_px=640, height_px=220, description=f"Spectrogram of the {name}")
+        chart.image(heatmap_data_uri(np.asarray(spec[key], float), top - 90.0, top))
+        charts.append(chart.render())
+    return Figure(title=f"Spectrograms: {title}", caption="Power in dB, 90 dB range below the loudest bin "
+                  "(magma: dark = quiet, light = loud).", alt=f"Spectrograms: {title}", svg=_joined(charts))
+
+
+def _edges_span(centres: np.ndarray) -> tuple[float, float]:
+    """The span of cells centred on `centres` (evenly spaced)."""
+    if centres.size == 0:
+        return 0.0, 1.0
+    half = float(centres[1] - centres[0]) / 2 if centres.size > 1 else 0.5
+    return float(centres[0] - half), float(centres[-1] + half)
+
+
+def _joined(charts: list[Any]) -> Any:
+    from markupsafe import Markup
+
+    return Markup("").join(charts)
