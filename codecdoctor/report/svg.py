@@ -5,8 +5,9 @@ Why hand-written and not matplotlib: importing matplotlib with its Agg backend c
 on the 2-core dev machine, more than `sox FILE -n stats` takes to read a 1.8-hour file, and
 drawing plus PNG-encoding five figures costs as much again. audit-data promises to be faster than
 sox end to end, and its figures are points, bars and lines: a few kilobytes of SVG each, drawn in
-milliseconds, sharp at any zoom and searchable as text. The richer figures of the other reports
-stay on matplotlib (report/plots.py).
+milliseconds, sharp at any zoom and searchable as text. compare's figures
+use it too (its spectrograms as a PNG heat map from report/raster.py on these axes); the
+probe and train reports stay on matplotlib (report/plots.py).
 
 Safety: every text (a label, a legend entry, a file name in a title) is escaped here, and the
 result is handed to the template as `markupsafe.Markup`; anything else in that slot would be
