@@ -23,6 +23,9 @@ class TrainOptions:
     warmup_steps: int | None = field(default=None, metadata={
         "help": "Linear warm-up steps (default: 5% of the planned steps, at most 50)."})
     min_lr_ratio: float = 0.1  # cosine decays to this fraction of the peak
+    lr_decay_on_budget: bool = field(default=True, metadata={
+        "help": "With --max-minutes, the cosine decay ends when the time budget does (whichever comes first: "
+                "the budget or the planned epochs)."})
     grad_clip: float = field(default=1.0, metadata={"help": "Clip the gradient norm to this."})
     segment_seconds: float = field(default=0.25, metadata={"help": "Training crop length in seconds."})
     steps_per_epoch: int | None = field(default=None, metadata={

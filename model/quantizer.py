@@ -54,6 +54,15 @@ def _kmeans_plus_plus_seeds(x: torch.Tensor, k: int) -> torch.Tensor:
     return x[chosen].clone()
 
 
+def codebook_decay_at(step: int, start: float, final: float | None) -> float:
+    """The codebooks' EMA decay at a training step: `start` while the encoder moves fast, then a
+    memory of about step / 9 batches ((1 + step) / (10 + step), the weight EMA's warm-up rule), up to
+    `final`."""
+    if final is None or final <= start:
+        return start
+    return min(final, max(start, (1 + step) / (10 + step)))
+
+
 def kmeans(x: torch.Tensor, k: int, iters: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Plain Lloyd k-means on [N, D]; returns (centroids [k, D], counts [k]). With N < k the seeds
     repeat; the duplicates end up dead and are revived from later batches."""
@@ -185,6 +194,10 @@ class ResidualVectorQuantizer(nn.Module):
         # set by the trainer during quantizer warm-up: training forwards pass the latent through
         # unquantized (codes 0, no commitment, codebooks untouched)
         self.bypass = False
+
+    def set_decay(self, decay: float) -> None:
+        for level in self.levels:
+            level.decay = float(decay)
 
     def _levels_per_example(self, batch: int, n_quantizers: int | None, device) -> torch.Tensor:
         full = torch.full((batch,), n_quantizers or self.n_codebooks, device=device)

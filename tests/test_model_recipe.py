@@ -172,3 +172,54 @@ def test_default_recipe_is_stated_in_the_defaults():
     assert opts.segment_seconds <= 0.5 and opts.batch_size == 16
     assert opts.warmup_steps is None or opts.warmup_steps <= 100
     assert np.isfinite(cfg.mel_weight)
+
+
+def test_lr_decay_planned_on_the_time_budget_ends_with_the_budget(tmp_path):
+    """With --max-minutes the cosine follows the clock: at the peak when the warm-up ends, at the
+    floor when the budget runs out, even though the planned epochs are far from done; a resumed run
+    spends its own budget on the part of the decay the earlier run left."""
+    _corpus(tmp_path / "data")
+    trainer = Trainer(CodecConfig.tiny(), _options(tmp_path, num_epochs=1000, max_minutes=1.0))
+    peak = trainer.options.learning_rate
+    assert trainer._budget_progress(30.0, None) == 0.0  # still warming up
+    assert trainer._budget_progress(10.0, 10.0) == 0.0
+    assert trainer._budget_progress(35.0, 10.0) == pytest.approx(0.5)
+    assert trainer._budget_progress(90.0, 10.0) == 1.0
+    step = trainer.warmup_steps + 5
+    assert trainer.lr_at(step, 0.0) == pytest.approx(peak, rel=1e-3)  # the epoch plan barely moved
+    assert trainer.lr_at(step, 0.5) == pytest.approx(peak * (0.1 + 0.9 * 0.5))
+    assert trainer.lr_at(step, 1.0) == pytest.approx(peak * trainer.options.min_lr_ratio)
+    trainer._budget_progress_start = 0.6  # what a resumed run reads from the checkpoint
+    assert trainer._budget_progress(10.0, 10.0) == pytest.approx(0.6)
+    assert trainer._budget_progress(35.0, 10.0) == pytest.approx(0.8)
+    off = Trainer(CodecConfig.tiny(), _options(tmp_path, num_epochs=1000, max_minutes=1.0, lr_decay_on_budget=False))
+    assert off._budget_progress(90.0, 10.0) == 0.0
+
+
+def test_a_run_on_a_time_budget_ends_at_the_floor_and_resume_continues_there(tmp_path):
+    _corpus(tmp_path / "data")
+    # no warm-up and a budget of 30 ms, over after the first step (its k-means alone takes longer)
+    trainer = Trainer(CodecConfig.tiny(), _options(tmp_path, num_epochs=1000, max_minutes=0.0005, warmup_steps=0))
+    result = trainer.fit()
+    assert result.stop_reason == "max_minutes"
+    state = load_checkpoint(result.last_checkpoint)
+    assert state["scheduler"]["budget_progress"] == 1.0
+    resumed = Trainer(CodecConfig.tiny(), _options(tmp_path, num_epochs=1000, max_minutes=0.0005, warmup_steps=0,
+                                                   resume=True))
+    assert resumed.budget_progress == 1.0
+    assert resumed.lr_at(resumed.step + 10, resumed.budget_progress) == pytest.approx(
+        resumed.options.learning_rate * resumed.options.min_lr_ratio)
+
+
+def test_codebook_memory_lengthens_as_training_proceeds():
+    from codecdoctor_model.quantizer import codebook_decay_at
+
+    decays = [codebook_decay_at(s, 0.9, 0.99) for s in range(0, 3000, 10)]
+    assert decays[0] == 0.9 and decays[-1] == 0.99
+    assert all(a <= b for a, b in zip(decays, decays[1:]))
+    assert codebook_decay_at(500, 0.9, None) == 0.9  # fixed decay (checkpoints from before the ramp)
+    assert CodecConfig.from_dict({k: v for k, v in CodecConfig().to_dict().items()
+                                  if k != "ema_decay_final"}).ema_decay_final is None
+    codec = Codec(CodecConfig.tiny())
+    codec.quantizer.set_decay(0.97)
+    assert {level.decay for level in codec.quantizer.levels} == {0.97}
