@@ -4,6 +4,9 @@ default, on the same Telugu speech, plus speed against EnCodec's architecture at
     ./run bench bench_codec                 # 10 minutes per recipe, then speed
     ./run bench bench_codec --minutes 2     # shorter curves
     ./run bench bench_codec --recipes new   # one recipe only
+    ./run bench bench_codec --recipes new --variant fixed_lr:lr_decay_on_budget=False --levels --skip-speed
+                                            # an ablation beside it; SNR by RVQ levels and unquantized
+    ./run bench bench_codec --source synthetic   # the synthetic speech-like signal instead of espeak-ng
 
 1. Data: espeak-ng Telugu (`espeak-ng -v te`, six voices as variant / rate / pitch, 16 kHz),
    training = 12 sentences spoken by 4 voices (about 5 minutes); held out = 8 OTHER sentences
@@ -61,8 +64,9 @@ SAMPLE_RATE = 16000
 
 
 # -- data ------------------------------------------------------------------------------------------
-def make_corpus(root: Path) -> tuple[Path, Path, str]:
-    """(train folder, held-out folder, description)."""
+def make_corpus(root: Path, source: str = "telugu") -> tuple[Path, Path, str]:
+    """(train folder, held-out folder, description); `source` "synthetic" skips espeak-ng (a second
+    speech source, so a recipe is not judged on one synthesizer's voices only)."""
     from codecdoctor.demo.corpus import TELUGU_HELD_OUT, TELUGU_SENTENCES, TELUGU_VOICES, write_telugu_corpus
     from codecdoctor.measure.stimuli import speech_like
 
@@ -70,7 +74,7 @@ def make_corpus(root: Path) -> tuple[Path, Path, str]:
         shutil.rmtree(root)
     train, held = root / "train", root / "heldout"
     voices = TELUGU_VOICES[:4]
-    written = write_telugu_corpus(train, TELUGU_SENTENCES[:12], voices, seed=0)
+    written = write_telugu_corpus(train, TELUGU_SENTENCES[:12], voices, seed=0) if source == "telugu" else []
     if written:
         held.mkdir(parents=True)
         for i, voice in enumerate(voices):
@@ -88,7 +92,8 @@ def make_corpus(root: Path) -> tuple[Path, Path, str]:
             for i, seed in enumerate(seeds):
                 audio = speech_like(seconds, SAMPLE_RATE, seed=seed, peak=0.3 + 0.13 * i)
                 sf.write(str(folder / f"synthetic_{i:02d}.wav"), audio, SAMPLE_RATE, subtype="PCM_16")
-        what = "espeak-ng NOT installed: synthetic speech-like signal (training and held-out from different seeds)"
+        what = ("espeak-ng NOT installed: " if source == "telugu" else "") + (
+            "synthetic speech-like signal (training and held-out from different seeds)")
     seconds = lambda folder: sum(sf.info(str(p)).duration for p in folder.glob("*.wav"))  # noqa: E731
     return train, held, f"{what}; {seconds(train):.0f} s training, {seconds(held):.0f} s held out"
 
@@ -107,6 +112,30 @@ def held_out_snr_db(model: torch.nn.Module, files: list[torch.Tensor]) -> float:
         signal += float(x.double().pow(2).sum())
         error += float((x.double() - y.double()).pow(2).sum())
     return 10 * math.log10(signal / error) if error > 0 else math.inf
+
+
+@torch.no_grad()
+def held_out_by_levels(model, files: list[torch.Tensor]) -> dict[str, float]:
+    """Held-out SNR decoding with the first n levels (n = 1..all), and with the quantizer bypassed
+    (the encoder's latent straight into the decoder: what the autoencoder reaches without the bit
+    budget), each energy-weighted over the set."""
+    model.eval()
+    out = {}
+    for n in range(1, model.config.n_codebooks + 1):
+        signal = error = 0.0
+        for x in files:
+            y = model(x, n_quantizers=n).audio
+            signal += float(x.double().pow(2).sum())
+            error += float((x.double() - y.double()).pow(2).sum())
+        out[str(n)] = 10 * math.log10(signal / error)
+    signal = error = 0.0
+    for x in files:
+        padded, length = model._pad(x)
+        y = model.decoder(model.encoder(padded))[..., :length]
+        signal += float(x.double().pow(2).sum())
+        error += float((x.double() - y.double()).pow(2).sum())
+    out["unquantized"] = 10 * math.log10(signal / error)
+    return out
 
 
 # -- training curves -------------------------------------------------------------------------------
@@ -139,8 +168,41 @@ def recipe_objects(name: str, train_dir: Path, ckpt: Path, minutes: float):
     return CodecConfig(**recipe["config"]), options
 
 
+def _literal(text: str):
+    import ast
+
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text  # a plain string such as db
+
+
+def add_variant(spec: str) -> str:
+    """`name:key=value,key=value` -> a recipe `name` = the new recipe with those CodecConfig /
+    TrainOptions fields changed (an ablation); returns the name."""
+    import dataclasses
+
+    from codecdoctor_model.config import CodecConfig
+    from codecdoctor_model.options import TrainOptions
+
+    name, _, changes = spec.partition(":")
+    config_fields = {f.name for f in dataclasses.fields(CodecConfig)}
+    option_fields = {f.name for f in dataclasses.fields(TrainOptions)}
+    recipe: dict = {"options": dict(NEW_RECIPE["options"]), "config": dict(NEW_RECIPE["config"])}
+    for change in filter(None, changes.split(",")):
+        key, _, value = change.partition("=")
+        if key in config_fields:
+            recipe["config"][key] = _literal(value)
+        elif key in option_fields:
+            recipe["options"][key] = _literal(value)
+        else:
+            raise SystemExit(f"--variant {spec!r}: {key!r} is neither a CodecConfig nor a TrainOptions field")
+    RECIPES[name] = recipe
+    return name
+
+
 def train_curve(name: str, train_dir: Path, held: list[torch.Tensor], out: Path, minutes: float,
-                every_s: float) -> list[dict]:
+                every_s: float, levels: bool = False) -> list[dict]:
     from codecdoctor_model.codec import Codec
     from codecdoctor_model.trainer import Trainer
 
@@ -174,6 +236,10 @@ def train_curve(name: str, train_dir: Path, held: list[torch.Tensor], out: Path,
         curve.append({"recipe": name, "epoch": entry["epoch"], "step": entry["step"], "minutes": entry["seconds"] / 60,
                       "held_out_snr_db": held_out_snr_db(codec, held), "trainer_val_snr_db": entry["val_snr_db"],
                       "partial": bool(entry.get("partial")), "steps_per_s": rate})
+    if levels:
+        by_levels = held_out_by_levels(codec, held)  # the last snapshot is loaded
+        print(f"  {name} at the end, held-out SNR dB by levels decoded: "
+              + "  ".join(f"{k}: {v:.2f}" for k, v in by_levels.items()), flush=True)
     return curve
 
 
@@ -300,10 +366,17 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=10.0, help="training budget per recipe (wall clock)")
     parser.add_argument("--recipes", default="old,new", help="comma-separated: old, new")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE,...",
+                        help="also train the new recipe with these CodecConfig / TrainOptions fields changed "
+                             "(an ablation), e.g. lat16:latent_dim=16; repeatable")
     parser.add_argument("--threads", type=int, default=2, help="torch threads for the training runs")
     parser.add_argument("--curve-every-s", type=float, default=60.0, help="held-out scoring interval")
     parser.add_argument("--rtf-seconds", type=float, default=10.0)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--source", choices=("telugu", "synthetic"), default="telugu",
+                        help="training / held-out speech: espeak-ng Telugu, or the synthetic speech-like signal")
+    parser.add_argument("--levels", action="store_true",
+                        help="also score the final weights decoding 1..all levels and unquantized")
     parser.add_argument("--skip-training", action="store_true")
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "bench_codec",
@@ -312,16 +385,18 @@ def main(argv=None) -> int:
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     names = [n.strip() for n in args.recipes.split(",") if n.strip()]
+    names += [add_variant(spec) for spec in args.variant]
     unknown = [n for n in names if n not in RECIPES]
     if unknown:
         parser.error(f"unknown recipe(s) {', '.join(unknown)} (choose from {', '.join(RECIPES)})")
 
     if not args.skip_training:
-        train_dir, held_dir, what = make_corpus(out / "corpus")
+        train_dir, held_dir, what = make_corpus(out / "corpus", args.source)
         print(f"data: {what}", flush=True)
         held = load_held_out(held_dir)
         torch.set_num_threads(args.threads)
-        curves = {name: train_curve(name, train_dir, held, out, args.minutes, args.curve_every_s) for name in names}
+        curves = {name: train_curve(name, train_dir, held, out, args.minutes, args.curve_every_s, args.levels)
+                  for name in names}
         print_curves(curves)
     if not args.skip_speed:
         speed(args.rtf_seconds, args.repeats)
