@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 
 import pytest
 import typer
@@ -106,3 +108,26 @@ def test_fail_on_option_is_parsed_by_the_cli(cli):
     assert cli("env", "--html", "none", "--json", "none")[0] == 0
     assert cli("env", "--html", "none", "--json", "none", "--fail-on", "info")[0] == 1
     assert cli("env", "--fail-on", "bogus")[0] == 2
+
+
+@pytest.mark.parametrize(("command", "expected"), [("compare", "1"), ("audit-data", "1"), ("train", None)])
+def test_commands_that_spread_their_own_work_start_numpy_blas_single_threaded(monkeypatch, command, expected):
+    import codecdoctor.cli as cli_module
+
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    monkeypatch.setattr(sys, "argv", ["codecdoctor", command, "--help"])
+    monkeypatch.setattr(cli_module, "main", lambda: 0)
+    with pytest.raises(SystemExit):
+        cli_module.entry()
+    assert os.environ.get("OPENBLAS_NUM_THREADS") == expected
+
+
+def test_a_users_blas_setting_wins(monkeypatch):
+    import codecdoctor.cli as cli_module
+
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "4")
+    monkeypatch.setattr(sys, "argv", ["codecdoctor", "compare", "a", "b"])
+    monkeypatch.setattr(cli_module, "main", lambda: 0)
+    with pytest.raises(SystemExit):
+        cli_module.entry()
+    assert os.environ["OPENBLAS_NUM_THREADS"] == "4"
