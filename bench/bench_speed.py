@@ -14,7 +14,7 @@ Rows (ours | peer):
   stats` on each, in sequence;
 - audit-data, one 1.8 h file: the same | `sox FILE -n stats`;
 - start-up: `codecdoctor --help` | `python -c pass`;
-- check-ckpt static, ~116 MB checkpoint: `codecdoctor check-ckpt CKPT` (HTML + JSON) |
+- check-ckpt static, ~116 MB checkpoint: `codecdoctor check-ckpt CKPT --no-probes` (HTML + JSON; the static checks) |
   `torch.load(CKPT, weights_only=True)` in a fresh python;
 - compare, ten minutes of 10 s pairs: `codecdoctor compare REF/ EST/`, and with `--no-quality` |
   reading every pair with soundfile and one numpy SNR each.
@@ -235,8 +235,8 @@ def rows_for(inputs: Inputs, root: Path, wanted: str = "") -> list[Row]:
         "start-up": lambda name: Row(name, "codecdoctor --help", "python -c pass", [*cd, "--help"],
                                      [py, "-c", "pass"], "(no torch/matplotlib imported)", cwd=root),
         f"check-ckpt static, {ckpt_mb} MB checkpoint": lambda name: Row(
-            name, "codecdoctor check-ckpt (HTML+JSON)", "torch.load(weights_only=True)",
-            [*cd, "check-ckpt", str(inputs["ckpt"])],
+            name, "codecdoctor check-ckpt --no-probes (HTML+JSON)", "torch.load(weights_only=True)",
+            [*cd, "check-ckpt", str(inputs["ckpt"]), "--no-probes"],
             [py, "-c", "import sys, torch; torch.load(sys.argv[1], map_location='cpu', weights_only=True)",
              str(inputs["ckpt"])], "<= 1.5x", cwd=root),
         f"compare, {short_min:g} min of 10 s pairs": lambda name: Row(
