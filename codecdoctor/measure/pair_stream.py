@@ -495,7 +495,7 @@ class _SideStats:
         k = _scale_exponent(peak=peak)
         y = np.ldexp(x, -k) if k else x
         sums = {"sum": float(np.add.reduce(y)) if k else total, "square": float(dot(y, y))}
-        if bound is not None and max(hi, -lo) > bound:
+        if bound is not None and peak > bound:
             beyond = np.abs(x) > bound
             self.beyond_bound += int(np.count_nonzero(beyond))
             excess = (x - np.clip(x, -bound, bound))
@@ -927,7 +927,9 @@ def _pass_two(ref: SignalSource, est: SignalSource, m: PairMeasurements, state: 
     # or underflow (the ratios do not change).
     seg_energy: list[np.ndarray] = []
     seg_db: list[np.ndarray] = []
-    seg_exponent = _scale_exponent(peak=max(side_r.peak, side_e.peak)) if max(side_r.peak, side_e.peak) else 0
+    # the files' peaks (pass 1) bound every block: one exponent for the whole pair
+    files_peak = max(side_r.peak, side_e.peak)
+    seg_exponent = _scale_exponent(peak=files_peak)
     mel_frames = state["mel_frames"]
     floor = state["mel_floor"]
     # per mel band: sums of the floored log-mels (a: reference, b: estimate), their squares and product
@@ -952,10 +954,9 @@ def _pass_two(ref: SignalSource, est: SignalSource, m: PairMeasurements, state: 
     pending: list = []
     scale_r, scale_e = state["crop_peak"]
     extension = stft.n_fft - stft.hop
-    # Every block's values lie within the files' peaks (pass 1): when those can be squared safely,
-    # no block needs scaling and its sums skip the peak scans.
-    files_peak = max(side_r.peak, side_e.peak)
-    block_peak = files_peak if _scale_exponent(peak=files_peak) == 0 else None
+    # When the files' peaks can be squared safely, no block needs scaling and its sums skip the
+    # peak scans.
+    block_peak = None if seg_exponent else files_peak
     if side_r.nonfinite == 0 and side_e.nonfinite == 0:  # pass 1 found none: no need to look again
         for view in (full_r, full_e, crop_r, crop_e):
             view.zero_nonfinite = False
