@@ -131,3 +131,30 @@ def test_a_users_blas_setting_wins(monkeypatch):
     with pytest.raises(SystemExit):
         cli_module.entry()
     assert os.environ["OPENBLAS_NUM_THREADS"] == "4"
+
+
+@pytest.mark.parametrize(("command", "expected"), [("compare", True), ("audit-data", True), ("train", False)])
+def test_block_streaming_commands_keep_freed_blocks_for_reuse(monkeypatch, command, expected):
+    import codecdoctor.cli as cli_module
+
+    called = []
+    monkeypatch.setattr(sys, "argv", ["codecdoctor", command, "--help"])
+    monkeypatch.setattr(cli_module, "main", lambda: 0)
+    monkeypatch.setattr(cli_module, "_keep_freed_memory", lambda: called.append(True) or True)
+    with pytest.raises(SystemExit):
+        cli_module.entry()
+    assert bool(called) is expected
+
+
+def test_malloc_thresholds_are_set_on_glibc_and_left_to_a_user_who_set_them(monkeypatch):
+    import platform
+
+    import codecdoctor.cli as cli_module
+
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "131072")
+    assert cli_module._keep_freed_memory() is False
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_")
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    if not (sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"):
+        pytest.skip("mallopt is glibc's")
+    assert cli_module._keep_freed_memory() is True
