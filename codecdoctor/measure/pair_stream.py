@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -61,6 +62,9 @@ EXACT_FRACTION = 1e-11
 SAFE_EXPONENT = 400
 # metrics.cross_correlation uses at most this many evenly spaced blocks (one hour costs a minute's work).
 LAG_BLOCKS = 32
+# Files of at most this many samples (all channels; 65 s of 16 kHz mono, 8 MB as float64) are read
+# whole on first use instead of once per block and pass: memory stays bounded by this cap.
+WHOLE_FILE_SAMPLES = 1 << 20
 # R317's frame-locking measurements fold the residual at candidate frame periods, so they need the
 # residual itself: a pair longer than this is measured on the aligned window of this length in its
 # middle (a codec's frame grid is the same all through a file; a minute holds 3000 frames at 50 Hz).
@@ -136,6 +140,9 @@ class FileSource:
                             else "float64")
         self.error: str | None = None
         self.error_frame: int | None = None
+        # a short file is read once, whole, and its reads are views of that copy (the passes, the
+        # lag search and the excerpts read each block several times)
+        self._whole: np.ndarray | None = None
         declared = (declared_wav_frames(self.path, self.native_channels * _bytes_per_sample(self._file.subtype))
                     if self._file.format in ("WAV", "WAVEX") else None)
         self.declared_frames = declared
@@ -163,6 +170,14 @@ class FileSource:
                 self.error, self.error_frame = reason, frame
 
     def _read_native(self, start: int, stop: int) -> np.ndarray:
+        if self._whole is None and 0 < self.native_frames * self.native_channels <= WHOLE_FILE_SAMPLES:
+            self._whole = self._read_span(0, self.native_frames)  # shrinks native_frames if it ends early
+        if self._whole is not None:
+            start, stop = max(start, 0), min(stop, self._whole.shape[1])
+            return self._whole[:, start:stop] if stop > start else np.zeros((self.channels, 0))
+        return self._read_span(start, stop)
+
+    def _read_span(self, start: int, stop: int) -> np.ndarray:
         start, stop = max(start, 0), min(stop, self.native_frames)
         if stop <= start:
             return np.zeros((self.channels, 0))
@@ -702,6 +717,28 @@ def correlation_chance(correlator: _Correlator, est_view: _FlatView, max_lag_sam
     return chance
 
 
+class _Inline:
+    """An executor that runs each task at once in the caller's thread: a pair of one block has no
+    next block to overlap with, and a thread hand-off per pass only costs (folders of short pairs
+    are spread over worker processes instead)."""
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args))
+        except BaseException as exc:  # noqa: BLE001 - re-raised by result(), as a thread's would be
+            future.set_exception(exc)
+        return future
+
+    def shutdown(self) -> None:
+        pass
+
+
+def _helper_for(samples: int, block: int) -> "ThreadPoolExecutor | _Inline":
+    """One helper thread for a pass over several blocks, none for a single block."""
+    return ThreadPoolExecutor(max_workers=1) if samples > block else _Inline()
+
+
 def _blocks(total: int, block: int):
     for start in range(0, total, block):
         yield start, min(start + block, total)
@@ -789,14 +826,12 @@ def _pass_one(ref: SignalSource, est: SignalSource, sample_rate: int, subject: s
             padded = np.concatenate([padded, np.zeros(need - padded.size)])
         mel_peak.update(padded, first, count)
 
-    from concurrent.futures import ThreadPoolExecutor
-
     # numpy releases the GIL in its loops: the chunk energies and the mel-peak search of one block
     # run on the other core while this thread reads the next block and takes its sums
-    helper = ThreadPoolExecutor(max_workers=1)
+    longest = max(full_r.length, full_e.length)
+    helper = _helper_for(longest, block)
     pending: list = []
     full_r.zero_nonfinite = full_e.zero_nonfinite = False  # counted here first
-    longest = max(full_r.length, full_e.length)
     for a, b in _blocks(longest, block):
         r_raw = full_r.read(a, b + extension)
         e_raw = full_e.read(a, b)
@@ -946,11 +981,9 @@ def _pass_two(ref: SignalSource, est: SignalSource, m: PairMeasurements, state: 
     if frame_stride > 1:
         m.notes.append(f"mel distance, mel correlations and bandwidth from every {frame_stride}th STFT frame "
                        f"(pair longer than {LONG_PAIR_SECONDS / 60:g} min)")
-    from concurrent.futures import ThreadPoolExecutor
-
     # numpy releases the GIL in its loops: the segmental-SNR frames and the STFT of one block run in a
     # helper thread beside the aligned sums of the next
-    pool = ThreadPoolExecutor(max_workers=1)
+    pool = _helper_for(max(full_r.length, full_e.length), block)
     pending: list = []
     scale_r, scale_e = state["crop_peak"]
     extension = stft.n_fft - stft.hop
