@@ -342,21 +342,37 @@ class _Sums:
         return self.values[key]
 
 
+def _piece_square_sums(x: np.ndarray, cuts: np.ndarray, size: int) -> np.ndarray:
+    """np.add.reduceat(x * x, cuts) for cuts that start at 0 and are `size` apart after the first:
+    the whole frames as rows of one einsum (no squared temporary; reduceat is ~8x slower)."""
+    out = np.empty(cuts.size)
+    first_end = int(cuts[1]) if cuts.size > 1 else x.size
+    out[0] = dot(x[:first_end], x[:first_end])
+    if cuts.size > 1:
+        last = int(cuts[-1])
+        if cuts.size > 2:
+            rows = x[first_end:last].reshape(-1, size)
+            out[1:-1] = np.einsum("ij,ij->i", rows, rows)
+        out[-1] = dot(x[last:], x[last:])
+    return out
+
+
 class _FrameSums:
     """Per-frame reductions of per-sample quantities over consecutive blocks, frames of `size`
     samples covering [0, usable); a frame split across blocks is carried over. `ops` gives each
-    quantity's reduction ("sum", "min" or "max"). `update` returns the reductions of the frames the
-    block completes, one array per quantity."""
+    quantity's reduction ("sum", "min", "max", or "sumsq": the sum of the squares). `update` returns
+    the reductions of the frames the block completes, one array per quantity; a quantity given as
+    None is all zeros (a block without non-finite samples needs no flags)."""
 
-    _UFUNCS = {"sum": np.add, "min": np.minimum, "max": np.maximum}
-    _EMPTY = {"sum": 0.0, "min": math.inf, "max": -math.inf}
+    _UFUNCS = {"sum": np.add, "sumsq": np.add, "min": np.minimum, "max": np.maximum}
+    _EMPTY = {"sum": 0.0, "sumsq": 0.0, "min": math.inf, "max": -math.inf}
 
     def __init__(self, size: int, usable: int, ops: tuple[str, ...]):
         self.size, self.usable, self.ops = int(size), int(usable), ops
         self.carry = [self._EMPTY[op] for op in ops]
 
-    def update(self, start: int, values: list[np.ndarray]) -> list[np.ndarray]:
-        stop = min(start + values[0].size, self.usable)
+    def update(self, start: int, values: list[np.ndarray | None]) -> list[np.ndarray]:
+        stop = min(start + next(v.size for v in values if v is not None), self.usable)
         if stop <= start:
             return [np.zeros(0) for _ in self.ops]
         n = stop - start
@@ -364,7 +380,12 @@ class _FrameSums:
         cuts = np.concatenate([[0], cuts[cuts > 0]]).astype(np.int64)
         out = []
         for op, v, carry in zip(self.ops, values, self.carry):
-            reduced = self._UFUNCS[op].reduceat(v[:n], cuts).astype(np.float64)
+            if v is None:
+                reduced = np.zeros(cuts.size)
+            elif op == "sumsq":
+                reduced = _piece_square_sums(v[:n], cuts, self.size)
+            else:
+                reduced = self._UFUNCS[op].reduceat(v[:n], cuts).astype(np.float64)
             # the first piece continues the carried frame when the block starts inside a frame
             reduced[0] = self._UFUNCS[op](reduced[0], carry)
             out.append(reduced)
@@ -793,7 +814,7 @@ def _pass_one(ref: SignalSource, est: SignalSource, sample_rate: int, subject: s
     mel_peak = _RefMelPeak(stft, mel_frames)
     extension = stft.n_fft - stft.hop
 
-    chunk_sums = _FrameSums(chunks.samples, compared, ("sum", "sum", "max")) if chunks is not None else None
+    chunk_sums = _FrameSums(chunks.samples, compared, ("sumsq", "sumsq", "max")) if chunks is not None else None
 
     def crop_update(r: np.ndarray, e: np.ndarray, start: int, r_ext: np.ndarray, bad: np.ndarray | None,
                     peaks: tuple[float, float] | None = None, known: tuple[Any, Any] | None = None) -> None:
@@ -813,9 +834,9 @@ def _pass_one(ref: SignalSource, est: SignalSource, sample_rate: int, subject: s
         if chunk_sums is not None:
             if d is None:
                 d = r - e
-            flags = bad[: r.size].astype(np.float64) if bad is not None else np.zeros(r.size)
-            with np.errstate(over="ignore"):
-                signal, error, nonfinite = chunk_sums.update(start, [r * r, d * d, flags])
+            flags = bad[: r.size].astype(np.float64) if bad is not None else None
+            with np.errstate(over="ignore", invalid="ignore"):
+                signal, error, nonfinite = chunk_sums.update(start, [r, d, flags])
             chunks.signal.extend(float(v) for v in signal)
             chunks.error.extend(float(v) if not f else math.inf for v, f in zip(error, nonfinite))
         first = start // stft.hop
@@ -955,7 +976,7 @@ def _pass_two(ref: SignalSource, est: SignalSource, m: PairMeasurements, state: 
     small_limit = 0.5 * (m.output_bound or 1.0)
     small = _pair_sums()
     small_count = 0
-    seg_snr = _FrameSums(state["frame"], state["seg_usable"], ("sum", "sum"))
+    seg_snr = _FrameSums(state["frame"], state["seg_usable"], ("sumsq", "sumsq"))
     # Segmental SNR gates each 20 ms frame at 40 dB below the loudest one, known only at the end:
     # each frame's energy and clipped SNR are kept (12 bytes per 20 ms, 2 MB an hour) and gated then.
     # Frames are measured on the pair scaled by one power of two when its squares would overflow
@@ -1008,7 +1029,7 @@ def _pass_two(ref: SignalSource, est: SignalSource, m: PairMeasurements, state: 
         if seg_exponent:
             r, e = np.ldexp(r, -seg_exponent), np.ldexp(e, -seg_exponent)
         d = r - e
-        energy, error = seg_snr.update(start, [r * r, d * d])
+        energy, error = seg_snr.update(start, [r, d])
         if energy.size:
             with np.errstate(divide="ignore", invalid="ignore"):
                 per_frame = 10.0 * np.log10(energy / error)
