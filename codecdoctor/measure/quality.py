@@ -123,6 +123,26 @@ def _import_pesq():
     return pesq
 
 
+_warming: Any = None
+
+
+def warm_imports() -> Any:
+    """Start importing pystoi and pesq in a background thread, once per process. pystoi imports
+    scipy.signal, which takes ~1.2 s of CPU; a compare starts this before its first pass, so the
+    import runs while the pass reads and sums, and the quality thread finds the modules loaded
+    (Python's import lock makes it wait for an import still under way, never import twice). Call
+    it only where no process will be forked while the thread runs: a fork during an import can
+    leave that module's lock held in the child; join the returned thread before forking."""
+    global _warming
+    if _warming is None:
+        import threading
+
+        _warming = threading.Thread(target=lambda: (_import_pystoi(), _import_pesq()), name="quality-imports",
+                                    daemon=True)
+        _warming.start()
+    return _warming
+
+
 def pesq_rates(sample_rate: int) -> tuple[int | None, bool, str | None]:
     """(rate PESQ runs at, whether wide band is possible, note) for audio at `sample_rate`."""
     if sample_rate == 16000:
