@@ -28,6 +28,9 @@ SEGMENT_SECONDS = 0.25
 # Lag search window: half a second covers codec latencies (tens of ms) and whole-frame padding
 # bugs (a 2000-sample delay is 125 ms at 16 kHz) with room to spare.
 MAX_LAG_SECONDS = 0.5
+# metrics.cross_correlation correlates at most this many evenly spaced blocks (an hour costs what a
+# minute costs: a codec's lag is global).
+LAG_BLOCKS = 32
 
 WHAT_IF_KEYS = ("raw", "gain", "aligned", "polarity", "all")
 
@@ -534,15 +537,57 @@ def _lag_peak_fraction(ref: np.ndarray, est: np.ndarray, max_lag_samples: int) -
     return int(lags[index]), float(np.clip(c[index], -1.0, 1.0)), (fraction if abs(fraction) >= 0.02 else 0.0)
 
 
+def lag_search_is_one_fft(ref_samples: int, max_lag: int) -> bool:
+    """Whether metrics.cross_correlation's blocks for this lag window all fit its block budget, so
+    the sum of the block correlations is one whole-signal correlation (pair_stream computes it as a
+    single FFT)."""
+    block = max(4 * max_lag, 1 << 14)
+    return -(-int(ref_samples) // block) <= LAG_BLOCKS
+
+
+def chance_in_frame(frame: np.ndarray, n: int, window: int, norm: float) -> float:
+    """The chance level from `frame`, the circular correlation of the means-removed pair zero-padded
+    to frame.size samples (frame[j] = sum_t r[t] e[(t + j) mod size]): the estimate rotated by s
+    within that zero-padded frame correlates with the reference at lag k as frame[(k - s) mod size],
+    so both rotations come without another transform. `norm` is sqrt(E_ref E_est)."""
+    if n < 16 or window < 1 or not norm > 0.0 or not math.isfinite(norm):
+        return 0.0
+    k = np.arange(-window, window + 1)
+    best = max(float(np.max(np.abs(frame[(k - shift) % frame.size]))) for shift in (n // 3, 2 * n // 3))
+    return min(best / norm, 1.0)
+
+
+def _correlation_frame(ref: np.ndarray, est: np.ndarray, max_lag: int) -> tuple[np.ndarray, float]:
+    """The circular correlation frame and norm of `chance_in_frame`, as pair_stream's single-FFT lag
+    search builds them: means removed, the estimate cut to ref + max_lag samples, the frame long
+    enough that lags up to max_lag do not wrap."""
+    from scipy.fft import irfft, next_fast_len, rfft
+
+    r = ref - ref.mean()
+    e = est[: ref.size + max_lag] - est.mean()
+    size = next_fast_len(max(r.size, e.size) + max_lag + 1, real=True)
+    frame = irfft(rfft(e, size) * np.conj(rfft(r, size)), size)
+    est_part = e[: min(r.size, e.size)]
+    return frame, math.sqrt(float(M.dot(r, r)) * float(M.dot(est_part, est_part)))
+
+
 def _correlation_chance(ref: np.ndarray, est: np.ndarray, max_lag_samples: int) -> float:
     """Largest |correlation| of ref with est rotated by a third and two thirds of its length, over
     +-min(max_lag, length/4): whatever est is, a rotation that far is unrelated to ref at every lag
     searched, but has the same spectrum and level envelope, so this is the chance level of the
-    peak correlation for this pair (high for narrow-band or periodic signals, ~4/sqrt(N) for white)."""
+    peak correlation for this pair (high for narrow-band or periodic signals, ~4/sqrt(N) for white).
+
+    A pair whose lag search is one FFT (up to about a minute at 16 kHz; lag_search_is_one_fft) is
+    rotated within that FFT's zero-padded frame (chance_in_frame: the lag search's own correlation
+    holds both rotations); a longer pair's estimate is rolled and correlated block by block."""
     n = est.size
     window = min(int(max_lag_samples), n // 4)
     if n < 16 or window < 1:
         return 0.0
+    max_lag = max(min(int(max_lag_samples), max(ref.size, est.size) - 1), 0)
+    if ref.size and lag_search_is_one_fft(ref.size, max_lag):
+        frame, norm = _correlation_frame(ref, est, max_lag)
+        return chance_in_frame(frame, n, window, norm)
     chance = 0.0
     for shift in (n // 3, 2 * n // 3):
         _, c = M.cross_correlation(ref, np.roll(est, shift), window)

@@ -40,12 +40,15 @@ import numpy as np
 from codecdoctor.measure import metrics as M
 from codecdoctor.measure.metrics import dot
 from codecdoctor.measure.pair import (
+    LAG_BLOCKS,
     MAX_LAG_SECONDS,
     MEL_DISTANCE_CONFIG,
     SEGMENT_SECONDS,
     SILENT_REF_RMS_DB,
     WHAT_IF_KEYS,
     PairMeasurements,
+    chance_in_frame,
+    lag_search_is_one_fft,
     set_segment_levels,
 )
 from codecdoctor.measure.spectral import mel_fft_size, mel_filterbank, window_array
@@ -60,8 +63,6 @@ EXACT_FRACTION = 1e-11
 # Values whose magnitude is within 2^+-400 can be squared and summed in float64 without overflow or
 # underflow; a block outside is summed divided by a power of two (exact), as metrics scales by peaks.
 SAFE_EXPONENT = 400
-# metrics.cross_correlation uses at most this many evenly spaced blocks (one hour costs a minute's work).
-LAG_BLOCKS = 32
 # Files of at most this many samples (all channels; 65 s of 16 kHz mono, 8 MB as float64) are read
 # whole on first use instead of once per block and pass: memory stays bounded by this cap.
 WHOLE_FILE_SAMPLES = 1 << 20
@@ -645,6 +646,8 @@ class _Correlator:
     def __init__(self, ref_view: _FlatView, mean_r: float, mean_e: float):
         self.ref_view, self.mean_r, self.mean_e = ref_view, mean_r, mean_e
         self._spectrum: tuple[int, np.ndarray, float] | None = None
+        # the last single-FFT correlation: (estimate view, circular frame, sqrt(E_ref E_est))
+        self.frame: tuple[Any, np.ndarray, float] | None = None
         self._block_spectra: dict[tuple[int, int], tuple[int, int, np.ndarray, float]] = {}
 
     def correlate(self, est_view: Any, max_lag: int) -> tuple[np.ndarray, np.ndarray]:
@@ -652,11 +655,10 @@ class _Correlator:
         lags = np.arange(-max_lag, max_lag + 1)
         if self.ref_view.length == 0 or est_view.length == 0:
             return lags, np.zeros(lags.size)
-        block = max(4 * max_lag, 1 << 14)
-        if -(-self.ref_view.length // block) <= LAG_BLOCKS:
+        if lag_search_is_one_fft(self.ref_view.length, max_lag):
             raw, ref_energy, est_energy = self._full(est_view, max_lag)
         else:
-            raw, ref_energy, est_energy = self._blocks(est_view, max_lag, block)
+            raw, ref_energy, est_energy = self._blocks(est_view, max_lag, max(4 * max_lag, 1 << 14))
         denominator = math.sqrt(ref_energy * est_energy)
         if not denominator > 0.0 or not math.isfinite(denominator):
             return lags, np.zeros(lags.size)
@@ -676,7 +678,9 @@ class _Correlator:
         full = irfft(rfft(e, size) * ref_spectrum, size)
         out = np.concatenate([full[size - max_lag:], full[:max_lag + 1]]) if max_lag else full[:1]
         est_part = e[:min(lr, e.size)]
-        return out, ref_energy, float(dot(est_part, est_part))
+        est_energy = float(dot(est_part, est_part))
+        self.frame = (est_view, full, math.sqrt(ref_energy * est_energy))
+        return out, ref_energy, est_energy
 
     def _blocks(self, est_view: Any, max_lag: int, block: int) -> tuple[np.ndarray, float, float]:
         from scipy.fft import irfft, next_fast_len, rfft
@@ -725,12 +729,17 @@ def estimate_lag(correlator: _Correlator, est_view: _FlatView, max_lag_samples: 
 
 
 def correlation_chance(correlator: _Correlator, est_view: _FlatView, max_lag_samples: int) -> float:
-    """`pair._correlation_chance`: the largest |correlation| with the estimate rolled by a third and
-    two thirds of its length, over +-min(max_lag, length / 4)."""
+    """`pair._correlation_chance`: the largest |correlation| with the estimate rotated by a third and
+    two thirds of its length, over +-min(max_lag, length / 4); within the lag search's own frame
+    when that was one FFT (no transform more), else rolled and correlated block by block. Call it
+    after estimate_lag on the same view."""
     n = est_view.length
     window = min(int(max_lag_samples), n // 4)
     if n < 16 or window < 1:
         return 0.0
+    if correlator.frame is not None and correlator.frame[0] is est_view:
+        _, frame, norm = correlator.frame
+        return chance_in_frame(frame, n, window, norm)
     chance = 0.0
     for shift in (n // 3, 2 * n // 3):
         _, c = correlator.correlate(_RolledView(est_view, shift), window)
