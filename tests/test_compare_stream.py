@@ -290,3 +290,30 @@ def test_a_damaged_estimate_is_scored_up_to_the_damage_and_named_with_its_offset
     assert record["error"] and "cannot be read past" in record["error"]
     ids = [f.id for f in report.findings]
     assert "R304" in ids and "R300" in ids            # the readable part is still diagnosed
+
+
+def test_correlation_chance_is_the_estimate_rotated_within_the_lag_search_frame():
+    """The definition, computed the slow way: the estimate zero-padded to the lag search's FFT
+    length, rotated by a third and two thirds of its length, correlated lag by lag."""
+    from scipy.fft import next_fast_len
+
+    from codecdoctor.measure.pair import _correlation_chance
+
+    rng = np.random.default_rng(5)
+    n, max_lag = 4000, 400
+    ref = rng.standard_normal(n)
+    est = np.convolve(ref, [0.5, 0.3, 0.2])[:n] + 0.1 * rng.standard_normal(n) + 0.05
+    size = next_fast_len(n + max_lag + 1, real=True)
+    r = ref - ref.mean()
+    padded = np.zeros(size)
+    padded[:n] = est - est.mean()
+    norm = math.sqrt(float(r @ r) * float(padded[:n] @ padded[:n]))
+    window = min(max_lag, n // 4)
+    best = 0.0
+    for shift in (n // 3, 2 * n // 3):
+        rotated = np.roll(padded, shift)
+        for k in range(-window, window + 1):
+            best = max(best, abs(float(r @ np.roll(rotated, -k)[:n])))
+    assert _correlation_chance(ref, est, max_lag) == pytest.approx(best / norm, rel=1e-9)
+    # and it is a chance level: far below the aligned pair's correlation (~0.8 here)
+    assert best / norm < 0.1
