@@ -58,7 +58,10 @@ def correction_cost_db(f: Finding, m: PairMeasurements) -> float | None:
     finding that is not a what-if correction."""
     if f.id == "R304":
         aligned = max(m.what_if.get("all", -math.inf), m.snr_after_fractional_alignment_db)
-        return _capped(aligned) - _capped(m.snr_without_alignment_db)
+        recovered = _capped(aligned) - _capped(m.snr_without_alignment_db)
+        if "lag_drift_samples" in f.evidence:   # a drift: aligning window by window recovers more
+            recovered += max(0.0, min(SNR_CAP_DB, m.snr_gain_local_lags_db))
+        return recovered
     if f.id == "R303":
         return _capped(m.what_if.get("all", -math.inf)) - _capped(m.snr_without_polarity_db)
     if f.id == "R302":

@@ -12,7 +12,7 @@ import math
 
 from codecdoctor.core.findings import Severity
 from codecdoctor.core.registry import NotApplicable, check, finding
-from codecdoctor.measure.pair import ChunkSetMeasurements, PairMeasurements
+from codecdoctor.measure.pair import DRIFT_MIN_CORRELATION, ChunkSetMeasurements, PairMeasurements
 
 # A fix that removes at least half of the remaining error energy raises SNR by >= 3.01 dB.
 CAUSE_GAIN_DB = 3.0
@@ -209,33 +209,63 @@ def time_offset(m):
     costs 34 dB less than one sample and caps SNR above 40 dB. Even a
     fraction of a sample costs a lot: on 16 kHz speech half a sample caps SNR near 13-17 dB, one
     sample near 8-20 dB, 7 samples near 4 dB.
+    Also fires when the delay drifts: the lag measured again in up to 8 windows of 0.5 s spread
+    over the pair (within +-50 ms of the global lag; a window counts when its peak |correlation|
+    reaches 0.5) changes by at least one sample along a least-squares line from the first window to
+    the last, and aligning each window at its own lag (optimal gain per window) raises the SNR by at
+    least 3 dB over the global lag: a drift of one sample already costs what one sample of delay
+    costs at the ends, and the 3 dB gate means the drift is at least half of the error. The slope is
+    reported as a clock-rate error in ppm.
     Why: Codecs with strided convolutions, look-ahead or padding emit audio shifted by a fixed number
     of samples (a fraction of one after resampling or a transposed convolution's phase); SNR against
     the unshifted input then measures the shift, not the codec. An SNR that goes negative can be
-    nothing but a delay.
+    nothing but a delay. A delay that grows or shrinks over the file is a rate mismatch (a
+    resampler set to 16001 Hz, 44.1 vs 44 kHz: 100 ppm is 1.6 samples per second at 16 kHz) or a
+    streaming decoder that drops or repeats samples at chunk boundaries; one global alignment
+    cannot undo it, and by the end of a long file the waveform looks unrelated.
     Fix: Trim the output by the lag (or pad the input) before computing losses/metrics; make the
     encoder/decoder padding symmetric ("same" padding, causal padding undone at the output); for a
-    fractional lag check the resampler and the upsampling layers' padding.
+    fractional lag check the resampler and the upsampling layers' padding. For a drift, check both
+    sides' sample rates and the resampling ratio, and the overlap-add / chunking of a streaming
+    decoder (output length = input length, chunk after chunk).
     """
     m = _scored_pair(m)
-    if (m.lag_samples == 0 and m.lag_fraction_samples == 0.0) or m.est_silent:
+    if m.est_silent:
         return []
     aligned_db = max(m.what_if["all"], m.snr_after_fractional_alignment_db)
     recovered_db = aligned_db - m.snr_without_alignment_db
-    if not recovered_db >= CAUSE_GAIN_DB:
+    offset = (m.lag_samples != 0 or m.lag_fraction_samples != 0.0) and recovered_db >= CAUSE_GAIN_DB
+    drifting = lag_drifts(m)
+    if not (offset or drifting):
         return []
     lag = m.lag_samples + m.lag_fraction_samples
-    direction = "late (delayed)" if lag > 0 else "early (advanced)"
-    amount = f"{abs(lag):.2f}" if m.lag_fraction_samples else f"{abs(m.lag_samples)}"
-    message = (f"The output is {amount} samples ({1000.0 * abs(lag) / m.sample_rate:.2f} ms) {direction}: correlation "
-               f"{m.correlation:.3f} at lag {m.lag_samples:+d}. SNR raw {_db(m.what_if['raw'])}, after alignment "
-               f"{_db(m.what_if['aligned'])}, after all corrections {_db(aligned_db)}.")
-    return [finding("R304", message, subject=m.subject,
-                    evidence={"lag_samples": m.lag_samples, "lag_fraction_samples": m.lag_fraction_samples,
-                              "lag_ms": 1000.0 * lag / m.sample_rate, "correlation": m.correlation,
-                              "snr_after_alignment_db": m.what_if["aligned"],
-                              "snr_after_fractional_alignment_db": m.snr_after_fractional_alignment_db,
-                              **_what_if(m)})]
+    evidence = {"lag_samples": m.lag_samples, "lag_fraction_samples": m.lag_fraction_samples,
+                "lag_ms": 1000.0 * lag / m.sample_rate, "correlation": m.correlation,
+                "snr_after_alignment_db": m.what_if["aligned"],
+                "snr_after_fractional_alignment_db": m.snr_after_fractional_alignment_db, **_what_if(m)}
+    parts = []
+    if offset:
+        direction = "late (delayed)" if lag > 0 else "early (advanced)"
+        amount = f"{abs(lag):.2f}" if m.lag_fraction_samples else f"{abs(m.lag_samples)}"
+        parts.append(f"The output is {amount} samples ({1000.0 * abs(lag) / m.sample_rate:.2f} ms) {direction}: "
+                     f"correlation {m.correlation:.3f} at lag {m.lag_samples:+d}. SNR raw {_db(m.what_if['raw'])}, "
+                     f"after alignment {_db(m.what_if['aligned'])}, after all corrections {_db(aligned_db)}.")
+    if drifting:
+        counted = [w for w in m.lag_by_window if abs(w[2]) >= DRIFT_MIN_CORRELATION]
+        first, last = counted[0], counted[-1]
+        parts.append(f"The delay drifts by {m.lag_drift_samples:+.2f} samples over the pair ({m.lag_drift_ppm:+.1f} ppm "
+                     f"of clock rate): {first[1]:+.2f} samples at {first[0]:.1f} s, {last[1]:+.2f} at {last[0]:.1f} s "
+                     f"({len(counted)} windows). One global alignment cannot undo it: aligning each window at its own "
+                     f"lag gains {_db(m.snr_gain_local_lags_db)}.")
+        evidence.update({"lag_drift_samples": m.lag_drift_samples, "lag_drift_ppm": m.lag_drift_ppm,
+                         "snr_gain_local_lags_db": m.snr_gain_local_lags_db, "lag_by_window": m.lag_by_window})
+    return [finding("R304", " ".join(parts), subject=m.subject, evidence=evidence)]
+
+
+def lag_drifts(m: PairMeasurements) -> bool:
+    """R304's drift condition (see its doc): the lag moves by a sample or more across the pair and
+    aligning window by window recovers at least half of the error."""
+    return abs(m.lag_drift_samples) >= 1.0 and m.snr_gain_local_lags_db >= CAUSE_GAIN_DB
 
 
 @check("R305", scope="reconstruction", severity=Severity.ERROR, level="pair")
@@ -453,12 +483,14 @@ def phase_incoherent(m):
     removing it) but not its pattern (about 0.1 after), unrelated noise neither.
     Why: A decoder trained only on spectral (mel / STFT magnitude) or adversarial losses may
     reproduce how the audio sounds with arbitrary phase: it can sound fine and still score 0 dB or
-    negative SNR. Then SNR is the wrong metric, or the waveform loss is missing.
+    negative SNR. Then SNR is the wrong metric, or the waveform loss is missing. (A delay that
+    drifts also leaves the spectrogram right and the waveform wrong: that is R304's drift, and this
+    check then stays silent.)
     Fix: Add a waveform term (L1) or a complex-STFT loss if waveform fidelity matters; otherwise
     judge with mel distance / SI-SNR-free perceptual metrics.
     """
     m = _scored_pair(m)
-    if m.est_silent or m.what_if["all"] > 3.0 or not _spectral_pattern_follows(m):
+    if m.est_silent or m.what_if["all"] > 3.0 or not _spectral_pattern_follows(m) or lag_drifts(m):
         return []
     message = (f"Log-mel spectrograms correlate at {m.mel_correlation:.3f} ({m.mel_pattern_correlation:.3f} with "
                f"each band's mean removed; mel distance {m.mel_distance:.3f}) "
@@ -524,10 +556,11 @@ def uncorrelated(m):
     tweak helps until that is fixed.
     Fix: Check the pairing (file names, batch order, that the same file and offset are read for
     both), that the checkpoint's weights were loaded (strict=True), and the sample rate of both
-    sides.
+    sides. (An output that follows the input window by window at a drifting delay is R304's
+    drift, not this.)
     """
     m = _scored_pair(m)
-    if m.est_silent or not _waveform_unrelated(m) or _spectral_pattern_follows(m):
+    if m.est_silent or not _waveform_unrelated(m) or _spectral_pattern_follows(m) or lag_drifts(m):
         return []
     message = (f"Peak |correlation| within +-{m.sample_rate // 2} samples is {abs(m.correlation):.4f}, "
                f"chance level for this pair {m.correlation_chance:.4f}; log-mel correlation {m.mel_correlation:.3f} "

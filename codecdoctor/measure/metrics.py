@@ -20,6 +20,7 @@ Conventions shared by every function here:
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -502,10 +503,20 @@ def fractional_lag(lags: np.ndarray, c: np.ndarray, index: int, *, half_taps: in
     if lo < 0 or hi > c.size or c.size < 3:
         return 0.0
     local = np.asarray(c[lo:hi], dtype=np.float64)
-    grid = np.linspace(-0.5, 0.5, 201)
-    offsets = grid[:, None] + half_taps - np.arange(local.size)[None, :]
-    values = np.abs(_windowed_sinc(offsets, half_taps + 1) @ local)
+    grid, kernel = _fraction_kernel(half_taps)
+    values = np.abs(kernel @ local)
     return float(grid[int(np.argmax(values))])
+
+
+@functools.lru_cache(maxsize=4)
+def _fraction_kernel(half_taps: int) -> tuple[np.ndarray, np.ndarray]:
+    """fractional_lag's 1/200-sample grid and its interpolation matrix (the same for every call)."""
+    grid = np.linspace(-0.5, 0.5, 201)
+    offsets = grid[:, None] + half_taps - np.arange(2 * half_taps + 1)[None, :]
+    kernel = _windowed_sinc(offsets, half_taps + 1)
+    grid.setflags(write=False)
+    kernel.setflags(write=False)
+    return grid, kernel
 
 
 def fractional_shift(x: np.ndarray, delay_samples: float) -> np.ndarray:

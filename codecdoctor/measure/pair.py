@@ -118,6 +118,14 @@ class PairMeasurements:
     # (time-varying gain undone); and the output peak once that is done.
     snr_with_segment_levels_db: float = -math.inf
     est_peak_after_segment_levels: float = 0.0
+    # R304 lag drift: the lag measured again in evenly spaced windows (measure_lag_drift), each
+    # [time_s, lag_samples, correlation]; the fitted change of the lag from the first confident
+    # window to the last, the same as a clock-rate error in parts per million, and the SNR gained by
+    # aligning each confident window at its own lag instead of the global one (optimal gain each).
+    lag_by_window: list[list[float]] = field(default_factory=list)
+    lag_drift_samples: float = 0.0
+    lag_drift_ppm: float = 0.0
+    snr_gain_local_lags_db: float = 0.0
     # R317 frame-rate artifacts: residual (after all corrections) energy locked to a frame grid.
     frame_hop_samples: int = 0
     frame_hop_known: bool = False
@@ -506,6 +514,9 @@ def measure_pair(ref: Any, est: Any, sample_rate: int, *, subject: str | None = 
         small_level = M.output_level_ratio(ra_c[small], sign_aligned * ea_c[small])
         m.output_level_small_signal_db = 20.0 * math.log10(small_level) if small_level > 0.0 else -math.inf
 
+    measure_lag_drift(m, lambda a, b: r_full[max(a, 0):max(b, 0)], lambda a, b: e_full[max(a, 0):max(b, 0)],
+                      r_full.size, e_full.size)
+
     residual = ra - (ra_dc + g_aligned * ea_c)
     if m.what_if["all"] < SNR_EXACT_DB:   # an exact copy's residual is float rounding: no frames
         unit = m.ref_peak or 1.0   # energies of 1e300-sized samples are summed at unit scale
@@ -535,6 +546,83 @@ def _lag_peak_fraction(ref: np.ndarray, est: np.ndarray, max_lag_samples: int) -
     index = int(candidates[np.argmin(np.abs(lags[candidates]))])
     fraction = M.fractional_lag(lags, c, index)
     return int(lags[index]), float(np.clip(c[index], -1.0, 1.0)), (fraction if abs(fraction) >= 0.02 else 0.0)
+
+
+# Lag drift (R304): at most DRIFT_WINDOWS evenly spaced windows of DRIFT_WINDOW_SECONDS each (a
+# correlation peak over 0.5 s of speech is sharp to a fraction of a sample), each searched within
+# +-DRIFT_SEARCH_SECONDS of the global lag. A window counts when its peak |correlation| reaches
+# DRIFT_MIN_CORRELATION (the output explains a quarter of the window's energy: below, noise moves
+# the peak) and lies inside the search range.
+DRIFT_WINDOWS = 8
+DRIFT_MIN_WINDOWS = 4
+DRIFT_WINDOW_SECONDS = 0.5
+DRIFT_SEARCH_SECONDS = 0.05
+DRIFT_MIN_CORRELATION = 0.5
+
+
+def measure_lag_drift(m: PairMeasurements, read_ref: Any, read_est: Any, ref_samples: int, est_samples: int) -> None:
+    """The lag again in up to DRIFT_WINDOWS windows spread over the pair, around m.lag_samples.
+
+    `read_ref(start, stop)` / `read_est(start, stop)` return those samples of the flattened signals
+    (measure_pair slices arrays, pair_stream reads blocks: both call this, so both agree). Fills
+    m.lag_by_window, and from the confident windows (at least DRIFT_MIN_WINDOWS) m.lag_drift_samples
+    (least-squares line through their lags, from the first window's time to the last's),
+    m.lag_drift_ppm and m.snr_gain_local_lags_db."""
+    from scipy.fft import irfft, next_fast_len, rfft
+
+    sr, lag = m.sample_rate, int(m.lag_samples)
+    width = max(16, int(round(DRIFT_WINDOW_SECONDS * sr)))
+    radius = max(1, int(round(DRIFT_SEARCH_SECONDS * sr)))
+    # reference windows [t, t + width) whose estimate stretch [t + lag - radius, t + lag + width + radius) exists
+    first = max(0, radius - lag)
+    last = min(ref_samples, est_samples - lag - radius) - width
+    if last < first or m.ref_silent or m.est_silent:
+        return
+    count = min(DRIFT_WINDOWS, (last - first) // width + 1)
+    if count < DRIFT_MIN_WINDOWS:
+        return
+    size = next_fast_len(width + 2 * radius, real=True)
+    shifts = np.arange(-radius, radius + 1)
+    times, lags, errors_global, errors_local = [], [], [], []
+    for start in np.linspace(first, last, count).round().astype(int):
+        r = np.asarray(read_ref(int(start), int(start) + width), dtype=np.float64)
+        e = np.asarray(read_est(int(start) + lag - radius, int(start) + lag + width + radius), dtype=np.float64)
+        if r.size != width or e.size != width + 2 * radius:
+            continue
+        r = r - r.mean()
+        e = e - e.mean()
+        ref_energy = float(dot(r, r))
+        squares = np.concatenate([[0.0], np.cumsum(e * e)])
+        est_energy = squares[width:] - squares[:-width]          # energy of e[j : j + width], j = 0 .. 2R
+        raw = irfft(rfft(e, size) * np.conj(rfft(r, size)), size)[: 2 * radius + 1]
+        denominator = np.sqrt(ref_energy * np.maximum(est_energy, 0.0))
+        if not ref_energy > 0.0 or not math.isfinite(ref_energy):
+            continue
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rho = np.where(denominator > 0.0, raw / denominator, 0.0)
+        rho = np.clip(np.nan_to_num(rho, nan=0.0), -1.0, 1.0)
+        index = int(np.argmax(np.abs(rho)))
+        local = float(rho[index])
+        fraction = M.fractional_lag(shifts, rho, index) if 0 < index < 2 * radius else 0.0
+        centre_s = (int(start) + width / 2.0) / sr
+        m.lag_by_window.append([centre_s, float(lag + shifts[index] + fraction), local])
+        if abs(local) >= DRIFT_MIN_CORRELATION and 0 < index < 2 * radius:
+            times.append(centre_s)
+            lags.append(lag + shifts[index] + fraction)
+            # the error left with the optimal gain is E_ref (1 - rho^2): at the global lag, at the window's own
+            errors_global.append(ref_energy * (1.0 - float(rho[radius]) ** 2))
+            errors_local.append(ref_energy * (1.0 - local ** 2))
+    if len(times) < DRIFT_MIN_WINDOWS:
+        return
+    t, y = np.asarray(times), np.asarray(lags)
+    slope = float(np.polyfit(t, y, 1)[0]) if np.ptp(t) > 0 else 0.0     # samples per second
+    m.lag_drift_samples = slope * float(t[-1] - t[0])
+    m.lag_drift_ppm = 1e6 * slope / sr
+    global_error, local_error = sum(errors_global), sum(errors_local)
+    if local_error > 0.0 and global_error > 0.0:
+        m.snr_gain_local_lags_db = 10.0 * math.log10(global_error / local_error)
+    elif global_error > 0.0:
+        m.snr_gain_local_lags_db = math.inf
 
 
 def lag_search_is_one_fft(ref_samples: int, max_lag: int) -> bool:

@@ -49,6 +49,7 @@ from codecdoctor.measure.pair import (
     PairMeasurements,
     chance_in_frame,
     lag_search_is_one_fft,
+    measure_lag_drift,
     set_segment_levels,
 )
 from codecdoctor.measure.spectral import mel_fft_size, mel_filterbank, window_array
@@ -1177,6 +1178,7 @@ def _pass_two(ref: SignalSource, est: SignalSource, m: PairMeasurements, state: 
             _AlignedView(full_r, offset_r, aligned), aligned_est, qa, -found.fraction, block)
     else:
         m.snr_after_fractional_alignment_db = m.what_if["all"]
+    measure_lag_drift(m, full_r.read, full_e.read, full_r.length, full_e.length)
     _frame_locking_excerpt(m, _AlignedView(full_r, offset_r, aligned), aligned_est, qa, g_aligned, hop_samples,
                            sample_rate)
     m.snr_after_dc_removal_db = (math.inf if silent_pair else
