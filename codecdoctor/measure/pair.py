@@ -119,11 +119,13 @@ class PairMeasurements:
     snr_with_segment_levels_db: float = -math.inf
     est_peak_after_segment_levels: float = 0.0
     # R304 lag drift: the lag measured again in evenly spaced windows (measure_lag_drift), each
-    # [time_s, lag_samples, correlation]; the fitted change of the lag from the first confident
-    # window to the last, the same as a clock-rate error in parts per million, and the SNR gained by
-    # aligning each confident window at its own lag instead of the global one (optimal gain each).
+    # [time_s, lag_samples, correlation, counted (1 when confident)]; the fitted change of the lag
+    # from the first counted window to the last, the same as a clock-rate error in parts per
+    # million, whether the counted lags move one way only (within a sample), and the SNR gained by
+    # aligning each counted window at its own lag instead of the global one (optimal gain each).
     lag_by_window: list[list[float]] = field(default_factory=list)
     lag_drift_samples: float = 0.0
+    lag_drift_monotone: bool = False
     lag_drift_ppm: float = 0.0
     snr_gain_local_lags_db: float = 0.0
     # R317 frame-rate artifacts: residual (after all corrections) energy locked to a frame grid.
@@ -567,7 +569,7 @@ def measure_lag_drift(m: PairMeasurements, read_ref: Any, read_est: Any, ref_sam
     (measure_pair slices arrays, pair_stream reads blocks: both call this, so both agree). Fills
     m.lag_by_window, and from the confident windows (at least DRIFT_MIN_WINDOWS) m.lag_drift_samples
     (least-squares line through their lags, from the first window's time to the last's),
-    m.lag_drift_ppm and m.snr_gain_local_lags_db."""
+    m.lag_drift_ppm, m.lag_drift_monotone and m.snr_gain_local_lags_db."""
     from scipy.fft import irfft, next_fast_len, rfft
 
     sr, lag = m.sample_rate, int(m.lag_samples)
@@ -583,7 +585,7 @@ def measure_lag_drift(m: PairMeasurements, read_ref: Any, read_est: Any, ref_sam
         return
     size = next_fast_len(width + 2 * radius, real=True)
     shifts = np.arange(-radius, radius + 1)
-    times, lags, errors_global, errors_local = [], [], [], []
+    times, lags, correlations, errors_global, errors_local = [], [], [], [], []
     for start in np.linspace(first, last, count).round().astype(int):
         r = np.asarray(read_ref(int(start), int(start) + width), dtype=np.float64)
         e = np.asarray(read_est(int(start) + lag - radius, int(start) + lag + width + radius), dtype=np.float64)
@@ -605,10 +607,12 @@ def measure_lag_drift(m: PairMeasurements, read_ref: Any, read_est: Any, ref_sam
         local = float(rho[index])
         fraction = M.fractional_lag(shifts, rho, index) if 0 < index < 2 * radius else 0.0
         centre_s = (int(start) + width / 2.0) / sr
-        m.lag_by_window.append([centre_s, float(lag + shifts[index] + fraction), local])
-        if abs(local) >= DRIFT_MIN_CORRELATION and 0 < index < 2 * radius:
+        counted = abs(local) >= DRIFT_MIN_CORRELATION and 0 < index < 2 * radius
+        m.lag_by_window.append([centre_s, float(lag + shifts[index] + fraction), local, float(counted)])
+        if counted:
             times.append(centre_s)
             lags.append(lag + shifts[index] + fraction)
+            correlations.append(local)
             # the error left with the optimal gain is E_ref (1 - rho^2): at the global lag, at the window's own
             errors_global.append(ref_energy * (1.0 - float(rho[radius]) ** 2))
             errors_local.append(ref_energy * (1.0 - local ** 2))
@@ -618,6 +622,14 @@ def measure_lag_drift(m: PairMeasurements, read_ref: Any, read_est: Any, ref_sam
     slope = float(np.polyfit(t, y, 1)[0]) if np.ptp(t) > 0 else 0.0     # samples per second
     m.lag_drift_samples = slope * float(t[-1] - t[0])
     m.lag_drift_ppm = 1e6 * slope / sr
+    # a clock error or dropped samples move the lag one way; a dispersive (all-pass-like) output
+    # moves each window's peak by its own content, back and forth. One window may stand out of line:
+    # the one that straddles the point where samples were dropped peaks between the two lags.
+    # The correlation's sign (polarity) stays too: an all-pass response near resonance flips it.
+    direction = np.sign(m.lag_drift_samples)
+    signs = np.sign(np.asarray(correlations))
+    m.lag_drift_monotone = any(bool(np.all(direction * np.diff(np.delete(y, skip)) >= -1.0))
+                               and np.unique(np.delete(signs, skip)).size == 1 for skip in range(y.size))
     global_error, local_error = sum(errors_global), sum(errors_local)
     if local_error > 0.0 and global_error > 0.0:
         m.snr_gain_local_lags_db = 10.0 * math.log10(global_error / local_error)
