@@ -112,7 +112,27 @@ def entry() -> None:
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     if len(sys.argv) > 1 and sys.argv[1] in _BLOCK_STREAMING:
         _keep_freed_memory()
-    sys.exit(main())
+    code = main()
+    if len(sys.argv) > 1 and sys.argv[1] in _OWN_PARALLELISM:
+        _exit_now(code)
+    sys.exit(code)
+
+
+def _exit_now(code: int) -> None:
+    """End the process without tearing the interpreter down. Freeing every module and object of
+    numpy, jinja2, rich and typer one by one took 0.10-0.15 s at the end of each run, as long as an
+    audit of a 1.8 h file measures. Only for the commands that run no user code and leave no thread
+    behind (their pools are shut down when main returns): atexit handlers still run and both
+    streams are flushed first."""
+    import atexit
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe (| head): nothing left to tell
+            pass
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -117,6 +117,7 @@ def test_commands_that_spread_their_own_work_start_numpy_blas_single_threaded(mo
     monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
     monkeypatch.setattr(sys, "argv", ["codecdoctor", command, "--help"])
     monkeypatch.setattr(cli_module, "main", lambda: 0)
+    monkeypatch.setattr(cli_module, "_exit_now", sys.exit)
     with pytest.raises(SystemExit):
         cli_module.entry()
     assert os.environ.get("OPENBLAS_NUM_THREADS") == expected
@@ -128,6 +129,7 @@ def test_a_users_blas_setting_wins(monkeypatch):
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "4")
     monkeypatch.setattr(sys, "argv", ["codecdoctor", "compare", "a", "b"])
     monkeypatch.setattr(cli_module, "main", lambda: 0)
+    monkeypatch.setattr(cli_module, "_exit_now", sys.exit)
     with pytest.raises(SystemExit):
         cli_module.entry()
     assert os.environ["OPENBLAS_NUM_THREADS"] == "4"
@@ -158,3 +160,22 @@ def test_malloc_thresholds_are_set_on_glibc_and_left_to_a_user_who_set_them(monk
     if not (sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"):
         pytest.skip("mallopt is glibc's")
     assert cli_module._keep_freed_memory() is True
+
+
+def test_the_numpy_commands_end_without_interpreter_teardown_and_keep_their_output(tmp_path):
+    """compare ends through _exit_now: the exit code, the terminal text and both reports survive it."""
+    import subprocess
+
+    import numpy as np
+    import soundfile as sf
+
+    ref = np.sin(np.arange(16000) * 0.05) * 0.5
+    sf.write(tmp_path / "ref.wav", ref, 16000)
+    sf.write(tmp_path / "est.wav", -ref, 16000)
+    run = subprocess.run([sys.executable, "-m", "codecdoctor", "compare", str(tmp_path / "ref.wav"),
+                          str(tmp_path / "est.wav"), "--no-quality", "--html", str(tmp_path / "r.html"),
+                          "--json", str(tmp_path / "r.json")], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1, run.stderr
+    assert "R303" in run.stdout
+    assert json.loads((tmp_path / "r.json").read_text())["findings"]
+    assert (tmp_path / "r.html").stat().st_size > 1000
