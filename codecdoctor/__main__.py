@@ -1,3 +1,3 @@
-from codecdoctor.cli import entry
+from codecdoctor.cli import console
 
-entry()
+console()

@@ -105,7 +105,9 @@ def _keep_freed_memory() -> bool:
     return bool(mallopt(_M_MMAP_THRESHOLD, 256 << 20)) and bool(mallopt(_M_TRIM_THRESHOLD, 512 << 20))
 
 
-def entry() -> None:
+def entry(*, fast_exit: bool = False) -> None:
+    """Run the command line in sys.argv and exit with its code. `fast_exit` (the console script and
+    `python -m codecdoctor`, see console) skips the interpreter's teardown for the numpy commands."""
     if len(sys.argv) > 1 and sys.argv[1] in _OWN_PARALLELISM:
         # before numpy is first imported; a user's own setting wins. The commands that run torch
         # (train, watch, probe, demo) and the user's code keep their threading.
@@ -113,9 +115,15 @@ def entry() -> None:
     if len(sys.argv) > 1 and sys.argv[1] in _BLOCK_STREAMING:
         _keep_freed_memory()
     code = main()
-    if len(sys.argv) > 1 and sys.argv[1] in _OWN_PARALLELISM:
+    if fast_exit and len(sys.argv) > 1 and sys.argv[1] in _OWN_PARALLELISM:
         _exit_now(code)
     sys.exit(code)
+
+
+def console() -> None:
+    """The `codecdoctor` executable: the process is ours alone, so it may end without teardown.
+    Code that calls entry() inside a process of its own (a test runner) keeps the normal exit."""
+    entry(fast_exit=True)
 
 
 def _exit_now(code: int) -> None:
@@ -136,4 +144,4 @@ def _exit_now(code: int) -> None:
 
 
 if __name__ == "__main__":
-    entry()
+    console()

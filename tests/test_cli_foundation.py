@@ -117,7 +117,6 @@ def test_commands_that_spread_their_own_work_start_numpy_blas_single_threaded(mo
     monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
     monkeypatch.setattr(sys, "argv", ["codecdoctor", command, "--help"])
     monkeypatch.setattr(cli_module, "main", lambda: 0)
-    monkeypatch.setattr(cli_module, "_exit_now", sys.exit)
     with pytest.raises(SystemExit):
         cli_module.entry()
     assert os.environ.get("OPENBLAS_NUM_THREADS") == expected
@@ -129,7 +128,6 @@ def test_a_users_blas_setting_wins(monkeypatch):
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "4")
     monkeypatch.setattr(sys, "argv", ["codecdoctor", "compare", "a", "b"])
     monkeypatch.setattr(cli_module, "main", lambda: 0)
-    monkeypatch.setattr(cli_module, "_exit_now", sys.exit)
     with pytest.raises(SystemExit):
         cli_module.entry()
     assert os.environ["OPENBLAS_NUM_THREADS"] == "4"
