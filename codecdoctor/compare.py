@@ -385,6 +385,12 @@ def _measure_all(pairs: list[_Pair], settings: _Settings, jobs: int,
     import concurrent.futures as cf
     import multiprocessing as mp
 
+    # imported once here, before the fork, rather than once in every worker: scipy.fft alone is
+    # 0.2 s of CPU, and this process needs it afterwards for the worst pair's excerpt anyway
+    import scipy.fft  # noqa: F401
+
+    import codecdoctor.measure.excerpt  # noqa: F401
+
     context = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
     done: dict[int, _Outcome] = {}
     with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
