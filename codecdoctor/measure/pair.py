@@ -284,13 +284,22 @@ def _search_hop(freqs: np.ndarray, table: np.ndarray, sample_rate: int, samples:
 def _normalised_energy(energy: np.ndarray, window: int) -> np.ndarray:
     """Energy over its moving average across `window` samples: speech's syllable-rate level swings
     (tens of dB) are divided out, a pattern that repeats within a frame is kept."""
-    window = max(1, min(int(window), energy.size))
+    n = energy.size
+    window = max(1, min(int(window), n))
     cumulative = np.concatenate([[0.0], np.cumsum(energy)])
+    # sample i averages [i - half, i - half + window) cut to the signal: interior sums are one
+    # shifted difference of the cumulative sum, the edges repeat its ends (slices, no gathers)
     half = window // 2
-    idx = np.arange(energy.size)
-    lo, hi = np.clip(idx - half, 0, energy.size), np.clip(idx - half + window, 0, energy.size)
-    local = (cumulative[hi] - cumulative[lo]) / np.maximum(hi - lo, 1)
-    floor = 1e-6 * float(energy.mean()) if energy.size else 0.0
+    ahead = window - half
+    upper = np.concatenate([cumulative[ahead:], np.full(ahead - 1, cumulative[n])])
+    lower = np.concatenate([np.full(half, cumulative[0]), cumulative[: n - half]])
+    count = np.full(n, float(window))
+    if half:
+        count[:half] -= half - np.arange(half)
+    if ahead > 1:
+        count[n - (ahead - 1):] -= np.arange(1, ahead)
+    local = (upper - lower) / count
+    floor = 1e-6 * float(energy.mean()) if n else 0.0
     return energy / np.maximum(local, max(floor, 1e-300))
 
 
