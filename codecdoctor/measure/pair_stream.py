@@ -770,6 +770,25 @@ def _helper_for(samples: int, block: int) -> "ThreadPoolExecutor | _Inline":
     return ThreadPoolExecutor(max_workers=1) if samples > block else _Inline()
 
 
+def _read_ahead(items: Any, read: Callable[[Any], Any]):
+    """(item, read(item)) for each item, the next item's read running in a reader thread while the
+    caller works on this one: soundfile releases the GIL while it reads and converts, and the two
+    reads of a block took a third of a pass's main thread. Only that thread touches the sources
+    while the pass runs (the helper threads get arrays), so a file handle is never shared."""
+    items = list(items)
+    if len(items) <= 1:
+        for item in items:
+            yield item, read(item)
+        return
+    with ThreadPoolExecutor(max_workers=1) as reader:
+        pending = reader.submit(read, items[0])
+        for index, item in enumerate(items):
+            data = pending.result()
+            if index + 1 < len(items):
+                pending = reader.submit(read, items[index + 1])
+            yield item, data
+
+
 def _blocks(total: int, block: int):
     for start in range(0, total, block):
         yield start, min(start + block, total)
@@ -863,9 +882,11 @@ def _pass_one(ref: SignalSource, est: SignalSource, sample_rate: int, subject: s
     helper = _helper_for(longest, block)
     pending: list = []
     full_r.zero_nonfinite = full_e.zero_nonfinite = False  # counted here first
-    for a, b in _blocks(longest, block):
-        r_raw = full_r.read(a, b + extension)
-        e_raw = full_e.read(a, b)
+    def read_both(span: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        a, b = span
+        return full_r.read(a, b + extension), full_e.read(a, b)
+
+    for (a, b), (r_raw, e_raw) in _read_ahead(_blocks(longest, block), read_both):
         head = r_raw[: b - a]
         r_block, peak_r, sums_r = side_r.update(head, bound_for_ceiling)
         e_block, peak_e, sums_e = side_e.update(e_raw, None)
@@ -1074,9 +1095,11 @@ def _pass_two(ref: SignalSource, est: SignalSource, m: PairMeasurements, state: 
         # with est index i unaligned and i + lag aligned)
         span = max(compared, offset_r + aligned)
         low, high = min(lag, 0), max(lag, 0)
-        for a, b in _blocks(span, block):
-            r_ext = full_r.read(a, b + extension)
-            e_ext = _read_padded(full_e, a + low, b + high + extension)
+        def read_both(span_ab: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+            a, b = span_ab
+            return full_r.read(a, b + extension), _read_padded(full_e, a + low, b + high + extension)
+
+        for (a, b), (r_ext, e_ext) in _read_ahead(_blocks(span, block), read_both):
             if a < compared:
                 e_un = e_ext[a - (a + low):]
                 unaligned_update(a, r_ext[: max(0, compared - a)], e_un[: max(0, compared - a)])
