@@ -34,6 +34,10 @@ CHUNK_SECONDS = 1.0
 # Quality metrics (PESQ, STOI) on a long pair: this many evenly spaced 20 s segments (a minute of
 # speech; the note names how many of the pair's segments were scored).
 QUALITY_SEGMENTS = 3
+# From this length on, PESQ runs in a process of its own (measure/pesq_process.py: the package
+# holds the GIL for 0.3-0.5 s per segment, which stalls the streamed passes beside it); a shorter
+# pair's passes are over before that matters, and a child interpreter costs ~0.3 s of CPU.
+PESQ_PROCESS_SECONDS = 120.0
 
 
 @dataclass
@@ -144,7 +148,7 @@ class _Windows:
         return np.concatenate(parts, axis=1) if parts else np.zeros((self.channels, 0))
 
 
-def _quality(ref: Any, est: Any, rate: int, lag: int) -> Any:
+def _quality(ref: Any, est: Any, rate: int, lag: int, pesq_backend: Any = None) -> Any:
     """STOI/ESTOI/PESQ/multi-scale mel (measure/quality.py) on the pair aligned by its lag, as a
     QualityResult. PESQ and STOI cost about a second per 20 s segment, so a pair longer than
     QUALITY_SEGMENTS segments is scored on that many evenly spaced segments (each a whole segment,
@@ -156,11 +160,12 @@ def _quality(ref: Any, est: Any, rate: int, lag: int) -> Any:
     window = int(DEFAULT_SEGMENT_SECONDS * rate)
     total_segments = aligned // window if window else 0
     if total_segments <= QUALITY_SEGMENTS:
-        return quality_from_sources(ref, est, rate, lag_samples=lag)
+        return quality_from_sources(ref, est, rate, lag_samples=lag, pesq_backend=pesq_backend)
     picks = np.linspace(0, total_segments - 1, QUALITY_SEGMENTS).round().astype(int)
     starts = [int(k) * window for k in picks]
     result = quality_from_sources(_Windows(ref, [r_start + s for s in starts], window),
-                                  _Windows(est, [e_start + s for s in starts], window), rate)
+                                  _Windows(est, [e_start + s for s in starts], window), rate,
+                                  pesq_backend=pesq_backend)
     result.notes.insert(0, f"quality metrics on {QUALITY_SEGMENTS} evenly spaced {DEFAULT_SEGMENT_SECONDS:g} s "
                            f"segments of the {total_segments} in the pair (aligned by its lag, {lag:+d} samples)")
     return result
@@ -181,6 +186,12 @@ class _QualityBeside:
         self.failure: BaseException | None = None
         # pystoi's import (~1.2 s of CPU) runs during pass 1; no fork happens before apply_to joins it
         self.warming = warm_imports()
+        self.pesq = None
+        shortest = min(int(source.frames) for source in measured)
+        if shortest >= PESQ_PROCESS_SECONDS * max(1, int(measured[0].sample_rate)):
+            from codecdoctor.measure.pesq_process import PesqProcess
+
+            self.pesq = PesqProcess()   # starts now: its interpreter and the package load during pass 1
 
     def start(self, m: PairMeasurements) -> None:
         if m.ref_silent or m.compared_samples == 0:
@@ -197,7 +208,7 @@ class _QualityBeside:
             try:
                 cut = [_Windows(source, [0], min(int(source.frames), frames))
                        for source, frames in zip((ref, est), readable)]
-                self.result = _quality(cut[0], cut[1], rate, lag)
+                self.result = _quality(cut[0], cut[1], rate, lag, self.pesq)
             finally:
                 _close(ref, est)
         except BaseException as exc:  # noqa: BLE001 - raised again in the measuring thread
@@ -207,6 +218,8 @@ class _QualityBeside:
         self.warming.join()
         if self.thread is not None:
             self.thread.join()
+        if self.pesq is not None:
+            self.pesq.close()
 
     def apply_to(self, m: PairMeasurements) -> None:
         self.join()

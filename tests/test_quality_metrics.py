@@ -211,3 +211,49 @@ def test_compare_html_shows_the_quality_table_and_json_carries_the_fields(cli, t
                      "--json", tmp_path / "n.json", "--no-quality", "--no-progress")
     assert code == 0 and "Quality metrics" not in (tmp_path / "n.html").read_text(encoding="utf-8")
     assert json.loads((tmp_path / "n.json").read_text())["measurements"]["pairs"][0]["stoi"] is None
+
+
+def test_pesq_in_its_own_process_scores_what_the_package_scores(clean):
+    """measure/pesq_process.py: same numbers, the package's errors by name, and a child that dies
+    midway is replaced by the package in this process."""
+    import pesq
+
+    from codecdoctor.measure.pesq_process import PesqProcess
+
+    ref, est = clean.astype(np.float32), noisy(clean, 12).astype(np.float32)
+    worker = PesqProcess()
+    try:
+        for mode in ("wb", "nb"):
+            assert worker.pesq(SR, ref, est, mode) == float(pesq.pesq(SR, ref, est, mode))
+        with pytest.raises(Exception) as raised:
+            worker.pesq(SR, ref[:100], est[:100], "wb")
+        with pytest.raises(Exception) as direct:
+            pesq.pesq(SR, ref[:100], est[:100], "wb")
+        assert type(raised.value).__name__ == type(direct.value).__name__
+        worker._child.kill()
+        worker._child.wait()
+        assert worker.pesq(SR, ref, est, "wb") == float(pesq.pesq(SR, ref, est, "wb"))
+        assert worker._child is None
+    finally:
+        worker.close()
+
+
+def test_a_long_pair_scores_pesq_in_a_process_with_the_same_result(clean, monkeypatch, tmp_path):
+    import soundfile as sf
+
+    import codecdoctor.compare as C
+    from codecdoctor.measure import pesq_process
+
+    long_ref = np.tile(clean, 4)
+    sf.write(tmp_path / "ref.wav", long_ref, SR, subtype="FLOAT")
+    sf.write(tmp_path / "est.wav", noisy(long_ref, 15), SR, subtype="FLOAT")
+    in_thread = C.compare(tmp_path / "ref.wav", tmp_path / "est.wav").measurements["pairs"][0]
+    started = []
+    monkeypatch.setattr(C, "PESQ_PROCESS_SECONDS", 5.0)
+    original = pesq_process.PesqProcess.__init__
+    monkeypatch.setattr(pesq_process.PesqProcess, "__init__",
+                        lambda self: (started.append(True), original(self))[1])
+    in_process = C.compare(tmp_path / "ref.wav", tmp_path / "est.wav").measurements["pairs"][0]
+    assert started
+    for key in ("pesq_wb", "pesq_nb", "stoi", "estoi"):
+        assert in_process[key] == in_thread[key], key

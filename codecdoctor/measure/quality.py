@@ -209,7 +209,9 @@ class QualityAccumulator:
 
     def __init__(self, sample_rate: int, *, segment_seconds: float = DEFAULT_SEGMENT_SECONDS,
                  total_samples: int | None = None, max_seconds: float | None = DEFAULT_MAX_SECONDS,
-                 stoi: bool = True, pesq: bool = True, mel: bool = True) -> None:
+                 stoi: bool = True, pesq: bool = True, mel: bool = True, pesq_backend: Any = None) -> None:
+        """`pesq_backend`: what answers pesq.pesq calls instead of the package itself (compare's
+        PesqProcess for a long pair); the package must still be installed."""
         self.sample_rate = int(sample_rate)
         self.segment_seconds = float(segment_seconds)
         self.segment_samples = max(1, int(round(self.segment_seconds * self.sample_rate)))
@@ -230,6 +232,8 @@ class QualityAccumulator:
         self.notes: list[str] = []
         self._stoi = _import_pystoi() if stoi else None
         self._pesq = _import_pesq() if pesq else None
+        if self._pesq is not None and pesq_backend is not None:
+            self._pesq = pesq_backend
         self.pesq_rate, self.pesq_wide, rate_note = pesq_rates(self.sample_rate)
         if stoi and self._stoi is None:
             self.notes.append(PYSTOI_MISSING)
@@ -397,7 +401,8 @@ def _mono(x: Any) -> np.ndarray:
 def quality_from_sources(ref: Any, est: Any, sample_rate: int, *, lag_samples: int = 0,
                          segment_seconds: float = DEFAULT_SEGMENT_SECONDS,
                          max_seconds: float | None = DEFAULT_MAX_SECONDS,
-                         stoi: bool = True, pesq: bool = True, mel: bool = True) -> QualityResult:
+                         stoi: bool = True, pesq: bool = True, mel: bool = True,
+                         pesq_backend: Any = None) -> QualityResult:
     """`quality_metrics` on two sources (anything with `frames` and `read(start, stop) ->
     (channels, n)`, as `measure.pair_stream`'s sources): only the scored segments are read, one at a
     time, so memory is 1.5 segments and the cost is that of `max_seconds`, whatever the length.
@@ -409,13 +414,14 @@ def quality_from_sources(ref: Any, est: Any, sample_rate: int, *, lag_samples: i
     def read(start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         return _mono(ref.read(r_start + start, r_start + stop)), _mono(est.read(e_start + start, e_start + stop))
 
-    return _score_segments(read, n, int(sample_rate), lag, segment_seconds, max_seconds, stoi, pesq, mel)
+    return _score_segments(read, n, int(sample_rate), lag, segment_seconds, max_seconds, stoi, pesq, mel,
+                           pesq_backend)
 
 
 def _score_segments(read, n: int, sample_rate: int, lag: int, segment_seconds: float, max_seconds: float | None,
-                    stoi: bool, pesq: bool, mel: bool) -> QualityResult:
+                    stoi: bool, pesq: bool, mel: bool, pesq_backend: Any = None) -> QualityResult:
     acc = QualityAccumulator(sample_rate, segment_seconds=segment_seconds, total_samples=n, max_seconds=max_seconds,
-                             stoi=stoi, pesq=pesq, mel=mel)
+                             stoi=stoi, pesq=pesq, mel=mel, pesq_backend=pesq_backend)
     for index, (start, stop) in enumerate(segment_bounds(n, acc.segment_samples)):
         if acc.chosen is not None and index not in acc.chosen:
             acc.segments += 1
