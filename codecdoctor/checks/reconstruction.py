@@ -264,7 +264,10 @@ def time_offset(m):
                      f"lag gains {_db(m.snr_gain_local_lags_db)}.")
         evidence.update({"lag_drift_samples": m.lag_drift_samples, "lag_drift_ppm": m.lag_drift_ppm,
                          "lag_drift_monotone": m.lag_drift_monotone,
-                         "snr_gain_local_lags_db": m.snr_gain_local_lags_db, "lag_by_window": m.lag_by_window})
+                         "snr_gain_local_lags_db": m.snr_gain_local_lags_db,
+                         # the counted windows, rounded (every window in full: the pair's lag_by_window)
+                         "window_times_s": [round(w[0], 2) for w in counted],
+                         "window_lags_samples": [round(w[1], 2) for w in counted]})
     return [finding("R304", " ".join(parts), subject=m.subject, evidence=evidence)]
 
 
