@@ -18,7 +18,8 @@ def test_bench_speed_quick_prints_every_row_with_a_ratio_and_peak_rss():
                          check=True).stdout
     rows = [line for line in out.splitlines() if line.startswith("| ") and not line.startswith("| work")]
     expected = ("compare, one 1.8 h pair", "audit-data, three 1.6-1.8 h files", "audit-data, one 1.8 h file",
-                "start-up", "check-ckpt static", "of 10 s pairs:", "of 10 s pairs, no quality metrics")
+                "start-up", "check-ckpt static", "0.5 min of 10 s pairs:", "0.5 min of 10 s pairs, no quality metrics",
+                "1 min of 10 s pairs, no quality metrics")
     for name in expected:
         assert sum(name in row for row in rows) == 1, (name, out)
     assert len(rows) == len(expected)
