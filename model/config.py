@@ -18,8 +18,11 @@ from typing import Any
 
 OUTPUT_BOUNDS = ("tanh", "none")
 SNR_LOSSES = ("linear", "db")
+QUANTIZER_GRADIENTS = ("identity", "rotation")
+CODE_SEARCHES = ("cosine", "euclidean")
 # fields added after checkpoints already existed, with the value every older checkpoint was trained with
-PRE_FIELD_VALUES = {"linear_path": False, "snr_loss": "linear", "ema_decay_final": None}
+PRE_FIELD_VALUES = {"linear_path": False, "snr_loss": "linear", "ema_decay_final": None, "code_dim": 0,
+                    "quantizer_gradient": "identity"}
 
 
 @dataclass
@@ -41,6 +44,19 @@ class CodecConfig:
     # residual vector quantizer
     n_codebooks: int = 8
     codebook_size: int = 1024
+    # factorized codes: each level projects its residual down to this many dimensions (learned
+    # linear map), picks the nearest code by cosine and projects it back up (quantizer module
+    # docstring). 0 (the default) keeps the codes in the full latent dim with Euclidean search:
+    # on Telugu speech, 1 CPU thread, 4 minutes, code_dim 8 reached 3.35 dB held out (cosine) and
+    # 5.42 dB (euclidean) against 6.77 dB for full-dim codes (bench_codec --variant; README)
+    code_dim: int = 0
+    # how a factorized level picks its code: "cosine" (direction; the entry's length is decoded)
+    # or "euclidean" (nearest in the low-dim space)
+    code_search: str = "cosine"
+    # the encoder's gradient through the quantizer: "identity" (straight-through), or "rotation"
+    # (the gradient turned by the rotation that maps the latent onto its quantized value;
+    # quantizer.rotate_to). Same 4-minute run: 6.65 dB with rotation, 6.77 dB without
+    quantizer_gradient: str = "identity"
     # 0.9 (a memory of ~10 batches) lets codebooks follow a fast-moving encoder early in training;
     # at 0.99 the same 150-step CPU run reached 3.4 dB instead of 5.6 dB validation SNR
     ema_decay: float = 0.9
@@ -93,6 +109,13 @@ class CodecConfig:
             raise ValueError(f"snr_loss must be one of {SNR_LOSSES}, got {self.snr_loss!r}")
         if len(self.mel_fft_sizes) != len(self.mel_bins):
             raise ValueError("mel_fft_sizes and mel_bins must have the same length")
+        if self.quantizer_gradient not in QUANTIZER_GRADIENTS:
+            raise ValueError(f"quantizer_gradient must be one of {QUANTIZER_GRADIENTS}, got {self.quantizer_gradient!r}")
+        if self.code_search not in CODE_SEARCHES:
+            raise ValueError(f"code_search must be one of {CODE_SEARCHES}, got {self.code_search!r}")
+        if not 0 <= self.code_dim <= self.latent_dim:
+            raise ValueError(f"code_dim must be 0 (codes in the latent dim) or 1..latent_dim ({self.latent_dim}), "
+                             f"got {self.code_dim}")
         if self.codebook_size < 2 or self.n_codebooks < 1:
             raise ValueError("need at least one codebook with at least 2 entries")
 

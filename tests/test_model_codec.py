@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from codecdoctor_model import Codec, CodecConfig
-from codecdoctor_model.quantizer import EMACodebook, ResidualVectorQuantizer
+from codecdoctor_model.quantizer import EMACodebook, ResidualVectorQuantizer, kmeans, rotate_to
 
 
 def test_default_config_is_16khz_hop_320_at_4_kbps():
@@ -147,3 +147,121 @@ def test_quantizer_dropout_varies_levels_only_in_training():
     assert len(set(rvq(z).n_quantizers.tolist())) > 1
     rvq.eval()
     assert set(rvq(z).n_quantizers.tolist()) == {4}
+
+
+# -- factorized codes (code_dim > 0) ---------------------------------------------------------------
+def test_factorized_level_searches_by_direction_and_decodes_through_out_proj():
+    torch.manual_seed(0)
+    book = EMACodebook(6, 4, decay=0.99, epsilon=1e-5, kmeans_iters=5, dead_code_fraction=0.03, code_dim=2)
+    assert book.embed.shape == (4, 2) and book.in_proj.weight.shape == (2, 6)
+    book.embed.copy_(torch.tensor([[2.0, 0.0], [0.0, 0.5], [-2.0, 0.0], [0.0, -0.5]]))
+    # (1, 0.9) points closer to code 0's direction, though code 1 is nearer in Euclidean distance
+    # (1.16 vs 1.81 squared); its length does not matter
+    low = torch.tensor([[1.0, 0.9], [10.0, 9.0], [-0.2, -3.0]])
+    assert book.nearest(low).tolist() == [0, 0, 3]
+    codes = torch.tensor([1, 3])
+    assert torch.allclose(book.decode_codes(codes), book.out_proj(book.embed[codes]))
+
+
+def test_factorized_level_projections_learn_and_the_ema_state_stays_consistent():
+    torch.manual_seed(0)
+    book = EMACodebook(6, 8, decay=0.9, epsilon=1e-5, kmeans_iters=5, dead_code_fraction=0.03, code_dim=2)
+    book.train()
+    residual = torch.randn(64, 6, requires_grad=True)
+    decoded, codes, commit = book.quantize_residual(residual)
+    assert decoded.shape == (64, 6) and codes.shape == (64,) and commit.shape == (64, 1)
+    assert bool(book.initted)
+    (decoded.pow(2).sum() + commit.sum()).backward()
+    assert book.in_proj.weight.grad.abs().sum() > 0 and book.out_proj.weight.grad.abs().sum() > 0
+    assert residual.grad is None  # the encoder's path is the quantizer's straight-through estimator
+    # the codebook is the EMA mean of projected vectors: embed == embed_avg / smoothed counts
+    total = book.cluster_size.sum()
+    smoothed = (book.cluster_size + book.epsilon) / (total + book.size * book.epsilon) * total
+    live = book.cluster_size > 0.01 * total / book.size
+    assert torch.allclose(book.embed[live], (book.embed_avg / smoothed[:, None])[live], rtol=1e-4, atol=1e-6)
+
+
+def test_factorized_kmeans_clusters_directions_with_mean_length_centroids():
+    torch.manual_seed(0)
+    directions = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]])
+    lengths = torch.linspace(0.5, 1.5, 50)  # mean length 1.0
+    x = (directions[:, None, :] * lengths[None, :, None]).reshape(-1, 2)
+    centroids, counts = kmeans(x, 4, 10, cosine=True)
+    assert sorted(counts.tolist()) == [50.0] * 4
+    assert sorted(centroids.round(decimals=4).tolist()) == sorted(directions.tolist())
+
+
+def test_factorized_rvq_trains_the_projections_and_the_encoder_sees_straight_through():
+    torch.manual_seed(0)
+    cfg = CodecConfig.tiny().replace(code_dim=4)
+    rvq = ResidualVectorQuantizer(cfg)
+    rvq.train()
+    z = torch.randn(2, cfg.latent_dim, 30, requires_grad=True)
+    out = rvq(z)
+    weights = torch.randn_like(out.quantized)
+    (out.quantized * weights).sum().backward()
+    # d quantized / d z is the identity (the commitment is not part of this loss)
+    assert torch.allclose(z.grad, weights)
+    assert all(level.in_proj.weight.grad is not None for level in rvq.levels)
+    rvq.eval()
+    with torch.no_grad():
+        again = rvq(z)
+        assert torch.allclose(rvq.decode(again.codes), again.quantized, atol=1e-6)
+
+
+def test_full_dim_layout_is_the_default_and_older_configs_load_as_it():
+    old = CodecConfig.tiny()
+    codec = Codec(old)
+    assert not any("in_proj" in k for k in codec.state_dict())
+    data = old.to_dict()
+    del data["code_dim"]  # a checkpoint written before the field existed
+    rebuilt = Codec(CodecConfig.from_dict(data))
+    rebuilt.load_state_dict(codec.state_dict())  # strict: the same layout
+    assert CodecConfig().code_dim == 0
+    assert any("in_proj" in k for k in Codec(old.replace(code_dim=4)).state_dict())
+    with pytest.raises(ValueError, match="code_dim"):
+        CodecConfig(code_dim=65)
+
+
+def test_rotation_gradient_forwards_the_codes_and_turns_the_gradient_onto_the_latent():
+    torch.manual_seed(0)
+    e = torch.randn(5, 6, requires_grad=True)
+    q = torch.randn(5, 6)
+    out = rotate_to(e, q)
+    assert torch.allclose(out, q, atol=1e-6)
+    g = torch.randn(5, 6)
+    out.backward(g)
+    e_len, q_len = e.detach().norm(dim=1), q.norm(dim=1)
+    # a rotation keeps the gradient's length (scaled by |q| / |e|) ...
+    assert torch.allclose(e.grad.norm(dim=1), g.norm(dim=1) * q_len / e_len, rtol=1e-5)
+    # ... and what the gradient says about q's direction it says about e's
+    along_e = (e.grad * e.detach() / e_len[:, None]).sum(1) * e_len / q_len
+    assert torch.allclose(along_e, (g * q / q_len[:, None]).sum(1), atol=1e-5)
+
+
+def test_rvq_with_the_rotation_gradient_differs_from_straight_through_only_backwards():
+    torch.manual_seed(0)
+    cfg = CodecConfig.tiny().replace(code_dim=0)
+    plain, turned = ResidualVectorQuantizer(cfg), ResidualVectorQuantizer(cfg.replace(quantizer_gradient="rotation"))
+    z = torch.randn(2, cfg.latent_dim, 30)
+    plain.train()
+    plain(z)  # k-means init
+    turned.load_state_dict(plain.state_dict())
+    plain.eval(), turned.eval()
+    za, zb = z.clone().requires_grad_(), z.clone().requires_grad_()
+    a, b = plain(za), turned(zb)
+    assert torch.equal(a.codes, b.codes) and torch.allclose(a.quantized, b.quantized, atol=1e-6)
+    g = torch.randn_like(a.quantized)
+    (a.quantized * g).sum().backward()
+    (b.quantized * g).sum().backward()
+    assert torch.allclose(za.grad, g) and not torch.allclose(zb.grad, g)
+
+
+def test_factorized_level_with_euclidean_search_picks_the_nearest_low_dim_code():
+    book = EMACodebook(6, 4, decay=0.99, epsilon=1e-5, kmeans_iters=5, dead_code_fraction=0.03, code_dim=2,
+                       cosine=False)
+    book.embed.copy_(torch.tensor([[2.0, 0.0], [0.0, 0.5], [-2.0, 0.0], [0.0, -0.5]]))
+    # (1, 0.9): code 1 is nearer (1.16 vs 1.81 squared) though code 0 has the closer direction
+    assert book.nearest(torch.tensor([[1.0, 0.9], [10.0, 9.0]])).tolist() == [1, 0]
+    with pytest.raises(ValueError, match="code_search"):
+        CodecConfig(code_search="manhattan")
