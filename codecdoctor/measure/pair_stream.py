@@ -344,37 +344,54 @@ class _Sums:
         return self.values[key]
 
 
-def _piece_square_sums(x: np.ndarray, cuts: np.ndarray, size: int) -> np.ndarray:
-    """np.add.reduceat(x * x, cuts) for cuts that start at 0 and are `size` apart after the first:
-    the whole frames as rows of one einsum (no squared temporary; reduceat is ~8x slower)."""
+def _piece_reduce(op: str, value: Any, cuts: np.ndarray, size: int) -> np.ndarray:
+    """The reduction `op` of each piece [cuts[k], cuts[k + 1]) of `value` (the last piece runs to
+    its end), for cuts that start at 0 and are `size` apart after the first: the head and tail
+    pieces alone, the whole frames between as the rows of one reshaped view (np.*.reduceat on the
+    same pieces, with its squared or multiplied temporaries, was ~8x slower). `value` is an array,
+    or for "dot" a pair of arrays whose products are summed."""
+    a, b = value if op == "dot" else (value, value)
+    n = a.size
+    first_end = int(cuts[1]) if cuts.size > 1 else n
+    last = int(cuts[-1])
+    pieces = [(0, first_end)] + ([(last, n)] if cuts.size > 1 else [])
+
+    def whole(lo: int, hi: int) -> float:
+        if op in ("sumsq", "dot"):
+            return float(dot(a[lo:hi], b[lo:hi]))
+        return float({"sum": np.sum, "min": np.min, "max": np.max}[op](a[lo:hi]))
+
     out = np.empty(cuts.size)
-    first_end = int(cuts[1]) if cuts.size > 1 else x.size
-    out[0] = dot(x[:first_end], x[:first_end])
+    out[0] = whole(*pieces[0])
     if cuts.size > 1:
-        last = int(cuts[-1])
-        if cuts.size > 2:
-            rows = x[first_end:last].reshape(-1, size)
-            out[1:-1] = np.einsum("ij,ij->i", rows, rows)
-        out[-1] = dot(x[last:], x[last:])
+        out[-1] = whole(*pieces[1])
+    if cuts.size > 2:
+        rows_a = a[first_end:last].reshape(-1, size)
+        if op in ("sumsq", "dot"):
+            out[1:-1] = np.einsum("ij,ij->i", rows_a, b[first_end:last].reshape(-1, size))
+        else:
+            out[1:-1] = {"sum": np.sum, "min": np.min, "max": np.max}[op](rows_a, axis=1)
     return out
 
 
 class _FrameSums:
     """Per-frame reductions of per-sample quantities over consecutive blocks, frames of `size`
     samples covering [0, usable); a frame split across blocks is carried over. `ops` gives each
-    quantity's reduction ("sum", "min", "max", or "sumsq": the sum of the squares). `update` returns
-    the reductions of the frames the block completes, one array per quantity; a quantity given as
-    None is all zeros (a block without non-finite samples needs no flags)."""
+    quantity's reduction ("sum", "min", "max", "sumsq": the sum of the squares, or "dot": the sum
+    of the products of a pair of arrays). `update` returns the reductions of the frames the block
+    completes, one array per quantity; a quantity given as None is all zeros (a block without
+    non-finite samples needs no flags)."""
 
-    _UFUNCS = {"sum": np.add, "sumsq": np.add, "min": np.minimum, "max": np.maximum}
-    _EMPTY = {"sum": 0.0, "sumsq": 0.0, "min": math.inf, "max": -math.inf}
+    _UFUNCS = {"sum": np.add, "sumsq": np.add, "dot": np.add, "min": np.minimum, "max": np.maximum}
+    _EMPTY = {"sum": 0.0, "sumsq": 0.0, "dot": 0.0, "min": math.inf, "max": -math.inf}
 
     def __init__(self, size: int, usable: int, ops: tuple[str, ...]):
         self.size, self.usable, self.ops = int(size), int(usable), ops
         self.carry = [self._EMPTY[op] for op in ops]
 
-    def update(self, start: int, values: list[np.ndarray | None]) -> list[np.ndarray]:
-        stop = min(start + next(v.size for v in values if v is not None), self.usable)
+    def update(self, start: int, values: list[Any]) -> list[np.ndarray]:
+        first = next(v for v in values if v is not None)
+        stop = min(start + (first[0] if isinstance(first, tuple) else first).size, self.usable)
         if stop <= start:
             return [np.zeros(0) for _ in self.ops]
         n = stop - start
@@ -384,17 +401,13 @@ class _FrameSums:
         for op, v, carry in zip(self.ops, values, self.carry):
             if v is None:
                 reduced = np.zeros(cuts.size)
-            elif op == "sumsq":
-                reduced = _piece_square_sums(v[:n], cuts, self.size)
             else:
-                reduced = self._UFUNCS[op].reduceat(v[:n], cuts).astype(np.float64)
+                v = (v[0][:n], v[1][:n]) if isinstance(v, tuple) else v[:n]
+                reduced = _piece_reduce(op, v, cuts, self.size)
             # the first piece continues the carried frame when the block starts inside a frame
             reduced[0] = self._UFUNCS[op](reduced[0], carry)
             out.append(reduced)
-        end = cuts[-1] + start
-        last_complete = (start + n) % self.size == 0 or start + n == self.usable
-        del end
-        if last_complete:
+        if (start + n) % self.size == 0 or start + n == self.usable:   # the last frame is complete
             self.carry = [self._EMPTY[op] for op in self.ops]
         else:
             self.carry = [float(r[-1]) for r in out]
@@ -994,7 +1007,7 @@ def _pass_two(ref: SignalSource, est: SignalSource, m: PairMeasurements, state: 
     # ---- pass 2 ----
     aligned_sums = _pair_sums()
     segment = max(1, round(SEGMENT_SECONDS * sample_rate))
-    segments = _FrameSums(segment, aligned // segment * segment, ("sum",) * 5 + ("min", "max"))
+    segments = _FrameSums(segment, aligned // segment * segment, ("sumsq", "dot", "sum", "sum", "sumsq", "min", "max"))
     segment_parts: list[list[np.ndarray]] = []
     segment_usable = aligned // segment * segment
     tail = {"min": math.inf, "max": -math.inf}
@@ -1083,7 +1096,7 @@ def _pass_two(ref: SignalSource, est: SignalSource, m: PairMeasurements, state: 
         _add_pair_sums(aligned_sums, ra, ea, peak=block_peak, also=small if count == ra.size else None)
         if 0 < count < ra.size:
             _add_pair_sums(small, ra[inside], ea[inside], peak=block_peak)
-        parts = segments.update(start, [ra * ra, ra * ea, ra, ea, ea * ea, ea, ea])
+        parts = segments.update(start, [ra, (ra, ea), ra, ea, ea, ea, ea])
         if parts[0].size:
             segment_parts.append(parts)
         if start + ra.size > segment_usable:
