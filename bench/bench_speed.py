@@ -180,30 +180,27 @@ class Inputs(dict):
 
             self["ckpt"] = build_checkpoint(116.0)
 
-    def _build_short(self) -> None:
+    def _pairs_of_10_s(self, name: str, minutes: float) -> None:
+        """REF/EST folders of 10 s pairs (bench_compare's corpus) under `name`, and their seconds."""
         from bench_compare import make_corpus
 
-        short = self.root / "short"
-        (short / "ref").mkdir(parents=True)
-        (short / "est").mkdir()
+        folder = self.root / name
+        (folder / "ref").mkdir(parents=True)
+        (folder / "est").mkdir()
+        self[f"{name}_audio_s"] = make_corpus(folder, minutes, 10.0)
+        self[name] = (folder / "ref", folder / "est")
+
+    def _build_short(self) -> None:
         # ten minutes: the rate (s of audio per s) is what the row reports, and PESQ + STOI on every
         # pair make the quality row minutes long per run at an hour
-        self["short_audio_s"] = make_corpus(short, 0.5 if self.quick else 10.0, 10.0)
-        self["short"] = (short / "ref", short / "est")
-
-    _build_short_audio_s = _build_short
+        self._pairs_of_10_s("short", 0.5 if self.quick else 10.0)
 
     def _build_hour(self) -> None:
-        """An hour of the same 10 s pairs for the no-quality row: a validation folder's size, where
-        the command's fixed costs (start-up, the report) are spread as they are for a user."""
-        from bench_compare import make_corpus
+        # an hour for the no-quality row: a validation folder's size, where the command's fixed costs
+        # (start-up, the report) are spread as they are for a user
+        self._pairs_of_10_s("hour", 1.0 if self.quick else 60.0)
 
-        hour = self.root / "hour"
-        (hour / "ref").mkdir(parents=True)
-        (hour / "est").mkdir()
-        self["hour_audio_s"] = make_corpus(hour, 1.0 if self.quick else 60.0, 10.0)
-        self["hour"] = (hour / "ref", hour / "est")
-
+    _build_short_audio_s = _build_short
     _build_hour_audio_s = _build_hour
 
 
