@@ -108,14 +108,15 @@ def _keep_freed_memory() -> bool:
 def entry(*, fast_exit: bool = False) -> None:
     """Run the command line in sys.argv and exit with its code. `fast_exit` (the console script and
     `python -m codecdoctor`, see console) skips the interpreter's teardown for the numpy commands."""
-    if len(sys.argv) > 1 and sys.argv[1] in _OWN_PARALLELISM:
+    command = sys.argv[1] if len(sys.argv) > 1 else ""
+    if command in _OWN_PARALLELISM:
         # before numpy is first imported; a user's own setting wins. The commands that run torch
         # (train, watch, probe, demo) and the user's code keep their threading.
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    if len(sys.argv) > 1 and sys.argv[1] in _BLOCK_STREAMING:
+    if command in _BLOCK_STREAMING:
         _keep_freed_memory()
     code = main()
-    if fast_exit and len(sys.argv) > 1 and sys.argv[1] in _OWN_PARALLELISM:
+    if fast_exit and command in _OWN_PARALLELISM:
         _exit_now(code)
     sys.exit(code)
 

@@ -188,7 +188,7 @@ class _QualityBeside:
         self.warming = warm_imports()
         self.pesq = None
         shortest = min(int(source.frames) for source in measured)
-        if shortest >= PESQ_PROCESS_SECONDS * max(1, int(measured[0].sample_rate)):
+        if shortest >= PESQ_PROCESS_SECONDS * max(1, int(measured[0].sample_rate)) and _installed("pesq"):
             from codecdoctor.measure.pesq_process import PesqProcess
 
             self.pesq = PesqProcess()   # starts now: its interpreter and the package load during pass 1
@@ -229,6 +229,12 @@ class _QualityBeside:
             raise self.failure
         if self.result is not None:
             self.result.apply_to(m)
+
+
+def _installed(package: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(package) is not None
 
 
 def _close(*sources: Any) -> None:

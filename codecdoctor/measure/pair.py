@@ -603,12 +603,12 @@ def measure_lag_drift(m: PairMeasurements, read_ref: Any, read_est: Any, ref_sam
         r = r - r.mean()
         e = e - e.mean()
         ref_energy = float(dot(r, r))
+        if not ref_energy > 0.0 or not math.isfinite(ref_energy):
+            continue
         squares = np.concatenate([[0.0], np.cumsum(e * e)])
         est_energy = squares[width:] - squares[:-width]          # energy of e[j : j + width], j = 0 .. 2R
         raw = irfft(rfft(e, size) * np.conj(rfft(r, size)), size)[: 2 * radius + 1]
         denominator = np.sqrt(ref_energy * np.maximum(est_energy, 0.0))
-        if not ref_energy > 0.0 or not math.isfinite(ref_energy):
-            continue
         with np.errstate(divide="ignore", invalid="ignore"):
             rho = np.where(denominator > 0.0, raw / denominator, 0.0)
         rho = np.clip(np.nan_to_num(rho, nan=0.0), -1.0, 1.0)

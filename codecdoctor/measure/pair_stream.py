@@ -344,6 +344,9 @@ class _Sums:
         return self.values[key]
 
 
+_REDUCTIONS = {"sum": np.sum, "min": np.min, "max": np.max}
+
+
 def _piece_reduce(op: str, value: Any, cuts: np.ndarray, size: int) -> np.ndarray:
     """The reduction `op` of each piece [cuts[k], cuts[k + 1]) of `value` (the last piece runs to
     its end), for cuts that start at 0 and are `size` apart after the first: the head and tail
@@ -351,26 +354,23 @@ def _piece_reduce(op: str, value: Any, cuts: np.ndarray, size: int) -> np.ndarra
     same pieces, with its squared or multiplied temporaries, was ~8x slower). `value` is an array,
     or for "dot" a pair of arrays whose products are summed."""
     a, b = value if op == "dot" else (value, value)
-    n = a.size
-    first_end = int(cuts[1]) if cuts.size > 1 else n
+    products = op in ("sumsq", "dot")
+
+    def reduce(lo: int, hi: int, rows: bool = False) -> Any:
+        x, y = a[lo:hi], b[lo:hi]
+        if rows:
+            x, y = x.reshape(-1, size), y.reshape(-1, size)
+            return np.einsum("ij,ij->i", x, y) if products else _REDUCTIONS[op](x, axis=1)
+        return float(dot(x, y)) if products else float(_REDUCTIONS[op](x))
+
+    first_end = int(cuts[1]) if cuts.size > 1 else a.size
     last = int(cuts[-1])
-    pieces = [(0, first_end)] + ([(last, n)] if cuts.size > 1 else [])
-
-    def whole(lo: int, hi: int) -> float:
-        if op in ("sumsq", "dot"):
-            return float(dot(a[lo:hi], b[lo:hi]))
-        return float({"sum": np.sum, "min": np.min, "max": np.max}[op](a[lo:hi]))
-
     out = np.empty(cuts.size)
-    out[0] = whole(*pieces[0])
+    out[0] = reduce(0, first_end)
     if cuts.size > 1:
-        out[-1] = whole(*pieces[1])
+        out[-1] = reduce(last, a.size)
     if cuts.size > 2:
-        rows_a = a[first_end:last].reshape(-1, size)
-        if op in ("sumsq", "dot"):
-            out[1:-1] = np.einsum("ij,ij->i", rows_a, b[first_end:last].reshape(-1, size))
-        else:
-            out[1:-1] = {"sum": np.sum, "min": np.min, "max": np.max}[op](rows_a, axis=1)
+        out[1:-1] = reduce(first_end, last, rows=True)
     return out
 
 
@@ -895,6 +895,7 @@ def _pass_one(ref: SignalSource, est: SignalSource, sample_rate: int, subject: s
     helper = _helper_for(longest, block)
     pending: list = []
     full_r.zero_nonfinite = full_e.zero_nonfinite = False  # counted here first
+
     def read_both(span: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
         a, b = span
         return full_r.read(a, b + extension), full_e.read(a, b)
@@ -1108,6 +1109,7 @@ def _pass_two(ref: SignalSource, est: SignalSource, m: PairMeasurements, state: 
         # with est index i unaligned and i + lag aligned)
         span = max(compared, offset_r + aligned)
         low, high = min(lag, 0), max(lag, 0)
+
         def read_both(span_ab: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
             a, b = span_ab
             return full_r.read(a, b + extension), _read_padded(full_e, a + low, b + high + extension)
