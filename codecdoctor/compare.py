@@ -31,13 +31,13 @@ from codecdoctor.measure.pair_stream import ArraySource, ChunkEnergies, FileSour
 
 # A single pair is scored per second for R313: one second is the usual validation crop.
 CHUNK_SECONDS = 1.0
-# Quality metrics (PESQ, STOI) on a long pair: this many evenly spaced 20 s segments (a minute of
-# speech; the note names how many of the pair's segments were scored).
+# Quality metrics (PESQ, STOI) on a long pair: this many evenly spaced segments of
+# quality.DEFAULT_SEGMENT_SECONDS (the note names how many of the pair's segments were scored).
 QUALITY_SEGMENTS = 3
-# From this length on, PESQ runs in a process of its own (measure/pesq_process.py: the package
-# holds the GIL for 0.3-0.5 s per segment, which stalls the streamed passes beside it); a shorter
-# pair's passes are over before that matters, and a child interpreter costs ~0.3 s of CPU.
-PESQ_PROCESS_SECONDS = 120.0
+# From this length on, STOI and PESQ run in a process of their own (measure/quality_process.py:
+# pystoi's import and pesq's C code hold the GIL, which stalls the streamed passes beside them); a
+# shorter pair's passes are over before that matters, and a child interpreter costs ~0.3 s of CPU.
+QUALITY_PROCESS_SECONDS = 120.0
 
 
 @dataclass
@@ -148,7 +148,7 @@ class _Windows:
         return np.concatenate(parts, axis=1) if parts else np.zeros((self.channels, 0))
 
 
-def _quality(ref: Any, est: Any, rate: int, lag: int, pesq_backend: Any = None) -> Any:
+def _quality(ref: Any, est: Any, rate: int, lag: int, backend: Any = None) -> Any:
     """STOI/ESTOI/PESQ/multi-scale mel (measure/quality.py) on the pair aligned by its lag, as a
     QualityResult. PESQ and STOI cost about a second per 20 s segment, so a pair longer than
     QUALITY_SEGMENTS segments is scored on that many evenly spaced segments (each a whole segment,
@@ -160,12 +160,12 @@ def _quality(ref: Any, est: Any, rate: int, lag: int, pesq_backend: Any = None) 
     window = int(DEFAULT_SEGMENT_SECONDS * rate)
     total_segments = aligned // window if window else 0
     if total_segments <= QUALITY_SEGMENTS:
-        return quality_from_sources(ref, est, rate, lag_samples=lag, pesq_backend=pesq_backend)
+        return quality_from_sources(ref, est, rate, lag_samples=lag, backend=backend)
     picks = np.linspace(0, total_segments - 1, QUALITY_SEGMENTS).round().astype(int)
     starts = [int(k) * window for k in picks]
     result = quality_from_sources(_Windows(ref, [r_start + s for s in starts], window),
                                   _Windows(est, [e_start + s for s in starts], window), rate,
-                                  pesq_backend=pesq_backend)
+                                  backend=backend)
     result.notes.insert(0, f"quality metrics on {QUALITY_SEGMENTS} evenly spaced {DEFAULT_SEGMENT_SECONDS:g} s "
                            f"segments of the {total_segments} in the pair (aligned by its lag, {lag:+d} samples)")
     return result
@@ -184,14 +184,17 @@ class _QualityBeside:
         self.thread: Any = None
         self.result: Any = None
         self.failure: BaseException | None = None
-        # pystoi's import (~1.2 s of CPU) runs during pass 1; no fork happens before apply_to joins it
-        self.warming = warm_imports()
-        self.pesq = None
+        self.warming: Any = None
+        self.process = None
         shortest = min(int(source.frames) for source in measured)
-        if shortest >= PESQ_PROCESS_SECONDS * max(1, int(measured[0].sample_rate)) and _installed("pesq"):
-            from codecdoctor.measure.pesq_process import PesqProcess
+        if shortest >= QUALITY_PROCESS_SECONDS * max(1, int(measured[0].sample_rate)) and (
+                _installed("pesq") or _installed("pystoi")):
+            from codecdoctor.measure.quality_process import QualityProcess
 
-            self.pesq = PesqProcess()   # starts now: its interpreter and the package load during pass 1
+            self.process = QualityProcess()   # starts now: its interpreter and the packages load during pass 1
+        else:
+            # pystoi's import (~1.2 s of CPU) runs during pass 1; no fork happens before apply_to joins it
+            self.warming = warm_imports()
 
     def start(self, m: PairMeasurements) -> None:
         if m.ref_silent or m.compared_samples == 0:
@@ -208,18 +211,19 @@ class _QualityBeside:
             try:
                 cut = [_Windows(source, [0], min(int(source.frames), frames))
                        for source, frames in zip((ref, est), readable)]
-                self.result = _quality(cut[0], cut[1], rate, lag, self.pesq)
+                self.result = _quality(cut[0], cut[1], rate, lag, self.process)
             finally:
                 _close(ref, est)
         except BaseException as exc:  # noqa: BLE001 - raised again in the measuring thread
             self.failure = exc
 
     def join(self) -> None:
-        self.warming.join()
+        if self.warming is not None:
+            self.warming.join()
         if self.thread is not None:
             self.thread.join()
-        if self.pesq is not None:
-            self.pesq.close()
+        if self.process is not None:
+            self.process.close()
 
     def apply_to(self, m: PairMeasurements) -> None:
         self.join()
@@ -387,6 +391,18 @@ def _jobs(jobs: int | None, pairs: list[_Pair], arrays: bool) -> int:
     return max(1, min(int(jobs) if jobs else (os.cpu_count() or 1), len(pairs)))
 
 
+def _import_fft_beside() -> None:
+    """Import scipy.fft (0.2 s of CPU, most of it numpy submodules that scipy's array-API layer
+    loads) in a thread while this one opens the first pair and reads its first block: pass 1's
+    mel-peak search needs it after that block. Only where no process is forked meanwhile (a fork
+    during an import can leave the module's lock held in the child)."""
+    import sys
+    import threading
+
+    if "scipy.fft" not in sys.modules:
+        threading.Thread(target=lambda: __import__("scipy.fft"), name="import-scipy.fft", daemon=True).start()
+
+
 def _measure_all(pairs: list[_Pair], settings: _Settings, jobs: int,
                  progress: Callable[[int, int, str], None] | None):
     """Each pair's outcome, in the pairs' order. With several workers the pairs are measured in a
@@ -398,6 +414,7 @@ def _measure_all(pairs: list[_Pair], settings: _Settings, jobs: int,
         return outcome
 
     if jobs <= 1:
+        _import_fft_beside()
         for index, pair in enumerate(pairs):
             yield told(index, _measure_one(pair, settings))
         return

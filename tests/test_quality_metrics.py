@@ -4,7 +4,9 @@ Pinned against each package's own behaviour (identity scores its documented maxi
 torchmetrics' wrappers of the same packages; preconditions gated with notes, never a crash."""
 from __future__ import annotations
 
+import json
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -194,7 +196,6 @@ def test_compare_puts_the_metrics_in_every_pair_and_can_skip_them(clean):
 
 
 def test_compare_html_shows_the_quality_table_and_json_carries_the_fields(cli, tmp_path, clean):
-    import json
 
     import soundfile as sf
 
@@ -214,14 +215,14 @@ def test_compare_html_shows_the_quality_table_and_json_carries_the_fields(cli, t
 
 
 def test_pesq_in_its_own_process_scores_what_the_package_scores(clean):
-    """measure/pesq_process.py: same numbers, the package's errors by name, and a child that dies
+    """measure/quality_process.py: same numbers, the package's errors by name, and a child that dies
     midway is replaced by the package in this process."""
     import pesq
 
-    from codecdoctor.measure.pesq_process import PesqProcess
+    from codecdoctor.measure.quality_process import QualityProcess
 
     ref, est = clean.astype(np.float32), noisy(clean, 12).astype(np.float32)
-    worker = PesqProcess()
+    worker = QualityProcess()
     try:
         for mode in ("wb", "nb"):
             assert worker.pesq(SR, ref, est, mode) == float(pesq.pesq(SR, ref, est, mode))
@@ -238,22 +239,79 @@ def test_pesq_in_its_own_process_scores_what_the_package_scores(clean):
         worker.close()
 
 
-def test_a_long_pair_scores_pesq_in_a_process_with_the_same_result(clean, monkeypatch, tmp_path):
-    import soundfile as sf
+def test_stoi_in_its_own_process_scores_what_the_package_scores_and_warns_alike(clean):
+    """STOI and ESTOI from the child equal pystoi's in this process (float64 on the pipe), and the
+    warning pystoi gives for too few speech frames comes back as a warning with its message (the
+    accumulator reads it to leave the segment out)."""
+    from pystoi import stoi
 
-    import codecdoctor.compare as C
-    from codecdoctor.measure import pesq_process
+    from codecdoctor.measure.quality_process import QualityProcess
+
+    ref, est = clean.astype(np.float64), noisy(clean, 12)
+    worker = QualityProcess()
+    try:
+        for extended in (False, True):
+            # equal to float rounding: numpy may sum the child's buffer (another alignment) in another order
+            assert worker.stoi(ref, est, SR, extended=extended) == pytest.approx(
+                float(stoi(ref, est, SR, extended=extended)), rel=1e-12, abs=0.0)
+        short_ref, short_est = ref[: SR // 4], est[: SR // 4]
+        with pytest.warns(RuntimeWarning, match="Not enough STFT frames"):
+            value = worker.stoi(short_ref, short_est, SR)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            assert value == pytest.approx(float(stoi(short_ref, short_est, SR)), rel=1e-12, abs=0.0)
+        worker._child.kill()
+        worker._child.wait()
+        assert worker.stoi(ref, est, SR) == float(stoi(ref, est, SR))
+    finally:
+        worker.close()
+
+
+def test_a_long_pair_scores_quality_in_a_process_with_the_same_result(clean, monkeypatch, tmp_path):
+    """From QUALITY_PROCESS_SECONDS on, compare scores STOI and PESQ in the child: the same numbers
+    and notes as in this process, and pystoi is not imported here (its import holds the GIL)."""
+    import subprocess
+    import sys
+
+    import soundfile as sf
 
     long_ref = np.tile(clean, 4)
     sf.write(tmp_path / "ref.wav", long_ref, SR, subtype="FLOAT")
     sf.write(tmp_path / "est.wav", noisy(long_ref, 15), SR, subtype="FLOAT")
-    in_thread = C.compare(tmp_path / "ref.wav", tmp_path / "est.wav").measurements["pairs"][0]
-    started = []
-    monkeypatch.setattr(C, "PESQ_PROCESS_SECONDS", 5.0)
-    original = pesq_process.PesqProcess.__init__
-    monkeypatch.setattr(pesq_process.PesqProcess, "__init__",
-                        lambda self: (started.append(True), original(self))[1])
-    in_process = C.compare(tmp_path / "ref.wav", tmp_path / "est.wav").measurements["pairs"][0]
-    assert started
+    # a fresh interpreter: this one has imported pystoi in earlier tests
+    script = f"""
+import json, sys
+import codecdoctor.compare as C
+from codecdoctor.measure import quality_process
+started = []
+original = quality_process.QualityProcess.__init__
+quality_process.QualityProcess.__init__ = lambda self: (started.append(True), original(self))[1]
+C.QUALITY_PROCESS_SECONDS = 5.0
+in_process = C.compare({str(tmp_path / "ref.wav")!r}, {str(tmp_path / "est.wav")!r}).measurements["pairs"][0]
+pystoi_here = "pystoi" in sys.modules
+C.QUALITY_PROCESS_SECONDS = 1e9
+in_thread = C.compare({str(tmp_path / "ref.wav")!r}, {str(tmp_path / "est.wav")!r}).measurements["pairs"][0]
+keys = ("pesq_wb", "pesq_nb", "stoi", "estoi", "quality_notes")
+print(json.dumps({{"started": started, "pystoi_here": pystoi_here,
+                   "in_process": {{k: in_process[k] for k in keys}}, "in_thread": {{k: in_thread[k] for k in keys}}}}))
+"""
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert out["started"] == [True] and not out["pystoi_here"]
+    # equal to float rounding: numpy's sums may take another order for another buffer alignment
+    assert out["in_process"]["quality_notes"] == out["in_thread"]["quality_notes"]
     for key in ("pesq_wb", "pesq_nb", "stoi", "estoi"):
-        assert in_process[key] == in_thread[key], key
+        assert out["in_process"][key] == pytest.approx(out["in_thread"][key], rel=1e-12, abs=0.0), key
+
+
+def test_a_segment_with_too_little_speech_is_left_out_of_stoi_with_a_note(clean):
+    """pystoi returns 1e-5 (with a warning) when fewer than 30 frames of speech remain after it drops
+    the frames 40 dB below the loudest: that is no score, so the metric stays None and a note says why
+    (an earlier check matched a wording pystoi does not use and averaged the 1e-5 in)."""
+    ref = np.zeros(SR)
+    ref[: SR // 8] = clean[: SR // 8]           # 125 ms of speech, then digital silence
+    est = ref + 1e-3 * np.random.default_rng(0).standard_normal(ref.size) * (np.arange(ref.size) < SR // 8)
+    result = Q.quality_metrics(ref, est, SR, pesq=False, mel=False)
+    assert result.stoi is None and result.estoi is None
+    assert any("STOI not computed" in note and "fewer than 30 frames" in note for note in result.notes), result.notes

@@ -133,7 +133,7 @@ class PairMeasurements:
     frame_hop_known: bool = False
     frame_rate_hz: float = 0.0
     frame_line_excess_db: float = 0.0           # hop-rate harmonics above the modulation continuum
-    frame_locked_fraction: float = 0.0          # share of residual energy locked to the grid
+    frame_locked_fraction: float = 0.0          # share locked to the grid (0 below FRAME_LINE_MIN_DB)
     frame_locked_ceiling_db: float = math.inf   # SNR cap from the frame-locked energy alone
     # Quality metrics (codecdoctor.measure.quality; None when not computed or not computable).
     stoi: float | None = None
@@ -359,6 +359,11 @@ def _frame_locking(m: PairMeasurements, residual: np.ndarray, ref_energy: float,
     m.frame_hop_known = bool(hop)
     m.frame_rate_hz = sr / chosen
     m.frame_line_excess_db = float(_line_excess_db(freqs, table, np.array([sr / chosen]))[0])
+    if m.frame_line_excess_db < FRAME_LINE_MIN_DB:
+        # Without hop-rate lines there is nothing to confirm by folding (R317 reads the share only
+        # above FRAME_LINE_MIN_DB): the share stays 0, and a short pair's compare skips a third of
+        # its R317 cost (the folding normalises the full-rate residual energy).
+        return
     m.frame_locked_fraction = _locked_share(energy, chosen)
     residual_energy = float(energy.sum()) * scale * scale
     if m.frame_locked_fraction > 0.0 and ref_energy > 0.0:

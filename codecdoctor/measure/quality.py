@@ -115,6 +115,12 @@ def _import_pystoi():
     return stoi
 
 
+def _installed(package: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(package) is not None
+
+
 def _import_pesq():
     try:
         import pesq
@@ -209,9 +215,10 @@ class QualityAccumulator:
 
     def __init__(self, sample_rate: int, *, segment_seconds: float = DEFAULT_SEGMENT_SECONDS,
                  total_samples: int | None = None, max_seconds: float | None = DEFAULT_MAX_SECONDS,
-                 stoi: bool = True, pesq: bool = True, mel: bool = True, pesq_backend: Any = None) -> None:
-        """`pesq_backend`: what answers pesq.pesq calls instead of the package itself (compare's
-        PesqProcess for a long pair); the package must still be installed."""
+                 stoi: bool = True, pesq: bool = True, mel: bool = True, backend: Any = None) -> None:
+        """`backend`: what answers the pystoi.stoi and pesq.pesq calls instead of the packages in
+        this process (compare's QualityProcess for a long pair, which then imports them instead of
+        this process); the packages must still be installed."""
         self.sample_rate = int(sample_rate)
         self.segment_seconds = float(segment_seconds)
         self.segment_samples = max(1, int(round(self.segment_seconds * self.sample_rate)))
@@ -230,10 +237,12 @@ class QualityAccumulator:
         self.segments = 0   # segments seen
         self.scored = 0     # segments scored (all, or the chosen ones)
         self.notes: list[str] = []
-        self._stoi = _import_pystoi() if stoi else None
-        self._pesq = _import_pesq() if pesq else None
-        if self._pesq is not None and pesq_backend is not None:
-            self._pesq = pesq_backend
+        if backend is not None:
+            self._stoi = backend.stoi if stoi and _installed("pystoi") else None
+            self._pesq = backend if pesq and _installed("pesq") else None
+        else:
+            self._stoi = _import_pystoi() if stoi else None
+            self._pesq = _import_pesq() if pesq else None
         self.pesq_rate, self.pesq_wide, rate_note = pesq_rates(self.sample_rate)
         if stoi and self._stoi is None:
             self.notes.append(PYSTOI_MISSING)
@@ -338,8 +347,9 @@ class QualityAccumulator:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             value = float(self._stoi(ref, est, self.sample_rate, extended=extended))
-        # pystoi returns 1e-5 with a warning when fewer than 30 frames of speech remain
-        if any("Not enough STOI frames" in str(w.message) for w in caught) or not math.isfinite(value):
+        # pystoi returns 1e-5 with a warning ("Not enough STFT frames ...") when fewer than 30 frames
+        # of speech remain
+        if any(_too_few_frames(str(w.message)) for w in caught) or not math.isfinite(value):
             self.notes.append(f"{'ESTOI' if extended else 'STOI'} not computed on {where}: fewer than 30 frames "
                               "of speech (pystoi drops frames 40 dB below the loudest)")
             return None
@@ -368,6 +378,12 @@ class QualityAccumulator:
             b = _log_mel(est, self.sample_rate, win, n_mels)
             self.mel_abs_sum[i] += float(np.abs(a - b).sum())
             self.mel_bins[i] += a.size
+
+
+def _too_few_frames(message: str) -> bool:
+    """pystoi's warning for a signal with too little speech left (its wording has changed across
+    versions: "Not enough STFT frames ...")."""
+    return message.startswith("Not enough") and "frames" in message
 
 
 def _log_mel(x: np.ndarray, sample_rate: int, window: int, n_mels: int) -> np.ndarray:
@@ -402,7 +418,7 @@ def quality_from_sources(ref: Any, est: Any, sample_rate: int, *, lag_samples: i
                          segment_seconds: float = DEFAULT_SEGMENT_SECONDS,
                          max_seconds: float | None = DEFAULT_MAX_SECONDS,
                          stoi: bool = True, pesq: bool = True, mel: bool = True,
-                         pesq_backend: Any = None) -> QualityResult:
+                         backend: Any = None) -> QualityResult:
     """`quality_metrics` on two sources (anything with `frames` and `read(start, stop) ->
     (channels, n)`, as `measure.pair_stream`'s sources): only the scored segments are read, one at a
     time, so memory is 1.5 segments and the cost is that of `max_seconds`, whatever the length.
@@ -414,14 +430,13 @@ def quality_from_sources(ref: Any, est: Any, sample_rate: int, *, lag_samples: i
     def read(start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         return _mono(ref.read(r_start + start, r_start + stop)), _mono(est.read(e_start + start, e_start + stop))
 
-    return _score_segments(read, n, int(sample_rate), lag, segment_seconds, max_seconds, stoi, pesq, mel,
-                           pesq_backend)
+    return _score_segments(read, n, int(sample_rate), lag, segment_seconds, max_seconds, stoi, pesq, mel, backend)
 
 
 def _score_segments(read, n: int, sample_rate: int, lag: int, segment_seconds: float, max_seconds: float | None,
-                    stoi: bool, pesq: bool, mel: bool, pesq_backend: Any = None) -> QualityResult:
+                    stoi: bool, pesq: bool, mel: bool, backend: Any = None) -> QualityResult:
     acc = QualityAccumulator(sample_rate, segment_seconds=segment_seconds, total_samples=n, max_seconds=max_seconds,
-                             stoi=stoi, pesq=pesq, mel=mel, pesq_backend=pesq_backend)
+                             stoi=stoi, pesq=pesq, mel=mel, backend=backend)
     for index, (start, stop) in enumerate(segment_bounds(n, acc.segment_samples)):
         if acc.chosen is not None and index not in acc.chosen:
             acc.segments += 1
