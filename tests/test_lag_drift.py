@@ -9,6 +9,7 @@ from speech_sources import SOURCES, SR, at_level, speech
 from test_compare_stream import assert_same_measurements
 
 from codecdoctor.checks.reconstruction import lag_drifts
+from codecdoctor.core.findings import Severity
 from codecdoctor.diagnose import judge_pair
 from codecdoctor.measure import metrics as M
 from codecdoctor.measure.pair import measure_pair
@@ -93,3 +94,24 @@ def test_a_dispersive_output_moves_the_peaks_but_is_not_a_drift(source):
         est = lfilter(a[::-1], a, ref)
         m = measure_pair(ref, est, SR)
         assert not lag_drifts(m), (f0, m.lag_drift_samples, m.snr_gain_local_lags_db, m.lag_by_window)
+
+
+@pytest.mark.parametrize("ppm", [150.0, 0.0])
+def test_a_clock_drift_over_a_long_pair_is_found_from_end_to_end(ppm):
+    """Over 30 minutes a 150 ppm clock moves the lag by 0.27 s, so the end windows' lags lie far
+    beyond +-50 ms of the global lag: the search reaches as far as a 200 ppm drift needs
+    (pair.drift_search_seconds). Before, only 3 windows were found, and R314 was named instead."""
+    from codecdoctor.measure.pair import drift_search_seconds
+
+    ref = np.resize(speech("te-default", max_seconds=8.0), 30 * 60 * SR)
+    est = with_noise(clock_error(ref, ppm), 30.0)
+    m = measure_pair_stream(ArraySource(ref, SR), ArraySource(est, SR), SR)
+    findings, _ = judge_pair(m)
+    assert drift_search_seconds(30 * 60) == pytest.approx(0.18)
+    if ppm:
+        assert findings[0].id == "R304", [f.id for f in findings]
+        assert sum(w[3] for w in m.lag_by_window) >= 7
+        assert m.lag_drift_ppm == pytest.approx(-ppm, rel=0.02)
+    else:
+        assert not lag_drifts(m) and abs(m.lag_drift_samples) < 1.0
+        assert not [f.id for f in findings if f.severity >= Severity.WARNING]

@@ -210,8 +210,9 @@ def time_offset(m):
     fraction of a sample costs a lot: on 16 kHz speech half a sample caps SNR near 13-17 dB, one
     sample near 8-20 dB, 7 samples near 4 dB.
     Also fires when the delay drifts: the lag measured again in up to 8 windows of 0.5 s spread
-    over the pair (within +-50 ms of the global lag; a window counts when its peak |correlation|
-    reaches 0.5) changes by at least one sample along a least-squares line from the first window to
+    over the pair (within +-50 ms of the global lag, on a pair over 8.3 minutes within a reach
+    that follows a 200 ppm drift (two clocks each 100 ppm off) from the middle to the ends, at most
+    +-0.5 s; a window counts when its peak |correlation| reaches 0.5) changes by at least one sample along a least-squares line from the first window to
     the last; it moves one way only (no window more than a sample back) with one sign of
     correlation, one window aside (the one that straddles a point where samples were dropped peaks
     between the two lags); and aligning each window at its own lag (optimal gain per window) raises

@@ -565,15 +565,26 @@ def _lag_peak_fraction(ref: np.ndarray, est: np.ndarray, max_lag_samples: int) -
 
 
 # Lag drift (R304): at most DRIFT_WINDOWS evenly spaced windows of DRIFT_WINDOW_SECONDS each (a
-# correlation peak over 0.5 s of speech is sharp to a fraction of a sample), each searched within
-# +-DRIFT_SEARCH_SECONDS of the global lag. A window counts when its peak |correlation| reaches
-# DRIFT_MIN_CORRELATION (the output explains a quarter of the window's energy: below, noise moves
-# the peak) and lies inside the search range.
+# correlation peak over 0.5 s of speech is sharp to a fraction of a sample), each searched around
+# the global lag. The global lag sits near the middle window's, so an end window's own lag is
+# off by up to the drift rate x half the pair: the search reaches DRIFT_SEARCH_SECONDS, or on a
+# long pair far enough for DRIFT_MAX_PPM (two device clocks each +-100 ppm off, the crystal
+# tolerance of consumer audio hardware), at most MAX_LAG_SECONDS (the lag search's own window).
+# Without that, a 100 ppm drift on a 1.8 h pair left only the middle window or two within reach.
+# A window counts when its peak |correlation| reaches DRIFT_MIN_CORRELATION (the output explains
+# a quarter of the window's energy: below, noise moves the peak) and lies inside the search range.
 DRIFT_WINDOWS = 8
 DRIFT_MIN_WINDOWS = 4
 DRIFT_WINDOW_SECONDS = 0.5
 DRIFT_SEARCH_SECONDS = 0.05
+DRIFT_MAX_PPM = 200.0
 DRIFT_MIN_CORRELATION = 0.5
+
+
+def drift_search_seconds(pair_seconds: float) -> float:
+    """How far from the global lag each drift window is searched, for a pair this long."""
+    reach = DRIFT_MAX_PPM * 1e-6 * max(pair_seconds, 0.0) / 2.0
+    return min(max(DRIFT_SEARCH_SECONDS, reach), MAX_LAG_SECONDS)
 
 
 def measure_lag_drift(m: PairMeasurements, read_ref: Any, read_est: Any, ref_samples: int, est_samples: int) -> None:
@@ -588,7 +599,7 @@ def measure_lag_drift(m: PairMeasurements, read_ref: Any, read_est: Any, ref_sam
 
     sr, lag = m.sample_rate, int(m.lag_samples)
     width = max(16, int(round(DRIFT_WINDOW_SECONDS * sr)))
-    radius = max(1, int(round(DRIFT_SEARCH_SECONDS * sr)))
+    radius = max(1, int(round(drift_search_seconds(min(ref_samples, est_samples) / sr) * sr)))
     # reference windows [t, t + width) whose estimate stretch [t + lag - radius, t + lag + width + radius) exists
     first = max(0, radius - lag)
     last = min(ref_samples, est_samples - lag - radius) - width
