@@ -213,8 +213,8 @@ def time_offset(m):
     over the pair (within +-50 ms of the global lag, on a pair over 8.3 minutes within a reach
     that follows a 200 ppm drift (two clocks each 100 ppm off) from the middle to the ends, at most
     +-0.5 s; a window counts when its peak |correlation| reaches 0.5) changes by at least one
-    sample along a least-squares line from the first window to the last; it moves one way only (no window more than a sample back) with one sign of
-    correlation, one window aside (the one that straddles a point where samples were dropped peaks
+    sample along a least-squares line from the first window to the last; it moves one way only (no
+    window more than a sample back) with one sign of correlation, one window aside (the one that straddles a point where samples were dropped peaks
     between the two lags); and aligning each window at its own lag (optimal gain per window) raises
     the SNR by at least 3 dB over the global lag. A drift of one sample costs at the ends what one
     sample of delay costs, and the 3 dB gate means the drift is at least half of the error. One way
