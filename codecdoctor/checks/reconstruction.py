@@ -210,18 +210,19 @@ def time_offset(m):
     fraction of a sample costs a lot: on 16 kHz speech half a sample caps SNR near 13-17 dB, one
     sample near 8-20 dB, 7 samples near 4 dB.
     Also fires when the delay drifts: the lag measured again in up to 8 windows of 0.5 s spread
-    over the pair (within +-50 ms of the global lag, on a pair over 8.3 minutes within a reach
-    that follows a 200 ppm drift (two clocks each 100 ppm off) from the middle to the ends, at most
+    over the pair (within +-50 ms of the global lag, on a pair over 8.3 minutes within a reach that
+    follows a 200 ppm drift (two clocks each 100 ppm off) from the middle to the ends, at most
     +-0.5 s; a window counts when its peak |correlation| reaches 0.5) changes by at least one
     sample along a least-squares line from the first window to the last; it moves one way only (no
-    window more than a sample back) with one sign of correlation, one window aside (the one that straddles a point where samples were dropped peaks
-    between the two lags); and aligning each window at its own lag (optimal gain per window) raises
-    the SNR by at least 3 dB over the global lag. A drift of one sample costs at the ends what one
-    sample of delay costs, and the 3 dB gate means the drift is at least half of the error. One way
-    and one sign, because a dispersive output (an all-pass-like phase response) also moves each
-    window's peak, by that window's content, back and forth and flipping sign near its resonance:
-    all-pass filters at 300 Hz and 1 kHz on Telugu and synthetic speech moved the peaks by up to 25
-    samples and gained up to 2.4 dB. The slope is reported as a clock-rate error in ppm.
+    window more than a sample back) with one sign of correlation, one window aside (the one that
+    straddles a point where samples were dropped peaks between the two lags); and aligning each
+    window at its own lag (optimal gain per window) raises the SNR by at least 3 dB over the global
+    lag. A drift of one sample costs at the ends what one sample of delay costs, and the 3 dB gate
+    means the drift is at least half of the error. One way and one sign, because a dispersive
+    output (an all-pass-like phase response) also moves each window's peak, by that window's
+    content, back and forth and flipping sign near its resonance: all-pass filters at 300 Hz and 1
+    kHz on Telugu and synthetic speech moved the peaks by up to 25 samples and gained up to 2.4 dB.
+    The slope is reported as a clock-rate error in ppm.
     Why: Codecs with strided convolutions, look-ahead or padding emit audio shifted by a fixed number
     of samples (a fraction of one after resampling or a transposed convolution's phase); SNR against
     the unshifted input then measures the shift, not the codec. An SNR that goes negative can be
