@@ -19,9 +19,9 @@ default, on the same Telugu speech, plus speed against EnCodec's architecture at
    on the held-out files, whole, energy-weighted over the set: 10 log10(sum ref^2 / sum err^2)
    (not a mean of per-crop dB). The trainer's own `val_snr_db` (same definition, on the held-out
    tail of the training files) is printed next to it. Held-out scoring is not part of the budget.
-3. Speed (one CPU thread, interleaved medians): encode+decode real-time factor of our 4 kbps codec
-   against EnCodec's SEANet architecture built at 16 kHz with 8 codebooks = the same 4 kbps
-   (`encodec` package, random weights), and training steps/s for each recipe's batch shape against
+3. Speed (one CPU thread, interleaved medians): encode+decode real-time factor of our codec (6 kbps
+   by default) against EnCodec's SEANet architecture built at 16 kHz with as many codebooks, the
+   same bitrate (`encodec` package, random weights), and training steps/s for each recipe's batch shape against
    an EnCodec step on the new recipe's batch (L1 loss, no discriminator).
 """
 from __future__ import annotations
@@ -53,7 +53,7 @@ OLD_RECIPE = {
     "options": {"batch_size": 16, "segment_seconds": 1.0, "learning_rate": 1e-3, "warmup_steps": None,
                 "min_lr_ratio": 0.1, "weight_ema_decay": None, "quantizer_warmup_steps": 0},
     "config": {"base_channels": 16, "linear_path": False, "mel_weight": 0.25, "l1_weight": 1.0, "snr_weight": 1.0,
-               "snr_loss": "linear", "quantizer_dropout": 0.25, "ema_decay": 0.9},
+               "snr_loss": "linear", "quantizer_dropout": 0.25, "ema_decay": 0.9, "n_codebooks": 8},
     # the old default warm-up: 5% of the planned steps, at most 500
     "warmup_rule": (0.05, 500),
 }
@@ -273,16 +273,17 @@ def _interleaved_medians(fns: dict, repeats: int) -> dict[str, float]:
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def _encodec_16k_4kbps():
+def _encodec_16k(kbps: float):
+    """EnCodec's architecture at 16 kHz and `kbps`: its SEANet (ratios 8,5,4,2: hop 320) has 50
+    frames/s, so each codebook of 1024 is 0.5 kbps (ours at 6 kbps: 12 codebooks, like it)."""
     try:
         from encodec import EncodecModel
     except ImportError:
         return None
     torch.manual_seed(0)
-    # EnCodec's SEANet (ratios 8,5,4,2: hop 320) at 16 kHz has 50 frames/s; 8 codebooks of 1024 = 4 kbps
-    model = EncodecModel._get_model([4.0], sample_rate=SAMPLE_RATE, channels=1, causal=False,
-                                    model_norm="weight_norm", audio_normalize=False, name="encodec_16k_4kbps")
-    model.set_target_bandwidth(4.0)
+    model = EncodecModel._get_model([kbps], sample_rate=SAMPLE_RATE, channels=1, causal=False,
+                                    model_norm="weight_norm", audio_normalize=False, name=f"encodec_16k_{kbps:g}kbps")
+    model.set_target_bandwidth(kbps)
     return model
 
 
@@ -295,7 +296,7 @@ def speed(seconds: float, repeats: int) -> None:
     ours = Codec(CodecConfig())
     ours(0.3 * torch.randn(1, 1, SAMPLE_RATE))  # k-means init of the codebooks (training forward), not timed
     ours.eval()
-    peer = _encodec_16k_4kbps()
+    peer = _encodec_16k(ours.config.bitrate_bps / 1000.0)
     x = 0.3 * torch.randn(1, 1, int(seconds * SAMPLE_RATE))
     fns = {"ours": lambda: ours.decode(ours.encode(x), length=x.shape[-1])}
     if peer is not None:
@@ -313,7 +314,7 @@ def speed(seconds: float, repeats: int) -> None:
     if peer is None:
         print("  encodec not installed (pip install encodec): no peer ratio")
     else:
-        print(f"  EnCodec architecture (16 kHz, 8 x 1024 codebooks = {peer.bandwidth:g} kbps, random weights): "
+        print(f"  EnCodec architecture (16 kHz, {peer.quantizer.n_q} x 1024 codebooks, {peer.bandwidth:g} kbps, random weights): "
               f"RTF {med['encodec'] / seconds:.4f}")
         print(f"  ratio ours / EnCodec RTF: {med['ours'] / med['encodec']:.3f} (below 1 = ours faster)")
 

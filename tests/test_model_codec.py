@@ -14,7 +14,7 @@ def test_default_config_is_16khz_hop_320_at_4_kbps():
     cfg = CodecConfig()
     assert cfg.sample_rate == 16000 and cfg.hop_length == 320
     assert cfg.frame_rate == 50.0
-    assert cfg.bitrate_bps == 50 * 8 * 10 == 4000
+    assert cfg.bitrate_bps == 50 * 12 * 10 == 6000
     assert cfg.bitrate_at(4) == 2000
 
 

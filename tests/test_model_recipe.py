@@ -168,7 +168,7 @@ def test_default_recipe_is_stated_in_the_defaults():
     """The defaults are the recipe bench_codec measures: a regression here changes the README's numbers."""
     cfg, opts = CodecConfig(), TrainOptions(data_dir="x")
     assert cfg.linear_path is True
-    assert cfg.bitrate_bps == 4000
+    assert cfg.bitrate_bps == 6000 and cfg.n_codebooks == 12
     assert opts.segment_seconds <= 0.5 and opts.batch_size == 16
     assert opts.warmup_steps is None or opts.warmup_steps <= 100
     assert np.isfinite(cfg.mel_weight)

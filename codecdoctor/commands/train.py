@@ -25,7 +25,7 @@ from codecdoctor.commands.common import (
 
 
 def _train(*, html: str | None = None, json: str | None = None, fail_on: FailOn = FailOn.error, **options: Any) -> None:
-    """Train the built-in codec (16 kHz, 4 kbps by default) with live per-batch checks."""
+    """Train the built-in codec (16 kHz, 6 kbps by default) with live per-batch checks."""
     from codecdoctor.commands.common import console_for
     from codecdoctor.report.live import TrainDisplay
     from codecdoctor.train import TrainRequest, is_main_process, train

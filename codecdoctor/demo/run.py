@@ -89,7 +89,7 @@ class DemoRunner:
 
         train_report = self._run_step(
             DemoStep("Training the codec with the live monitor",
-                     f"The built-in codec (4 kbps) trains for up to {self.minutes:g} minutes on the clean files "
+                     f"The built-in codec ({_default_kbps():g} kbps) trains for up to {self.minutes:g} minutes on the clean files "
                      "with per-batch range assertions, NaN detection and codebook health checks on.", "healthy"),
             "train", lambda: self._train(corpus.root / "clean"))
         checkpoint = self._checkpoint(train_report)
@@ -176,3 +176,8 @@ class DemoRunner:
             self._run_step(DemoStep(case.title, case.story, case.kind, expected_ids=list(case.expected_ids)),
                            f"saga_{case.key}", work)
 
+
+def _default_kbps() -> float:
+    from codecdoctor_model.config import CodecConfig
+
+    return CodecConfig().bitrate_bps / 1000.0
