@@ -90,8 +90,8 @@ class DemoRunner:
         train_report = self._run_step(
             DemoStep("Training the codec with the live monitor",
                      f"The built-in codec ({_default_kbps():g} kbps) trains for up to {self.minutes:g} minutes on the "
-                     "clean files "
-                     "with per-batch range assertions, NaN detection and codebook health checks on.", "healthy"),
+                     "clean files with per-batch range assertions, NaN detection and codebook health checks on.",
+                     "healthy"),
             "train", lambda: self._train(corpus.root / "clean"))
         checkpoint = self._checkpoint(train_report)
         if checkpoint is None:
