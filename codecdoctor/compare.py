@@ -178,7 +178,7 @@ class _QualityBeside:
     readable (pass 1 shrinks a source that ends early)."""
 
     def __init__(self, pair: _Pair, sample_rate: int | None, measured: tuple[Any, Any]):
-        from codecdoctor.measure.quality import warm_imports
+        from codecdoctor.measure.quality import installed, warm_imports
 
         self.pair, self.sample_rate, self.measured = pair, sample_rate, measured
         self.thread: Any = None
@@ -188,7 +188,7 @@ class _QualityBeside:
         self.process = None
         shortest = min(int(source.frames) for source in measured)
         if shortest >= QUALITY_PROCESS_SECONDS * max(1, int(measured[0].sample_rate)) and (
-                _installed("pesq") or _installed("pystoi")):
+                installed("pesq") or installed("pystoi")):
             from codecdoctor.measure.quality_process import QualityProcess
 
             self.process = QualityProcess()   # starts now: its interpreter and the packages load during pass 1
@@ -233,12 +233,6 @@ class _QualityBeside:
             raise self.failure
         if self.result is not None:
             self.result.apply_to(m)
-
-
-def _installed(package: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(package) is not None
 
 
 def _close(*sources: Any) -> None:

@@ -361,7 +361,7 @@ def _frame_locking(m: PairMeasurements, residual: np.ndarray, ref_energy: float,
     m.frame_line_excess_db = float(_line_excess_db(freqs, table, np.array([sr / chosen]))[0])
     if m.frame_line_excess_db < FRAME_LINE_MIN_DB:
         # Without hop-rate lines there is nothing to confirm by folding (R317 reads the share only
-        # above FRAME_LINE_MIN_DB): the share stays 0, and a short pair's compare skips a third of
+        # above FRAME_LINE_MIN_DB): the share stays 0, and a short pair's compare skips about half of
         # its R317 cost (the folding normalises the full-rate residual energy).
         return
     m.frame_locked_fraction = _locked_share(energy, chosen)
