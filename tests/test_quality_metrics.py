@@ -196,7 +196,6 @@ def test_compare_puts_the_metrics_in_every_pair_and_can_skip_them(clean):
 
 
 def test_compare_html_shows_the_quality_table_and_json_carries_the_fields(cli, tmp_path, clean):
-
     import soundfile as sf
 
     sf.write(str(tmp_path / "ref.wav"), clean, SR)
@@ -267,7 +266,7 @@ def test_stoi_in_its_own_process_scores_what_the_package_scores_and_warns_alike(
         worker.close()
 
 
-def test_a_long_pair_scores_quality_in_a_process_with_the_same_result(clean, monkeypatch, tmp_path):
+def test_a_long_pair_scores_quality_in_a_process_with_the_same_result(clean, tmp_path):
     """From QUALITY_PROCESS_SECONDS on, compare scores STOI and PESQ in the child: the same numbers
     and notes as in this process, and pystoi is not imported here (its import holds the GIL)."""
     import subprocess
