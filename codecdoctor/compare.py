@@ -266,12 +266,27 @@ def pair_record(m: PairMeasurements, ref_rel: str, est_rel: str | None, error: s
     record: dict[str, Any] = {"ref": ref_rel, "est": est_rel, "error": error}
     if m is None:
         return record
-    data = dataclasses.asdict(m)
+    data = _fields_of(m)
     for key in ("snr_db", "si_snr_db", "seg_snr_db", "mel_distance", "gain", "lag_samples", "correlation", "what_if"):
         record[key] = data.pop(key)
     record["subject"] = data.pop("subject", None)  # the findings' subject for this pair
     record.update(data)
     return record
+
+
+def _fields_of(m: PairMeasurements) -> dict[str, Any]:
+    """dataclasses.asdict for PairMeasurements, whose fields are numbers, strings and dicts or
+    lists of them (one level of lists nested): asdict's recursive deep copy was half a millisecond
+    per pair, as long as a pair's lag search."""
+    data: dict[str, Any] = {}
+    for f in dataclasses.fields(m):
+        value = getattr(m, f.name)
+        if isinstance(value, dict):
+            value = dict(value)
+        elif isinstance(value, list):
+            value = [list(v) if isinstance(v, list) else v for v in value]
+        data[f.name] = value
+    return data
 
 
 def _energies(m: PairMeasurements) -> tuple[float, float]:
@@ -397,11 +412,44 @@ def _import_fft_beside() -> None:
         threading.Thread(target=lambda: __import__("scipy.fft"), name="import-scipy.fft", daemon=True).start()
 
 
+# A worker gets consecutive pairs in batches of up to this many bytes of audio files (about two
+# minutes of 16-bit 16 kHz mono per side) and BATCH_PAIRS pairs: one hand-off per 10 s pair cost
+# the parent process 1.3 ms of CPU (pickling, the pool's feeder and manager threads, a wake-up per
+# result) on cores the workers need, and a batch this small still spreads a folder's tail evenly.
+BATCH_BYTES = 4 << 20
+BATCH_PAIRS = 16
+
+
+def _batches(pairs: list[_Pair], jobs: int) -> list[list[int]]:
+    """Indices of consecutive pairs, grouped by BATCH_BYTES and BATCH_PAIRS, and into at least four
+    batches per worker so that no worker waits on another's last batch for long."""
+    limit = max(1, min(BATCH_PAIRS, len(pairs) // (4 * jobs)))
+    batches: list[list[int]] = []
+    size = 0
+    for index, pair in enumerate(pairs):
+        pair_bytes = 0
+        for path in (pair.ref_path, pair.est_path):
+            try:
+                pair_bytes += path.stat().st_size if path is not None else 0
+            except OSError:  # unreadable: _measure_one says so
+                pass
+        if not batches or len(batches[-1]) >= limit or size + pair_bytes > BATCH_BYTES:
+            batches.append([])
+            size = 0
+        batches[-1].append(index)
+        size += pair_bytes
+    return batches
+
+
+def _measure_batch(pairs: list[_Pair], settings: _Settings) -> list[_Outcome]:
+    return [_measure_one(pair, settings) for pair in pairs]
+
+
 def _measure_all(pairs: list[_Pair], settings: _Settings, jobs: int,
                  progress: Callable[[int, int, str], None] | None):
     """Each pair's outcome, in the pairs' order. With several workers the pairs are measured in a
-    process pool (forked: the pairs and settings travel without pickling a module); a pool that
-    breaks (a worker killed by a hostile file) leaves its unfinished pairs to this process."""
+    process pool, in batches (forked: the pairs and settings travel without pickling a module); a
+    pool that breaks (a worker killed by a hostile file) leaves its unfinished pairs to this process."""
     def told(index: int, outcome: _Outcome) -> _Outcome:
         if progress is not None:
             progress(index + 1, len(pairs), outcome.pair.subject)
@@ -416,20 +464,26 @@ def _measure_all(pairs: list[_Pair], settings: _Settings, jobs: int,
     import multiprocessing as mp
 
     # imported once here, before the fork, rather than once in every worker: scipy.fft alone is
-    # 0.2 s of CPU, and this process needs it afterwards for the worst pair's excerpt anyway
+    # 0.2 s of CPU, and this process needs it afterwards for the worst pair's excerpt anyway;
+    # soundfile and the checks are what every worker's first pair would import
     import scipy.fft  # noqa: F401
 
+    import codecdoctor.checks.reconstruction  # noqa: F401
+    import codecdoctor.measure.audio.reader  # noqa: F401
     import codecdoctor.measure.excerpt  # noqa: F401
 
     context = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
     done: dict[int, _Outcome] = {}
     with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-        futures = {pool.submit(_measure_one, pair, settings): index for index, pair in enumerate(pairs)}
+        futures = {pool.submit(_measure_batch, [pairs[i] for i in batch], settings): batch
+                   for batch in _batches(pairs, jobs)}
         for future in cf.as_completed(futures):
             try:
-                done[futures[future]] = told(len(done), future.result())
+                outcomes = future.result()
             except Exception:  # noqa: BLE001 - BrokenProcessPool or a pickling failure: measured below
                 continue
+            for index, outcome in zip(futures[future], outcomes):
+                done[index] = told(len(done), outcome)
     for index, pair in enumerate(pairs):
         if index not in done:
             done[index] = told(len(done), _measure_one(pair, settings))

@@ -54,7 +54,19 @@ def is_power_of_two(n: int) -> bool:
 
 
 def window_array(name: str, n_fft: int) -> np.ndarray:
-    """Periodic windows as torch builds them (torch.hann_window default periodic=True)."""
+    """Periodic windows as torch builds them (torch.hann_window default periodic=True), read-only
+    (cached: a pair's compare asks for the same few windows several times)."""
+    return _window(str(name), int(n_fft))
+
+
+@lru_cache(maxsize=32)
+def _window(name: str, n_fft: int) -> np.ndarray:
+    window = _build_window(name, n_fft)
+    window.setflags(write=False)
+    return window
+
+
+def _build_window(name: str, n_fft: int) -> np.ndarray:
     k = np.arange(n_fft)
     if name == "hann":
         return 0.5 - 0.5 * np.cos(2 * np.pi * k / n_fft)

@@ -125,7 +125,7 @@ def spectral_loss_half_precision(reference: Any, estimate: Any, fft_sizes: Seque
         n_fft = int(n_fft)
         if length < n_fft:
             continue
-        w = torch.as_tensor(window_array(window, n_fft), dtype=torch.float32)
+        w = torch.tensor(window_array(window, n_fft), dtype=torch.float32)
         fb = torch.tensor(mel_filterbank(sample_rate, n_fft, int(bins)), dtype=torch.float32) if bins else None
 
         def log_spec(x, dtype, stages, n_fft=n_fft, w=w, fb=fb):  # bound now: called within this iteration
