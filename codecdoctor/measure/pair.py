@@ -281,9 +281,9 @@ def _search_hop(freqs: np.ndarray, table: np.ndarray, sample_rate: int, samples:
         keep = [k for k in range(1, 10) if k % factor]
         while factor * best <= hi:
             rate = sample_rate / (factor * best)
-            lines = [float(_line_excess_db(freqs, table, np.array([rate * k]), harmonics=1)[0]) for k in keep
-                     if rate * k <= _harmonic_top_hz(freqs)]
-            if not lines or float(np.mean(lines)) < target:
+            harmonic_hz = np.array([rate * k for k in keep if rate * k <= _harmonic_top_hz(freqs)])
+            lines = _line_excess_db(freqs, table, harmonic_hz, harmonics=1) if harmonic_hz.size else harmonic_hz
+            if not lines.size or float(np.mean(lines)) < target:
                 break
             best *= factor
     return best
