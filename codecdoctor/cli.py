@@ -12,6 +12,7 @@ import typer
 
 from codecdoctor.commands import audit, catalog, ckpt, compare, demo, env, merge, probe, train, watch
 from codecdoctor.core.errors import CheckFailed, InputError
+from codecdoctor.core.process import keep_freed_memory as _keep_freed_memory
 
 app = typer.Typer(
     name="codecdoctor",
@@ -76,34 +77,8 @@ def main(argv: list[str] | None = None) -> int:
 # numpy's OpenBLAS would add a thread pool of its own whose idle threads spin on the cores those
 # workers need: a 1.8 h compare took twice the CPU time (27 s against 10 s) with it.
 _OWN_PARALLELISM = {"audit-data", "compare", "check-ckpt", "merge"}
-# Commands that stream audio through numpy in blocks of a few MB: see _keep_freed_memory.
+# Commands that stream audio through numpy in blocks of a few MB: see core.process.keep_freed_memory.
 _BLOCK_STREAMING = {"audit-data", "compare"}
-
-# glibc's M_MMAP_THRESHOLD and M_TRIM_THRESHOLD (malloc.h)
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-
-
-def _keep_freed_memory() -> bool:
-    """Let glibc's malloc reuse freed blocks instead of unmapping them.
-
-    Every numpy temporary of a streamed block (1-8 MB) is above glibc's default mmap threshold, so
-    each one was mapped, zero-filled page by page on first touch and unmapped again: a 1.8 h
-    compare spent 2.1 s of its 7.2 s of CPU in the kernel doing that, and a 160 k-sample moving
-    average took 7.1 ms instead of 1.2 ms. With the thresholds raised, freed blocks stay in the heap
-    for the next block (peak memory is unchanged: the same blocks are live at once). Not done when
-    the user set either threshold, nor off glibc. Returns whether the thresholds were set."""
-    if os.environ.get("MALLOC_MMAP_THRESHOLD_") or os.environ.get("MALLOC_TRIM_THRESHOLD_"):
-        return False
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        import ctypes
-
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):  # musl or another libc without mallopt
-        return False
-    return bool(mallopt(_M_MMAP_THRESHOLD, 256 << 20)) and bool(mallopt(_M_TRIM_THRESHOLD, 512 << 20))
-
 
 def entry(*, fast_exit: bool = False) -> None:
     """Run the command line in sys.argv and exit with its code. `fast_exit` (the console script and

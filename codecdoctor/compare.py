@@ -455,10 +455,14 @@ def _measure_all(pairs: list[_Pair], settings: _Settings, jobs: int,
             progress(index + 1, len(pairs), outcome.pair.subject)
         return outcome
 
+    from codecdoctor.core.process import one_openblas_thread
+
     if jobs <= 1:
         _import_fft_beside()
         for index, pair in enumerate(pairs):
-            yield told(index, _measure_one(pair, settings))
+            with one_openblas_thread():   # not around the yield: the caller's code runs there
+                outcome = _measure_one(pair, settings)
+            yield told(index, outcome)
         return
     import concurrent.futures as cf
     import multiprocessing as mp
@@ -474,7 +478,9 @@ def _measure_all(pairs: list[_Pair], settings: _Settings, jobs: int,
 
     context = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
     done: dict[int, _Outcome] = {}
-    with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+    from codecdoctor.core.process import one_openblas_thread, tune_worker
+
+    with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=tune_worker) as pool:
         futures = {pool.submit(_measure_batch, [pairs[i] for i in batch], settings): batch
                    for batch in _batches(pairs, jobs)}
         for future in cf.as_completed(futures):
@@ -486,7 +492,9 @@ def _measure_all(pairs: list[_Pair], settings: _Settings, jobs: int,
                 done[index] = told(len(done), outcome)
     for index, pair in enumerate(pairs):
         if index not in done:
-            done[index] = told(len(done), _measure_one(pair, settings))
+            with one_openblas_thread():
+                outcome = _measure_one(pair, settings)
+            done[index] = told(len(done), outcome)
         yield done[index]
 
 

@@ -177,3 +177,26 @@ def test_the_numpy_commands_end_without_interpreter_teardown_and_keep_their_outp
     assert "R303" in run.stdout
     assert json.loads((tmp_path / "r.json").read_text())["findings"]
     assert (tmp_path / "r.html").stat().st_size > 1000
+
+
+def test_a_compare_worker_limits_numpys_openblas_to_one_thread():
+    """compare's workers set OpenBLAS to one thread even when numpy loaded with one per core (a
+    program calling codecdoctor.compare): the count is read back through OpenBLAS itself."""
+    import subprocess
+
+    script = (
+        "import ctypes, os\n"
+        "os.environ.pop('OPENBLAS_NUM_THREADS', None)\n"
+        "import numpy\n"
+        "from codecdoctor.core.process import limit_openblas_threads\n"
+        "paths = {l.split()[-1] for l in open('/proc/self/maps') if 'openblas' in l.lower() and '/' in l}\n"
+        "if not paths: print('none'); raise SystemExit\n"
+        "lib = ctypes.CDLL(sorted(paths)[0])\n"
+        "get = next(getattr(lib, n) for n in ('scipy_openblas_get_num_threads64_', 'openblas_get_num_threads')"
+        " if hasattr(lib, n))\n"
+        "print(limit_openblas_threads(1), get())\n")
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True).stdout.split()
+    if out == ["none"] or not sys.platform.startswith("linux"):
+        pytest.skip("numpy here is not linked with OpenBLAS")
+    assert out == ["True", "1"]

@@ -170,3 +170,27 @@ def test_an_empty_reference_is_an_error_not_a_pass(cli, tmp_path):
     code, out, err = cli("compare", "ref.wav", "est.wav", "--html", "none", "--json", "none")
     assert code == 1, out + err
     assert "R315" in out and "reference is empty" in out
+
+
+def test_workers_get_consecutive_pairs_in_batches_bounded_by_count_and_bytes(tmp_path):
+    """Every pair lands in exactly one batch, in order; a batch holds at most BATCH_PAIRS pairs and
+    BATCH_BYTES of files (one pair alone may exceed it), and there are at least four per worker."""
+    from codecdoctor.compare import BATCH_BYTES, BATCH_PAIRS, _batches, _Pair
+
+    pairs = []
+    for i in range(200):
+        ref, est = tmp_path / f"r{i}.wav", tmp_path / f"e{i}.wav"
+        size = BATCH_BYTES + 1 if i == 7 else 40_000
+        ref.write_bytes(b"\0" * size)
+        est.write_bytes(b"\0" * 1000)
+        pairs.append(_Pair(f"p{i}", ref.name, est.name, ref_path=ref, est_path=est))
+    pairs.append(_Pair("missing", "x.wav", "y.wav", ref_path=tmp_path / "x.wav", est_path=tmp_path / "y.wav"))
+    batches = _batches(pairs, 2)
+    assert [i for batch in batches for i in batch] == list(range(len(pairs)))
+    assert max(len(b) for b in batches) <= BATCH_PAIRS and len(batches) >= 8
+    assert [7] in batches     # the oversized pair is a batch of its own
+    for batch in batches:
+        if len(batch) > 1:
+            assert sum(pairs[i].ref_path.stat().st_size + pairs[i].est_path.stat().st_size
+                       for i in batch if pairs[i].ref_path.exists()) <= BATCH_BYTES
+    assert _batches(pairs[:3], 2) == [[0], [1], [2]]
