@@ -184,6 +184,23 @@ def test_file_source_resamples_in_segments_exactly_like_the_whole_file(tmp_path,
     np.testing.assert_allclose(pieces, whole, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("container, subtype", [("WAV", "PCM_U8"), ("WAV", "PCM_16"), ("WAV", "PCM_24"),
+                                                ("WAV", "PCM_32"), ("WAV", "FLOAT"), ("WAV", "DOUBLE"),
+                                                ("FLAC", "PCM_S8"), ("FLAC", "PCM_16"), ("FLAC", "PCM_24"),
+                                                ("AIFF", "PCM_32")])
+def test_file_source_reads_the_samples_libsndfile_gives_as_float64(tmp_path, container, subtype):
+    # integer PCM is read as integers and scaled in numpy (3x faster): the very same samples,
+    # full scale and the most negative code included
+    x = np.clip(np.random.default_rng(0).standard_normal((6000, 2)) * 0.4, -1.0, 1.0)
+    x[:2] = [[-1.0, 1.0], [1.0, -1.0]]
+    path = tmp_path / f"x.{container.lower()}"
+    sf.write(str(path), x, SR, subtype=subtype, format=container)
+    expected, _ = sf.read(str(path), dtype="float64", always_2d=True)
+    source = FileSource(path)
+    np.testing.assert_array_equal(source.read(0, source.frames), expected.T)
+    source.close()
+
+
 def _write_pair(folder: Path, seconds: float, sample_rate: int, est_name: str = "est.wav") -> tuple[Path, Path]:
     """REF speech-like audio, EST = 0.9 x REF, 240 samples late, light noise (PCM16), written ten
     seconds at a time so the test process stays small."""

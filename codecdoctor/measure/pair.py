@@ -233,7 +233,10 @@ def _line_table_db(freqs: np.ndarray, power: np.ndarray) -> np.ndarray:
     padded = np.pad(power, 21, mode="edge")[: reach + 42]
     windows = sliding_window_view(padded, 43)          # bins b-21 .. b+21 around each bin b < reach
     line = windows[:, 20:23].max(axis=1)
-    continuum = np.median(np.concatenate([windows[:, 1:18], windows[:, 25:42]], axis=1), axis=1)
+    # the median of each row's 34 bins, as np.median gives it: a sort of short rows is 4x faster
+    # than np.median's partition
+    ordered = np.sort(np.concatenate([windows[:, 1:18], windows[:, 25:42]], axis=1), axis=1)
+    continuum = (ordered[:, 16] + ordered[:, 17]) / 2.0
     valid = (continuum > 0.0) & (line > 0.0)
     table[:reach][valid] = 10.0 * np.log10(line[valid] / continuum[valid])
     return table
