@@ -644,10 +644,16 @@ def measure_lag_drift(m: PairMeasurements, read_ref: Any, read_est: Any, ref_sam
     usable = (ref_energy > 0.0) & np.isfinite(ref_energy)
     if not usable.any():
         return
-    starts = [s for s, ok in zip(starts, usable) if ok]
-    r, e, ref_energy = r[usable], e[usable], ref_energy[usable]
-    squares = np.concatenate([np.zeros((e.shape[0], 1)), np.cumsum(e * e, axis=1)], axis=1)
-    est_energy = squares[:, width:] - squares[:, :-width]     # energy of e[j : j + width], j = 0 .. 2R
+    if not usable.all():
+        starts = [s for s, ok in zip(starts, usable) if ok]
+        r, e, ref_energy = r[usable], e[usable], ref_energy[usable]
+    # energy of e[j : j + width], j = 0 .. 2R: the first window's, then what each step adds and drops
+    squares = e * e
+    steps = squares[:, width:] - squares[:, :-width]
+    est_energy = np.empty((e.shape[0], 2 * radius + 1))
+    est_energy[:, 0] = squares[:, :width].sum(axis=1)
+    np.cumsum(steps, axis=1, out=steps)
+    est_energy[:, 1:] = est_energy[:, :1] + steps
     raw = irfft(rfft(e, size, axis=1) * np.conj(rfft(r, size, axis=1)), size, axis=1)[:, : 2 * radius + 1]
     denominator = np.sqrt(ref_energy[:, None] * np.maximum(est_energy, 0.0))
     with np.errstate(divide="ignore", invalid="ignore"):
