@@ -322,3 +322,19 @@ def test_parts_measured_in_parallel_equal_one_pass_field_by_field(tmp_path, monk
         assert joined.overs > 0 and joined.nan == 1 and joined.inf == 1 and joined.silent_frames >= 40
     if case == "stereo_pcm16_rails":
         assert joined.clip_runs == 2 and joined.clipped_samples == 14 + 4
+
+
+@pytest.mark.parametrize("container, subtype", [("WAV", "PCM_U8"), ("FLAC", "PCM_S8"), ("WAV", "PCM_16"),
+                                                ("WAV", "PCM_24"), ("WAV", "FLOAT")])
+def test_read_blocks_give_libsndfile_float32_samples(tmp_path, container, subtype):
+    # 8- and 16-bit PCM are read as int16 and scaled in numpy (formats.NATIVE_READS): the same
+    # samples as libsndfile's float32, full scale and the most negative code included
+    x = np.clip(np.random.default_rng(1).standard_normal((9000, 2)) * 0.4, -1.0, 1.0)
+    x[:2] = [[-1.0, 1.0], [1.0, -1.0]]
+    path = tmp_path / f"x.{container.lower()}"
+    sf.write(str(path), x, SR, subtype=subtype, format=container)
+    from codecdoctor.measure.audio import reader
+
+    with sf.SoundFile(str(path)) as handle:
+        blocks = [block.copy() for block in reader.read_blocks(handle, 4000)]
+    np.testing.assert_array_equal(np.concatenate(blocks), sf.read(str(path), dtype="float32", always_2d=True)[0])

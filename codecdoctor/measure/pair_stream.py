@@ -38,6 +38,7 @@ from typing import Any, Callable, Protocol
 import numpy as np
 
 from codecdoctor.measure import metrics as M
+from codecdoctor.measure.audio.formats import NATIVE_READS
 from codecdoctor.measure.metrics import dot
 from codecdoctor.measure.pair import (
     LAG_BLOCKS,
@@ -113,12 +114,6 @@ class ArraySource:
         return self.audio[:, max(start, 0):max(min(stop, self.frames), 0)]
 
 
-# How each sample format is read: (soundfile dtype, scale to libsndfile's float64 samples).
-# libsndfile returns 8- and 16-bit PCM as int16 and 24- and 32-bit PCM as left-justified int32.
-_NATIVE_READS = {"PCM_S8": ("int16", 2.0 ** -15), "PCM_U8": ("int16", 2.0 ** -15), "PCM_16": ("int16", 2.0 ** -15),
-                 "PCM_24": ("int32", 2.0 ** -31), "PCM_32": ("int32", 2.0 ** -31), "FLOAT": ("float32", 1.0)}
-
-
 class FileSource:
     """An audio file read by seeking (soundfile), optionally resampled to `sample_rate` (the one
     polyphase resampler, applied per segment with margins so the result equals resampling the
@@ -142,10 +137,9 @@ class FileSource:
         self.channels = 1 if self.downmix else self.native_channels
         self.native_frames = int(self._file.frames)
         self.header_frames = self.native_frames  # what libsndfile reported on opening
-        # libsndfile's double conversion of integer PCM is a multiplication by a power of two: the
-        # integers read as such and scaled in numpy are the same samples, 3x faster (float files:
-        # float32 widened in numpy); tests/test_compare_stream.py holds every subtype equal
-        self._read_dtype, self._read_scale = _NATIVE_READS.get(self._file.subtype, ("float64", 1.0))
+        # integers scaled in numpy (formats.NATIVE_READS): tests/test_compare_stream.py holds every
+        # subtype equal to libsndfile's float64
+        self._read_dtype, self._read_scale = NATIVE_READS.get(self._file.subtype, ("float64", 1.0))
         self.error: str | None = None
         self.error_frame: int | None = None
         # a short file is read once, whole, and its reads are views of that copy (the passes, the
