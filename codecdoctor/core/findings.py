@@ -150,6 +150,10 @@ class Report:
         )
 
 
+def _json_float(value: float) -> Any:
+    return value if math.isfinite(value) else ("nan" if math.isnan(value) else ("inf" if value > 0 else "-inf"))
+
+
 def jsonable(value: Any) -> Any:
     """Convert measurements to strict JSON: dataclasses to dicts, numpy scalars to Python numbers,
     paths to strings, and non-finite floats to the strings "nan", "inf", "-inf" (strict JSON has no NaN)."""
@@ -157,7 +161,7 @@ def jsonable(value: Any) -> Any:
     # tests below (dataclass, enum, numpy) took most of its JSON writing time
     kind = type(value)
     if kind is float:
-        return value if math.isfinite(value) else ("nan" if math.isnan(value) else ("inf" if value > 0 else "-inf"))
+        return _json_float(value)
     if kind is str or kind is int or kind is bool or value is None:
         return value
     if kind is list:
@@ -177,7 +181,7 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, int):
         return value
     if isinstance(value, float):
-        return value if math.isfinite(value) else ("nan" if math.isnan(value) else ("inf" if value > 0 else "-inf"))
+        return _json_float(value)
     # numpy / torch scalars and 0-d arrays
     if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
         return jsonable(value.item())

@@ -38,7 +38,7 @@ from typing import Any, Callable, Protocol
 import numpy as np
 
 from codecdoctor.measure import metrics as M
-from codecdoctor.measure.audio.formats import NATIVE_READS
+from codecdoctor.measure.audio.formats import CONTAINER_BITS, NATIVE_READS
 from codecdoctor.measure.metrics import dot
 from codecdoctor.measure.pair import (
     LAG_BLOCKS,
@@ -145,7 +145,8 @@ class FileSource:
         # a short file is read once, whole, and its reads are views of that copy (the passes, the
         # lag search and the excerpts read each block several times)
         self._whole: np.ndarray | None = None
-        declared = (declared_wav_frames(self.path, self.native_channels * _bytes_per_sample(self._file.subtype))
+        sample_bytes = (CONTAINER_BITS.get(self._file.subtype) or 0) // 8
+        declared = (declared_wav_frames(self.path, self.native_channels * sample_bytes)
                     if self._file.format in ("WAV", "WAVEX") else None)
         self.declared_frames = declared
         if declared is not None and declared > self.native_frames:
@@ -240,11 +241,6 @@ class FileSource:
         out = resample(segment, self.native_rate, self.sample_rate)
         offset = first * self._up // self._down
         return out[:, start - offset:min(stop, self.frames) - offset]
-
-
-def _bytes_per_sample(subtype: str) -> int:
-    return {"PCM_S8": 1, "PCM_U8": 1, "PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4, "DOUBLE": 8,
-            "ULAW": 1, "ALAW": 1}.get(subtype, 0)
 
 
 def _finite_or_zero(x: np.ndarray) -> np.ndarray:
