@@ -173,6 +173,39 @@ def test_a_long_pair_uses_the_sampled_lag_blocks_and_finds_the_lag():
     assert streamed.correlation == pytest.approx(whole.correlation, abs=1e-9)
 
 
+def test_the_float32_lag_search_rechecks_its_peak_in_float64():
+    """The single-FFT search runs in float32; every lag near its peak is recomputed as a float64 dot
+    product, which gives the float64 FFT's values (1e-12), so the peak, its ties and its value are
+    the float64 search's."""
+    from codecdoctor.measure import pair_stream as PS
+
+    ref, est = CASES["delay_320"]
+    ref_view = PS._FlatView(ArraySource(ref, SR), ref.size)
+    est_view = PS._FlatView(ArraySource(est, SR), est.size)
+    correlator = PS._Correlator(ref_view, float(ref.mean()), float(est.mean()))
+    lags, fast = correlator.correlate(est_view, 8000)
+    _, precise = correlator.correlate(est_view, 8000, precise=True)
+    assert np.max(np.abs(fast - precise)) < 1e-5          # float32 rounding, far below the 1e-4 margin
+    chosen = np.array([-8000, -1, 0, 320, 321, 7999])
+    exact = correlator.exact_at(est_view, chosen)
+    assert exact == pytest.approx(precise[chosen + 8000], abs=1e-12)
+    assert PS.estimate_lag(correlator, est_view, 8000).lag == 320
+
+
+@pytest.mark.parametrize("name", ["delay_7", "lowpass_4k", "white_noise", "phase_scrambled"])
+def test_a_flat_float32_peak_falls_back_to_the_float64_search(name, monkeypatch):
+    # with no room for rechecked lags every search takes the float64 fallback: the same numbers
+    from codecdoctor.measure import pair_stream as PS
+
+    monkeypatch.setattr(PS, "EXACT_LAGS", 0)
+    ref, est = CASES[name]
+    whole = measure_pair(ref, est, SR, subject="pair")
+    streamed = measure_pair_stream(ArraySource(ref, SR), ArraySource(est, SR), SR, subject="pair")
+    assert streamed.lag_samples == whole.lag_samples
+    assert streamed.correlation == pytest.approx(whole.correlation, abs=1e-9)
+    assert streamed.lag_fraction_samples == pytest.approx(whole.lag_fraction_samples, abs=1e-9)
+
+
 @pytest.mark.parametrize("file_rate", [8000, 44100])
 def test_file_source_resamples_in_segments_exactly_like_the_whole_file(tmp_path, file_rate):
     x = np.random.default_rng(0).standard_normal((2, file_rate * 3))
