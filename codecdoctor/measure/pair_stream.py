@@ -85,8 +85,10 @@ MEL_FRAMES_LONG = 40_000
 # float64, up to EXACT_LAGS of them (a dot product each), else the whole search is redone in float64.
 FLOAT32_LAG_MARGIN = 1e-4
 EXACT_LAGS = 32
-# Frames of the STFT transformed per call (bounds the float32 frame matrix to 8 MB at n_fft 1024).
-STFT_BATCH_FRAMES = 2048
+# Frames of the STFT transformed per call: the windowed frames, their spectra and magnitudes of 128
+# frames at n_fft 1024 (0.5 + 0.5 + 0.25 MB) stay in a core's 2 MB L2 cache from one step to the
+# next (a 10 s pair's STFT sums: 3.48 ms against 3.58 ms in batches of 2048, bench_pair_stages).
+STFT_BATCH_FRAMES = 128
 
 
 class SignalSource(Protocol):
@@ -1141,6 +1143,7 @@ def _pass_two(ref: SignalSource, est: SignalSource, m: PairMeasurements, state: 
     if bound is not None and bound > 0:
         m.output_bound = float(bound)
     small_limit = 0.5 * (m.output_bound or 1.0)
+    all_small = m.ref_peak <= small_limit   # every aligned reference sample is a small-signal one
     small = _pair_sums()
     small_count = 0
     seg_snr = _FrameSums(state["frame"], state["seg_usable"], ("sumsq", "sumsq"))
@@ -1212,8 +1215,11 @@ def _pass_two(ref: SignalSource, est: SignalSource, m: PairMeasurements, state: 
 
     def aligned_update(start: int, ra: np.ndarray, ea: np.ndarray) -> None:
         nonlocal small_count
-        inside = np.abs(ra) <= small_limit
-        count = int(np.count_nonzero(inside))
+        if all_small:
+            inside, count = None, ra.size
+        else:
+            inside = np.abs(ra) <= small_limit
+            count = int(np.count_nonzero(inside))
         small_count += count
         # a block entirely at small-signal level adds the same sums to both (the common case)
         _add_pair_sums(aligned_sums, ra, ea, peak=block_peak, also=small if count == ra.size else None)
