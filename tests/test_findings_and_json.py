@@ -66,3 +66,26 @@ def test_jsonable_converts_numpy_and_dataclasses():
 
     out = jsonable(M(np.float32(0.5), np.arange(3)))
     assert out == {"a": 0.5, "b": [0, 1, 2]}
+
+
+def test_the_terminal_prints_a_checks_cause_and_fix_once_per_severity_group():
+    """A folder of 50 delayed pairs is 50 R304 findings with one cause and fix: the terminal prints
+    the paragraphs with the first and points back to them from the others; a different cause of
+    the same check is printed in full."""
+    import io
+
+    from rich.console import Console
+
+    from codecdoctor.report import terminal
+
+    report = Report(command="compare", args={})
+    report.add([Finding("R304", Severity.ERROR, "Time offset", f"pair {i} is 40 samples late", f"{i}.wav",
+                        {"lag_samples": 40}, "shared cause", "shared fix") for i in range(3)]
+               + [Finding("R304", Severity.ERROR, "Time offset", "drifting", "d.wav", {}, "drift cause", "drift fix")])
+    buffer = io.StringIO()
+    terminal.render(report, Console(file=buffer, width=200, force_terminal=False, color_system=None))
+    text = buffer.getvalue()
+    assert text.count("shared cause") == 1 and text.count("shared fix") == 1
+    assert text.count("cause and fix: as for R304 above") == 2
+    assert text.count("drift cause") == 1 and text.count("drift fix") == 1
+    assert all(f"pair {i} is 40 samples late" in text for i in range(3))      # every message stays

@@ -68,7 +68,10 @@ def verdict_line(report: Report) -> RichText:
     return line
 
 
-def finding_renderable(finding: Finding) -> Group:
+def finding_renderable(finding: Finding, explained: bool = False) -> Group:
+    """A finding's header, message and evidence, then its cause and fix; `explained`: a finding of
+    the same check with the same cause and fix was printed above, so one line points there (a
+    folder of 50 delayed pairs printed the same two paragraphs 50 times)."""
     header = RichText()
     header.append(f"{printable(finding.id)} ", style=STYLES[finding.severity])
     header.append(printable(finding.title), style="bold")
@@ -78,6 +81,9 @@ def finding_renderable(finding: Finding) -> Group:
     if finding.evidence:
         evidence = "  ".join(f"{printable(k)}={printable(format_number(v))}" for k, v in finding.evidence.items())
         lines.append(RichText("  evidence: " + evidence, style="dim"))
+    if explained and (finding.cause or finding.fix):
+        lines.append(RichText(f"  cause and fix: as for {printable(finding.id)} above", style="dim italic"))
+        return Group(*lines)
     if finding.cause:
         label = "  why: " if finding.severity == Severity.INFO else "  cause: "
         lines.append(RichText(label + printable(finding.cause), style="italic"))
@@ -112,13 +118,16 @@ def render(report: Report, console: Console, max_per_severity: int = 40) -> None
             console.print(Panel(RichText(printable(section.body)), title=escape(printable(section.title)),
                                 title_align="left"))
     findings = report.sorted_findings()
+    explained: set[tuple[str, str | None, str | None]] = set()
     for severity in reversed(Severity):
         group = [f for f in findings if f.severity == severity]
         if not group:
             continue
         console.rule(RichText(f"{severity.label.upper()} ({len(group)})", style=STYLES[severity]), align="left")
         for finding in group[:max_per_severity]:
-            console.print(finding_renderable(finding))
+            key = (finding.id, finding.cause, finding.fix)
+            console.print(finding_renderable(finding, explained=key in explained))
+            explained.add(key)
         if len(group) > max_per_severity:
             console.print(f"  ... {len(group) - max_per_severity} more {severity.label} findings in the HTML/JSON report")
     for note in report.notes:
