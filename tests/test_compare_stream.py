@@ -161,6 +161,40 @@ def test_streamed_equals_whole_on_other_speech_sources_and_levels(level_dbfs):
         assert_same_measurements(whole, streamed, f"{name} at {level_dbfs} dBFS")
 
 
+@pytest.mark.parametrize("seed", range(12))
+def test_the_float32_lag_search_agrees_with_float64_on_random_pairs(seed):
+    """Random rate (8-48 kHz), length (0.5-20 s), level (-60 to -6 dBFS), delay, fractional delay,
+    polarity, gain, noise and truncation, on speech from several sources: the same lag, correlation,
+    fraction and chance level as the whole-file float64 search."""
+    from scipy.signal import resample_poly
+
+    sources = pytest.importorskip("speech_sources")
+    rng = np.random.default_rng(100 + seed)
+    name = ("synthetic", "te-default", "sox-vowels")[seed % 3]
+    try:
+        base = sources.speech(name, seed, max_seconds=8.0)
+    except pytest.skip.Exception:
+        base = sources.speech("synthetic", seed, max_seconds=8.0)
+    sr = int(rng.choice([8000, 16000, 24000, 44100, 48000]))
+    x = resample_poly(base, sr, SR) if sr != SR else base
+    x = np.tile(x, 3)[: int(sr * rng.uniform(0.5, 20.0))]
+    x = sources.at_level(x, rng.uniform(-60.0, -6.0))
+    est = np.roll(x, int(rng.integers(-400, 400))) * rng.choice([1.0, -1.0, 0.5, 1.7])
+    fraction = rng.choice([0.0, 0.3, 0.5])
+    if fraction:
+        spectrum = np.fft.rfft(est)
+        est = np.fft.irfft(spectrum * np.exp(-2j * np.pi * np.arange(spectrum.size) * fraction / est.size), est.size)
+    est = est + rng.standard_normal(est.size) * _rms(x) * 10 ** (-rng.uniform(0.0, 40.0) / 20)
+    if seed % 4 == 1:
+        est = est[: int(est.size * 0.9)]
+    whole = measure_pair(x, est, sr)
+    streamed = measure_pair_stream(ArraySource(x, sr), ArraySource(est, sr), sr)
+    assert streamed.lag_samples == whole.lag_samples
+    assert streamed.correlation == pytest.approx(whole.correlation, abs=1e-9)
+    assert streamed.lag_fraction_samples == pytest.approx(whole.lag_fraction_samples, abs=1e-6)
+    assert streamed.correlation_chance == pytest.approx(whole.correlation_chance, abs=1e-5)
+
+
 def test_a_long_pair_uses_the_sampled_lag_blocks_and_finds_the_lag():
     # beyond 32 lag blocks (64 s at the default window) the lag comes from 32 evenly spaced blocks,
     # read by seeking, as metrics.cross_correlation samples them
