@@ -39,3 +39,19 @@ def test_html_has_viewport_and_counts():
     page = html.render(hostile_report())
     assert 'name="viewport"' in page
     assert "1 error finding at the top" in page
+
+
+def test_a_checks_cause_and_fix_appear_once_and_later_findings_link_to_them():
+    """A folder's report holds one R304 per delayed pair: the findings list prints the paragraphs
+    with the first and links the others to it; a different cause of the same check stays in full."""
+    report = Report(command="compare", args={})
+    report.add([Finding("R304", Severity.ERROR, "Time offset", f"pair {i} is 40 samples late", f"{i}.wav",
+                        {"lag_samples": 40}, "shared cause", "shared fix") for i in range(3)]
+               + [Finding("R304", Severity.ERROR, "Time offset", "drifting", "d.wav", {}, "drift cause", "drift fix")])
+    page = html.render(report)
+    findings = page[page.index('<div id="findings">'):]
+    assert findings.count("shared cause") == 1 and findings.count("shared fix") == 1
+    assert findings.count('as for <a href="#finding-0">R304 above</a>') == 2
+    assert 'id="finding-0"' in findings
+    assert findings.count("drift cause") == 1 and findings.count("drift fix") == 1
+    assert all(f"pair {i} is 40 samples late" in findings for i in range(3))

@@ -150,6 +150,19 @@ class Report:
         )
 
 
+def explained_earlier(findings: list[Finding]) -> list[int | None]:
+    """For each finding, the index of the first earlier one of the same check with the same cause
+    and fix (None for that first one, and for a finding with neither): a report of a folder holds
+    one R304 per delayed pair, and its views print the two paragraphs once and point back."""
+    first: dict[tuple[str, str | None, str | None], int] = {}
+    out: list[int | None] = []
+    for index, f in enumerate(findings):
+        key = (f.id, f.cause, f.fix)
+        out.append(first.get(key) if (f.cause or f.fix) else None)
+        first.setdefault(key, index)
+    return out
+
+
 def _json_float(value: float) -> Any:
     return value if math.isfinite(value) else ("nan" if math.isnan(value) else ("inf" if value > 0 else "-inf"))
 

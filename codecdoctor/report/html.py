@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from codecdoctor.core.findings import Report, Severity
+from codecdoctor.core.findings import Report, Severity, explained_earlier
 
 TEMPLATES = Path(__file__).parent / "templates"
 WHAT_IF_LABELS = (("snr_raw_db", "nothing"), ("snr_gain_db", "gain"), ("snr_aligned_db", "alignment"),
@@ -105,7 +105,7 @@ def render(report: Report, title: str | None = None) -> str:
         verdict_class=verdict_class, verdict_text=verdict_text,
         counts=[(s.label, report.summary()[s.label]) for s in reversed(Severity)],
         key_numbers=key_numbers, top=shown[0] if shown else None, main_figure=main_figure,
-        findings=shown, folded=folded, sections=[s for s in sections if s is not main_figure],
+        findings=shown, repeats=explained_earlier(shown), folded=folded, sections=[s for s in sections if s is not main_figure],
         notes=report.notes, checks_run=report.checks_run,
         docs=_docs(report),
     )

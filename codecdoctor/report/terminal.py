@@ -10,7 +10,7 @@ from rich.panel import Panel
 from rich.table import Table as RichTable
 from rich.text import Text as RichText
 
-from codecdoctor.core.findings import Finding, Report, Severity
+from codecdoctor.core.findings import Finding, Report, Severity, explained_earlier
 from codecdoctor.report.sections import Table, Text
 
 STYLES = {
@@ -118,16 +118,15 @@ def render(report: Report, console: Console, max_per_severity: int = 40) -> None
             console.print(Panel(RichText(printable(section.body)), title=escape(printable(section.title)),
                                 title_align="left"))
     findings = report.sorted_findings()
-    explained: set[tuple[str, str | None, str | None]] = set()
-    for severity in reversed(Severity):
-        group = [f for f in findings if f.severity == severity]
+    groups = [(severity, [f for f in findings if f.severity == severity]) for severity in reversed(Severity)]
+    printed = [f for _, group in groups for f in group[:max_per_severity]]
+    repeats = iter(explained_earlier(printed))
+    for severity, group in groups:
         if not group:
             continue
         console.rule(RichText(f"{severity.label.upper()} ({len(group)})", style=STYLES[severity]), align="left")
         for finding in group[:max_per_severity]:
-            key = (finding.id, finding.cause, finding.fix)
-            console.print(finding_renderable(finding, explained=key in explained))
-            explained.add(key)
+            console.print(finding_renderable(finding, explained=next(repeats) is not None))
         if len(group) > max_per_severity:
             console.print(f"  ... {len(group) - max_per_severity} more {severity.label} findings in the HTML/JSON report")
     for note in report.notes:
