@@ -136,6 +136,27 @@ def test_streamed_snrs_hold_for_values_whose_squares_overflow_or_underflow(scale
     assert 20.0 < streamed.seg_snr_db < 35.0
 
 
+@pytest.mark.parametrize("block", [1 << 18, 4096])
+@pytest.mark.parametrize("scale", [1e250, 1e150, 1e-150, 1e-250])
+def test_streamed_equals_whole_file_at_any_scale(scale, block):
+    """A half-level copy 7 samples late, scaled to where squares and products of energies overflow
+    or underflow float64: the lag search, the per-segment levels and, above unit scale, the log-mel
+    floor and the long-pair mel-peak bound measure what they measure at unit scale (they once gave
+    lag 0, -3001 dB, silence 120 decades up and a skipped mel peak)."""
+    clean = speech_like(2.0, SR, seed=11).astype(np.float64)
+    ref = scale * clean
+    est = 0.5 * np.concatenate([np.zeros(7), ref[:-7]])
+    whole = measure_pair(ref, est, SR, subject="pair")
+    streamed = measure_pair_stream(ArraySource(ref, SR), ArraySource(est, SR), SR, subject="pair", block_samples=block)
+    assert streamed.lag_samples == whole.lag_samples == 7
+    assert streamed.correlation_chance == pytest.approx(whole.correlation_chance, abs=1e-6) and whole.correlation_chance > 0
+    assert_same_measurements(whole, streamed, f"scale {scale:g}")
+    unit = measure_pair_stream(ArraySource(clean, SR), ArraySource(est / scale, SR), SR, subject="pair")
+    assert streamed.est_peak_after_segment_levels / scale == pytest.approx(unit.est_peak_after_segment_levels, rel=1e-9)
+    if scale > 1.0:   # far below the log-mel floor (1e-5) every bin is floored, by definition
+        assert streamed.mel_correlation == pytest.approx(unit.mel_correlation, abs=1e-4)
+
+
 def test_streamed_stereo_pair_equals_the_whole_file_one():
     ref = np.stack([speech_like(2.0, SR, seed=4), speech_like(2.0, SR, seed=5)]).astype(np.float64)
     est = 0.7 * np.concatenate([np.zeros((2, 64)), ref[:, :-64]], axis=1) + 1e-3

@@ -727,6 +727,14 @@ def chance_in_frame(frame: np.ndarray, n: int, window: int, norm: float) -> floa
     return min(best / norm, 1.0)
 
 
+def correlation_exponent(peak: float) -> int:
+    """The power of two a side of the lag search is divided by: 0 for any peak within 2^+-200 (a
+    sum of 2^21 squares then stays within 2^+-421, and a product of two such sums is a float64),
+    else the peak's own exponent (the normalised correlation is the same)."""
+    exponent = math.frexp(peak)[1] if 0.0 < peak < math.inf else 0
+    return exponent if abs(exponent) > 200 else 0
+
+
 def _correlation_frame(ref: np.ndarray, est: np.ndarray, max_lag: int) -> tuple[np.ndarray, float]:
     """The circular correlation frame and norm of `chance_in_frame`, as pair_stream's single-FFT lag
     search builds them: means removed, the estimate cut to ref + max_lag samples, the frame long
@@ -735,6 +743,10 @@ def _correlation_frame(ref: np.ndarray, est: np.ndarray, max_lag: int) -> tuple[
 
     r = ref - ref.mean()
     e = est[: ref.size + max_lag] - est.mean()
+    for x, peak in ((r, float(np.max(np.abs(ref)))), (e, float(np.max(np.abs(est))))):
+        exponent = correlation_exponent(peak)
+        if exponent:
+            np.ldexp(x, -exponent, out=x)
     size = next_fast_len(max(r.size, e.size) + max_lag + 1, real=True)
     frame = irfft(rfft(e, size) * np.conj(rfft(r, size)), size)
     est_part = e[: min(r.size, e.size)]

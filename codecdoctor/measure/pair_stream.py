@@ -50,6 +50,7 @@ from codecdoctor.measure.pair import (
     WHAT_IF_KEYS,
     PairMeasurements,
     chance_in_frame,
+    correlation_exponent,
     lag_search_is_one_fft,
     measure_lag_drift,
     set_segment_levels,
@@ -465,8 +466,11 @@ class _Stft:
         for lo, hi, first, last, part in self.bank_spans:
             mel[:, first:last] += magnitude[:, lo:hi] @ part
         # numpy's float32 natural log is vectorised and its log10 is not (4x slower): the same
-        # decades to float32 rounding
-        logs = np.log(np.maximum(mel, np.float32(1e-30), out=mel), out=mel)
+        # decades to float32 rounding. A silent bin is log 0 = -inf, so it meets the floor below
+        # whatever log_scale adds back (a clamp at 1e-30 put the silence of a 1e150-scaled block
+        # at 120 decades)
+        with np.errstate(divide="ignore"):
+            logs = np.log(mel, out=mel)
         out = np.multiply(logs, _DECADES_PER_NEPER, dtype=np.float64)
         if log_scale:
             out += log_scale
@@ -505,14 +509,14 @@ class _RefMelPeak:
         hop, n_fft = stft.hop, stft.n_fft
         parts = n_fft // hop
         if self.window_sq is not None:
-            sq = x[: (n_frames - 1 + parts) * hop] ** 2
-            sub = sq.reshape(-1, hop) @ self.window_sq.T     # (rows, parts)
-            energy = np.zeros(n_frames)
-            for q in range(parts):
-                energy += sub[q:q + n_frames, q]
+            head = x[: (n_frames - 1 + parts) * hop]
+            energy, k = self._frame_energies(head, n_frames, parts), 0
+            if not np.isfinite(energy).all():   # squares of 1e200 overflow: again divided by 2^k
+                k = _scale_exponent(head)
+                energy = self._frame_energies(np.ldexp(head, -k), n_frames, parts)
         else:  # hop does not divide n_fft: every frame is a candidate
-            energy = np.full(n_frames, np.inf)
-        bound = np.sqrt(n_fft * np.maximum(energy, 0.0)) * self.bank_norm * 1.01
+            energy, k = np.full(n_frames, np.inf), 0
+        bound = np.ldexp(np.sqrt(n_fft * np.maximum(energy, 0.0)) * self.bank_norm * 1.01, k)
         order = np.argsort(-bound)
         order = order[bound[order] > self.peak]
         if not order.size:   # after the first blocks, the usual case: nothing here can beat the peak
@@ -532,6 +536,15 @@ class _RefMelPeak:
             order = order[batch:]
             order = order[bound[order] > self.peak]
             batch *= 2
+
+    def _frame_energies(self, head: np.ndarray, n_frames: int, parts: int) -> np.ndarray:
+        """Each frame's windowed energy, from the squares of `head` summed hop by hop."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            sub = (head * head).reshape(-1, self.stft.hop) @ self.window_sq.T     # (rows, parts)
+        energy = np.zeros(n_frames)
+        for q in range(parts):
+            energy += sub[q:q + n_frames, q]
+        return energy
 
     def log_peak(self) -> float:
         return max(math.log10(self.peak), self.stft.log_floor) if self.peak > 0 else self.stft.log_floor
@@ -650,6 +663,12 @@ def _gain(numerator: float, denominator: float) -> float:
     return numerator / denominator if denominator > 0.0 else 0.0
 
 
+def _centred(view: Any, start: int, stop: int, mean: float, exponent: int) -> np.ndarray:
+    """view's samples start .. stop, the mean removed, divided by 2^exponent."""
+    x = view.read(start, stop) - mean
+    return np.ldexp(x, -exponent, out=x) if exponent else x
+
+
 def _unit_rms_spectrum(x: np.ndarray, energy: float, size: int) -> tuple[np.ndarray, int]:
     """`scipy.fft.rfft` of x zero-padded to `size`, in float32, with x divided by the power of two
     nearest its RMS first (so nothing overflows or turns subnormal, whatever the level), and that
@@ -734,8 +753,11 @@ class _Correlator:
     to a normalised correlation of 1); `exact_at` recomputes chosen lags as float64 dot products,
     which is how estimate_lag gets the same peak, ties and value as the float64 search."""
 
-    def __init__(self, ref_view: _FlatView, mean_r: float, mean_e: float):
+    def __init__(self, ref_view: _FlatView, mean_r: float, mean_e: float, peaks: tuple[float, float] = (1.0, 1.0)):
         self.ref_view, self.mean_r, self.mean_e = ref_view, mean_r, mean_e
+        # powers of two each side is divided by, 0 unless its peak (pass 1's) is so far from 1 that
+        # E_ref E_est would overflow or underflow (the normalised correlation is the same)
+        self.ref_exponent, self.est_exponent = (correlation_exponent(peak) for peak in peaks)
         # (FFT size, conjugate float32 spectrum, E_ref, means-removed reference, its scale exponent)
         self._spectrum: tuple[int, np.ndarray, float, np.ndarray, int] | None = None
         # the last single-FFT correlation: (estimate view, circular frame, its norm), the frame
@@ -781,12 +803,12 @@ class _Correlator:
         le = min(est_view.length, lr + max_lag)
         size = next_fast_len(max(lr, le) + max_lag + 1, real=True)
         if self._spectrum is None or self._spectrum[0] != size:
-            r = self.ref_view.read(0, lr) - self.mean_r
+            r = _centred(self.ref_view, 0, lr, self.mean_r, self.ref_exponent)
             ref_energy = float(dot(r, r))
             ref_spectrum, ref_exponent = _unit_rms_spectrum(r, ref_energy, size)
             self._spectrum = (size, np.conjugate(ref_spectrum, out=ref_spectrum), ref_energy, r, ref_exponent)
         _, ref_spectrum, ref_energy, r, ref_exponent = self._spectrum
-        e = est_view.read(0, le) - self.mean_e
+        e = _centred(est_view, 0, le, self.mean_e, self.est_exponent)
         est_part = e[:min(lr, e.size)]
         est_energy = float(dot(est_part, est_part))
         norm = math.sqrt(ref_energy * est_energy)
@@ -814,7 +836,7 @@ class _Correlator:
         for start in (int(v) for v in starts):
             key = (start, block)
             if key not in self._block_spectra:  # the chance level reuses the lag's reference blocks
-                seg_r = self.ref_view.read(start, start + block) - self.mean_r
+                seg_r = _centred(self.ref_view, start, start + block, self.mean_r, self.ref_exponent)
                 size = next_fast_len(seg_r.size + 2 * max_lag + seg_r.size)
                 self._block_spectra[key] = (seg_r.size, size, np.conj(rfft(seg_r, size)), float(dot(seg_r, seg_r)))
             length, size, ref_spectrum, energy = self._block_spectra[key]
@@ -822,7 +844,7 @@ class _Correlator:
             seg_e = np.zeros(hi - lo)
             src_lo, src_hi = max(lo, 0), min(hi, est_view.length)
             if src_hi > src_lo:
-                values = est_view.read(src_lo, src_hi) - self.mean_e
+                values = _centred(est_view, src_lo, src_hi, self.mean_e, self.est_exponent)
                 seg_e[src_lo - lo:src_lo - lo + values.size] = values
             ref_energy += energy
             part = seg_e[start - lo:start - lo + length][: max(0, min(length, est_view.length - start))]
@@ -1116,7 +1138,7 @@ def _pass_two(ref: SignalSource, est: SignalSource, m: PairMeasurements, state: 
 
     # ---- lag, on the full signals (metrics.lag_and_peak) ----
     max_lag = int(max_lag_samples if max_lag_samples is not None else round(MAX_LAG_SECONDS * sample_rate))
-    correlator = _Correlator(full_r, side_r.mean(), side_e.mean())
+    correlator = _Correlator(full_r, side_r.mean(), side_e.mean(), (side_r.peak, side_e.peak))
     found = estimate_lag(correlator, full_e, max_lag)
     lag, peak = found.lag, found.correlation
     m.lag_samples, m.correlation, m.lag_fraction_samples = lag, peak, found.fraction
@@ -1225,6 +1247,8 @@ def _pass_two(ref: SignalSource, est: SignalSource, m: PairMeasurements, state: 
         _add_pair_sums(aligned_sums, ra, ea, peak=block_peak, also=small if count == ra.size else None)
         if 0 < count < ra.size:
             _add_pair_sums(small, ra[inside], ea[inside], peak=block_peak)
+        if seg_exponent:   # summed divided by 2^seg_exponent, as the segmental-SNR frames
+            ra, ea = np.ldexp(ra, -seg_exponent), np.ldexp(ea, -seg_exponent)
         parts = segments.update(start, [ra, (ra, ea), ra, ea, ea, ea, ea])
         if parts[0].size:
             segment_parts.append(parts)
@@ -1318,6 +1342,11 @@ def _pass_two(ref: SignalSource, est: SignalSource, m: PairMeasurements, state: 
 
     per_segment = ([np.concatenate([p[i] for p in segment_parts]) for i in range(7)] if segment_parts
                    else [np.zeros(0)] * 7)
+    # into the aligned sums' units (2^(degree * exponent)), which _segment_level_correction mixes in
+    units = seg_exponent - (aligned_sums.exponent or 0)
+    if units:
+        per_segment = [np.ldexp(v, (2 if i in (0, 1, 4) else 1) * units) for i, v in enumerate(per_segment)]
+        tail = {key: math.ldexp(value, units) for key, value in tail.items()}
     energy, dot = per_segment[0], per_segment[1]
     if energy.size and float(energy.max()) > 0.0:
         loudest = float(energy.max())
@@ -1327,8 +1356,9 @@ def _pass_two(ref: SignalSource, est: SignalSource, m: PairMeasurements, state: 
         input_levels = 10.0 * np.log10(energy[active] / loudest)
         set_segment_levels(m, levels, input_levels)
     if level != 0.0 and aligned:
-        m.snr_with_segment_levels_db, m.est_peak_after_segment_levels = _segment_level_correction(
+        m.snr_with_segment_levels_db, scaled_peak = _segment_level_correction(
             qa, per_segment, tail, sign_aligned, abs(level), segment, aligned)
+        m.est_peak_after_segment_levels = math.ldexp(scaled_peak, aligned_sums.exponent or 0)
     m.snr_without_dc_db = qa.snr(qa.rr, 1.0, _gain(qa.re, qa.ee)) if aligned else -math.inf
     if small_count >= 16:
         qs = _Quadratic(small, small_count)
