@@ -406,10 +406,11 @@ def _import_fft_beside() -> None:
     mel-peak search needs it after that block. Only where no process is forked meanwhile (a fork
     during an import can leave the module's lock held in the child)."""
     import sys
-    import threading
+
+    from codecdoctor.core.imports import run_beside
 
     if "scipy.fft" not in sys.modules:
-        threading.Thread(target=lambda: __import__("scipy.fft"), name="import-scipy.fft", daemon=True).start()
+        run_beside(lambda: __import__("scipy.fft"), "import-scipy.fft")
 
 
 # A worker gets consecutive pairs in batches of up to this many bytes of audio files (about two

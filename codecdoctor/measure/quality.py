@@ -143,11 +143,9 @@ def warm_imports() -> Any:
     leave that module's lock held in the child; join the returned thread before forking."""
     global _warming
     if _warming is None:
-        import threading
+        from codecdoctor.core.imports import run_beside
 
-        _warming = threading.Thread(target=lambda: (_import_pystoi(), _import_pesq()), name="quality-imports",
-                                    daemon=True)
-        _warming.start()
+        _warming = run_beside(lambda: (_import_pystoi(), _import_pesq()), "quality-imports")
     return _warming
 
 
