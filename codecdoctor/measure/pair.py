@@ -487,7 +487,7 @@ def measure_pair(ref: Any, est: Any, sample_rate: int, *, subject: str | None = 
     m.lag_samples, m.correlation, m.lag_fraction_samples = lag, peak, fraction
     m.lag_ms = 1000.0 * lag / sample_rate
     m.polarity = 0 if abs(peak) < 0.1 else (1 if peak > 0 else -1)
-    m.correlation_chance = _correlation_chance(r_full, e_full, max_lag)
+    m.correlation_chance = _correlation_chance(r_full, e_full, max_lag, (m.ref_peak, m.est_peak))
     ra, ea = M.shift_pair(r_full, e_full, lag)
 
     # What-if table: each column is one fix on its own; "all" is alignment + DC matched to the
@@ -657,8 +657,8 @@ def measure_lag_drift(m: PairMeasurements, read_ref: Any, read_est: Any, ref_sam
     est_energy[:, 1:] = est_energy[:, :1] + steps
     # in float32, each row scaled by the power of two nearest its RMS (nothing overflows or turns
     # subnormal): half the float64 time, and within about 1e-7 of its correlations
-    r_exponent = np.frexp(np.sqrt(ref_energy / width))[1]
-    e_exponent = np.frexp(np.sqrt(squares.sum(axis=1) / e.shape[1]))[1]   # 0 for inf or nan
+    r_exponent = unit_rms_exponent(ref_energy, width)
+    e_exponent = unit_rms_exponent(squares.sum(axis=1), e.shape[1])
     r32 = np.ldexp(r, -r_exponent[:, None]).astype(np.float32)
     e32 = np.ldexp(e, -e_exponent[:, None]).astype(np.float32)
     raw32 = irfft(rfft(e32, size, axis=1) * np.conj(rfft(r32, size, axis=1)), size, axis=1)[:, : 2 * radius + 1]
@@ -727,6 +727,13 @@ def chance_in_frame(frame: np.ndarray, n: int, window: int, norm: float) -> floa
     return min(best / norm, 1.0)
 
 
+def unit_rms_exponent(energy: Any, count: int) -> Any:
+    """The exponent of the power of two nearest the RMS of `count` values whose sum of squares is
+    `energy` (a float or an array of them); 0 for a zero, infinite or NaN energy. Dividing by it
+    puts a signal near unit RMS for a float32 FFT, where nothing then overflows or turns subnormal."""
+    return np.frexp(np.sqrt(np.asarray(energy, dtype=np.float64) / max(int(count), 1)))[1]
+
+
 def correlation_exponent(peak: float) -> int:
     """The power of two a side of the lag search is divided by: 0 for any peak within 2^+-200 (a
     sum of 2^21 squares then stays within 2^+-421, and a product of two such sums is a float64),
@@ -735,15 +742,16 @@ def correlation_exponent(peak: float) -> int:
     return exponent if abs(exponent) > 200 else 0
 
 
-def _correlation_frame(ref: np.ndarray, est: np.ndarray, max_lag: int) -> tuple[np.ndarray, float]:
+def _correlation_frame(ref: np.ndarray, est: np.ndarray, max_lag: int,
+                       peaks: tuple[float, float]) -> tuple[np.ndarray, float]:
     """The circular correlation frame and norm of `chance_in_frame`, as pair_stream's single-FFT lag
-    search builds them: means removed, the estimate cut to ref + max_lag samples, the frame long
-    enough that lags up to max_lag do not wrap."""
+    search builds them: means removed, each side divided by correlation_exponent of its peak, the
+    estimate cut to ref + max_lag samples, the frame long enough that lags up to max_lag do not wrap."""
     from scipy.fft import irfft, next_fast_len, rfft
 
     r = ref - ref.mean()
     e = est[: ref.size + max_lag] - est.mean()
-    for x, peak in ((r, float(np.max(np.abs(ref)))), (e, float(np.max(np.abs(est))))):
+    for x, peak in zip((r, e), peaks):
         exponent = correlation_exponent(peak)
         if exponent:
             np.ldexp(x, -exponent, out=x)
@@ -753,7 +761,8 @@ def _correlation_frame(ref: np.ndarray, est: np.ndarray, max_lag: int) -> tuple[
     return frame, math.sqrt(float(M.dot(r, r)) * float(M.dot(est_part, est_part)))
 
 
-def _correlation_chance(ref: np.ndarray, est: np.ndarray, max_lag_samples: int) -> float:
+def _correlation_chance(ref: np.ndarray, est: np.ndarray, max_lag_samples: int,
+                        peaks: tuple[float, float] | None = None) -> float:
     """Largest |correlation| of ref with est rotated by a third and two thirds of its length, over
     +-min(max_lag, length/4): whatever est is, a rotation that far is unrelated to ref at every lag
     searched, but has the same spectrum and level envelope, so this is the chance level of the
@@ -761,14 +770,17 @@ def _correlation_chance(ref: np.ndarray, est: np.ndarray, max_lag_samples: int) 
 
     A pair whose lag search is one FFT (up to about a minute at 16 kHz; lag_search_is_one_fft) is
     rotated within that FFT's zero-padded frame (chance_in_frame: the lag search's own correlation
-    holds both rotations); a longer pair's estimate is rolled and correlated block by block."""
+    holds both rotations); a longer pair's estimate is rolled and correlated block by block.
+    `peaks`: both sides' largest magnitudes when the caller has them."""
     n = est.size
     window = min(int(max_lag_samples), n // 4)
     if n < 16 or window < 1:
         return 0.0
     max_lag = max(min(int(max_lag_samples), max(ref.size, est.size) - 1), 0)
     if ref.size and lag_search_is_one_fft(ref.size, max_lag):
-        frame, norm = _correlation_frame(ref, est, max_lag)
+        if peaks is None:
+            peaks = (float(np.max(np.abs(ref))), float(np.max(np.abs(est))))
+        frame, norm = _correlation_frame(ref, est, max_lag, peaks)
         return chance_in_frame(frame, n, window, norm)
     chance = 0.0
     for shift in (n // 3, 2 * n // 3):

@@ -54,6 +54,7 @@ from codecdoctor.measure.pair import (
     lag_search_is_one_fft,
     measure_lag_drift,
     set_segment_levels,
+    unit_rms_exponent,
 )
 from codecdoctor.measure.spectral import mel_fft_size, mel_filterbank, window_array
 
@@ -673,7 +674,7 @@ def _unit_rms_spectrum(x: np.ndarray, energy: float, size: int) -> tuple[np.ndar
     """`scipy.fft.rfft` of x zero-padded to `size`, in float32, with x divided by the power of two
     nearest its RMS first (so nothing overflows or turns subnormal, whatever the level), and that
     power's exponent."""
-    exponent = math.frexp(math.sqrt(energy / x.size))[1] if x.size and 0.0 < energy < math.inf else 0
+    exponent = int(unit_rms_exponent(energy, x.size))
     padded = np.zeros(size, np.float32)
     np.multiply(x[:size], math.ldexp(1.0, -exponent), out=padded[:min(x.size, size)], casting="same_kind")
     return _real_fft32(padded), exponent
@@ -783,11 +784,14 @@ class _Correlator:
             return lags, np.zeros(lags.size)
         return lags, np.clip(raw / denominator, -1.0, 1.0)
 
-    def exact_at(self, est_view: Any, lags: np.ndarray) -> np.ndarray | None:
+    def searched_in_float32(self, est_view: Any) -> bool:
+        """Whether the last `correlate` of this view was the single float32 FFT (a block-wise one is
+        float64 already), so that `exact_at` can recheck its lags."""
+        return self._signals is not None and self._signals[0] is est_view
+
+    def exact_at(self, lags: np.ndarray) -> np.ndarray:
         """The normalised correlation at `lags` in float64 (one dot product each), for the view the
-        last single-FFT `correlate` was given; None after a block-wise one (already float64)."""
-        if self._signals is None or self._signals[0] is not est_view:
-            return None
+        last single-FFT `correlate` was given (see searched_in_float32)."""
         _, r, e, denominator = self._signals
         values = np.zeros(len(lags))
         for i, k in enumerate(int(v) for v in lags):
@@ -865,14 +869,14 @@ def estimate_lag(correlator: _Correlator, est_view: _FlatView, max_lag_samples: 
     best = float(magnitude.max()) if magnitude.size else 0.0
     if best == 0.0:
         return _Lag(0, 0.0)
-    # the float32 search: every lag that could be the float64 peak, recomputed in float64
-    near = np.flatnonzero(magnitude >= best - FLOAT32_LAG_MARGIN)
-    exact = correlator.exact_at(est_view, lags[near]) if near.size <= EXACT_LAGS else None
-    if exact is not None:
-        c[near] = exact
-    elif correlator.exact_at(est_view, lags[:0]) is not None:  # a flat peak: the float64 FFT
-        lags, c = correlator.correlate(est_view, max_lag, precise=True)
-        c = np.nan_to_num(c, nan=0.0)
+    if correlator.searched_in_float32(est_view):
+        # every lag that could be the float64 peak, recomputed in float64; a flat peak: the float64 FFT
+        near = np.flatnonzero(magnitude >= best - FLOAT32_LAG_MARGIN)
+        if near.size <= EXACT_LAGS:
+            c[near] = correlator.exact_at(lags[near])
+        else:
+            lags, c = correlator.correlate(est_view, max_lag, precise=True)
+            c = np.nan_to_num(c, nan=0.0)
     magnitude = np.abs(c)
     best = float(magnitude.max())
     if best == 0.0:
