@@ -10,7 +10,9 @@ checkpoint of the built-in codec) it generates N corrupted variants of each kind
                metadata block lengths), nonsense header fields (0 channels, 0 Hz, 7-bit samples),
                empty files and random garbage with an audio extension;
   checkpoint:  truncated zip, flipped bytes, missing keys, wrong shapes, tensors of the wrong dtype,
-               non-finite weights, wrongly typed config/history values, a top level that is not a dict.
+               non-finite values in every tensor family (weights, biases, codebooks, EMA buffers,
+               optimizer moments; `check-ckpt FOLDER` also runs once over a folder of such copies),
+               wrongly typed config/history values, a top level that is not a dict.
 Then it runs each command as a subprocess (`.venv/bin/codecdoctor ...`, with a timeout) and sorts
 every run into one of:
   crash   - a "Traceback" in stdout/stderr, the CLI's "internal error" line (an exception nobody
@@ -55,7 +57,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 NOT_BUILT_MARK = "not built yet"
-ALL_COMMANDS = ("audit-data", "compare", "compare-folders", "check-ckpt", "check-ckpt-data", "probe", "train-resume")
+ALL_COMMANDS = ("audit-data", "compare", "compare-folders", "check-ckpt", "check-ckpt-data", "check-ckpt-folder", "probe",
+                "train-resume")
 
 
 # --------------------------------------------------------------------------------------------
@@ -438,15 +441,58 @@ def ck_wrong_dtype(state: dict, rng: random.Random) -> tuple[Any, str]:
     return state, f"{what} converted to {dtype}"
 
 
-def ck_nonfinite(state: dict, rng: random.Random) -> tuple[Any, str]:
+# Tensor families of a training checkpoint: a corruption in each one reaches different checks
+# (weights: C201/C202 and the probes; codebooks and EMA buffers: Q40x; optimizer moments: C203).
+TENSOR_FAMILIES = ("weights", "biases", "codebooks", "ema-buffers", "optimizer-moments")
+# what a flipped exponent bit or a diverged run leaves in a float32 tensor; 3e38 is near float32's
+# largest value, so its square overflows
+NONFINITE_VALUES = (float("nan"), float("inf"), float("-inf"), 3.0e38, -3.0e38)
+
+
+def tensor_family(name: str) -> str:
+    leaf = name.rsplit(".", 1)[-1]
+    if leaf in ("embed_avg", "cluster_size"):
+        return "ema-buffers"
+    if leaf in ("embed", "codebook", "embedding") or "quantizer" in name and leaf == "weight":
+        return "codebooks"
+    if leaf == "bias":
+        return "biases"
+    return "weights"
+
+
+def family_tensors(state: dict, family: str) -> list[tuple[tuple, str]]:
+    """(path into the state, readable name) of every floating tensor of `family`."""
+    import torch
+
+    if family == "optimizer-moments":
+        opt_state = (state.get("optimizer") or {}).get("state") or {}
+        return [(("optimizer", "state", index, key), f"optimizer.state.{index}.{key}")
+                for index, slots in opt_state.items() for key, t in slots.items()
+                if isinstance(t, torch.Tensor) and t.is_floating_point() and t.dim() > 0]
+    return [(("model", key), key) for key in _tensor_keys(state)
+            if state["model"][key].is_floating_point() and tensor_family(key) == family]
+
+
+def ck_nonfinite(state: dict, rng: random.Random, family: str | None = None) -> tuple[Any, str]:
+    """One element (or, one time in four, the whole tensor) of a tensor of `family` (a random
+    family with tensors when None) set to NaN, +-inf or a value whose square overflows."""
+    families = [family] if family else [f for f in TENSOR_FAMILIES if family_tensors(state, f)]
+    chosen_family = rng.choice(families)
+    path, name = rng.choice(family_tensors(state, chosen_family))
     state = copy.copy(state)
-    state["model"] = dict(state["model"])
-    key = rng.choice([k for k in _tensor_keys(state) if state["model"][k].is_floating_point()])
-    t = state["model"][key].clone()
-    value = rng.choice([float("nan"), float("inf"), float("-inf")])
-    t.view(-1)[rng.randrange(t.numel())] = value
-    state["model"][key] = t
-    return state, f"{key!r} has one {value}"
+    holder = state
+    for part in path[:-1]:  # copy the containers on the way down, never the shared originals
+        holder[part] = copy.copy(holder[part])
+        holder = holder[part]
+    t = holder[path[-1]].clone()
+    value = rng.choice(NONFINITE_VALUES)
+    whole = rng.random() < 0.25
+    if whole:
+        t.fill_(value)
+    else:
+        t.view(-1)[rng.randrange(t.numel())] = value
+    holder[path[-1]] = t
+    return state, f"{chosen_family}: {name!r} {'filled with' if whole else 'has one'} {value}"
 
 
 def ck_wrong_types(state: dict, rng: random.Random) -> tuple[Any, str]:
@@ -694,6 +740,60 @@ def folder_batch(command: str, args_for: Callable[[Path], list], variants: list[
                  res.argv, tb)]
 
 
+FOLDER_CKPT_KINDS = ("flip-bytes", "truncate-zip", "nonfinite")
+
+
+def make_ckpt_folder(state: dict, n: int, folder: Path, rng: random.Random) -> list[Variant]:
+    """n damaged copies of one trained checkpoint in one folder: bit flips, truncations and
+    non-finite values, the last in every tensor family in turn (TENSOR_FAMILIES)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    valid_path = folder.parent / "folder_valid.pt"
+    save_state(valid_path, state)
+    valid_bytes = valid_path.read_bytes()
+    variants = []
+    for i in range(n):
+        kind = FOLDER_CKPT_KINDS[i % len(FOLDER_CKPT_KINDS)]
+        path = folder / f"f{i:04d}_{kind}.pt"
+        if kind == "nonfinite":
+            family = TENSOR_FAMILIES[(i // len(FOLDER_CKPT_KINDS)) % len(TENSOR_FAMILIES)]
+            bad, detail = ck_nonfinite(state, rng, family)
+            save_state(path, bad)
+        else:
+            data, detail = CKPT_BYTE_CORRUPTIONS[kind](valid_bytes, rng)
+            path.write_bytes(data)
+        variants.append(Variant(path.name, kind, "folder_valid.pt", detail, path))
+    return variants
+
+
+def ckpt_folder_batch(variants: list[Variant], folder: Path, workdir: Path, timeout_s: float) -> list[Case]:
+    """One `check-ckpt FOLDER` run over every damaged copy: the report must cover every file, no
+    check may raise (escaping: a crash of the run; contained by the registry: an internal-error
+    note) and no numpy RuntimeWarning may reach the terminal. One case per file."""
+    out = workdir / "runs" / "ckpt_folder"
+    out.mkdir(parents=True, exist_ok=True)
+    res = run_command(["check-ckpt", folder] + _report_args(out), cwd=out, timeout_s=timeout_s + 1.0 * len(variants))
+    command = "check-ckpt (folder)"
+    outcome, why = judge_single(command, variants[0], res, expect_error=False)
+    if outcome != "ok":
+        return [Case(command, v, outcome, res.returncode, why, res.argv) for v in variants]
+    report = _load_json(out / "report.json") or {}
+    rows = {row.get("path") for row in report.get("measurements", {}).get("checkpoints", []) if isinstance(row, dict)}
+    internal = [n for n in report.get("notes", []) if "internal error" in n]
+    warned = [ln for ln in (res.stdout + res.stderr).splitlines() if "Warning" in ln]
+    cases = []
+    for v in variants:
+        mine = [n for n in internal if n.startswith(f"{v.name}:")]
+        if v.name not in rows:
+            cases.append(Case(command, v, "wrong", res.returncode, "file missing from measurements.checkpoints", res.argv))
+        elif mine:
+            cases.append(Case(command, v, "crash", res.returncode, f"a check raised (contained): {mine[0]}", res.argv))
+        elif warned:
+            cases.append(Case(command, v, "wrong", res.returncode, f"warnings printed: {warned[0]}", res.argv))
+        else:
+            cases.append(Case(command, v, "ok", res.returncode))
+    return cases
+
+
 def audit_one(v: Variant, workdir: Path, timeout_s: float) -> Case:
     folder = workdir / "audit_single" / v.name
     folder.mkdir(parents=True, exist_ok=True)
@@ -708,7 +808,8 @@ def campaign(n: int, *, workdir: Path, timeout_s: float = 120.0, workers: int = 
     workdir.mkdir(parents=True, exist_ok=True)
     valid_audio = make_valid_audio(workdir / "valid_audio")
     audio = make_audio_variants(valid_audio, n, workdir / "audio", rng)
-    ckpts = make_ckpt_variants(make_valid_state(seed), n, workdir / "ckpt", rng)
+    state = make_valid_state(seed)
+    ckpts = make_ckpt_variants(state, n, workdir / "ckpt", rng)
     say = progress or (lambda s: None)
 
     jobs: list[Callable[[], Case]] = []
@@ -737,6 +838,10 @@ def campaign(n: int, *, workdir: Path, timeout_s: float = 120.0, workers: int = 
         say("check-ckpt --data: one run over the folder of corrupt audio")
         cases += folder_batch("check-ckpt --data", lambda d: ["check-ckpt", workdir / "ckpt" / "valid.pt", "--data", d],
                               audio, valid_audio, workdir, timeout_s)
+    if "check-ckpt-folder" in commands:
+        say(f"check-ckpt FOLDER: one run over {n} damaged copies of a trained checkpoint")
+        folder_variants = make_ckpt_folder(state, n, workdir / "ckpt_folder", rng)
+        cases += ckpt_folder_batch(folder_variants, workdir / "ckpt_folder", workdir, timeout_s)
     if "compare-folders" in commands:
         say("compare REF_DIR EST_DIR: one run, valid references paired with corrupt estimates")
         refs = workdir / "compare_refs"

@@ -94,6 +94,7 @@ class FileAudit:
     row: FileMeasurement
     findings: tuple[Finding, ...]
     checks_run: tuple[str, ...]
+    notes: tuple[str, ...] = ()  # a check's internal error (see core.registry.run_checks)
 
     @property
     def worst(self) -> Severity | None:
@@ -103,7 +104,7 @@ class FileAudit:
 def audit_row(row: FileMeasurement, thresholds: DataThresholds, only: Iterable[str] | None = None) -> FileAudit:
     """The file-level D1xx checks on one row: the single place they run."""
     run = run_checks("data", row, thresholds, level="file", only=only)
-    return FileAudit(row, tuple(run.findings), tuple(run.checks_run))
+    return FileAudit(row, tuple(run.findings), tuple(run.checks_run), tuple(run.notes))
 
 
 def _keep_worst(mine: tuple, theirs: tuple) -> tuple:
@@ -392,7 +393,8 @@ def judge(corpus: CorpusAccumulator, thresholds: DataThresholds, *, args: dict[s
     checks_run.update(corpus_run.checks_run)
     findings.extend(corpus_run.findings)
     report = Report(command="audit-data", args=dict(args))
-    report.add(_cap(findings), sorted(checks_run))
+    internal = [n for a in audits + cuts for n in a.notes] + corpus_run.notes
+    report.add(_cap(findings), sorted(checks_run), internal)
     report.measurements = {
         "files": [r.to_json() for r in rows],
         "corpus": summary,

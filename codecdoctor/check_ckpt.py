@@ -202,7 +202,7 @@ def check_checkpoint(path: str | Path, *, data: str | Path | None = None, model:
                                 "refused_unsafe": info.status == "unsafe", "unreadable": not info.readable})
     if not info.readable:
         run = run_checks("checkpoint", m, level="static")
-        report.add(run.findings, run.checks_run)
+        report.add(run.findings, run.checks_run, run.notes)
         report.notes.append(f"{path.name}: {info.error}; no static or dynamic checks on its contents ran")
         report.measurements["static"] = m
         # the command could not do its job: the report is written, then the CLI exits 2
@@ -218,7 +218,7 @@ def check_checkpoint(path: str | Path, *, data: str | Path | None = None, model:
     if load is not None:
         report.measurements["model_load"] = load
         run = run_checks("checkpoint", load, level="load")
-        report.add(run.findings, run.checks_run)
+        report.add(run.findings, run.checks_run, run.notes)
     crops: list[tuple[str, np.ndarray]] = []
     if data is not None:
         sr = int(getattr(adapter, "sample_rate", 0) or (info.config or {}).get("sample_rate") or 16000)
@@ -229,7 +229,7 @@ def check_checkpoint(path: str | Path, *, data: str | Path | None = None, model:
     if m.output_bound is None and getattr(adapter, "output_bound", None) is not None:
         m.output_bound = adapter.output_bound  # seen in the model's own forward (its last module)
     run = run_checks("checkpoint", m, level="static")
-    report.add(run.findings, run.checks_run)
+    report.add(run.findings, run.checks_run, run.notes)
 
     try:
         levels = quantizer_levels_from_state(info.weights)
@@ -239,7 +239,7 @@ def check_checkpoint(path: str | Path, *, data: str | Path | None = None, model:
     q = QuantizerMeasurements(levels=levels, source=levels[0].source if levels else "ema")
     q.dead_code_threshold, q.dead_code_fraction, q.threshold_source = _dead_code_rule(info, adapter)
     run = run_checks("quantizer", q)
-    report.add(run.findings, run.checks_run)
+    report.add(run.findings, run.checks_run, run.notes)
     report.measurements["quantizer"] = q.to_list()
     report.measurements["bitrate_bps"] = (m.bitrate or {}).get("bitrate_bps")
 
@@ -252,7 +252,7 @@ def check_checkpoint(path: str | Path, *, data: str | Path | None = None, model:
         sm = measure_stft(peak, sizes, eps=eps, stft_dtype=stft_dtype, device=device, source=source,
                           reference=reference, sample_rate=sr)
         run = run_checks("stft", sm)
-        report.add(_judge_precision_unknown(run.findings, m, stft_dtype), run.checks_run)
+        report.add(_judge_precision_unknown(run.findings, m, stft_dtype), run.checks_run, run.notes)
         report.measurements["stft"] = sm
         if not m.data_peak:
             report.notes.append("S501-S503 assume a full-scale peak of 1.0; pass --data to use the data's real peak")
@@ -321,7 +321,7 @@ def _dynamic(adapter: Any, m: CheckpointMeasurements, crops, probes: bool, repor
 
         pm = measure_probes(adapter)
         run = run_probe_checks(pm)
-        report.add(run.findings, run.checks_run)
+        report.add(run.findings, run.checks_run, run.notes)
         report.measurements["probes"] = pm
     if crops:
         report.measurements["reconstruction"] = _reconstruct_on_data(adapter, crops, m.output_bound, report)
@@ -330,7 +330,7 @@ def _dynamic(adapter: Any, m: CheckpointMeasurements, crops, probes: bool, repor
             run = run_checks("quantizer", q, only=("Q401", "Q402", "Q405"))
             for f in run.findings:
                 f.subject = f"codes on data: {f.subject}"
-            report.add(run.findings, run.checks_run)
+            report.add(run.findings, run.checks_run, run.notes)
             # DAC's compute_entropy: the bits per frame the codes really carry, and that times the
             # frame rate as the effective bitrate (an entropy coder's rate) next to the nominal one
             entropy = sum(lv.entropy_bits or 0.0 for lv in q.levels)

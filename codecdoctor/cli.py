@@ -45,8 +45,21 @@ def _exception_types() -> tuple[tuple[type, ...], tuple[type, ...], tuple[type, 
     return tuple(exits), tuple(usage), tuple(aborts)
 
 
+def _quiet_numeric_warnings(argv: list[str] | None) -> None:
+    """numpy's floating-point warnings (overflow, invalid value, divide by zero) never reach the
+    terminal: the measurements handle non-finite values themselves (a corrupted file is a finding
+    with numbers, not a screen of warnings). Under `watch` the user's own script keeps its warnings:
+    only those raised in codecdoctor's code are silenced."""
+    import warnings
+
+    words = sys.argv[1:] if argv is None else argv
+    owners = "codecdoctor" if "watch" in words[:1] else "(codecdoctor|numpy|scipy)"
+    warnings.filterwarnings("ignore", category=RuntimeWarning, module=owners + r"(\.|_|$)")
+
+
 def main(argv: list[str] | None = None) -> int:
     exit_types, usage_types, abort_types = _exception_types()
+    _quiet_numeric_warnings(argv)
     command = typer.main.get_command(app)
     try:
         result = command.main(args=argv, prog_name="codecdoctor", standalone_mode=False)

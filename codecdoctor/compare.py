@@ -561,7 +561,7 @@ def compare(ref: Any, est: Any, *, sample_rate: int | None = None, output_bound:
     else:
         chunk_set = chunk_set_from_energies(*single_chunks, subject=f"{pairs[0].subject} (per {CHUNK_SECONDS:g} s chunk)")
     set_run = run_checks("reconstruction", chunk_set, level="set")
-    report.add(set_run.findings, set_run.checks_run)
+    report.add(set_run.findings, set_run.checks_run, set_run.notes)
 
     aggregate = _aggregate([m for _, m, _ in measured], len(pairs), failed)
     for _, _, findings in measured:

@@ -13,5 +13,5 @@ def check_environment(run_autocast: bool = True) -> Report:
     measurements = measure_environment(run_autocast=run_autocast)
     report = Report(command="env", args={"autocast": run_autocast}, measurements={"environment": measurements})
     result = run_checks("environment", measurements)
-    report.add(result.findings, result.checks_run)
+    report.add(result.findings, result.checks_run, result.notes)
     return report

@@ -44,7 +44,7 @@ def probe(target: Any, *, model: str | None = None, model_kwargs: dict | str | N
         if load is not None:
             report.measurements["model_load"] = load
             run = run_checks("checkpoint", load, level="load")
-            report.add(run.findings, run.checks_run)
+            report.add(run.findings, run.checks_run, run.notes)
             if load.checked and not load.clean:
                 report.notes.append("probes not run: the weights do not fit the model (C217)")
                 return report
@@ -52,6 +52,6 @@ def probe(target: Any, *, model: str | None = None, model_kwargs: dict | str | N
         adapter = target
     m = measure_probes(adapter)
     run = run_probe_checks(m)
-    report.add(run.findings, run.checks_run)
+    report.add(run.findings, run.checks_run, run.notes)
     report.measurements["probes"] = m
     return report

@@ -6,6 +6,7 @@ both families) and must finish in about two minutes on two shared cores.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -85,3 +86,25 @@ def test_corrupt_inputs_never_pass_silently(campaign_cases):
     wrong = [c for c in campaign_cases if c.outcome == "wrong"]
     assert not wrong, fc.format_failures(wrong)
 
+
+
+def test_check_ckpt_on_a_folder_of_102_damaged_checkpoints_covers_every_file_without_errors_or_warnings(tmp_path):
+    """Bit flips, truncations and non-finite values in every tensor family of a trained checkpoint,
+    one `check-ckpt FOLDER` run: every file is in the report, no check raised (neither out of the
+    run nor contained as an internal-error note) and no RuntimeWarning reached the terminal."""
+    import random
+
+    folder = tmp_path / "ckpt_folder"
+    variants = fc.make_ckpt_folder(fc.make_valid_state(), 102, folder, random.Random(29))
+    families = {v.detail.split(":")[0] for v in variants if v.kind == "nonfinite"}
+    assert families == set(fc.TENSOR_FAMILIES)
+    assert {v.kind for v in variants} == set(fc.FOLDER_CKPT_KINDS)
+    cases = fc.ckpt_folder_batch(variants, folder, tmp_path, timeout_s=120.0)
+    assert len(cases) == 102
+    bad = [c for c in cases if c.outcome != "ok"]
+    assert not bad, fc.format_failures(bad)
+    report = json.loads((tmp_path / "runs" / "ckpt_folder" / "report.json").read_text())
+    rows = report["measurements"]["checkpoints"]
+    assert sorted(r["path"] for r in rows) == sorted(v.name for v in variants)
+    assert sum(r["unreadable"] for r in rows) > 0 and sum(not r["unreadable"] for r in rows) > 0
+    assert not [n for n in report["notes"] if "internal error" in n]

@@ -86,6 +86,31 @@ def test_level_with_one_code_or_tiny_codebook_adds_nothing_q405():
     assert subjects == ["q.layers.1", "q.layers.2"]
 
 
+def test_codebook_rms_of_a_value_whose_square_overflows_is_finite_and_exact():
+    state = ema_level("q.layers.0.", healthy_counts(16), seed=3)
+    embed = state["q.layers.0.embed"]
+    embed.view(-1)[5] = 3.0e38  # a flipped exponent bit: its float32 square is inf
+    levels = quantizer_levels_from_state(state)
+    expected = math.sqrt(float((embed.double() ** 2).mean()))
+    assert math.isfinite(levels[0].codebook_rms)
+    assert levels[0].codebook_rms == pytest.approx(expected, rel=1e-9)
+
+
+def test_q405_with_a_corrupted_first_level_neither_raises_nor_states_a_db_ratio():
+    state = {**ema_level("q.layers.0.", healthy_counts(128)),
+             **ema_level("q.layers.1.", healthy_counts(128, 1), scale=1e-4, seed=1)}
+    levels = quantizer_levels_from_state(state)
+    for first_rms in (math.inf, math.nan, 0.0):
+        levels[0].codebook_rms = first_rms
+        run = run_checks("quantizer", QuantizerMeasurements(levels=levels))
+        assert run.notes == [] and "Q405" in run.checks_run
+        assert not [f for f in run.findings if f.id == "Q405" and "rms_ratio_db" in f.evidence]
+    levels[0].codebook_rms = 1.0  # the same level 1 against a sound level 0: -40 dB and more below
+    run = run_checks("quantizer", QuantizerMeasurements(levels=levels))
+    q405 = [f for f in run.findings if f.id == "Q405"]
+    assert q405 and q405[0].evidence["rms_ratio_db"] < -40.0
+
+
 def test_half_precision_codebook_q406():
     _, run = judge(ema_level("q.", healthy_counts(64), dtype=torch.float16))
     assert [f.id for f in run.findings] == ["Q406"]

@@ -1,6 +1,8 @@
 """Q4xx: codebook health of vector quantizers, from EMA buffers (static) or code histograms (dynamic)."""
 from __future__ import annotations
 
+import math
+
 from codecdoctor.core.findings import Severity
 from codecdoctor.core.registry import NotApplicable, check, finding
 from codecdoctor.measure.quantizer import LevelStats, QuantizerMeasurements
@@ -174,6 +176,14 @@ def not_initialised(q: QuantizerMeasurements):
     return out
 
 
+def _rms_negligible(rms: float | None, first_rms: float | None) -> bool:
+    """Level RMS below 1% of level 0's. Both must be finite and level 0's positive: a corrupted
+    (non-finite) codebook is C201's finding, and no dB ratio can be stated for it."""
+    if rms is None or first_rms is None or not (math.isfinite(rms) and math.isfinite(first_rms)):
+        return False
+    return first_rms > 0.0 and rms < NEGLIGIBLE_RMS_RATIO * first_rms
+
+
 @check("Q405", scope="quantizer", severity=Severity.WARNING)
 def useless_levels(q: QuantizerMeasurements):
     """RVQ levels that add nothing.
@@ -199,8 +209,8 @@ def useless_levels(q: QuantizerMeasurements):
         if lv.perplexity is not None and lv.total_count and lv.perplexity < CONSTANT_PERPLEXITY:
             reasons.append(f"perplexity {lv.perplexity:.2f} (one code carries everything)")
             evidence["perplexity"] = lv.perplexity
-        if first_rms and lv.codebook_rms is not None and lv.codebook_rms < NEGLIGIBLE_RMS_RATIO * first_rms:
-            ratio_db = 20.0 * __import__("math").log10(max(lv.codebook_rms, 1e-30) / first_rms)
+        if _rms_negligible(lv.codebook_rms, first_rms):
+            ratio_db = 20.0 * math.log10(max(lv.codebook_rms, 1e-30) / first_rms)
             reasons.append(f"codebook RMS {lv.codebook_rms:.3g} is {ratio_db:.1f} dB below level 0's")
             evidence["rms_ratio_db"] = ratio_db
         if q.snr_by_levels_db and index < len(q.snr_by_levels_db):

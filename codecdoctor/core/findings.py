@@ -90,8 +90,10 @@ class Report:
     version: str = ""
     fatal: str | None = None
 
-    def add(self, findings: Iterable[Finding], checks_run: Iterable[str] = ()) -> None:
+    def add(self, findings: Iterable[Finding], checks_run: Iterable[str] = (), notes: Iterable[str] = ()) -> None:
+        """Add findings, the IDs of the checks that ran, and notes (a check's internal error)."""
         self.findings.extend(findings)
+        self.notes.extend(note for note in notes if note not in self.notes)
         for check_id in checks_run:
             if check_id not in self.checks_run:
                 self.checks_run.append(check_id)

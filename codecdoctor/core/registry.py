@@ -11,14 +11,17 @@ documentation that `codecdoctor checks`, `codecdoctor explain ID` and the HTML r
 
 A check reads measurements and returns (or yields) findings; it does no I/O and no heavy compute.
 When its inputs are missing it raises `NotApplicable`, so the report never lists it as run: a check
-that cannot run reports nothing, never a false pass.
+that cannot run reports nothing, never a false pass. A check that raises anything else is a bug in
+that check, not in the input: `run_checks` contains it (an internal-error note naming the check,
+the subject and the exception; the check is not listed as run) and the other checks still run.
 """
 from __future__ import annotations
 
 import importlib
 import inspect
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from codecdoctor.core.findings import Finding, Severity
@@ -160,14 +163,36 @@ def finding(
 class CheckRun:
     checks_run: list[str]
     findings: list[Finding]
+    # internal-error notes of checks that raised (a bug in the check): for Report.notes
+    notes: list[str] = field(default_factory=list)
+
+
+def _subject_of(args: tuple[Any, ...]) -> str:
+    """What a check was judging, for an internal-error note: the measurements' own subject, path
+    or name when they carry one."""
+    for arg in args[:1]:
+        for attr in ("subject", "path", "name"):
+            value = getattr(arg, attr, None)
+            if isinstance(value, (str, Path)) and str(value):
+                return str(value)
+        return type(arg).__name__
+    return "no subject"
+
+
+def internal_error_note(check_id: str, subject: str, exc: BaseException) -> str:
+    text = str(exc).splitlines()[0][:200] if str(exc) else ""
+    return (f"internal error in check {check_id} on {subject}: {type(exc).__name__}"
+            f"{': ' + text if text else ''} (the check did not run; the others did)")
 
 
 def run_checks(scope: str, *args: Any, level: str | None = None, only: Iterable[str] | None = None, **kwargs: Any) -> CheckRun:
     """Run every check of `scope` (optionally of one `level`, or only the given IDs) on the same
-    arguments. Checks that raise NotApplicable are left out of `checks_run`."""
+    arguments. Checks that raise NotApplicable are left out of `checks_run`; a check that raises
+    anything else is left out too and named in `notes`, so one broken judge never loses a run."""
     wanted = set(only) if only is not None else None
     ran: list[str] = []
     findings: list[Finding] = []
+    notes: list[str] = []
     for info in all_checks(scope):
         if level is not None and info.level != level:
             continue
@@ -178,6 +203,9 @@ def run_checks(scope: str, *args: Any, level: str | None = None, only: Iterable[
             produced = list(produced) if produced is not None else []
         except NotApplicable:
             continue
+        except Exception as exc:  # noqa: BLE001 - a bug in one judge: say so, keep the others
+            notes.append(internal_error_note(info.id, _subject_of(args), exc))
+            continue
         ran.append(info.id)
         findings.extend(produced)
-    return CheckRun(ran, findings)
+    return CheckRun(ran, findings, notes)

@@ -133,7 +133,10 @@ def _flag(value: Any) -> bool | None:
 
 def _codebook_shape_stats(embed: np.ndarray) -> tuple[float, bool, bool]:
     finite = np.nan_to_num(embed, nan=0.0, posinf=0.0, neginf=0.0)
-    rms = float(np.sqrt(np.mean(finite ** 2))) if finite.size else 0.0
+    # scaled by the peak so the squares cannot overflow: a float32 codebook with one corrupted
+    # value near 3e38 squares to inf, and an inf RMS turned every other level into "-inf dB"
+    peak = float(np.max(np.abs(finite))) if finite.size else 0.0
+    rms = peak * float(np.sqrt(np.mean(np.square(finite / peak, dtype=np.float64)))) if peak > 0.0 else 0.0
     all_zero = bool(finite.size) and not finite.any()
     identical = finite.shape[0] > 1 and bool(np.all(finite == finite[:1]))
     return rms, all_zero, identical

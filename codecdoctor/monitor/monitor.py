@@ -115,6 +115,7 @@ class Monitor:
                  codebook_warmup_steps: int | None = None, stop_on: str = "errors", writer: Any = None,
                  loss_balance: bool = True):
         self.policy = FindingsPolicy(mode, stop_on, on_new=lambda f: self._event("finding", **f.to_dict()))
+        self.check_notes: dict[str, str] = {}  # check ID -> its first internal error (core.registry)
         if int(read_every) < 1:
             raise ValueError("read_every must be at least 1")
         self.model = model
@@ -260,6 +261,7 @@ class Monitor:
         m = TrainingMeasurements(state=self.state, output_bound=self.output_bound, warmup_steps=self.warmup_steps,
                                  validation=validation)
         run = run_checks("training", m, only=("T603", "T608"))
+        self._keep_notes(run.notes)
         findings = list(run.findings)
         checks = list(run.checks_run)
         if any(f.id == "T608" for f in findings):
@@ -327,7 +329,7 @@ class Monitor:
         summary = self.summary()
         report = Report(command=command, args={"mode": self.mode, "read_every": self.read_every,
                                                "output_bound": self.output_bound, "sample_rate": self.sample_rate})
-        report.add(self.findings, self.checks_run)
+        report.add(self.findings, self.checks_run, self.check_notes.values())
         report.measurements = summary.measurements()
         if not summary.curves:
             report.notes.append("no training step was read back: the monitor saw no batch")
@@ -351,6 +353,7 @@ class Monitor:
                     m = TrainingMeasurements(state=self.state, output_bound=self.output_bound,
                                              warmup_steps=self.warmup_steps, ddp=ddp)
                     run = run_checks("training", m, only=("T611",))
+                    self._keep_notes(run.notes)
                     self._emit(run.findings, run.checks_run)
             return
         base = getattr(self.model, "module", self.model)
@@ -382,6 +385,7 @@ class Monitor:
                                  window=window, lr=self._learning_rate(), levels=levels, nonfinite=trace, ddp=ddp,
                                  scaler_used=self._scaler_used, balance=balance or None)
         run = run_checks("training", m)
+        self._keep_notes(run.notes)
         findings, checks = list(run.findings), list(run.checks_run)
         stft_findings, stft_checks = self.spectral.check(window, trace, self.tracer.batch(trace.step) if trace else None,
                                                          self.buffer.device)
@@ -447,6 +451,12 @@ class Monitor:
         self._event("readback", **point)
 
     # -- findings ----------------------------------------------------------------------------------------
+    def _keep_notes(self, notes: list[str]) -> None:
+        """A check that raised on every read-back is named once, with its first error."""
+        for note in notes:
+            check_id = note.split(" on ", 1)[0]
+            self.check_notes.setdefault(check_id, note)
+
     def _emit(self, findings: list[Finding], checks: list[str], *, from_validation: bool = False) -> None:
         new = self.policy.add(findings, checks, from_validation=from_validation)
         if new:

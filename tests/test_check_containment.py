@@ -1,0 +1,57 @@
+"""A check that raises is a bug in that check: the registry contains it, names it in the report's
+notes, and the run goes on with every other check."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from codecdoctor import cli
+from codecdoctor.core import registry
+
+
+def _broken(*args, **kwargs):
+    raise ZeroDivisionError("a judge divided by zero")
+
+
+@pytest.fixture
+def q405_raises(monkeypatch):
+    registry.load_all()
+    info = registry._REGISTRY["Q405"]
+    monkeypatch.setitem(registry._REGISTRY, "Q405", dataclasses.replace(info, func=_broken))
+
+
+def test_run_checks_contains_a_raising_check_and_runs_the_others(q405_raises):
+    from codecdoctor.measure.quantizer import LevelStats, QuantizerMeasurements
+
+    levels = [LevelStats(name=f"q.layers.{i}", codebook_size=64, used=64, perplexity=60.0, total_count=640.0,
+                         codebook_rms=1.0, initted=True) for i in range(2)]
+    run = registry.run_checks("quantizer", QuantizerMeasurements(levels=levels))
+    assert "Q405" not in run.checks_run
+    assert {"Q401", "Q402", "Q404", "Q406"} <= set(run.checks_run)
+    assert run.notes == ["internal error in check Q405 on QuantizerMeasurements: ZeroDivisionError: a judge "
+                         "divided by zero (the check did not run; the others did)"]
+
+
+def test_check_ckpt_folder_with_a_raising_check_writes_the_report_naming_check_file_and_exception(
+        q405_raises, tmp_path, capsys):
+    from codecdoctor_model.codec import Codec
+    from codecdoctor_model.config import CodecConfig
+
+    folder = tmp_path / "ckpts"
+    folder.mkdir()
+    state = {"config": CodecConfig.tiny().to_dict(), "model": Codec(CodecConfig.tiny()).state_dict()}
+    for name in ("a.pt", "b.pt"):
+        torch.save(state, folder / name)
+    out = tmp_path / "report.json"
+    code = cli.main(["check-ckpt", str(folder), "--no-probes", "--json", str(out), "--html", str(tmp_path / "r.html")])
+    assert code in (0, 1)  # judged, not an internal error (2)
+    report = json.loads(out.read_text())
+    assert [row["path"] for row in report["measurements"]["checkpoints"]] == ["a.pt", "b.pt"]
+    internal = [n for n in report["notes"] if "internal error" in n]
+    assert [n.split(":")[0] for n in internal] == ["a.pt", "b.pt"]
+    assert all("check Q405" in n and "ZeroDivisionError: a judge divided by zero" in n for n in internal)
+    assert "Q401" in report["checks_run"] and "Q405" not in report["checks_run"]
+    assert "internal error in check Q405" in capsys.readouterr().out  # the terminal shows the notes too
