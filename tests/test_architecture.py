@@ -139,4 +139,7 @@ def test_pyproject_lists_every_package():
     listed = set(config["tool"]["setuptools"]["packages"])
     on_disk = {_module_name(p.parent / "__init__.py") for p in PACKAGE.rglob("__init__.py")} | {"codecdoctor_model"}
     assert on_disk - listed == set(), f"add to [tool.setuptools] packages: {sorted(on_disk - listed)}"
-    assert listed - on_disk == set(), f"listed but missing: {sorted(listed - on_disk)}"
+    data_only = set(config["tool"]["setuptools"].get("package-data", {}))  # template folders, no __init__.py
+    assert listed - on_disk - data_only == set(), f"listed but missing: {sorted(listed - on_disk - data_only)}"
+    for name in data_only:
+        assert (ROOT / name.replace(".", "/")).is_dir(), f"package-data names a folder that is not there: {name}"
