@@ -2,8 +2,8 @@
 renders it: page height, findings or tables present, every plot decoded, no network request, no
 console error. Screenshots go to reports/screenshots/demo_*.png (look at them).
 
-The full demo (2.5 training minutes) is what the README's main command runs; at the reduced budget
-here the codec is barely trained, so the saga steps' diagnosis is not asserted (the diagnosis itself
+The full demo (360 training steps) is what the README's main command runs; at the reduced budget
+here (40 steps) the codec is barely trained, so the saga steps' diagnosis is not asserted (the diagnosis itself
 is specified by tests/test_diagnosis_gallery.py); the data audit's findings are.
 """
 from __future__ import annotations
@@ -24,9 +24,46 @@ def demo(tmp_path_factory):
     from codecdoctor.demo.run import DemoRunner
 
     out = tmp_path_factory.mktemp("demo")
-    runner = DemoRunner(out, minutes=0.4, console=Console(file=open(out / "console.txt", "w"), width=120))
+    runner = DemoRunner(out, Console(file=open(out / "console.txt", "w"), width=120), steps=40)
     index = runner.run()
     return runner, index
+
+
+def test_demo_trains_its_step_budget_and_says_nothing_about_a_cap(demo):
+    runner, _ = demo
+    train = runner.steps[1].report
+    assert train.command == "train"
+    assert train.measurements["steps"] == 40 and train.measurements["stop_reason"] != "max_minutes"
+    assert not [fact for fact in runner.facts if "--minutes" in fact]
+
+
+def test_demo_without_espeak_says_in_one_terminal_line_that_it_used_synthetic_speech(demo):
+    from codecdoctor.demo.corpus import espeak_available
+
+    runner, _ = demo
+    console = (runner.out / "console.txt").read_text()
+    lines = [ln for ln in console.splitlines() if ln.startswith("note: trained on synthetic speech-like audio")]
+    if espeak_available():
+        assert lines == []
+    else:
+        assert len(lines) == 1 and "espeak-ng is not installed" in lines[0], lines
+
+
+def test_a_minutes_cap_that_stops_training_early_is_said_in_the_terminal_the_index_and_the_report(tmp_path):
+    from codecdoctor.core.findings import Report
+    from codecdoctor.demo.run import DemoRunner
+
+    console_file = tmp_path / "console.txt"
+    runner = DemoRunner(tmp_path, Console(file=open(console_file, "w"), width=400), steps=360, minutes=0.5)
+    report = Report(command="train", measurements={"stop_reason": "max_minutes", "steps": 57})
+    runner._say_if_capped(report)
+    runner.console.file.flush()
+    assert "after 57 of 360 steps" in report.notes[0] and "--minutes 0.5" in report.notes[0]
+    assert runner.facts == report.notes
+    assert "note: Training stopped at the --minutes 0.5 cap after 57 of 360 steps" in console_file.read_text()
+    finished = Report(command="train", measurements={"stop_reason": "completed", "steps": 360})
+    runner._say_if_capped(finished)
+    assert finished.notes == [] and len(runner.facts) == 1
 
 
 def test_demo_runs_every_step_and_writes_an_index_linking_each_report(demo):

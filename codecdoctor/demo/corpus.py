@@ -89,6 +89,7 @@ class DemoCorpus:
     clean_files: list[Path] = field(default_factory=list)
     flawed: dict[str, Path] = field(default_factory=dict)  # problem -> file
     peaks_file: Path | None = None
+    fallback_reason: str = ""  # why the speech is synthetic ("" for Telugu): the demo prints it
 
     @property
     def clean_seconds(self) -> float:
@@ -207,6 +208,8 @@ def build_corpus(root: Path, *, clean_files: int = 6, seconds_per_file: float = 
         corpus.clean_files = write_telugu_corpus(root / "clean", TELUGU_SENTENCES, TELUGU_VOICES, seed=seed)
         corpus.source = "espeak-ng Telugu"
         if not corpus.clean_files:
+            corpus.fallback_reason = ("espeak-ng is not installed (apt install espeak-ng gives Telugu speech)"
+                                      if not espeak_available() else "espeak-ng failed to speak Telugu (voice 'te')")
             for i in range(clean_files):
                 audio, _ = _speech(seconds_per_file, seed + i, work, telugu=False)
                 path = root / "clean" / f"speaker_{i:02d}.wav"
