@@ -24,7 +24,7 @@ def demo(tmp_path_factory):
     from codecdoctor.demo.run import DemoRunner
 
     out = tmp_path_factory.mktemp("demo")
-    runner = DemoRunner(out, Console(file=open(out / "console.txt", "w"), width=120), steps=40)
+    runner = DemoRunner(out, Console(file=open(out / "console.txt", "w"), width=80), steps=40)
     index = runner.run()
     return runner, index
 
@@ -42,7 +42,7 @@ def test_demo_without_espeak_says_in_one_terminal_line_that_it_used_synthetic_sp
 
     runner, _ = demo
     console = (runner.out / "console.txt").read_text()
-    lines = [ln for ln in console.splitlines() if ln.startswith("note: trained on synthetic speech-like audio")]
+    lines = [ln for ln in console.splitlines() if ln.startswith("note: the demo trains on synthetic speech-like audio")]
     if espeak_available():
         assert lines == []
     else:

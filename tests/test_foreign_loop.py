@@ -1,4 +1,4 @@
-"""The README's plain PyTorch loop around a codec that is not this project's: a small conv
+"""The user guide's (docs/GUIDE.md) plain PyTorch loop around a codec that is not this project's: a small conv
 autoencoder with vector-quantize-pytorch's `ResidualVQ`, monitored by the same `Monitor`."""
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ class ConvRVQCodec(nn.Module):
 
 
 def train(model, steps, make_batch, *, monitor_kwargs=None, poison=None):
-    """The README loop: ten monitor lines around an ordinary training loop."""
+    """The user guide's loop: ten monitor lines around an ordinary training loop."""
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     monitor = codecdoctor.Monitor(model, sample_rate=16000, mode="warn", output_bound=1.0, optimizer=optimizer,
                                   read_every=5, forward=lambda m, x: m(x), **(monitor_kwargs or {}))

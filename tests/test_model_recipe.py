@@ -165,7 +165,7 @@ def test_quantizer_warmup_trains_unquantized_then_initialises_codebooks_on_the_t
 
 
 def test_default_recipe_is_stated_in_the_defaults():
-    """The defaults are the recipe bench_codec measures: a regression here changes the README's numbers."""
+    """The defaults are the recipe bench_codec measures: a regression here changes docs/BENCHMARKS.md's numbers."""
     cfg, opts = CodecConfig(), TrainOptions(data_dir="x")
     assert cfg.linear_path is True
     assert cfg.bitrate_bps == 6000 and cfg.n_codebooks == 12

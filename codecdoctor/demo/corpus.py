@@ -208,7 +208,7 @@ def build_corpus(root: Path, *, clean_files: int = 6, seconds_per_file: float = 
         corpus.clean_files = write_telugu_corpus(root / "clean", TELUGU_SENTENCES, TELUGU_VOICES, seed=seed)
         corpus.source = "espeak-ng Telugu"
         if not corpus.clean_files:
-            corpus.fallback_reason = ("espeak-ng is not installed (apt install espeak-ng gives Telugu speech)"
+            corpus.fallback_reason = ("espeak-ng is not installed (apt install espeak-ng)"
                                       if not espeak_available() else "espeak-ng failed to speak Telugu (voice 'te')")
             for i in range(clean_files):
                 audio, _ = _speech(seconds_per_file, seed + i, work, telugu=False)

@@ -83,8 +83,9 @@ class DemoRunner:
                           + ", ".join(f"{k} ({v.name})" for k, v in corpus.flawed.items()) + ".")
         self.console.print(self.facts[-1], markup=False)
         if corpus.fallback_reason:
-            self.console.print(f"note: trained on synthetic speech-like audio, not Telugu speech: {corpus.fallback_reason}",
-                               style="yellow", markup=False)
+            # one line, never wrapped: the one thing a user on a fresh machine must not miss
+            self.console.print(f"note: the demo trains on synthetic speech-like audio, not Telugu speech: "
+                               f"{corpus.fallback_reason}", style="yellow", markup=False, soft_wrap=True)
 
         from codecdoctor.audit import audit_data
 

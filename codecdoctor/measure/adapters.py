@@ -22,7 +22,7 @@ importable). Name is
   in the checkpoint (`model_state_dict`, `state_dict`, `model`, `generator`, `ema`, Lightning's
   `model.` prefix), wrapper prefixes (`module.`, `_orig_mod.`) stripped and old/new weight-norm
   names mapped, then loaded strictly: what does not match is measured (`ModelLoad`, check C217);
-- a factory: `factory(checkpoint)` receives the loaded checkpoint as saved (nested: the README's
+- a factory: `factory(checkpoint)` receives the loaded checkpoint as saved (nested: the user guide's
   `model.load_state_dict(ckpt["model_state_dict"])` works; a raw state dict arrives as it is), or
   `factory()` when it takes no argument. It returns `(module, adapter)`, an adapter with a
   `.module`, or a bare module (a bare module from a factory without arguments gets the

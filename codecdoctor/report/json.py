@@ -1,4 +1,4 @@
-"""JSON view of a report (contract: schema_version 1, see README).
+"""JSON view of a report (contract: schema_version 1, see docs/JSON.md).
 
 Indented for reading, except that each element of a long list of records (a folder's pairs or
 files) is written on one line of its own: one line per pair reads and greps well, and those lines
