@@ -7,7 +7,7 @@
    time of each, their ratio, the median time spent inside the hooks per step, the cost of one
    read-back and of T612's loss-balance measurement (both once per window), and the amortised
    overhead (hooks + (read-back + balance) / read_every) / step. Goal: ratio ≤ 1.03.
-2. Host reads. A test double (`codecdoctor.monitor.host_reads.HostReadCounter`: dispatcher-level
+2. Host reads. A test double (`tests/host_reads.py`, `HostReadCounter`: dispatcher-level
    `_local_scalar_dense` and copies to CPU, plus .item/.tolist/.numpy/.cpu/bool/float/int patched)
    counts device-to-host reads made inside the hooks, step by step, on the tiny codec for
    2 × read_every steps: every step but the scheduled read-backs must read 0. On a CUDA machine it
@@ -29,10 +29,12 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # the host-read counter is a test double, not part of the package
+
+from host_reads import HostReadCounter  # noqa: E402
 
 import codecdoctor  # noqa: E402
 from codecdoctor.measure.stimuli import speech_like  # noqa: E402
-from codecdoctor.monitor.host_reads import HostReadCounter  # noqa: E402
 
 
 def make_batches(count: int, batch: int, samples: int, seed: int = 0) -> list[torch.Tensor]:

@@ -7,11 +7,11 @@ import math
 
 import pytest
 import torch
+from host_reads import HostReadCounter
 from monitor_loops import crops, run_codec, speech_bank, tiny_codec
 from torch import nn
 
 import codecdoctor
-from codecdoctor.monitor.host_reads import HostReadCounter
 
 
 class Identity(nn.Module):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from host_reads import HostReadCounter
 from monitor_loops import crops, speech_bank, tiny_codec
 
 import codecdoctor
-from codecdoctor.monitor.host_reads import HostReadCounter
 
 tensorboard = pytest.importorskip("tensorboard", reason="tensorboard (dev extra) is not installed")
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402

@@ -1,4 +1,4 @@
-"""Diagnosis v2: on several speech sources and levels, each injected fault is named by the TOP
+"""The top finding names the fault: on several speech sources and levels, each injected fault is named by the TOP
 finding (the correction that recovers the most dB; an explained finding ranks below its cause),
 and healthy pairs give no warning or worse.
 
