@@ -102,3 +102,47 @@ def test_every_demo_report_renders_in_a_browser(demo):
         assert result.height_px > 400, page.name
         if page != index:
             assert result.findings + result.tables > 0, f"{page.name} shows neither findings nor tables"
+
+
+def test_the_demo_trains_the_same_codec_with_two_cpu_bound_processes_beside_it(tmp_path):
+    """What the demo shows is a function of its step budget, not of the machine's load: the same
+    steps with two CPU-bound processes running beside the training give bit-identical weights and
+    validation numbers (the full demo's 360 steps on a busy machine are only slower)."""
+    import io
+    import subprocess
+    import sys
+
+    import numpy as np
+    import soundfile as sf
+    import torch
+
+    from codecdoctor.demo.run import DemoRunner
+    from codecdoctor.measure.stimuli import speech_like
+
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    for i in range(2):
+        sf.write(str(clean / f"speaker_{i}.wav"), np.asarray(speech_like(6.0, 16000, seed=i, peak=0.5)), 16000,
+                 subtype="PCM_16")
+
+    def train(out):
+        runner = DemoRunner(out, Console(file=io.StringIO()), steps=4, batch_size=2)
+        report = runner._train(clean)
+        state = torch.load(report.measurements["checkpoints"]["last"], map_location="cpu", weights_only=True)
+        return report, state["model"]
+
+    quiet, quiet_weights = train(tmp_path / "quiet")
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        busy, busy_weights = train(tmp_path / "busy")
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
+    assert quiet.measurements["steps"] == busy.measurements["steps"] == 4
+    assert quiet.measurements["stop_reason"] == busy.measurements["stop_reason"] == "completed"
+    measured = ("step", "train_loss", "val_snr_db", "val_si_snr_db", "val_mel_distance", "lr")
+    assert [[e[k] for k in measured] for e in quiet.measurements["history"]] == \
+        [[e[k] for k in measured] for e in busy.measurements["history"]]
+    assert quiet_weights.keys() == busy_weights.keys()
+    assert all(torch.equal(quiet_weights[k], busy_weights[k]) for k in quiet_weights)
