@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from codecdoctor.core.findings import Finding, Report
-from codecdoctor.core.registry import run_checks
+from codecdoctor.core.registry import internal_errors, run_checks
 from codecdoctor.measure.adapters import build_adapter
 from codecdoctor.measure.audio.reader import read_crops
 from codecdoctor.measure.checkpoint import (
@@ -69,7 +69,7 @@ def _reconstruct_on_data(adapter: Any, crops, output_bound: str | None, report: 
                                        hop_samples=hop)
         if not pm.ref_silent and pm.compared_samples > 0:
             quality_metrics(audio, est, int(adapter.sample_rate), lag_samples=pm.lag_samples).apply_to(pm)
-        report.add([], ran)
+        report.add([], ran, internal_errors(pm.notes))
         findings.append(found)
         per_crop.append({"subject": subject, "snr_db": pm.snr_db, "si_snr_db": pm.si_snr_db,
                          "mel_distance": pm.mel_distance, "gain": pm.gain, "lag_samples": pm.lag_samples,

@@ -24,7 +24,7 @@ import numpy as np
 
 from codecdoctor.core.errors import InputError
 from codecdoctor.core.findings import Finding, Report
-from codecdoctor.core.registry import finding, run_checks
+from codecdoctor.core.registry import finding, internal_errors, run_checks
 from codecdoctor.diagnose import judge_pair
 from codecdoctor.measure.pair import PairMeasurements, chunk_set_from_energies
 from codecdoctor.measure.pair_stream import ArraySource, ChunkEnergies, FileSource, measure_pair_stream
@@ -544,7 +544,7 @@ def compare(ref: Any, est: Any, *, sample_rate: int | None = None, output_bound:
     settings = _Settings(sample_rate, output_bound, max_lag_ms, quality, keep_chunks=len(pairs) == 1)
     for outcome in _measure_all(pairs, settings, _jobs(jobs, pairs, arrays), progress):
         pair = outcome.pair
-        report.add(outcome.findings, outcome.checks_run)
+        report.add(outcome.findings, outcome.checks_run, internal_errors(outcome.record.get("notes") or ()))
         records.append(outcome.record)
         if outcome.m is None:
             failed += 1

@@ -167,6 +167,7 @@ def judge_pair(m: PairMeasurements) -> tuple[list[Finding], list[str]]:
     from codecdoctor.core.registry import run_checks
 
     run = run_checks("reconstruction", m, level="pair")
+    m.notes.extend(run.notes)  # a check's internal error travels with the pair (core.registry.internal_errors)
     findings = order_findings(run.findings, m)
     _link_symptom_to_causes(findings)
     return findings, run.checks_run

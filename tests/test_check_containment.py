@@ -55,3 +55,26 @@ def test_check_ckpt_folder_with_a_raising_check_writes_the_report_naming_check_f
     assert all("check Q405" in n and "ZeroDivisionError: a judge divided by zero" in n for n in internal)
     assert "Q401" in report["checks_run"] and "Q405" not in report["checks_run"]
     assert "internal error in check Q405" in capsys.readouterr().out  # the terminal shows the notes too
+
+
+@pytest.fixture
+def r304_raises(monkeypatch):
+    registry.load_all()
+    info = registry._REGISTRY["R304"]
+    monkeypatch.setitem(registry._REGISTRY, "R304", dataclasses.replace(info, func=_broken))
+
+
+def test_compare_with_a_raising_pair_check_names_it_in_the_notes_and_still_judges_the_pair(r304_raises, tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    from codecdoctor.compare import compare
+    from codecdoctor.measure.stimuli import speech_like
+
+    ref = np.asarray(speech_like(2.0, 16000, seed=1, peak=0.5), np.float32)
+    sf.write(str(tmp_path / "ref.wav"), ref, 16000, subtype="FLOAT")
+    sf.write(str(tmp_path / "est.wav"), -ref, 16000, subtype="FLOAT")  # an inverted output: R303
+    report = compare(tmp_path / "ref.wav", tmp_path / "est.wav", quality=False, progress=None)
+    internal = [n for n in report.notes if "internal error" in n]
+    assert len(internal) == 1 and "check R304 on " in internal[0] and "ZeroDivisionError" in internal[0]
+    assert "R303" in report.ids() and "R304" not in report.checks_run

@@ -179,10 +179,18 @@ def _subject_of(args: tuple[Any, ...]) -> str:
     return "no subject"
 
 
+_INTERNAL_ERROR = "internal error in check "
+
+
 def internal_error_note(check_id: str, subject: str, exc: BaseException) -> str:
     text = str(exc).splitlines()[0][:200] if str(exc) else ""
-    return (f"internal error in check {check_id} on {subject}: {type(exc).__name__}"
+    return (f"{_INTERNAL_ERROR}{check_id} on {subject}: {type(exc).__name__}"
             f"{': ' + text if text else ''} (the check did not run; the others did)")
+
+
+def internal_errors(notes: Iterable[str]) -> list[str]:
+    """The internal-error notes among a measurement's notes (a pair carries them in its own)."""
+    return [note for note in notes if note.startswith(_INTERNAL_ERROR)]
 
 
 def run_checks(scope: str, *args: Any, level: str | None = None, only: Iterable[str] | None = None, **kwargs: Any) -> CheckRun:
