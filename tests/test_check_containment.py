@@ -78,3 +78,22 @@ def test_compare_with_a_raising_pair_check_names_it_in_the_notes_and_still_judge
     internal = [n for n in report.notes if "internal error" in n]
     assert len(internal) == 1 and "check R304 on " in internal[0] and "ZeroDivisionError" in internal[0]
     assert "R303" in report.ids() and "R304" not in report.checks_run
+
+
+def test_the_monitor_names_a_raising_training_check_once_and_keeps_monitoring(monkeypatch):
+    from monitor_loops import crops, run_codec, speech_bank, tiny_codec
+
+    import codecdoctor
+
+    registry.load_all()
+    monkeypatch.setitem(registry._REGISTRY, "T605", dataclasses.replace(registry._REGISTRY["T605"], func=_broken))
+    model, loss_fn = tiny_codec()
+    bank = speech_bank()
+    monitor = codecdoctor.Monitor(model, sample_rate=16000, mode="warn", read_every=5)
+    taken = run_codec(monitor, model, loss_fn, 15, lambda step: crops(bank, step))
+    report = monitor.close()
+    assert taken == 15
+    internal = [n for n in report.notes if "internal error" in n]
+    assert internal == ["internal error in check T605 on TrainingMeasurements: ZeroDivisionError: a judge divided "
+                        "by zero (the check did not run; the others did)"]  # three read-backs, one note
+    assert "T601" in report.checks_run and "T605" not in report.checks_run

@@ -73,6 +73,7 @@ class ValidationMeasurements:
     rms_ratio_db: float
     diagnosis: list[Finding] = field(default_factory=list)
     diagnosis_checks: list[str] = field(default_factory=list)
+    diagnosis_notes: list[str] = field(default_factory=list)  # a pair check's internal error
     what_if: dict[str, Any] = field(default_factory=dict)
 
 

@@ -267,6 +267,7 @@ class Monitor:
         if any(f.id == "T608" for f in findings):
             findings += [f for f in validation.diagnosis if f.id != "R300"]
             checks += validation.diagnosis_checks
+            self._keep_notes(validation.diagnosis_notes)
         record = {"step": step, "snr_db": validation.snr_db, "rms_ratio_db": validation.rms_ratio_db,
                   "pairs": validation.pairs, "what_if": dict(validation.what_if)}
         self.validations.append(record)

@@ -47,6 +47,7 @@ def measure_validation(ref: Any, est: Any, step: int, sample_rate: int,
 
     if not math.isfinite(snr) or snr < VAL_SNR_LOW_DB:
         try:
+            from codecdoctor.core.registry import internal_errors
             from codecdoctor.diagnose import diagnose_pair
         except ImportError:  # a trimmed install without the pair diagnosis: T608 still reports the SNR
             return v
@@ -54,5 +55,6 @@ def measure_validation(ref: Any, est: Any, step: int, sample_rate: int,
                                          subject=f"validation pair {worst} at step {step}",
                                          output_bound=output_bound)
         v.diagnosis, v.diagnosis_checks = diag, checks
+        v.diagnosis_notes = internal_errors(pm.notes)
         v.what_if = {k: float(val) for k, val in (pm.what_if or {}).items() if isinstance(val, (int, float))}
     return v
