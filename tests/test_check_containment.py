@@ -97,3 +97,21 @@ def test_the_monitor_names_a_raising_training_check_once_and_keeps_monitoring(mo
     assert internal == ["internal error in check T605 on TrainingMeasurements: ZeroDivisionError: a judge divided "
                         "by zero (the check did not run; the others did)"]  # three read-backs, one note
     assert "T601" in report.checks_run and "T605" not in report.checks_run
+
+
+def test_audit_with_a_raising_file_check_names_the_file_and_audits_every_file(monkeypatch, tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    from codecdoctor.audit import audit_data
+
+    registry.load_all()
+    monkeypatch.setitem(registry._REGISTRY, "D105", dataclasses.replace(registry._REGISTRY["D105"], func=_broken))
+    for name in ("a.wav", "b.wav"):
+        sf.write(str(tmp_path / name), 0.3 * np.sin(np.arange(16000) / 10.0), 16000, subtype="PCM_16")
+    report = audit_data(tmp_path, jobs=1)
+    assert sorted(f["path"] for f in report.measurements["files"]) == ["a.wav", "b.wav"]
+    internal = sorted(n for n in report.notes if "internal error" in n)
+    assert [n.split(": ")[0] for n in internal] == ["internal error in check D105 on a.wav",
+                                                    "internal error in check D105 on b.wav"]
+    assert "D105" not in report.checks_run and "D103" in report.checks_run
