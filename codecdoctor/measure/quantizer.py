@@ -166,6 +166,9 @@ def _natural_key(text: str) -> list[Any]:
 
 def _ema_consistency(level: LevelStats, counts: np.ndarray, embed: np.ndarray, embed_avg: np.ndarray) -> None:
     """Fill the Q408 fields for one head: counts [K], embed [K, D], embed_avg [K, D]."""
+    # in float64: a float32 codebook value near 3e38 (a flipped exponent bit) squares to inf in a
+    # float32 norm, and inf / inf would read as an inconsistent code
+    counts, embed, embed_avg = (np.asarray(a, np.float64) for a in (counts, embed, embed_avg))
     total = float(np.nan_to_num(counts).clip(0).sum())
     if total <= 0 or embed.shape != embed_avg.shape or embed.shape[0] != counts.size:
         return
