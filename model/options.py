@@ -12,6 +12,9 @@ class TrainOptions:
     of `codecdoctor train` (generated from this class: declared once, here)."""
 
     data_dir: str = field(metadata={"help": "Folder of audio files (searched recursively)."})
+    val_dir: str | None = field(default=None, metadata={
+        "help": "Folder of validation audio, never trained on (default: whole files of DATA_DIR when it has "
+                "several, else the tail of each file behind a gap of one receptive field)."})
     checkpoint_dir: str = field(default="checkpoints", metadata={
         "help": "Checkpoints go to CHECKPOINT_DIR/EXPERIMENT_NAME/{last,best}.pt."})
     experiment_name: str = field(default="codec", metadata={"help": "Name of this run (a folder under CHECKPOINT_DIR)."})

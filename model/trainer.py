@@ -42,6 +42,7 @@ from .dataset import CropSource, StepBatchSampler, TrainCropDataset
 from .losses import MultiScaleSTFTDiscriminator, ReconstructionLoss, discriminator_hinge_loss, generator_adversarial_losses
 from .options import TrainOptions
 from .quantizer import codebook_decay_at
+from .receptive import receptive_field_samples
 
 
 class TrainSetupError(ValueError):
@@ -121,7 +122,8 @@ class Trainer:
                                  segment_samples=int(round(options.segment_seconds * config.sample_rate)),
                                  val_fraction=options.val_fraction, max_val_crops=options.max_val_crops,
                                  strict_rate=options.strict_rate, short_files=options.short_files,
-                                 min_crop_rms_db=options.min_crop_rms_db, seed=options.seed)
+                                 min_crop_rms_db=options.min_crop_rms_db, seed=options.seed,
+                                 val_dir=options.val_dir, gap_samples=receptive_field_samples(config))
         crops_per_epoch = max(1, int(self.source.train_seconds / options.segment_seconds))
         self.steps_per_epoch = options.steps_per_epoch or max(1, crops_per_epoch // (options.batch_size * self.world_size))
         # the lr schedule is planned over all epochs; --max-steps / --max-minutes only stop the run
@@ -289,6 +291,8 @@ class Trainer:
             "epoch": self.step // self.steps_per_epoch,
             "steps_per_epoch": self.steps_per_epoch,
             "history": list(self.history),
+            # how the validation behind history's val_snr_db was held out (check-ckpt's C219 reads it)
+            "validation_split": dict(self.source.split),
             "best_val_snr_db": self.best_val_snr_db,
             "epoch_sums": dict(self._epoch_sums),
             "epoch_count": self._epoch_count,
