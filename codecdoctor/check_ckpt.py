@@ -75,7 +75,10 @@ def _reconstruct_on_data(adapter: Any, crops, output_bound: str | None, report: 
                          "mel_distance": pm.mel_distance, "gain": pm.gain, "lag_samples": pm.lag_samples,
                          "what_if": pm.what_if, "stoi": pm.stoi, "estoi": pm.estoi, "pesq_wb": pm.pesq_wb,
                          "pesq_nb": pm.pesq_nb, "multiscale_mel_distance": pm.multiscale_mel_distance,
-                         "quality_notes": pm.quality_notes})
+                         "quality_notes": pm.quality_notes,
+                         # per-crop energies: the total SNR's spread over crops (C219) comes from them
+                         "signal_energy": float(np.sum(np.square(refs[-1]))),
+                         "error_energy": float(np.sum(np.square(refs[-1] - ests[-1])))})
         rows.append([subject, pm.snr_db, pm.si_snr_db, pm.lag_samples, pm.gain, found[0].id if found else ""])
     report.add(_dedupe(findings, len(crops)))
     from codecdoctor.report.sections import Table
@@ -270,6 +273,8 @@ def check_checkpoint(path: str | Path, *, data: str | Path | None = None, model:
         except Exception as exc:  # noqa: BLE001 - a model that fails at run time: say so, keep static results
             report.notes.append(f"dynamic checks stopped: the model failed at run time "
                                 f"({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''})")
+    if report.measurements.get("reconstruction"):
+        _validation_gap(info, m, data, report)
     report.measurements["model_built"] = adapter is not None
     report.measurements["static"] = m
     _static_sections(report, m, levels)
@@ -341,6 +346,18 @@ def _dynamic(adapter: Any, m: CheckpointMeasurements, crops, probes: bool, repor
                 "frame_rate_hz": rate, "entropy_bits_per_frame": entropy, "nominal_bits_per_frame": nominal,
                 "effective_bitrate_bps": entropy * rate if rate else None,
                 "nominal_bitrate_bps": nominal * rate if rate else None}
+
+
+def _validation_gap(info: CheckpointInfo, m: CheckpointMeasurements, data, report: Report) -> None:
+    """C219: the checkpoint's saved validation SNR against the SNR just measured on `data`."""
+    from codecdoctor.measure.heldout import measure_validation_gap
+
+    raw = info.raw if isinstance(info.raw, dict) else {}
+    gap = measure_validation_gap(m.history, m.scalars, info.train_args, raw.get("validation_split"), data,
+                                 report.measurements["reconstruction"])
+    report.measurements["validation_gap"] = gap.to_dict()
+    run = run_checks("checkpoint", gap, level="heldout")
+    report.add(run.findings, run.checks_run)
 
 
 def _static_sections(report: Report, m: CheckpointMeasurements, levels) -> None:
