@@ -11,6 +11,9 @@ With `weight_ema_decay` (default 0.99) validation scores, and checkpoints delive
 exponential moving average of the weights (the live weights a resumed run continues from are
 "train_weights"). Validation SNR (`val_snr_db` in the history) is energy-weighted over the whole
 validation set: 10 log10(total signal energy / total error energy), not a mean of per-crop dB.
+That set is held out by utterance when the data allows it (dataset.CropSource: a --val_dir, whole
+files, or each file's tail behind a gap of one receptive field); checkpoints save how as
+"validation_split".
 
 Callbacks: any object with some of `on_batch(x, y, losses)` (after the forward), `on_backward(model)`
 (after backward, gradients unscaled, before clipping), `on_step(scaler=None)` (after the optimizer
