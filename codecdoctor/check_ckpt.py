@@ -353,7 +353,7 @@ def _validation_gap(info: CheckpointInfo, m: CheckpointMeasurements, data, repor
     from codecdoctor.measure.heldout import measure_validation_gap
 
     raw = info.raw if isinstance(info.raw, dict) else {}
-    gap = measure_validation_gap(m.history, m.scalars, info.train_args, raw.get("validation_split"), data,
+    gap = measure_validation_gap(m.history, info.train_args, raw.get("validation_split"), data,
                                  report.measurements["reconstruction"])
     report.measurements["validation_gap"] = gap.to_dict()
     run = run_checks("checkpoint", gap, level="heldout")

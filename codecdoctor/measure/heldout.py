@@ -2,8 +2,8 @@
 
 `check-ckpt --data` scores the codec on the given crops (energy-weighted: total reference energy /
 total error energy). The checkpoint says what its trainer's validation read (the latest
-`val_snr_db` of its history, or a `val_snr` saved next to the weights). This module puts the two
-side by side with what is needed to read the difference (C219):
+`val_snr_db` of its history; a `val_snr` saved next to the weights counts as a one-entry
+history). This module puts the two side by side with what is needed to read the difference (C219):
 
 - the estimate's own spread: a leave-one-crop-out (jackknife) standard error of the measured SNR;
 - whether the data is held out: a measured file that lies under the training folder the checkpoint
@@ -23,7 +23,7 @@ from typing import Any
 @dataclass
 class ValidationGap:
     saved_val_snr_db: float | None  # the checkpoint's own validation SNR (latest saved value)
-    saved_at: str  # where it was read: "epoch N" or "top-level val_snr"
+    saved_at: str  # the history entry it was read from: "epoch N"
     measured_snr_db: float | None  # energy-weighted over the data crops
     measured_stderr_db: float | None  # jackknife over crops; None with fewer than 3 crops
     crops: int
@@ -95,13 +95,12 @@ def training_files_among(data: str | Path, relpaths: list[str], folders: dict,
     return ("no" if inside else "yes"), inside
 
 
-def measure_validation_gap(history: list[dict], scalars: dict[str, float], train_args: dict | None,
+def measure_validation_gap(history: list[dict], train_args: dict | None,
                            validation_split: Any, data: str | Path, reconstruction: dict) -> ValidationGap:
     """Saved validation SNR vs the SNR measured on `data` (check_ckpt's `reconstruction`)."""
+    # a hand-written loop's single `val_snr` next to the weights is already a one-row history
+    # (measure.checkpoint.scalar_metadata)
     saved, where = saved_validation_snr(history)
-    if saved is None:  # a hand-written loop's single number
-        value = next((v for k, v in scalars.items() if k in ("val_snr_db", "val_snr")), None)
-        saved, where = (value, "top-level val_snr") if value is not None else (None, "")
     crops = reconstruction.get("crops") or []
     signal = [float(c.get("signal_energy") or 0.0) for c in crops]
     error = [float(c.get("error_energy") or 0.0) for c in crops]
