@@ -341,7 +341,10 @@ class CropSource:
         """Every file under data_dir trains; validation comes from val_dir. Files of val_dir that
         also lie under data_dir are left out of training; copies (same samples) are named."""
         val_root = self.val_dir.resolve()
-        val_files = self._read_headers(self.val_dir)
+        try:
+            val_files = self._read_headers(self.val_dir)
+        except DataError as exc:
+            raise DataError(f"validation folder: {exc}") from None
         inside = [f for f in self.files if f.path.resolve().is_relative_to(val_root)]
         if inside:
             self.files = [f for f in self.files if f not in inside]

@@ -141,8 +141,12 @@ def test_train_report_and_checkpoint_say_how_validation_was_held_out(cli, tmp_pa
     assert state["validation_split"]["data_dir"] == str(data.resolve())
 
 
-def test_a_missing_val_dir_is_one_line_exit_2(cli, tmp_path):
+def test_a_missing_or_empty_val_dir_is_one_line_exit_2(cli, tmp_path):
     data = _files(tmp_path / "data", [2.0])
     code, out, err = cli("train", "--data_dir", data, "--val_dir", tmp_path / "nope", "--checkpoint_dir",
                          tmp_path / "ck", *TINY, "--json", "none")
     assert code == 2 and "validation folder not found" in err and "Traceback" not in err
+    (tmp_path / "empty").mkdir()
+    code, out, err = cli("train", "--data_dir", data, "--val_dir", tmp_path / "empty", "--checkpoint_dir",
+                         tmp_path / "ck", *TINY, "--json", "none")
+    assert code == 2 and "validation folder: no audio files" in err and "Traceback" not in err
