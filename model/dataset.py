@@ -42,8 +42,9 @@ AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".aifc", "
 
 TAR_SUFFIX = ".tar"
 MANIFEST_SUFFIXES = (".jsonl", ".jsonl.gz")
-# Whole files are held out only while they cost at most this share of the audio: a corpus of four
-# equal files would otherwise train on 75%. Beyond it, each file's tail is held out instead.
+# Whole files are held out only while they cost at most this share of the audio (or twice the
+# asked `val_fraction` when that is larger): a corpus of four equal files would otherwise train on
+# 75%. Beyond it, each file's tail is held out instead.
 WHOLE_FILE_MAX_SHARE = 0.2
 # frames hashed per file to recognise a validation file that is a copy of a training file
 _FINGERPRINT_FRAMES = 4096
@@ -289,7 +290,7 @@ class CropSource:
     def _split(self) -> None:
         """Whole files when several make up the validation share cheaply, else each file's tail
         behind a gap, else (several files, all too short for a tail) whole files at any share."""
-        if len(self.files) > 1 and self._hold_out_whole_files(WHOLE_FILE_MAX_SHARE):
+        if len(self.files) > 1 and self._hold_out_whole_files(max(WHOLE_FILE_MAX_SHARE, 2 * self.val_fraction)):
             return
         if self._hold_out_tails():
             return

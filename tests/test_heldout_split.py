@@ -70,6 +70,9 @@ def test_few_long_files_fall_back_to_regions_rather_than_spend_a_third_on_valida
     source = CropSource(tmp_path, segment_samples=4000, gap_samples=518)
     assert source.split["method"] == "regions" and source.split["shares_files_with_training"] is True
     assert all(f.train_stop == f.val_start - 518 for f in source.files)
+    # asking for a third of the audio makes one whole file (33%, within twice the ask) the right price
+    asked = CropSource(tmp_path, segment_samples=4000, gap_samples=518, val_fraction=0.3)
+    assert asked.split["method"] == "files" and asked.split["validation_files"] == ["utt01.wav"]
 
 
 def test_one_file_is_split_by_region_with_a_receptive_field_gap(tmp_path):
