@@ -134,8 +134,9 @@ def test_train_report_and_checkpoint_say_how_validation_was_held_out(cli, tmp_pa
     assert "validation: held out by region" in " ".join(out.split())
 
     code, out, err = cli("train", "--data-dir", data, "--val-dir", val, "--checkpoint_dir", tmp_path / "b", *TINY,
-                         "--json", tmp_path / "b.json")
+                         "--json", tmp_path / "b.json", "--html", tmp_path / "b.html")
     assert code == 0, err
+    assert "validation: a separate validation folder: 1 file(s)" in (tmp_path / "b.html").read_text()
     report = json.loads((tmp_path / "b.json").read_text())
     assert report["measurements"]["data"]["validation"]["method"] == "val_dir"
     assert any(n.startswith("validation: a separate validation folder: 1 file(s) (1.0 s)") for n in report["notes"])
