@@ -86,10 +86,11 @@ def training_files_among(data: str | Path, relpaths: list[str], folders: dict,
     """("yes" | "no" | "unknown", the measured files that were trained on). `folders` holds the
     training run's `data_dir` and `val_dir`; `held_out_files` the whole files its trainer held out
     (relative to data_dir)."""
-    if not isinstance(folders.get("data_dir"), str) or not Path(folders["data_dir"]).exists():
+    if not isinstance(folders.get("data_dir"), str) or not folders["data_dir"] or not Path(folders["data_dir"]).exists():
         return "unknown", []
     train_root = Path(folders["data_dir"]).resolve()
-    val_root = Path(folders["val_dir"]).resolve() if isinstance(folders.get("val_dir"), str) else None
+    val_dir = folders.get("val_dir")
+    val_root = Path(val_dir).resolve() if isinstance(val_dir, str) and val_dir else None
     root = Path(data).resolve()
     inside = [rel for rel in relpaths if _training_file((root / rel).resolve(), train_root, val_root, held_out_files)]
     return ("no" if inside else "yes"), inside
