@@ -114,3 +114,18 @@ def test_jackknife_error_of_the_total_snr():
     assert math.isclose(jackknife_stderr_db(signal, error), expected, rel_tol=1e-12)
     assert jackknife_stderr_db([1.0, 1.0, 1.0], [0.1, 0.1, 0.1]) == 0.0
     assert jackknife_stderr_db([1.0, 1.0], [0.1, 0.1]) is None
+
+
+def test_which_measured_files_the_checkpoint_trained_on(tmp_path):
+    from codecdoctor.measure.heldout import training_files_among
+
+    for rel in ("a.wav", "b.wav", "valid/v.wav"):
+        (tmp_path / "data" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "data" / rel).write_bytes(b"")
+    folders = {"data_dir": str(tmp_path / "data"), "val_dir": str(tmp_path / "data" / "valid")}
+    # the data folder itself: a.wav trained on; b.wav held out whole by the trainer; valid/ is validation
+    assert training_files_among(tmp_path / "data", ["a.wav", "b.wav", "valid/v.wav"], folders, {"b.wav"}) == (
+        "no", ["a.wav"])
+    assert training_files_among(tmp_path / "data" / "valid", ["v.wav"], folders) == ("yes", [])
+    assert training_files_among(tmp_path / "data", ["a.wav"], {"data_dir": "", "val_dir": ""}) == ("unknown", [])
+    assert training_files_among(tmp_path / "data", ["a.wav"], {"data_dir": str(tmp_path / "gone")}) == ("unknown", [])
