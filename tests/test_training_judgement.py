@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from monitor_loops import PassThroughCodec, crops, speech_bank
 
 import codecdoctor
 from codecdoctor.core.findings import Severity
-from monitor_loops import PassThroughCodec, crops, speech_bank
 
 VAL_SAMPLES = 16000
 
