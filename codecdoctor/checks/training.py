@@ -416,7 +416,8 @@ def _validation_headline(m: TrainingMeasurements) -> str:
     text = f"validation SNR is {v.snr_db:.2f} dB over {v.pairs} pairs at step {v.step} (latest"
     if best is not None and best[0] != v.step and math.isfinite(best[1]):
         text += f"; best {best[1]:.2f} dB at step {best[0]}"
-    return text + f" of {max(len(m.state.validation_history), 1)} validations)"
+    count = max(len(m.state.validation_history), 1)
+    return text + f" of {count} validation{'s' if count != 1 else ''})"
 
 
 def _validation_stage(m: TrainingMeasurements, causes: list[str]) -> tuple[Severity, str]:
