@@ -168,3 +168,16 @@ def test_sgd_is_judged_against_its_own_range():
     _train(monitor, model, 6)
     t609 = [f for f in monitor.findings if f.id == "T609"]
     assert t609 and t609[0].evidence["family"] == "sgd" and t609[0].evidence["usual_min_lr"] == 1e-4
+
+
+def test_a_rate_decayed_below_the_range_while_the_loss_is_flat_is_named():
+    model, monitor = _monitor()
+    _train(monitor, model, 20, loss_at=lambda step: 0.5)          # lr 3e-4
+    for group in monitor.optimizer.param_groups:
+        group["lr"] = 1e-7                                         # a schedule decayed to ~0
+    _train(monitor, model, 30, loss_at=lambda step: 0.5, start=20)
+    monitor.flush()
+    t609 = [f for f in monitor.findings if f.id == "T609"]
+    assert t609 and t609[0].evidence["peak_lr"] == pytest.approx(3e-4)
+    assert t609[0].evidence["loss_improvement"] == 0.0
+    assert "decayed to 1e-07 (peak 0.0003) and the loss plateaued" in t609[0].message

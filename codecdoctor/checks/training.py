@@ -561,8 +561,9 @@ def loss_plateau_low_lr(m: TrainingMeasurements):
         return [finding("T609", f"learning rate {m.lr:.2g} at step {step} (highest so far {reached:.2g}{planned}) "
                                 f"is {how_far} the usual minimum {low:g} for {name}{trend}",
                         subject=f"step {step}", evidence=evidence)]
-    if improvement is not None and improvement < PLATEAU_MIN_IMPROVEMENT:
-        return [finding("T609", f"learning rate decayed to {m.lr:.2g} (peak {peak:.2g}) and the loss plateaued"
+    decayed = m.lr < reached * (1 - 1e-6)   # below its own peak so far: not a warm-up still rising
+    if decayed and improvement is not None and improvement < PLATEAU_MIN_IMPROVEMENT:
+        return [finding("T609", f"learning rate decayed to {m.lr:.2g} (peak {reached:.2g}) and the loss plateaued"
                                 f"{trend}", subject=f"step {step}", evidence=evidence)]
     return []
 
