@@ -185,12 +185,14 @@ def measured_collapse(f: Finding) -> bool:
     (from the codes the quantizer emitted, not from EMA buffers alone)."""
     if f.id not in COLLAPSE_CHECKS or f.evidence.get("source") not in (None, "codes"):
         return False
-    for key in ("distinct_codes", "codes_emitted", "used"):
+    for key in ("distinct_codes", "codes_emitted", "used", "perplexity"):
+        # one level's number, or one per level when a finding groups the levels it names
         value = f.evidence.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return value <= COLLAPSED_LEVEL_CODES
-    perplexity = f.evidence.get("perplexity")
-    return isinstance(perplexity, (int, float)) and perplexity <= COLLAPSED_LEVEL_CODES
+        values = value if isinstance(value, (list, tuple)) else [value]
+        numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        if numbers and len(numbers) == len(values):
+            return max(numbers) <= COLLAPSED_LEVEL_CODES
+    return False
 
 
 def cross_check_explanations(findings: Sequence[Finding]) -> dict[str, str]:

@@ -147,3 +147,15 @@ def test_c205_warns_only_where_data_beyond_1_meets_a_bounded_output(tmp_path, bo
     assert c205[0].evidence["data_peak"] == pytest.approx(peak, abs=1e-4)
     if expected == Severity.WARNING:
         assert "beyond the decoder's output bound 'tanh' (±1)" in c205[0].message
+
+
+def test_a_finding_that_groups_collapsed_levels_is_read_level_by_level():
+    grouped = Finding("Q402", Severity.ERROR, "codebook collapse", "levels 0-31 collapsed.",
+                      evidence={"used": [1] * 32, "source": "codes"})
+    partly = Finding("Q402", Severity.ERROR, "codebook collapse", "levels 0-1.",
+                     evidence={"used": [1, 40], "source": "codes"})
+    r314 = Finding("R314", Severity.ERROR, "uncorrelated", "R314 message.")
+    assert [f.id for f in rank_root_causes([r314, grouped])] == ["Q402", "R314"]
+    assert "Explained by Q402" in r314.message
+    fresh = Finding("R314", Severity.ERROR, "uncorrelated", "R314 message.")
+    assert [f.id for f in rank_root_causes([fresh, partly])] == ["R314", "Q402"]
