@@ -69,7 +69,7 @@ def test_snr_near_0_early_is_not_learned_yet_and_a_20_step_smoke_run_exits_0():
     t608 = _t608(report.findings)
     assert len(t608) == 1, [f.message for f in t608]  # the latest validation replaced the baseline's
     assert t608[0].severity == Severity.INFO and "not learned yet" in t608[0].message
-    assert t608[0].evidence["trained_steps"] == 20 and t608[0].evidence["run_ended"] is True
+    assert t608[0].evidence["trained_steps"] == 20 and t608[0].evidence["repeats"] == 1
     assert report.worst() == Severity.INFO and report.exit_code() == 0
 
 
@@ -82,7 +82,7 @@ def test_a_run_that_ended_after_its_first_part_with_negative_snr_is_an_error():
     report = monitor.close()
     t608 = _t608(report.findings)
     assert len(t608) == 1 and t608[0].severity == Severity.ERROR
-    assert "ended after 150 steps" in t608[0].message
+    assert "ended after 150 steps" in t608[0].message and t608[0].evidence["run_ended"] is True
     assert report.exit_code() == 1
 
 

@@ -350,7 +350,11 @@ class Monitor:
         if validation is None:
             return
         findings, checks = self._judge_validation(validation, ended=True)
-        self.policy.add(findings, checks, from_validation=True)
+        judged = {f.severity for f in self.policy.findings if f.id == "T608" and self.policy.from_validation(f)
+                  and "resolved_at_step" not in f.evidence}
+        if any(f.id == "T608" and f.severity not in judged for f in findings):
+            # only a change of verdict: the same validation is not seen a second time
+            self.policy.add(findings, checks, from_validation=True)
 
     def build_report(self, command: str = "monitor") -> Report:
         """The run's Report: findings, checks run and the summary's measurements (figures are drawn
