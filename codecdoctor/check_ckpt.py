@@ -278,6 +278,9 @@ def check_checkpoint(path: str | Path, *, data: str | Path | None = None, model:
     report.measurements["model_built"] = adapter is not None
     report.measurements["static"] = m
     _static_sections(report, m, levels)
+    from codecdoctor.diagnose import rank_root_causes
+
+    report.findings = rank_root_causes(report.findings)
     return report
 
 

@@ -158,34 +158,60 @@ def scaler_collapsed(m: CheckpointMeasurements):
     return []
 
 
+# Architectures whose published decoder is unbounded by design, and why (the dynamic range is the
+# model's to learn; the loss keeps the level).
+UNBOUNDED_BY_DESIGN = {"encodec": "EnCodec's decoder ends in a conv, as published"}
+
+
+def _bound_value(bound: str) -> float | None:
+    """The amplitude a bounded output cannot pass (tanh, clamp, hardtanh: 1; a number: itself)."""
+    try:
+        return abs(float(bound))
+    except ValueError:
+        return None if bound.strip().lower() in ("none", "", "unbounded", "off") else 1.0
+
+
 @check("C205", scope="checkpoint", severity=Severity.WARNING, level="static")
 def output_unbounded(m: CheckpointMeasurements):
-    """Decoder output unbounded (no final tanh / clamp).
+    """Decoder output bound: unbounded by design or configuration, or data beyond a bounded output.
 
     What: Reads the decoder's output bound from the codec config (or the known architecture:
     EnCodec ends in a conv, DAC in tanh; or, for a `--model`, the module whose output is the
     reconstruction in the model's own forward: nn.Tanh / nn.Hardtanh bound it, a conv does not).
-    Fires when it is `none`. With `--data`, the message
-    gives the data's peak: above 1.0 a tanh cannot reproduce it (R307), at or below 1.0 a bound
-    costs nothing.
-    Why: An unbounded decoder can emit samples far beyond ±1: early in training or on unusual
-    input it blows up (R306), clips on playback, and its loss is dominated by the excursions.
-    Fix: Keep data within [-1, 1] (peak-normalise the corpus to about -1 dBFS once, not per
-    sample) and end the decoder with tanh or a clamp; if the data must exceed 1, scale it down.
+    An unbounded output is info: EnCodec-style codecs are unbounded by design (a conv output, and
+    with `audio_normalize` a front end that divides each input by its RMS and multiplies the
+    output back), and an unbounded output can follow any data. With `--data`, a warning when the
+    data peaks beyond a bounded output's reach (tanh/clamp: 1.0): those samples are error the
+    model can never remove (R307 measures the SNR ceiling on the crops).
+    Why: A tanh can never output 1.01, so data beyond ±1 caps the SNR and saturates the tanh's
+    gradient; that was the saga's ceiling. An unbounded decoder can overshoot early in training or
+    on unusual input: T602 and R306 measure that when it happens, so the design alone is no fault.
+    Fix: Peak-normalise the corpus to about -1 dBFS once (not per sample), or give the bounded
+    output headroom (tanh × 1.05, or no bound); an unbounded decoder needs a waveform term in the
+    loss to hold its level.
     """
     m = _readable(m)
     if m.output_bound is None:
         raise NotApplicable
-    if m.output_bound != "none":
-        return []
+    limit = _bound_value(str(m.output_bound))
+    evidence = {"output_bound": m.output_bound, "bound": limit, "data_peak": m.data_peak,
+                "input_scale_normalised": m.input_scale_normalised,
+                "by_design": UNBOUNDED_BY_DESIGN.get(m.architecture)}
+    if limit is not None:
+        if m.data_peak is None or m.data_peak <= limit:
+            return []
+        return [finding("C205", f"the data peaks at {m.data_peak:.4g}, beyond the decoder's output bound "
+                                f"'{m.output_bound}' (±{limit:g}): those samples can never be reproduced and cap "
+                                f"the SNR (see R307 for the ceiling on the crops)",
+                        subject="decoder output", evidence=evidence)]
+    why = UNBOUNDED_BY_DESIGN.get(m.architecture) or f"configured '{m.output_bound}' ({m.architecture})"
+    if m.input_scale_normalised:
+        why += f"; the model normalises its input's scale ({m.input_scale_normalised}) and restores it at the output"
     peak = "" if m.data_peak is None else (
-        f"; the data peaks at {m.data_peak:.4g}" + (" (above 1: normalise it to ≤ 1, then bound the output)"
-                                                    if m.data_peak > 1.0 else " (≤ 1: a tanh bound costs nothing)"))
-    evidence = {"output_bound": m.output_bound}
-    if m.data_peak is not None:
-        evidence["data_peak"] = m.data_peak
-    return [finding("C205", f"decoder output bound is 'none' ({m.architecture}): nothing keeps samples within ±1{peak}",
-                    subject="decoder output", evidence=evidence)]
+        f"; the data peaks at {m.data_peak:.4g}" + (", above 1: an unbounded output can follow it, a tanh could not"
+                                                    if m.data_peak > 1.0 else " (≤ 1: a tanh bound would cost nothing)"))
+    return [finding("C205", f"decoder output is unbounded: {why}{peak}", subject="decoder output",
+                    severity=Severity.INFO, evidence=evidence)]
 
 
 @check("C206", scope="checkpoint", severity=Severity.WARNING, level="static")

@@ -135,6 +135,13 @@ class PairMeasurements:
     frame_line_excess_db: float = 0.0           # hop-rate harmonics above the modulation continuum
     frame_locked_fraction: float = 0.0          # share locked to the grid (0 below FRAME_LINE_MIN_DB)
     frame_locked_ceiling_db: float = math.inf   # SNR cap from the frame-locked energy alone
+    # With the hop unknown and lines found: the reference's pitch range (5th-95th percentile of its
+    # voiced frames' F0; 0 when not measured or unvoiced) and the smallest m for which m x the
+    # frame rate lies in it while the rate's other harmonics stand below FRAME_LINE_MIN_DB
+    # (0: the lines are not the voice's own).
+    ref_pitch_low_hz: float = 0.0
+    ref_pitch_high_hz: float = 0.0
+    frame_pitch_multiple: int = 0
     # Quality metrics (codecdoctor.measure.quality; None when not computed or not computable).
     stoi: float | None = None
     estoi: float | None = None
@@ -337,8 +344,32 @@ def _locked_share(energy: np.ndarray, period: int) -> float:
     return float(np.sum(profile[above] - np.median(profile)) / total)
 
 
-def _frame_locking(m: PairMeasurements, residual: np.ndarray, ref_energy: float, hop: int | None) -> None:
-    """R317's measurements from the residual after every correction; see the R317 check's doc."""
+# A line is at the pitch when it is within 3% (half a semitone) of the voiced frames' F0 range, or
+# one modulation-spectrum bin, whichever is wider.
+PITCH_TOLERANCE = 0.03
+
+
+def _pitch_multiple(freqs: np.ndarray, table: np.ndarray, rate: float, low_hz: float, high_hz: float) -> int:
+    """The smallest m (1-8) with m × `rate` inside [low_hz, high_hz] (widened by PITCH_TOLERANCE or
+    a bin) whose other harmonics of `rate` (k not a multiple of m, up to 1 kHz) carry no line
+    (mean excess below FRAME_LINE_MIN_DB): then every line is a harmonic of the voice's pitch. 0
+    when there is none."""
+    slack = max(PITCH_TOLERANCE * high_hz, float(freqs[1] - freqs[0]))
+    top = _harmonic_top_hz(freqs)
+    for multiple in range(1, 9):
+        if not low_hz - slack <= multiple * rate <= high_hz + slack:
+            continue
+        others = np.array([k * rate for k in range(1, 9) if k % multiple and k * rate <= top])
+        if not others.size or float(np.mean(_line_excess_db(freqs, table, others, harmonics=1))) < FRAME_LINE_MIN_DB:
+            return multiple
+    return 0
+
+
+def _frame_locking(m: PairMeasurements, residual: np.ndarray, ref_energy: float, hop: int | None,
+                   reference: np.ndarray | None = None) -> None:
+    """R317's measurements from the residual after every correction; see the R317 check's doc.
+    `reference`: the aligned reference over the same samples, for its pitch range when the hop is
+    unknown."""
     sr = m.sample_rate
     if residual.size < 8 * max(hop or 0, int(sr / FRAME_RATE_RANGE_HZ[1])):
         return
@@ -379,6 +410,13 @@ def _frame_locking(m: PairMeasurements, residual: np.ndarray, ref_energy: float,
         # above FRAME_LINE_MIN_DB): the share stays 0, and a short pair's compare skips about half of
         # its R317 cost (the folding normalises the full-rate residual energy).
         return
+    if not hop and reference is not None:
+        from codecdoctor.measure.pitch import pitch_range
+
+        voice = pitch_range(reference, sr)
+        if voice is not None:
+            m.ref_pitch_low_hz, m.ref_pitch_high_hz = voice.low_hz, voice.high_hz
+            m.frame_pitch_multiple = _pitch_multiple(freqs, table, m.frame_rate_hz, voice.low_hz, voice.high_hz)
     m.frame_locked_fraction = _locked_share(energy, chosen)
     residual_energy = float(energy.sum()) * scale * scale
     if m.frame_locked_fraction > 0.0 and ref_energy > 0.0:
@@ -551,7 +589,7 @@ def measure_pair(ref: Any, est: Any, sample_rate: int, *, subject: str | None = 
     residual = ra - (ra_dc + g_aligned * ea_c)
     if m.what_if["all"] < SNR_EXACT_DB:   # an exact copy's residual is float rounding: no frames
         unit = m.ref_peak or 1.0   # energies of 1e300-sized samples are summed at unit scale
-        _frame_locking(m, residual, float(dot(ra / unit, ra / unit)) * unit * unit, hop_samples)
+        _frame_locking(m, residual, float(dot(ra / unit, ra / unit)) * unit * unit, hop_samples, ra)
 
     if m.ref_silent:
         # SNR against silence is undefined; the sentinels above would read as numbers.

@@ -1528,7 +1528,7 @@ def _frame_locking_excerpt(m: PairMeasurements, ref: _AlignedView, est: _Aligned
     np.subtract(ra, residual, out=residual)
     unit = m.ref_peak or 1.0   # energies of 1e300-sized samples are summed at unit scale
     ref_energy = float(dot(ra, ra)) if unit == 1.0 else float(dot(ra / unit, ra / unit)) * unit * unit
-    _frame_locking(m, residual, ref_energy, hop_samples)
+    _frame_locking(m, residual, ref_energy, hop_samples, ra)
 
 
 def _stft_block(stft: _Stft, r_ext: np.ndarray, e_ext: np.ndarray, first: int, count: int, stride: int,

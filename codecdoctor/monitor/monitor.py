@@ -41,6 +41,7 @@ non-finite), `validation.py` (T603/T608 with the R3xx diagnosis), `ddp.py` (T611
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -50,7 +51,7 @@ from typing import Any, Callable
 import torch
 
 from codecdoctor.core.errors import CheckFailed
-from codecdoctor.core.findings import Finding, Report, jsonable
+from codecdoctor.core.findings import Finding, Report, Severity, jsonable
 from codecdoctor.core.registry import run_checks
 from codecdoctor.measure.training import (
     CodebookLevel,
@@ -156,6 +157,7 @@ class Monitor:
         self.validations: list[dict[str, Any]] = []
         self.latest: dict[str, Any] = {"step": None, "findings": 0, "newest_finding": None}
         self.read_backs = 0
+        self._last_validation = None
         self._closed = False
         self._started = time.time()
         self.event_log = Path(event_log) if event_log else None
@@ -233,6 +235,10 @@ class Monitor:
             self.optimizer = optimizer
         if self._closed:
             return
+        self.state.optimizer_steps += 1
+        if self.state.optimizer_steps == 1 and (lr := self._learning_rate()) is not None:
+            # T609 sees a rise from the first step on, not only between read-backs
+            self.state.lr_history.append((self._next_step - 1, lr))
         if self.buffer.filled:
             scale = getattr(scaler, "_scale", None) if scaler is not None else None
             enabled = scaler is not None and (not hasattr(scaler, "is_enabled") or scaler.is_enabled())
@@ -257,14 +263,11 @@ class Monitor:
         validation = measure_validation(ref, est, step, self.sample_rate, self.output_bound)
         if validation is None:
             return
-        m = TrainingMeasurements(state=self.state, output_bound=self.output_bound, warmup_steps=self.warmup_steps,
-                                 validation=validation)
-        run = run_checks("training", m, only=("T603", "T608"))
-        findings = list(run.findings)
-        checks = list(run.checks_run)
-        if any(f.id == "T608" for f in findings):
-            findings += [f for f in validation.diagnosis if f.id != "R300"]
-            checks += validation.diagnosis_checks
+        # a loop that never calls on_step: the steps it names (or the batches seen) are its training steps
+        validation.trained_steps = self.state.optimizer_steps or max(step - self._start_step, 0)
+        self.state.validation_history.append((step, validation.snr_db))
+        self._last_validation = validation
+        findings, checks = self._judge_validation(validation)
         record = {"step": step, "snr_db": validation.snr_db, "rms_ratio_db": validation.rms_ratio_db,
                   "pairs": validation.pairs, "what_if": dict(validation.what_if)}
         self.validations.append(record)
@@ -274,6 +277,25 @@ class Monitor:
             self.scalars.validation(validation)
         self.policy.resolve_validation({f.id for f in findings}, step, validation.snr_db)
         self._emit(findings, checks, from_validation=True)
+
+    def _judge_validation(self, validation: Any, *, ended: bool = False) -> tuple[list[Finding], list[str]]:
+        """T603 and T608 on one validation, with the R3xx diagnosis of its worst pair when T608
+        fires; while T608 says "not learned yet" (info) the diagnosis is listed at that severity too."""
+        causes = [f.id for f in self.policy.findings if f.severity >= Severity.WARNING
+                  and not self.policy.from_validation(f)]
+        m = TrainingMeasurements(state=self.state, output_bound=self.output_bound, warmup_steps=self.warmup_steps,
+                                 validation=validation, run_ended=ended, run_causes=list(dict.fromkeys(causes)))
+        run = run_checks("training", m, only=("T608",) if ended else ("T603", "T608"))
+        findings = list(run.findings)
+        checks = list(run.checks_run)
+        t608 = next((f for f in findings if f.id == "T608"), None)
+        if t608 is not None:
+            # copies: the same diagnosis is judged again when the run ends
+            findings += [dataclasses.replace(f, evidence=dict(f.evidence),
+                                             severity=Severity.INFO if t608.severity == Severity.INFO else f.severity)
+                         for f in validation.diagnosis if f.id != "R300"]
+            checks += validation.diagnosis_checks
+        return findings, checks
 
     def flush(self) -> None:
         """Read back now (e.g. before saving a checkpoint). Raises CheckFailed in strict mode."""
@@ -305,6 +327,7 @@ class Monitor:
                 self._read_back(scheduled=False)
             except CheckFailed:
                 pass
+            self._judge_end()
             self._closed = True
         report = self.build_report()
         self._event("close", findings=len(self.policy.findings), summary=report.summary())
@@ -321,13 +344,27 @@ class Monitor:
             json_out.write(report, Path(json))
         return report
 
+    def _judge_end(self) -> None:
+        """T608 once more on the last validation, now that the run has ended (see its rule)."""
+        validation = self._last_validation
+        if validation is None:
+            return
+        findings, checks = self._judge_validation(validation, ended=True)
+        judged = {f.severity for f in self.policy.findings if f.id == "T608" and self.policy.from_validation(f)
+                  and "resolved_at_step" not in f.evidence}
+        if any(f.id == "T608" and f.severity not in judged for f in findings):
+            # only a change of verdict: the same validation is not seen a second time
+            self.policy.add(findings, checks, from_validation=True)
+
     def build_report(self, command: str = "monitor") -> Report:
         """The run's Report: findings, checks run and the summary's measurements (figures are drawn
         from them when the report is rendered)."""
         summary = self.summary()
         report = Report(command=command, args={"mode": self.mode, "read_every": self.read_every,
                                                "output_bound": self.output_bound, "sample_rate": self.sample_rate})
-        report.add(self.findings, self.checks_run)
+        from codecdoctor.diagnose import rank_root_causes
+
+        report.add(rank_root_causes(self.findings), self.checks_run)
         report.measurements = summary.measurements()
         if not summary.curves:
             report.notes.append("no training step was read back: the monitor saw no batch")
@@ -380,7 +417,9 @@ class Monitor:
                if scheduled and self.ddp_check else None)
         m = TrainingMeasurements(state=self.state, output_bound=self.output_bound, warmup_steps=self.warmup_steps,
                                  window=window, lr=self._learning_rate(), levels=levels, nonfinite=trace, ddp=ddp,
-                                 scaler_used=self._scaler_used, balance=balance or None)
+                                 scaler_used=self._scaler_used, balance=balance or None,
+                                 optimizer_kind=type(self.optimizer).__name__ if self.optimizer is not None else None,
+                                 lr_scheduled_peak=_scheduled_peak_lr(self.optimizer))
         run = run_checks("training", m)
         findings, checks = list(run.findings), list(run.checks_run)
         stft_findings, stft_checks = self.spectral.check(window, trace, self.tracer.batch(trace.step) if trace else None,
@@ -475,6 +514,19 @@ class Monitor:
                 log.close()
             except Exception:
                 pass
+
+
+def _scheduled_peak_lr(optimizer: Any) -> float | None:
+    """The highest rate the scheduler heads for: torch's schedulers keep the base rate in each param
+    group as `initial_lr` (a warm-up's target), OneCycleLR its peak as `max_lr`."""
+    values = []
+    for group in getattr(optimizer, "param_groups", None) or []:
+        for key in ("initial_lr", "max_lr"):
+            try:
+                values.append(float(group[key]))
+            except (KeyError, TypeError, ValueError):
+                continue
+    return max(values) if values else None
 
 
 def _total_series(w: StepWindow) -> list[float | None]:
