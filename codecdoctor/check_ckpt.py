@@ -327,10 +327,15 @@ def _dynamic(adapter: Any, m: CheckpointMeasurements, crops, probes: bool, repor
         report.measurements["reconstruction"] = _reconstruct_on_data(adapter, crops, m.output_bound, report)
         q = _codes_on_data(adapter, crops)
         if q is not None:
+            _buffers_as_second_opinion(q, report.measurements.get("quantizer") or [],
+                                       getattr(adapter, "code_modules", None) or [])
             run = run_checks("quantizer", q, only=("Q401", "Q402", "Q405"))
             for f in run.findings:
                 f.subject = f"codes on data: {f.subject}"
-            report.add(run.findings, run.checks_run)
+            # the codes the quantizer really emits come before what its buffers say
+            first_buffer = next((i for i, f in enumerate(report.findings) if f.id.startswith("Q4")), len(report.findings))
+            report.findings[first_buffer:first_buffer] = run.findings
+            report.add([], run.checks_run)
             # DAC's compute_entropy: the bits per frame the codes really carry, and that times the
             # frame rate as the effective bitrate (an entropy coder's rate) next to the nominal one
             entropy = sum(lv.entropy_bits or 0.0 for lv in q.levels)
@@ -341,6 +346,22 @@ def _dynamic(adapter: Any, m: CheckpointMeasurements, crops, probes: bool, repor
                 "frame_rate_hz": rate, "entropy_bits_per_frame": entropy, "nominal_bits_per_frame": nominal,
                 "effective_bitrate_bps": entropy * rate if rate else None,
                 "nominal_bitrate_bps": nominal * rate if rate else None}
+
+
+def _buffers_as_second_opinion(q: QuantizerMeasurements, buffer_levels: list[dict], code_modules: list[str]) -> None:
+    """Give each level measured on data the perplexity the checkpoint's EMA buffers read for it:
+    by module name when the codes came from a named quantizer module, else by position when both
+    count the same levels."""
+    ema = [lv for lv in buffer_levels if lv.get("source") in ("ema", "counts") and lv.get("perplexity") is not None]
+    by_name = {lv["name"]: lv for lv in ema}
+    same_count = len(ema) == len(q.levels)
+    for index, level in enumerate(q.levels):
+        module = code_modules[index] if index < len(code_modules) else None
+        match = next((by_name[n] for n in by_name if module and (n == module or n.startswith(module + "."))), None)
+        if match is None and same_count:
+            match = ema[index]
+        if match is not None:
+            level.buffer_perplexity = float(match["perplexity"])
 
 
 def _static_sections(report: Report, m: CheckpointMeasurements, levels) -> None:
