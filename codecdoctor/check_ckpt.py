@@ -332,9 +332,7 @@ def _dynamic(adapter: Any, m: CheckpointMeasurements, crops, probes: bool, repor
             run = run_checks("quantizer", q, only=("Q401", "Q402", "Q405"))
             for f in run.findings:
                 f.subject = f"codes on data: {f.subject}"
-            # the codes the quantizer really emits come before what its buffers say
-            first_buffer = next((i for i, f in enumerate(report.findings) if f.id.startswith("Q4")), len(report.findings))
-            report.findings[first_buffer:first_buffer] = run.findings
+            _codes_first(report, run.findings)
             report.add([], run.checks_run)
             # DAC's compute_entropy: the bits per frame the codes really carry, and that times the
             # frame rate as the effective bitrate (an entropy coder's rate) next to the nominal one
@@ -346,6 +344,31 @@ def _dynamic(adapter: Any, m: CheckpointMeasurements, crops, probes: bool, repor
                 "frame_rate_hz": rate, "entropy_bits_per_frame": entropy, "nominal_bits_per_frame": nominal,
                 "effective_bitrate_bps": entropy * rate if rate else None,
                 "nominal_bitrate_bps": nominal * rate if rate else None}
+
+
+# Reconstruction findings a quantizer that emits (almost) one code explains: the decoder gets no
+# information, so the output is unrelated to the input, its SNR negative, its level flat.
+_EXPLAINED_BY_COLLAPSE = ("R301", "R305", "R312", "R314")
+
+
+def _codes_first(report: Report, found: list[Finding]) -> None:
+    """Put the findings on the codes measured on data before what the buffers say. When the first
+    RVQ level (the coarse one, which carries most of the signal) emits at most a couple of codes,
+    that collapse is the root cause of the failed reconstruction: its Q402 goes first and the
+    reconstruction findings it explains say so."""
+    collapsed = [f for f in found if f.id == "Q402" and f.evidence.get("used") is not None and f.evidence["used"] <= 2]
+    if any(f.subject == "codes on data: level 0" for f in collapsed):
+        levels = ", ".join(f.subject.rpartition(" ")[2] for f in collapsed)
+        for f in report.findings:
+            if f.id in _EXPLAINED_BY_COLLAPSE:
+                f.message += (f"; explained by Q402: on this data the quantizer emits at most 2 codes on level(s) "
+                              f"{levels}, so the decoder receives almost no information")
+        rest = [f for f in found if f not in collapsed]
+        report.findings[0:0] = collapsed
+        found = rest
+    first_buffer = next((i for i, f in enumerate(report.findings) if f.id.startswith("Q4") and f not in collapsed),
+                        len(report.findings))
+    report.findings[first_buffer:first_buffer] = found
 
 
 def _buffers_as_second_opinion(q: QuantizerMeasurements, buffer_levels: list[dict], code_modules: list[str]) -> None:

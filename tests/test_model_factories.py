@@ -101,6 +101,10 @@ def test_codes_from_encode_calls_name_every_collapsed_level_whatever_the_buffers
     assert top.id == "Q402" and top.subject == "codes on data: level 0-3 (4)" and top.evidence["grouped_items"] == 4
     assert "1 distinct code in 400 frames measured on data" in top.message
     assert "EMA buffers read perplexity" in top.message and top.evidence["buffer_perplexity"] > 40
+    # the root cause ranks first; the failed reconstruction it explains says so
+    assert (report.sorted_findings()[0].id, report.sorted_findings()[0].subject) == ("Q402", top.subject)
+    explained = [f for f in report.findings if f.id in ("R301", "R314")]
+    assert explained and all("explained by Q402" in f.message for f in explained)
 
 
 def test_a_class_that_takes_modules_points_to_its_factories(tmp_path):
