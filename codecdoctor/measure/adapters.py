@@ -340,9 +340,12 @@ def call_arguments(target: Any, explicit: dict[str, Any], raw: Any, label: str, 
         missing = []
     if missing:
         have = ", ".join(where for where, _ in settings) or "no saved config or args"
+        factories = _factories_beside(target)
+        # a constructor that takes modules (encoder, decoder, quantizer) cannot get them from JSON
+        how = (f"name a factory beside it: {', '.join(factories)}" if factories
+               else f"pass --model-kwargs '{{\"{missing[0]}\": ...}}'")
         raise InputError(f"--model: {label} needs {', '.join(missing)}, which neither --model-kwargs nor the "
-                         f"checkpoint's saved settings ({have}) provide; pass --model-kwargs "
-                         f"'{{\"{missing[0]}\": ...}}'" + _factory_hint(target))
+                         f"checkpoint's saved settings ({have}) provide; {how}")
     positional = [n for n, p in params.items() if p.kind is inspect.Parameter.POSITIONAL_ONLY and n in out.kwargs]
     if positional:
         raise InputError(f"--model: {label} takes {', '.join(positional)} by position only; wrap it in a factory "
@@ -356,16 +359,14 @@ def constructor_arguments(cls: Any, explicit: dict[str, Any], raw: Any, label: s
     return arguments.kwargs, arguments.sources
 
 
-def _factory_hint(target: Any) -> str:
-    """For a class whose constructor takes modules (encoder, decoder, quantizer): the static and class
-    methods beside it that could build it, as `--model` names."""
+def _factories_beside(target: Any) -> list[str]:
+    """The static and class methods a class (defined in the user's module) carries, as `--model`
+    names: the factories that build a class whose constructor takes modules."""
     if not isinstance(target, type):
-        return ""
+        return []
     names = [name for klass in target.__mro__ if klass.__module__ == target.__module__
              for name, value in vars(klass).items() if isinstance(value, (staticmethod, classmethod))]
-    if not names:
-        return ""
-    return f"; or name a factory beside it: {', '.join(f'{target.__name__}.{n}' for n in dict.fromkeys(names))}"
+    return [f"{target.__name__}.{name}" for name in dict.fromkeys(names)]
 
 
 def _call_failure(label: str, arguments: Arguments, exc: BaseException, target: Any) -> InputError:
