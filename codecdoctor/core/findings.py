@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import math
 import re
 from dataclasses import dataclass, field
@@ -178,10 +179,11 @@ _INDEX = re.compile(r"\d+")
 _MARK = "\x00"
 
 
+@functools.lru_cache(maxsize=1 << 16)  # every view groups the same findings again: a folder's are thousands
 def subject_family(subject: str | None) -> tuple[str, tuple[int, ...]] | None:
     """For "quantizer.levels.3": the subject with its integer indices (levels, layers, heads, steps,
-    epochs, ranks) replaced by a mark, and the indices (3,). None for a subject
-    with no index or one that names a file: such a finding stands alone."""
+    epochs, ranks) replaced by a mark, and the indices (3,). None for a subject with no index, a
+    setting (`n_fft=512`) or one that names a file: such a finding stands alone."""
     if not subject:
         return None
     head, sep, tail = subject.rpartition(": ")
@@ -193,6 +195,8 @@ def subject_family(subject: str | None) -> tuple[str, tuple[int, ...]] | None:
         return None
     else:
         fixed, indexed = "", subject
+    if "=" in indexed:  # a setting ("n_fft=512", "eps=1e-05"), not an item of a family
+        return None
     indices = tuple(int(m) for m in _INDEX.findall(indexed))
     if not indices:
         return None
