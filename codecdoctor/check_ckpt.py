@@ -124,6 +124,8 @@ def _codes_on_data(adapter: Any, crops, max_level_crops: int = 4) -> QuantizerMe
     sizes = int(stacked.max()) + 1 if sizes is None else sizes
     q = QuantizerMeasurements(levels=level_stats_from_codes(stacked, sizes), source="codes",
                               frames_seen=int(stacked.shape[0] * stacked.shape[-1]))
+    for level, module in zip(q.levels, getattr(adapter, "code_modules", None) or []):
+        level.source_module = module
     samples = sum(int(np.asarray(audio).shape[-1]) for _, audio in crops)
     q.frame_rate_hz = float(adapter.sample_rate) * stacked.shape[-1] / samples if samples else None
     # What each RVQ level adds: decode with the first k levels (needs a decoder that accepts fewer).

@@ -92,6 +92,13 @@ def test_codes_from_encode_calls_name_every_collapsed_level_whatever_the_buffers
     levels = report.measurements["quantizer_on_data"]["levels"]
     assert [lv["used"] for lv in levels] == [1, 1, 1, 1] and levels[0]["total_count"] == 400
     assert all(lv["buffer_perplexity"] > 40 for lv in levels)              # the buffers claim health
+    # every level's histogram is code 7 on all 400 frames, from the layer's own encode() call
+    assert [lv["top_codes"] for lv in levels] == [[[7, 400]]] * 4
+    assert [lv["source_module"] for lv in levels] == [f"quantizer.layers.{i}" for i in range(4)]
+    from codecdoctor.report.figures.check_ckpt import codes_table
+
+    table = codes_table(report.measurements["quantizer_on_data"])
+    assert table.rows[0][0] == "level 0 (quantizer.layers.0)" and table.rows[0][4] == "7: 100%"
     buffers = report.measurements["quantizer"]
     assert len(buffers) == 4 and all(lv["perplexity"] > 40 for lv in buffers)
     q402 = [f for f in report.findings if f.id == "Q402"]

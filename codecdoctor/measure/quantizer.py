@@ -58,6 +58,9 @@ class LevelStats:
     ema_counts_constant: bool = False  # cluster_size never moved from its initial value (no EMA ran)
     # For codes on data: the perplexity the checkpoint's EMA buffers give the same level (second opinion)
     buffer_perplexity: float | None = None
+    # For codes on data: the most frequent codes and their counts, most frequent first
+    top_codes: list[tuple[int, int]] | None = None
+    source_module: str | None = None  # the module whose output or encode() call gave the codes
 
     @property
     def entropy_bits(self) -> float | None:
@@ -89,6 +92,8 @@ class LevelStats:
             "total_count": self.total_count, "expected_used": self.expected_used, "count_buffer": self.count_buffer,
             "ema_live_codes": self.ema_live_codes, "ema_inconsistent_codes": self.ema_inconsistent_codes,
             "ema_max_relative_error": self.ema_max_relative_error, "buffer_perplexity": self.buffer_perplexity,
+            "top_codes": [list(pair) for pair in self.top_codes] if self.top_codes is not None else None,
+            "source_module": self.source_module,
         }
 
 
@@ -305,6 +310,10 @@ def quantizer_levels_from_state(state: Mapping[str, Any]) -> list[LevelStats]:
     return sorted(levels, key=lambda lv: _natural_key(lv.name))
 
 
+# The head of a code histogram kept per level: a collapse reads as "code 7: 400 of 400 frames".
+TOP_CODES = 5
+
+
 def level_stats_from_codes(codes: Any, codebook_sizes: Iterable[int] | int) -> list[LevelStats]:
     """Per-level usage from codes emitted on data.
 
@@ -329,9 +338,11 @@ def level_stats_from_codes(codes: Any, codebook_sizes: Iterable[int] | int) -> l
         used, perplexity, _, total = usage_from_counts(histogram)
         # From a histogram "used" means: emitted at least once (no decay to reason about).
         used = int((histogram > 0).sum())
+        top = np.argsort(-histogram, kind="stable")[:TOP_CODES]
         levels.append(LevelStats(name=f"level {index}", codebook_size=size, used=used, perplexity=perplexity,
                                  dead=size - used, source="codes", total_count=total,
-                                 expected_used=expected_distinct_codes(size, total)))
+                                 expected_used=expected_distinct_codes(size, total),
+                                 top_codes=[(int(code), int(histogram[code])) for code in top if histogram[code] > 0]))
     return levels
 
 
