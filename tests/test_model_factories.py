@@ -154,3 +154,58 @@ def test_the_cli_builds_the_factory_and_exits_2_with_one_line_on_a_bad_argument(
     code, _, err = cli("check-ckpt", ckpt, "--model", FACTORY, "--model-kwargs", '{"target_bandwidths": "9.6"}',
                        "--no-probes", "--json", "none", "--html", "none")
     assert code == 2 and "target_bandwidths = '9.6' from --model-kwargs" in err and "Traceback" not in err
+
+
+INLINE_ARGMIN = '''
+import torch
+from torch import nn
+
+
+class InlineRVQ(nn.Module):
+    """Two levels in one module; the nearest-code search is inline and only vectors come out."""
+
+    def __init__(self, dim=8, bins=64, levels=2):
+        super().__init__()
+        self.codebooks = nn.Parameter(torch.randn(levels, bins, dim) * 0.1)
+
+    def forward(self, z):
+        flat, out = z.transpose(1, 2), torch.zeros_like(z.transpose(1, 2))
+        for book in self.codebooks:
+            index = torch.cdist(flat - out, book[None]).argmin(dim=-1)
+            out = out + book[index]
+        return out.transpose(1, 2), torch.zeros(())
+
+
+class InlineCodec(nn.Module):
+    def __init__(self, hop=40):
+        super().__init__()
+        self.encoder, self.decoder = nn.Conv1d(1, 8, hop, hop), nn.ConvTranspose1d(8, 1, hop, hop)
+        self.quantizer = InlineRVQ()
+
+    def forward(self, x):
+        quantized, _ = self.quantizer(self.encoder(x))
+        return self.decoder(quantized)[..., : x.shape[-1]]
+'''
+
+
+def test_codes_searched_inline_in_a_quantizers_forward_are_captured(tmp_path, speech):
+    (tmp_path / "inline_codec.py").write_text(INLINE_ARGMIN)
+    torch.manual_seed(0)
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("inline_codec_fixture", tmp_path / "inline_codec.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    model = module.InlineCodec()
+    with torch.no_grad():
+        model.quantizer.codebooks[1] = 1000.0  # level 1 blew up: every residual is nearest its code 0...
+        model.quantizer.codebooks[1, 5] = 0.0  # ... except code 5, at the origin
+    ckpt = fx.save(model.state_dict(), tmp_path / "inline.pt")
+    report = check_checkpoint(ckpt, model=f"{tmp_path / 'inline_codec.py'}:InlineCodec", data=speech, probes=False,
+                              n_crops=2, crop_seconds=0.5)
+    levels = report.measurements["quantizer_on_data"]["levels"]
+    assert [lv["source_module"] for lv in levels] == ["quantizer #0", "quantizer #1"]
+    assert levels[0]["used"] > 2 and levels[1]["used"] == 1 and levels[1]["top_codes"] == [[5, 400]]
+    assert levels[1]["codebook_size"] == 64                                   # the searched dimension
+    q402 = {f.subject: f for f in report.findings if f.id == "Q402"}
+    assert "1 distinct code in 400 frames measured on data" in q402["codes on data: level 1"].message

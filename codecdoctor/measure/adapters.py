@@ -39,7 +39,9 @@ forward calls them (`quantizer.encode(...)` in an eval path).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import importlib
 import importlib.util
 import inspect
@@ -568,11 +570,24 @@ class ForwardAdapter:
         return self.forward_with_codes(audio)[1]
 
     def forward_with_codes(self, audio) -> tuple[Any, list[Any]]:
-        """(the forward's output, per-level codes) from one forward with hooks on every submodule."""
+        """(the forward's output, per-level codes) from one forward with hooks on every submodule
+        and wrappers on the quantizers' methods; when neither shows an integer code, a second
+        forward records the argmin / argmax indices computed inside the quantizers' forwards."""
+        batch = audio.shape[0]
+        output, padded_length, seen = self._tapped_forward(audio, batch)
+        if not seen and any(QUANTIZER_NAME.search(name) for name, _ in self.module.named_modules() if name):
+            output, padded_length, seen = self._tapped_forward(audio, batch, argmin=True)
+        levels, names, sizes = _levels_from(seen, batch)
+        self.code_modules, self.codebook_size = names, sizes
+        return output, levels
+
+    def _tapped_forward(self, audio, batch: int, *, argmin: bool = False) -> tuple[Any, int, list[tuple]]:
+        """(output, padded length, [(module name, module, integer tensor, codebook size or None)]) of
+        one forward; also
+        finds the module whose output is the reconstruction (`output_module`)."""
         import torch
 
-        batch = audio.shape[0]
-        seen: list[tuple[str, Any, Any]] = []
+        seen: list[tuple] = []
         last_float: dict[int, str] = {}  # data_ptr of a leaf module's float output -> its class name
         handles = []
         for name, sub in self.module.named_modules():
@@ -583,49 +598,113 @@ class ForwardAdapter:
             def hook(mod, _inputs, output, name=name, is_leaf=is_leaf):
                 ints = _integer_tensors(output, batch)
                 if ints:
-                    seen.append((name, mod, ints[0]))
+                    seen.append((name, mod, ints[0], None))
                 if is_leaf and isinstance(output, torch.Tensor) and output.is_floating_point():
                     last_float[output.data_ptr()] = type(mod).__name__
             handles.append(sub.register_forward_hook(hook))
-        from_methods: list[tuple[str, Any, Any]] = []
+        from_methods: list[tuple] = []
         patched = _watch_quantizer_methods(self.module, batch, from_methods)
+        tap = _IndexTap(self.module, batch, from_methods) if argmin else contextlib.nullcontext()
         try:
-            output, padded_length = self._call(audio)
+            with tap:
+                output, padded_length = self._call(audio)
         finally:
             for handle in handles:
                 handle.remove()
             for sub, method in patched:
                 sub.__dict__.pop(method, None)
         # codes a quantizer's encode() returned count where no forward of that module returned any
-        hooked = {name for name, _, _ in seen}
+        hooked = {entry[0] for entry in seen}
         seen += [entry for entry in from_methods if entry[0] not in hooked]
         reconstruction = self.find_reconstruction(output, batch, padded_length)
         if reconstruction is not None:
             # the module that produced the reconstruction: a final Tanh bounds the output to ±1
             self.output_module = last_float.get(reconstruction.data_ptr())
-        emitting = {name for name, _, _ in seen}
-        # the innermost modules: an RVQ that returns its levels' codes stacked is an ancestor of them
-        leaves = [(n, m, t) for n, m, t in seen if not any(o != n and o.startswith(n + ".") for o in emitting)]
-        levels, names, sizes = [], [], []
-        for name, mod, codes in leaves:
-            codes = codes.detach().long().cpu()
-            if codes.dim() == 1 and codes.numel() % batch == 0:
-                codes = codes.reshape(batch, -1)
-            if codes.dim() == 2 and codes.shape[0] == batch:
-                per_level = [codes]
-            elif codes.dim() == 3 and codes.shape[0] == batch:
-                per_level = [codes[:, i] for i in range(codes.shape[1])]
-            elif codes.dim() == 3 and codes.shape[1] == batch:  # EnCodec's RVQ encode: [n_q, B, frames]
-                per_level = [codes[i] for i in range(codes.shape[0])]
-            else:
-                continue
-            size = _codebook_size_of(mod)
-            for index, level in enumerate(per_level):
-                levels.append(level)
-                names.append(name if len(per_level) == 1 else f"{name}[{index}]")
-                sizes.append(size or int(level.max()) + 1)
-        self.code_modules, self.codebook_size = names, sizes
-        return output, levels
+        return output, padded_length, seen
+
+
+def _levels_from(seen: list[tuple], batch: int) -> tuple[list[Any], list[str], list[int]]:
+    """Per-level codes [B, frames], their names and codebook sizes, from the innermost modules that
+    emitted integer tensors (an RVQ that returns its levels' codes stacked is an ancestor of them)."""
+    emitting = {entry[0] for entry in seen}
+    leaves = [entry for entry in seen if not any(o != entry[0] and o.startswith(entry[0] + ".") for o in emitting)]
+    levels, names, sizes = [], [], []
+    for name, mod, codes, searched_size in leaves:
+        codes = codes.detach().long().cpu()
+        if codes.dim() == 1 and codes.numel() % batch == 0:
+            codes = codes.reshape(batch, -1)
+        if codes.dim() == 2 and codes.shape[0] == batch:
+            per_level = [codes]
+        elif codes.dim() == 3 and codes.shape[0] == batch:
+            per_level = [codes[:, i] for i in range(codes.shape[1])]
+        elif codes.dim() == 3 and codes.shape[1] == batch:  # EnCodec's RVQ encode: [n_q, B, frames]
+            per_level = [codes[i] for i in range(codes.shape[0])]
+        else:
+            continue
+        size = searched_size or _codebook_size_of(mod)
+        for index, level in enumerate(per_level):
+            levels.append(level)
+            names.append(name if len(per_level) == 1 else f"{name}[{index}]")
+            sizes.append(size or int(level.max()) + 1)
+    if len(set(names)) < len(names):  # one module computed several levels' argmins
+        names = [f"{name} #{names[:i].count(name)}" if names.count(name) > 1 else name for i, name in enumerate(names)]
+    return levels, names, sizes
+
+
+def _searched_size(args: tuple, kwargs: dict) -> int | None:
+    """The length of the dimension an argmin / argmax / min / max searched: the codebook size when
+    the search runs over distances to every code."""
+    tensor = args[0] if args else kwargs.get("input")
+    dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
+    if isinstance(dim, int) and hasattr(tensor, "shape") and -tensor.dim() <= dim < tensor.dim():
+        return int(tensor.shape[dim])
+    return None
+
+
+class _IndexTap:
+    """While a quantizer-like module's forward runs, record the integer indices that argmin /
+    argmax / min / max over a dimension return (nearest-code search done inline, codes never
+    returned): a TorchFunctionMode for the duration of one forward, with a module stack kept by
+    forward pre- and post-hooks. The innermost quantizer on the stack owns each record."""
+
+    def __init__(self, model: Any, batch: int, seen: list[tuple]):
+        import torch
+        from torch.overrides import TorchFunctionMode
+
+        stack: list[tuple[str, Any]] = []
+        searches = {torch.argmin, torch.argmax, torch.min, torch.max, torch.Tensor.argmin, torch.Tensor.argmax,
+                    torch.Tensor.min, torch.Tensor.max}
+
+        class Mode(TorchFunctionMode):
+            def __torch_function__(self, func, types, args=(), kwargs=None):
+                result = func(*args, **(kwargs or {}))
+                if stack and func in searches:
+                    ints = _integer_tensors(result, batch)
+                    if ints:
+                        seen.append((*stack[-1], ints[0], _searched_size(args, kwargs or {})))
+                return result
+
+        def enter(mod: Any, _inputs: Any, name: str) -> None:
+            stack.append((name, mod))
+
+        def leave(*_: Any) -> None:  # returns None: a forward hook's return value would replace the output
+            stack.pop()
+
+        self.mode = Mode()
+        self.handles = []
+        for name, sub in model.named_modules():
+            if name and (QUANTIZER_NAME.search(name) or QUANTIZER_NAME.search(type(sub).__name__)):
+                self.handles.append(sub.register_forward_pre_hook(functools.partial(enter, name=name)))
+                self.handles.append(sub.register_forward_hook(leave))
+
+    def __enter__(self):
+        self.mode.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.mode.__exit__(*exc)
+        for handle in self.handles:
+            handle.remove()
 
 
 def _integer_tensors(value: Any, batch: int) -> list[Any]:
@@ -636,7 +715,7 @@ def _integer_tensors(value: Any, batch: int) -> list[Any]:
             and t.dtype != torch.bool and t.numel() >= batch]
 
 
-def _watch_quantizer_methods(model: Any, batch: int, seen: list[tuple[str, Any, Any]]) -> list[tuple[Any, str]]:
+def _watch_quantizer_methods(model: Any, batch: int, seen: list[tuple]) -> list[tuple[Any, str]]:
     """Wrap the methods of every quantizer-like submodule (its name or class says quant / vq /
     codebook) on the instance, so that integer codes an eval path gets from `quantizer.encode(x)`
     (no module forward) are seen. Only a module's outermost call is recorded (`encode` calling its
@@ -661,7 +740,7 @@ def _watch_quantizer_methods(model: Any, batch: int, seen: list[tuple[str, Any, 
 
 
 def _recording(bound: Callable[..., Any], name: str, sub: Any, batch: int, depth: list[int],
-               seen: list[tuple[str, Any, Any]]) -> Callable[..., Any]:
+               seen: list[tuple]) -> Callable[..., Any]:
     def call(*args: Any, **kwargs: Any) -> Any:
         depth[0] += 1
         try:
@@ -671,7 +750,7 @@ def _recording(bound: Callable[..., Any], name: str, sub: Any, batch: int, depth
         if depth[0] == 0 and not any(entry[0] == name for entry in seen):
             ints = _integer_tensors(result, batch)
             if ints:
-                seen.append((name, sub, ints[0]))
+                seen.append((name, sub, ints[0], None))
         return result
     return call
 
