@@ -35,7 +35,9 @@ arguments it uses, with where each came from.
 Without an adapter the model's own `forward` is driven (`ForwardAdapter`): the reconstruction is
 the first floating output with the input's length (within one hop), the codes are the integer
 tensors its submodules return (forward hooks) or that a quantizer's own methods return when the
-forward calls them (`quantizer.encode(...)` in an eval path).
+forward calls them (`quantizer.encode(...)` in an eval path); when neither shows any, the indices
+an argmin / argmax computes inside a quantizer's forward (a nearest-code search whose codes are
+never returned).
 """
 from __future__ import annotations
 
