@@ -142,6 +142,8 @@ def test_a_factory_that_fails_names_the_argument_and_where_it_came_from(tmp_path
     assert "n_q = int(1000 * target_bandwidths[-1]" in text
     with pytest.raises(InputError, match="needs target_bandwidths, which neither --model-kwargs"):
         check_checkpoint(ckpt, model=FACTORY, probes=False)
+    with pytest.raises(InputError, match="ModulesCodec.encode is an instance method"):
+        check_checkpoint(ckpt, model=f"{MODEL_FILE}:ModulesCodec.encode", probes=False)
     with pytest.raises(InputError, match="_get_model takes no argument 'n_codebooks'"):
         check_checkpoint(ckpt, model=FACTORY, probes=False, model_kwargs='{"n_codebooks": 4}')
 

@@ -320,6 +320,9 @@ def call_arguments(target: Any, explicit: dict[str, Any], raw: Any, label: str, 
     if found is None:
         return Arguments(dict(explicit), {k: "--model-kwargs" for k in explicit})
     params, takes_any = found
+    if factory and next(iter(params), None) == "self":
+        raise InputError(f"--model: {label} is an instance method; name a static or class method that builds "
+                         "the model, or the class itself")
     unknown = [k for k in explicit if k not in params]
     if unknown and not takes_any:
         raise InputError(f"--model-kwargs: {label} takes no argument {unknown[0]!r} "
