@@ -359,18 +359,19 @@ def _codes_first(report: Report, found: list[Finding]) -> None:
     that collapse is the root cause of the failed reconstruction: its Q402 goes first and the
     reconstruction findings it explains say so."""
     collapsed = [f for f in found if f.id == "Q402" and f.evidence.get("used") is not None and f.evidence["used"] <= 2]
+    first_buffer = next((i for i, f in enumerate(report.findings) if f.id.startswith("Q4")), len(report.findings))
     if any(f.subject == "codes on data: level 0" for f in collapsed):
         levels = ", ".join(f.subject.rpartition(" ")[2] for f in collapsed)
         for f in report.findings:
             if f.id in _EXPLAINED_BY_COLLAPSE:
                 f.message += (f"; explained by Q402: on this data the quantizer emits at most 2 codes on level(s) "
                               f"{levels}, so the decoder receives almost no information")
-        rest = [f for f in found if f not in collapsed]
+        placed = {id(f) for f in collapsed}
+        found = [f for f in found if id(f) not in placed]
+        report.findings[first_buffer:first_buffer] = found
         report.findings[0:0] = collapsed
-        found = rest
-    first_buffer = next((i for i, f in enumerate(report.findings) if f.id.startswith("Q4") and f not in collapsed),
-                        len(report.findings))
-    report.findings[first_buffer:first_buffer] = found
+    else:
+        report.findings[first_buffer:first_buffer] = found
 
 
 def _buffers_as_second_opinion(q: QuantizerMeasurements, buffer_levels: list[dict], code_modules: list[str]) -> None:
