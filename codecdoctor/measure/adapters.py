@@ -739,7 +739,10 @@ def _watch_quantizer_methods(model: Any, batch: int, seen: list[tuple]) -> list[
                 if (method.startswith("__") or method == "forward" or method in sub.__dict__
                         or not callable(value) or isinstance(value, (type, property))):
                     continue
-                sub.__dict__[method] = _recording(getattr(sub, method), name, sub, batch, depth, seen)
+                try:
+                    sub.__dict__[method] = _recording(getattr(sub, method), name, sub, batch, depth, seen)
+                except (AttributeError, TypeError, RuntimeError):  # a scripted module: its forward hooks still see
+                    continue
                 patched.append((sub, method))
     return patched
 
