@@ -95,6 +95,10 @@ def test_an_omegaconf_cfg_saved_as_it_was_feeds_the_factory(tmp_path):
     report = check_checkpoint(ckpt, model=FACTORY, probes=False, unsafe_load=True)
     assert report.measurements["model_load"].clean
     assert report.measurements["model_load"].kwargs_sources["target_bandwidths"] == "checkpoint cfg['model']"
+    # a class method taking the whole cfg gets it as saved (a DictConfig, attribute access intact)
+    report = check_checkpoint(ckpt, model=f"{MODEL_FILE}:ModulesCodec.from_config", probes=False, unsafe_load=True)
+    assert report.measurements["model_load"].kwargs_sources == {"cfg": "checkpoint cfg"}
+    assert report.measurements["model_load"].clean
 
 
 def test_codes_from_encode_calls_name_every_collapsed_level_whatever_the_buffers_say(tmp_path, speech):

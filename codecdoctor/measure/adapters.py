@@ -303,8 +303,7 @@ def _from_checkpoint(name: str, settings: list[tuple[str, dict]], raw: Any) -> t
     if found is not None:
         return f"checkpoint {found[0]}", found[1]
     if name in _WHOLE_CONFIG_PARAMS and isinstance(raw, dict) and raw.get(name) is not None:
-        whole = _as_settings(raw[name])
-        return f"checkpoint {name}", whole if whole is not None else raw[name]
+        return f"checkpoint {name}", raw[name]  # as saved: a DictConfig keeps its attribute access
     return None
 
 
