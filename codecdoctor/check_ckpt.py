@@ -127,6 +127,8 @@ def _codes_on_data(adapter: Any, crops, max_level_crops: int = 4) -> QuantizerMe
     sizes = int(stacked.max()) + 1 if sizes is None else sizes
     q = QuantizerMeasurements(levels=level_stats_from_codes(stacked, sizes), source="codes",
                               frames_seen=int(stacked.shape[0] * stacked.shape[-1]))
+    for level, module in zip(q.levels, getattr(adapter, "code_modules", None) or []):
+        level.source_module = module
     samples = sum(int(np.asarray(audio).shape[-1]) for _, audio in crops)
     q.frame_rate_hz = float(adapter.sample_rate) * stacked.shape[-1] / samples if samples else None
     # What each RVQ level adds: decode with the first k levels (needs a decoder that accepts fewer).
@@ -335,10 +337,13 @@ def _dynamic(adapter: Any, m: CheckpointMeasurements, crops, probes: bool, repor
         report.measurements["reconstruction"] = _reconstruct_on_data(adapter, crops, m.output_bound, report)
         q = _codes_on_data(adapter, crops)
         if q is not None:
+            _buffers_as_second_opinion(q, report.measurements.get("quantizer") or [],
+                                       getattr(adapter, "code_modules", None) or [])
             run = run_checks("quantizer", q, only=("Q401", "Q402", "Q405"))
             for f in run.findings:
                 f.subject = f"codes on data: {f.subject}"
-            report.add(run.findings, run.checks_run)
+            _codes_first(report, run.findings)
+            report.add([], run.checks_run)
             # DAC's compute_entropy: the bits per frame the codes really carry, and that times the
             # frame rate as the effective bitrate (an entropy coder's rate) next to the nominal one
             entropy = sum(lv.entropy_bits or 0.0 for lv in q.levels)
@@ -361,6 +366,29 @@ def _validation_gap(info: CheckpointInfo, m: CheckpointMeasurements, data, repor
     report.measurements["validation_gap"] = gap.to_dict()
     run = run_checks("checkpoint", gap, level="heldout")
     report.add(run.findings, run.checks_run)
+
+
+def _codes_first(report: Report, found: list[Finding]) -> None:
+    """Put the findings on the codes measured on data before what the buffers say; which
+    reconstruction findings a measured collapse explains is `diagnose.rank_root_causes`'s job."""
+    first_buffer = next((i for i, f in enumerate(report.findings) if f.id.startswith("Q4")), len(report.findings))
+    report.findings[first_buffer:first_buffer] = found
+
+
+def _buffers_as_second_opinion(q: QuantizerMeasurements, buffer_levels: list[dict], code_modules: list[str]) -> None:
+    """Give each level measured on data the perplexity the checkpoint's EMA buffers read for it:
+    by module name when the codes came from a named quantizer module, else by position when both
+    count the same levels."""
+    ema = [lv for lv in buffer_levels if lv.get("source") in ("ema", "counts") and lv.get("perplexity") is not None]
+    by_name = {lv["name"]: lv for lv in ema}
+    same_count = len(ema) == len(q.levels)
+    for index, level in enumerate(q.levels):
+        module = code_modules[index] if index < len(code_modules) else None
+        match = next((by_name[n] for n in by_name if module and (n == module or n.startswith(module + "."))), None)
+        if match is None and same_count:
+            match = ema[index]
+        if match is not None:
+            level.buffer_perplexity = float(match["perplexity"])
 
 
 def _static_sections(report: Report, m: CheckpointMeasurements, levels) -> None:

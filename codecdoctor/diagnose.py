@@ -176,8 +176,9 @@ COLLAPSED_LEVEL_CODES = 2
 # Measured collapse findings: codes on data (check-ckpt) and codebook usage under training (watch).
 COLLAPSE_CHECKS = ("Q402", "Q401", "T607")
 # What a quantizer that emits one code per level explains: an output unrelated to the input, a
-# negative SNR and the training's low validation SNR.
-EXPLAINED_BY_COLLAPSE = ("R314", "R301", "T608")
+# negative SNR, an output whose level no longer follows the input's (silent or collapsed, spectrally
+# close but incoherent) and the training's low validation SNR.
+EXPLAINED_BY_COLLAPSE = ("R314", "R301", "R305", "R312", "T608")
 
 
 def measured_collapse(f: Finding) -> bool:
