@@ -10,7 +10,7 @@ import torchaudio
 
 from codecdoctor.core.registry import run_checks
 from codecdoctor.measure.stft_risk import FP16_MAX, loudest_crops, measure_stft, spectral_loss_under_autocast
-from model.losses import MultiScaleMelLoss
+from codecdoctor_model.losses import MultiScaleMelLoss
 
 SIZES = [512, 1024, 2048]
 RATE = 16000
@@ -95,3 +95,40 @@ def test_loudest_crops_picks_the_peaks():
     crops = [np.full((1, 100), v, np.float32) for v in (0.1, 0.9, 0.5)]
     chosen = loudest_crops(crops, 2)
     assert chosen.shape == (2, 100) and chosen[0, 0] == np.float32(0.9) and chosen[1, 0] == np.float32(0.5)
+
+
+def _loud_folder(tmp_path, peak: float):
+    import soundfile as sf
+
+    folder = tmp_path / f"data_{peak}"
+    folder.mkdir()
+    for i in range(3):
+        audio = _loud_speechlike(peak * (0.5 + 0.25 * i), crops=1, seconds=3.0)[0].numpy()
+        sf.write(str(folder / f"utt{i}.wav"), audio, RATE, subtype="FLOAT")
+    return folder
+
+
+def _foreign_checkpoint(tmp_path):
+    state = {"state_dict": {"encoder.weight": torch.randn(8, 1, 7), "decoder.weight": torch.randn(1, 8, 7)},
+             "scaler": torch.amp.GradScaler("cpu").state_dict()}
+    path = tmp_path / "foreign.pt"
+    torch.save(state, path)
+    return path
+
+
+def test_check_ckpt_amp_fp16_measures_the_overflow_on_the_loudest_crops(tmp_path):
+    from codecdoctor.check_ckpt import check_checkpoint
+
+    ckpt, data = _foreign_checkpoint(tmp_path), _loud_folder(tmp_path, 0.95)
+    report = check_checkpoint(ckpt, data=data, fft_sizes=SIZES, amp="fp16", probes=False, n_crops=3)
+    run = report.measurements["stft"].autocast_run
+    assert run is not None and run.dtype == "float16" and run.crops == 3
+    assert abs(run.peak - 0.95) < 0.01  # the loudest file's crop leads
+    s501 = next(f for f in report.findings if f.id == "S501")
+    assert s501.severity.label == "error" and s501.message.startswith("measured under real float16 autocast")
+    assert s501.evidence["measured_max_power"] == run.max_power > FP16_MAX
+    assert any(f.id == "S503" and f.evidence["measured"] == 1 for f in report.findings)
+
+    bf16 = check_checkpoint(ckpt, data=data, fft_sizes=SIZES, amp="bf16", probes=False, n_crops=3)
+    assert bf16.measurements["stft"].autocast_run.finite
+    assert not [f for f in bf16.findings if f.id.startswith("S50") and f.severity.label != "info"]
