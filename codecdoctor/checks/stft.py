@@ -5,7 +5,13 @@ import math
 
 from codecdoctor.core.findings import Severity
 from codecdoctor.core.registry import NotApplicable, check, finding
-from codecdoctor.measure.stft_risk import FP16_MAX, FP16_SMALLEST_NORMAL, AutocastLossRun, StftMeasurements
+from codecdoctor.measure.stft_risk import (
+    FP16_MAX,
+    FP16_SMALLEST_NORMAL,
+    FP16_SMALLEST_SUBNORMAL,
+    AutocastLossRun,
+    StftMeasurements,
+)
 
 _HALF = ("float16", "half")
 
@@ -97,6 +103,33 @@ def power_overflow(m: StftMeasurements):
                               "sizes_overflowing": len(over), "safe_peak": worst.safe_peak})]
 
 
+def _half_log_in_graph(m: StftMeasurements):
+    """S502 from a non-finite live loss's own graph: a float16 log that took exact zeros, or one
+    beside a reference whose float16 mel bins are exactly 0 (the reference side of a loss is not
+    differentiated, so its log is not in the graph)."""
+    logs = [h for h in m.half_logs if h.dtype == "float16"]
+    if not logs:
+        return []
+    h = max(logs, key=lambda h: h.zeros)
+    eps = f" ({m.eps:.3g})" if m.eps is not None else ""
+    evidence = {"measured": 1, "zeros": h.zeros, "elements": h.elements, "nonfinite_inputs": h.nonfinite,
+                "smallest_input": h.smallest}
+    if h.zeros:
+        return [finding("S502", f"measured in the loss's graph: a float16 log ({h.op}) took {h.zeros} exact zeros of "
+                        f"{h.elements} inputs, so it computed -inf: the eps added before it{eps} rounds to 0 in "
+                        f"float16 (anything below {FP16_SMALLEST_SUBNORMAL / 2:.3g} does)",
+                        subject=h.op, severity=Severity.ERROR, evidence=evidence)]
+    run = m.autocast_run
+    silent = sum(s.zero_bins for s in run.scales) if run is not None else 0
+    if not silent or (run is not None and run.overflowed):
+        return []
+    return [finding("S502", f"measured: the loss's graph takes a float16 log ({h.op}, smallest input {h.smallest:.3g}) "
+                    f"and the batch's reference has {silent} mel bins exactly 0 in float16 (digital silence): "
+                    f"log(0 + eps) is -inf there for any eps below {FP16_SMALLEST_SUBNORMAL / 2:.3g}, which "
+                    f"float16 rounds to 0, and no bin overflowed",
+                    subject=h.op, severity=Severity.ERROR, evidence={**evidence, "silent_bins": silent})]
+
+
 @check("S502", scope="stft", severity=Severity.WARNING)
 def eps_underflow(m: StftMeasurements):
     """log / eps underflow in half precision.
@@ -113,16 +146,9 @@ def eps_underflow(m: StftMeasurements):
     turns them into -inf or huge-gradient terms (d/dx log(x + eps) = 1/eps).
     Fix: Use eps >= 1e-4 in half precision, or compute the log-spectrum in float32.
     """
-    zeroed = [h for h in m.half_logs if h.zeros and h.dtype == "float16"]
-    if zeroed:
-        h = max(zeroed, key=lambda h: h.zeros)
-        return [finding("S502", f"measured in the loss's graph: a {h.dtype} log ({h.op}) took {h.zeros} exact zeros "
-                        f"of {h.elements} inputs, so it computed -inf: the eps added before it "
-                        f"{'(' + format(m.eps, '.3g') + ') ' if m.eps is not None else ''}rounds to 0 in float16 "
-                        f"(anything below {FP16_SMALLEST_NORMAL / 2 ** 11:.3g} does)",
-                        subject=h.op, severity=Severity.ERROR,
-                        evidence={"measured": 1, "zeros": h.zeros, "elements": h.elements,
-                                  "nonfinite_inputs": h.nonfinite})]
+    graph_finding = _half_log_in_graph(m)
+    if graph_finding:
+        return graph_finding
     if m.eps_risk is None:
         raise NotApplicable
     severity = _severity(m)

@@ -179,6 +179,8 @@ class AutocastScale:
     max_power: float          # the largest |X|² of the crops (torch.stft's float32 output under autocast)
     overflowed: bool          # the mel projection, cast to half by autocast, went non-finite
     log_nonfinite: bool       # log(mel + eps) held -inf / NaN (an eps that rounded to 0, or an inf above)
+    zero_bins: int            # reference mel bins exactly 0 under autocast (digital silence): log(0 + eps) = -inf
+                              # there whenever eps rounds to 0 in half precision
     loss: float               # this scale's L1 under autocast
     loss_fp32: float          # the same with autocast disabled
     finite: bool
@@ -245,6 +247,7 @@ def spectral_loss_under_autocast(reference: Any, estimate: Any, fft_sizes: Seque
         def log_mel(x, flags, n_fft=n_fft, w=w, fb=fb):  # bound now: called within this iteration
             power = torch.stft(x, n_fft, hop_length=n_fft // 4, window=w, return_complex=True).abs().pow(2)
             mel = power.transpose(-1, -2) @ fb      # autocast casts this matmul's inputs to half
+            flags.setdefault("zero_bins", int((mel == 0).sum()))
             flags["overflowed"] |= not bool(torch.isfinite(mel).all())  # inf, or inf·0 = NaN in the matmul
             logged = torch.log(mel + eps)
             flags["log"] |= not bool(torch.isfinite(logged).all())
@@ -262,7 +265,7 @@ def spectral_loss_under_autocast(reference: Any, estimate: Any, fft_sizes: Seque
                 b, _ = log_mel(est, flags)
                 loss = float((a - b).abs().float().mean())
         scales.append(AutocastScale(n_fft=n_fft, max_power=max_power, overflowed=flags["overflowed"],
-                                    log_nonfinite=flags["log"], loss=loss, loss_fp32=loss32,
+                                    log_nonfinite=flags["log"], zero_bins=flags["zero_bins"], loss=loss, loss_fp32=loss32,
                                     finite=math.isfinite(loss)))
     total = float(sum(s.loss for s in scales))
     return AutocastLossRun(dtype=_DTYPES.get(str(dtype), str(dtype)), device=str(device), crops=int(ref.shape[0]),
@@ -280,6 +283,7 @@ class HalfLogInput:
     elements: int
     zeros: int                # exact zeros in the input: log gives -inf there
     nonfinite: int
+    smallest: float           # the smallest finite |input|
 
 
 def half_precision_log_inputs(loss: Any, max_nodes: int = 5000) -> list[HalfLogInput]:
@@ -290,6 +294,7 @@ def half_precision_log_inputs(loss: Any, max_nodes: int = 5000) -> list[HalfLogI
 
     node = getattr(loss, "grad_fn", None)
     seen: set[int] = set()
+    visited: list[Any] = []
     stack = [node] if node is not None else []
     found: list[HalfLogInput] = []
     while stack and len(seen) < max_nodes:
@@ -297,6 +302,7 @@ def half_precision_log_inputs(loss: Any, max_nodes: int = 5000) -> list[HalfLogI
         if node is None or id(node) in seen:
             continue
         seen.add(id(node))
+        visited.append(node)  # held, so no id is reused by a later wrapper object
         name = type(node).__name__
         if name.startswith(("LogBackward", "Log10Backward", "Log2Backward")):
             try:
@@ -304,9 +310,11 @@ def half_precision_log_inputs(loss: Any, max_nodes: int = 5000) -> list[HalfLogI
             except (AttributeError, RuntimeError):  # freed by a backward already
                 saved = None
             if isinstance(saved, torch.Tensor) and saved.dtype in (torch.float16, torch.bfloat16):
+                finite = saved[torch.isfinite(saved)].abs()
                 found.append(HalfLogInput(op=name, dtype=str(saved.dtype).replace("torch.", ""),
                                           elements=saved.numel(), zeros=int((saved == 0).sum()),
-                                          nonfinite=int((~torch.isfinite(saved)).sum())))
+                                          nonfinite=int((~torch.isfinite(saved)).sum()),
+                                          smallest=float(finite.min()) if finite.numel() else math.nan))
         stack.extend(next_node for next_node, _ in getattr(node, "next_functions", ()) if next_node is not None)
     return found
 
