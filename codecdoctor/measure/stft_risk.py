@@ -310,6 +310,7 @@ def half_precision_log_inputs(loss: Any, max_nodes: int = 5000) -> list[HalfLogI
             except (AttributeError, RuntimeError):  # freed by a backward already
                 saved = None
             if isinstance(saved, torch.Tensor) and saved.dtype in (torch.float16, torch.bfloat16):
+                saved = saved.detach()
                 finite = saved[torch.isfinite(saved)].abs()
                 found.append(HalfLogInput(op=name, dtype=str(saved.dtype).replace("torch.", ""),
                                           elements=saved.numel(), zeros=int((saved == 0).sum()),
