@@ -158,8 +158,9 @@ def _stft_setup(info: CheckpointInfo, fft_sizes: Sequence[int] | None,
         sizes = list(info.config.get("mel_fft_sizes") or [])
         if args.get("adversarial"):
             sizes += [n for n in info.config.get("disc_fft_sizes") or [] if n not in sizes]
-        # model/losses.py runs every STFT in float32 with autocast disabled, whatever --amp says
-        return (list(fft_sizes) if fft_sizes else sizes), (dtype or "float32"), device, "codec config"
+        # model/losses.py runs every STFT in float32 with autocast disabled, whatever --amp says: the
+        # autocast run --amp asks for is still measured and kept, but judges a loss this codec does not have
+        return (list(fft_sizes) if fft_sizes else sizes), "float32", device, "codec config"
     if fft_sizes:
         return list(fft_sizes), dtype, device, "--fft-sizes"
     if info.architecture in KNOWN_LOSS_FFT_SIZES:

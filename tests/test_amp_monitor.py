@@ -86,3 +86,11 @@ def test_scale_stuck_at_a_floor_is_T606_although_it_no_longer_falls():
     stuck = [f for f in report.findings if f.id == "T606" and f.evidence.get("stuck")]
     assert stuck and stuck[0].severity.label == "error" and stuck[0].evidence["scale"] == 128.0, report.ids()
     assert stuck[0].evidence["skipped"] >= 5
+
+
+def test_a_growing_scale_is_not_a_skip():
+    """growth_interval 2: the tracker returns to 0 when the scale doubles; that is growth, not a skip."""
+    scaler = torch.amp.GradScaler("cpu", init_scale=4.0, growth_interval=2)
+    report, _ = _amp_run(12, torch.float16, scaler, read_every=4)
+    assert scaler.get_scale() >= 4.0 * 2 ** 5  # it doubled every other step, steps 8-11 included
+    assert "T606" in report.checks_run and not [f for f in report.findings if f.id == "T606"]

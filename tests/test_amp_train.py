@@ -32,6 +32,14 @@ def test_train_amp_on_cpu_runs_for_real_without_s5xx_or_t606(cli, tmp_path, amp)
         assert state["scaler"]["_growth_tracker"] >= 1 and halvings + state["scaler"]["_growth_tracker"] <= 6
     else:
         assert not state["scaler"]  # bf16 needs no scaler
+    # check-ckpt --amp runs a spectral loss under real autocast on the data's loudest crops; the
+    # codec's own loss is guarded in fp32, so that measurement is kept but judges nothing
+    from codecdoctor.check_ckpt import check_checkpoint
+
+    checked = check_checkpoint(tmp_path / "ck" / "run" / "last.pt", data=data, amp=amp, probes=False, n_crops=2)
+    assert checked.measurements["stft"].autocast_run is not None
+    assert checked.measurements["stft"].stft_dtype == "float32"
+    assert not [f for f in checked.findings if f.id.startswith("S50") and f.severity.label != "info"]
     assert all(h["val_snr_db"] == h["val_snr_db"] for h in report["measurements"]["history"])  # finite, not NaN
 
 
