@@ -167,25 +167,34 @@ def host_reads(args) -> None:
     model, loss_fn, optimizer = build("tiny")
     k = args.read_every
     monitor = codecdoctor.Monitor(model, 16000, mode="warn", read_every=k, optimizer=optimizer)
+    scaler = torch.amp.GradScaler("cpu") if args.amp == "fp16" else None
     batches = make_batches(2 * k, 4, 4000, seed=1)
     per_step = []
     for i, x in enumerate(batches):
-        out = model(x)
-        losses = loss_fn(out.audio, x, out.commit_loss)
+        with torch.autocast(x.device.type, dtype=AMP_DTYPES.get(args.amp, torch.float32), enabled=args.amp in AMP_DTYPES):
+            out = model(x)
+            losses = loss_fn(out.audio, x, out.commit_loss)
         with HostReadCounter() as reads:
             monitor.on_batch(x, out.audio, losses)
         optimizer.zero_grad(set_to_none=True)
-        losses["total"].backward()
+        (scaler.scale(losses["total"]) if scaler is not None else losses["total"]).backward()
+        if scaler is not None:
+            scaler.unscale_(optimizer)
         with HostReadCounter() as reads_backward:
             monitor.on_backward(model)
-        optimizer.step()
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
         with HostReadCounter() as reads_step:
-            monitor.on_step()
+            monitor.on_step(scaler)  # the scale and growth tracker are copied on the device (T606)
         per_step.append((i, reads.total + reads_backward.total + reads_step.total, dict(reads.counts)))
     monitor.close()
     read_back_steps = [i for i, n, _ in per_step if n]
     quiet = [n for i, n, _ in per_step if i not in (k, 2 * k)]
-    print(f"\nhost reads inside the hooks, tiny codec, read_every={k}, {len(per_step)} steps:")
+    print(f"\nhost reads inside the hooks, tiny codec, read_every={k}, {len(per_step)} steps, autocast {args.amp}"
+          f"{' + GradScaler' if scaler is not None else ''}:")
     print(f"  steps with any read: {read_back_steps} (scheduled read-backs at steps {k}"
           f"{', ' + str(2 * k) if 2 * k < len(per_step) else ''})")
     print(f"  reads on the other {len(quiet)} steps: total {sum(quiet)}, max {max(quiet) if quiet else 0}")
