@@ -163,8 +163,9 @@ def _stft_setup(info: CheckpointInfo, fft_sizes: Sequence[int] | None,
         sizes = list(info.config.get("mel_fft_sizes") or [])
         if args.get("adversarial"):
             sizes += [n for n in info.config.get("disc_fft_sizes") or [] if n not in sizes]
-        # model/losses.py runs every STFT in float32 with autocast disabled, whatever --amp says
-        return (list(fft_sizes) if fft_sizes else sizes), (dtype or "float32"), device, "codec config"
+        # model/losses.py runs every STFT in float32 with autocast disabled, whatever --amp says: the
+        # autocast run --amp asks for is still measured and kept, but judges a loss this codec does not have
+        return (list(fft_sizes) if fft_sizes else sizes), "float32", device, "codec config"
     if fft_sizes:
         return list(fft_sizes), dtype, device, "--fft-sizes"
     if info.architecture in KNOWN_LOSS_FFT_SIZES:
@@ -185,7 +186,7 @@ def check_checkpoint(path: str | Path, *, data: str | Path | None = None, model:
     for a single such file; a folder is checked file by file (`measurements.checkpoints[]`) and an
     unreadable file in it is a C200 finding, the rest still checked. `model` is `path/to/file.py:Name` or `pkg.module:Name` (see
     codecdoctor.measure.adapters); a SPEC that does not import or cannot be built raises InputError."""
-    from codecdoctor.measure.stft_risk import measure_stft
+    from codecdoctor.measure.stft_risk import loudest_crops, measure_stft
 
     path = Path(path)
     if path.is_dir():
@@ -254,8 +255,13 @@ def check_checkpoint(path: str | Path, *, data: str | Path | None = None, model:
         eps = loss_eps if loss_eps is not None else 1e-5  # model/losses.py clamps mels at 1e-5; EnCodec/DAC use 1e-5
         reference = crops[0][1][0] if crops else None
         sr = int(getattr(adapter, "sample_rate", 0) or (info.config or {}).get("sample_rate") or 16000)
+        autocast = _AMP_DTYPES.get(str(amp).lower()) if amp else None
+        if autocast in ("float16", "bfloat16") and crops:
+            # --amp: the loss really runs under torch.autocast on the loudest crops (S501-S503 measured)
+            reference = loudest_crops([audio for _, audio in crops])
         sm = measure_stft(peak, sizes, eps=eps, stft_dtype=stft_dtype, device=device, source=source,
-                          reference=reference, sample_rate=sr)
+                          reference=reference, sample_rate=sr,
+                          autocast=autocast if autocast in ("float16", "bfloat16") and crops else None)
         run = run_checks("stft", sm)
         report.add(_judge_precision_unknown(run.findings, m, stft_dtype), run.checks_run)
         report.measurements["stft"] = sm

@@ -38,7 +38,7 @@ class TrainOptions:
     max_minutes: float | None = field(default=None, metadata={"help": "Stop after this many minutes of this run."})
     save_every: int | None = field(default=None, metadata={"help": "Also write last.pt every N steps."})
     amp: str | None = field(default=None, metadata={
-        "help": "Mixed precision (fp16 needs CUDA and uses a GradScaler).", "choices": ("bf16", "fp16")})
+        "help": "Mixed precision autocast on the model's device (fp16 uses a GradScaler).", "choices": ("bf16", "fp16")})
     adversarial: bool = field(default=False, metadata={"help": "Add the multi-scale STFT discriminator."})
     adversarial_start_step: int = 0
     weight_ema_decay: float | None = field(default=0.99, metadata={

@@ -145,7 +145,9 @@ class Trainer:
             self.discriminator = MultiScaleSTFTDiscriminator(config).to(self.device)
             self.disc_optimizer = torch.optim.AdamW(self.discriminator.parameters(), lr=options.learning_rate,
                                                     betas=options.betas, weight_decay=options.weight_decay)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=(options.amp == "fp16"))
+        # the scaler lives on the model's device: torch.amp runs float16 autocast and GradScaler for
+        # real on the CPU too, so `--amp fp16` takes this one code path everywhere
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=(options.amp == "fp16"))
         self.ema_model = self._new_ema_model()
         self.step = 0
         self.history: list[dict] = []
@@ -224,8 +226,6 @@ class Trainer:
             return
         if amp not in ("bf16", "fp16"):
             raise TrainSetupError(f"--amp must be bf16 or fp16, got {amp!r}")
-        if amp == "fp16" and self.device.type != "cuda":
-            raise TrainSetupError("--amp fp16 needs a CUDA device (on CPU use --amp bf16)")
 
     def _check_writable(self) -> None:
         try:

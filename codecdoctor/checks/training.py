@@ -306,45 +306,100 @@ def gradient_norm(m: TrainingMeasurements):
     return out
 
 
+def _scaler_steps(m: TrainingMeasurements, w) -> list[tuple[int, float, bool]]:
+    """(step, scale, skipped) for each step with a scaler reading. Skipped comes from the scaler's
+    growth tracker (0 after a step with inf/NaN gradients, unless the scale just grew); without it,
+    from a falling scale."""
+    growth = w.columns.get("scaler_growth", [math.nan] * len(w.steps))
+    previous = m.state.last_scale
+    out = []
+    for step, scale, tracker in zip(w.steps, w.columns["scale"], growth):
+        if not math.isfinite(scale):
+            continue
+        if math.isfinite(tracker):
+            skipped = tracker == 0 and not (previous is not None and scale > previous)
+        else:
+            skipped = previous is not None and scale < previous
+        out.append((step, scale, skipped))
+        previous = scale
+    return out
+
+
 @check("T606", scope="training", severity=Severity.WARNING)
 def scaler_skips(m: TrainingMeasurements):
-    """AMP grad scaler skipping steps.
+    """AMP grad scaler skipping steps, collapsed, or stuck at its floor.
 
-    What: The GradScaler's scale tensor is copied on the device after every optimizer step; a step
-    whose scale is lower than the step before was skipped (GradScaler halves the scale when it finds
-    inf/NaN gradients). Flags a window after the warm-up (where the initial 65536 calibrates down)
-    in which more than 20% of steps were skipped, and a scale below 1 as an error.
+    What: The GradScaler's own state, copied on the device after every `update()`: its scale and
+    its growth tracker, which `update()` resets to 0 on a step whose gradients held inf/NaN (the
+    step was skipped) and counts up on a good one. Flags: more than 20% of the steps in a window
+    after the warm-up (where the initial 65536 calibrates down) skipped (warning); the scale below 1
+    (error: collapsed); every one of at least 5 steps skipped while the scale stays put (error: stuck
+    at a floor - a min-scale clamp, or 0 after float32 underflow - where falling-scale counting sees
+    nothing). Read from the scaler, so it holds when the weights are already non-finite.
     Why: A skipped step throws away its batch; growth back takes 2000 good steps per doubling, so
     frequent skips mean a layer overflows fp16 every few steps. A scale below 1 means gradients
-    overflow even unscaled: the values themselves are too large for float16.
+    overflow even unscaled: the values themselves are too large for float16. A healthy scaler halves
+    on every skip, so a scale that stops falling while every step skips is no longer adapting:
+    nothing trains.
     Fix: Find the overflowing layer (run a few steps in fp32 and watch activations), keep STFT/mel
     losses and the quantizer in fp32, prefer bf16 autocast where supported, clip gradients.
     """
     w = _window(m)
-    scales = w.columns["scale"]
-    if not any(math.isfinite(s) for s in scales):
+    steps = _scaler_steps(m, w)
+    if not steps:
         raise NotApplicable
-    previous = m.state.last_scale
-    skipped, counted = [], 0
-    for step, scale in zip(w.steps, scales):
-        if not math.isfinite(scale):
-            continue
-        if previous is not None and step >= m.warmup_steps:
-            counted += 1
-            if scale < previous:
-                skipped.append(step)
-        previous = scale
+    counted = [(s, skipped) for s, _, skipped in steps if s >= m.warmup_steps]
+    skipped = [s for s, was_skipped in counted if was_skipped]
+    latest = steps[-1][1]
     out = []
-    latest = next((s for s in reversed(scales) if math.isfinite(s)), math.nan)
-    if counted and len(skipped) / counted > SCALER_SKIP_FRACTION:
-        out.append(finding("T606", f"the grad scaler skipped {len(skipped)} of {counted} steps in {step_span(w.steps)} "
-                                   f"(first at step {skipped[0]}); scale now {latest:g}",
+    if counted and len(skipped) / len(counted) > SCALER_SKIP_FRACTION:
+        out.append(finding("T606", f"the grad scaler skipped {len(skipped)} of {len(counted)} steps in "
+                                   f"{step_span(w.steps)} (first at step {skipped[0]}, from its growth tracker); "
+                                   f"scale now {latest:g}",
                            subject=step_span(w.steps),
-                           evidence={"skipped": len(skipped), "steps": counted, "scale": latest, "first_step": skipped[0]}))
-    if math.isfinite(latest) and latest < 1.0:
-        out.append(finding("T606", f"grad scaler scale collapsed to {latest:.3g}: gradients overflow even unscaled",
-                           subject=f"step {w.steps[-1]}", severity=Severity.ERROR, evidence={"scale": latest}))
+                           evidence={"skipped": len(skipped), "steps": len(counted), "scale": latest,
+                                     "first_step": skipped[0]}))
+    if latest < 1.0:
+        out.append(finding("T606", f"grad scaler scale collapsed to {latest:.3g} ({len([1 for *_, k in steps if k])} "
+                                   f"of {len(steps)} steps in {step_span(w.steps)} skipped): gradients overflow even "
+                                   f"unscaled",
+                           subject=f"step {w.steps[-1]}", severity=Severity.ERROR,
+                           evidence={"scale": latest, "skipped": sum(1 for *_, k in steps if k), "steps": len(steps)}))
+    elif len(steps) >= 5 and all(k for *_, k in steps) and len({scale for _, scale, _ in steps}) == 1:
+        out.append(finding("T606", f"grad scaler stuck at its floor: scale {latest:g} unchanged while all "
+                                   f"{len(steps)} steps in {step_span(w.steps)} were skipped",
+                           subject=step_span(w.steps), severity=Severity.ERROR,
+                           evidence={"scale": latest, "skipped": len(steps), "steps": len(steps), "stuck": 1}))
     return out
+
+
+@check("T614", scope="training", severity=Severity.ERROR)
+def optimizer_outside_scaler(m: TrainingMeasurements):
+    """Optimizer stepped outside the GradScaler.
+
+    What: Under `watch` and the Lightning callback, `GradScaler.step` is wrapped and the model
+    optimizer's step pre-hook asks whether the step runs inside it. A step taken while a scaler is
+    active (it scaled a loss since its last `update()`) but outside `scaler.step(optimizer)` - a
+    bare `optimizer.step()`, also after `scaler.unscale_(optimizer)` - bypassed the scaler. One such
+    step is enough: the finding is raised at the first and counts the rest.
+    Why: `scaler.step` is what skips a step whose gradients hold inf/NaN; a bare `optimizer.step()`
+    writes them into the weights, which stay non-finite for the rest of the run. Without
+    `unscale_` it also applies gradients still multiplied by the scale (65536 at the start): SGD
+    steps 65536x too far, and gradient clipping clips the scaled norm.
+    Fix: Step through the scaler: `scaler.scale(loss).backward(); scaler.unscale_(optimizer)` (if
+    clipping) `; scaler.step(optimizer); scaler.update()`, for every optimizer whose loss was scaled.
+    """
+    b = m.scaler_bypass
+    if b is None:
+        raise NotApplicable
+    if not b.bypassed_steps:
+        return []
+    where = f"step {b.first_step}" if b.first_step is not None else "the first step"
+    return [finding("T614", f"{b.optimizer}.step() ran outside scaler.step() at {where} while a GradScaler was "
+                            f"active ({b.scaler_steps} step(s) went through the scaler before it): inf/NaN "
+                            f"gradients are no longer skipped", subject=where,
+                    evidence={"bypassed_steps": b.bypassed_steps, "scaler_steps": b.scaler_steps,
+                              "first_step": b.first_step if b.first_step is not None else -1})]
 
 
 @check("T607", scope="training", severity=Severity.WARNING)

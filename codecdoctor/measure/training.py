@@ -41,6 +41,16 @@ class StepWindow:
 
 
 @dataclass
+class ScalerBypass:
+    """Steps of the model's optimizer taken outside `GradScaler.step` while a scaler was active (T614)."""
+
+    optimizer: str
+    bypassed_steps: int
+    scaler_steps: int          # steps that went through scaler.step before the first bypass
+    first_step: int | None
+
+
+@dataclass
 class CodebookLevel:
     level: int
     name: str
@@ -156,6 +166,7 @@ class TrainingMeasurements:
     ddp: DdpMeasurements | None = None
     spectral: SpectralContext | None = None
     scaler_used: bool = False
+    scaler_bypass: ScalerBypass | None = None
     codebook_warmup_steps: int = 0
     balance: list[LossBalance] | None = None
     # T609: the optimizer's class name and the peak its scheduler heads for (`initial_lr` /

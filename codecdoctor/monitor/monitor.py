@@ -58,11 +58,13 @@ from codecdoctor.measure.training import (
     LossBalance,
     MonitorSummary,
     RunState,
+    ScalerBypass,
     StepWindow,
     TrainingMeasurements,
     median_finite,
 )
 from codecdoctor.monitor import ddp as ddp_part
+from codecdoctor.monitor.amp import LateScalerReadings, scaler_state
 from codecdoctor.monitor.balance import term_grad_norms
 from codecdoctor.monitor.device_stats import codebook_stats, find_codebooks, grad_norm
 from codecdoctor.monitor.nan_trace import NonfiniteTracer
@@ -148,6 +150,7 @@ class Monitor:
         self._next_step = int(start_step)
         self._scaler_used = False
         self._steps_without_scaler = 0
+        self._late_scaler = LateScalerReadings()
         self._codebooks = find_codebooks(getattr(model, "module", model))
         self._balance_pending: list[tuple[int, list[str], torch.Tensor]] = []
         self._balance: list[LossBalance] = []
@@ -200,6 +203,7 @@ class Monitor:
         y_tensor = y if isinstance(y, torch.Tensor) and y.dim() > 0 and y.shape[0] > 0 else None
         bound = self.output_bound if self.output_bound is not None else 1.0
         self.buffer.write_batch(step, x, y_tensor, losses, bound)
+        self.spectral.keep_losses(losses)
         if self.loss_balance and (step - self._start_step) % self.read_every == 0 and losses:
             measured = term_grad_norms(y_tensor, losses)
             if measured is not None:
@@ -213,6 +217,7 @@ class Monitor:
         if self._closed or not self.buffer.filled:
             return
         self.buffer.write_losses(losses)
+        self.spectral.keep_losses(losses)
         self._peek_alarm()
 
     def on_backward(self, model: torch.nn.Module | None = None) -> None:
@@ -239,20 +244,43 @@ class Monitor:
         if self.state.optimizer_steps == 1 and (lr := self._learning_rate()) is not None:
             # T609 sees a rise from the first step on, not only between read-backs
             self.state.lr_history.append((self._next_step - 1, lr))
+        state = scaler_state(scaler)
         if self.buffer.filled:
-            scale = getattr(scaler, "_scale", None) if scaler is not None else None
-            enabled = scaler is not None and (not hasattr(scaler, "is_enabled") or scaler.is_enabled())
-            if enabled and isinstance(scale, torch.Tensor):
-                self.buffer.write_scale(scale)
+            if state is not None:
+                self.buffer.write_scale(*state)
                 self._scaler_used = True
             else:
                 self._steps_without_scaler += 1
+        elif state is not None:  # this step's row was read back early by the non-finite alarm (amp.py)
+            self._late_scaler.add(self._next_step - 1, state)
+            self._scaler_used = True
+            if len(self._late_scaler) >= self.read_every:
+                self._judge_late_scaler()
         if self.mode == "strict" and self.stop_vote.active():
             stop = self.stop_vote.vote(self.buffer.device)
             if stop:
                 mine = {id(f) for f in self.policy.findings}
                 self.policy.add([f for f in stop if id(f) not in mine], [])
                 raise CheckFailed(stop)
+
+    def _judge_late_scaler(self) -> None:
+        if not len(self._late_scaler):
+            return
+        window = self._late_scaler.take_window()
+        m = TrainingMeasurements(state=self.state, output_bound=self.output_bound, warmup_steps=self.warmup_steps,
+                                 window=window, scaler_used=True)
+        run = run_checks("training", m, only=("T606",))
+        self.state.last_scale = window.columns["scale"][-1]
+        self._emit(run.findings, run.checks_run)
+
+    def on_scaler_bypass(self, bypass: ScalerBypass) -> None:
+        """The model's optimizer stepped outside `GradScaler.step` while a scaler was active (T614)."""
+        if self._closed:
+            return
+        m = TrainingMeasurements(state=self.state, output_bound=self.output_bound, warmup_steps=self.warmup_steps,
+                                 scaler_bypass=bypass)
+        run = run_checks("training", m, only=("T614",))
+        self._emit(run.findings, run.checks_run)
 
     def on_validation(self, ref: torch.Tensor, est: torch.Tensor, *, step: int | None = None) -> None:
         """After validation: all reference inputs and the model's outputs, `[N, ...]` each."""
@@ -325,6 +353,7 @@ class Monitor:
         if not self._closed:
             try:
                 self._read_back(scheduled=False)
+                self._judge_late_scaler()
             except CheckFailed:
                 pass
             self._judge_end()

@@ -17,7 +17,9 @@ callback), through PyTorch's global hooks instead of calls in the loop.
 * Optimizer step hooks (`torch.optim.optimizer.register_optimizer_step_pre_hook` / `post_hook`):
   the gradients before the step (T605), the learning rate (T609). Only optimizers that hold the
   model's parameters count (a discriminator's does not).
-* A GradScaler wrapper (`torch.amp.GradScaler.scale` / `update`): the scale after each update (T606).
+* A GradScaler wrapper (`torch.amp.GradScaler.scale` / `step` / `update`): the scale and growth
+  tracker after each update (T606), the model optimizer's steps taken outside `scaler.step` (T614;
+  `amp.py`).
 * Codebooks: the Monitor finds EMA / usage buffers in the model (T607).
 * The output bound: a final `nn.Tanh` / `nn.Hardtanh` / `nn.Softsign` or a module whose class name
   says clamp / clip, seen as the last leaf module of the model's first forward (or given).
@@ -35,6 +37,7 @@ from torch import nn
 from codecdoctor.core.errors import CheckFailed
 from codecdoctor.core.findings import Finding, Report
 from codecdoctor.measure.forward import first_audio_output
+from codecdoctor.monitor.amp import ScalerStepWatch
 
 AUDIO_MIN_SAMPLES = 1024  # the shortest time axis taken for audio: 64 ms at 16 kHz
 AUDIO_MAX_CHANNELS = 2
@@ -117,6 +120,7 @@ class ModelTap:
         self._loss_seen = False
         self._scaled_ids: set[int] = set()
         self._scaler: Any = None
+        self.amp = ScalerStepWatch()  # T614: steps of the model's optimizer outside GradScaler.step
         self._model_optimizers: dict[int, bool] = {}
         self._val_refs: list[torch.Tensor] = []
         self._val_ests: list[torch.Tensor] = []
@@ -173,6 +177,7 @@ class ModelTap:
 
         def scale(scaler, outputs):
             result = original_scale(scaler, outputs)
+            tap.amp.on_scale(scaler)
             if isinstance(outputs, torch.Tensor) and outputs.numel() == 1 and scaler.is_enabled():
                 tap._scaler = scaler
                 tap.on_loss(outputs)
@@ -181,12 +186,14 @@ class ModelTap:
 
         def update(scaler, new_scale=None):
             result = original_update(scaler, new_scale)
+            tap.amp.on_update()
             if scaler is tap._scaler and tap.monitor is not None and scaler.is_enabled():
                 tap._on_step(scaler)
             return result
 
         self._patch(GradScaler, "scale", scale)
         self._patch(GradScaler, "update", update)
+        self._patch(GradScaler, "step", self.amp.wrap_step(GradScaler.step))
 
     # -- forward hooks ------------------------------------------------------------------------
     def _belongs(self, module: nn.Module) -> bool:
@@ -328,6 +335,9 @@ class ModelTap:
                 self._settle_undecided(trained=True)
             self.monitor.optimizer = optimizer
             self._guard(self.monitor.on_backward, self.model)
+            bypass = self.amp.before_model_step(optimizer, self.training_forwards - 1)
+            if bypass is not None:
+                self._guard(self.monitor.on_scaler_bypass, bypass)
 
     def after_optimizer_step(self, scaler: Any = None) -> None:
         """For a caller that sees the step itself (the Lightning callback)."""
