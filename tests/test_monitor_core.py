@@ -136,7 +136,7 @@ def test_event_log_and_report(tmp_path):
     assert {"total", "mel", "l1", "commit"} <= set(curves[0]["loss"])  # every term the loss returned
     assert len(curves[0]["perplexity"]) == 2
     html = (tmp_path / "m.html").read_text()
-    assert html.count("data:image/png;base64,") >= 2
+    assert html.count('<svg class="chart"') >= 2 and "<strong>Training curves</strong>" in html
     assert report.measurements["validation"][0]["pairs"] == 3
 
 
