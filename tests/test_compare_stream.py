@@ -63,6 +63,9 @@ def gallery_cases() -> dict[str, tuple[np.ndarray, np.ndarray]]:
         "white_noise": (clean, rng.standard_normal(clean.size) * _rms(clean)),
         "dc": (clean, clean + 2 * _rms(clean)), "nan": (clean, nan_out),
         "padded_800": (clean, np.concatenate([clean, np.zeros(800)])), "trimmed_800": (clean, clean[:-800]),
+        # a hop of padding left before the output: the correlation's neighbours of the peak exceed 1
+        # (the estimate's first part holds less energy than the peak's lag) and must not tie there
+        "padded_before_320": (clean, np.concatenate([np.zeros(320), clean])),
         "lowpass_4k": (clean, sosfiltfilt(butter(8, 4000, fs=SR, output="sos"), clean)),
         "phase_scrambled": (clean, scrambled[: clean.size]),
         "delay_500_gain_0.3": (clean, 0.3 * np.concatenate([np.zeros(500), clean[:-500]])),
