@@ -18,7 +18,7 @@ from codecdoctor.measure import metrics as M
 from codecdoctor.measure.metrics import dot
 from codecdoctor.measure.pair.drift import measure_lag_drift
 from codecdoctor.measure.pair.frames import SNR_EXACT_DB, frame_locking
-from codecdoctor.measure.pair.lag import chance_in_frame, correlation_exponent, lag_search_is_one_fft
+from codecdoctor.measure.pair.lag import chance_in_frame, correlation_exponent, lag_frame_size, lag_search_is_one_fft
 from codecdoctor.measure.pair.measurements import (
     MAX_LAG_SECONDS,
     MEL_DISTANCE_CONFIG,
@@ -260,7 +260,7 @@ def _correlation_frame(ref: np.ndarray, est: np.ndarray, max_lag: int,
     """The circular correlation frame and norm of `chance_in_frame`, as pair_stream's single-FFT lag
     search builds them: means removed, each side divided by correlation_exponent of its peak, the
     estimate cut to ref + max_lag samples, the frame long enough that lags up to max_lag do not wrap."""
-    from scipy.fft import irfft, next_fast_len, rfft
+    from scipy.fft import irfft, rfft
 
     r = ref - ref.mean()
     e = est[: ref.size + max_lag] - est.mean()
@@ -268,7 +268,7 @@ def _correlation_frame(ref: np.ndarray, est: np.ndarray, max_lag: int,
         exponent = correlation_exponent(peak)
         if exponent:
             np.ldexp(x, -exponent, out=x)
-    size = next_fast_len(max(r.size, e.size) + max_lag + 1, real=True)
+    size = lag_frame_size(max(r.size, e.size) + max_lag + 1)
     frame = irfft(rfft(e, size) * np.conj(rfft(r, size)), size)
     est_part = e[: min(r.size, e.size)]
     return frame, math.sqrt(float(M.dot(r, r)) * float(M.dot(est_part, est_part)))
