@@ -9,7 +9,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from codecdoctor.measure import metrics as M
-from codecdoctor.measure.audio.formats import CONTAINER_BITS, NATIVE_READS
+from codecdoctor.measure.audio.formats import CONTAINER_BITS
+from codecdoctor.measure.audio.reader import declared_wav_frames, read_span, resampled_span
 from codecdoctor.measure.pair.sums import finite_or_zero
 
 # Files of at most this many samples (all channels; 65 s of 16 kHz mono, 8 MB as float64) are read
@@ -49,8 +50,8 @@ class ArraySource:
 
 
 class FileSource:
-    """An audio file read by seeking (soundfile), optionally resampled to `sample_rate` (the one
-    polyphase resampler, applied per segment with margins so the result equals resampling the
+    """An audio file read by seeking through the one reader (`reader.read_span`), optionally
+    resampled to `sample_rate` (`reader.resampled_span`: per segment, equal to resampling the
     whole file) and downmixed to mono. A file that cannot be read past some frame (corrupt data,
     a truncated transfer) ends there: `error`, `error_frame` (native frames) say where and why, and
     `frames` is what was readable. `declared_frames` is what a WAV header promised."""
@@ -59,8 +60,6 @@ class FileSource:
 
     def __init__(self, path: str | os.PathLike, sample_rate: int | None = None, downmix: bool = False):
         import soundfile as sf
-
-        from codecdoctor.measure.audio.reader import declared_wav_frames
 
         self.path = Path(path)
         self._file = sf.SoundFile(str(self.path))
@@ -71,9 +70,6 @@ class FileSource:
         self.channels = 1 if self.downmix else self.native_channels
         self.native_frames = int(self._file.frames)
         self.header_frames = self.native_frames  # what libsndfile reported on opening
-        # integers scaled in numpy (formats.NATIVE_READS): tests/test_compare_stream.py holds every
-        # subtype equal to libsndfile's float64
-        self._read_dtype, self._read_scale = NATIVE_READS.get(self._file.subtype, ("float64", 1.0))
         self.error: str | None = None
         self.error_frame: int | None = None
         # a short file is read once, whole, and its reads are views of that copy (the passes, the
@@ -88,8 +84,6 @@ class FileSource:
             self.error_frame = self.native_frames
         g = math.gcd(self.native_rate, self.sample_rate)
         self._up, self._down = self.sample_rate // g, self.native_rate // g
-        # scipy.signal.resample_poly's filter half-length, in input samples, plus room
-        self._margin = (10 * max(self._up, self._down)) // self._up + 2
 
     @property
     def frames(self) -> int:
@@ -119,12 +113,7 @@ class FileSource:
         if stop <= start:
             return np.zeros((self.channels, 0))
         try:
-            self._file.seek(start)
-            data = self._file.read(stop - start, dtype=self._read_dtype, always_2d=True)
-            if data.dtype != np.float64:
-                data = data.astype(np.float64)
-                if self._read_scale != 1.0:
-                    data *= self._read_scale
+            data = read_span(self._file, start, stop)
         except Exception as exc:  # noqa: BLE001 - libsndfile raises several types for corrupt data
             # a decoder that lost sync may refuse every later read on this handle: start afresh
             import soundfile as sf
@@ -149,8 +138,7 @@ class FileSource:
             while position < stop:
                 want = min(self.SALVAGE_FRAMES, stop - position)
                 try:
-                    handle.seek(position)
-                    piece = handle.read(want, dtype="float64", always_2d=True)  # rare: plain and simple
+                    piece = read_span(handle, position, position + want)
                 except Exception:  # noqa: BLE001
                     break
                 pieces.append(piece)
@@ -163,18 +151,10 @@ class FileSource:
     def read(self, start: int, stop: int) -> np.ndarray:
         if self._up == self._down:
             return self._read_native(start, stop)
-        from codecdoctor.measure.audio.reader import resample
-
         start, stop = max(start, 0), min(stop, self.frames)
         if stop <= start:
             return np.zeros((self.channels, 0))
-        # The input segment starts on a multiple of `down`, so its outputs fall on the whole file's grid.
-        first = max(0, (start * self._down // self._up - self._margin) // self._down * self._down)
-        last = -(-stop * self._down // self._up) + self._margin
-        segment = self._read_native(first, last)
-        out = resample(segment, self.native_rate, self.sample_rate)
-        offset = first * self._up // self._down
-        return out[:, start - offset:min(stop, self.frames) - offset]
+        return resampled_span(self._read_native, start, stop, self.native_rate, self.sample_rate, self.frames)
 
 
 def read_padded(view: "FlatView", start: int, stop: int) -> np.ndarray:
