@@ -257,7 +257,7 @@ def _lag_peak_fraction(ref: np.ndarray, est: np.ndarray, max_lag_samples: int) -
 
 def _correlation_frame(ref: np.ndarray, est: np.ndarray, max_lag: int,
                        peaks: tuple[float, float]) -> tuple[np.ndarray, float]:
-    """The circular correlation frame and norm of `chance_in_frame`, as pair_stream's single-FFT lag
+    """The circular correlation frame and norm of `chance_in_frame`, as the engine's single-FFT lag
     search builds them: means removed, each side divided by correlation_exponent of its peak, the
     estimate cut to ref + max_lag samples, the frame long enough that lags up to max_lag do not wrap."""
     from scipy.fft import irfft, rfft

@@ -51,6 +51,14 @@ def test_stereo_against_mono_is_each_pooled_into_one_signal_first():
     assert_same_measurements(pooled, engine, "stereo against mono")
 
 
+@pytest.mark.parametrize("rate", [None, 0, -1])
+def test_a_missing_sample_rate_is_16_khz_as_the_reference_takes_it(rate):
+    ref = speech_like(0.5, SR, seed=7).astype(np.float64)
+    m = measure_pair(ref, 0.5 * ref, rate)
+    assert m.sample_rate == SR
+    assert_same_measurements(measure_pair_whole(ref, 0.5 * ref, rate), m, f"rate {rate}")
+
+
 @pytest.mark.parametrize("ref, est", [(np.zeros(0), np.zeros(0)), (np.array(0.5), np.array(0.5)),
                                       (np.zeros(5), np.ones(3))])
 def test_tiny_and_empty_arrays_measure_as_the_reference_does(ref, est):

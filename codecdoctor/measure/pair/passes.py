@@ -196,6 +196,7 @@ def measure_pair(ref: Any, est: Any, sample_rate: int, *, subject: str | None = 
     frame hop if known (R317 searches plausible frame rates otherwise). Non-finite samples are
     counted and set to 0 for every other measurement. Leading axes are joined end to end; signals
     whose leading shapes differ (stereo against mono) are each pooled into one signal first."""
+    sample_rate = int(sample_rate) if sample_rate and sample_rate > 0 else 16000
     r, e = M.as_signal(ref), M.as_signal(est)
     r, e = (x.reshape(1) if x.ndim == 0 else x for x in (r, e))
     lengths = (int(r.shape[-1]), int(e.shape[-1]))
