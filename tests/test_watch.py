@@ -123,6 +123,20 @@ def test_an_exception_in_the_script_prints_its_traceback_and_keeps_the_report(ca
     assert result.report.measurements["training_forwards"] == 8
 
 
+def test_a_script_in_a_folder_named_codecdoctor_gets_its_own_traceback_and_none_of_the_package(tmp_path, capfd):
+    """A clone's natural folder name is codecdoctor: the traceback names it in the script's paths,
+    and still shows no frame of the package itself."""
+    folder = tmp_path / "codecdoctor" / "project"
+    shutil.copytree(SCRIPT_DIR, folder)
+    script = folder / "train_codec.py"
+    result = watch(WatchRequest(script=str(script), args=["--steps", "6", "--raise-at", "3", "--val-every", "0"]))
+    err = capfd.readouterr().err
+    assert result.exit_code == 1 and result.ending == "exception"
+    frames = [line for line in err.splitlines() if line.startswith('  File "')]
+    assert frames and all(line.startswith(f'  File "{script}"') for line in frames), err
+    assert f"{PACKAGE_DIR}{os.sep}" not in err
+
+
 def test_the_script_keeps_its_argv_and_sys_path_0_and_a_module_runs_as_python_m_runs_it(tmp_path, monkeypatch, capsys):
     probe = "import sys\nprint('argv', sys.argv)\nprint('path0', sys.path[0])\nprint('name', __name__)\nsys.exit(4)\n"
     scripts = tmp_path / "scripts"
