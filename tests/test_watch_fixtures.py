@@ -23,6 +23,16 @@ STEP = re.compile(r"^step (\d+) gen_loss (\S+) disc_loss (\S+)", re.M)
 CODES = re.compile(r"codes_per_level \[([\d, ]+)\]")
 
 
+@pytest.fixture(autouse=True)
+def fresh_argbind(monkeypatch):
+    """argbind keeps the functions it bound in module globals: scripts run one after another in one
+    process (as here, not as users run them) must not see each other's."""
+    import argbind.argbind as registry
+
+    for name in ("PARSE_FUNCS", "ARGS", "USED_ARGS"):
+        monkeypatch.setattr(registry, name, type(getattr(registry, name))())
+
+
 def _train(folder: Path, trainer: str, fault: str, capfd) -> tuple[list[tuple[float, float]], list[list[int]]]:
     script, *args = TRAINERS[trainer]
     args += [f"fault={fault}"] if trainer == "encodec" else ["--fault", fault]

@@ -28,6 +28,16 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "HYDRA_FUL
 TRAINER_LINE = re.compile(r"^(step \d+ gen_loss|eval step|val step|validation step) ")
 
 
+@pytest.fixture(autouse=True)
+def fresh_argbind(monkeypatch):
+    """argbind keeps the functions it bound in module globals: scripts run one after another in one
+    process (as here, not as users run them) must not see each other's."""
+    import argbind.argbind as registry
+
+    for name in ("PARSE_FUNCS", "ARGS", "USED_ARGS"):
+        monkeypatch.setattr(registry, name, type(getattr(registry, name))())
+
+
 @pytest.fixture
 def field(tmp_path) -> Path:
     folder = tmp_path / "field"
