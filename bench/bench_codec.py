@@ -7,6 +7,8 @@ default, on the same Telugu speech, plus speed against EnCodec's architecture at
     ./run bench bench_codec --recipes new --variant fixed_lr:lr_decay_on_budget=False --levels --skip-speed
                                             # an ablation beside it; SNR by RVQ levels and unquantized
     ./run bench bench_codec --source synthetic   # the synthetic speech-like signal instead of espeak-ng
+    ./run bench bench_codec --source telugu,synthetic   # both sources, one after the other
+    ./run bench bench_codec --minutes 0.2 --recipes new --skip-speed   # a quick smoke run
 
 1. Data: espeak-ng Telugu (`espeak-ng -v te`, six voices as variant / rate / pitch, 16 kHz),
    training = 12 sentences spoken by 4 voices (about 5 minutes); held out = 8 OTHER sentences
@@ -17,8 +19,11 @@ default, on the same Telugu speech, plus speed against EnCodec's architecture at
    validates (the weight average when the recipe uses one) are copied aside; after the run, the
    copies at the first epoch, then about every `--curve-every-s` seconds, and at the end are scored
    on the held-out files, whole, energy-weighted over the set: 10 log10(sum ref^2 / sum err^2)
-   (not a mean of per-crop dB). The trainer's own `val_snr_db` (same definition, on the held-out
-   tail of the training files) is printed next to it. Held-out scoring is not part of the budget.
+   (not a mean of per-crop dB). Beside it, the same weights are scored on in-domain audio: the
+   audio the trainer trained on (the first seconds of each of its training files, as many seconds
+   in all as the held-out set), and the trainer's own `val_snr_db` (same definition, on the
+   validation it held out itself) is printed too. In-domain far above held-out is memorisation
+   (C219 reads the same gap from a checkpoint). Scoring is not part of the budget.
 3. Speed (one CPU thread, interleaved medians): encode+decode real-time factor of our codec (6 kbps
    by default) against EnCodec's SEANet architecture built at 16 kHz with as many codebooks, the
    same bitrate (`encodec` package, random weights), and training steps/s for each recipe's batch shape against
@@ -112,6 +117,19 @@ def held_out_snr_db(model: torch.nn.Module, files: list[torch.Tensor]) -> float:
         signal += float(x.double().pow(2).sum())
         error += float((x.double() - y.double()).pow(2).sum())
     return 10 * math.log10(signal / error) if error > 0 else math.inf
+
+
+def load_in_domain(source, seconds: float) -> list[torch.Tensor]:
+    """The audio the trainer trained on, `seconds` in all: an equal share from the start of each
+    training file's training region (never its validation tail), at the codec's rate."""
+    files = source.train_files
+    share = seconds / max(1, len(files))
+    out = []
+    for f in files:
+        n = min(int(f.train_stop * source.sample_rate / f.sample_rate), int(share * source.sample_rate))
+        if n >= source.segment_samples:
+            out.append(source.read(f, 0, n)[None])
+    return out
 
 
 @torch.no_grad()
@@ -228,13 +246,17 @@ def train_curve(name: str, train_dir: Path, held: list[torch.Tensor], out: Path,
         if i == 0 or i == len(snaps.entries) - 1 or entry["seconds"] >= next_mark:
             chosen.append(i)
             next_mark = entry["seconds"] + every_s
+    held_seconds = sum(x.shape[-1] for x in held) / trainer.config.sample_rate
+    in_domain = load_in_domain(trainer.source, held_seconds)
+    print(f"  trainer's validation: {trainer.source.split.get('description')}", flush=True)
     codec = Codec(trainer.config)
     curve = []
     for i in chosen:
         codec.load_state_dict(snaps.weights[i])
         entry = snaps.entries[i]
         curve.append({"recipe": name, "epoch": entry["epoch"], "step": entry["step"], "minutes": entry["seconds"] / 60,
-                      "held_out_snr_db": held_out_snr_db(codec, held), "trainer_val_snr_db": entry["val_snr_db"],
+                      "held_out_snr_db": held_out_snr_db(codec, held),
+                      "in_domain_snr_db": held_out_snr_db(codec, in_domain), "trainer_val_snr_db": entry["val_snr_db"],
                       "partial": bool(entry.get("partial")), "steps_per_s": rate})
     if levels:
         by_levels = held_out_by_levels(codec, held)  # the last snapshot is loaded
@@ -243,13 +265,15 @@ def train_curve(name: str, train_dir: Path, held: list[torch.Tensor], out: Path,
     return curve
 
 
-def print_curves(curves: dict[str, list[dict]]) -> None:
-    print("== held-out validation SNR (energy-weighted over the held-out set) vs training time ==")
-    print(f"  {'recipe':6s} {'epoch':>5s} {'step':>6s} {'minutes':>7s} {'held-out SNR dB':>16s} {'trainer val SNR dB':>19s}")
+def print_curves(curves: dict[str, list[dict]], source: str) -> None:
+    print(f"== {source}: SNR vs training time, energy-weighted over each set: held out (never trained on), "
+          "in-domain (trained on), the trainer's own validation ==")
+    print(f"  {'recipe':8s} {'epoch':>5s} {'step':>6s} {'minutes':>7s} {'held-out dB':>12s} {'in-domain dB':>13s} "
+          f"{'trainer val dB':>15s}")
     for name, curve in curves.items():
         for point in curve:
-            print(f"  {name:6s} {point['epoch']:5d} {point['step']:6d} {point['minutes']:7.2f} "
-                  f"{point['held_out_snr_db']:16.2f} {point['trainer_val_snr_db']:19.2f}"
+            print(f"  {name:8s} {point['epoch']:5d} {point['step']:6d} {point['minutes']:7.2f} "
+                  f"{point['held_out_snr_db']:12.2f} {point['in_domain_snr_db']:13.2f} {point['trainer_val_snr_db']:15.2f}"
                   + ("  (partial epoch)" if point["partial"] else ""))
     for name, curve in curves.items():
         if not curve:
@@ -258,6 +282,22 @@ def print_curves(curves: dict[str, list[dict]]) -> None:
         print(f"  {name}: after epoch 1 (step {first['step']}) {first['held_out_snr_db']:.2f} dB "
               f"({'positive' if first['held_out_snr_db'] > 0 else 'NOT positive'}); after {last['minutes']:.1f} min "
               f"(step {last['step']}) {last['held_out_snr_db']:.2f} dB held out; {last['steps_per_s']:.3f} steps/s")
+
+
+def print_summary(results: dict[str, dict[str, list[dict]]]) -> None:
+    """One row per source and recipe, at the end of training: held out and in-domain side by side."""
+    print("== held out vs in-domain at the end of training (dB, energy-weighted) ==")
+    print(f"  {'source':10s} {'recipe':8s} {'held-out':>9s} {'in-domain':>10s} {'gap':>6s} {'trainer val':>12s} "
+          f"{'val - held-out':>15s}")
+    for source, curves in results.items():
+        for name, curve in curves.items():
+            if curve:
+                last = curve[-1]
+                held, inside, val = last["held_out_snr_db"], last["in_domain_snr_db"], last["trainer_val_snr_db"]
+                print(f"  {source:10s} {name:8s} {held:9.2f} {inside:10.2f} {inside - held:6.2f} {val:12.2f} "
+                      f"{val - held:15.2f}")
+    if any(source.endswith("*") for source in results):
+        print("  * espeak-ng is not installed: the synthetic speech-like signal stood in for Telugu")
 
 
 # -- speed -----------------------------------------------------------------------------------------
@@ -374,8 +414,9 @@ def main(argv=None) -> int:
     parser.add_argument("--curve-every-s", type=float, default=60.0, help="held-out scoring interval")
     parser.add_argument("--rtf-seconds", type=float, default=10.0)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--source", choices=("telugu", "synthetic"), default="telugu",
-                        help="training / held-out speech: espeak-ng Telugu, or the synthetic speech-like signal")
+    parser.add_argument("--source", default="telugu",
+                        help="training / held-out speech, comma-separated: telugu (espeak-ng), synthetic "
+                             "(the speech-like signal)")
     parser.add_argument("--levels", action="store_true",
                         help="also score the final weights decoding 1..all levels and unquantized")
     parser.add_argument("--skip-training", action="store_true")
@@ -391,14 +432,23 @@ def main(argv=None) -> int:
     if unknown:
         parser.error(f"unknown recipe(s) {', '.join(unknown)} (choose from {', '.join(RECIPES)})")
 
+    sources = [s.strip() for s in args.source.split(",") if s.strip()]
+    if not sources or any(s not in ("telugu", "synthetic") for s in sources):
+        parser.error(f"--source {args.source!r}: choose from telugu, synthetic (comma-separated)")
+
     if not args.skip_training:
-        train_dir, held_dir, what = make_corpus(out / "corpus", args.source)
-        print(f"data: {what}", flush=True)
-        held = load_held_out(held_dir)
         torch.set_num_threads(args.threads)
-        curves = {name: train_curve(name, train_dir, held, out, args.minutes, args.curve_every_s, args.levels)
-                  for name in names}
-        print_curves(curves)
+        results = {}
+        for source in sources:
+            train_dir, held_dir, what = make_corpus(out / f"corpus_{source}", source)
+            print(f"data: {what}", flush=True)
+            held = load_held_out(held_dir)
+            if what.startswith("espeak-ng NOT installed"):
+                source = f"{source}*"  # the summary's footnote says what it stands for
+            results[source] = {name: train_curve(name, train_dir, held, out / source, args.minutes,
+                                                 args.curve_every_s, args.levels) for name in names}
+            print_curves(results[source], source)
+        print_summary(results)
     if not args.skip_speed:
         speed(args.rtf_seconds, args.repeats)
     return 0

@@ -13,8 +13,12 @@
    2 × read_every steps: every step but the scheduled read-backs must read 0. On a CUDA machine it
    also runs a few monitored steps under `torch.cuda.set_sync_debug_mode("error")`.
 
+3. --amp fp16|bf16: the same overhead measurement for a mixed-precision step: the forward under
+   `torch.autocast("cpu", dtype)`, and for fp16 a real `torch.amp.GradScaler` whose scale and
+   growth tracker the monitor copies on the device in `on_step(scaler)` (T606).
+
 Options: --pairs N (with/without step pairs, default 10), --batch B (16), --seconds S (1.0),
---config default|tiny, --read-every K (25), --threads T (1).
+--config default|tiny, --read-every K (25), --threads T (1), --amp none|fp16|bf16 (none).
 """
 from __future__ import annotations
 
@@ -59,47 +63,61 @@ def build(config_name: str):
     return model, ReconstructionLoss(config), torch.optim.AdamW(model.parameters(), lr=3e-4)
 
 
-def step(model, loss_fn, optimizer, x, monitor=None) -> tuple[float, float, float]:
+AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def step(model, loss_fn, optimizer, x, monitor=None, amp: str = "none", scaler=None) -> tuple[float, float, float]:
     """One training step; returns (wall seconds, CPU seconds of this process, wall seconds inside
     the monitor's hooks). On a shared machine the CPU time is the steadier measure of the work done:
     wall time also counts the time other processes held the core."""
     hooks = 0.0
     start_cpu = time.process_time()
     start = time.perf_counter()
-    out = model(x)
-    losses = loss_fn(out.audio, x, out.commit_loss)
+    with torch.autocast(x.device.type, dtype=AMP_DTYPES.get(amp, torch.float32), enabled=amp in AMP_DTYPES):
+        out = model(x)
+        losses = loss_fn(out.audio, x, out.commit_loss)
     if monitor is not None:
         t = time.perf_counter()
         monitor.on_batch(x, out.audio, losses)
         hooks += time.perf_counter() - t
     optimizer.zero_grad(set_to_none=True)
-    losses["total"].backward()
+    if scaler is not None:
+        scaler.scale(losses["total"]).backward()
+        scaler.unscale_(optimizer)
+    else:
+        losses["total"].backward()
     if monitor is not None:
         t = time.perf_counter()
         monitor.on_backward(model)
         hooks += time.perf_counter() - t
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-    optimizer.step()
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
     if monitor is not None:
         t = time.perf_counter()
-        monitor.on_step()
+        monitor.on_step(scaler)
         hooks += time.perf_counter() - t
     return time.perf_counter() - start, time.process_time() - start_cpu, hooks
 
 
 def overhead(args) -> None:
     model, loss_fn, optimizer = build(args.config)
+    scaler = torch.amp.GradScaler("cpu") if args.amp == "fp16" else None
+    step_kw = {"amp": args.amp, "scaler": scaler}
     samples = int(args.seconds * 16000)
     batches = make_batches(2 * args.pairs + 2, args.batch, samples)
     monitor = codecdoctor.Monitor(model, 16000, mode="warn", read_every=args.read_every, optimizer=optimizer)
-    step(model, loss_fn, optimizer, batches[0])  # warm-up: allocator, k-means init
-    step(model, loss_fn, optimizer, batches[1], monitor)
+    step(model, loss_fn, optimizer, batches[0], **step_kw)  # warm-up: allocator, k-means init
+    step(model, loss_fn, optimizer, batches[1], monitor, **step_kw)
     with_s, without_s, hook_s, with_cpu, without_cpu = [], [], [], [], []
     for i in range(args.pairs):
         order = (True, False) if i % 2 == 0 else (False, True)  # ABBA
         for j, monitored in enumerate(order):
             x = batches[2 + 2 * i + j]
-            seconds, cpu, hooks = step(model, loss_fn, optimizer, x, monitor if monitored else None)
+            seconds, cpu, hooks = step(model, loss_fn, optimizer, x, monitor if monitored else None, **step_kw)
             (with_s if monitored else without_s).append(seconds)
             (with_cpu if monitored else without_cpu).append(cpu)
             if monitored:
@@ -133,7 +151,8 @@ def overhead(args) -> None:
     amortised = (med_hooks + (med_readback + med_balance) / args.read_every) / med_without
     params = sum(p.numel() for p in model.parameters())
     print(f"\nmonitor overhead, {args.config} codec ({params / 1e6:.2f} M params), batch {args.batch} x {args.seconds:g} s, "
-          f"CPU, {torch.get_num_threads()} thread(s), {args.pairs} interleaved pairs")
+          f"CPU, {torch.get_num_threads()} thread(s), {args.pairs} interleaved pairs, autocast {args.amp}"
+          f"{' + GradScaler' if scaler is not None else ''}")
     print(f"  median step without monitor : {med_without:.3f} s")
     print(f"  median step with monitor    : {med_with:.3f} s")
     print(f"  ratio of medians (wall)     : {med_with / med_without:.4f}   (goal <= 1.03)")
@@ -150,25 +169,34 @@ def host_reads(args) -> None:
     model, loss_fn, optimizer = build("tiny")
     k = args.read_every
     monitor = codecdoctor.Monitor(model, 16000, mode="warn", read_every=k, optimizer=optimizer)
+    scaler = torch.amp.GradScaler("cpu") if args.amp == "fp16" else None
     batches = make_batches(2 * k, 4, 4000, seed=1)
     per_step = []
     for i, x in enumerate(batches):
-        out = model(x)
-        losses = loss_fn(out.audio, x, out.commit_loss)
+        with torch.autocast(x.device.type, dtype=AMP_DTYPES.get(args.amp, torch.float32), enabled=args.amp in AMP_DTYPES):
+            out = model(x)
+            losses = loss_fn(out.audio, x, out.commit_loss)
         with HostReadCounter() as reads:
             monitor.on_batch(x, out.audio, losses)
         optimizer.zero_grad(set_to_none=True)
-        losses["total"].backward()
+        (scaler.scale(losses["total"]) if scaler is not None else losses["total"]).backward()
+        if scaler is not None:
+            scaler.unscale_(optimizer)
         with HostReadCounter() as reads_backward:
             monitor.on_backward(model)
-        optimizer.step()
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
         with HostReadCounter() as reads_step:
-            monitor.on_step()
+            monitor.on_step(scaler)  # the scale and growth tracker are copied on the device (T606)
         per_step.append((i, reads.total + reads_backward.total + reads_step.total, dict(reads.counts)))
     monitor.close()
     read_back_steps = [i for i, n, _ in per_step if n]
     quiet = [n for i, n, _ in per_step if i not in (k, 2 * k)]
-    print(f"\nhost reads inside the hooks, tiny codec, read_every={k}, {len(per_step)} steps:")
+    print(f"\nhost reads inside the hooks, tiny codec, read_every={k}, {len(per_step)} steps, autocast {args.amp}"
+          f"{' + GradScaler' if scaler is not None else ''}:")
     print(f"  steps with any read: {read_back_steps} (scheduled read-backs at steps {k}"
           f"{', ' + str(2 * k) if 2 * k < len(per_step) else ''})")
     print(f"  reads on the other {len(quiet)} steps: total {sum(quiet)}, max {max(quiet) if quiet else 0}")
@@ -232,6 +260,7 @@ def main() -> None:
     parser.add_argument("--read-every", type=int, default=25)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--skip-overhead", action="store_true")
+    parser.add_argument("--amp", choices=("none", "fp16", "bf16"), default="none")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     host_reads(args)

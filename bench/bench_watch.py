@@ -12,10 +12,15 @@ their ratio (goal <= 1.03), the same for process CPU time (steadier on a shared 
 spent inside the hooks per step (median, and the mean including the read-backs), and the cost of one
 read-back.
 
+With --amp fp16 (or bf16) the loop is a mixed-precision one: its forward under
+`torch.autocast(device, dtype)`, the STFT loss in float32 with autocast disabled, and for fp16 a
+`torch.amp.GradScaler` (scale / step / update), so watch's GradScaler wrappers are in the timing too.
+
 On a CUDA machine it then runs watched steps under `torch.cuda.set_sync_debug_mode("error")` and
 counts the steps where the hooks synchronised (scheduled read-backs excluded).
 
-Options: --pairs N (30), --batch B (8), --seconds S (1.0), --read-every K (25), --threads T (1).
+Options: --pairs N (30), --batch B (8), --seconds S (1.0), --read-every K (25), --threads T (1),
+--amp none|fp16|bf16 (none).
 """
 from __future__ import annotations
 
@@ -67,13 +72,25 @@ def stft_loss(y, x):
     return loss
 
 
-def train_step(model, optimizer, x) -> tuple[float, float]:
+AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def train_step(model, optimizer, x, amp: str = "none", scaler=None) -> tuple[float, float]:
     start_cpu, start = time.process_time(), time.perf_counter()
-    y, _ = model(x)
-    loss = (y - x).abs().mean() + (y - x).pow(2).mean() + stft_loss(y, x)
+    with torch.autocast(x.device.type, dtype=AMP_DTYPES.get(amp, torch.float32), enabled=amp in AMP_DTYPES):
+        y, _ = model(x)
+        y = y.float()
+        loss = (y - x).abs().mean() + (y - x).pow(2).mean()
+        with torch.autocast(x.device.type, enabled=False):  # the spectral loss in float32
+            loss = loss + stft_loss(y, x)
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
     return time.perf_counter() - start, time.process_time() - start_cpu
 
 
@@ -120,6 +137,8 @@ def overhead(args) -> None:
     torch.manual_seed(0)
     model = ForeignCodec()
     optimizer = torch.optim.Adam(model.parameters(), 1e-4)
+    scaler = torch.amp.GradScaler("cpu") if args.amp == "fp16" else None
+    step_kw = {"amp": args.amp, "scaler": scaler}
     data = batches(2 * args.pairs + 2, args.batch, int(args.seconds * 16000))
     readbacks: list[float] = []
 
@@ -138,9 +157,9 @@ def overhead(args) -> None:
         return monitor
 
     tap = TimedTap(make_monitor)
-    train_step(model, optimizer, data[0])  # warm-up: allocator, first-call costs
+    train_step(model, optimizer, data[0], **step_kw)  # warm-up: allocator, first-call costs
     tap.install()
-    train_step(model, optimizer, data[1])  # the model is found on this forward
+    train_step(model, optimizer, data[1], **step_kw)  # the model is found on this forward
     tap.remove()
     assert tap.model is model, "the tap did not find the foreign codec"
     tap.monitor.flush()  # the first read-back imports the checks: a one-time cost, not a per-window one
@@ -151,7 +170,7 @@ def overhead(args) -> None:
             if watched:
                 tap.install()
                 TimedTap.spent = 0.0
-            seconds, cpu = train_step(model, optimizer, data[2 + 2 * i + j])
+            seconds, cpu = train_step(model, optimizer, data[2 + 2 * i + j], **step_kw)
             if watched:
                 hook_s.append(TimedTap.spent)
                 tap.remove()
@@ -171,7 +190,7 @@ def overhead(args) -> None:
     params = sum(p.numel() for p in model.parameters())
     print(f"\nwatch overhead on a foreign loop: SEANet-style codec ({params / 1e6:.2f} M params), batch {args.batch} x "
           f"{args.seconds:g} s, CPU, {torch.get_num_threads()} thread(s), {args.pairs} interleaved pairs, "
-          f"read_every {args.read_every}")
+          f"read_every {args.read_every}, autocast {args.amp}{' + GradScaler' if scaler is not None else ''}")
     print(f"  median step without watch   : {med_without:.4f} s")
     print(f"  median step with watch      : {med_with:.4f} s")
     print(f"  ratio of medians (wall)     : {med_with / med_without:.4f}   (goal <= 1.03)")
@@ -225,6 +244,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=1.0)
     parser.add_argument("--read-every", type=int, default=25)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--amp", choices=("none", "fp16", "bf16"), default="none")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     overhead(args)

@@ -75,7 +75,10 @@ def _reconstruct_on_data(adapter: Any, crops, output_bound: str | None, report: 
                          "mel_distance": pm.mel_distance, "gain": pm.gain, "lag_samples": pm.lag_samples,
                          "what_if": pm.what_if, "stoi": pm.stoi, "estoi": pm.estoi, "pesq_wb": pm.pesq_wb,
                          "pesq_nb": pm.pesq_nb, "multiscale_mel_distance": pm.multiscale_mel_distance,
-                         "quality_notes": pm.quality_notes})
+                         "quality_notes": pm.quality_notes,
+                         # per-crop energies: the total SNR's spread over crops (C219) comes from them
+                         "signal_energy": float(np.sum(np.square(refs[-1]))),
+                         "error_energy": float(np.sum(np.square(refs[-1] - ests[-1])))})
         rows.append([subject, pm.snr_db, pm.si_snr_db, pm.lag_samples, pm.gain, found[0].id if found else ""])
     report.add(_dedupe(findings, len(crops)))
     from codecdoctor.report.sections import Table
@@ -124,6 +127,8 @@ def _codes_on_data(adapter: Any, crops, max_level_crops: int = 4) -> QuantizerMe
     sizes = int(stacked.max()) + 1 if sizes is None else sizes
     q = QuantizerMeasurements(levels=level_stats_from_codes(stacked, sizes), source="codes",
                               frames_seen=int(stacked.shape[0] * stacked.shape[-1]))
+    for level, module in zip(q.levels, getattr(adapter, "code_modules", None) or []):
+        level.source_module = module
     samples = sum(int(np.asarray(audio).shape[-1]) for _, audio in crops)
     q.frame_rate_hz = float(adapter.sample_rate) * stacked.shape[-1] / samples if samples else None
     # What each RVQ level adds: decode with the first k levels (needs a decoder that accepts fewer).
@@ -158,8 +163,9 @@ def _stft_setup(info: CheckpointInfo, fft_sizes: Sequence[int] | None,
         sizes = list(info.config.get("mel_fft_sizes") or [])
         if args.get("adversarial"):
             sizes += [n for n in info.config.get("disc_fft_sizes") or [] if n not in sizes]
-        # model/losses.py runs every STFT in float32 with autocast disabled, whatever --amp says
-        return (list(fft_sizes) if fft_sizes else sizes), (dtype or "float32"), device, "codec config"
+        # model/losses.py runs every STFT in float32 with autocast disabled, whatever --amp says: the
+        # autocast run --amp asks for is still measured and kept, but judges a loss this codec does not have
+        return (list(fft_sizes) if fft_sizes else sizes), "float32", device, "codec config"
     if fft_sizes:
         return list(fft_sizes), dtype, device, "--fft-sizes"
     if info.architecture in KNOWN_LOSS_FFT_SIZES:
@@ -180,7 +186,7 @@ def check_checkpoint(path: str | Path, *, data: str | Path | None = None, model:
     for a single such file; a folder is checked file by file (`measurements.checkpoints[]`) and an
     unreadable file in it is a C200 finding, the rest still checked. `model` is `path/to/file.py:Name` or `pkg.module:Name` (see
     codecdoctor.measure.adapters); a SPEC that does not import or cannot be built raises InputError."""
-    from codecdoctor.measure.stft_risk import measure_stft
+    from codecdoctor.measure.stft_risk import loudest_crops, measure_stft
 
     path = Path(path)
     if path.is_dir():
@@ -249,8 +255,13 @@ def check_checkpoint(path: str | Path, *, data: str | Path | None = None, model:
         eps = loss_eps if loss_eps is not None else 1e-5  # model/losses.py clamps mels at 1e-5; EnCodec/DAC use 1e-5
         reference = crops[0][1][0] if crops else None
         sr = int(getattr(adapter, "sample_rate", 0) or (info.config or {}).get("sample_rate") or 16000)
+        autocast = _AMP_DTYPES.get(str(amp).lower()) if amp else None
+        if autocast in ("float16", "bfloat16") and crops:
+            # --amp: the loss really runs under torch.autocast on the loudest crops (S501-S503 measured)
+            reference = loudest_crops([audio for _, audio in crops])
         sm = measure_stft(peak, sizes, eps=eps, stft_dtype=stft_dtype, device=device, source=source,
-                          reference=reference, sample_rate=sr)
+                          reference=reference, sample_rate=sr,
+                          autocast=autocast if autocast in ("float16", "bfloat16") and crops else None)
         run = run_checks("stft", sm)
         report.add(_judge_precision_unknown(run.findings, m, stft_dtype), run.checks_run, run.notes)
         report.measurements["stft"] = sm
@@ -270,9 +281,14 @@ def check_checkpoint(path: str | Path, *, data: str | Path | None = None, model:
         except Exception as exc:  # noqa: BLE001 - a model that fails at run time: say so, keep static results
             report.notes.append(f"dynamic checks stopped: the model failed at run time "
                                 f"({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''})")
+    if report.measurements.get("reconstruction"):
+        _validation_gap(info, m, data, report)
     report.measurements["model_built"] = adapter is not None
     report.measurements["static"] = m
     _static_sections(report, m, levels)
+    from codecdoctor.diagnose import rank_root_causes
+
+    report.findings = rank_root_causes(report.findings)
     return report
 
 
@@ -327,10 +343,13 @@ def _dynamic(adapter: Any, m: CheckpointMeasurements, crops, probes: bool, repor
         report.measurements["reconstruction"] = _reconstruct_on_data(adapter, crops, m.output_bound, report)
         q = _codes_on_data(adapter, crops)
         if q is not None:
+            _buffers_as_second_opinion(q, report.measurements.get("quantizer") or [],
+                                       getattr(adapter, "code_modules", None) or [])
             run = run_checks("quantizer", q, only=("Q401", "Q402", "Q405"))
             for f in run.findings:
                 f.subject = f"codes on data: {f.subject}"
-            report.add(run.findings, run.checks_run, run.notes)
+            _codes_first(report, run.findings)
+            report.add([], run.checks_run, run.notes)
             # DAC's compute_entropy: the bits per frame the codes really carry, and that times the
             # frame rate as the effective bitrate (an entropy coder's rate) next to the nominal one
             entropy = sum(lv.entropy_bits or 0.0 for lv in q.levels)
@@ -341,6 +360,41 @@ def _dynamic(adapter: Any, m: CheckpointMeasurements, crops, probes: bool, repor
                 "frame_rate_hz": rate, "entropy_bits_per_frame": entropy, "nominal_bits_per_frame": nominal,
                 "effective_bitrate_bps": entropy * rate if rate else None,
                 "nominal_bitrate_bps": nominal * rate if rate else None}
+
+
+def _validation_gap(info: CheckpointInfo, m: CheckpointMeasurements, data, report: Report) -> None:
+    """C219: the checkpoint's saved validation SNR against the SNR just measured on `data`."""
+    from codecdoctor.measure.heldout import measure_validation_gap
+
+    raw = info.raw if isinstance(info.raw, dict) else {}
+    gap = measure_validation_gap(m.history, info.train_args, raw.get("validation_split"), data,
+                                 report.measurements["reconstruction"])
+    report.measurements["validation_gap"] = gap.to_dict()
+    run = run_checks("checkpoint", gap, level="heldout")
+    report.add(run.findings, run.checks_run)
+
+
+def _codes_first(report: Report, found: list[Finding]) -> None:
+    """Put the findings on the codes measured on data before what the buffers say; which
+    reconstruction findings a measured collapse explains is `diagnose.rank_root_causes`'s job."""
+    first_buffer = next((i for i, f in enumerate(report.findings) if f.id.startswith("Q4")), len(report.findings))
+    report.findings[first_buffer:first_buffer] = found
+
+
+def _buffers_as_second_opinion(q: QuantizerMeasurements, buffer_levels: list[dict], code_modules: list[str]) -> None:
+    """Give each level measured on data the perplexity the checkpoint's EMA buffers read for it:
+    by module name when the codes came from a named quantizer module, else by position when both
+    count the same levels."""
+    ema = [lv for lv in buffer_levels if lv.get("source") in ("ema", "counts") and lv.get("perplexity") is not None]
+    by_name = {lv["name"]: lv for lv in ema}
+    same_count = len(ema) == len(q.levels)
+    for index, level in enumerate(q.levels):
+        module = code_modules[index] if index < len(code_modules) else None
+        match = next((by_name[n] for n in by_name if module and (n == module or n.startswith(module + "."))), None)
+        if match is None and same_count:
+            match = ema[index]
+        if match is not None:
+            level.buffer_perplexity = float(match["perplexity"])
 
 
 def _static_sections(report: Report, m: CheckpointMeasurements, levels) -> None:

@@ -1,15 +1,15 @@
 """`compare(ref, est)`: differential diagnosis of a reconstruction, for two files, two folders of
 files paired by relative path, or two arrays.
 
-Each pair is streamed: `measure.pair_stream` reads it in blocks (two passes and a few seeks; memory
-does not grow with the length, an hour-long pair included) and gives the same `PairMeasurements`
-as the whole-file `measure_pair`, which the R3xx checks judge (`diagnose.judge_pair`). Every pair
-takes that one path, short or long: tests/test_compare_stream.py holds the two equal on the
-diagnosis gallery. Bad input never stops the run: an unreadable file, a missing counterpart, a
-silent reference, a rate or channel mismatch each become a finding and the other pairs are still
-compared; a file that cannot be read past some point is scored up to there, and an R315 finding
-names the offset. Only a path that does not exist, or a REF/EST combination that cannot be
-paired, is an `InputError`.
+Each pair is streamed: the one pair engine (`measure.pair`) reads it in blocks (two passes and a
+few seeks; memory does not grow with the length, an hour-long pair included) and gives the
+`PairMeasurements` the R3xx checks judge (`diagnose.judge_pair`), the same engine `measure_pair`
+runs over arrays. Every pair takes that one path, short or long: tests/test_compare_stream.py
+holds it to a whole-file reference on the diagnosis gallery. Bad input never stops the run: an
+unreadable file, a missing counterpart, a silent reference, a rate or channel mismatch each become
+a finding and the other pairs are still compared; a file that cannot be read past some point is
+scored up to there, and an R315 finding names the offset. Only a path that does not exist, or a
+REF/EST combination that cannot be paired, is an `InputError`.
 """
 from __future__ import annotations
 
@@ -26,8 +26,14 @@ from codecdoctor.core.errors import InputError
 from codecdoctor.core.findings import Finding, Report
 from codecdoctor.core.registry import finding, internal_errors, run_checks
 from codecdoctor.diagnose import judge_pair
-from codecdoctor.measure.pair import PairMeasurements, chunk_set_from_energies
-from codecdoctor.measure.pair_stream import ArraySource, ChunkEnergies, FileSource, measure_pair_stream
+from codecdoctor.measure.pair import (
+    ArraySource,
+    ChunkEnergies,
+    FileSource,
+    PairMeasurements,
+    chunk_set_from_energies,
+    measure_pair_stream,
+)
 
 # A single pair is scored per second for R313: one second is the usual validation crop.
 CHUNK_SECONDS = 1.0

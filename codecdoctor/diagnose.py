@@ -21,6 +21,10 @@ another says so and ranks below it. Concretely (`order_findings`):
    explainer, says so in its message, and the explainer takes the explained finding's severity
    when that is higher (the report lists worst first, so the cause must not rank below its effect).
 5. R301 (negative SNR) names every cause above it.
+6. Across the checks of one report (`rank_root_causes`, used by `check-ckpt` and the monitor's
+   report) the same mechanism links findings of different scopes: a measured quantizer collapse
+   (Q402 / Q401 from emitted codes, T607: a level emitting at most 2 codes) explains R314, R301
+   and T608; it ranks first, and they say "Explained by <ID>".
 
 Shared by `compare`, `check-ckpt --data` and the live monitor's T608.
 """
@@ -103,7 +107,7 @@ def order_findings(findings: Sequence[Finding], m: PairMeasurements | None = Non
 
     ordered = sorted(findings, key=functools.cmp_to_key(compare))
     if m is not None:
-        ordered = _apply_explanations(ordered, m)
+        ordered = _apply_explanations(ordered, explanations(ordered, m))
     return sorted(ordered, key=lambda f: -int(f.severity))
 
 
@@ -128,26 +132,98 @@ def explanations(findings: Sequence[Finding], m: PairMeasurements) -> dict[str, 
     return out
 
 
-def _apply_explanations(ordered: list[Finding], m: PairMeasurements) -> list[Finding]:
-    links = explanations(ordered, m)
+def _apply_explanations(ordered: list[Finding], links: dict[str, str]) -> list[Finding]:
+    """Every finding of an explained ID says which finding explains it and moves right below the
+    first finding of its cause, which says what it explains and takes the explained finding's
+    severity when that is higher. `links`: {explained ID: explaining ID}, no chains. Applying the
+    same links again changes nothing (a report may be ranked more than once)."""
+    links = {e: c for e, c in links.items() if c not in links}
+    first: dict[str, Finding] = {}
+    for f in ordered:
+        first.setdefault(f.id, f)
+    links = {e: c for e, c in links.items() if e in first and c in first}
     if not links:
         return ordered
-    by_id = {f.id: f for f in ordered}
     for explained_id, cause_id in links.items():
-        explained, cause = by_id[explained_id], by_id[cause_id]
-        explained.message += f" Explained by {cause_id} ({cause.title.lower()}, see above)."
-        cause.message += f" It explains {explained_id} ({explained.title.lower()})."
-        if explained.severity > cause.severity:
-            cause.severity = explained.severity
+        cause = first[cause_id]
+        for explained in (f for f in ordered if f.id == explained_id):
+            if explained.evidence.get("explained_by") != cause_id:
+                explained.message += f" Explained by {cause_id} ({cause.title.lower()}, see above)."
+                explained.evidence["explained_by"] = cause_id
+            if explained.severity > cause.severity:
+                cause.severity = explained.severity
+        explains = cause.evidence.setdefault("explains", [])
+        if explained_id not in explains:
+            explains.append(explained_id)
+            cause.message += f" It explains {explained_id} ({first[explained_id].title.lower()})."
     result = [f for f in ordered if f.id not in links]
     for explained_id in sorted(links, key=lambda i: _rank(i)):
         # right below its cause (and below anything the cause already pulled under it)
-        cause_index = next(i for i, f in enumerate(result) if f.id == links[explained_id])
+        cause_index = next(i for i, f in enumerate(result) if f is first[links[explained_id]])
         insert_at = cause_index + 1
         while insert_at < len(result) and links.get(result[insert_at].id) == links[explained_id]:
             insert_at += 1
-        result.insert(insert_at, by_id[explained_id])
+        result[insert_at:insert_at] = [f for f in ordered if f.id == explained_id]
     return result
+
+
+# ---- root causes across checks: a report's findings --------------------------------------------
+
+# A level that emits at most this many distinct codes passes at most one bit per frame: the
+# decoder gets a constant (or a sign) from it (issue of a k-means blow-up: every RVQ level emitted
+# one code on held-out audio while the EMA buffers still read perplexity 108-146).
+COLLAPSED_LEVEL_CODES = 2
+# Measured collapse findings: codes on data (check-ckpt) and codebook usage under training (watch).
+COLLAPSE_CHECKS = ("Q402", "Q401", "T607")
+# What a quantizer that emits one code per level explains: an output unrelated to the input, a
+# negative SNR, an output whose level no longer follows the input's (silent or collapsed, spectrally
+# close but incoherent) and the training's low validation SNR.
+EXPLAINED_BY_COLLAPSE = ("R314", "R301", "R305", "R312", "T608")
+
+
+def measured_collapse(f: Finding) -> bool:
+    """A collapse finding whose level was measured to emit at most COLLAPSED_LEVEL_CODES codes
+    (from the codes the quantizer emitted, not from EMA buffers alone)."""
+    if f.id not in COLLAPSE_CHECKS or f.evidence.get("source") not in (None, "codes"):
+        return False
+    for key in ("distinct_codes", "codes_emitted", "used", "perplexity"):
+        # one level's number, or one per level when a finding groups the levels it names
+        value = f.evidence.get(key)
+        values = value if isinstance(value, (list, tuple)) else [value]
+        numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        if numbers and len(numbers) == len(values):
+            return max(numbers) <= COLLAPSED_LEVEL_CODES
+    return False
+
+
+def cross_check_explanations(findings: Sequence[Finding]) -> dict[str, str]:
+    """{explained ID: explaining ID} across checks of one report: a measured quantizer collapse
+    (Q402 / Q401 on codes, T607) explains R314, R301 and T608. With one code per level the decoder
+    receives a constant, so its output cannot follow the input; the collapse is the mechanism, the
+    unrelated output and the negative SNR its symptoms."""
+    collapse = next((f for f in findings if measured_collapse(f)), None)
+    if collapse is None:
+        return {}
+    present = {f.id for f in findings}
+    return {explained: collapse.id for explained in EXPLAINED_BY_COLLAPSE if explained in present}
+
+
+def rank_root_causes(findings: Sequence[Finding]) -> list[Finding]:
+    """A report's findings, root causes first: each cause found across checks (see
+    `cross_check_explanations`) moves to the front with the findings it explains right below it,
+    which say "Explained by <ID>"; the rest keep their order. A report lists worst first with a
+    stable sort, so within one severity the cause is listed first."""
+    ordered = list(findings)
+    links = cross_check_explanations(ordered)
+    if not links:
+        return ordered
+    ordered = _apply_explanations(ordered, links)
+    causes = set(links.values())
+    cause = next(f for f in ordered if f.id in causes)
+    siblings = [f for f in ordered if f.id in causes and f is not cause]   # e.g. the other collapsed levels
+    explained = [f for f in ordered if f.id in links]
+    rest = [f for f in ordered if f.id not in causes and f.id not in links]
+    return [cause] + siblings + explained + rest
 
 
 def diagnose_pair(ref: Any, est: Any, sample_rate: int, subject: str | None = None,

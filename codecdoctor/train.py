@@ -130,6 +130,8 @@ def train(request: TrainRequest, *, callbacks: list[Any] | None = None,
         raise InputError(f"--checks must be one of {', '.join(CHECK_MODES)}, got {request.checks!r}")
     if not Path(request.data_dir).exists():  # a folder, a WebDataset .tar shard or a lhotse manifest
         raise InputError(f"data folder not found: {request.data_dir}")
+    if request.val_dir and not Path(request.val_dir).exists():
+        raise InputError(f"--val_dir: validation folder not found: {request.val_dir}")
     for name in ("batch_size", "num_epochs"):
         if getattr(request, name) < 1:
             raise InputError(f"--{name} must be at least 1")
@@ -144,6 +146,7 @@ def train(request: TrainRequest, *, callbacks: list[Any] | None = None,
 
     report = Report(command="train", args={f.name: getattr(request, f.name) for f in fields(request)})
     report.notes.extend(f"data: {w}" for w in trainer.source.warnings)
+    report.notes.append(f"validation: {trainer.source.split.get('description', 'unknown')}")
     event_log = trainer.exp_dir / "events.jsonl"
     monitor = _load_monitor(trainer, request, event_log if trainer.is_main else None, report.notes)
     if monitor is not None:
@@ -205,7 +208,7 @@ def train(request: TrainRequest, *, callbacks: list[Any] | None = None,
         "quantizer": trainer.model.usage(),
         "data": {"files": len(trainer.source.files), "train_seconds": trainer.source.train_seconds,
                  "validation_crops": int(trainer.validation_set.shape[0]) if trainer.validation_set is not None else 0,
-                 "warnings": list(trainer.source.warnings)},
+                 "warnings": list(trainer.source.warnings), "validation": dict(trainer.source.split)},
     }
     report.fatal = write_failure  # the run could not go on: the report is kept, the command exits 2
     return report  # its history table and curves are drawn from the measurements (report/figures/train.py)

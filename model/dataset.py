@@ -2,8 +2,12 @@
 
 - Every audio file under the folder is opened once with `soundfile.info` (header only). Unreadable
   or empty files are skipped with a warning naming them.
-- Each file's tail (`val_fraction`, at least one crop) is held out for validation; validation crops
-  are cut from it at fixed positions, so every epoch scores the same audio.
+- Validation is held out by utterance when the corpus allows it (`split` says how, in words too):
+  a separate folder (`val_dir`); else whole files, when several files make up the validation
+  share (`val_fraction`, at least one crop) without spending more than `WHOLE_FILE_MAX_SHARE` of
+  the audio on it; else the tail of each file, with a gap of `gap_samples` (the trainer passes the
+  codec's receptive field) that no training crop reaches into. Validation crops are cut at fixed
+  positions, so every epoch scores the same audio.
 - A training crop is a pure function of (seed, global index): resuming at step k reproduces exactly
   the batches an uninterrupted run would have seen, with any number of loader workers.
 - A file whose rate differs from the model's is resampled per crop (torchaudio), with one warning
@@ -18,6 +22,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import json
 import math
@@ -37,6 +42,12 @@ AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".aifc", "
 
 TAR_SUFFIX = ".tar"
 MANIFEST_SUFFIXES = (".jsonl", ".jsonl.gz")
+# Whole files are held out only while they cost at most this share of the audio (or twice the
+# asked `val_fraction` when that is larger): a corpus of four equal files would otherwise train on
+# 75%. Beyond it, each file's tail is held out instead.
+WHOLE_FILE_MAX_SHARE = 0.2
+# frames hashed per file to recognise a validation file that is a copy of a training file
+_FINGERPRINT_FRAMES = 4096
 
 
 class DataError(ValueError):
@@ -166,11 +177,15 @@ class CropSource:
     min_crop_rms_db: float | None = None  # skip near-silent training crops (None = keep all)
     seed: int = 0
     on_warning: Callable[[str], None] | None = None
+    val_dir: Path | None = None  # a separate validation folder (every file under data_dir trains)
+    gap_samples: int = 0  # at the model's rate: between a file's training and validation regions
     files: list[AudioFile] = field(default_factory=list, init=False)
     warnings: list[str] = field(default_factory=list, init=False)
+    split: dict = field(default_factory=dict, init=False)  # how validation was held out (see _describe)
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
+        self.val_dir = Path(self.val_dir) if self.val_dir else None
         if self.short_files not in ("pad", "skip"):
             raise ValueError("short_files must be 'pad' or 'skip'")
         self._scan()
@@ -181,10 +196,9 @@ class CropSource:
             self.on_warning(message)
 
     # -- discovery ---------------------------------------------------------------------------
-    def _sources(self) -> list[_Source]:
+    def _sources(self, root: Path) -> list[_Source]:
         """Every training item: audio files and tar shard members under a folder, one shard, or
         the recordings / cuts of a lhotse manifest."""
-        root = self.data_dir
         try:
             if root.is_file() and root.name.lower().endswith(MANIFEST_SUFFIXES):
                 return _lhotse_sources(root)
@@ -207,7 +221,18 @@ class CropSource:
         return out
 
     def _scan(self) -> None:
-        candidates = self._sources()
+        self.files = self._read_headers(self.data_dir)
+        if self.val_dir is not None:
+            self._split_val_dir()
+        else:
+            self._split()
+        if not any(f.train_stop > 0 for f in self.files):
+            raise DataError(f"no training audio left under {self.data_dir} after holding out validation")
+
+    def _read_headers(self, root: Path) -> list[AudioFile]:
+        """Every usable item under `root` (headers only), with one warning per kind of problem."""
+        candidates = self._sources(root)
+        files: list[AudioFile] = []
         unreadable, empty, other_rate, short, multi = [], [], [], [], []
         for source in candidates:
             rel = source.rel
@@ -237,8 +262,8 @@ class CropSource:
                 short.append(rel)
                 if self.short_files == "skip":
                     continue
-            self.files.append(AudioFile(source.path, rel, int(info.frames), int(info.samplerate), int(info.channels),
-                                        int(info.frames), None, source=source, offset=offset))
+            files.append(AudioFile(source.path, rel, int(info.frames), int(info.samplerate), int(info.channels),
+                                   int(info.frames), None, source=source, offset=offset))
         if unreadable:
             self._warn(f"skipped {len(unreadable)} unreadable file(s): {_names(unreadable)}")
         if empty:
@@ -253,38 +278,141 @@ class CropSource:
             action = "zero-padded to one crop" if self.short_files == "pad" else "skipped"
             self._warn(f"{len(short)} file(s) shorter than one {self.segment_samples / self.sample_rate:.2f} s crop "
                        f"{action}: {_names(short)}")
-        if not self.files:
+        if not files:
             found = f"{len(candidates)} audio-named file(s), none usable" if candidates else "no audio files"
-            raise DataError(f"{found} under {self.data_dir}")
-        self._split()
+            raise DataError(f"{found} under {root}")
+        return files
 
     def _src_len(self, n_target: int, rate: int) -> int:
         return int(math.ceil(n_target * rate / self.sample_rate))
 
+    # -- holding out validation ---------------------------------------------------------------
     def _split(self) -> None:
+        """Whole files when several make up the validation share cheaply, else each file's tail
+        behind a gap, else (several files, all too short for a tail) whole files at any share."""
+        if len(self.files) > 1 and self._hold_out_whole_files(max(WHOLE_FILE_MAX_SHARE, 2 * self.val_fraction)):
+            return
+        if self._hold_out_tails():
+            return
+        if len(self.files) > 1 and self._hold_out_whole_files(1.0):
+            return
+        only = self.files[0]
+        only.val_start = 0
+        self._warn(f"{only.rel} is the only file and too short to hold out a region of it: validation overlaps training")
+        self._describe("overlap", [only], shared=[only.rel])
+
+    def _hold_out_whole_files(self, max_share: float) -> bool:
+        """The fewest evenly spread files whose audio reaches `val_fraction` of the corpus (at least
+        one crop), leaving at least one file to train on; False when that costs more than
+        `max_share` of the audio."""
+        seconds = [f.frames / f.sample_rate for f in self.files]
+        total = sum(seconds)
+        target = max(self.val_fraction * total, self.segment_samples / self.sample_rate)
+        n = len(self.files)
+        for count in range(1, n):
+            chosen = sorted({min(n - 1, int((j + 0.5) * n / count)) for j in range(count)})
+            held = sum(seconds[i] for i in chosen)
+            if held >= target or count == n - 1:
+                break
+        if held > max_share * total:
+            return False
+        for i in chosen:
+            self.files[i].val_start, self.files[i].train_stop = 0, 0
+        self._describe("files", [self.files[i] for i in chosen])
+        return True
+
+    def _hold_out_tails(self) -> bool:
+        """The last `val_fraction` (at least one crop) of every file long enough for a training
+        crop, the gap and a validation crop; training crops end a gap before it."""
+        held = []
         for f in self.files:
             crop = self._src_len(self.segment_samples, f.sample_rate)
-            if f.frames >= 2 * crop:
-                val_len = max(crop, int(f.frames * self.val_fraction))
-                val_len = min(val_len, f.frames - crop)
-                f.val_start = f.frames - val_len
-                f.train_stop = f.val_start
-        if not any(f.val_start is not None for f in self.files):
-            # every file is shorter than two crops: hold out whole files instead (every 10th, >= 1)
-            if len(self.files) > 1:
-                for f in self.files[::10][: max(1, len(self.files) // 10)]:
-                    f.val_start, f.train_stop = 0, 0
-            else:
-                only = self.files[0]
-                only.val_start = 0
-                self._warn(f"{only.rel} is the only file and shorter than two crops: validation overlaps training")
-        if not any(f.train_stop > 0 for f in self.files):
-            raise DataError(f"no training audio left under {self.data_dir} after holding out validation")
+            gap = self._src_len(self.gap_samples, f.sample_rate) if self.gap_samples else 0
+            if f.frames < 2 * crop + gap:
+                continue
+            val_len = min(max(crop, int(f.frames * self.val_fraction)), f.frames - crop - gap)
+            f.val_start = f.frames - val_len
+            f.train_stop = f.val_start - gap
+            held.append(f)
+        if held:
+            self._describe("regions", held, shared=[f.rel for f in held])
+        return bool(held)
+
+    def _split_val_dir(self) -> None:
+        """Every file under data_dir trains; validation comes from val_dir. Files of val_dir that
+        also lie under data_dir are left out of training; copies (same samples) are named."""
+        val_root = self.val_dir.resolve()
+        try:
+            val_files = self._read_headers(self.val_dir)
+        except DataError as exc:
+            raise DataError(f"validation folder: {exc}") from None
+        inside = [f for f in self.files if f.path.resolve().is_relative_to(val_root)]
+        if inside:
+            self.files = [f for f in self.files if f not in inside]
+            self._warn(f"{len(inside)} file(s) of the validation folder lie under the data folder; "
+                       f"left out of training: {_names([f.rel for f in inside])}")
+        for f in val_files:
+            f.val_start, f.train_stop = 0, 0
+        copies = self._copies(val_files)
+        if copies:
+            self._warn(f"the validation folder shares {len(copies)} file(s) with training (same samples): "
+                       f"{_names(copies)}; validation is not held out for them")
+        self.files.extend(val_files)
+        self._describe("val_dir", val_files, shared=copies)
+
+    def _fingerprint(self, f: AudioFile) -> tuple:
+        """(frames, rate, hash of samples from the middle): equal for a file and its copy in any
+        lossless container."""
+        with (f.source.open() if f.source is not None else sf.SoundFile(str(f.path))) as handle:
+            handle.seek(f.offset + max(0, f.frames // 2 - _FINGERPRINT_FRAMES // 2))
+            block = handle.read(min(f.frames, _FINGERPRINT_FRAMES), dtype="float32", always_2d=True)
+        return f.frames, f.sample_rate, hashlib.blake2b(np.ascontiguousarray(block).tobytes()).hexdigest()
+
+    def _copies(self, val_files: list[AudioFile]) -> list[str]:
+        """Validation files whose samples a training file also holds (only same-length pairs are read)."""
+        lengths = {(f.frames, f.sample_rate) for f in self.files}
+        candidates = [f for f in val_files if (f.frames, f.sample_rate) in lengths]
+        if not candidates:
+            return []
+        try:
+            train = {self._fingerprint(f) for f in self.files if (f.frames, f.sample_rate) in
+                     {(v.frames, v.sample_rate) for v in candidates}}
+            return [f"{f.rel} = a training file" for f in candidates if self._fingerprint(f) in train]
+        except Exception:  # a file that cannot be read again: its crops will say so
+            return []
+
+    def _describe(self, method: str, held: list[AudioFile], shared: list[str] = ()) -> None:
+        """`split`: how validation was held out, in numbers and in one sentence for the report."""
+        seconds = sum((f.frames - (f.val_start or 0)) / f.sample_rate for f in held)
+        gap_s = self.gap_samples / self.sample_rate
+        sentence = {
+            "files": f"held out by whole files: {len(held)} of {len(self.files)} files ({seconds:.1f} s) "
+                     "never trained on",
+            "regions": f"held out by region: the last {seconds:.1f} s of {len(held)} file(s), "
+                       f"{self.gap_samples} samples ({gap_s:.2f} s, one receptive field) after the last "
+                       "training sample; validation shares these recordings with training (pass --val_dir "
+                       "or several files to hold out by utterance)",
+            "val_dir": f"a separate validation folder: {len(held)} file(s) ({seconds:.1f} s) from {self.val_dir}",
+            "overlap": "not held out: validation is the training audio itself",
+        }[method]
+        if method == "val_dir" and shared:
+            sentence += f"; {len(shared)} of them are also training files"
+        self.split = {"method": method, "description": sentence, "validation_files": [f.rel for f in held],
+                      "validation_seconds": seconds,
+                      "gap_samples": self.gap_samples if method == "regions" else 0,
+                      "shares_files_with_training": bool(shared), "shared_files": list(shared),
+                      # absolute, so a reader elsewhere can tell whether its data was trained on
+                      "data_dir": str(self.data_dir.resolve()),
+                      "val_dir": str(self.val_dir.resolve()) if self.val_dir is not None else None}
 
     # -- reading ------------------------------------------------------------------------------
     @property
     def train_files(self) -> list[AudioFile]:
         return [f for f in self.files if f.train_stop > 0]
+
+    @property
+    def validation_files(self) -> list[AudioFile]:
+        return [f for f in self.files if f.val_start is not None]
 
     @property
     def train_seconds(self) -> float:

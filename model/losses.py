@@ -3,8 +3,13 @@ STFT discriminator (hinge loss + feature matching).
 
 Every STFT runs in float32 with autocast disabled: under fp16 a full-scale 1024-point frame has
 |X|² up to ~2.6e5 (above the fp16 max of 65504), and log(eps) with eps = 1e-5 underflows to 0 → -inf.
+Autocast itself leaves torch.stft in float32 but casts the mel projection (a matmul) to float16 on
+CPU and CUDA alike, so an unguarded power-mel loss overflows exactly there; `half_precision_guard=
+False` keeps that unguarded form for tests that show the guard's effect.
 """
 from __future__ import annotations
+
+import contextlib
 
 import torch
 import torch.nn.functional as F
@@ -27,22 +32,31 @@ class MultiScaleMelLoss(nn.Module):
     loss optimises is the mel distance the reports show.
     """
 
-    def __init__(self, sample_rate: int, fft_sizes, mel_bins, clamp: float = 1e-5):
+    def __init__(self, sample_rate: int, fft_sizes, mel_bins, clamp: float = 1e-5, *, power: float = 1.0,
+                 half_precision_guard: bool = True):
         super().__init__()
         self.clamp = clamp
+        # False: the mel projection and log follow the surrounding autocast (the STFT input is still
+        # cast to float32: CPUs have no half-precision FFT)
+        self.half_precision_guard = half_precision_guard
         mels = []
         for n_fft, n_mels in zip(fft_sizes, mel_bins):
             mels.append(torchaudio.transforms.MelSpectrogram(
                 sample_rate=sample_rate, n_fft=n_fft, win_length=n_fft, hop_length=n_fft // 4,
-                n_mels=n_mels, power=1.0, center=True, norm="slaney", mel_scale="htk"))
+                n_mels=n_mels, power=power, center=True, norm="slaney", mel_scale="htk"))
         self.mels = nn.ModuleList(mels)
 
+    def _precision(self, device: torch.device):
+        if self.half_precision_guard:
+            return torch.autocast(device_type=device.type, enabled=False)
+        return contextlib.nullcontext()
+
     def log_mel(self, x: torch.Tensor, scale: int) -> torch.Tensor:
-        with torch.autocast(device_type=x.device.type, enabled=False):
+        with self._precision(x.device):
             return torch.log10(self.mels[scale](_fp32(x)).clamp(min=self.clamp))
 
     def forward(self, est: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(device_type=est.device.type, enabled=False):
+        with self._precision(est.device):
             est, ref = _fp32(est), _fp32(ref)
             total = est.new_zeros(())
             for i in range(len(self.mels)):

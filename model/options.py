@@ -12,6 +12,9 @@ class TrainOptions:
     of `codecdoctor train` (generated from this class: declared once, here)."""
 
     data_dir: str = field(metadata={"help": "Folder of audio files (searched recursively)."})
+    val_dir: str | None = field(default=None, metadata={
+        "help": "Folder of validation audio, never trained on (default: whole files of DATA_DIR when it has "
+                "several, else the tail of each file behind a gap of one receptive field)."})
     checkpoint_dir: str = field(default="checkpoints", metadata={
         "help": "Checkpoints go to CHECKPOINT_DIR/EXPERIMENT_NAME/{last,best}.pt."})
     experiment_name: str = field(default="codec", metadata={"help": "Name of this run (a folder under CHECKPOINT_DIR)."})
@@ -35,7 +38,7 @@ class TrainOptions:
     max_minutes: float | None = field(default=None, metadata={"help": "Stop after this many minutes of this run."})
     save_every: int | None = field(default=None, metadata={"help": "Also write last.pt every N steps."})
     amp: str | None = field(default=None, metadata={
-        "help": "Mixed precision (fp16 needs CUDA and uses a GradScaler).", "choices": ("bf16", "fp16")})
+        "help": "Mixed precision autocast on the model's device (fp16 uses a GradScaler).", "choices": ("bf16", "fp16")})
     adversarial: bool = field(default=False, metadata={"help": "Add the multi-scale STFT discriminator."})
     adversarial_start_step: int = 0
     weight_ema_decay: float | None = field(default=0.99, metadata={

@@ -11,6 +11,9 @@ With `weight_ema_decay` (default 0.99) validation scores, and checkpoints delive
 exponential moving average of the weights (the live weights a resumed run continues from are
 "train_weights"). Validation SNR (`val_snr_db` in the history) is energy-weighted over the whole
 validation set: 10 log10(total signal energy / total error energy), not a mean of per-crop dB.
+That set is held out by utterance when the data allows it (dataset.CropSource: a --val_dir, whole
+files, or each file's tail behind a gap of one receptive field); checkpoints save how as
+"validation_split".
 
 Callbacks: any object with some of `on_batch(x, y, losses)` (after the forward), `on_backward(model)`
 (after backward, gradients unscaled, before clipping), `on_step(scaler=None)` (after the optimizer
@@ -42,6 +45,7 @@ from .dataset import CropSource, StepBatchSampler, TrainCropDataset
 from .losses import MultiScaleSTFTDiscriminator, ReconstructionLoss, discriminator_hinge_loss, generator_adversarial_losses
 from .options import TrainOptions
 from .quantizer import codebook_decay_at
+from .receptive import receptive_field_samples
 
 
 class TrainSetupError(ValueError):
@@ -121,7 +125,8 @@ class Trainer:
                                  segment_samples=int(round(options.segment_seconds * config.sample_rate)),
                                  val_fraction=options.val_fraction, max_val_crops=options.max_val_crops,
                                  strict_rate=options.strict_rate, short_files=options.short_files,
-                                 min_crop_rms_db=options.min_crop_rms_db, seed=options.seed)
+                                 min_crop_rms_db=options.min_crop_rms_db, seed=options.seed,
+                                 val_dir=options.val_dir, gap_samples=receptive_field_samples(config))
         crops_per_epoch = max(1, int(self.source.train_seconds / options.segment_seconds))
         self.steps_per_epoch = options.steps_per_epoch or max(1, crops_per_epoch // (options.batch_size * self.world_size))
         # the lr schedule is planned over all epochs; --max-steps / --max-minutes only stop the run
@@ -140,7 +145,9 @@ class Trainer:
             self.discriminator = MultiScaleSTFTDiscriminator(config).to(self.device)
             self.disc_optimizer = torch.optim.AdamW(self.discriminator.parameters(), lr=options.learning_rate,
                                                     betas=options.betas, weight_decay=options.weight_decay)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=(options.amp == "fp16"))
+        # the scaler lives on the model's device: torch.amp runs float16 autocast and GradScaler for
+        # real on the CPU too, so `--amp fp16` takes this one code path everywhere
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=(options.amp == "fp16"))
         self.ema_model = self._new_ema_model()
         self.step = 0
         self.history: list[dict] = []
@@ -219,8 +226,6 @@ class Trainer:
             return
         if amp not in ("bf16", "fp16"):
             raise TrainSetupError(f"--amp must be bf16 or fp16, got {amp!r}")
-        if amp == "fp16" and self.device.type != "cuda":
-            raise TrainSetupError("--amp fp16 needs a CUDA device (on CPU use --amp bf16)")
 
     def _check_writable(self) -> None:
         try:
@@ -289,6 +294,8 @@ class Trainer:
             "epoch": self.step // self.steps_per_epoch,
             "steps_per_epoch": self.steps_per_epoch,
             "history": list(self.history),
+            # how the validation behind history's val_snr_db was held out (check-ckpt's C219 reads it)
+            "validation_split": dict(self.source.split),
             "best_val_snr_db": self.best_val_snr_db,
             "epoch_sums": dict(self._epoch_sums),
             "epoch_count": self._epoch_count,

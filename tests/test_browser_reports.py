@@ -11,7 +11,9 @@ from browser_cdp import find_chromium, load_page
 
 from codecdoctor.core.findings import Finding, Report, Severity
 from codecdoctor.report import html as html_view
-from codecdoctor.report.plots import figure_section, new_figure
+from codecdoctor.report.raster import heatmap_data_uri
+from codecdoctor.report.sections import Figure
+from codecdoctor.report.svg import Axis, Chart
 
 pytestmark = pytest.mark.skipif(find_chromium() is None, reason="chromium not installed (apt install chromium)")
 
@@ -26,9 +28,12 @@ def _hostile_report() -> Report:
         report.findings.append(Finding(id="D103", severity=Severity.ERROR, title="t " + name,
                                        message=f"file {name} has \"&<> in it", subject=name,
                                        evidence={name: 1.0129}, cause=name, fix=name))
-    fig, ax = new_figure()
-    ax.plot(np.sin(np.linspace(0, 6.28, 100)))
-    report.sections.append(figure_section(fig, "A plot " + HOSTILE[1], caption=HOSTILE[2]))
+    chart = Chart(Axis(HOSTILE[0]), Axis(HOSTILE[1]), description=HOSTILE[2])
+    chart.line(np.arange(100), np.sin(np.linspace(0, 6.28, 100)), color="#2f6f9f", label=HOSTILE[3], markers=True)
+    report.sections.append(Figure("A chart " + HOSTILE[1], svg=chart.render(), caption=HOSTILE[2]))
+    # a user's own figure as a PNG data URI (Report.sections)
+    heat = heatmap_data_uri(np.outer(np.linspace(0, 1, 20), np.ones(30)), 0.0, 1.0)
+    report.sections.append(Figure("A plot " + HOSTILE[1], data_uri=heat, caption=HOSTILE[2]))
     report.notes.append(HOSTILE[3])
     return report
 

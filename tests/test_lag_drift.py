@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from pair_reference import measure_pair_whole
 from speech_sources import SOURCES, SR, at_level, speech
 from test_compare_stream import assert_same_measurements
 
@@ -12,8 +13,7 @@ from codecdoctor.checks.reconstruction import lag_drifts
 from codecdoctor.core.findings import Severity
 from codecdoctor.diagnose import judge_pair
 from codecdoctor.measure import metrics as M
-from codecdoctor.measure.pair import measure_pair
-from codecdoctor.measure.pair_stream import ArraySource, measure_pair_stream
+from codecdoctor.measure.pair import ArraySource, measure_pair, measure_pair_stream
 
 
 def clock_error(x: np.ndarray, ppm: float) -> np.ndarray:
@@ -75,7 +75,7 @@ def test_healthy_pairs_and_constant_delays_show_no_drift(source, level_dbfs, sec
 def test_streamed_drift_equals_the_whole_file_one():
     ref = speech("synthetic", max_seconds=8.0)
     est = with_noise(clock_error(ref, 120.0), 25.0)
-    whole = measure_pair(ref, est, SR)
+    whole = measure_pair_whole(ref, est, SR)
     streamed = measure_pair_stream(ArraySource(ref, SR), ArraySource(est, SR), SR)
     assert len(whole.lag_by_window) >= 4
     assert_same_measurements(whole, streamed, "drift 120 ppm")

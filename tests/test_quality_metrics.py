@@ -107,7 +107,7 @@ def test_segments_end_with_a_tail_between_half_and_one_and_a_half_segments():
 
 
 def test_sources_read_in_blocks_equal_arrays_and_the_lag_is_undone(clean):
-    from codecdoctor.measure.pair_stream import ArraySource
+    from codecdoctor.measure.pair import ArraySource
 
     est = np.concatenate([np.zeros(40), noisy(clean, 15)[:-40]])
     direct = Q.quality_metrics(clean, est, SR, lag_samples=40)

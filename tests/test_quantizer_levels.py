@@ -150,6 +150,29 @@ def test_short_clip_of_a_healthy_codebook_is_judged_against_a_uniform_draw_not_c
     assert "Q402" not in run.checks_run  # perplexity of 100 tokens cannot reach K/16 = 64 reliably
 
 
+def test_a_level_emitting_two_codes_on_150_frames_is_q402_before_it_has_k_frames():
+    # The blown-up codebook's case: 1024 codes, a first batch of ~150 frames. A uniform draw of 150
+    # tokens shows ~140 distinct codes; a level that emits 2 carries at most 1 bit of its 10.
+    rng = np.random.default_rng(2)
+    codes = np.stack([rng.integers(0, 1024, (1, 150)), rng.integers(0, 2, (1, 150)), rng.integers(0, 3, (1, 150))],
+                     axis=1)
+    levels = level_stats_from_codes(codes, 1024)
+    run = run_checks("quantizer", QuantizerMeasurements(levels=levels, source="codes"))
+    q402 = [f for f in run.findings if f.id == "Q402"]
+    assert [f.subject for f in q402] == ["level 1"] and q402[0].evidence["used"] == 2
+    assert "2 distinct codes in 150 frames measured on data" in q402[0].message
+    # the 3-code level is Q401 (3 of the ~140 a uniform draw uses), the 2-code one only Q402
+    assert [f.subject for f in run.findings if f.id == "Q401"] == ["level 2"]
+
+
+def test_two_codes_on_fewer_than_100_frames_or_in_a_tiny_codebook_is_no_q402():
+    few_frames = level_stats_from_codes(np.zeros((1, 1, 99), dtype=np.int64), 1024)
+    tiny = level_stats_from_codes(np.random.default_rng(0).integers(0, 2, (1, 1, 400)), 4)
+    for levels in (few_frames, tiny):
+        run = run_checks("quantizer", QuantizerMeasurements(levels=levels, source="codes"))
+        assert not [f for f in run.findings if f.id == "Q402"]
+
+
 def test_short_clip_using_few_codes_is_q401_with_entropy():
     rng = np.random.default_rng(1)
     # 200 tokens: a uniform draw would use 181.8 of 1024; this level uses 40 codes (entropy ~5.3 bits)

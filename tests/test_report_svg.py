@@ -81,6 +81,7 @@ def test_nice_ticks_linear_and_log():
     assert log_ticks(0.5, 1e7, 4) == [1.0, 100.0, 1e4, 1e6]  # every second decade when crowded
     assert log_ticks(0.4, 30.0, 6) == [0.5, 1.0, 2.0, 5.0, 10.0, 20.0]  # under two decades: 1-2-5
     assert log_ticks(5120.0, 10600.0, 5) == [6000.0, 8000.0, 10000.0]  # under a factor of 2: linear
+    assert log_ticks(0.95, 4.2, 6) == [1.0, 2.0, 3.0, 4.0]  # 1-2-5 would give two ticks: linear
 
 
 def test_x_tick_labels_never_overlap_and_stay_inside_the_chart():
@@ -147,3 +148,90 @@ def test_a_compare_without_quality_imports_no_matplotlib_and_draws_svg_figures(t
     assert titles == ["Waveforms: ref.wav vs est.wav", "Spectrograms: ref.wav vs est.wav"]
     # the heat maps are inline PNGs inside the chart, nothing else is an image
     assert page.count("<image ") == 2 and page.count('href="data:image/png;base64,') == 2
+
+
+def test_a_line_breaks_at_missing_points_and_leaves_out_non_positive_values_on_a_log_axis():
+    chart = Chart(Axis("step"), Axis("loss", log=True))
+    chart.line([0, 1, 2, 3, 4, 5, 6], [1.0, 2.0, None, 3.0, -1.0, 4.0, 5.0], color="#2f6f9f", label="loss",
+               markers=True)
+    root = _parse(str(chart.render()))
+    drawn = [p for p in root.iter("path") if p.get("stroke") == "#2f6f9f"]
+    line = next(p for p in drawn if p.get("stroke-linecap") is None)
+    dots = next(p for p in drawn if p.get("stroke-linecap") == "round")
+    assert line.get("d").count("M") == 3  # runs [0, 1], [3], [5, 6]: None and -1 are gaps
+    assert line.get("d").count("L") == 2
+    assert dots.get("d").count("h0") == 5
+    labels = ["".join(t.itertext()) for t in root.iter("text") if t.get("text-anchor") == "end"]
+    assert labels == ["1", "2", "5"]
+
+
+def test_a_dense_line_is_drawn_as_pixel_column_ranges_and_keeps_its_extremes():
+    n = 100_000
+    y = np.sin(np.linspace(0, 40 * np.pi, n))
+    y[n // 3] = 7.0  # one spike must survive the thinning
+    chart = Chart(Axis("step"), Axis("value"), width_px=460)
+    chart.line(np.arange(n), y, color="#2f6f9f")
+    svg = str(chart.render())
+    root = _parse(svg)
+    assert len(svg) < 40_000, len(svg)
+    d = next(p for p in root.iter("path") if p.get("stroke") == "#2f6f9f").get("d")
+    ys = [float(v) for v in re.findall(r"V(-?[\d.]+)", d)]
+    assert min(ys) < 40  # the spike's pixel row is near the top of the plot
+
+
+def test_legend_wraps_into_rows_inside_the_chart_and_bands_lie_behind_the_data():
+    chart = Chart(Axis("step"), Axis("perplexity"), width_px=460)
+    chart.band(-6.0, 6.0, color="#2f855a")
+    for level in range(10):
+        chart.line([0, 1, 2], [level, level + 1, level], color="#2f6f9f", label=f"level {level} of the codebook")
+    root = _parse(str(chart.render()))
+    rows = {t.get("y") for g in root.iter("g") if g.get("class") == "legend" for t in g.iter("text")}
+    assert len(rows) >= 3
+    for g in root.iter("g"):
+        if g.get("class") == "legend":
+            for t in g.iter("text"):
+                x = float(t.get("x"))
+                assert 0 <= x and x + text_width_px("".join(t.itertext())) <= 460
+    order = [el.tag for el in root if el.tag in ("rect", "path")]
+    assert order.index("rect") < max(i for i, tag in enumerate(order) if tag == "path")
+    band = next(root.iter("rect"))
+    assert float(band.get("height")) > 0
+
+
+def test_probe_and_training_reports_draw_svg_and_import_no_matplotlib(tmp_path):
+    """Every command's figures are inline SVG: a probe report and a training report (per-epoch
+    history plus the monitor's read-back windows) render their figures without matplotlib."""
+    script = (
+        "import sys, json\n"
+        "import torch\n"
+        "from codecdoctor.probe import probe\n"
+        "from codecdoctor.core.findings import Report\n"
+        "from codecdoctor.report import html\n"
+        "class Identity:\n"
+        "    sample_rate = 8000\n"
+        "    def reconstruct(self, audio):\n"
+        "        return audio\n"
+        "curves = [{'step': 10 * i, 'loss': {'l1': 1.0 / (i + 1), 'mel': 2.0 / (i + 1)}, 'input_peak': 0.9,\n"
+        "           'output_peak': 0.8, 'rms_ratio_db': -1.0, 'grad_norm': 1.0 + i, 'grad_norm_max': 2.0 + i,\n"
+        "           'perplexity': [50.0 + i, 40.0]} for i in range(30)]\n"
+        "history = [{'epoch': e, 'step': 100 * e, 'train_loss': 1.0 / e, 'val_snr_db': 2.0 * e,\n"
+        "            'val_si_snr_db': 2.0 * e - 1} for e in (1, 2, 3)]\n"
+        "train = Report(command='train', measurements={'history': history, 'steps': 300,\n"
+        "               'monitor': {'curves': curves, 'validation': [{'step': 300, 'snr_db': 6.0, 'rms_ratio_db': -1.0}]}})\n"
+        f"open({str(tmp_path / 'probe.html')!r}, 'w').write(html.render(probe(Identity())))\n"
+        f"open({str(tmp_path / 'train.html')!r}, 'w').write(html.render(train))\n"
+        "print('MODULES', sorted(m for m in sys.modules if m.split('.')[0] == 'matplotlib'))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=tmp_path)
+    assert "MODULES []" in out.stdout, out.stdout + out.stderr
+    for name, titles in (("probe", ["Level in/out", "Magnitude response", "Impulse response"]),
+                         ("train", ["Validation SNR and loss", "Training curves", "Codebooks"])):
+        page = (tmp_path / f"{name}.html").read_text(encoding="utf-8")
+        assert "data:image/png" not in page and "sections not drawn" not in page
+        assert re.findall(r"<figcaption><strong>(.*?)</strong>", page) == titles
+        for svg in re.findall(r"<svg .*?</svg>", page, re.S):
+            _parse(svg)
+    train_page = (tmp_path / "train.html").read_text(encoding="utf-8")
+    assert train_page.count("<svg ") == 7  # 2 + 4 panels + 1
+    for label in ("SI-SNR", "output peak", "validation", "level 1", "mel"):
+        assert f">{label}</text>" in train_page, label

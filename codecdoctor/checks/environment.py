@@ -50,10 +50,12 @@ def autocast_support(env: EnvMeasurements):
 
     What: Reports whether CUDA is available and, for each device, whether a small matmul under
     `torch.autocast` with bfloat16 and float16 really runs and returns finite values of that dtype.
-    Why: `--amp bf16` on a GPU without bf16 support, or fp16 autocast on the CPU, either fails at the
-    first step or silently runs in another precision; spectral losses in fp16 overflow (S501).
-    Fix: Use `--amp bf16` where it is listed as working, `--amp fp16` with a GradScaler otherwise,
-    and no AMP on the CPU.
+    Why: `--amp bf16` on a GPU without bf16 support (or a dtype an older torch cannot autocast on
+    the CPU) either fails at the first step or silently runs in another precision; spectral losses
+    in fp16 overflow (S501).
+    Fix: Use `--amp bf16` where it is listed as working, `--amp fp16` with a GradScaler otherwise
+    (torch's CPU autocast runs both; on the CPU it saves memory more than time), and no AMP where
+    neither is listed.
     """
     if not env.autocast:
         raise NotApplicable

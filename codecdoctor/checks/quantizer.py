@@ -24,6 +24,14 @@ NEGLIGIBLE_SNR_GAIN_DB = 0.1
 # Perplexity from a code histogram needs at least K frames per level (Q402): N tokens can show a
 # perplexity of at most N, so a short clip of a healthy codebook would read as a collapse.
 MIN_FRAMES_PER_CODE = 1.0
+# Q402 on measured codes, before the K frames a perplexity needs: a level that emits at most 2
+# distinct codes over 100 or more frames carries at most 1 bit per frame. A uniform draw of 100
+# tokens over K >= 32 codes shows K(1-(1-1/K)^100) >= 30 distinct ones, and even a level whose
+# perplexity sits at the K/16 collapse line (2 of 32) would show 2 only by chance; so whatever its
+# EMA buffers say, such a level has collapsed (4+ bits below nominal, the same line as K/16).
+FEW_CODES = 2
+MIN_FRAMES_FEW_CODES = 100
+MIN_SIZE_FEW_CODES = 32
 # Q401 on codes judges the distinct codes seen against what a uniform draw of the same N tokens
 # hits, K(1 - (1 - 1/K)^N); below 16 expected codes the count's own spread (binomial, ~sqrt of the
 # count) is a quarter of it and a 50% line cannot be told from chance.
@@ -73,7 +81,7 @@ def low_utilization(q: QuantizerMeasurements):
     for lv in _initialised(_levels(q, need_usage=True, short_clips=True)):
         collapsed = lv.perplexity is not None and lv.perplexity < COLLAPSE_PERPLEXITY_FRACTION * lv.codebook_size \
             and (lv.source != "codes" or (lv.total_count or 0) >= MIN_FRAMES_PER_CODE * lv.codebook_size)
-        if collapsed or lv.used is None:
+        if collapsed or lv.used is None or _emits_few_codes(lv):
             continue
         reachable = lv.expected_used if lv.source == "codes" and lv.expected_used else float(lv.codebook_size)
         share = lv.used / reachable if reachable else 1.0
@@ -99,21 +107,48 @@ def collapse(q: QuantizerMeasurements):
     What: Perplexity exp(H) of the code usage distribution per level; fires when it is below K/16,
     i.e. the level's effective bits log2(perplexity) are at least 4 bits below nominal log2(K).
     That is no longer imbalance but a collapse onto a handful of codes.
+    From codes measured on data, a level that emits at most 2 distinct codes over 100 or more
+    frames (codebooks of 32 or more) fires before it has K frames: a uniform draw of 100 tokens
+    would show 30 or more, and 2 codes carry at most 1 bit per frame. Measured codes come first;
+    the EMA buffers' perplexity of the same level is quoted as a second opinion.
     Why: A collapsed level quantises everything to a few vectors; the decoder gets almost no
     information from it and reconstruction quality stalls regardless of training time.
     Fix: Check the encoder output scale (codes collapse when the latents are tiny or huge versus the
     codebook), k-means initialise, enable dead-code revival, lower the learning rate of the encoder
     or increase the commitment weight; with EMA codebooks check the decay (0.99) was not set to 1.
     """
+    few = [lv for lv in (q.levels if q is not None else []) if _emits_few_codes(lv)]
+    try:
+        judged = _initialised(_levels(q, need_usage=True))
+    except NotApplicable:
+        if not few:
+            raise
+        judged = []
     out = []
-    for lv in _initialised(_levels(q, need_usage=True)):
-        if lv.perplexity is not None and lv.perplexity < COLLAPSE_PERPLEXITY_FRACTION * lv.codebook_size:
-            out.append(finding("Q402", f"perplexity {lv.perplexity:.2f} of {lv.codebook_size} codes "
-                               f"({lv.effective_bits:.2f} of {lv.bits:.0f} bits); {lv.used} codes alive",
-                               subject=lv.name, evidence={"perplexity": lv.perplexity, "used": lv.used,
-                                                          "codebook_size": lv.codebook_size,
-                                                          "effective_bits": lv.effective_bits, "source": lv.source}))
+    for lv in q.levels:
+        if lv in few:
+            out.append(_collapse_finding(lv, f"{lv.used} distinct code{'s' if lv.used != 1 else ''} in "
+                                             f"{lv.total_count:.0f} frames measured on data"))
+        elif lv in judged and lv.perplexity is not None \
+                and lv.perplexity < COLLAPSE_PERPLEXITY_FRACTION * lv.codebook_size:
+            out.append(_collapse_finding(lv, f"{lv.used} codes alive"))
     return out
+
+
+def _emits_few_codes(lv: LevelStats) -> bool:
+    return (lv.source == "codes" and lv.used is not None and lv.used <= FEW_CODES
+            and (lv.total_count or 0) >= MIN_FRAMES_FEW_CODES and lv.codebook_size >= MIN_SIZE_FEW_CODES)
+
+
+def _collapse_finding(lv: LevelStats, what: str):
+    evidence = {"perplexity": lv.perplexity, "used": lv.used, "codebook_size": lv.codebook_size,
+                "effective_bits": lv.effective_bits, "source": lv.source}
+    second = ""
+    if lv.buffer_perplexity is not None:
+        evidence["buffer_perplexity"] = lv.buffer_perplexity
+        second = f"; its EMA buffers read perplexity {lv.buffer_perplexity:.1f} (second opinion: the codes decide)"
+    return finding("Q402", f"perplexity {lv.perplexity:.2f} of {lv.codebook_size} codes ({lv.effective_bits:.2f} "
+                   f"of {lv.bits:.0f} bits); {what}{second}", subject=lv.name, evidence=evidence)
 
 
 @check("Q403", scope="quantizer", severity=Severity.WARNING)

@@ -675,6 +675,14 @@ def frame_rate_artifacts(m):
     gain-ridden and normalised speech pairs reached at most 6.3 dB over all candidates), at least
     20% of the residual is frame-locked (removing it would raise SNR by 1 dB or more) and that
     energy alone caps SNR below 50 dB. Error when it is at least half of the residual (3 dB).
+    A line matches the codec's hop when the hop is known. When it is not, a line set that the
+    reference's own voice explains is not one: a codec that smears glottal pulses leaves residual
+    energy modulated at the speaker's pitch (F0 and its harmonics). The reference's pitch range is
+    the 5th-95th percentile of its voiced frames' F0 (measure/pitch.py); the lines are the voice's
+    when the frame rate found, or a multiple m of it, lies within that range (+-3%) and the rate's
+    other harmonics (k not a multiple of m) carry no line. (Measured: 101.7 Hz found on speakers
+    with pitch 93-126 Hz whose codec ran at 75 Hz; a steady 101.7 Hz voice is found as 33.9 Hz,
+    whose 3rd harmonic is the pitch.)
     Why: Seams between decoded frames (overlap-add with a window that does not sum to one,
     transposed-convolution checkerboard, chunked decoding, a per-frame gain or a causal padding
     reset) leave a click or ripple every hop: an audible buzz at the frame rate that SNR and mel
@@ -688,6 +696,8 @@ def frame_rate_artifacts(m):
         return []
     if not (m.frame_line_excess_db >= 10.0 and m.frame_locked_fraction >= 0.2 and m.frame_locked_ceiling_db < 50.0):
         return []
+    if not m.frame_hop_known and m.frame_pitch_multiple > 0:
+        return []   # the reference's own pitch, not a frame grid (see What)
     how = "given" if m.frame_hop_known else f"found among frame rates {10:g}-{200:g} Hz"
     gain_db = -10.0 * math.log10(max(1.0 - m.frame_locked_fraction, 1e-12))
     message = (f"At least {100 * m.frame_locked_fraction:.0f}% of the residual energy repeats every "

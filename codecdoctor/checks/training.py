@@ -31,10 +31,6 @@ GRAD_VANISH_RMS = 1e-8
 # GradScaler halves the scale once per skipped step and grows it back only every 2000 good steps,
 # so in steady fp16 training skips are rare; skipping a fifth of the steps discards a fifth of the data.
 SCALER_SKIP_FRACTION = 0.2
-# Adam learning rates that train conv audio codecs: 1e-4 (DAC, SoundStream) to 3e-4 (EnCodec) and up
-# to 1e-3 for small models; below a third of the lowest of them the run crawls.
-LR_USUAL_MIN = 1e-4
-LR_FAR_BELOW = LR_USUAL_MIN / 3
 # Median loss of the newest third of the recent history must be at least 2% below the oldest third.
 PLATEAU_MIN_IMPROVEMENT = 0.02
 PLATEAU_MIN_POINTS = 40
@@ -120,6 +116,16 @@ def input_range(m: TrainingMeasurements):
     return out
 
 
+# T602's docstring speaks of range; a non-finite output has another cause and another fix
+NONFINITE_OUTPUT_CAUSE = ("A NaN/Inf in the output makes every loss term and gradient computed from it NaN, and one "
+                          "optimizer step spreads it into every weight: the run is lost from that step on.")
+NONFINITE_OUTPUT_FIX = ("Find where the NaN/Inf starts: in the module named (when its own parameters are non-finite, a "
+                        "weight was loaded or updated with NaN/Inf: restart from the last finite checkpoint, lower "
+                        "the learning rate or clip gradients); otherwise in its input or an operation inside it "
+                        "(log or sqrt of 0, division by a zero norm, exp or half-precision overflow): add an epsilon "
+                        "or compute it in float32. Skip the step when the loss is non-finite.")
+
+
 @check("T602", scope="training", severity=Severity.ERROR)
 def output_range(m: TrainingMeasurements):
     """Decoder output out of range or non-finite.
@@ -148,7 +154,7 @@ def output_range(m: TrainingMeasurements):
                      + (" (its own parameters are non-finite)" if trace.module_params_nonfinite else ""))
         out.append(finding("T602", f"{count} non-finite output samples in {step_span(w.steps)}; first at step "
                                    f"{bad_step}, batch item {_item(w.columns['out_nonfinite_item'][i])}{where}",
-                           subject=f"step {bad_step}",
+                           subject=f"step {bad_step}", cause=NONFINITE_OUTPUT_CAUSE, fix=NONFINITE_OUTPUT_FIX,
                            evidence={"step": bad_step, "nonfinite_samples": count, "module": module,
                                      "module_params_nonfinite": trace.module_params_nonfinite if trace else None}))
     peaks = [p if math.isfinite(p) else -1.0 for p in w.columns["out_peak"]]
@@ -310,45 +316,100 @@ def gradient_norm(m: TrainingMeasurements):
     return out
 
 
+def _scaler_steps(m: TrainingMeasurements, w) -> list[tuple[int, float, bool]]:
+    """(step, scale, skipped) for each step with a scaler reading. Skipped comes from the scaler's
+    growth tracker (0 after a step with inf/NaN gradients, unless the scale just grew); without it,
+    from a falling scale."""
+    growth = w.columns.get("scaler_growth", [math.nan] * len(w.steps))
+    previous = m.state.last_scale
+    out = []
+    for step, scale, tracker in zip(w.steps, w.columns["scale"], growth):
+        if not math.isfinite(scale):
+            continue
+        if math.isfinite(tracker):
+            skipped = tracker == 0 and not (previous is not None and scale > previous)
+        else:
+            skipped = previous is not None and scale < previous
+        out.append((step, scale, skipped))
+        previous = scale
+    return out
+
+
 @check("T606", scope="training", severity=Severity.WARNING)
 def scaler_skips(m: TrainingMeasurements):
-    """AMP grad scaler skipping steps.
+    """AMP grad scaler skipping steps, collapsed, or stuck at its floor.
 
-    What: The GradScaler's scale tensor is copied on the device after every optimizer step; a step
-    whose scale is lower than the step before was skipped (GradScaler halves the scale when it finds
-    inf/NaN gradients). Flags a window after the warm-up (where the initial 65536 calibrates down)
-    in which more than 20% of steps were skipped, and a scale below 1 as an error.
+    What: The GradScaler's own state, copied on the device after every `update()`: its scale and
+    its growth tracker, which `update()` resets to 0 on a step whose gradients held inf/NaN (the
+    step was skipped) and counts up on a good one. Flags: more than 20% of the steps in a window
+    after the warm-up (where the initial 65536 calibrates down) skipped (warning); the scale below 1
+    (error: collapsed); every one of at least 5 steps skipped while the scale stays put (error: stuck
+    at a floor - a min-scale clamp, or 0 after float32 underflow - where falling-scale counting sees
+    nothing). Read from the scaler, so it holds when the weights are already non-finite.
     Why: A skipped step throws away its batch; growth back takes 2000 good steps per doubling, so
     frequent skips mean a layer overflows fp16 every few steps. A scale below 1 means gradients
-    overflow even unscaled: the values themselves are too large for float16.
+    overflow even unscaled: the values themselves are too large for float16. A healthy scaler halves
+    on every skip, so a scale that stops falling while every step skips is no longer adapting:
+    nothing trains.
     Fix: Find the overflowing layer (run a few steps in fp32 and watch activations), keep STFT/mel
     losses and the quantizer in fp32, prefer bf16 autocast where supported, clip gradients.
     """
     w = _window(m)
-    scales = w.columns["scale"]
-    if not any(math.isfinite(s) for s in scales):
+    steps = _scaler_steps(m, w)
+    if not steps:
         raise NotApplicable
-    previous = m.state.last_scale
-    skipped, counted = [], 0
-    for step, scale in zip(w.steps, scales):
-        if not math.isfinite(scale):
-            continue
-        if previous is not None and step >= m.warmup_steps:
-            counted += 1
-            if scale < previous:
-                skipped.append(step)
-        previous = scale
+    counted = [(s, skipped) for s, _, skipped in steps if s >= m.warmup_steps]
+    skipped = [s for s, was_skipped in counted if was_skipped]
+    latest = steps[-1][1]
     out = []
-    latest = next((s for s in reversed(scales) if math.isfinite(s)), math.nan)
-    if counted and len(skipped) / counted > SCALER_SKIP_FRACTION:
-        out.append(finding("T606", f"the grad scaler skipped {len(skipped)} of {counted} steps in {step_span(w.steps)} "
-                                   f"(first at step {skipped[0]}); scale now {latest:g}",
+    if counted and len(skipped) / len(counted) > SCALER_SKIP_FRACTION:
+        out.append(finding("T606", f"the grad scaler skipped {len(skipped)} of {len(counted)} steps in "
+                                   f"{step_span(w.steps)} (first at step {skipped[0]}, from its growth tracker); "
+                                   f"scale now {latest:g}",
                            subject=step_span(w.steps),
-                           evidence={"skipped": len(skipped), "steps": counted, "scale": latest, "first_step": skipped[0]}))
-    if math.isfinite(latest) and latest < 1.0:
-        out.append(finding("T606", f"grad scaler scale collapsed to {latest:.3g}: gradients overflow even unscaled",
-                           subject=f"step {w.steps[-1]}", severity=Severity.ERROR, evidence={"scale": latest}))
+                           evidence={"skipped": len(skipped), "steps": len(counted), "scale": latest,
+                                     "first_step": skipped[0]}))
+    if latest < 1.0:
+        out.append(finding("T606", f"grad scaler scale collapsed to {latest:.3g} ({len([1 for *_, k in steps if k])} "
+                                   f"of {len(steps)} steps in {step_span(w.steps)} skipped): gradients overflow even "
+                                   f"unscaled",
+                           subject=f"step {w.steps[-1]}", severity=Severity.ERROR,
+                           evidence={"scale": latest, "skipped": sum(1 for *_, k in steps if k), "steps": len(steps)}))
+    elif len(steps) >= 5 and all(k for *_, k in steps) and len({scale for _, scale, _ in steps}) == 1:
+        out.append(finding("T606", f"grad scaler stuck at its floor: scale {latest:g} unchanged while all "
+                                   f"{len(steps)} steps in {step_span(w.steps)} were skipped",
+                           subject=step_span(w.steps), severity=Severity.ERROR,
+                           evidence={"scale": latest, "skipped": len(steps), "steps": len(steps), "stuck": 1}))
     return out
+
+
+@check("T614", scope="training", severity=Severity.ERROR)
+def optimizer_outside_scaler(m: TrainingMeasurements):
+    """Optimizer stepped outside the GradScaler.
+
+    What: Under `watch` and the Lightning callback, `GradScaler.step` is wrapped and the model
+    optimizer's step pre-hook asks whether the step runs inside it. A step taken while a scaler is
+    active (it scaled a loss since its last `update()`) but outside `scaler.step(optimizer)` - a
+    bare `optimizer.step()`, also after `scaler.unscale_(optimizer)` - bypassed the scaler. One such
+    step is enough: the finding is raised at the first and counts the rest.
+    Why: `scaler.step` is what skips a step whose gradients hold inf/NaN; a bare `optimizer.step()`
+    writes them into the weights, which stay non-finite for the rest of the run. Without
+    `unscale_` it also applies gradients still multiplied by the scale (65536 at the start): SGD
+    steps 65536x too far, and gradient clipping clips the scaled norm.
+    Fix: Step through the scaler: `scaler.scale(loss).backward(); scaler.unscale_(optimizer)` (if
+    clipping) `; scaler.step(optimizer); scaler.update()`, for every optimizer whose loss was scaled.
+    """
+    b = m.scaler_bypass
+    if b is None:
+        raise NotApplicable
+    if not b.bypassed_steps:
+        return []
+    where = f"step {b.first_step}" if b.first_step is not None else "the first step"
+    return [finding("T614", f"{b.optimizer}.step() ran outside scaler.step() at {where} while a GradScaler was "
+                            f"active ({b.scaler_steps} step(s) went through the scaler before it): inf/NaN "
+                            f"gradients are no longer skipped", subject=where,
+                    evidence={"bypassed_steps": b.bypassed_steps, "scaler_steps": b.scaler_steps,
+                              "first_step": b.first_step if b.first_step is not None else -1})]
 
 
 @check("T607", scope="training", severity=Severity.WARNING)
@@ -389,81 +450,185 @@ def codebook_usage(m: TrainingMeasurements):
     return out
 
 
+# T608 "near 0": an output unrelated to the reference at the reference's own level scores
+# 10·log10(Σr² / Σ(r² + e²)) = -3.01 dB, a silent one 0 dB. An untrained decoder lies between; below
+# -3 dB the output is further off than any unrelated output at the right level (louder, or inverted).
+VAL_SNR_NEAR_ZERO_DB = -3.02
+# The first part of a run: Adam moves each weight by at most about lr per step, so in 100 steps at
+# 1e-4..3e-4 a weight moves 0.01-0.03, below the ~0.05 spread of a conv layer's initial weights
+# (1/sqrt(fan_in) for fan_in ~ 400): the decoder can still be its initialisation.
+FIRST_PART_STEPS = 100
+# Diagnosis findings that describe "not learned yet" rather than a cause: the summary, the
+# symptom, and an output unrelated to the input (what an untrained decoder produces).
+NOT_LEARNED_SIGNS = ("R300", "R301", "R313", "R314")
+
+
+def _loss_improvement(m: TrainingMeasurements) -> tuple[float | None, int]:
+    """(relative improvement of the median total loss, newest third against the oldest third of the
+    last 300 steps; None below PLATEAU_MIN_POINTS steps), number of steps it was read over."""
+    points = [v for _, v in list(m.state.loss_total)[-300:] if math.isfinite(v)]
+    if len(points) < PLATEAU_MIN_POINTS:
+        return None, len(points)
+    third = len(points) // 3
+    old, new = median_finite(points[:third]), median_finite(points[-third:])
+    return ((old - new) / abs(old) if old else 0.0), len(points)
+
+
+def _validation_headline(m: TrainingMeasurements) -> str:
+    """The latest validation and the best one so far (the first says little once training moves)."""
+    v = m.validation
+    best = max(m.state.validation_history, key=lambda p: p[1], default=None) if m.state.validation_history else None
+    text = f"validation SNR is {v.snr_db:.2f} dB over {v.pairs} pairs at step {v.step} (latest"
+    if best is not None and best[0] != v.step and math.isfinite(best[1]):
+        text += f"; best {best[1]:.2f} dB at step {best[0]}"
+    count = max(len(m.state.validation_history), 1)
+    return text + f" of {count} validation{'s' if count != 1 else ''})"
+
+
+def _validation_stage(m: TrainingMeasurements, causes: list[str]) -> tuple[Severity, str]:
+    """T608's severity and the reason for it (see the rule in T608's doc)."""
+    v = m.validation
+    failing = Severity.ERROR if not math.isfinite(v.snr_db) or v.snr_db < 0 else Severity.WARNING
+    if v.trained_steps == 0:
+        return Severity.INFO, "a baseline: the validation ran before the first optimizer step"
+    if causes:
+        return failing, f"a cause is measured ({', '.join(causes)})"
+    if not v.snr_db >= VAL_SNR_NEAR_ZERO_DB:
+        return failing, "below the -3 dB an unrelated output at the reference's level scores"
+    improvement, points = _loss_improvement(m)
+    if improvement is not None and improvement < PLATEAU_MIN_IMPROVEMENT:
+        return failing, (f"the total loss stopped improving ({100 * improvement:.1f}% between the oldest and "
+                         f"newest third of the last {points} steps)")
+    steps = v.trained_steps if v.trained_steps is not None else v.step
+    if m.run_ended and v.snr_db < 0 and steps >= FIRST_PART_STEPS:
+        return failing, f"the run ended after {steps} steps with the SNR below 0 dB"
+    still = "the run ended" if m.run_ended else "the loss is still falling" if improvement is not None else \
+        f"{points} steps so far"
+    return Severity.INFO, f"not learned yet: step {steps} is early in training and no cause is measured ({still})"
+
+
 @check("T608", scope="training", severity=Severity.ERROR)
 def validation_snr(m: TrainingMeasurements):
     """Validation SNR negative or low.
 
-    What: SNR = 10·log10(Σref² / Σ(ref − est)²) over all validation pairs. Below 0 dB is an error
-    (the output is further from the reference than silence), below 3 dB a warning (the error still
-    carries half the reference's energy). Either runs the R3xx differential diagnosis on the worst
-    pair, whose findings (gain, polarity, lag, bound, ...) are reported next to this one.
+    What: SNR = 10·log10(Σref² / Σ(ref − est)²) over all validation pairs, below 3 dB (the error
+    still carries half the reference's energy); runs the R3xx differential diagnosis on the worst
+    pair, whose findings (gain, polarity, lag, bound, ...) are reported next to this one. The
+    headline quotes the latest validation and the best one so far. The rule:
+    a validation before the first optimizer step is a baseline (info). An SNR near 0 (above the
+    -3.01 dB that an unrelated output at the reference's level scores) is "not learned yet" (info)
+    while the loss still improves, unless a cause is measured: a finding of the diagnosis other
+    than the signs of an untrained output (R301, R314), or a warning-or-worse training finding of
+    the run (data beyond the bound, codebook collapse, a learning rate out of range, ...). It
+    becomes an error (below 0 dB; a warning from 0 to 3 dB) when a cause is measured, when the
+    SNR is below -3 dB, when the total loss has stopped improving (the median of the newest third
+    of the last 300 steps less than 2% below the oldest third), or when the run has ended with the
+    SNR below 0 dB after its first part (100 optimizer steps: at lr 1e-4..3e-4 Adam has moved each
+    weight by at most 0.01-0.03, less than the ~0.05 spread of a conv layer's initial weights).
     Why: Negative validation SNR is where the saga started; the R3xx what-if table tells a scale
     error (R302: SNR after optimal gain far higher) from an alignment or polarity error and from a
-    model that has not learned.
+    model that has not learned. A model that has not trained yet scores near 0 dB: that is not a
+    fault, and a smoke test of a few steps must not fail on it.
     Fix: Follow the R3xx findings listed with it; R302 usually means train and validation do not
-    share one amplitude scale.
+    share one amplitude scale. "Not learned yet": train longer, and check the loss falls.
     """
     v = m.validation
     if v is None:
         raise NotApplicable
     if math.isfinite(v.snr_db) and v.snr_db >= VAL_SNR_LOW_DB:
         return []
-    severity = Severity.ERROR if not math.isfinite(v.snr_db) or v.snr_db < 0 else Severity.WARNING
-    causes = [f.id for f in v.diagnosis if f.id not in ("R300",)]
-    explained = f"; the diagnosis of the worst pair ({v.worst_pair}) finds {', '.join(causes)}" if causes else ""
+    found = [f.id for f in v.diagnosis if f.id != "R300"]
+    measured = [f.id for f in v.diagnosis if f.id not in NOT_LEARNED_SIGNS and f.severity >= Severity.WARNING]
+    causes = list(dict.fromkeys(measured + [c for c in m.run_causes if c != "T608"]))
+    severity, reason = _validation_stage(m, causes)
+    explained = f"; the diagnosis of the worst pair ({v.worst_pair}) finds {', '.join(found)}" if found else ""
     what_if = ", ".join(f"{k} {val:.1f} dB" for k, val in v.what_if.items()
                         if isinstance(val, (int, float)) and math.isfinite(val))
-    return [finding("T608", f"validation SNR is {v.snr_db:.2f} dB over {v.pairs} pairs at step {v.step}{explained}"
+    best = max((snr for _, snr in m.state.validation_history if math.isfinite(snr)), default=None)
+    return [finding("T608", f"{_validation_headline(m)}: {reason}{explained}"
                             + (f" (what-if on that pair: {what_if})" if what_if else ""),
                     subject=f"validation at step {v.step}", severity=severity,
-                    evidence={"snr_db": v.snr_db, "pairs": v.pairs, "worst_pair": v.worst_pair,
+                    evidence={"snr_db": v.snr_db, "pairs": v.pairs, "worst_pair": v.worst_pair, "step": v.step,
+                              "best_snr_db": best, "trained_steps": v.trained_steps, "run_ended": m.run_ended,
                               "worst_pair_snr_db": v.pair_snr_db[v.worst_pair] if v.pair_snr_db else None,
-                              "diagnosis": causes, **{f"what_if_{k}_db": val for k, val in v.what_if.items()}})]
+                              "diagnosis": found, "causes": causes, "reason": reason,
+                              **{f"what_if_{k}_db": val for k, val in v.what_if.items()}})]
+
+
+# The usual peak learning rates per optimizer family, (low, high). Adam-family generators: 1e-4
+# (DAC, SoundStream, HiFi-GAN 2e-4) to 3e-4 (EnCodec), up to 1e-3..1e-2 for small models, down to
+# 1e-5 for fine-tuning. Lion's sign update is ~3-10x larger per step, so its rates are that much
+# lower. SGD's step is lr × gradient, not lr × a unit-scaled direction, so its rates span 1e-4 to 1
+# (0.01-0.1 for conv nets with momentum). Anything else is judged against the Adam range.
+LR_USUAL_RANGE = {"adam": (1e-5, 1e-2), "lion": (1e-6, 1e-3), "sgd": (1e-4, 1.0)}
+# A rise counts as a warm-up when, continued at its latest slope, it reaches the usual range within
+# this many steps (warm-ups in codec and vocoder recipes last 500-10k steps).
+WARMUP_HORIZON_STEPS = 10_000
+
+
+def _lr_range(kind: str | None) -> tuple[str, tuple[float, float]]:
+    low = (kind or "").lower()
+    family = "sgd" if "sgd" in low else "lion" if "lion" in low else "adam"
+    return family, LR_USUAL_RANGE[family]
+
+
+def _warming_up_into_range(m: TrainingMeasurements, step: int, low: float) -> bool:
+    """The rate still rises and, continued at its latest slope, reaches `low` within the horizon."""
+    history = m.state.lr_history
+    if not history or not m.lr > history[-1][1] * (1 + 1e-6):
+        return False
+    last_step, last_lr = history[-1]
+    slope = (m.lr - last_lr) / max(step - last_step, 1)
+    return m.lr + slope * max(WARMUP_HORIZON_STEPS - step, 0) >= low
 
 
 @check("T609", scope="training", severity=Severity.WARNING)
 def loss_plateau_low_lr(m: TrainingMeasurements):
-    """Learning rate far below the usual range, or decayed to it while the loss is flat.
+    """Learning rate below the optimizer's usual range, or decayed to it while the loss is flat.
 
-    What: Reads the optimizer's learning rate at each read-back (after the scheduler). After the
-    warm-up, once the rate has stopped rising (a scheduler warm-up is not judged), flags a rate below
-    3.3e-5, a third of 1e-4, the low end of the Adam rates that train conv codecs (1e-4
-    DAC/SoundStream, 3e-4 EnCodec, up to 1e-3 for small models): always when the run's rate never
-    exceeded that, and when it decayed there only if the median total loss of the newest third of the
-    recent steps (up to 300, at least 40) is less than 2% below the oldest third (a plateau).
-    Why: At 1e-5 Adam moves each weight by about 1e-5 per step: the loss creeps down while the model
+    What: Reads the optimizer's learning rate at each read-back (after the scheduler), from the
+    first read-back on, short runs included. The highest rate the run reaches is the peak so far,
+    or the peak its scheduler heads for (`initial_lr` / `max_lr` in the param group) when that is
+    higher. Flags a peak below the usual range of the optimizer's family: 1e-5 for Adam/AdamW
+    (generators train at 1e-4 DAC/SoundStream, 3e-4 EnCodec, up to 1e-3..1e-2 for small models,
+    1e-5 for fine-tuning), 1e-6 for Lion, 1e-4 for SGD (its step is lr × gradient: 0.01-0.1 with
+    momentum). A warm-up is a rise toward a peak in range: a schedule heading for a rate in range,
+    or a rise that at its latest slope reaches the range within 10k steps; a rate of 1e-7 rising
+    slowly is named. A rate that decayed below the range is named when the median total loss of
+    the newest third of the recent steps (up to 300, at least 40) is less than 2% below the oldest
+    third (a plateau).
+    Why: At 1e-7 Adam moves each weight by about 1e-7 per step: the loss creeps down while the model
     has barely left its initialization, and hours of GPU time produce little. A schedule that decays
     the rate to near zero stalls the run the same way.
-    Fix: Use 1e-4 to 3e-4 with Adam/AdamW (betas 0.8/0.9, 0.99) and a short warm-up; make the
-    scheduler's floor a fraction (e.g. 0.1) of the peak rate, not zero.
+    Fix: Use 1e-4 to 3e-4 with Adam/AdamW (betas 0.8/0.9, 0.99) and a short warm-up to that peak;
+    make the scheduler's floor a fraction (e.g. 0.1) of the peak rate, not zero.
     """
     if m.lr is None:
         raise NotApplicable
     step = m.window.steps[-1] if m.window is not None and m.window.steps else (
         m.state.loss_total[-1][0] if m.state.loss_total else 0)
-    if step < m.warmup_steps or m.lr >= LR_FAR_BELOW:
+    family, (low, _) = _lr_range(m.optimizer_kind)
+    if m.lr >= low:
         return []
-    history = m.state.lr_history
-    if history and m.lr > history[-1][1] * (1 + 1e-6):
-        return []  # still warming up
-    peak = max([lr for _, lr in history] + [m.lr])
-    points = [v for _, v in list(m.state.loss_total)[-300:] if math.isfinite(v)]
-    improvement = None
-    if len(points) >= PLATEAU_MIN_POINTS:
-        third = len(points) // 3
-        old, new = median_finite(points[:third]), median_finite(points[-third:])
-        improvement = (old - new) / abs(old) if old else 0.0
+    reached = max([lr for _, lr in m.state.lr_history] + [m.lr])
+    peak = max(reached, m.lr_scheduled_peak or 0.0)
+    improvement, points = _loss_improvement(m)
     trend = (f"; total loss improved {100 * improvement:.1f}% between the oldest and newest third of the last "
-             f"{len(points)} steps" if improvement is not None else "")
-    evidence = {"lr": m.lr, "peak_lr": peak, "usual_min_lr": LR_USUAL_MIN, "loss_improvement": improvement,
-                "step": step}
-    if peak < LR_FAR_BELOW:
-        how_far = f"{LR_USUAL_MIN / m.lr:.0f}x below" if m.lr > 0 else "far below"  # lr 0: frozen on purpose?
-        return [finding("T609", f"learning rate {m.lr:.2g} at step {step} (never above {peak:.2g}) is "
-                                f"{how_far} the usual minimum {LR_USUAL_MIN:g} for Adam on "
-                                f"conv codecs{trend}", subject=f"step {step}", evidence=evidence)]
-    if improvement is not None and improvement < PLATEAU_MIN_IMPROVEMENT:
-        return [finding("T609", f"learning rate decayed to {m.lr:.2g} (peak {peak:.2g}) and the loss plateaued"
+             f"{points} steps" if improvement is not None else "")
+    evidence = {"lr": m.lr, "peak_lr": reached, "scheduled_peak_lr": m.lr_scheduled_peak, "usual_min_lr": low,
+                "optimizer": m.optimizer_kind, "family": family, "loss_improvement": improvement, "step": step}
+    name = m.optimizer_kind or "Adam-family"
+    if peak < low:
+        if _warming_up_into_range(m, step, low):
+            return []
+        how_far = f"{low / m.lr:.0f}x below" if m.lr > 0 else "far below"  # lr 0: frozen on purpose?
+        planned = f", scheduled peak {m.lr_scheduled_peak:.2g}" if m.lr_scheduled_peak else ""
+        return [finding("T609", f"learning rate {m.lr:.2g} at step {step} (highest so far {reached:.2g}{planned}) "
+                                f"is {how_far} the usual minimum {low:g} for {name}{trend}",
+                        subject=f"step {step}", evidence=evidence)]
+    decayed = m.lr < reached * (1 - 1e-6)   # below its own peak so far: not a warm-up still rising
+    if decayed and improvement is not None and improvement < PLATEAU_MIN_IMPROVEMENT:
+        return [finding("T609", f"learning rate decayed to {m.lr:.2g} (peak {reached:.2g}) and the loss plateaued"
                                 f"{trend}", subject=f"step {step}", evidence=evidence)]
     return []
 

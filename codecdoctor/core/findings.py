@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -45,6 +47,9 @@ class Finding:
     evidence: dict[str, Any] = field(default_factory=dict)
     cause: str | None = None
     fix: str | None = None
+    # A grouped finding (see group_findings) holds the findings it stands for; not part of the
+    # finding's JSON: they are written to `measurements.grouped`.
+    items: list["Finding"] = field(default_factory=list, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -99,8 +104,9 @@ class Report:
                 self.checks_run.append(check_id)
 
     def summary(self) -> dict[str, int]:
+        """Counts of the findings a reader sees (grouped: 32 collapsed levels are one error)."""
         counts = {s.label: 0 for s in Severity}
-        for f in self.findings:
+        for f in self.sorted_findings():
             counts[f.severity.label] += 1
         return counts
 
@@ -108,8 +114,10 @@ class Report:
         return max((f.severity for f in self.findings), default=None)
 
     def sorted_findings(self) -> list[Finding]:
-        """Worst first; within one severity the order the checks produced them (root causes first)."""
-        return sorted(self.findings, key=lambda f: -int(f.severity))
+        """What every view shows: the findings grouped per check and subject family
+        (`group_findings`), worst first; within one severity the order the checks produced them
+        (root causes first). `findings` keeps every item as the checks produced it."""
+        return sorted(group_findings(self.findings), key=lambda f: -int(f.severity))
 
     def exit_code(self, fail_on: Severity | str = Severity.ERROR) -> int:
         threshold = Severity.parse(fail_on)
@@ -122,6 +130,13 @@ class Report:
     def to_dict(self) -> dict[str, Any]:
         from codecdoctor.core.version import __version__
 
+        findings = self.sorted_findings()
+        measurements = jsonable(self.measurements)
+        grouped = [_grouped_entry(f) for f in findings if f.items]
+        if grouped:
+            measurements["grouped"] = grouped
+        else:
+            measurements.pop("grouped", None)
         return {
             "schema_version": SCHEMA_VERSION,
             "tool": "codecdoctor",
@@ -130,8 +145,8 @@ class Report:
             "args": jsonable(self.args),
             "checks_run": list(self.checks_run),
             "summary": self.summary(),
-            "findings": [f.to_dict() for f in self.sorted_findings()],
-            "measurements": jsonable(self.measurements),
+            "findings": [f.to_dict() for f in findings],
+            "measurements": measurements,
             "notes": list(self.notes),
         }
 
@@ -141,15 +156,154 @@ class Report:
             raise ValueError("not a codecdoctor JSON report")
         if int(data["schema_version"]) > SCHEMA_VERSION:
             raise ValueError(f"report schema {data['schema_version']} is newer than this codecdoctor ({SCHEMA_VERSION})")
+        findings = [Finding.from_dict(f) for f in data.get("findings") or []]
+        _attach_items(findings, (data.get("measurements") or {}).get("grouped") or [])
         return cls(
             command=data.get("command", ""),
             args=dict(data.get("args") or {}),
             checks_run=list(data.get("checks_run") or []),
-            findings=[Finding.from_dict(f) for f in data.get("findings") or []],
+            findings=findings,
             measurements=dict(data.get("measurements") or {}),
             notes=list(data.get("notes") or []),
             version=data.get("version", ""),
         )
+
+
+# --- grouping: one finding per check and subject family -------------------------------------------
+
+# A subject that names a user's file (audit-data's files, compare's pairs, a folder's checkpoints)
+# keeps one finding per file: the JSON contract names the file as the subject, and those views
+# already print a check's cause and fix once (explained_earlier). Inside a file ("b/last.pt:
+# quantizer.levels.3") the indexed item is grouped as anywhere else.
+_FILE_SUBJECT = re.compile(r"[/\\]|\.(wav|flac|mp3|ogg|opus|m4a|aac|aiff?|aifc|au|caf|w64|rf64|sph|pt|pth|ckpt|"
+                           r"bin|tar|safetensors|json|parquet|jsonl)\b", re.IGNORECASE)
+_INDEX = re.compile(r"\d+")
+_MARK = "\x00"
+
+
+@functools.lru_cache(maxsize=1 << 16)  # every view groups the same findings again: a folder's are thousands
+def subject_family(subject: str | None) -> tuple[str, tuple[int, ...]] | None:
+    """For "quantizer.levels.3": the subject with its integer indices (levels, layers, heads, steps,
+    epochs, ranks) replaced by a mark, and the indices (3,). None for a subject with no index, a
+    setting (`n_fft=512`) or one that names a file: such a finding stands alone."""
+    if not subject:
+        return None
+    head, sep, tail = subject.rpartition(": ")
+    if sep and _FILE_SUBJECT.search(head):
+        if _FILE_SUBJECT.search(tail):
+            return None
+        fixed, indexed = head + sep, tail
+    elif _FILE_SUBJECT.search(subject):
+        return None
+    else:
+        fixed, indexed = "", subject
+    if "=" in indexed:  # a setting ("n_fft=512", "eps=1e-05"), not an item of a family
+        return None
+    indices = tuple(int(m) for m in _INDEX.findall(indexed))
+    if not indices:
+        return None
+    return fixed + _INDEX.sub(_MARK, indexed), indices
+
+
+_RANGE_PARTS = 6
+
+
+def _ranges(values: Iterable[int]) -> str:
+    """"0-7,9,12-31" for the sorted distinct values ("10,20,30,40,...,900" past six parts)."""
+    ordered = sorted(set(values))
+    parts: list[str] = []
+    start = prev = ordered[0]
+    for value in ordered[1:] + [None]:  # type: ignore[list-item]
+        if value is not None and value == prev + 1:
+            prev = value
+            continue
+        parts.append(str(start) if start == prev else f"{start}-{prev}")
+        if value is not None:
+            start = prev = value
+    if len(parts) > _RANGE_PARTS:  # every 10th step of a long run: the first few, then the last
+        parts = parts[: _RANGE_PARTS - 2] + ["...", parts[-1]]
+    return ",".join(parts)
+
+
+def _group_subject(family: str, indices: list[tuple[int, ...]]) -> str:
+    """"quantizer.levels.0-31 (32)": each index position shown as the ranges its items cover."""
+    pieces = family.split(_MARK)
+    out = pieces[0]
+    for position, piece in enumerate(pieces[1:]):
+        out += _ranges(index[position] for index in indices) + piece
+    return f"{out} ({len(indices)})"
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _summarised_evidence(representative: Finding, items: list[Finding]) -> dict[str, Any]:
+    """The representative's evidence, with `<key>_min` / `<key>_max` for every number that varies
+    across the items and `grouped_items`, their count."""
+    evidence = dict(representative.evidence)
+    for key in representative.evidence:
+        values = [f.evidence.get(key) for f in items]
+        numbers = [v for v in values if _number(v) and v == v]
+        if len(numbers) == len(values) and min(numbers) != max(numbers):
+            evidence[f"{key}_min"], evidence[f"{key}_max"] = min(numbers), max(numbers)
+    evidence["grouped_items"] = len(items)
+    return evidence
+
+
+def _grouped(items: list[Finding], family: str) -> Finding:
+    worst = max(f.severity for f in items)
+    representative = next(f for f in items if f.severity == worst)
+    subject = _group_subject(family, [subject_family(f.subject)[1] for f in items])  # type: ignore[index]
+    which = "worst" if any(f.severity != worst for f in items) else "first"
+    return Finding(id=representative.id, severity=worst, title=representative.title,
+                   message=f"{len(items)} alike; {which}, {representative.subject}: {representative.message}",
+                   subject=subject, evidence=_summarised_evidence(representative, items),
+                   cause=representative.cause, fix=representative.fix, items=list(items))
+
+
+def group_findings(findings: list[Finding]) -> list[Finding]:
+    """One finding per check and subject family: findings of one check whose subjects differ only
+    in their integer indices (levels 0-31, layers, steps, epochs, ranks), with the same cause and
+    fix, become one finding at the first one's place. It carries the worst severity, a subject
+    listing the indices ("quantizer.levels.0-31 (32)"), the worst item's message and evidence
+    with the min / max of what varies, and the items themselves (`Finding.items`; the JSON keeps
+    them in `measurements.grouped`). A finding resolved later in a run is grouped apart from one
+    that was not. A family of one stays as it was."""
+    groups: dict[tuple, list[Finding]] = {}
+    order: list[tuple] = []
+    for index, f in enumerate(findings):
+        family = None if f.items else subject_family(f.subject)
+        key: tuple = (index,) if family is None else (f.id, family[0], f.cause, f.fix,
+                                                      f.evidence.get("resolved_at_step") is None)
+        if key not in groups:
+            groups[key] = []
+            order.append(key)
+        groups[key].append(f)
+    out = []
+    for key in order:
+        items = groups[key]
+        out.append(items[0] if len(items) == 1 else _grouped(items, key[1]))
+    return out
+
+
+def _grouped_entry(f: Finding) -> dict[str, Any]:
+    return {"id": f.id, "subject": f.subject,
+            "items": [{"severity": item.severity.label, "subject": item.subject, "message": item.message,
+                       "evidence": jsonable(item.evidence)} for item in f.items]}
+
+
+def _attach_items(findings: list[Finding], grouped: list[dict[str, Any]]) -> None:
+    """Give the grouped findings of a report read back from JSON their items again."""
+    by_key = {(f.id, f.subject): f for f in findings}
+    for entry in grouped:
+        owner = by_key.get((entry.get("id"), entry.get("subject")))
+        if owner is None:
+            continue
+        owner.items = [Finding(id=owner.id, severity=Severity.parse(item["severity"]), title=owner.title,
+                               message=item.get("message", ""), subject=item.get("subject"),
+                               evidence=dict(item.get("evidence") or {}), cause=owner.cause, fix=owner.fix)
+                       for item in entry.get("items") or []]
 
 
 def explained_earlier(findings: list[Finding]) -> list[int | None]:

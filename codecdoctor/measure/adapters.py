@@ -22,22 +22,33 @@ importable). Name is
   in the checkpoint (`model_state_dict`, `state_dict`, `model`, `generator`, `ema`, Lightning's
   `model.` prefix), wrapper prefixes (`module.`, `_orig_mod.`) stripped and old/new weight-norm
   names mapped, then loaded strictly: what does not match is measured (`ModelLoad`, check C217);
-- a factory: `factory(checkpoint)` receives the loaded checkpoint as saved (nested: the user guide's
-  `model.load_state_dict(ckpt["model_state_dict"])` works; a raw state dict arrives as it is), or
-  `factory()` when it takes no argument. It returns `(module, adapter)`, an adapter with a
-  `.module`, or a bare module (a bare module from a factory without arguments gets the
-  checkpoint's weights loaded strictly, like a class).
+- a factory, a function or a static / class method (`model.py:EncodecModel._get_model`): its
+  keyword arguments come as a class's do (`--model-kwargs`, then the saved settings that match,
+  hydra / OmegaConf `cfg` included); a parameter named `checkpoint` / `ckpt` / `state_dict` (or the
+  only parameter of a factory, when nothing else provides it) receives the loaded checkpoint as
+  saved (nested: the user guide's `model.load_state_dict(ckpt["model_state_dict"])` works; a raw
+  state dict arrives as it is). It returns `(module, adapter)`, an adapter with a `.module`, or a
+  bare module; a bare module from a factory that did not get the checkpoint has the checkpoint's
+  weights loaded strictly, like a class.
+A class or factory that raises is one line: the line of the user's code that failed and the
+arguments it uses, with where each came from.
 Without an adapter the model's own `forward` is driven (`ForwardAdapter`): the reconstruction is
 the first floating output with the input's length (within one hop), the codes are the integer
-tensors its submodules return (forward hooks).
+tensors its submodules return (forward hooks) or that a quantizer's own methods return when the
+forward calls them (`quantizer.encode(...)` in an eval path); when neither shows any, the indices
+an argmin / argmax computes inside a quantizer's forward (a nearest-code search whose codes are
+never returned).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import importlib
 import importlib.util
 import inspect
 import json
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +59,7 @@ import numpy as np
 from codecdoctor.core.errors import InputError
 from codecdoctor.measure.checkpoint import OWN_FORMAT, CheckpointInfo
 from codecdoctor.measure.forward import first_audio_output, tensors_in
+from codecdoctor.measure.quantizer import QUANTIZER_NAME
 
 
 class CodecAdapter:
@@ -228,6 +240,11 @@ def _as_settings(value: Any) -> dict | None:
 
     if isinstance(value, dict):
         return value
+    if type(value).__module__.startswith("omegaconf"):  # a hydra `cfg` saved as it was (DictConfig)
+        import omegaconf
+
+        container = omegaconf.OmegaConf.to_container(value, resolve=True)
+        return container if isinstance(container, dict) else None
     if isinstance(value, argparse.Namespace):
         return vars(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -256,39 +273,132 @@ def saved_settings(raw: Any) -> list[tuple[str, dict]]:
     return out
 
 
-def constructor_arguments(cls: Any, explicit: dict[str, Any], raw: Any, label: str) -> tuple[dict[str, Any], dict[str, str]]:
-    """(kwargs, where each came from) for `cls(**kwargs)`. Raises InputError naming the required
-    parameters nothing provides."""
+# A factory parameter with one of these names receives the loaded checkpoint (`build(checkpoint)`).
+_CHECKPOINT_PARAMS = ("checkpoint", "ckpt", "state", "state_dict", "checkpoint_dict", "package", "loaded")
+
+
+@dataclass
+class Arguments:
+    """What `--model` passes to a class or a factory, and where each value came from."""
+
+    kwargs: dict[str, Any]
+    sources: dict[str, str]
+    checkpoint_passed: bool = False  # a factory got the checkpoint itself (and loads its weights)
+
+
+def _parameters(target: Any) -> tuple[dict[str, inspect.Parameter], bool] | None:
+    """(named parameters, takes **kwargs), None when the signature cannot be read (a C builtin)."""
     try:
-        signature = inspect.signature(cls)
+        signature = inspect.signature(target)
     except (TypeError, ValueError):
-        return dict(explicit), {k: "--model-kwargs" for k in explicit}
+        return None
     params = {name: p for name, p in signature.parameters.items()
               if p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)}
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values())
+    return params, any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values())
+
+
+def _from_checkpoint(name: str, settings: list[tuple[str, dict]], raw: Any) -> tuple[str, Any] | None:
+    """(where, value) for parameter `name` from the checkpoint's saved settings, or None."""
+    found = next(((where, d[name]) for where, d in settings if name in d), None)
+    if found is not None:
+        return f"checkpoint {found[0]}", found[1]
+    if name in _WHOLE_CONFIG_PARAMS and isinstance(raw, dict) and raw.get(name) is not None:
+        return f"checkpoint {name}", raw[name]  # as saved: a DictConfig keeps its attribute access
+    return None
+
+
+def call_arguments(target: Any, explicit: dict[str, Any], raw: Any, label: str, *,
+                   factory: bool = False) -> Arguments:
+    """The arguments for `target(**kwargs)`: `--model-kwargs` first, then (for a factory) the
+    loaded checkpoint for a parameter named like it, then the checkpoint's saved settings (a
+    config's `model` section first, hydra / OmegaConf `cfg` included) whose names match, then a
+    whole saved config for a parameter called `config` / `cfg` / `args`. A factory with a single
+    parameter that none of these provide gets the checkpoint (`build(checkpoint)`). Raises
+    InputError naming an argument the target does not take, or the required ones nothing provides."""
+    found = _parameters(target)
+    if found is None:
+        return Arguments(dict(explicit), {k: "--model-kwargs" for k in explicit})
+    params, takes_any = found
+    if factory and next(iter(params), None) == "self":
+        raise InputError(f"--model: {label} is an instance method; name a static or class method that builds "
+                         "the model, or the class itself")
     unknown = [k for k in explicit if k not in params]
     if unknown and not takes_any:
         raise InputError(f"--model-kwargs: {label} takes no argument {unknown[0]!r} "
                          f"(it takes: {', '.join(params) or 'nothing'})")
-    kwargs, sources = dict(explicit), {k: "--model-kwargs" for k in explicit}
+    out = Arguments(dict(explicit), {k: "--model-kwargs" for k in explicit})
     settings = saved_settings(raw)
     missing = []
     for name, param in params.items():
-        if name in kwargs:
+        if name in out.kwargs:
             continue
-        found = next(((where, d[name]) for where, d in settings if name in d), None)
-        if found is not None:
-            kwargs[name], sources[name] = found[1], f"checkpoint {found[0]}"
-        elif name in _WHOLE_CONFIG_PARAMS and isinstance(raw, dict) and raw.get(name) is not None:
-            kwargs[name], sources[name] = raw[name], f"checkpoint {name}"
+        if factory and name.lower() in _CHECKPOINT_PARAMS:
+            out.kwargs[name], out.sources[name], out.checkpoint_passed = raw, "the loaded checkpoint", True
+            continue
+        saved = _from_checkpoint(name, settings, raw)
+        if saved is not None:
+            out.sources[name], out.kwargs[name] = saved
         elif param.default is inspect.Parameter.empty:
             missing.append(name)
+    if factory and len(params) == 1 and missing and not explicit:
+        # the documented `factory(checkpoint)` contract, whatever the parameter is called
+        out.kwargs[missing[0]], out.sources[missing[0]], out.checkpoint_passed = raw, "the loaded checkpoint", True
+        missing = []
     if missing:
         have = ", ".join(where for where, _ in settings) or "no saved config or args"
+        factories = _factories_beside(target)
+        # a constructor that takes modules (encoder, decoder, quantizer) cannot get them from JSON
+        how = (f"name a factory beside it: {', '.join(factories)}" if factories
+               else f"pass --model-kwargs '{{\"{missing[0]}\": ...}}'")
         raise InputError(f"--model: {label} needs {', '.join(missing)}, which neither --model-kwargs nor the "
-                         f"checkpoint's saved settings ({have}) provide; pass --model-kwargs "
-                         f"'{{\"{missing[0]}\": ...}}'")
-    return kwargs, sources
+                         f"checkpoint's saved settings ({have}) provide; {how}")
+    positional = [n for n, p in params.items() if p.kind is inspect.Parameter.POSITIONAL_ONLY and n in out.kwargs]
+    if positional:
+        raise InputError(f"--model: {label} takes {', '.join(positional)} by position only; wrap it in a factory "
+                         "that takes keyword arguments")
+    return out
+
+
+def constructor_arguments(cls: Any, explicit: dict[str, Any], raw: Any, label: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """(kwargs, where each came from) for `cls(**kwargs)` (see call_arguments)."""
+    arguments = call_arguments(cls, explicit, raw, label)
+    return arguments.kwargs, arguments.sources
+
+
+def _factories_beside(target: Any) -> list[str]:
+    """The static and class methods a class (defined in the user's module) carries, as `--model`
+    names: the factories that build a class whose constructor takes modules."""
+    if not isinstance(target, type):
+        return []
+    names = [name for klass in target.__mro__ if klass.__module__ == target.__module__
+             for name, value in vars(klass).items() if isinstance(value, (staticmethod, classmethod))]
+    return [f"{target.__name__}.{name}" for name in dict.fromkeys(names)]
+
+
+def _call_failure(label: str, arguments: Arguments, exc: BaseException, target: Any) -> InputError:
+    """One line for a class or factory that raised: the line of the user's code it failed at and
+    the arguments that line uses, with where each came from."""
+    import traceback
+
+    where = ""
+    try:
+        own_file = inspect.getsourcefile(target if not isinstance(target, type) else target.__init__)
+    except (TypeError, OSError):
+        own_file = None
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if own_file and f.filename == own_file]
+    if frames and frames[-1].line:
+        line = frames[-1].line.strip()
+        used = [name for name in arguments.kwargs if re.search(rf"\b{re.escape(name)}\b", line)]
+        shown = ", ".join(f"{name} = {_short(arguments.kwargs[name])} from {arguments.sources.get(name, '?')}"
+                          for name in used)
+        where = f" at line {frames[-1].lineno} `{line[:100]}`" + (f" ({shown})" if shown else "")
+    passed = ", ".join(f"{name} from {source}" for name, source in arguments.sources.items())
+    return InputError(f"--model: {label}({passed}) failed{where}: {_first_line(exc)}")
+
+
+def _short(value: Any) -> str:
+    text = "the checkpoint" if isinstance(value, dict) and len(value) > 4 else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 # --- --model SPEC: strict load --------------------------------------------------------------------
@@ -464,11 +574,24 @@ class ForwardAdapter:
         return self.forward_with_codes(audio)[1]
 
     def forward_with_codes(self, audio) -> tuple[Any, list[Any]]:
-        """(the forward's output, per-level codes) from one forward with hooks on every submodule."""
+        """(the forward's output, per-level codes) from one forward with hooks on every submodule
+        and wrappers on the quantizers' methods; when neither shows an integer code, a second
+        forward records the argmin / argmax indices computed inside the quantizers' forwards."""
+        batch = audio.shape[0]
+        output, padded_length, seen = self._tapped_forward(audio, batch)
+        if not seen and any(QUANTIZER_NAME.search(name) for name, _ in self.module.named_modules() if name):
+            output, padded_length, seen = self._tapped_forward(audio, batch, argmin=True)
+        levels, names, sizes = _levels_from(seen, batch)
+        self.code_modules, self.codebook_size = names, sizes
+        return output, levels
+
+    def _tapped_forward(self, audio, batch: int, *, argmin: bool = False) -> tuple[Any, int, list[tuple]]:
+        """(output, padded length, [(module name, module, integer tensor, codebook size or None)]) of
+        one forward; also
+        finds the module whose output is the reconstruction (`output_module`)."""
         import torch
 
-        batch = audio.shape[0]
-        seen: list[tuple[str, Any, Any]] = []
+        seen: list[tuple] = []
         last_float: dict[int, str] = {}  # data_ptr of a leaf module's float output -> its class name
         handles = []
         for name, sub in self.module.named_modules():
@@ -477,43 +600,166 @@ class ForwardAdapter:
             is_leaf = next(sub.children(), None) is None
 
             def hook(mod, _inputs, output, name=name, is_leaf=is_leaf):
-                ints = [t for t in tensors_in(output) if not t.is_floating_point() and not t.is_complex()
-                        and t.dtype != torch.bool and t.numel() >= batch]
+                ints = _integer_tensors(output, batch)
                 if ints:
-                    seen.append((name, mod, ints[0]))
+                    seen.append((name, mod, ints[0], None))
                 if is_leaf and isinstance(output, torch.Tensor) and output.is_floating_point():
                     last_float[output.data_ptr()] = type(mod).__name__
             handles.append(sub.register_forward_hook(hook))
+        from_methods: list[tuple] = []
+        patched = _watch_quantizer_methods(self.module, batch, from_methods)
+        tap = _IndexTap(self.module, batch, from_methods) if argmin else contextlib.nullcontext()
         try:
-            output, padded_length = self._call(audio)
+            with tap:
+                output, padded_length = self._call(audio)
         finally:
             for handle in handles:
                 handle.remove()
+            for sub, method in patched:
+                sub.__dict__.pop(method, None)
+        # codes a quantizer's encode() returned count where no forward of that module returned any
+        hooked = {entry[0] for entry in seen}
+        seen += [entry for entry in from_methods if entry[0] not in hooked]
         reconstruction = self.find_reconstruction(output, batch, padded_length)
         if reconstruction is not None:
             # the module that produced the reconstruction: a final Tanh bounds the output to ±1
             self.output_module = last_float.get(reconstruction.data_ptr())
-        emitting = {name for name, _, _ in seen}
-        # the innermost modules: an RVQ that returns its levels' codes stacked is an ancestor of them
-        leaves = [(n, m, t) for n, m, t in seen if not any(o != n and o.startswith(n + ".") for o in emitting)]
-        levels, names, sizes = [], [], []
-        for name, mod, codes in leaves:
-            codes = codes.detach().long().cpu()
-            if codes.dim() == 1 and codes.numel() % batch == 0:
-                codes = codes.reshape(batch, -1)
-            if codes.dim() == 2 and codes.shape[0] == batch:
-                per_level = [codes]
-            elif codes.dim() == 3 and codes.shape[0] == batch:
-                per_level = [codes[:, i] for i in range(codes.shape[1])]
-            else:
-                continue
-            size = _codebook_size_of(mod)
-            for index, level in enumerate(per_level):
-                levels.append(level)
-                names.append(name if len(per_level) == 1 else f"{name}[{index}]")
-                sizes.append(size or int(level.max()) + 1)
-        self.code_modules, self.codebook_size = names, sizes
-        return output, levels
+        return output, padded_length, seen
+
+
+def _levels_from(seen: list[tuple], batch: int) -> tuple[list[Any], list[str], list[int]]:
+    """Per-level codes [B, frames], their names and codebook sizes, from the innermost modules that
+    emitted integer tensors (an RVQ that returns its levels' codes stacked is an ancestor of them)."""
+    emitting = {entry[0] for entry in seen}
+    leaves = [entry for entry in seen if not any(o != entry[0] and o.startswith(entry[0] + ".") for o in emitting)]
+    levels, names, sizes = [], [], []
+    for name, mod, codes, searched_size in leaves:
+        codes = codes.detach().long().cpu()
+        if codes.dim() == 1 and codes.numel() % batch == 0:
+            codes = codes.reshape(batch, -1)
+        if codes.dim() == 2 and codes.shape[0] == batch:
+            per_level = [codes]
+        elif codes.dim() == 3 and codes.shape[0] == batch:
+            per_level = [codes[:, i] for i in range(codes.shape[1])]
+        elif codes.dim() == 3 and codes.shape[1] == batch:  # EnCodec's RVQ encode: [n_q, B, frames]
+            per_level = [codes[i] for i in range(codes.shape[0])]
+        else:
+            continue
+        size = searched_size or _codebook_size_of(mod)
+        for index, level in enumerate(per_level):
+            levels.append(level)
+            names.append(name if len(per_level) == 1 else f"{name}[{index}]")
+            sizes.append(size or int(level.max()) + 1)
+    if len(set(names)) < len(names):  # one module computed several levels' argmins
+        names = [f"{name} #{names[:i].count(name)}" if names.count(name) > 1 else name for i, name in enumerate(names)]
+    return levels, names, sizes
+
+
+def _searched_size(args: tuple, kwargs: dict) -> int | None:
+    """The length of the dimension an argmin / argmax / min / max searched: the codebook size when
+    the search runs over distances to every code."""
+    tensor = args[0] if args else kwargs.get("input")
+    dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
+    if isinstance(dim, int) and hasattr(tensor, "shape") and -tensor.dim() <= dim < tensor.dim():
+        return int(tensor.shape[dim])
+    return None
+
+
+class _IndexTap:
+    """While a quantizer-like module's forward runs, record the integer indices that argmin /
+    argmax / min / max over a dimension return (nearest-code search done inline, codes never
+    returned): a TorchFunctionMode for the duration of one forward, with a module stack kept by
+    forward pre- and post-hooks. The innermost quantizer on the stack owns each record."""
+
+    def __init__(self, model: Any, batch: int, seen: list[tuple]):
+        import torch
+        from torch.overrides import TorchFunctionMode
+
+        stack: list[tuple[str, Any]] = []
+        searches = {torch.argmin, torch.argmax, torch.min, torch.max, torch.Tensor.argmin, torch.Tensor.argmax,
+                    torch.Tensor.min, torch.Tensor.max}
+
+        class Mode(TorchFunctionMode):
+            def __torch_function__(self, func, types, args=(), kwargs=None):
+                result = func(*args, **(kwargs or {}))
+                if stack and func in searches:
+                    ints = _integer_tensors(result, batch)
+                    if ints:
+                        seen.append((*stack[-1], ints[0], _searched_size(args, kwargs or {})))
+                return result
+
+        def enter(mod: Any, _inputs: Any, name: str) -> None:
+            stack.append((name, mod))
+
+        def leave(*_: Any) -> None:  # returns None: a forward hook's return value would replace the output
+            stack.pop()
+
+        self.mode = Mode()
+        self.handles = []
+        for name, sub in model.named_modules():
+            if name and (QUANTIZER_NAME.search(name) or QUANTIZER_NAME.search(type(sub).__name__)):
+                self.handles.append(sub.register_forward_pre_hook(functools.partial(enter, name=name)))
+                self.handles.append(sub.register_forward_hook(leave))
+
+    def __enter__(self):
+        self.mode.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.mode.__exit__(*exc)
+        for handle in self.handles:
+            handle.remove()
+
+
+def _integer_tensors(value: Any, batch: int) -> list[Any]:
+    """The integer tensors (codes) in a module's or method's output, at least one per example."""
+    import torch
+
+    return [t for t in tensors_in(value) if not t.is_floating_point() and not t.is_complex()
+            and t.dtype != torch.bool and t.numel() >= batch]
+
+
+def _watch_quantizer_methods(model: Any, batch: int, seen: list[tuple]) -> list[tuple[Any, str]]:
+    """Wrap the methods of every quantizer-like submodule (its name or class says quant / vq /
+    codebook) on the instance, so that integer codes an eval path gets from `quantizer.encode(x)`
+    (no module forward) are seen. Only a module's outermost call is recorded (`encode` calling its
+    own `quantize` is one call). Returns (module, method name) to remove afterwards."""
+    import torch
+
+    patched: list[tuple[Any, str]] = []
+    for name, sub in model.named_modules():
+        if not name or not (QUANTIZER_NAME.search(name) or QUANTIZER_NAME.search(type(sub).__name__)):
+            continue
+        depth = [0]
+        for klass in type(sub).__mro__:
+            if klass in (torch.nn.Module, object):
+                break
+            for method, value in vars(klass).items():
+                if (method.startswith("__") or method == "forward" or method in sub.__dict__
+                        or not callable(value) or isinstance(value, (type, property))):
+                    continue
+                try:
+                    sub.__dict__[method] = _recording(getattr(sub, method), name, sub, batch, depth, seen)
+                except (AttributeError, TypeError, RuntimeError):  # a scripted module: its forward hooks still see
+                    continue
+                patched.append((sub, method))
+    return patched
+
+
+def _recording(bound: Callable[..., Any], name: str, sub: Any, batch: int, depth: list[int],
+               seen: list[tuple]) -> Callable[..., Any]:
+    def call(*args: Any, **kwargs: Any) -> Any:
+        depth[0] += 1
+        try:
+            result = bound(*args, **kwargs)
+        finally:
+            depth[0] -= 1
+        if depth[0] == 0 and not any(entry[0] == name for entry in seen):
+            ints = _integer_tensors(result, batch)
+            if ints:
+                seen.append((name, sub, ints[0], None))
+        return result
+    return call
 
 
 def _sample_rate_of(module: Any, raw: Any, explicit: int | None) -> tuple[int, str]:
@@ -593,6 +839,15 @@ def _is_adapter(obj: Any) -> bool:
                                                                             and hasattr(obj, "decode")))
 
 
+def _call_user_code(target: Any, arguments: Arguments, label: str) -> Any:
+    try:
+        return target(**arguments.kwargs)
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the user's class or factory: one line naming the argument
+        raise _call_failure(label, arguments, exc, target) from None
+
+
 def build_from_spec(info: CheckpointInfo, spec: str, model_kwargs: dict | str | None = None, *,
                     sample_rate: int | None = None) -> tuple[Any, ModelLoad, list[str]]:
     """(adapter, ModelLoad, notes) for `--model SPEC`. Raises InputError for a SPEC that does not
@@ -607,25 +862,12 @@ def build_from_spec(info: CheckpointInfo, spec: str, model_kwargs: dict | str | 
     load = ModelLoad(spec=spec, kind="class" if _is_module_class(obj) else "factory", weights_key=info.weights_key)
     adapter = None
     if load.kind == "class":
-        kwargs, load.kwargs_sources = constructor_arguments(obj, explicit, info.raw, label)
-        try:
-            module = obj(**kwargs)
-        except Exception as exc:  # noqa: BLE001 - the user's constructor: one line
-            raise InputError(f"--model: {label}({', '.join(kwargs)}) failed: {_first_line(exc)}") from None
+        arguments = call_arguments(obj, explicit, info.raw, label)
+        module = _call_user_code(obj, arguments, label)
         load_weights_strictly(module, info.weights, load)
     else:
-        if explicit:
-            raise InputError("--model-kwargs is for an nn.Module class; a factory builds its model itself")
-        try:
-            takes_argument = bool(inspect.signature(obj).parameters)
-        except (TypeError, ValueError):
-            takes_argument = True
-        try:
-            result = obj(info.raw) if takes_argument else obj()
-        except InputError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - the user's factory: one line
-            raise InputError(f"--model: {label}(checkpoint) failed: {_first_line(exc)}") from None
+        arguments = call_arguments(obj, explicit, info.raw, label, factory=True)
+        result = _call_user_code(obj, arguments, label)
         if isinstance(result, tuple) and len(result) == 2:
             module, adapter = result
         elif isinstance(result, torch.nn.Module):
@@ -635,11 +877,12 @@ def build_from_spec(info: CheckpointInfo, spec: str, model_kwargs: dict | str | 
         if adapter is not None and not _is_adapter(adapter):
             raise InputError(f"--model: {label} must return an nn.Module, (module, adapter) or an adapter with "
                              "sample_rate and encode/decode (or reconstruct)")
-        if adapter is None and not takes_argument:
-            load_weights_strictly(module, info.weights, load)
+        if adapter is None and not arguments.checkpoint_passed:
+            load_weights_strictly(module, info.weights, load)  # built from arguments: weights go in like a class's
         else:
             load.checked = False
             notes.append(f"--model {spec}: the factory loaded the weights itself; C217 did not check them")
+    load.kwargs_sources = {k: v for k, v in arguments.sources.items() if v != "the loaded checkpoint"}
     if module is not None and hasattr(module, "eval"):
         module.eval()
     if load.stripped_prefix:

@@ -460,6 +460,30 @@ def output_bound(info: CheckpointInfo) -> str | None:
     return KNOWN_OUTPUT_BOUND.get(info.architecture)
 
 
+def input_scale_normalised(info: CheckpointInfo) -> str | None:
+    """Where the checkpoint says the model normalises its input's scale inside the model (EnCodec's
+    `audio_normalize`: x / rms(x) in, output × rms(x) out, so the scale survives the codec): the
+    key path and value, or None. A model config's `normalize` counts; a training argument of that
+    name does not (it is as likely to be the dataset's per-crop normalisation, which destroys scale)."""
+    sources = [("config", info.config or {}, ("audio_normalize", "normalize")),
+               ("train_args", info.train_args or {}, ("audio_normalize",))]
+    for where, source, keys in sources:
+        for path, value in _flat_items(source):
+            if path.rsplit(".", 1)[-1] in keys and value is True:
+                return f"{where}.{path}=True"
+    return None
+
+
+def _flat_items(source: dict, prefix: str = "", depth: int = 2):
+    """(dotted key, value) of a saved config, nested dicts (hydra's model / codec groups) included."""
+    for key, value in source.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and depth > 0:
+            yield from _flat_items(value, path + ".", depth - 1)
+        else:
+            yield path, value
+
+
 def bitrate(info: CheckpointInfo) -> dict[str, float] | None:
     """Real bitrate from frame rate × codebooks × log2(codebook size), when both are known."""
     import math
@@ -560,6 +584,9 @@ class CheckpointMeasurements:
     scaler_scale: float | None = None
     scaler_growth_tracker: int | None = None
     output_bound: str | None = None
+    # the saved setting that says the model divides each input by its own scale and multiplies the
+    # output back (EnCodec's `audio_normalize`), e.g. "config.audio_normalize=True"; None when none says so
+    input_scale_normalised: str | None = None
     data_peak: float | None = None    # max |x| of the --data crops, when given
     bitrate: dict[str, float] | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -662,6 +689,7 @@ def measure_static(info: CheckpointInfo) -> CheckpointMeasurements:
         m.scaler_scale = float(scale.item() if _is_tensor(scale) else scale)
         m.scaler_growth_tracker = _int_or_none(info.scaler.get("_growth_tracker"))
     m.output_bound = output_bound(info)
+    m.input_scale_normalised = input_scale_normalised(info)
     m.bitrate = bitrate(info)
     m.history = [h for h in (info.history or []) if isinstance(h, dict)]
     m.learning_rates = learning_rates(info)

@@ -69,7 +69,7 @@ def _autocast_probe(torch: Any, device: str, dtype_name: str) -> AutocastResult:
 
 def measure_environment(run_autocast: bool = True) -> EnvMeasurements:
     m = EnvMeasurements(python=sys.version.split()[0], platform=platform.platform())
-    for name in ("numpy", "scipy", "soundfile", "matplotlib", "rich", "typer"):
+    for name in ("numpy", "scipy", "soundfile", "jinja2", "rich", "typer"):
         m.versions[name] = _version(name)
     try:
         import soundfile

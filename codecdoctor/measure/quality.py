@@ -13,7 +13,7 @@ Two entry points, one computation:
   lag `measure_pair` reports), as codec papers score a reconstruction with its delay removed.
 - `quality_from_sources(ref_src, est_src, sample_rate, lag_samples=0)` is the same on two
   sources read block by block (`frames`, `read(start, stop) -> (channels, n)`: the sources of
-  `measure.pair_stream`), in bounded memory.
+  `measure.pair`), in bounded memory.
 - `QualityAccumulator(sample_rate, total_samples=n)` is the same thing block by block, for a
   streaming compare: `update(ref_block, est_block)` with blocks of any size (both sides already
   aligned and of equal length; the caller undoes the lag; `n` is the aligned length, so the scored
@@ -420,7 +420,7 @@ def quality_from_sources(ref: Any, est: Any, sample_rate: int, *, lag_samples: i
                          stoi: bool = True, pesq: bool = True, mel: bool = True,
                          backend: Any = None) -> QualityResult:
     """`quality_metrics` on two sources (anything with `frames` and `read(start, stop) ->
-    (channels, n)`, as `measure.pair_stream`'s sources): only the scored segments are read, one at a
+    (channels, n)`, as `measure.pair`'s sources): only the scored segments are read, one at a
     time, so memory is 1.5 segments and the cost is that of `max_seconds`, whatever the length.
     Equal to `quality_metrics` on the same audio (to float rounding)."""
     lag = int(lag_samples)

@@ -56,6 +56,11 @@ class LevelStats:
     ema_inconsistent_codes: int | None = None
     ema_max_relative_error: float | None = None
     ema_counts_constant: bool = False  # cluster_size never moved from its initial value (no EMA ran)
+    # For codes on data: the perplexity the checkpoint's EMA buffers give the same level (second opinion)
+    buffer_perplexity: float | None = None
+    # For codes on data: the most frequent codes and their counts, most frequent first
+    top_codes: list[tuple[int, int]] | None = None
+    source_module: str | None = None  # the module whose output or encode() call gave the codes
 
     @property
     def entropy_bits(self) -> float | None:
@@ -86,7 +91,9 @@ class LevelStats:
             "bits_efficiency": (self.entropy_bits / self.bits) if self.entropy_bits is not None and self.bits else None,
             "total_count": self.total_count, "expected_used": self.expected_used, "count_buffer": self.count_buffer,
             "ema_live_codes": self.ema_live_codes, "ema_inconsistent_codes": self.ema_inconsistent_codes,
-            "ema_max_relative_error": self.ema_max_relative_error,
+            "ema_max_relative_error": self.ema_max_relative_error, "buffer_perplexity": self.buffer_perplexity,
+            "top_codes": [list(pair) for pair in self.top_codes] if self.top_codes is not None else None,
+            "source_module": self.source_module,
         }
 
 
@@ -151,7 +158,8 @@ _COUNT_BUFFER = re.compile(r"^(usage|code_usage|codebook_usage|usage_counts?|cou
 # Module names that make a 2-D `.weight` a codebook: an nn.Embedding called codebook / embed /
 # embedding inside something called quantizer / vq / rvq / codebook.
 _CODEBOOK_LEAF = re.compile(r"^(codebooks?|embed|embeds|embedding|embeddings|code_?book_?embed|codes|vocab)$")
-_QUANTIZER_PATH = re.compile(r"(quant|(^|[._])r?vq|codebook)", re.IGNORECASE)
+# A module path or class name that says "quantizer" (also used to find the methods that return codes).
+QUANTIZER_NAME = re.compile(r"(quant|(^|[._])r?vq|codebook)", re.IGNORECASE)
 # Q408: after an EMA step embed = embed_avg / smoothed(cluster_size) exactly; Laplace smoothing
 # changes a live code's divisor by (n + eps)/n and K·eps/N, about 1e-5 relative for eps = 1e-5.
 # A live code off by more than 1% was written by something other than the EMA (a revival that
@@ -267,7 +275,7 @@ def _embedding_levels(state: Mapping[str, Any], consumed: set[str]) -> list[Leve
         if len(shape) != 2 or not getattr(weight, "is_floating_point", lambda: False)():
             continue
         module = key[: -len(".weight")]
-        if not _QUANTIZER_PATH.search(module):
+        if not QUANTIZER_NAME.search(module):
             continue
         leaf = module.rsplit(".", 1)[-1]
         count_key = _count_buffer_near(state, module, shape[0])
@@ -308,6 +316,10 @@ def quantizer_levels_from_state(state: Mapping[str, Any]) -> list[LevelStats]:
     return sorted(levels, key=lambda lv: _natural_key(lv.name))
 
 
+# The head of a code histogram kept per level: a collapse reads as "code 7: 400 of 400 frames".
+TOP_CODES = 5
+
+
 def level_stats_from_codes(codes: Any, codebook_sizes: Iterable[int] | int) -> list[LevelStats]:
     """Per-level usage from codes emitted on data.
 
@@ -332,9 +344,11 @@ def level_stats_from_codes(codes: Any, codebook_sizes: Iterable[int] | int) -> l
         used, perplexity, _, total = usage_from_counts(histogram)
         # From a histogram "used" means: emitted at least once (no decay to reason about).
         used = int((histogram > 0).sum())
+        top = np.argsort(-histogram, kind="stable")[:TOP_CODES]
         levels.append(LevelStats(name=f"level {index}", codebook_size=size, used=used, perplexity=perplexity,
                                  dead=size - used, source="codes", total_count=total,
-                                 expected_used=expected_distinct_codes(size, total)))
+                                 expected_used=expected_distinct_codes(size, total),
+                                 top_codes=[(int(code), int(histogram[code])) for code in top if histogram[code] > 0]))
     return levels
 
 

@@ -7,10 +7,18 @@ under a positive window); for a Hann window Σw = n_fft/2, so a full-scale 2048-
 exponent range (max ≈ 3.4e38) and does not overflow, but cuFFT has no bfloat16 kernels, and its
 float16 kernels accept only power-of-two sizes.
 
-Used by check-ckpt (for the loss's FFT sizes and the data's peak) and by the live monitor. CPUs
-have no half-precision FFT, so `spectral_loss_half_precision` emulates one: the transform runs in
-float32 and everything after it (power, mel projection, eps, log, L1) in float16, which is what a
-half-precision loss computes on a GPU up to the FFT's own rounding.
+Used by check-ckpt (for the loss's FFT sizes and the data's peak) and by the live monitor. Two ways
+to see the overflow happen rather than predict it:
+* `spectral_loss_under_autocast` runs a multi-scale log-mel loss written the usual way (torch.stft,
+  |X|², a mel matmul, log(x + eps), L1) inside a real `torch.autocast` on the data's loudest crops.
+  Autocast leaves torch.stft and |X|² in float32 and casts the mel matmul's inputs to float16 (on
+  CPU and CUDA alike), so a bin above 65504 becomes inf exactly there. PyTorch 2.x runs float16
+  autocast on the CPU for real, so this is measured on any machine.
+* `spectral_loss_half_precision` emulates a loss held in float16 by hand: the transform in float32
+  (CPUs have no half-precision FFT) and everything after it (power, mel projection, eps, log, L1) in
+  float16, which is what such a loss computes on a GPU up to the FFT's own rounding.
+* `half_precision_log_inputs` reads a non-finite loss's own autograd graph: the float16 input of
+  each log, and how many of its elements are exactly 0 (an eps that rounded away).
 """
 from __future__ import annotations
 
@@ -166,6 +174,153 @@ def spectral_loss_half_precision(reference: Any, estimate: Any, fft_sizes: Seque
 
 
 @dataclass
+class AutocastScale:
+    n_fft: int
+    max_power: float          # the largest |X|² of the crops (torch.stft's float32 output under autocast)
+    overflowed: bool          # the mel projection, cast to half by autocast, went non-finite
+    log_nonfinite: bool       # log(mel + eps) held -inf / NaN (an eps that rounded to 0, or an inf above)
+    zero_bins: int            # reference mel bins exactly 0 under autocast (digital silence): log(0 + eps) = -inf
+                              # there whenever eps rounds to 0 in half precision
+    loss: float               # this scale's L1 under autocast
+    loss_fp32: float          # the same with autocast disabled
+    finite: bool
+
+
+@dataclass
+class AutocastLossRun:
+    """A spectral loss really run under `torch.autocast(device, dtype)` on the loudest crops."""
+
+    dtype: str
+    device: str
+    crops: int
+    peak: float               # the largest |x| of the crops the loss ran on
+    eps: float
+    loss: float
+    loss_fp32: float
+    finite: bool
+    scales: list[AutocastScale] = field(default_factory=list)
+
+    @property
+    def max_power(self) -> float:
+        return max((s.max_power for s in self.scales), default=0.0)
+
+    @property
+    def overflowed(self) -> list[AutocastScale]:
+        return [s for s in self.scales if s.overflowed]
+
+
+_DTYPES = {"float16": "float16", "fp16": "float16", "half": "float16", "bfloat16": "bfloat16", "bf16": "bfloat16"}
+
+
+def loudest_crops(crops: Sequence[Any], count: int = 4) -> np.ndarray:
+    """The `count` crops with the largest |x| (mono rows [N, T], cut to the shortest): where a
+    power spectrum overflows first."""
+    rows = [np.asarray(c, dtype=np.float32).reshape(-1, np.shape(c)[-1]) for c in crops]
+    rows = [r for block in rows for r in block if r.size]
+    if not rows:
+        return np.zeros((0, 0), np.float32)
+    rows.sort(key=lambda r: -float(np.abs(np.nan_to_num(r)).max()))
+    chosen = rows[:max(1, count)]
+    length = min(r.shape[-1] for r in chosen)
+    return np.stack([r[:length] for r in chosen])
+
+
+def spectral_loss_under_autocast(reference: Any, estimate: Any, fft_sizes: Sequence[int], *, dtype: str = "float16",
+                                 device: str = "cpu", sample_rate: int = 16000, n_mels: int = 64, eps: float = 1e-5,
+                                 window: str = "hann") -> AutocastLossRun:
+    """Run a multi-scale log-mel L1 loss inside a real `torch.autocast(device, dtype)` and with
+    autocast disabled, on `reference` / `estimate` ([N, T] or [T]); per scale the measured max |X|²,
+    whether the autocast mel projection overflowed, and whether the log went non-finite."""
+    import torch
+
+    torch_dtype = getattr(torch, _DTYPES.get(str(dtype), str(dtype)))
+    ref, est = _to_tensor(reference).to(device), _to_tensor(estimate).to(device)
+    length = min(ref.shape[-1], est.shape[-1])
+    ref, est = ref[..., :length], est[..., :length]
+    scales: list[AutocastScale] = []
+    for n_fft in (int(n) for n in fft_sizes):
+        if length < n_fft:
+            continue
+        w = torch.tensor(window_array(window, n_fft), dtype=torch.float32, device=device)
+        fb = torch.tensor(mel_filterbank(sample_rate, n_fft, int(n_mels)), dtype=torch.float32, device=device)
+
+        def log_mel(x, flags, n_fft=n_fft, w=w, fb=fb):  # bound now: called within this iteration
+            power = torch.stft(x, n_fft, hop_length=n_fft // 4, window=w, return_complex=True).abs().pow(2)
+            mel = power.transpose(-1, -2) @ fb      # autocast casts this matmul's inputs to half
+            flags.setdefault("zero_bins", int((mel == 0).sum()))
+            flags["overflowed"] |= not bool(torch.isfinite(mel).all())  # inf, or inf·0 = NaN in the matmul
+            logged = torch.log(mel + eps)
+            flags["log"] |= not bool(torch.isfinite(logged).all())
+            return logged, float(power.max())
+
+        with torch.no_grad():
+            with torch.autocast(device_type=device, enabled=False):
+                unused = {"overflowed": False, "log": False}
+                a32, max_power = log_mel(ref, unused)
+                b32, _ = log_mel(est, unused)
+                loss32 = float((a32 - b32).abs().mean())
+            flags = {"overflowed": False, "log": False}
+            with torch.autocast(device_type=device, dtype=torch_dtype):
+                a, _ = log_mel(ref, flags)
+                b, _ = log_mel(est, flags)
+                loss = float((a - b).abs().float().mean())
+        scales.append(AutocastScale(n_fft=n_fft, max_power=max_power, overflowed=flags["overflowed"],
+                                    log_nonfinite=flags["log"], zero_bins=flags["zero_bins"], loss=loss, loss_fp32=loss32,
+                                    finite=math.isfinite(loss)))
+    total = float(sum(s.loss for s in scales))
+    return AutocastLossRun(dtype=_DTYPES.get(str(dtype), str(dtype)), device=str(device), crops=int(ref.shape[0]),
+                           peak=float(ref.abs().max()) if ref.numel() else 0.0, eps=float(eps), loss=total,
+                           loss_fp32=float(sum(s.loss_fp32 for s in scales)), finite=math.isfinite(total),
+                           scales=scales)
+
+
+@dataclass
+class HalfLogInput:
+    """A log in a loss's autograd graph whose input was half precision."""
+
+    op: str                   # the autograd node, e.g. "LogBackward0"
+    dtype: str
+    elements: int
+    zeros: int                # exact zeros in the input: log gives -inf there
+    nonfinite: int
+    smallest: float           # the smallest finite |input|
+
+
+def half_precision_log_inputs(loss: Any, max_nodes: int = 5000) -> list[HalfLogInput]:
+    """Walk `loss`'s autograd graph (before its backward frees it) and measure the input of every
+    log / log10 / log2 computed in float16 or bfloat16. Reads values on the host: call it only on a
+    loss already known to be non-finite."""
+    import torch
+
+    node = getattr(loss, "grad_fn", None)
+    seen: set[int] = set()
+    visited: list[Any] = []
+    stack = [node] if node is not None else []
+    found: list[HalfLogInput] = []
+    while stack and len(seen) < max_nodes:
+        node = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        visited.append(node)  # held, so no id is reused by a later wrapper object
+        name = type(node).__name__
+        if name.startswith(("LogBackward", "Log10Backward", "Log2Backward")):
+            try:
+                saved = node._saved_self
+            except (AttributeError, RuntimeError):  # freed by a backward already
+                saved = None
+            if isinstance(saved, torch.Tensor) and saved.dtype in (torch.float16, torch.bfloat16):
+                saved = saved.detach()
+                finite = saved[torch.isfinite(saved)].abs()
+                found.append(HalfLogInput(op=name, dtype=str(saved.dtype).replace("torch.", ""),
+                                          elements=saved.numel(), zeros=int((saved == 0).sum()),
+                                          nonfinite=int((~torch.isfinite(saved)).sum()),
+                                          smallest=float(finite.min()) if finite.numel() else math.nan))
+        stack.extend(next_node for next_node, _ in getattr(node, "next_functions", ()) if next_node is not None)
+    return found
+
+
+@dataclass
 class StftMeasurements:
     """Everything S501-S504 judge. `stft_dtype` is the precision the spectral loss really runs in
     ("float16", "bfloat16", "float32") or None when unknown (a foreign checkpoint)."""
@@ -180,6 +335,8 @@ class StftMeasurements:
     sizes: list[FftSizeRisk] = field(default_factory=list)
     eps_risk: EpsRisk | None = None
     half_loss: HalfLossResult | None = None
+    autocast_run: AutocastLossRun | None = None    # measured: the loss run under real autocast
+    half_logs: list[HalfLogInput] = field(default_factory=list)  # measured: a live loss's half-precision logs
 
 
 def synthetic_full_scale(peak: float, sample_rate: int = 16000, seconds: float = 1.0, seed: int = 0) -> np.ndarray:
@@ -196,9 +353,12 @@ def synthetic_full_scale(peak: float, sample_rate: int = 16000, seconds: float =
 def measure_stft(peak: float, fft_sizes: Sequence[int], *, eps: float | None = 1e-5, window: str = "hann",
                  stft_dtype: str | None = None, device: str | None = None, source: str = "",
                  reference: Any = None, estimate: Any = None, sample_rate: int = 16000,
-                 n_mels: Sequence[int] | int | None = 64, run_loss: bool = True) -> StftMeasurements:
+                 n_mels: Sequence[int] | int | None = 64, run_loss: bool = True,
+                 autocast: str | None = None, autocast_device: str = "cpu") -> StftMeasurements:
     """Measure S501-S504 inputs. Without `reference` a synthetic signal at `peak` is used; without
-    `estimate` the reference plus noise 30 dB down stands in for a reconstruction."""
+    `estimate` the reference plus noise 30 dB down stands in for a reconstruction. With `autocast`
+    ("float16" / "bfloat16") and a `reference` ([N, T]: the loudest crops) the loss also runs under
+    real autocast on `autocast_device` (`autocast_run`), and S501-S503 judge that measurement."""
     sizes = [int(n) for n in fft_sizes]
     m = StftMeasurements(peak=float(peak), fft_sizes=sizes, window=window, eps=eps, stft_dtype=stft_dtype,
                          device=device, source=source, sizes=stft_power_risk(peak, sizes, window=window))
@@ -212,4 +372,9 @@ def measure_stft(peak: float, fft_sizes: Sequence[int], *, eps: float | None = 1
             estimate = ref + noise * float(np.sqrt(np.mean(ref ** 2) + 1e-20)) * 10 ** (-30 / 20)
         m.half_loss = spectral_loss_half_precision(ref, estimate, sizes, sample_rate=sample_rate, n_mels=n_mels,
                                                    eps=eps if eps is not None else 1e-5, window=window)
+        if autocast and reference is not None:
+            mels = n_mels if isinstance(n_mels, int) else 64
+            m.autocast_run = spectral_loss_under_autocast(ref, estimate, sizes, dtype=autocast, device=autocast_device,
+                                                          sample_rate=sample_rate, n_mels=mels, window=window,
+                                                          eps=eps if eps is not None else 1e-5)
     return m

@@ -41,6 +41,16 @@ class StepWindow:
 
 
 @dataclass
+class ScalerBypass:
+    """Steps of the model's optimizer taken outside `GradScaler.step` while a scaler was active (T614)."""
+
+    optimizer: str
+    bypassed_steps: int
+    scaler_steps: int          # steps that went through scaler.step before the first bypass
+    first_step: int | None
+
+
+@dataclass
 class CodebookLevel:
     level: int
     name: str
@@ -75,6 +85,8 @@ class ValidationMeasurements:
     diagnosis_checks: list[str] = field(default_factory=list)
     diagnosis_notes: list[str] = field(default_factory=list)  # a pair check's internal error
     what_if: dict[str, Any] = field(default_factory=dict)
+    # optimizer steps taken before this validation (T608: 0 = a baseline of the initial weights)
+    trained_steps: int | None = None
 
 
 @dataclass
@@ -132,6 +144,8 @@ class RunState:
         self.skipped_steps = 0
         self.last_scale: float | None = None
         self.lr_history: list[tuple[int, float]] = []
+        self.optimizer_steps = 0
+        self.validation_history: list[tuple[int, float]] = []  # (step, SNR dB) of every validation
 
     def grad_norm_median(self) -> float | None:
         finite = [g for g in self.grad_norms if math.isfinite(g)]
@@ -153,8 +167,17 @@ class TrainingMeasurements:
     ddp: DdpMeasurements | None = None
     spectral: SpectralContext | None = None
     scaler_used: bool = False
+    scaler_bypass: ScalerBypass | None = None
     codebook_warmup_steps: int = 0
     balance: list[LossBalance] | None = None
+    # T609: the optimizer's class name and the peak its scheduler heads for (`initial_lr` /
+    # `max_lr` that torch's schedulers keep in each param group), when known
+    optimizer_kind: str | None = None
+    lr_scheduled_peak: float | None = None
+    # T608: judged once more when the run has ended; IDs of warning-or-worse findings of the run so
+    # far (a measured cause of a low validation SNR)
+    run_ended: bool = False
+    run_causes: list[str] = field(default_factory=list)
 
 
 @dataclass

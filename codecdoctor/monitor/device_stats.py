@@ -23,7 +23,7 @@ import torch
 # positions written in two places.
 SIGNAL_FIELDS = ("peak", "min", "max", "energy", "nonfinite", "nonfinite_item", "peak_item", "over",
                  "clip_error_energy")
-STEP_FIELDS = ("grad_norm", "grad_nonfinite", "scale")
+STEP_FIELDS = ("grad_norm", "grad_nonfinite", "scale", "scaler_growth")
 
 
 class ColumnLayout:

@@ -41,6 +41,7 @@ non-finite), `validation.py` (T603/T608 with the R3xx diagnosis), `ddp.py` (T611
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -50,18 +51,20 @@ from typing import Any, Callable
 import torch
 
 from codecdoctor.core.errors import CheckFailed
-from codecdoctor.core.findings import Finding, Report, jsonable
+from codecdoctor.core.findings import Finding, Report, Severity, jsonable
 from codecdoctor.core.registry import run_checks
 from codecdoctor.measure.training import (
     CodebookLevel,
     LossBalance,
     MonitorSummary,
     RunState,
+    ScalerBypass,
     StepWindow,
     TrainingMeasurements,
     median_finite,
 )
 from codecdoctor.monitor import ddp as ddp_part
+from codecdoctor.monitor.amp import LateScalerReadings, scaler_state
 from codecdoctor.monitor.balance import term_grad_norms
 from codecdoctor.monitor.device_stats import codebook_stats, find_codebooks, grad_norm
 from codecdoctor.monitor.nan_trace import NonfiniteTracer
@@ -148,6 +151,7 @@ class Monitor:
         self._next_step = int(start_step)
         self._scaler_used = False
         self._steps_without_scaler = 0
+        self._late_scaler = LateScalerReadings()
         self._codebooks = find_codebooks(getattr(model, "module", model))
         self._balance_pending: list[tuple[int, list[str], torch.Tensor]] = []
         self._balance: list[LossBalance] = []
@@ -157,6 +161,7 @@ class Monitor:
         self.validations: list[dict[str, Any]] = []
         self.latest: dict[str, Any] = {"step": None, "findings": 0, "newest_finding": None}
         self.read_backs = 0
+        self._last_validation = None
         self._closed = False
         self._started = time.time()
         self.event_log = Path(event_log) if event_log else None
@@ -199,6 +204,7 @@ class Monitor:
         y_tensor = y if isinstance(y, torch.Tensor) and y.dim() > 0 and y.shape[0] > 0 else None
         bound = self.output_bound if self.output_bound is not None else 1.0
         self.buffer.write_batch(step, x, y_tensor, losses, bound)
+        self.spectral.keep_losses(losses)
         if self.loss_balance and (step - self._start_step) % self.read_every == 0 and losses:
             measured = term_grad_norms(y_tensor, losses)
             if measured is not None:
@@ -212,6 +218,7 @@ class Monitor:
         if self._closed or not self.buffer.filled:
             return
         self.buffer.write_losses(losses)
+        self.spectral.keep_losses(losses)
         self._peek_alarm()
 
     def on_backward(self, model: torch.nn.Module | None = None) -> None:
@@ -234,20 +241,47 @@ class Monitor:
             self.optimizer = optimizer
         if self._closed:
             return
+        self.state.optimizer_steps += 1
+        if self.state.optimizer_steps == 1 and (lr := self._learning_rate()) is not None:
+            # T609 sees a rise from the first step on, not only between read-backs
+            self.state.lr_history.append((self._next_step - 1, lr))
+        state = scaler_state(scaler)
         if self.buffer.filled:
-            scale = getattr(scaler, "_scale", None) if scaler is not None else None
-            enabled = scaler is not None and (not hasattr(scaler, "is_enabled") or scaler.is_enabled())
-            if enabled and isinstance(scale, torch.Tensor):
-                self.buffer.write_scale(scale)
+            if state is not None:
+                self.buffer.write_scale(*state)
                 self._scaler_used = True
             else:
                 self._steps_without_scaler += 1
+        elif state is not None:  # this step's row was read back early by the non-finite alarm (amp.py)
+            self._late_scaler.add(self._next_step - 1, state)
+            self._scaler_used = True
+            if len(self._late_scaler) >= self.read_every:
+                self._judge_late_scaler()
         if self.mode == "strict" and self.stop_vote.active():
             stop = self.stop_vote.vote(self.buffer.device)
             if stop:
                 mine = {id(f) for f in self.policy.findings}
                 self.policy.add([f for f in stop if id(f) not in mine], [])
                 raise CheckFailed(stop)
+
+    def _judge_late_scaler(self) -> None:
+        if not len(self._late_scaler):
+            return
+        window = self._late_scaler.take_window()
+        m = TrainingMeasurements(state=self.state, output_bound=self.output_bound, warmup_steps=self.warmup_steps,
+                                 window=window, scaler_used=True)
+        run = run_checks("training", m, only=("T606",))
+        self.state.last_scale = window.columns["scale"][-1]
+        self._emit(run.findings, run.checks_run)
+
+    def on_scaler_bypass(self, bypass: ScalerBypass) -> None:
+        """The model's optimizer stepped outside `GradScaler.step` while a scaler was active (T614)."""
+        if self._closed:
+            return
+        m = TrainingMeasurements(state=self.state, output_bound=self.output_bound, warmup_steps=self.warmup_steps,
+                                 scaler_bypass=bypass)
+        run = run_checks("training", m, only=("T614",))
+        self._emit(run.findings, run.checks_run)
 
     def on_validation(self, ref: torch.Tensor, est: torch.Tensor, *, step: int | None = None) -> None:
         """After validation: all reference inputs and the model's outputs, `[N, ...]` each."""
@@ -258,16 +292,11 @@ class Monitor:
         validation = measure_validation(ref, est, step, self.sample_rate, self.output_bound)
         if validation is None:
             return
-        m = TrainingMeasurements(state=self.state, output_bound=self.output_bound, warmup_steps=self.warmup_steps,
-                                 validation=validation)
-        run = run_checks("training", m, only=("T603", "T608"))
-        self._keep_notes(run.notes)
-        findings = list(run.findings)
-        checks = list(run.checks_run)
-        if any(f.id == "T608" for f in findings):
-            findings += [f for f in validation.diagnosis if f.id != "R300"]
-            checks += validation.diagnosis_checks
-            self._keep_notes(validation.diagnosis_notes)
+        # a loop that never calls on_step: the steps it names (or the batches seen) are its training steps
+        validation.trained_steps = self.state.optimizer_steps or max(step - self._start_step, 0)
+        self.state.validation_history.append((step, validation.snr_db))
+        self._last_validation = validation
+        findings, checks = self._judge_validation(validation)
         record = {"step": step, "snr_db": validation.snr_db, "rms_ratio_db": validation.rms_ratio_db,
                   "pairs": validation.pairs, "what_if": dict(validation.what_if)}
         self.validations.append(record)
@@ -277,6 +306,27 @@ class Monitor:
             self.scalars.validation(validation)
         self.policy.resolve_validation({f.id for f in findings}, step, validation.snr_db)
         self._emit(findings, checks, from_validation=True)
+
+    def _judge_validation(self, validation: Any, *, ended: bool = False) -> tuple[list[Finding], list[str]]:
+        """T603 and T608 on one validation, with the R3xx diagnosis of its worst pair when T608
+        fires; while T608 says "not learned yet" (info) the diagnosis is listed at that severity too."""
+        causes = [f.id for f in self.policy.findings if f.severity >= Severity.WARNING
+                  and not self.policy.from_validation(f)]
+        m = TrainingMeasurements(state=self.state, output_bound=self.output_bound, warmup_steps=self.warmup_steps,
+                                 validation=validation, run_ended=ended, run_causes=list(dict.fromkeys(causes)))
+        run = run_checks("training", m, only=("T608",) if ended else ("T603", "T608"))
+        self._keep_notes(run.notes)
+        findings = list(run.findings)
+        checks = list(run.checks_run)
+        t608 = next((f for f in findings if f.id == "T608"), None)
+        if t608 is not None:
+            # copies: the same diagnosis is judged again when the run ends
+            findings += [dataclasses.replace(f, evidence=dict(f.evidence),
+                                             severity=Severity.INFO if t608.severity == Severity.INFO else f.severity)
+                         for f in validation.diagnosis if f.id != "R300"]
+            checks += validation.diagnosis_checks
+            self._keep_notes(validation.diagnosis_notes)
+        return findings, checks
 
     def flush(self) -> None:
         """Read back now (e.g. before saving a checkpoint). Raises CheckFailed in strict mode."""
@@ -306,8 +356,10 @@ class Monitor:
         if not self._closed:
             try:
                 self._read_back(scheduled=False)
+                self._judge_late_scaler()
             except CheckFailed:
                 pass
+            self._judge_end()
             self._closed = True
         report = self.build_report()
         self._event("close", findings=len(self.policy.findings), summary=report.summary())
@@ -324,13 +376,27 @@ class Monitor:
             json_out.write(report, Path(json))
         return report
 
+    def _judge_end(self) -> None:
+        """T608 once more on the last validation, now that the run has ended (see its rule)."""
+        validation = self._last_validation
+        if validation is None:
+            return
+        findings, checks = self._judge_validation(validation, ended=True)
+        judged = {f.severity for f in self.policy.findings if f.id == "T608" and self.policy.from_validation(f)
+                  and "resolved_at_step" not in f.evidence}
+        if any(f.id == "T608" and f.severity not in judged for f in findings):
+            # only a change of verdict: the same validation is not seen a second time
+            self.policy.add(findings, checks, from_validation=True)
+
     def build_report(self, command: str = "monitor") -> Report:
         """The run's Report: findings, checks run and the summary's measurements (figures are drawn
         from them when the report is rendered)."""
         summary = self.summary()
         report = Report(command=command, args={"mode": self.mode, "read_every": self.read_every,
                                                "output_bound": self.output_bound, "sample_rate": self.sample_rate})
-        report.add(self.findings, self.checks_run, self.check_notes.values())
+        from codecdoctor.diagnose import rank_root_causes
+
+        report.add(rank_root_causes(self.findings), self.checks_run, self.check_notes.values())
         report.measurements = summary.measurements()
         if not summary.curves:
             report.notes.append("no training step was read back: the monitor saw no batch")
@@ -384,7 +450,9 @@ class Monitor:
                if scheduled and self.ddp_check else None)
         m = TrainingMeasurements(state=self.state, output_bound=self.output_bound, warmup_steps=self.warmup_steps,
                                  window=window, lr=self._learning_rate(), levels=levels, nonfinite=trace, ddp=ddp,
-                                 scaler_used=self._scaler_used, balance=balance or None)
+                                 scaler_used=self._scaler_used, balance=balance or None,
+                                 optimizer_kind=type(self.optimizer).__name__ if self.optimizer is not None else None,
+                                 lr_scheduled_peak=_scheduled_peak_lr(self.optimizer))
         run = run_checks("training", m)
         self._keep_notes(run.notes)
         findings, checks = list(run.findings), list(run.checks_run)
@@ -486,6 +554,19 @@ class Monitor:
                 log.close()
             except Exception:
                 pass
+
+
+def _scheduled_peak_lr(optimizer: Any) -> float | None:
+    """The highest rate the scheduler heads for: torch's schedulers keep the base rate in each param
+    group as `initial_lr` (a warm-up's target), OneCycleLR its peak as `max_lr`."""
+    values = []
+    for group in getattr(optimizer, "param_groups", None) or []:
+        for key in ("initial_lr", "max_lr"):
+            try:
+                values.append(float(group[key]))
+            except (KeyError, TypeError, ValueError):
+                continue
+    return max(values) if values else None
 
 
 def _total_series(w: StepWindow) -> list[float | None]:

@@ -40,6 +40,8 @@ class FindingsPolicy:
                 self.checks_run.append(check_id)
         new: list[Finding] = []
         for f in findings:
+            if from_validation and self._supersede(f, new):
+                continue
             # one finding per (check, severity, level/term): a fault that persists updates its count
             # instead of flooding the report every read-back
             key = (f.id, f.severity, f.evidence.get("level"), f.evidence.get("direction"))
@@ -54,8 +56,36 @@ class FindingsPolicy:
             if self._on_new is not None:
                 self._on_new(f)
         if from_validation:
-            self._from_validation.extend(new)
+            known = {id(g) for g in self._from_validation}
+            self._from_validation.extend([f for f in new if id(f) not in known])
         return new
+
+    def from_validation(self, f: Finding) -> bool:
+        """Whether `f` was judged on a validation (T603, T608 and the R3xx diagnosis)."""
+        return any(f is g for g in self._from_validation)
+
+    def _supersede(self, f: Finding, new: list[Finding]) -> bool:
+        """A validation finding describes the model at that validation, so a later one of the same
+        check replaces the earlier one that is still open (its message quotes the latest state; a
+        change of severity makes it new again, so a strict run stops on it). True when `f` took an
+        earlier finding's place."""
+        older = next((g for g in self._from_validation if g.id == f.id and "resolved_at_step" not in g.evidence
+                      and g.evidence.get("direction") == f.evidence.get("direction")), None)
+        if older is None:
+            return False
+        repeats = int(older.evidence.get("repeats", 0)) + 1
+        first = older.evidence.get("first_subject", older.subject)
+        changed = f.severity != older.severity
+        self._keys = {k: v for k, v in self._keys.items() if v is not older}
+        older.severity, older.message, older.subject, older.cause, older.fix = (f.severity, f.message, f.subject,
+                                                                                 f.cause, f.fix)
+        older.evidence = {**f.evidence, "repeats": repeats, "first_subject": first}
+        self._keys[(f.id, f.severity, f.evidence.get("level"), f.evidence.get("direction"))] = older
+        if changed:
+            new.append(older)
+            if self._on_new is not None:
+                self._on_new(older)
+        return True
 
     def stopping(self, new: list[Finding]) -> list[Finding]:
         """The new findings a strict monitor stops on, worst first (empty in warn mode)."""

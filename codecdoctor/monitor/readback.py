@@ -127,10 +127,13 @@ class StepBuffer:
         self.grad_elements = elements
         self._rows_info[-1].grad = True
 
-    def write_scale(self, scale: torch.Tensor) -> None:
+    def write_scale(self, scale: torch.Tensor, growth_tracker: torch.Tensor | None = None) -> None:
         col = self.layout.fixed["scale"]
         # the scale tensor itself (scaler.get_scale() would call .item(), a sync)
         self.rows[self.filled - 1, col: col + 1].copy_(scale.detach().reshape(1).float().to(self.rows.device))
+        if growth_tracker is not None:  # 0 after a skipped step (monitor/amp.py)
+            col = self.layout.fixed["scaler_growth"]
+            self.rows[self.filled - 1, col: col + 1].copy_(growth_tracker.detach().reshape(1).float().to(self.rows.device))
         self._rows_info[-1].scale = True
 
     def add_alarm(self, count: torch.Tensor) -> None:
@@ -161,7 +164,7 @@ class StepBuffer:
                 columns["grad_norm"][i] = math.nan
                 columns["grad_nonfinite"][i] = 0.0
             if not info.scale:
-                columns["scale"][i] = math.nan
+                columns["scale"][i] = columns["scaler_growth"][i] = math.nan
             if info.out_samples == 0:
                 for f in SIGNAL_FIELDS:
                     columns[f"out_{f}"][i] = math.nan if f not in ("nonfinite", "over") else 0.0

@@ -17,7 +17,9 @@ callback), through PyTorch's global hooks instead of calls in the loop.
 * Optimizer step hooks (`torch.optim.optimizer.register_optimizer_step_pre_hook` / `post_hook`):
   the gradients before the step (T605), the learning rate (T609). Only optimizers that hold the
   model's parameters count (a discriminator's does not).
-* A GradScaler wrapper (`torch.amp.GradScaler.scale` / `update`): the scale after each update (T606).
+* A GradScaler wrapper (`torch.amp.GradScaler.scale` / `step` / `update`): the scale and growth
+  tracker after each update (T606), the model optimizer's steps taken outside `scaler.step` (T614;
+  `amp.py`).
 * Codebooks: the Monitor finds EMA / usage buffers in the model (T607).
 * The output bound: a final `nn.Tanh` / `nn.Hardtanh` / `nn.Softsign` or a module whose class name
   says clamp / clip, seen as the last leaf module of the model's first forward (or given).
@@ -35,6 +37,7 @@ from torch import nn
 from codecdoctor.core.errors import CheckFailed
 from codecdoctor.core.findings import Finding, Report
 from codecdoctor.measure.forward import first_audio_output
+from codecdoctor.monitor.amp import ScalerStepWatch
 
 AUDIO_MIN_SAMPLES = 1024  # the shortest time axis taken for audio: 64 ms at 16 kHz
 AUDIO_MAX_CHANNELS = 2
@@ -85,16 +88,31 @@ class _Frame:
     grad: bool
 
 
+class ScriptStopped(BaseException):
+    """A live check stopped a script that `watch` runs (`ModelTap(stop_script=True)`). A BaseException,
+    like KeyboardInterrupt, so the script's `except Exception` and frameworks that print a caught
+    exception's traceback themselves (hydra) let it through to watch, which prints one line naming the
+    finding. `.failed` is the CheckFailed, `.findings` its findings."""
+
+    def __init__(self, failed: CheckFailed):
+        super().__init__(str(failed))
+        self.failed = failed
+        self.findings = failed.findings
+
+
 class ModelTap:
     """Finds the model among all module calls and feeds a `Monitor` it builds for it.
 
     `make_monitor(model, output_bound)` builds the monitor once the model is known. `scope`, when
     given, limits the search to that module's own submodules (the Lightning callback's LightningModule).
+    A stop is raised as CheckFailed, or as ScriptStopped with `stop_script=True` (watch).
     """
 
     def __init__(self, make_monitor: Callable[[nn.Module, float | None], Any], *, output_bound: float | None = None,
-                 scope: nn.Module | None = None, optimizer_hooks: bool = True, backward_hook: bool = True):
+                 scope: nn.Module | None = None, optimizer_hooks: bool = True, backward_hook: bool = True,
+                 stop_script: bool = False):
         self.make_monitor = make_monitor
+        self.stop_script = stop_script
         self.given_bound = output_bound
         self.scope = scope
         self.optimizer_hooks = optimizer_hooks
@@ -117,6 +135,7 @@ class ModelTap:
         self._loss_seen = False
         self._scaled_ids: set[int] = set()
         self._scaler: Any = None
+        self.amp = ScalerStepWatch()  # T614: steps of the model's optimizer outside GradScaler.step
         self._model_optimizers: dict[int, bool] = {}
         self._val_refs: list[torch.Tensor] = []
         self._val_ests: list[torch.Tensor] = []
@@ -173,6 +192,7 @@ class ModelTap:
 
         def scale(scaler, outputs):
             result = original_scale(scaler, outputs)
+            tap.amp.on_scale(scaler)
             if isinstance(outputs, torch.Tensor) and outputs.numel() == 1 and scaler.is_enabled():
                 tap._scaler = scaler
                 tap.on_loss(outputs)
@@ -181,12 +201,14 @@ class ModelTap:
 
         def update(scaler, new_scale=None):
             result = original_update(scaler, new_scale)
+            tap.amp.on_update()
             if scaler is tap._scaler and tap.monitor is not None and scaler.is_enabled():
                 tap._on_step(scaler)
             return result
 
         self._patch(GradScaler, "scale", scale)
         self._patch(GradScaler, "update", update)
+        self._patch(GradScaler, "step", self.amp.wrap_step(GradScaler.step))
 
     # -- forward hooks ------------------------------------------------------------------------
     def _belongs(self, module: nn.Module) -> bool:
@@ -204,7 +226,7 @@ class ModelTap:
         if self.model is not None:
             if module is self.model:
                 if self.stopped is not None:
-                    raise self.stopped  # the run was stopped: a script that caught it must not go on
+                    self._raise_stop(self.stopped)  # the run was stopped: a script that caught it must not go on
                 if not self._busy():
                     x = args[0] if args else None
                     self._stack.append(_Frame(module, x if audio_shaped(x) else None, module.training,
@@ -328,6 +350,9 @@ class ModelTap:
                 self._settle_undecided(trained=True)
             self.monitor.optimizer = optimizer
             self._guard(self.monitor.on_backward, self.model)
+            bypass = self.amp.before_model_step(optimizer, self.training_forwards - 1)
+            if bypass is not None:
+                self._guard(self.monitor.on_scaler_bypass, bypass)
 
     def after_optimizer_step(self, scaler: Any = None) -> None:
         """For a caller that sees the step itself (the Lightning callback)."""
@@ -343,7 +368,12 @@ class ModelTap:
             hook(*args)
         except CheckFailed as exc:
             self.stopped = exc
-            raise
+            self._raise_stop(exc)
+
+    def _raise_stop(self, failed: CheckFailed) -> None:
+        if self.stop_script:
+            raise ScriptStopped(failed) from None
+        raise failed
 
     # -- validation ---------------------------------------------------------------------------
     def _flush_validation(self) -> None:

@@ -24,8 +24,9 @@ class Table:
 
 @dataclass
 class Figure:
-    """A figure: a PNG (`data_uri`, from codecdoctor.report.plots) or an inline SVG chart (`svg`,
-    markupsafe.Markup from codecdoctor.report.svg; a plain string there is escaped, never drawn)."""
+    """A figure: an inline SVG chart (`svg`, markupsafe.Markup from codecdoctor.report.svg; a plain
+    string there is escaped, never drawn), or a PNG given as a data URI (`data_uri`), e.g. a figure
+    a user adds to `Report.sections`."""
 
     title: str
     data_uri: str = ""  # "data:image/png;base64,..."

@@ -1,13 +1,14 @@
-"""Small charts drawn as inline SVG for the HTML report: linear or log axes with readable ticks,
-scatter points, filled histogram stairs, step lines, dashed reference lines, a legend, axis labels.
+"""The report's one plotting stack: small charts drawn as inline SVG. Linear or log axes with
+readable ticks, scatter points, lines (with or without markers), filled histogram stairs, step
+lines, shaded bands, dashed reference lines, a legend, axis labels; several charts side by side
+as panels. Every command's figures use it (audit-data, compare, probe, check-ckpt, train, watch);
+a spectrogram is a PNG heat map from report/raster.py stretched over these axes.
 
-Why hand-written and not matplotlib: importing matplotlib with its Agg backend costs about 1.8 s
-on the 2-core dev machine, more than `sox FILE -n stats` takes to read a 1.8-hour file, and
-drawing plus PNG-encoding five figures costs as much again. audit-data promises to be faster than
-sox end to end, and its figures are points, bars and lines: a few kilobytes of SVG each, drawn in
-milliseconds, sharp at any zoom and searchable as text. compare's figures
-use it too (its spectrograms as a PNG heat map from report/raster.py on these axes); the
-probe and train reports stay on matplotlib (report/plots.py).
+Why hand-written and not matplotlib (docs/ARCHITECTURE.md has the numbers): the figures are points,
+bars and lines; as SVG they take milliseconds to draw, stay sharp at any zoom and are searchable
+as text, while importing matplotlib's Agg backend alone costs over a second and ~56 MB, more than
+a whole audit's or compare's report takes to render, and more than `sox FILE -n stats` takes to
+read an hour of audio.
 
 Safety: every text (a label, a legend entry, a file name in a title) is escaped here, and the
 result is handed to the template as `markupsafe.Markup`; anything else in that slot would be
@@ -35,6 +36,17 @@ FONT_PX = 12.0
 CHAR_WIDTH_EM = 0.6  # a conservative average advance of digits and lower-case letters in sans-serif
 MAX_POINTS = 4000
 DASHES = {None: None, "solid": None, "dashed": "6 4", "dotted": "1.5 3"}
+# series colours in order (distinct in hue and in lightness, so also in grey scale)
+PALETTE = ("#2f6f9f", "#c05621", "#2f855a", "#c53030", "#6b46c1", "#8c5a2b", "#b83280", "#5a6475",
+           "#97a52b", "#0e8a9c")
+LEGEND_ROW_PX = 20.0
+
+
+def _floats(values: Any) -> np.ndarray:
+    """A float array; None (a JSON null) as NaN."""
+    if isinstance(values, np.ndarray):
+        return values.astype(np.float64, copy=False)
+    return np.asarray([math.nan if v is None else v for v in values], dtype=np.float64)
 
 
 def _esc(text: Any) -> str:
@@ -89,7 +101,7 @@ def log_ticks(lo: float, hi: float, target_ticks: int) -> list[float]:
     if len(ticks) < 3:
         more = [m * 10.0 ** d for d in range(first - 1, last + 1) for m in (1.0, 2.0, 5.0)]
         ticks = sorted(t for t in more if lo * (1 - 1e-9) <= t <= hi * (1 + 1e-9))
-    if len(ticks) < 2:  # less than a factor of 2 in range: evenly spaced round numbers read best
+    if len(ticks) < 3:  # less than a factor of ~5 in range: evenly spaced round numbers read best
         ticks = [t for t in linear_ticks(lo, hi, 3) if t > 0]
     return ticks
 
@@ -189,7 +201,7 @@ def _label_width(label: str) -> float:
 
 @dataclass
 class _Series:
-    kind: str  # "scatter" | "stairs" | "step" | "hline" | "vline" | "image"
+    kind: str  # "scatter" | "line" | "stairs" | "step" | "band" | "hline" | "vline" | "image"
     color: str
     label: str | None
     data: dict[str, Any]
@@ -217,6 +229,17 @@ class Chart:
         self.series.append(_Series("scatter", color, label, {"x": xs[keep], "y": ys[keep], "r": radius_px},
                                    opacity=opacity))
 
+    def line(self, x: Sequence[float], y: Sequence[float], *, color: str, label: str | None = None,
+             markers: bool = False, width_px: float = 1.5, dash: str | None = None) -> None:
+        """Points joined in order. A missing or non-finite point (or one at or below zero on a log
+        axis) breaks the line, so a gap in the data stays a gap. `markers`: a dot on every point,
+        for a few measured points (a level sweep, per-epoch validations)."""
+        xs, ys = _floats(x), _floats(y)
+        if xs.size != ys.size:
+            raise ValueError(f"line: {xs.size} x values for {ys.size} y values")
+        self.series.append(_Series("line", color, label, {"x": xs, "y": ys, "markers": markers},
+                                   dash=dash, width=width_px))
+
     def stairs(self, counts: Sequence[float], edges: Sequence[float], *, color: str, label: str | None = None,
                fill: bool = True, opacity: float = 1.0) -> None:
         """A histogram: counts[i] over [edges[i], edges[i + 1]), filled down to the axis floor."""
@@ -239,6 +262,10 @@ class Chart:
         if not png_data_uri.startswith("data:image/png;base64,") or any(c in png_data_uri for c in "\"'<> "):
             raise ValueError("Chart.image takes a PNG data URI")
         self.series.append(_Series("image", "none", None, {"href": png_data_uri}))
+
+    def band(self, lo: float, hi: float, *, color: str, opacity: float = 0.1, label: str | None = None) -> None:
+        """A shaded horizontal band from y = lo to y = hi over the whole width, behind the data."""
+        self.series.append(_Series("band", color, label, {"lo": float(lo), "hi": float(hi)}, opacity=opacity))
 
     def hline(self, y: float, *, color: str, label: str | None = None, dash: str | None = "dashed",
               width_px: float = 1.0) -> None:
@@ -273,6 +300,13 @@ class Chart:
             elif s.kind == "step":
                 xs.append(np.append(s.data["x"], s.data["end"]))
                 ys.append(s.data["y"])
+            elif s.kind == "line":
+                xs.append(s.data["x"])
+                ys.append(s.data["y"])
+                if s.data["markers"]:
+                    x_margin = 0.05
+            elif s.kind == "band":
+                y_include.extend((s.data["lo"], s.data["hi"]))
             elif s.kind == "hline":
                 y_include.append(s.data["y"])
             elif s.kind == "vline":
@@ -290,8 +324,8 @@ class Chart:
 
         self._fit_axes()
         width, height = float(self.width_px), float(self.height_px)
-        legend = [s for s in self.series if s.label]
-        top = 12.0 + (20.0 if legend else 0.0)
+        legend_rows = _legend_rows([s for s in self.series if s.label], width - 16.0)
+        top = 12.0 + LEGEND_ROW_PX * len(legend_rows)
         bottom = 44.0
         plot_h = height - top - bottom
         y_ticks = self.y.ticks(plot_h, 42.0)
@@ -346,8 +380,8 @@ class Chart:
         cy = top + plot_h / 2
         out.append(f'<text x="14" y="{_n(cy)}" text-anchor="middle" transform="rotate(-90 14 {_n(cy)})">'
                    f"{_esc(self.y.label)}</text>")
-        if legend:
-            out.append(self._legend(legend, width - right, 6.0))
+        for row, entries in enumerate(legend_rows):
+            out.append(self._legend(entries, width - right, 6.0 + LEGEND_ROW_PX * row))
         out.append("</svg>")
         return Markup("".join(out))
 
@@ -365,7 +399,8 @@ class Chart:
     def _draw_series(self, px: Any, py: Any, left: float, top: float, plot_w: float, plot_h: float) -> list[str]:
         out: list[str] = []
         floor_y = top + plot_h
-        for s in self.series:
+        # bands behind everything, then the series in the order they were added
+        for s in sorted(self.series, key=lambda s: s.kind != "band"):
             dash = DASHES.get(s.dash, s.dash)
             stroke = f' stroke-dasharray="{dash}"' if dash else ""
             if s.kind == "image":
@@ -383,6 +418,12 @@ class Chart:
                 if d:
                     out.append(f'<path d="{d}" stroke="{s.color}" stroke-opacity="{s.opacity:g}" '
                                f'stroke-width="{_n(2 * s.data["r"])}" stroke-linecap="round" fill="none"/>')
+            elif s.kind == "band":
+                y_hi, y_lo = (float(v) for v in py([s.data["hi"], s.data["lo"]]))
+                out.append(f'<rect x="{_n(left)}" y="{_n(y_hi)}" width="{_n(plot_w)}" height="{_n(y_lo - y_hi)}" '
+                           f'fill="{s.color}" fill-opacity="{s.opacity:g}"/>')
+            elif s.kind == "line":
+                out.extend(self._line(s, px, py, plot_w))
             elif s.kind == "stairs":
                 edges_px, heights_px = _column_stairs(px(s.data["edges"]), py(s.data["counts"]))
                 xs, ys = edges_px.tolist(), heights_px.tolist()
@@ -410,9 +451,29 @@ class Chart:
                            f'stroke-width="{s.width:g}"{stroke}/>')
         return out
 
+    def _line(self, s: _Series, px: Any, py: Any, plot_w: float) -> list[str]:
+        xs, ys = s.data["x"], s.data["y"]
+        keep = np.isfinite(xs) & np.isfinite(ys)
+        for axis, values in ((self.x, xs), (self.y, ys)):
+            if axis.log:
+                keep &= np.where(np.isfinite(values), values, 0.0) > 0
+        if not keep.any():
+            return []
+        x_px, y_px = px(np.where(keep, xs, 0.0)), py(np.where(keep, ys, 0.0))
+        dash = DASHES.get(s.dash, s.dash)
+        out = [f'<path d="{_line_path(x_px, y_px, keep, plot_w)}" fill="none" stroke="{s.color}" '
+               f'stroke-width="{s.width:g}" stroke-linejoin="round"'
+               + (f' stroke-dasharray="{dash}"' if dash else "") + "/>"]
+        if s.data["markers"]:
+            cells = _distinct_cells(x_px[keep], y_px[keep])[:MAX_POINTS]
+            d = "".join(f"M{_n(cx)} {_n(cy)}h0" for cx, cy in cells.tolist())
+            out.append(f'<path d="{d}" stroke="{s.color}" stroke-width="{_n(2.5 + 2 * s.width)}" '
+                       f'stroke-linecap="round" fill="none"/>')
+        return out
+
     @staticmethod
     def _legend(entries: list[_Series], right_x: float, top_y: float) -> str:
-        """One row above the plot, right-aligned: it never covers data."""
+        """One row of the legend above the plot, right-aligned: it never covers data."""
         parts = []
         x = right_x
         for s in reversed(entries):
@@ -424,13 +485,58 @@ class Chart:
             dash = DASHES.get(s.dash, s.dash)
             if s.kind == "scatter":
                 parts.append(f'<circle cx="{_n(x + 9)}" cy="{_n(cy)}" r="3.5" fill="{s.color}"/>')
-            elif s.kind == "stairs":
+            elif s.kind in ("stairs", "band"):
                 parts.append(f'<rect x="{_n(x + 3)}" y="{_n(cy - 5)}" width="12" height="10" fill="{s.color}"/>')
             else:
                 parts.append(f'<path d="M{_n(x)} {_n(cy)}h18" stroke="{s.color}" stroke-width="{max(s.width, 1.5):g}"'
                              + (f' stroke-dasharray="{dash}"' if dash else "") + "/>")
+                if s.kind == "line" and s.data["markers"]:
+                    parts.append(f'<circle cx="{_n(x + 9)}" cy="{_n(cy)}" r="3" fill="{s.color}"/>')
             x -= 14.0
         return '<g class="legend">' + "".join(reversed(parts)) + "</g>"
+
+
+def _legend_rows(entries: list[_Series], width_px: float) -> list[list[_Series]]:
+    """The legend entries in rows that fit the chart's width, in their order."""
+    rows: list[list[_Series]] = []
+    used = width_px
+    for s in entries:
+        need = text_width_px(s.label or "") + 36.0
+        if rows and used + need <= width_px:
+            rows[-1].append(s)
+            used += need
+        else:
+            rows.append([s])
+            used = need
+    return rows
+
+
+def panels(charts: Sequence[Any]) -> Any:
+    """Rendered charts side by side, wrapping onto the next row where the page is narrow."""
+    from markupsafe import Markup
+
+    return Markup('<div class="panels">') + Markup("").join(charts) + Markup("</div>")
+
+
+def _line_path(x_px: np.ndarray, y_px: np.ndarray, keep: np.ndarray, plot_w: float) -> str:
+    """Each run of kept points as one polyline; a run with more points than twice its width in
+    pixels is drawn as each pixel column's min-max range (what the eye sees of a dense line)."""
+    d: list[str] = []
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], keep.astype(np.int8), [0]))))
+    for start, stop in zip(edges[::2].tolist(), edges[1::2].tolist()):
+        xs, ys = x_px[start:stop], y_px[start:stop]
+        if xs.size > 2 * max(float(xs[-1] - xs[0]), 1.0) and bool(np.all(np.diff(xs) >= 0)):
+            column = np.floor(xs - xs[0]).astype(np.int64)
+            starts = np.flatnonzero(np.diff(column, prepend=-1))
+            lows, highs = np.minimum.reduceat(ys, starts), np.maximum.reduceat(ys, starts)
+            stops = np.append(starts[1:], xs.size) - 1
+            points = []
+            for a, b, lo, hi in zip(starts.tolist(), stops.tolist(), lows.tolist(), highs.tolist()):
+                points.append(f"{_n(xs[a])} {_n(ys[a])}V{_n(lo)}V{_n(hi)}V{_n(ys[b])}")
+            d.append("M" + "L".join(points))
+        else:
+            d.append("M" + "L".join(f"{_n(x)} {_n(y)}" for x, y in zip(xs.tolist(), ys.tolist())))
+    return "".join(d)
 
 
 def _column_stairs(edges_px: np.ndarray, heights_px: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -81,6 +81,8 @@ def finding_renderable(finding: Finding, explained: bool = False) -> Group:
     if finding.evidence:
         evidence = "  ".join(f"{printable(k)}={printable(format_number(v))}" for k, v in finding.evidence.items())
         lines.append(RichText("  evidence: " + evidence, style="dim"))
+    if finding.items:
+        lines.extend(item_lines(finding))
     if explained and (finding.cause or finding.fix):
         lines.append(RichText(f"  cause and fix: as for {printable(finding.id)} above", style="dim italic"))
         return Group(*lines)
@@ -90,6 +92,24 @@ def finding_renderable(finding: Finding, explained: bool = False) -> Group:
     if finding.fix:
         lines.append(RichText("  fix: " + printable(finding.fix), style="green"))
     return Group(*lines)
+
+
+# A grouped finding lists its first items in the terminal; all of them are in the HTML and JSON.
+ITEM_LINES = 6
+
+
+def item_lines(finding: Finding, limit: int = ITEM_LINES) -> list[RichText]:
+    """One line per grouped item (subject, severity where it differs, message), then how many more."""
+    lines = [RichText(f"  {len(finding.items)} items:", style="dim")]
+    for item in finding.items[:limit]:
+        severity = "" if item.severity == finding.severity else f" [{item.severity.label}]"
+        # one screen line each: the full message is in the HTML and JSON
+        lines.append(RichText(f"    {printable(item.subject)}{severity}: {printable(item.message)}", style="dim",
+                              no_wrap=True, overflow="ellipsis"))
+    if len(finding.items) > limit:
+        lines.append(RichText(f"    ... {len(finding.items) - limit} more in the HTML report and the JSON's "
+                              "measurements.grouped", style="dim"))
+    return lines
 
 
 def table_renderable(section: Table) -> RichTable:

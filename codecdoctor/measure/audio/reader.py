@@ -3,6 +3,9 @@
 * `read_blocks(sound_file, block_frames)` yields float32 blocks from one open soundfile into one
   reused buffer, so peak memory is one block whatever the file length.
 * `read_crops(folder, ...)` reads deterministic crops by seeking (never a whole long file).
+* `read_span(sound_file, start, stop)` reads frames by seeking, as float64 (the pair engine's
+  file source), and `resampled_span(read, start, stop, ...)` resamples any span of a signal read
+  that way exactly as resampling it whole.
 * `resample(audio, from_rate, to_rate)` is the one resampler (polyphase).
 """
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -114,6 +117,38 @@ def resample(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
 
     g = math.gcd(int(from_rate), int(to_rate))
     return resample_poly(audio, int(to_rate) // g, int(from_rate) // g, axis=-1)
+
+
+def read_span(sound_file: Any, start: int, stop: int) -> np.ndarray:
+    """Frames [start, stop) of an open soundfile.SoundFile, by seeking, as float64 (frames,
+    channels): the samples libsndfile gives as float64, integer PCM read as integers and scaled
+    here (formats.NATIVE_READS, 3x faster). Fewer rows when the file ends first."""
+    dtype, scale = NATIVE_READS.get(sound_file.subtype, ("float64", 1.0))
+    sound_file.seek(start)
+    data = sound_file.read(stop - start, dtype=dtype, always_2d=True)
+    if data.dtype != np.float64:
+        data = data.astype(np.float64)
+        if scale != 1.0:
+            data *= scale
+    return data
+
+
+def resampled_span(read: Callable[[int, int], np.ndarray], start: int, stop: int, from_rate: int, to_rate: int,
+                   frames: int) -> np.ndarray:
+    """Samples [start, stop) of a signal of `frames` samples at `to_rate`, resampled from one at
+    `from_rate` that `read(first, last)` gives as (channels, n): the same samples as resampling
+    the whole signal (`resample`), from a segment of it with margins. The segment starts on a
+    multiple of the decimation factor, so its outputs fall on the whole signal's grid, and reaches
+    past both ends by the polyphase filter's half-length (10 x max(up, down) upsampled samples)."""
+    g = math.gcd(int(from_rate), int(to_rate))
+    up, down = int(to_rate) // g, int(from_rate) // g
+    margin = (10 * max(up, down)) // up + 2
+    start, stop = max(start, 0), min(stop, frames)
+    first = max(0, (start * down // up - margin) // down * down)
+    last = -(-stop * down // up) + margin
+    out = resample(read(first, last), from_rate, to_rate)
+    offset = first * up // down
+    return out[:, start - offset:stop - offset]
 
 
 def read_crops(data_dir: str | Path, sample_rate: int, channels: int, *, n_crops: int = 8,

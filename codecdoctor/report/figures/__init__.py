@@ -1,7 +1,8 @@
 """Per-command tables and figures, drawn at render time from `Report.measurements` only.
 
 Each module here exposes `build(report, *, figures: bool) -> list[Section]` (tables and text always,
-matplotlib figures only when `figures` is true, i.e. for the HTML view) and optionally
+figures, inline SVG from codecdoctor.report.svg, only when `figures` is true, i.e. for the HTML
+view) and optionally
 `key_numbers(report) -> list[(label, text)]`, the numbers the HTML report shows in its first screen.
 Library calls never draw: a report re-loaded from JSON renders the same page.
 """

@@ -92,8 +92,7 @@ def _figure(chart: Any, title: str, caption: str) -> Figure:
 
 
 def _figures(report: Report, rows: list[Any], thresholds: Any, flagged: set) -> list:
-    """The audit's figures as inline SVG (codecdoctor.report.svg): an audit never imports
-    matplotlib, whose import alone costs more than sox takes to read an hour of audio."""
+    """The audit's figures as inline SVG (codecdoctor.report.svg)."""
     audio = [r for r in rows if r.kind == "audio" and r.frames and r.peak]
     silent = sum(1 for r in rows if r.kind == "audio" and r.frames and not r.peak)
     out = []

@@ -1,8 +1,7 @@
 """Report sections for `compare`, from `Report.measurements` only: the what-if table, the aggregate,
 and for the worst pair (its bounded excerpt, measurements.excerpt) a waveform overlay (reference,
 estimate, error) and spectrograms. The figures are inline SVG (report/svg.py; the spectrograms a
-PNG heat map from report/raster.py on SVG axes): a compare imports no matplotlib, whose import
-alone cost more than the diagnosis of a short pair."""
+PNG heat map from report/raster.py on SVG axes)."""
 from __future__ import annotations
 
 import math

@@ -8,7 +8,10 @@ import numpy as np
 
 from codecdoctor.measure.probes import IDLE_MARGIN_DB
 from codecdoctor.report.figures import db_text, view
-from codecdoctor.report.sections import Table
+from codecdoctor.report.sections import Figure, Table
+from codecdoctor.report.svg import PALETTE, Axis, Chart
+
+GREY = "#888888"
 
 
 def build(report: Any, *, figures: bool) -> list[Any]:
@@ -29,41 +32,50 @@ def key_numbers(report: Any) -> list[tuple[str, str]]:
 
 
 def probe_sections(m: Any, *, figures: bool = True) -> list[Any]:
-    """Level in/out curve, magnitude response, impulse response (HTML only); and a table."""
+    """Level in/out curve, magnitude response, impulse response (HTML only, inline SVG); and a table."""
     sections: list[Any] = [_table(m)]
-    if not figures:
-        return sections
-    from codecdoctor.report.plots import figure_section, new_figure
+    if figures:
+        sections.extend([_level_figure(m), _magnitude_figure(m), _impulse_figure(m)])
+    return sections
 
-    fig, ax = new_figure(5.6, 3.4)
-    ax.plot(m.rms_in_db, m.rms_out_db, "o-", label="codec")
+
+def _figure(chart: Any, title: str, caption: str) -> Figure:
+    return Figure(title=title, svg=chart.render(), caption=caption, alt=title)
+
+
+def _level_figure(m: Any) -> Figure:
+    chart = Chart(Axis("input RMS (dBFS)"), Axis("output RMS (dBFS)"), width_px=560, height_px=340,
+                  description="Level in/out")
+    chart.line(m.rms_in_db, m.rms_out_db, color=PALETTE[0], label="codec", markers=True)
     gain = m.low_level_gain_db or 0.0
-    ax.plot(m.rms_in_db, [v + gain for v in m.rms_in_db], "--", color="grey", label="slope 1 (scale kept)")
-    ax.set_xlabel("input RMS (dBFS)")
-    ax.set_ylabel("output RMS (dBFS)")
-    ax.legend(loc="lower right", fontsize=8)
+    chart.line(m.rms_in_db, [v + gain for v in m.rms_in_db], color=GREY, label="slope 1 (scale kept)",
+               dash="dashed", width_px=1.2)
     slope = (f"slope {m.level_slope_db_per_db:.3f} dB/dB over {m.level_fit_points} levels above the idle output"
              if m.level_slope_db_per_db is not None else
              f"slope not measured: fewer than 3 levels stand {IDLE_MARGIN_DB:g} dB above the idle output "
              f"({m.idle_rms_dbfs:.1f} dBFS)")
-    sections.append(figure_section(fig, "Level in/out", f"{slope}; "
-                                   f"saturation {m.saturation_dbfs if m.saturation_dbfs is not None else 'none'}"))
-    fig, ax = new_figure(5.6, 3.2)
-    ax.semilogx(m.sweep_freqs_hz, m.sweep_gain_db, "o-")
+    return _figure(chart, "Level in/out",
+                   f"{slope}; saturation {m.saturation_dbfs if m.saturation_dbfs is not None else 'none'}")
+
+
+def _magnitude_figure(m: Any) -> Figure:
+    chart = Chart(Axis("frequency (Hz)", log=True), Axis("gain (dB)"), width_px=560, height_px=320,
+                  description="Magnitude response")
+    chart.line(m.sweep_freqs_hz, m.sweep_gain_db, color=PALETTE[0], markers=True)
     if m.passband_gain_db is not None:
-        ax.axhline(m.passband_gain_db - 3.0, color="grey", linestyle="--", linewidth=0.8)
-    ax.set_xlabel("frequency (Hz)")
-    ax.set_ylabel("gain (dB)")
-    sections.append(figure_section(fig, "Magnitude response", f"-3 dB bandwidth {m.bandwidth_3db_hz} Hz"))
-    fig, ax = new_figure(5.6, 3.0)
+        chart.hline(m.passband_gain_db - 3.0, color=GREY, label="passband - 3 dB", width_px=0.8)
+    bandwidth = f"{m.bandwidth_3db_hz:.0f} Hz" if m.bandwidth_3db_hz is not None else "not measured"
+    return _figure(chart, "Magnitude response", f"-3 dB bandwidth {bandwidth}")
+
+
+def _impulse_figure(m: Any) -> Figure:
+    chart = Chart(Axis("samples after the impulse"), Axis("output"), width_px=560, height_px=300,
+                  description="Impulse response")
     lags = np.arange(len(m.impulse_response)) + m.impulse_window_start
-    ax.plot(lags, m.impulse_response)
-    ax.axvline(0, color="grey", linestyle="--", linewidth=0.8)
-    ax.set_xlabel("samples after the impulse")
-    ax.set_ylabel("output")
-    sections.append(figure_section(fig, "Impulse response", f"latency {m.latency_samples} samples (chirp), "
-                                   f"{m.impulse_latency_samples} (impulse peak)"))
-    return sections
+    chart.line(lags, m.impulse_response, color=PALETTE[0], width_px=1.2)
+    chart.vline(0.0, color=GREY, width_px=0.8)
+    return _figure(chart, "Impulse response", f"latency {m.latency_samples} samples (chirp), "
+                   f"{m.impulse_latency_samples} (impulse peak)")
 
 
 def _table(m: Any) -> Table:

@@ -17,7 +17,8 @@ from typing import Any
 
 from codecdoctor.core.findings import Report
 from codecdoctor.report.figures import db_text
-from codecdoctor.report.sections import Table, Text
+from codecdoctor.report.sections import Figure, Table, Text
+from codecdoctor.report.svg import PALETTE, SEVERITY_COLORS, Axis, Chart, panels
 
 
 def _finite(values):
@@ -96,88 +97,90 @@ def build(report: Report, *, figures: bool) -> list:
     return sections
 
 
-def _figures(report: Report, curves: list[dict[str, Any]], validations: list[dict[str, Any]]) -> list:
-    from codecdoctor.report.plots import figure_section, new_figure
+def _panel(y_label: str, *, log_y: bool = False, width_px: int = 460) -> Chart:
+    return Chart(Axis("step"), Axis(y_label, log=log_y), width_px=width_px, height_px=300, description=y_label)
 
-    sections = []
-    points = _validation_points(report)
-    # the trainer's per-epoch history (watch's history has validations only, no epochs or loss)
-    history = [h for h in (report.measurements or {}).get("history") or [] if isinstance(h, dict) and "epoch" in h]
-    if points or curves:
-        fig, (ax1, ax2) = new_figure(9.0, 3.0, ncols=2)
-        if points:
-            ax1.plot([p[0] for p in points], _finite([p[1] for p in points]), "o-", label="SNR")
-        si = [(h.get("step"), h.get("val_si_snr_db")) for h in history if isinstance(h, dict)]
-        if si:
-            ax1.plot([s for s, _ in si], _finite([v for _, v in si]), ".-", label="SI-SNR")
-        ax1.axhline(0.0, color="#c53030", linewidth=0.8, linestyle="--")
-        ax1.set_title("validation SNR (dB)")
-        ax1.set_xlabel("step")
-        if si:
-            ax1.legend(fontsize=7)
-        if history:
-            ax2.plot([h.get("step") for h in history], _finite([h.get("train_loss") for h in history]), "o-")
-            ax2.set_title("training loss (epoch mean)")
-        elif curves:
-            terms = sorted({k for c in curves for k in c["loss"]})
-            for term in terms:
-                ax2.plot([c["step"] for c in curves], _finite([c["loss"].get(term) for c in curves]), label=term)
-            ax2.set_title("loss terms (window median)")
-            if terms:
-                ax2.legend(fontsize=7)
-        ax2.set_xlabel("step")
-        sections.append(figure_section(fig, "Validation SNR and loss"))
-    if not curves:
-        return sections
+
+def _figure(title: str, charts: list[Chart], caption: str = "") -> Figure:
+    rendered = [chart.render() for chart in charts]
+    return Figure(title=title, svg=rendered[0] if len(rendered) == 1 else panels(rendered), caption=caption,
+                  alt=title)
+
+
+def _loss_terms_panel(curves: list[dict[str, Any]]) -> Chart:
+    chart = _panel("loss terms (window median)")
     steps = [c["step"] for c in curves]
-    fig, axes = new_figure(9.0, 6.0, nrows=2, ncols=2)
-    ax = axes[0, 0]
-    terms = sorted({k for c in curves for k in c["loss"]})
-    for term in terms:
-        ax.plot(steps, _finite([c["loss"].get(term, math.nan) for c in curves]), label=term)
-    ax.set_title("loss terms (window median)")
-    ax.set_xlabel("step")
-    if terms:
-        ax.legend(fontsize=7)
-    ax = axes[0, 1]
-    ax.plot(steps, _finite([c["input_peak"] for c in curves]), label="input peak")
-    ax.plot(steps, _finite([c["output_peak"] for c in curves]), label="output peak")
-    ax.axhline(1.0, color="#888", linewidth=0.8, linestyle="--")
-    ax.set_title("peak |x| per window")
-    ax.set_xlabel("step")
-    ax.legend(fontsize=7)
-    ax = axes[1, 0]
-    ax.plot(steps, _finite([c["rms_ratio_db"] for c in curves]), label="train")
+    for i, term in enumerate(sorted({k for c in curves for k in c["loss"]})):
+        chart.line(steps, _finite([c["loss"].get(term, math.nan) for c in curves]),
+                   color=PALETTE[i % len(PALETTE)], label=term)
+    return chart
+
+
+def _validation_figure(report: Report, curves: list[dict[str, Any]]) -> Figure:
+    """Validation SNR (and SI-SNR) beside the training loss: the trainer's per-epoch mean, else the
+    monitor's loss terms (watch's history has validations only, no epochs or loss)."""
+    points = _validation_points(report)
+    history = [h for h in (report.measurements or {}).get("history") or [] if isinstance(h, dict) and "epoch" in h]
+    snr = _panel("validation SNR (dB)")
+    if points:
+        snr.line([p[0] for p in points], _finite([p[1] for p in points]), color=PALETTE[0], label="SNR",
+                 markers=True)
+    si = [(h.get("step"), h.get("val_si_snr_db")) for h in history]
+    if any(v is not None for _, v in si):
+        snr.line([s for s, _ in si], _finite([v for _, v in si]), color=PALETTE[1], label="SI-SNR", markers=True)
+    snr.hline(0.0, color=SEVERITY_COLORS["error"], width_px=0.8)
+    if history:
+        loss = _panel("training loss (epoch mean)")
+        loss.line([h.get("step") for h in history], _finite([h.get("train_loss") for h in history]),
+                  color=PALETTE[0], markers=True)
+    else:
+        loss = _loss_terms_panel(curves)
+    return _figure("Validation SNR and loss", [snr, loss])
+
+
+def _curves_figure(curves: list[dict[str, Any]], validations: list[dict[str, Any]]) -> Figure:
+    """Loss terms, peaks, output/input level and gradient norm per read-back window."""
+    steps = [c["step"] for c in curves]
+    peaks = _panel("peak |x| per window")
+    peaks.line(steps, _finite([c["input_peak"] for c in curves]), color=PALETTE[0], label="input peak")
+    peaks.line(steps, _finite([c["output_peak"] for c in curves]), color=PALETTE[1], label="output peak")
+    peaks.hline(1.0, color="#888888", width_px=0.8)
+    level = _panel("output/input RMS ratio (dB)")
+    level.band(-6.0, 6.0, color="#2f855a", opacity=0.08)
+    level.line(steps, _finite([c["rms_ratio_db"] for c in curves]), color=PALETTE[0], label="train")
     if validations:
-        ax.plot([v["step"] for v in validations], _finite([v["rms_ratio_db"] for v in validations]), "o-",
-                label="validation")
-    ax.axhspan(-6, 6, color="#2f855a", alpha=0.08)
-    ax.set_title("output/input RMS ratio (dB)")
-    ax.set_xlabel("step")
-    ax.legend(fontsize=7)
-    ax = axes[1, 1]
-    ax.plot(steps, _finite([c["grad_norm"] for c in curves]), label="median")
-    ax.plot(steps, _finite([c["grad_norm_max"] for c in curves]), label="max", alpha=0.6)
+        level.line([v["step"] for v in validations], _finite([v["rms_ratio_db"] for v in validations]),
+                   color=PALETTE[1], label="validation", markers=True)
+    grad_max = _finite([c["grad_norm_max"] for c in curves])
+    grad = _panel("gradient norm", log_y=any(v > 0 for v in grad_max if math.isfinite(v)))
+    grad.line(steps, _finite([c["grad_norm"] for c in curves]), color=PALETTE[0], label="median")
+    grad.line(steps, grad_max, color=PALETTE[1], label="max", width_px=1.0)
     scales = _finite([c.get("scale") for c in curves])
     if any(math.isfinite(v) for v in scales):
-        ax.plot(steps, scales, label="scaler scale", alpha=0.6)
-    if any(v > 0 for v in _finite([c["grad_norm_max"] for c in curves]) if math.isfinite(v)):
-        ax.set_yscale("log")
-    ax.set_title("gradient norm")
-    ax.set_xlabel("step")
-    ax.legend(fontsize=7)
-    sections.append(figure_section(fig, "Training curves", "one point per read-back window"))
+        grad.line(steps, scales, color=PALETTE[2], label="scaler scale", width_px=1.0)
+    return _figure("Training curves", [_loss_terms_panel(curves), peaks, level, grad],
+                   "one point per read-back window; shaded: output level within ±6 dB of the input")
 
+
+def _codebook_figure(curves: list[dict[str, Any]], levels: int) -> Figure:
+    chart = _panel("codebook perplexity per level", width_px=920)
+    steps = [c["step"] for c in curves]
+    for level in range(levels):
+        chart.line(steps, _finite([c["perplexity"][level] if level < len(c["perplexity"]) else math.nan
+                                   for c in curves]), color=PALETTE[level % len(PALETTE)], label=f"level {level}")
+    return _figure("Codebooks", [chart])
+
+
+def _figures(report: Report, curves: list[dict[str, Any]], validations: list[dict[str, Any]]) -> list:
+    sections = []
+    if _validation_points(report) or curves:
+        sections.append(_validation_figure(report, curves))
+    if not curves:
+        return sections
+    sections.append(_curves_figure(curves, validations))
     levels = max((len(c["perplexity"]) for c in curves), default=0)
     if levels:
-        fig, ax = new_figure(9.0, 3.0)
-        for level in range(levels):
-            ax.plot(steps, _finite([c["perplexity"][level] if level < len(c["perplexity"]) else math.nan
-                                    for c in curves]), label=f"level {level}")
-        ax.set_title("codebook perplexity per level")
-        ax.set_xlabel("step")
-        ax.legend(fontsize=7, ncol=2)
-        sections.append(figure_section(fig, "Codebooks"))
+        sections.append(_codebook_figure(curves, levels))
     return sections
 
 
