@@ -51,6 +51,20 @@ class CodebookLevel:
 
 
 @dataclass
+class EmittedLevel:
+    """One quantizer level's usage measured from the integer codes it emitted on one training batch
+    (not from its EMA buffers). `codebook_size` is 0 when the module does not say."""
+
+    level: int
+    name: str
+    step: int
+    codebook_size: int
+    frames: int
+    distinct: int
+    perplexity: float
+
+
+@dataclass
 class NonfiniteTrace:
     """Result of re-running the offending batch under forward hooks (T604)."""
 
@@ -131,6 +145,7 @@ class RunState:
         self.skipped_steps = 0
         self.last_scale: float | None = None
         self.lr_history: list[tuple[int, float]] = []
+        self.first_loss_median: dict[str, float] = {}  # per term, its first window's median (T613)
 
     def grad_norm_median(self) -> float | None:
         finite = [g for g in self.grad_norms if math.isfinite(g)]
@@ -154,6 +169,7 @@ class TrainingMeasurements:
     scaler_used: bool = False
     codebook_warmup_steps: int = 0
     balance: list[LossBalance] | None = None
+    emitted: list[EmittedLevel] | None = None
 
 
 @dataclass
@@ -175,6 +191,7 @@ class MonitorSummary:
     latest: dict[str, Any]
     input_snr_ceiling_db: float | None
     balance: list[dict[str, Any]] = field(default_factory=list)
+    loss_series: list[tuple[int, float]] = field(default_factory=list)
 
     @property
     def best_validation(self) -> dict[str, Any] | None:
@@ -190,7 +207,25 @@ class MonitorSummary:
                 "best_val_snr_db": best["snr_db"] if best else None,
                 "best_step": best["step"] if best else None,
                 "curves": self.curves, "validation": self.validations, "loss_balance": self.balance,
+                "loss_series": [list(point) for point in self.loss_series],
                 "latest": self.latest, "input_snr_ceiling_db": self.input_snr_ceiling_db}
+
+
+# loss terms named as the discriminator's own loss (a foreign loop's names; watch writes "disc_loss")
+DISC_TERMS = ("disc", "d_loss", "loss_d", "discriminator")
+
+
+def find_term(names, wanted) -> str | None:
+    """The first name equal to, or starting with, one of `wanted` (case-insensitive)."""
+    for name in names:
+        low = name.lower()
+        if low in wanted or any(low.startswith(w) for w in wanted):
+            return name
+    return None
+
+
+def is_discriminator_term(name: str) -> bool:
+    return find_term([name], DISC_TERMS) is not None
 
 
 def median_finite(values: list[float | None]) -> float:

@@ -1,0 +1,207 @@
+"""The run's structure under `watch`, read from the run itself rather than guessed from names.
+
+* **The discriminator** is the outermost module outside the model, with trainable parameters, called
+  with the model's training output (or anything sharing its memory: `y.detach()`, a view) or with
+  the model's input (the reference). **Optimizer roles**: the optimizer that holds the model's
+  parameters is the generator's; one that holds the discriminator's is the discriminator's.
+* **Which backward is whose**, seen through tensor hooks, never through values: one hook on the
+  model's training output y (it fires when a backward passes through y, also when y is the root,
+  as in a loss balancer's `y.backward(gradient)`), one on the model's first trainable parameter (a
+  commitment loss reaches the encoder without passing through y) and one on the discriminator's
+  first output per call. A backward that reaches the model is the generator's; one that reaches
+  only the discriminator is the discriminator's; any other (a probe, an auxiliary model) is neither.
+* **The generator's loss**, the watched series: the scalar roots of its backward calls, summed
+  over the step (terms backpropagated one by one add up). A non-scalar root (`y.backward(gradient)`)
+  carries no loss value of its own: its value is the sum of the scalar terms whose gradient at y the
+  balancer took with `torch.autograd.grad(term, y)` in that step (EnCodec's balancer does exactly
+  that), which is the generator loss the script computed and prints.
+
+Everything stays on the device: detached sums that the monitor's buffer reads back on its schedule.
+"""
+from __future__ import annotations
+
+import weakref
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from codecdoctor.measure.forward import tensors_in
+
+GENERATOR, DISCRIMINATOR = "generator", "discriminator"
+
+
+def _data_ptr(value: Any) -> int | None:
+    if isinstance(value, torch.Tensor) and value.is_floating_point() and value.numel() > 0:
+        return value.data_ptr()
+    return None
+
+
+def _roots(tensors: Any) -> list[torch.Tensor]:
+    if isinstance(tensors, torch.Tensor):
+        return [tensors]
+    return [t for t in tensors if isinstance(t, torch.Tensor)] if isinstance(tensors, (tuple, list)) else []
+
+
+def _detached_sum(values: list[torch.Tensor]) -> torch.Tensor | None:
+    parts = [v.detach().float().reshape(()) for v in values]
+    if not parts:
+        return None
+    return torch.stack(parts).sum() if len(parts) > 1 else parts[0]
+
+
+class RunStructure:
+    """Roles of the modules, optimizers and backward calls of one watched run (see the module doc).
+
+    `write_loss(name, value)` receives the step's generator loss ("loss") and discriminator loss
+    ("disc_loss") as device scalars, each time a backward adds to them."""
+
+    def __init__(self, model: nn.Module, write_loss: Callable[[str, torch.Tensor], None]):
+        self.model = model
+        self.write_loss = write_loss
+        self.model_modules = {id(m) for m in model.modules()}
+        self.model_params = {id(p) for p in model.parameters()}
+        self.discriminator: nn.Module | None = None
+        self.disc_modules: set[int] = set()
+        self.disc_params: set[int] = set()
+        self.optimizers: dict[int, dict[str, Any]] = {}
+        self.backward_counts = {GENERATOR: 0, DISCRIMINATOR: 0, "other": 0}
+        self.loss_forms: dict[str, int] = {}  # how the generator's loss arrived: scalar, gradient into y, ...
+        self._x_ptr: int | None = None
+        self._y_ptr: int | None = None
+        self._y_ref: Callable[[], torch.Tensor | None] = lambda: None
+        self._reached: set[str] = set()
+        self._gen_sum: torch.Tensor | None = None
+        self._disc_sum: torch.Tensor | None = None
+        self._terms: dict[int, torch.Tensor] = {}  # balancer terms (autograd.grad w.r.t. y) this step
+        self._unscaled: dict[int, tuple[Any, torch.Tensor]] = {}  # GradScaler.scale(loss) -> loss
+        first = next((p for p in model.parameters() if p.requires_grad), None)
+        self._param_hook = first.register_hook(self._reached_model) if first is not None else None
+
+    # -- the step -----------------------------------------------------------------------------
+    def begin_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """A training forward of the model: a new step's losses start from nothing."""
+        self._x_ptr, self._y_ptr = _data_ptr(x), _data_ptr(y)
+        self._y_ref = weakref.ref(y)
+        self._gen_sum = self._disc_sum = None
+        self._terms.clear()
+        self._unscaled.clear()
+        if y.requires_grad:
+            y.register_hook(self._reached_model)
+
+    def _reached_model(self, grad: torch.Tensor) -> None:
+        self._reached.add(GENERATOR)
+
+    def _reached_disc(self, grad: torch.Tensor) -> None:
+        self._reached.add(DISCRIMINATOR)
+
+    # -- modules --------------------------------------------------------------------------------
+    def outside_model_call(self, module: nn.Module, args: tuple) -> bool:
+        """A module call outside the model: True when it is the discriminator (its output is then
+        passed to `discriminator_output`)."""
+        if self.discriminator is not None:
+            return module is self.discriminator
+        if self._y_ptr is None or id(module) in self.model_modules:
+            return False
+        ptr = _data_ptr(args[0]) if args else None
+        if ptr is None or ptr not in (self._y_ptr, self._x_ptr):
+            return False
+        if not any(p.requires_grad for p in module.parameters()):
+            return False  # a fixed loss module (an STFT, a mel filter bank) is not a discriminator
+        self.discriminator = module
+        self.disc_modules = {id(m) for m in module.modules()}
+        self.disc_params = {id(p) for p in module.parameters()}
+        self.optimizers.clear()  # roles are decided again now that the discriminator is known
+        return True
+
+    def discriminator_output(self, output: Any) -> None:
+        for tensor in tensors_in(output):
+            if tensor.requires_grad:
+                tensor.register_hook(self._reached_disc)
+                return
+
+    def in_discriminator(self, module: nn.Module) -> bool:
+        return id(module) in self.disc_modules
+
+    # -- optimizers -----------------------------------------------------------------------------
+    def optimizer_role(self, optimizer: Any) -> str:
+        known = self.optimizers.get(id(optimizer))
+        if known is None:
+            params = [p for group in optimizer.param_groups for p in group["params"]]
+            role = ("generator" if any(id(p) in self.model_params for p in params) else
+                    "discriminator" if any(id(p) in self.disc_params for p in params) else "other")
+            known = {"class": type(optimizer).__name__, "role": role, "parameters": sum(p.numel() for p in params)}
+            self.optimizers[id(optimizer)] = known
+        return known["role"]
+
+    # -- losses -------------------------------------------------------------------------------------
+    def scaled(self, scaled: torch.Tensor, loss: torch.Tensor) -> None:
+        """`GradScaler.scale(loss)` returned `scaled`: its backward's value is `loss`."""
+        self._unscaled[id(scaled)] = (weakref.ref(scaled), loss.detach())
+
+    def gradient_taken(self, outputs: Any, inputs: Any) -> None:
+        """`torch.autograd.grad(outputs, inputs)`: scalar outputs whose gradient at y is taken are
+        the loss terms a balancer will send into y."""
+        if self._y_ptr is None or not any(_data_ptr(t) == self._y_ptr for t in _roots(inputs)):
+            return
+        for term in _roots(outputs):
+            if term.numel() == 1 and term.is_floating_point():
+                self._terms.setdefault(id(term), term.detach())
+
+    def before_backward(self) -> None:
+        self._reached.clear()
+
+    def after_backward(self, tensors: Any) -> None:
+        """Classify the backward just run by the hooks it reached, and add its value."""
+        reached, self._reached = self._reached, set()
+        role = GENERATOR if GENERATOR in reached else DISCRIMINATOR if DISCRIMINATOR in reached else "other"
+        self.backward_counts[role] += 1
+        if role == "other":
+            return
+        roots = _roots(tensors)
+        scalars = [self._value_of(t) for t in roots if t.numel() == 1]
+        form = "scalar backward" if scalars else ""
+        if role == GENERATOR and len(scalars) < len(roots):
+            form = "backward(gradient) into the output"
+            if self._terms:
+                scalars += list(self._terms.values())
+                form += f": sum of {len(self._terms)} terms"
+                self._terms.clear()
+        value = _detached_sum(scalars)
+        if value is None:
+            return
+        if role == GENERATOR:
+            self.loss_forms[form] = self.loss_forms.get(form, 0) + 1
+            self._gen_sum = value if self._gen_sum is None else self._gen_sum + value
+            self.write_loss("loss", self._gen_sum)
+        else:
+            self._disc_sum = value if self._disc_sum is None else self._disc_sum + value
+            self.write_loss("disc_loss", self._disc_sum)
+
+    def _value_of(self, root: torch.Tensor) -> torch.Tensor:
+        entry = self._unscaled.get(id(root))
+        if entry is not None and entry[0]() is root:
+            return entry[1]
+        return root
+
+    # -- the report -----------------------------------------------------------------------------
+    def describe(self, quantizer: str | None) -> dict[str, Any]:
+        """The `structure` measurements: which module plays which part, and which loss is watched."""
+        disc = self.discriminator
+        forms = sorted(self.loss_forms.items(), key=lambda p: -p[1])
+        return {
+            "model": type(getattr(self.model, "module", self.model)).__name__,
+            "discriminator": type(disc).__name__ if disc is not None else None,
+            "quantizer": quantizer,
+            "optimizers": list(self.optimizers.values()),
+            "watched_loss": {"series": "loss", "what": "the generator's total loss (the backward that reaches "
+                                                      "the model's parameters)",
+                             "form": forms[0][0] if forms else None, "forms": dict(forms)},
+            "discriminator_loss": "disc_loss" if disc is not None else None,
+            "backward_calls": dict(self.backward_counts),
+        }
+
+    def remove(self) -> None:
+        if self._param_hook is not None:
+            self._param_hook.remove()
+            self._param_hook = None
