@@ -196,7 +196,7 @@ class RunStructure:
             "optimizers": list(self.optimizers.values()),
             "watched_loss": {"series": "loss", "what": "the generator's total loss (the backward that reaches "
                                                       "the model's parameters)",
-                             "form": forms[0][0] if forms else None, "forms": dict(forms)},
+                             "form": " + ".join(name for name, _ in forms) or None, "forms": dict(forms)},
             "discriminator_loss": "disc_loss" if disc is not None else None,
             "backward_calls": dict(self.backward_counts),
         }
@@ -205,3 +205,20 @@ class RunStructure:
         if self._param_hook is not None:
             self._param_hook.remove()
             self._param_hook = None
+
+
+def structure_line(structure: dict[str, Any], output_bound: str) -> str:
+    """One line for the terminal: which module was taken for what, and which loss is watched."""
+    def optimizer(role: str) -> str:
+        names = [o["class"] for o in structure.get("optimizers", []) if o["role"] == role]
+        return f", stepped by {'/'.join(names)}" if names else ""
+
+    disc = structure.get("discriminator")
+    watched = structure.get("watched_loss") or {}
+    form = watched.get("form")
+    return (f"structure: model {structure.get('model')} (output bound {output_bound}{optimizer(GENERATOR)}); "
+            f"discriminator {disc + optimizer(DISCRIMINATOR) if disc else 'none seen'}; "
+            f"quantizer {structure.get('quantizer') or 'none seen'}; "
+            f"watched loss '{watched.get('series')}' = the generator's total"
+            + (f" ({form})" if form else " (no backward reached the model)")
+            + (f", discriminator loss '{structure['discriminator_loss']}'" if structure.get("discriminator_loss") else ""))
