@@ -84,6 +84,20 @@ def test_codebook_blowup_is_named_at_every_level_from_the_codes_emitted_while_th
         assert f.evidence["buffer_perplexity"] > 2  # the EMA counts still read many codes in use
 
 
+def test_codes_picked_by_argmin_inside_a_forward_that_returns_none_are_measured():
+    result, printed = _watch("--steps", "6", "--silent-quantizer", "--codebook-blowup")
+    assert printed[-1]["distinct"] == [1, 1, 1]
+    t607 = [f for f in result.report.findings if f.id == "T607"]
+    assert [f.evidence["module"] for f in t607] == [f"quantizer.layers.{i}" for i in range(3)]
+    assert all(f.evidence["distinct_codes"] == 1 and f.evidence["frames"] == 1024 for f in t607)
+    healthy, printed = _watch("--steps", "6", "--silent-quantizer")
+    codes = healthy.report.measurements["curves"][0]["codes"]
+    assert [c["module"] for c in codes] == [f"quantizer.layers.{i}" for i in range(3)]
+    assert all(c["distinct"] > 2 for c in codes)
+    assert not [f for f in healthy.report.findings if f.id == "T607"]
+    assert torch.Tensor.argmin is torch._C.TensorBase.argmin  # unwrapped after each capture
+
+
 def test_a_discriminator_zeroed_between_its_backward_and_its_step_gives_T613():
     result, _ = _watch("--steps", "12", "--disc-zero-grad")
     errors = [f for f in result.report.findings if f.severity >= Severity.ERROR]
@@ -136,7 +150,7 @@ def _gan_steps(gan, steps: int, tap: ModelTap | None) -> list[int]:
     for step in range(steps):
         x = gan.batch(step, 4, 4096, g)
         with HostReadCounter() as reads:
-            y, codes, commit = model(x)
+            y, commit = model(x)
             d_loss = F.relu(1 - disc(x)[0]).mean() + F.relu(1 + disc(y.detach())[0]).mean()
             opt_d.zero_grad()
             d_loss.backward()

@@ -7,7 +7,10 @@ integer tensors with at least one entry per batch item are codes. The innermost 
 levels (an RVQ that also returns its levels' codes stacked is their ancestor); a single emitter of
 `[B, n_q, frames]` codes is split along its level axis. `encode()` calls on the model's submodules
 during the forward count the same way (the global hook sees `forward` only, so `encode` of a module
-whose class name says quant / vq / codebook is wrapped on that instance).
+whose class name says quant / vq / codebook is wrapped on that instance). A quantizer that returns
+no codes at all still picks them with `argmin` over distances: on a capture step `torch.argmin` and
+`Tensor.argmin` are wrapped for the length of the forward, and their integer results are taken as
+the codes of the innermost module running, when no module returned any.
 
 Per level, on the device: a histogram of the codes over the codebook (its size read from the module,
 or 65536 bins when unknown), the number of distinct codes and the perplexity exp(entropy). They wait
@@ -86,6 +89,9 @@ class CodeCapture:
         self.batch = 0
         self.quantizer: str | None = None
         self._seen: list[tuple[str, nn.Module, torch.Tensor]] = []
+        self._argmins: list[tuple[str, nn.Module, torch.Tensor]] = []
+        self._running: list[nn.Module] = []
+        self._argmin_originals: list[tuple[Any, Any]] = []
         self._wrapped = self._wrap_encoders(model)
 
     def _wrap_encoders(self, model: nn.Module) -> list[nn.Module]:
@@ -106,20 +112,60 @@ class CodeCapture:
     def start(self, batch: int) -> None:
         self.active, self.batch = True, int(batch)
         self._seen.clear()
+        self._argmins.clear()
+        self._running.clear()
+        self._wrap_argmin()
+
+    def enter(self, module: nn.Module) -> None:
+        self._running.append(module)
 
     def module_output(self, module: nn.Module, output: Any) -> None:
         if not self.active:
             return
+        if self._running and self._running[-1] is module:
+            self._running.pop()
         codes = _codes_in(output, self.batch)
         name = self.names.get(id(module))
         if codes is not None and name is not None:
             self._seen.append((name, module, codes))
 
+    def _argmin_taken(self, result: Any) -> None:
+        if self.active and self._running and isinstance(result, torch.Tensor) and result.numel() >= self.batch:
+            module = self._running[-1]
+            name = self.names.get(id(module))
+            if name is not None:
+                self._argmins.append((name, module, result))
+
+    def _wrap_argmin(self) -> None:
+        capture = self
+
+        def wrap(original):
+            def argmin(*args, **kwargs):
+                result = original(*args, **kwargs)
+                capture._argmin_taken(result)
+                return result
+            return argmin
+
+        for owner in (torch, torch.Tensor):
+            # Tensor.argmin lives on its C base class: the wrapper shadows it and is deleted after
+            self._argmin_originals.append((owner, owner.__dict__.get("argmin")))
+            owner.argmin = wrap(owner.argmin)
+
+    def _unwrap_argmin(self) -> None:
+        for owner, original in reversed(self._argmin_originals):
+            if original is None:
+                del owner.argmin
+            else:
+                owner.argmin = original
+        self._argmin_originals.clear()
+
     def finish(self) -> tuple[list[str], list[int], list[int], torch.Tensor] | None:
         """(level names, codebook sizes, frames per level, `[levels, 2]` device stats) of the
         forward just captured, or None when it emitted no codes."""
         self.active = False
-        seen, self._seen = self._seen, []
+        self._unwrap_argmin()
+        seen, self._seen = self._seen or self._argmins, []
+        self._argmins, self._running = [], []
         firsts: dict[str, tuple[str, nn.Module, torch.Tensor]] = {}
         for entry in seen:  # a forward that calls its own encode() emits the same codes twice
             firsts.setdefault(entry[0], entry)
@@ -142,6 +188,8 @@ class CodeCapture:
         return names, sizes, frames, torch.stack(stats)
 
     def remove(self) -> None:
+        self.active = False
+        self._unwrap_argmin()
         for module in self._wrapped:
             module.__dict__.pop("encode", None)
         self._wrapped.clear()

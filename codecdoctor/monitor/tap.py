@@ -242,7 +242,10 @@ class ModelTap:
                     self._stack.append(frame)
                     if frame.x is not None and frame.grad and frame.training and self._codes_due():
                         self.codes.start(frame.x.shape[0])
-            elif not self._stack and self.structure.discriminator is None and torch.is_grad_enabled():
+            elif self._stack:
+                if self.codes.active:
+                    self.codes.enter(module)
+            elif self.structure.discriminator is None and torch.is_grad_enabled():
                 self.structure.outside_model_call(module, args)
             return
         if not self._belongs(module):

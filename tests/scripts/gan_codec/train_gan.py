@@ -25,11 +25,14 @@ class Level(nn.Module):
         self.codebook = nn.Parameter(torch.randn(size, dim) * 0.1, requires_grad=False)
         self.register_buffer("cluster_size", torch.ones(size))
 
-    def forward(self, z):  # z [B, D, T]
+    def nearest(self, z):  # z [B, D, T] -> codes [B*T]
         flat = z.permute(0, 2, 1).reshape(-1, z.shape[1])
         dist = (flat.pow(2).sum(1, keepdim=True) - 2 * flat @ self.codebook.t()
                 + self.codebook.pow(2).sum(1)[None])
-        codes = dist.argmin(1)
+        return dist.argmin(1)
+
+    def forward(self, z):  # (quantized, codes [B, T])
+        codes = self.nearest(z)
         if self.training:
             with torch.no_grad():
                 onehot = F.one_hot(codes, self.codebook.shape[0]).float()
@@ -38,34 +41,41 @@ class Level(nn.Module):
         return q, codes.reshape(z.shape[0], z.shape[2])
 
 
-class Quantizer(nn.Module):
-    def __init__(self, levels, size, dim):
-        super().__init__()
-        self.layers = nn.ModuleList(Level(size, dim) for _ in range(levels))
+class SilentLevel(Level):
+    """A level that returns only its quantized output: its codes exist only as an argmin inside."""
 
     def forward(self, z):
-        residual, out, codes = z, torch.zeros_like(z), []
+        return super().forward(z)[0]
+
+
+class Quantizer(nn.Module):
+    def __init__(self, levels, size, dim, silent=False):
+        super().__init__()
+        self.layers = nn.ModuleList((SilentLevel if silent else Level)(size, dim) for _ in range(levels))
+
+    def forward(self, z):
+        residual, out = z, torch.zeros_like(z)
         for layer in self.layers:
-            q, c = layer(residual)
+            q = layer(residual)
+            q = q[0] if isinstance(q, tuple) else q
             out = out + q
             residual = residual - q.detach()
-            codes.append(c)
         commit = F.mse_loss(z, out.detach())
-        return z + (out - z).detach(), torch.stack(codes, 1), commit
+        return z + (out - z).detach(), commit
 
 
 class Codec(nn.Module):
-    def __init__(self, dim=8, levels=3, size=64):
+    def __init__(self, dim=8, levels=3, size=64, silent=False):
         super().__init__()
         self.encoder = nn.Sequential(nn.Conv1d(1, 16, 7, padding=3), nn.ELU(), nn.Conv1d(16, dim, 16, stride=16))
-        self.quantizer = Quantizer(levels, size, dim)
+        self.quantizer = Quantizer(levels, size, dim, silent)
         self.decoder = nn.Sequential(nn.ConvTranspose1d(dim, 16, 16, stride=16), nn.ELU(),
                                      nn.Conv1d(16, 1, 7, padding=3), nn.Tanh())
 
     def forward(self, x):
         z = self.encoder(x)
-        q, codes, commit = self.quantizer(z)
-        return self.decoder(q), codes, commit
+        q, commit = self.quantizer(z)
+        return self.decoder(q), commit
 
 
 class Discriminator(nn.Module):
@@ -102,10 +112,11 @@ def main():
     p.add_argument("--autograd-backward", action="store_true")
     p.add_argument("--codebook-blowup", action="store_true")
     p.add_argument("--disc-zero-grad", action="store_true")
+    p.add_argument("--silent-quantizer", action="store_true", help="levels return no codes (argmin inside)")
     args = p.parse_args()
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(1)
-    model, disc = Codec(), Discriminator()
+    model, disc = Codec(silent=args.silent_quantizer), Discriminator()
     opt_g = torch.optim.Adam(model.parameters(), 1e-3)
     opt_d = torch.optim.Adam(disc.parameters(), 1e-3)
     with torch.no_grad():  # k-means-like init: codebooks from encoder outputs of the first batch
@@ -117,7 +128,7 @@ def main():
                 layer.codebook.mul_(2000.0)
     for step in range(args.steps):
         x = batch(step, args.batch, args.samples, g)
-        y, codes, commit = model(x)
+        y, commit = model(x)
         # the discriminator first, on the detached output and the reference
         real, _ = disc(x)
         fake, _ = disc(y.detach())
@@ -154,8 +165,14 @@ def main():
             total.backward()
             gen_loss = total.item()
         opt_g.step()
-        print(json.dumps({"step": step, "gen_loss": gen_loss, "disc_loss": d_loss.item(),
-                          "distinct": [int(c.unique().numel()) for c in codes.unbind(1)]}), flush=True)
+        with torch.no_grad():
+            z, distinct = model.encoder(x), []
+            for layer in model.quantizer.layers:
+                c = layer.nearest(z)
+                distinct.append(int(c.unique().numel()))
+                z = z - layer.codebook[c].reshape(z.shape[0], z.shape[2], -1).permute(0, 2, 1)
+        print(json.dumps({"step": step, "gen_loss": gen_loss, "disc_loss": d_loss.item(), "distinct": distinct}),
+              flush=True)
 
 
 if __name__ == "__main__":
