@@ -97,7 +97,12 @@ def _auto_output_bound(model: torch.nn.Module) -> float | None:
 
 
 class Monitor:
-    """Live checks T601-T612 (and S501-S503 for spectral loss terms) for a training loop.
+    """Live checks T601-T613 (and S501-S503 for spectral loss terms) for a training loop.
+
+    A GAN loop reports its discriminator with `on_discriminator_backward(disc)` before the
+    discriminator's optimizer step and `on_discriminator_step()` after it (T613); `watch` calls
+    them from the optimizer step hooks. A loss term named disc* / d_loss is the discriminator's
+    (T610, and not part of the total loss T609 reads).
 
     Parameters beyond the documented interface: `optimizer` (learning rate for T609; also taken from
     `on_step(optimizer=...)`), `start_step` (a resumed run's first step), `warmup_steps` (drift checks
