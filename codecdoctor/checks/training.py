@@ -701,8 +701,9 @@ def discriminator_not_learning(m: TrainingMeasurements):
                 "disc_param_change": changes[-1][1] if changes else None,
                 "first_step": w.steps[0], "last_step": w.steps[-1]}
     if grads and max(grads) == 0:
-        message = (f"the discriminator's gradients were zero at all {len(grads)} of its optimizer steps in "
-                   f"{step_span(w.steps)}: its step never sees its loss's gradient")
+        steps = "its optimizer step" if len(grads) == 1 else f"all {len(grads)} of its optimizer steps"
+        message = (f"the discriminator's gradients were zero at {steps} in {step_span(w.steps)}: its step "
+                   f"never sees its loss's gradient")
     elif changes and all(c == 0 for _, c in changes):
         message = (f"the discriminator's parameters did not change across its optimizer step at step "
                    f"{changes[-1][0]}" + (f" (gradient norm up to {max(grads):.3g} in the window)" if grads else ""))

@@ -49,6 +49,7 @@ from typing import Any, Callable
 
 import torch
 
+from codecdoctor.checks.training import EMITTED_COLLAPSE_DISTINCT
 from codecdoctor.core.errors import CheckFailed
 from codecdoctor.core.findings import Finding, Report, jsonable
 from codecdoctor.core.registry import run_checks
@@ -447,6 +448,10 @@ class Monitor:
                                  scaler_used=self._scaler_used, balance=balance or None, emitted=emitted or None)
         run = run_checks("training", m)
         findings, checks = list(run.findings), list(run.checks_run)
+        if emitted:
+            self.policy.resolve_recovered("T607", "emitted codes", {
+                lv.level: f"level {lv.level} emits {lv.distinct} distinct codes at step {lv.step}"
+                for lv in emitted if lv.distinct > EMITTED_COLLAPSE_DISTINCT})
         stft_findings, stft_checks = self.spectral.check(window, trace, self.tracer.batch(trace.step) if trace else None,
                                                          self.buffer.device)
         findings += stft_findings

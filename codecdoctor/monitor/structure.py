@@ -13,14 +13,18 @@
 * **The generator's loss**, the watched series: the scalar roots of its backward calls, summed
   over the step (terms backpropagated one by one add up). A non-scalar root (`y.backward(gradient)`)
   carries no loss value of its own: its value is the sum of the scalar terms whose gradient at y the
-  balancer took with `torch.autograd.grad(term, y)` in that step (EnCodec's balancer does exactly
-  that), which is the generator loss the script computed and prints.
+  balancer took with `torch.autograd.grad(term, y)` in that step (EnCodec's and audiocraft's
+  balancers do exactly that), each times the weight the balancer keeps for it (`self.weights[name]`
+  of the object whose method took the gradient, the name being the term's key in a dict of that
+  method): the weighted sum the scripts built on them log as the generator's loss.
 
 Everything stays on the device: detached sums that the monitor's buffer reads back on its schedule.
 """
 from __future__ import annotations
 
 import weakref
+from collections.abc import Mapping
+from types import FrameType
 from typing import Any, Callable
 
 import torch
@@ -41,6 +45,24 @@ def _roots(tensors: Any) -> list[torch.Tensor]:
     if isinstance(tensors, torch.Tensor):
         return [tensors]
     return [t for t in tensors if isinstance(t, torch.Tensor)] if isinstance(tensors, (tuple, list)) else []
+
+
+def _balancer_weight(caller: FrameType | None, term: torch.Tensor) -> Any:
+    """The weight a balancer keeps for `term`: `self.weights[name]` in the calling method, `name`
+    being the term's key in a dict among that method's locals; None when there is none."""
+    if caller is None:
+        return None
+    local = caller.f_locals
+    weights = getattr(local.get("self"), "weights", None)
+    if not isinstance(weights, Mapping):
+        return None
+    for value in local.values():
+        if isinstance(value, Mapping) and value is not weights:
+            for name, candidate in value.items():
+                if candidate is term and name in weights:
+                    weight = weights[name]
+                    return weight if isinstance(weight, (int, float, torch.Tensor)) else None
+    return None
 
 
 def _detached_sum(values: list[torch.Tensor]) -> torch.Tensor | None:
@@ -139,14 +161,16 @@ class RunStructure:
         """`GradScaler.scale(loss)` returned `scaled`: its backward's value is `loss`."""
         self._unscaled[id(scaled)] = (weakref.ref(scaled), loss.detach())
 
-    def gradient_taken(self, outputs: Any, inputs: Any) -> None:
-        """`torch.autograd.grad(outputs, inputs)`: scalar outputs whose gradient at y is taken are
-        the loss terms a balancer will send into y."""
+    def gradient_taken(self, outputs: Any, inputs: Any, caller: FrameType | None = None) -> None:
+        """`torch.autograd.grad(outputs, inputs)` called from frame `caller`: scalar outputs whose
+        gradient at y is taken are the loss terms a balancer will send into y, weighted as the
+        balancer weights them."""
         if self._y_ptr is None or not any(_data_ptr(t) == self._y_ptr for t in _roots(inputs)):
             return
         for term in _roots(outputs):
-            if term.numel() == 1 and term.is_floating_point():
-                self._terms.setdefault(id(term), term.detach())
+            if term.numel() == 1 and term.is_floating_point() and id(term) not in self._terms:
+                weight = _balancer_weight(caller, term)
+                self._terms[id(term)] = term.detach() if weight is None else term.detach() * weight
 
     def before_backward(self) -> None:
         self._reached.clear()

@@ -33,6 +33,7 @@ Nothing here reads a tensor's value on the host during training: shapes, dtypes 
 from __future__ import annotations
 
 import dataclasses
+import sys
 from typing import Any, Callable
 
 import torch
@@ -188,7 +189,7 @@ class ModelTap:
 
         def grad(outputs, inputs, *args, **kwargs):
             if tap.structure is not None and not tap._in_monitor:
-                tap.structure.gradient_taken(outputs, inputs)
+                tap.structure.gradient_taken(outputs, inputs, sys._getframe(1))
             return original(outputs, inputs, *args, **kwargs)
 
         grad.__doc__ = original.__doc__
