@@ -6,26 +6,25 @@ process (as `python -m cProfile` does) with the live monitor attached through Py
     result.report        # findings T601-T611, curves, validations; measurements.script / exit_code
     result.exit_code     # the script's own exit status
 
-The script keeps its argv (`sys.argv[0]` is the script) and its `sys.path[0]` (the script's folder,
-or the working directory for `-m`), so its own `model.py` / `model/` import as they would under
-`python`. Its output is not captured. Endings: normal exit, `sys.exit(n)`, an exception (its
-traceback is printed as Python prints it), Ctrl-C, SIGTERM (turned into an exception so the report is
-still built), or a live check that stopped the run. Under torchrun every rank runs its own watch.
+The script runs as `python` would run it (`core/as_main.py`: its own argv, sys.path[0], `__main__`,
+`__spec__`, compiled without codecdoctor's `from __future__` flags), so its own `model.py` / `model/`,
+argbind, hydra and spawn DataLoader workers behave as under `python`. Its output is not captured.
+Endings: normal exit, `sys.exit(n)`, an exception (its traceback is printed as Python prints it),
+Ctrl-C, SIGTERM (turned into an exception so the report is still built), or a live check that stopped
+the run: one line naming the finding, no traceback (the stop is a BaseException, so neither the
+script's `except Exception` nor hydra's error printer takes it). Under torchrun every rank runs its
+own watch.
 """
 from __future__ import annotations
 
-import builtins
-import importlib.util
 import os
-import signal
 import sys
-import threading
 import traceback
-import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from codecdoctor.core.as_main import MainTarget, Terminated, as_main, resolve_target, run_main
 from codecdoctor.core.errors import CheckFailed, InputError
 from codecdoctor.core.findings import Report
 
@@ -55,70 +54,6 @@ class WatchResult:
     ending: str  # "exit", "exception", "check", "sigint", "sigterm"
 
 
-class Terminated(BaseException):
-    """SIGTERM, raised in the main thread so the script unwinds (its finally blocks run) and the
-    report is still written. A BaseException, like KeyboardInterrupt: `except Exception` in the
-    script does not swallow it."""
-
-
-@dataclass
-class _Target:
-    kind: str  # "script" or "module"
-    name: str
-    argv0: str
-    path0: str
-    code: Any = None
-
-
-def _prepare(request: WatchRequest) -> _Target:
-    """Resolve the script or module and compile it, so a missing file or a syntax error is a
-    one-line InputError before anything runs."""
-    if bool(request.script) == bool(request.module):
-        raise InputError("give the script to run after `--` (codecdoctor watch -- train.py ...) or -m MODULE")
-    if request.checks not in CHECK_MODES:
-        raise InputError(f"--checks must be one of {', '.join(CHECK_MODES)}, got {request.checks!r}")
-    if request.script:
-        path = Path(request.script)
-        if not path.is_file():
-            raise InputError(f"script not found: {request.script}")
-        try:
-            source = path.read_bytes()
-            code = compile(source, str(path), "exec")
-        except SyntaxError as exc:
-            raise InputError(f"{request.script}:{exc.lineno}: syntax error: {exc.msg}") from None
-        except (OSError, ValueError) as exc:
-            raise InputError(f"cannot read script {request.script}: {exc}") from None
-        # python puts the script's own folder (symlinks resolved) first on sys.path
-        return _Target("script", str(path), str(path), str(path.resolve().parent), code)
-    name = request.module
-    cwd = os.getcwd()
-    sys.path.insert(0, cwd)  # as `python -m` does, so the module is found where the user stands
-    try:
-        spec = importlib.util.find_spec(name)
-    except (ImportError, ValueError) as exc:
-        raise InputError(f"module {name!r} cannot be found: {exc}") from None
-    finally:
-        sys.path.pop(0)
-    if spec is None:
-        raise InputError(f"no module named {name!r} (from {cwd})")
-    if spec.submodule_search_locations is not None:  # a package: run its __main__
-        name = f"{name}.__main__"
-        sys.path.insert(0, cwd)
-        try:
-            spec = importlib.util.find_spec(name)
-        finally:
-            sys.path.pop(0)
-        if spec is None:
-            raise InputError(f"{request.module!r} is a package without a __main__ module")
-    try:
-        code = spec.loader.get_code(name) if spec.loader is not None else None
-    except SyntaxError as exc:
-        raise InputError(f"{exc.filename}:{exc.lineno}: syntax error: {exc.msg}") from None
-    if code is None:
-        raise InputError(f"module {name!r} has no code to run")
-    return _Target("module", name, spec.origin or name, cwd, code)
-
-
 def _exit_code(exc: SystemExit) -> int:
     code = exc.code
     if code is None:
@@ -132,9 +67,46 @@ def _exit_code(exc: SystemExit) -> int:
 def _print_script_traceback(exc: BaseException, script_file: str) -> None:
     """The traceback as `python script.py` would print it: from the script's first frame on."""
     tb = exc.__traceback__
-    while tb is not None and os.path.abspath(tb.tb_frame.f_code.co_filename) != os.path.abspath(script_file):
+    while tb is not None and os.path.abspath(tb.tb_frame.f_code.co_filename) != script_file:
         tb = tb.tb_next
     traceback.print_exception(type(exc), exc, tb if tb is not None else exc.__traceback__, file=sys.stderr)
+
+
+def _stop_message(findings: list) -> str:
+    """One line naming the finding that stopped the script (the first, and how many more)."""
+    if not findings:
+        return "codecdoctor watch: a live check stopped the script"
+    first = findings[0]
+    more = f" (and {len(findings) - 1} more)" if len(findings) > 1 else ""
+    subject = f" [{first.subject}]" if first.subject else ""
+    return f"codecdoctor watch: stopped the script: {first.id}{subject}: {first.message}{more}"
+
+
+def _run_script(target: MainTarget, args: list[str], tap: Any) -> tuple[int, str]:
+    """Run the target as __main__; return (exit code, ending) as `python` would have exited."""
+    from codecdoctor.monitor.tap import ScriptStopped
+
+    exit_code, ending = 0, "exit"
+    try:
+        with as_main(target, args) as namespace:
+            run_main(target, namespace)
+    except SystemExit as exc:
+        exit_code = _exit_code(exc)
+    except (ScriptStopped, CheckFailed) as exc:
+        exit_code, ending = 1, "check"
+        print(_stop_message(exc.findings), file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        exit_code, ending = SIGINT_EXIT, "sigint"
+        _print_script_traceback(exc, target.file)
+    except Terminated:
+        exit_code, ending = SIGTERM_EXIT, "sigterm"
+        print("codecdoctor watch: the script was terminated (SIGTERM)", file=sys.stderr)
+    except BaseException as exc:  # noqa: BLE001 - the script's own failure: report it, keep the report
+        exit_code, ending = 1, "exception"
+        _print_script_traceback(exc, target.file)
+    if tap.stopped is not None and ending in ("exit", "exception"):
+        ending = "check"  # the script (or its framework) caught the stop and exited on its own terms
+    return exit_code, ending
 
 
 def rank() -> tuple[int, int]:
@@ -181,64 +153,18 @@ def _tensorboard_writer(directory: str | None):
 
 def watch(request: WatchRequest) -> WatchResult:
     """Run the script under the live checks; never raises for what the script does."""
-    target = _prepare(request)
+    if request.checks not in CHECK_MODES:
+        raise InputError(f"--checks must be one of {', '.join(CHECK_MODES)}, got {request.checks!r}")
+    target = resolve_target(request.script, request.module)
     writer = _tensorboard_writer(request.tensorboard)
     from codecdoctor.monitor.tap import ModelTap
 
-    tap = ModelTap(_make_monitor_factory(request, writer), output_bound=request.output_bound).install()
-    saved_argv, saved_path0 = list(sys.argv), sys.path[0] if sys.path else None
-    saved_main = sys.modules.get("__main__")
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    saved_term = saved_int = None
-    if in_main_thread:
-        def on_sigterm(signum, frame):
-            raise Terminated()
-        saved_term = signal.signal(signal.SIGTERM, on_sigterm)
-        # the script starts with Python's own Ctrl-C behaviour, whatever the host process installed
-        saved_int = signal.signal(signal.SIGINT, signal.default_int_handler)
-    exit_code, ending = 0, "exit"
-    main = types.ModuleType("__main__")
-    main.__dict__.update({"__file__": target.argv0, "__builtins__": builtins, "__spec__": None,
-                          "__package__": None if target.kind == "script" else target.name.rpartition(".")[0],
-                          "__cached__": None})
-    sys.argv = [target.argv0, *request.args]
-    if sys.path:
-        sys.path[0] = target.path0
-    else:
-        sys.path.append(target.path0)
-    sys.modules["__main__"] = main
+    tap = ModelTap(_make_monitor_factory(request, writer), output_bound=request.output_bound,
+                   stop_script=True).install()
     try:
-        exec(target.code, main.__dict__)
-    except SystemExit as exc:
-        exit_code = _exit_code(exc)
-    except CheckFailed as exc:
-        exit_code, ending = 1, "check"
-        print(f"codecdoctor watch: stopped the script: {exc}", file=sys.stderr)
-    except KeyboardInterrupt as exc:
-        exit_code, ending = SIGINT_EXIT, "sigint"
-        _print_script_traceback(exc, target.argv0)
-    except Terminated:
-        exit_code, ending = SIGTERM_EXIT, "sigterm"
-        print("codecdoctor watch: the script was terminated (SIGTERM)", file=sys.stderr)
-    except BaseException as exc:  # noqa: BLE001 - the script's own failure: report it, keep the report
-        exit_code, ending = 1, "exception"
-        if tap.stopped is not None and exc is not tap.stopped and isinstance(exc.__context__, CheckFailed):
-            ending = "check"
-        _print_script_traceback(exc, target.argv0)
+        exit_code, ending = _run_script(target, request.args, tap)
     finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        sys.argv = saved_argv
-        if saved_path0 is not None and sys.path:
-            sys.path[0] = saved_path0
-        if saved_main is not None:
-            sys.modules["__main__"] = saved_main
-        if in_main_thread:
-            signal.signal(signal.SIGTERM, saved_term if saved_term is not None else signal.SIG_DFL)
-            signal.signal(signal.SIGINT, saved_int if saved_int is not None else signal.default_int_handler)
         tap.remove()
-    if tap.stopped is not None and ending == "exception":
-        ending = "check"
     report = tap.finish("watch")
     if writer is not None:
         writer.close()

@@ -94,6 +94,18 @@ class _Frame:
     grad: bool
 
 
+class ScriptStopped(BaseException):
+    """A live check stopped a script that `watch` runs (`ModelTap(stop_script=True)`). A BaseException,
+    like KeyboardInterrupt, so the script's `except Exception` and frameworks that print a caught
+    exception's traceback themselves (hydra) let it through to watch, which prints one line naming the
+    finding. `.failed` is the CheckFailed, `.findings` its findings."""
+
+    def __init__(self, failed: CheckFailed):
+        super().__init__(str(failed))
+        self.failed = failed
+        self.findings = failed.findings
+
+
 class ModelTap:
     """Finds the model among all module calls and feeds a `Monitor` it builds for it.
 
@@ -102,8 +114,10 @@ class ModelTap:
     """
 
     def __init__(self, make_monitor: Callable[[nn.Module, float | None], Any], *, output_bound: float | None = None,
-                 scope: nn.Module | None = None, optimizer_hooks: bool = True, backward_hook: bool = True):
+                 scope: nn.Module | None = None, optimizer_hooks: bool = True, backward_hook: bool = True,
+                 stop_script: bool = False):
         self.make_monitor = make_monitor
+        self.stop_script = stop_script
         self.given_bound = output_bound
         self.scope = scope
         self.optimizer_hooks = optimizer_hooks
@@ -236,7 +250,7 @@ class ModelTap:
         if self.model is not None:
             if module is self.model:
                 if self.stopped is not None:
-                    raise self.stopped  # the run was stopped: a script that caught it must not go on
+                    self._raise_stop(self.stopped)  # the run was stopped: a script that caught it must not go on
                 if not self._busy():
                     x = args[0] if args else None
                     frame = _Frame(module, x if audio_shaped(x) else None, module.training, torch.is_grad_enabled())
@@ -405,9 +419,14 @@ class ModelTap:
             hook(*args)
         except CheckFailed as exc:
             self.stopped = exc
-            raise
+            self._raise_stop(exc)
         finally:
             self._in_monitor = False
+
+    def _raise_stop(self, failed: CheckFailed) -> None:
+        if self.stop_script:
+            raise ScriptStopped(failed) from None
+        raise failed
 
     # -- validation ---------------------------------------------------------------------------
     def _flush_validation(self) -> None:
