@@ -105,7 +105,8 @@ def test_a_discriminator_zeroed_between_its_backward_and_its_step_gives_T613():
     t613 = errors[0]
     assert t613.evidence["disc_grad_norm_max"] == 0 and t613.evidence["disc_steps"] == 5
     assert t613.evidence["disc_param_change"] == 0
-    assert t613.subject.startswith("discriminator, steps ")
+    assert t613.subject.startswith("discriminator Discriminator, steps ")
+    assert t613.evidence["discriminator"] == "Discriminator"
 
 
 def test_a_healthy_20_step_gan_run_gives_nothing_above_info():

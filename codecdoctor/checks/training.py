@@ -554,9 +554,12 @@ def discriminator_domination(m: TrainingMeasurements):
     a_median = median_finite(w.losses[adv]) if adv else math.nan
     if math.isfinite(d_median) and d_median < DISC_DOMINATION_LOSS:
         adv_text = f"; generator adversarial term '{adv}' median {a_median:.3g}" if adv else ""
-        return [finding("T610", f"discriminator loss '{disc}' median {d_median:.3g} over {step_span(w.steps)}{adv_text}",
+        who = f" ({m.discriminator})" if m.discriminator else ""
+        return [finding("T610", f"discriminator{who} loss '{disc}' median {d_median:.3g} over {step_span(w.steps)}"
+                                f"{adv_text}",
                         subject=step_span(w.steps),
-                        evidence={"disc_loss": d_median, "adv_loss": a_median if adv else None})]
+                        evidence={"disc_loss": d_median, "adv_loss": a_median if adv else None,
+                                  "discriminator": m.discriminator})]
     return []
 
 
@@ -697,22 +700,24 @@ def discriminator_not_learning(m: TrainingMeasurements):
     margin = _disc_margin_stuck(m, w)
     if not grads and not changes and find_term(w.losses, DISC_TERMS) is None:
         raise NotApplicable
-    evidence = {"disc_steps": len(grads), "disc_grad_norm_max": max(grads) if grads else None,
+    who = f"discriminator {m.discriminator}" if m.discriminator else "discriminator"
+    evidence = {"discriminator": m.discriminator, "disc_steps": len(grads),
+                "disc_grad_norm_max": max(grads) if grads else None,
                 "disc_param_change": changes[-1][1] if changes else None,
                 "first_step": w.steps[0], "last_step": w.steps[-1]}
     if grads and max(grads) == 0:
         steps = "its optimizer step" if len(grads) == 1 else f"all {len(grads)} of its optimizer steps"
-        message = (f"the discriminator's gradients were zero at {steps} in {step_span(w.steps)}: its step "
-                   f"never sees its loss's gradient")
+        message = (f"the {who}'s gradients were zero at {steps} in {step_span(w.steps)}: its step never sees "
+                   f"its loss's gradient")
     elif changes and all(c == 0 for _, c in changes):
-        message = (f"the discriminator's parameters did not change across its optimizer step at step "
+        message = (f"the {who}'s parameters did not change across its optimizer step at step "
                    f"{changes[-1][0]}" + (f" (gradient norm up to {max(grads):.3g} in the window)" if grads else ""))
     elif margin is not None:
         disc, d_median, collapsed = margin
-        message = (f"discriminator loss '{disc}' sits at the hinge margin (median {d_median:.3f} over "
+        message = (f"{who} loss '{disc}' sits at the hinge margin (median {d_median:.3f} over "
                    f"{step_span(w.steps)}) while {', '.join(repr(t) for t in collapsed)} collapsed below a tenth "
                    f"of their first values: the discriminator gives no adversarial signal")
         evidence.update({"disc_loss": d_median, "collapsed_terms": collapsed})
     else:
         return []
-    return [finding("T613", message, subject=f"discriminator, {step_span(w.steps)}", evidence=evidence)]
+    return [finding("T613", message, subject=f"{who}, {step_span(w.steps)}", evidence=evidence)]

@@ -170,6 +170,7 @@ class TrainingMeasurements:
     codebook_warmup_steps: int = 0
     balance: list[LossBalance] | None = None
     emitted: list[EmittedLevel] | None = None
+    discriminator: str | None = None  # the discriminator's class, when the loop reported it
 
 
 @dataclass

@@ -3,7 +3,7 @@ opinion; EMA buffers are the second).
 
 On a capture step (the first step after the model is found, then the first step of each read-back
 window) the global forward hook hands every output of the model's submodules to `CodeCapture`;
-integer tensors with at least one entry per batch item are codes. The innermost emitters are the
+integer tensors with at least two entries per batch item are codes. The innermost emitters are the
 levels (an RVQ that also returns its levels' codes stacked is their ancestor); a single emitter of
 `[B, n_q, frames]` codes is split along its level axis. `encode()` calls on the model's submodules
 during the forward count the same way (the global hook sees `forward` only, so `encode` of a module
@@ -46,8 +46,10 @@ def codebook_size(module: nn.Module) -> int | None:
 
 
 def _codes_in(output: Any, batch: int) -> torch.Tensor | None:
+    """The first integer tensor with at least two entries per batch item (one entry per item is a
+    length or a label, not a frame's code)."""
     for t in tensors_in(output):
-        if not t.is_floating_point() and not t.is_complex() and t.dtype != torch.bool and t.numel() >= batch > 0:
+        if not t.is_floating_point() and not t.is_complex() and t.dtype != torch.bool and t.numel() >= 2 * batch > 0:
             return t
     return None
 

@@ -162,6 +162,7 @@ class Monitor:
         self._codes_pending: list[tuple[int, list[str], list[int], list[int], torch.Tensor]] = []
         self._disc_before: list[torch.Tensor] | None = None
         self._disc_params: list[torch.Tensor] = []
+        self._discriminator: str | None = None
         self._disc_change_measured = False
 
         self.state = RunState()
@@ -275,6 +276,7 @@ class Monitor:
         `on_discriminator_step` can measure how far the step moved them (T613)."""
         if self._closed or not self.buffer.filled:
             return
+        self._discriminator = type(getattr(discriminator, "module", discriminator)).__name__
         params = [p for p in discriminator.parameters() if p.requires_grad]
         result = grad_norm(params)
         norm = result[0] if result is not None else torch.zeros((), device=self.buffer.device)
@@ -445,7 +447,8 @@ class Monitor:
                if scheduled and self.ddp_check else None)
         m = TrainingMeasurements(state=self.state, output_bound=self.output_bound, warmup_steps=self.warmup_steps,
                                  window=window, lr=self._learning_rate(), levels=levels, nonfinite=trace, ddp=ddp,
-                                 scaler_used=self._scaler_used, balance=balance or None, emitted=emitted or None)
+                                 scaler_used=self._scaler_used, balance=balance or None, emitted=emitted or None,
+                                 discriminator=self._discriminator)
         run = run_checks("training", m)
         findings, checks = list(run.findings), list(run.checks_run)
         if emitted:
