@@ -184,3 +184,40 @@ def test_structure_and_codes_add_no_host_read_between_read_backs():
     assert [s for s in range(1, 12) if watched[s] != own[s]] == [5, 10]
     assert report.measurements["structure"]["discriminator"] == "Discriminator"
     assert [c["codes"][0]["step"] for c in report.measurements["curves"]] == [1, 5, 10]
+
+
+class _CheckpointedCodec(torch.nn.Module):
+    """A codec whose encoder runs under reentrant activation checkpointing: its backward calls
+    torch.autograd.backward again from inside the outer backward."""
+
+    def __init__(self):
+        super().__init__()
+        self.encoder = torch.nn.Conv1d(1, 8, 16, stride=16)
+        self.decoder = torch.nn.ConvTranspose1d(8, 1, 16, stride=16)
+
+    def forward(self, x):
+        from torch.utils.checkpoint import checkpoint
+
+        return torch.tanh(self.decoder(checkpoint(self.encoder, x, use_reentrant=True)))
+
+
+def test_a_backward_nested_in_the_generators_backward_is_part_of_it_not_a_second_loss():
+    torch.manual_seed(0)
+    model = _CheckpointedCodec()
+    opt = torch.optim.SGD(model.parameters(), 1e-2)
+    tap = ModelTap(lambda m, b: Monitor(m, 16000, mode="warn", output_bound=b, read_every=4)).install()
+    printed = []
+    try:
+        for _ in range(6):
+            x = 0.5 * torch.randn(2, 1, 4096).clamp(-1, 1).requires_grad_()
+            y = model(x)
+            loss = F.l1_loss(y, x.detach())
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            printed.append(loss.item())
+    finally:
+        tap.remove()
+    report = tap.finish("test")
+    assert [v for _, v in report.measurements["loss_series"]] == pytest.approx(printed, rel=1e-6)
+    assert report.measurements["structure"]["backward_calls"] == {"generator": 6, "discriminator": 0, "other": 0}

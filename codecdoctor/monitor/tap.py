@@ -142,6 +142,7 @@ class ModelTap:
         self.structure: RunStructure | None = None
         self.codes: CodeCapture | None = None
         self._in_monitor = False
+        self._in_backward = False
         self._val_refs: list[torch.Tensor] = []
         self._val_ests: list[torch.Tensor] = []
         self._val_from_eval = False
@@ -186,12 +187,18 @@ class ModelTap:
 
         def backward(tensors, *args, **kwargs):
             structure = tap.structure
-            if structure is None or tap._in_monitor:
+            # a backward inside a backward (reentrant activation checkpointing re-runs a segment's
+            # backward from the engine) belongs to the outer one
+            if structure is None or tap._in_monitor or tap._in_backward:
                 return original(tensors, *args, **kwargs)
             if tap._undecided is not None:  # a backward after a grad-enabled eval-mode forward: training
                 tap._settle_undecided(trained=True)
             structure.before_backward()
-            result = original(tensors, *args, **kwargs)
+            tap._in_backward = True
+            try:
+                result = original(tensors, *args, **kwargs)
+            finally:
+                tap._in_backward = False
             tap._guard(structure.after_backward, tensors)
             return result
 
