@@ -57,6 +57,7 @@ def test_a_healthy_field_run_watches_the_printed_generator_loss_names_its_parts_
     structure = measured["structure"]
     _, model, discriminator = TRAINERS[trainer]
     assert (structure["model"], structure["discriminator"], structure["quantizer"]) == (model, discriminator, "quantizer")
+    assert structure["quantizer_levels"] == [f"quantizer.layers.{i}" for i in range(4)]
     assert sorted(o["role"] for o in structure["optimizers"]) == ["discriminator", "generator"]
     assert structure["backward_calls"]["discriminator"] == 20
     if trainer == "encodec":  # the balancer's output.backward(gradient) after the commitment's own backward

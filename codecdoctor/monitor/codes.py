@@ -90,6 +90,7 @@ class CodeCapture:
         self.active = False
         self.batch = 0
         self.quantizer: str | None = None
+        self.levels: list[str] = []  # the level modules of the newest capture, in level order
         self._seen: list[tuple[str, nn.Module, torch.Tensor]] = []
         self._argmins: list[tuple[str, nn.Module, torch.Tensor]] = []
         self._running: list[nn.Module] = []
@@ -186,7 +187,7 @@ class CodeCapture:
                 owners.append(name)
         if not stats:
             return None
-        self.quantizer = common_parent(owners)
+        self.quantizer, self.levels = common_parent(owners), names
         return names, sizes, frames, torch.stack(stats)
 
     def remove(self) -> None:

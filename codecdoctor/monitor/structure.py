@@ -209,7 +209,7 @@ class RunStructure:
         return root
 
     # -- the report -----------------------------------------------------------------------------
-    def describe(self, quantizer: str | None) -> dict[str, Any]:
+    def describe(self, quantizer: str | None, levels: list[str] | None = None) -> dict[str, Any]:
         """The `structure` measurements: which module plays which part, and which loss is watched."""
         disc = self.discriminator
         forms = sorted(self.loss_forms.items(), key=lambda p: -p[1])
@@ -217,6 +217,7 @@ class RunStructure:
             "model": type(getattr(self.model, "module", self.model)).__name__,
             "discriminator": type(disc).__name__ if disc is not None else None,
             "quantizer": quantizer,
+            "quantizer_levels": list(levels or []),
             "optimizers": list(self.optimizers.values()),
             "watched_loss": {"series": "loss", "what": "the generator's total loss (the backward that reaches "
                                                       "the model's parameters)",
@@ -238,11 +239,13 @@ def structure_line(structure: dict[str, Any], output_bound: str) -> str:
         return f", stepped by {'/'.join(names)}" if names else ""
 
     disc = structure.get("discriminator")
+    count = len(structure.get("quantizer_levels") or [])
+    levels = f" ({count} level{'s' if count != 1 else ''} emitting codes)" if count else ""
     watched = structure.get("watched_loss") or {}
     form = watched.get("form")
     return (f"structure: model {structure.get('model')} (output bound {output_bound}{optimizer(GENERATOR)}); "
             f"discriminator {disc + optimizer(DISCRIMINATOR) if disc else 'none seen'}; "
-            f"quantizer {structure.get('quantizer') or 'none seen'}; "
+            f"quantizer {structure.get('quantizer') or 'none seen'}{levels}; "
             f"watched loss '{watched.get('series')}' = the generator's total"
             + (f" ({form})" if form else " (no backward reached the model)")
             + (f", discriminator loss '{structure['discriminator_loss']}'" if structure.get("discriminator_loss") else ""))

@@ -475,7 +475,8 @@ class ModelTap:
         report = self.monitor.close()
         report.command = command
         report.notes.extend(self.notes)
-        report.measurements["structure"] = self.structure.describe(self.codes.quantizer or self.monitor.quantizer_name())
+        report.measurements["structure"] = self.structure.describe(self.codes.quantizer or self.monitor.quantizer_name(),
+                                                                   self.codes.levels)
         return report
 
     def stop_findings(self) -> list[Finding]:
