@@ -84,14 +84,12 @@ class RunStructure:
         self.model_modules = {id(m) for m in model.modules()}
         self.model_params = {id(p) for p in model.parameters()}
         self.discriminator: nn.Module | None = None
-        self.disc_modules: set[int] = set()
         self.disc_params: set[int] = set()
         self.optimizers: dict[int, dict[str, Any]] = {}
         self.backward_counts = {GENERATOR: 0, DISCRIMINATOR: 0, "other": 0}
         self.loss_forms: dict[str, int] = {}  # how the generator's loss arrived: scalar, gradient into y, ...
         self._x_ptr: int | None = None
         self._y_ptr: int | None = None
-        self._y_ref: Callable[[], torch.Tensor | None] = lambda: None
         self._reached: set[str] = set()
         self._gen_sum: torch.Tensor | None = None
         self._disc_sum: torch.Tensor | None = None
@@ -104,7 +102,6 @@ class RunStructure:
     def begin_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """A training forward of the model: a new step's losses start from nothing."""
         self._x_ptr, self._y_ptr = _data_ptr(x), _data_ptr(y)
-        self._y_ref = weakref.ref(y)
         self._gen_sum = self._disc_sum = None
         self._terms.clear()
         self._unscaled.clear()
@@ -119,10 +116,8 @@ class RunStructure:
 
     # -- modules --------------------------------------------------------------------------------
     def outside_model_call(self, module: nn.Module, args: tuple) -> bool:
-        """A module call outside the model: True when it is the discriminator (its output is then
-        passed to `discriminator_output`)."""
-        if self.discriminator is not None:
-            return module is self.discriminator
+        """A module call outside the model while no discriminator is known: True when this module
+        is taken for it (its outputs then go to `discriminator_output`)."""
         if self._y_ptr is None or id(module) in self.model_modules:
             return False
         ptr = _data_ptr(args[0]) if args else None
@@ -131,7 +126,6 @@ class RunStructure:
         if not any(p.requires_grad for p in module.parameters()):
             return False  # a fixed loss module (an STFT, a mel filter bank) is not a discriminator
         self.discriminator = module
-        self.disc_modules = {id(m) for m in module.modules()}
         self.disc_params = {id(p) for p in module.parameters()}
         self.optimizers.clear()  # roles are decided again now that the discriminator is known
         return True
@@ -141,9 +135,6 @@ class RunStructure:
             if tensor.requires_grad:
                 tensor.register_hook(self._reached_disc)
                 return
-
-    def in_discriminator(self, module: nn.Module) -> bool:
-        return id(module) in self.disc_modules
 
     # -- optimizers -----------------------------------------------------------------------------
     def optimizer_role(self, optimizer: Any) -> str:
@@ -184,18 +175,21 @@ class RunStructure:
             return
         roots = _roots(tensors)
         scalars = [self._value_of(t) for t in roots if t.numel() == 1]
-        form = "scalar backward" if scalars else ""
+        form = "scalar backward"
         if role == GENERATOR and len(scalars) < len(roots):
             form = "backward(gradient) into the output"
             if self._terms:
                 scalars += list(self._terms.values())
                 form += f": sum of {len(self._terms)} terms"
                 self._terms.clear()
+            else:
+                form += " (no loss term seen: its value is unknown)"
         value = _detached_sum(scalars)
+        if role == GENERATOR:
+            self.loss_forms[form] = self.loss_forms.get(form, 0) + 1
         if value is None:
             return
         if role == GENERATOR:
-            self.loss_forms[form] = self.loss_forms.get(form, 0) + 1
             self._gen_sum = value if self._gen_sum is None else self._gen_sum + value
             self.write_loss("loss", self._gen_sum)
         else:
