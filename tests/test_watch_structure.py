@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from codecdoctor.checks.training import discriminator_not_learning
+from codecdoctor.checks.training import discriminator_domination, discriminator_not_learning
 from codecdoctor.core.findings import Severity
 from codecdoctor.measure.training import RunState, StepWindow, TrainingMeasurements
 from codecdoctor.monitor.host_reads import HostReadCounter
@@ -120,10 +120,11 @@ def test_a_healthy_20_step_gan_run_gives_nothing_above_info():
     assert set(STRUCTURE_CHECKS) - {"T604", "T612"} <= set(result.report.checks_run)
 
 
-def _window(disc_loss, adv, grads=None, steps=range(100, 110)):
+def _window(disc_loss, adv, grads=None, changes=None, steps=range(100, 110)):
     steps = list(steps)
     nan = [math.nan] * len(steps)
-    columns = {"disc_grad_norm": grads if grads is not None else nan, "disc_param_change": nan}
+    columns = {"disc_grad_norm": grads if grads is not None else nan,
+               "disc_param_change": changes if changes is not None else nan}
     return StepWindow(steps=steps, columns=columns, losses={"disc_loss": [disc_loss] * len(steps), "adv": [adv] * len(steps)},
                       in_samples=[1] * len(steps), out_samples=[1] * len(steps))
 
@@ -139,6 +140,27 @@ def test_T613_names_a_hinge_loss_stuck_at_the_margin_while_the_adversarial_term_
                                                            window=_window(1.2, 0.05))) == []
     assert discriminator_not_learning(TrainingMeasurements(state=state, output_bound=1.0, warmup_steps=0,
                                                            window=_window(2.0, 0.5))) == []
+
+
+def test_T613_names_a_step_that_left_the_discriminators_parameters_unchanged_despite_gradients():
+    state = RunState()
+    changes = [0.0] + [math.nan] * 9  # measured once per window
+    m = TrainingMeasurements(state=state, output_bound=1.0, warmup_steps=0, discriminator="MPD",
+                             window=_window(1.2, 0.5, grads=[0.3] * 10, changes=changes))
+    found = discriminator_not_learning(m)
+    assert [f.id for f in found] == ["T613"] and found[0].subject == "discriminator MPD, steps 100-109"
+    assert "did not change across its optimizer step at step 100" in found[0].message
+    m.window = _window(1.2, 0.5, grads=[0.3] * 10, changes=[2e-4] + [math.nan] * 9)
+    assert discriminator_not_learning(m) == []
+
+
+def test_T610_reads_the_discriminator_loss_watch_records_and_names_the_discriminator():
+    m = TrainingMeasurements(state=RunState(), output_bound=1.0, warmup_steps=50, discriminator="MPD",
+                             window=_window(0.01, 3.0))
+    found = discriminator_domination(m)
+    assert [f.id for f in found] == ["T610"] and "discriminator (MPD) loss 'disc_loss' median 0.01" in found[0].message
+    m.window = _window(1.1, 1.0)
+    assert discriminator_domination(m) == []
 
 
 def _gan_steps(gan, steps: int, tap: ModelTap | None) -> list[int]:
