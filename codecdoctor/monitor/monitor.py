@@ -422,12 +422,7 @@ class Monitor:
         window, host_extra = self.buffer.read(extra)
         self.read_backs += 1
         self._disc_change_measured = False
-        emitted = [EmittedLevel(level=i, name=name, step=step, codebook_size=size, frames=count,
-                                distinct=int(v[0]), perplexity=float(v[1]))
-                   for step, names, sizes, frames, _ in pending_codes
-                   for i, (name, size, count, v) in enumerate(zip(names, sizes, frames, host_extra[-1]))]
-        if pending_codes:
-            host_extra.pop()
+        emitted = _emitted_levels(pending_codes[0], host_extra.pop()) if pending_codes else []
         levels = None
         if levels_t is not None and levels_t.numel():
             level_values = host_extra.pop(0)
@@ -554,6 +549,14 @@ class Monitor:
                 log.close()
             except Exception:
                 pass
+
+
+def _emitted_levels(pending: tuple, values) -> list[EmittedLevel]:
+    """The levels of one captured batch (`on_codes`) with their read-back `[distinct, perplexity]`."""
+    step, names, sizes, frames, _ = pending
+    return [EmittedLevel(level=i, name=name, step=step, codebook_size=size, frames=count, distinct=int(v[0]),
+                         perplexity=float(v[1]))
+            for i, (name, size, count, v) in enumerate(zip(names, sizes, frames, values))]
 
 
 def _total_series(w: StepWindow) -> list[float | None]:
