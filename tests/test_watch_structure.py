@@ -15,9 +15,9 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from codecdoctor.checks.training import discriminator_domination, discriminator_not_learning
+from codecdoctor.checks.training import codebook_usage, discriminator_domination, discriminator_not_learning
 from codecdoctor.core.findings import Severity
-from codecdoctor.measure.training import RunState, StepWindow, TrainingMeasurements
+from codecdoctor.measure.training import CodebookLevel, EmittedLevel, RunState, StepWindow, TrainingMeasurements
 from codecdoctor.monitor.host_reads import HostReadCounter
 from codecdoctor.monitor.monitor import Monitor
 from codecdoctor.monitor.tap import ModelTap
@@ -152,6 +152,23 @@ def test_T613_names_a_step_that_left_the_discriminators_parameters_unchanged_des
     assert "did not change across its optimizer step at step 100" in found[0].message
     m.window = _window(1.2, 0.5, grads=[0.3] * 10, changes=[2e-4] + [math.nan] * 9)
     assert discriminator_not_learning(m) == []
+
+
+def test_T607_takes_the_emitted_codes_first_and_the_ema_buffers_second():
+    buffers = [CodebookLevel(level=0, name="rvq.layers.0._codebook", codebook_size=1024, perplexity=1.2,
+                             dead_codes=1000, initted=True)]
+    healthy = [EmittedLevel(level=0, name="rvq.layers.0", step=50, codebook_size=1024, frames=600, distinct=310,
+                            perplexity=180.0)]
+    m = TrainingMeasurements(state=RunState(), output_bound=1.0, warmup_steps=0, levels=buffers, emitted=healthy)
+    (stale,) = codebook_usage(m)  # the buffers read a collapse the codes contradict
+    assert stale.severity == Severity.INFO and stale.evidence["emitted_distinct_codes"] == 310
+    m.emitted = [EmittedLevel(level=0, name="rvq.layers.0", step=50, codebook_size=1024, frames=99, distinct=1,
+                              perplexity=1.0)]
+    assert [f.severity for f in codebook_usage(m)] == [Severity.WARNING]  # 99 frames: the buffers judge
+    m.emitted[0].frames = 100
+    (collapsed,) = codebook_usage(m)
+    assert collapsed.severity == Severity.ERROR and collapsed.evidence["source"] == "emitted codes"
+    assert collapsed.subject == "level 0 (rvq.layers.0)" and "its EMA buffers agree (perplexity 1.2)" in collapsed.message
 
 
 def test_T610_reads_the_discriminator_loss_watch_records_and_names_the_discriminator():

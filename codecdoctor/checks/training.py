@@ -414,7 +414,8 @@ def codebook_usage(m: TrainingMeasurements):
     a uniform draw of 100 tokens from 16 codes already gives ~15 distinct ones. Second opinion, the
     perplexity exp(entropy) of the quantizer's EMA usage counts (`cluster_size`) and its dead codes
     (EMA count below 1% of the uniform share): a level whose buffer perplexity fell below half of its
-    own peak, or below 2 while the codebook has 16 or more codes, is a warning. Peaks count only
+    own peak, or below 2 while the codebook has 16 or more codes, is a warning (info when the codes
+    it emitted contradict it: more than 2 distinct on the newest captured batch). Peaks count only
     after the codebook warm-up (default 4× the monitor's warm-up): k-means initialisation starts
     the EMA counts near uniform and the EMA forgets that over 1/(1 − decay) steps.
     Why: Perplexity is the number of codes effectively in use; a level emitting one code is a
@@ -428,23 +429,38 @@ def codebook_usage(m: TrainingMeasurements):
     if not m.levels and not m.emitted:
         raise NotApplicable
     out, covered = _emitted_collapse(m)
+    emitted_at = {buffer.level: next(e for e in m.emitted if e.level == index)
+                  for index, buffer in _buffers_of(m, m.emitted or []).items()}
     for lv in m.levels or []:
         if lv.level in covered or not lv.initted or not math.isfinite(lv.perplexity):
             continue
-        peak = m.state.perplexity_peak.get(lv.level)
-        evidence = {"level": lv.level, "perplexity": lv.perplexity, "peak_perplexity": peak,
-                    "codebook_size": lv.codebook_size, "dead_codes": lv.dead_codes, "source": "EMA buffers"}
-        subject = f"level {lv.level} ({lv.name})"
-        if peak is not None and lv.perplexity < PERPLEXITY_FALL_RATIO * peak:
-            out.append(finding("T607", f"level {lv.level} ({lv.name}) buffer perplexity fell to {lv.perplexity:.1f} "
-                                       f"from a peak of {peak:.1f} (codebook {lv.codebook_size}; "
-                                       f"{lv.dead_codes:.0f} dead codes)",
-                               subject=subject, evidence=evidence))
-        elif lv.codebook_size >= 16 and lv.perplexity < 2.0:
-            out.append(finding("T607", f"level {lv.level} ({lv.name}) collapsed: buffer perplexity "
-                                       f"{lv.perplexity:.2f} of {lv.codebook_size} codes ({lv.dead_codes:.0f} dead)",
-                               subject=subject, evidence=evidence))
+        found = _buffer_usage_finding(lv, m.state.perplexity_peak.get(lv.level))
+        emitted = emitted_at.get(lv.level)
+        if found is not None and emitted is not None and emitted.distinct > EMITTED_COLLAPSE_DISTINCT:
+            # the codes are the first opinion: a level that emits many codes is not collapsed
+            found.severity = Severity.INFO
+            found.message += (f"; but the codes it emitted at step {emitted.step} are {emitted.distinct} distinct "
+                              f"on {emitted.frames} frames: its EMA counts lag behind its use")
+            found.evidence["emitted_distinct_codes"] = emitted.distinct
+        if found is not None:
+            out.append(found)
     return out
+
+
+def _buffer_usage_finding(lv, peak: float | None):
+    """T607's second opinion on one level: its EMA usage buffers' perplexity fell or collapsed."""
+    evidence = {"level": lv.level, "perplexity": lv.perplexity, "peak_perplexity": peak,
+                "codebook_size": lv.codebook_size, "dead_codes": lv.dead_codes, "source": "EMA buffers"}
+    subject = f"level {lv.level} ({lv.name})"
+    if peak is not None and lv.perplexity < PERPLEXITY_FALL_RATIO * peak:
+        return finding("T607", f"level {lv.level} ({lv.name}) buffer perplexity fell to {lv.perplexity:.1f} from a "
+                               f"peak of {peak:.1f} (codebook {lv.codebook_size}; {lv.dead_codes:.0f} dead codes)",
+                       subject=subject, evidence=evidence)
+    if lv.codebook_size >= 16 and lv.perplexity < 2.0:
+        return finding("T607", f"level {lv.level} ({lv.name}) collapsed: buffer perplexity {lv.perplexity:.2f} of "
+                               f"{lv.codebook_size} codes ({lv.dead_codes:.0f} dead)",
+                       subject=subject, evidence=evidence)
+    return None
 
 
 @check("T608", scope="training", severity=Severity.ERROR)
