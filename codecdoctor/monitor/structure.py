@@ -16,7 +16,9 @@
   balancer took with `torch.autograd.grad(term, y)` in that step (EnCodec's and audiocraft's
   balancers do exactly that), each times the weight the balancer keeps for it (`self.weights[name]`
   of the object whose method took the gradient, the name being the term's key in a dict of that
-  method): the weighted sum the scripts built on them log as the generator's loss.
+  method): the weighted sum the scripts built on them log as the generator's loss. The terms are
+  also recorded under their own names (unweighted), so checks that read a term by name (T604's
+  non-finite term, T610's adversarial term, T613's collapsing terms) see them.
 
 Everything stays on the device: detached sums that the monitor's buffer reads back on its schedule.
 """
@@ -33,6 +35,7 @@ from torch import nn
 from codecdoctor.measure.forward import tensors_in
 
 GENERATOR, DISCRIMINATOR = "generator", "discriminator"
+GENERATOR_SERIES, DISCRIMINATOR_SERIES = "loss", "disc_loss"  # the loss columns watch writes
 
 
 def _data_ptr(value: Any) -> int | None:
@@ -47,22 +50,20 @@ def _roots(tensors: Any) -> list[torch.Tensor]:
     return [t for t in tensors if isinstance(t, torch.Tensor)] if isinstance(tensors, (tuple, list)) else []
 
 
-def _balancer_weight(caller: FrameType | None, term: torch.Tensor) -> Any:
-    """The weight a balancer keeps for `term`: `self.weights[name]` in the calling method, `name`
-    being the term's key in a dict among that method's locals; None when there is none."""
+def _balancer_term(caller: FrameType | None, term: torch.Tensor) -> tuple[str | None, Any]:
+    """(name, weight) a balancer keeps for `term`: the term's key in a dict among the calling
+    method's locals, and `self.weights[name]` of that method's object; None where there is none."""
     if caller is None:
-        return None
+        return None, None
     local = caller.f_locals
     weights = getattr(local.get("self"), "weights", None)
-    if not isinstance(weights, Mapping):
-        return None
     for value in local.values():
         if isinstance(value, Mapping) and value is not weights:
             for name, candidate in value.items():
-                if candidate is term and name in weights:
-                    weight = weights[name]
-                    return weight if isinstance(weight, (int, float, torch.Tensor)) else None
-    return None
+                if candidate is term:
+                    weight = weights.get(name) if isinstance(weights, Mapping) else None
+                    return str(name), weight if isinstance(weight, (int, float, torch.Tensor)) else None
+    return None, None
 
 
 def _detached_sum(values: list[torch.Tensor]) -> torch.Tensor | None:
@@ -93,7 +94,8 @@ class RunStructure:
         self._reached: set[str] = set()
         self._gen_sum: torch.Tensor | None = None
         self._disc_sum: torch.Tensor | None = None
-        self._terms: dict[int, torch.Tensor] = {}  # balancer terms (autograd.grad w.r.t. y) this step
+        self._terms: dict[int, torch.Tensor] = {}  # balancer terms (autograd.grad w.r.t. y) this step, weighted
+        self._named_terms: dict[str, torch.Tensor] = {}  # the same terms by the balancer's names, unweighted
         self._unscaled: dict[int, tuple[Any, torch.Tensor]] = {}  # GradScaler.scale(loss) -> loss
         first = next((p for p in model.parameters() if p.requires_grad), None)
         self._param_hook = first.register_hook(self._reached_model) if first is not None else None
@@ -104,6 +106,7 @@ class RunStructure:
         self._x_ptr, self._y_ptr = _data_ptr(x), _data_ptr(y)
         self._gen_sum = self._disc_sum = None
         self._terms.clear()
+        self._named_terms.clear()
         self._unscaled.clear()
         if y.requires_grad:
             y.register_hook(self._reached_model)
@@ -160,8 +163,10 @@ class RunStructure:
             return
         for term in _roots(outputs):
             if term.numel() == 1 and term.is_floating_point() and id(term) not in self._terms:
-                weight = _balancer_weight(caller, term)
+                name, weight = _balancer_term(caller, term)
                 self._terms[id(term)] = term.detach() if weight is None else term.detach() * weight
+                if name is not None and name not in (GENERATOR_SERIES, DISCRIMINATOR_SERIES):
+                    self._named_terms[name] = term.detach()
 
     def before_backward(self) -> None:
         self._reached.clear()
@@ -182,6 +187,9 @@ class RunStructure:
                 scalars += list(self._terms.values())
                 form += f": sum of {len(self._terms)} terms"
                 self._terms.clear()
+                for name, term in self._named_terms.items():  # T604 / T610 / T613 read terms by name
+                    self.write_loss(name, term)
+                self._named_terms.clear()
             else:
                 form += " (no loss term seen: its value is unknown)"
         value = _detached_sum(scalars)
@@ -191,10 +199,10 @@ class RunStructure:
             return
         if role == GENERATOR:
             self._gen_sum = value if self._gen_sum is None else self._gen_sum + value
-            self.write_loss("loss", self._gen_sum)
+            self.write_loss(GENERATOR_SERIES, self._gen_sum)
         else:
             self._disc_sum = value if self._disc_sum is None else self._disc_sum + value
-            self.write_loss("disc_loss", self._disc_sum)
+            self.write_loss(DISCRIMINATOR_SERIES, self._disc_sum)
 
     def _value_of(self, root: torch.Tensor) -> torch.Tensor:
         entry = self._unscaled.get(id(root))
@@ -213,10 +221,10 @@ class RunStructure:
             "quantizer": quantizer,
             "quantizer_levels": list(levels or []),
             "optimizers": list(self.optimizers.values()),
-            "watched_loss": {"series": "loss", "what": "the generator's total loss (the backward that reaches "
+            "watched_loss": {"series": GENERATOR_SERIES, "what": "the generator's total loss (the backward that reaches "
                                                       "the model's parameters)",
                              "form": " + ".join(name for name, _ in forms) or None, "forms": dict(forms)},
-            "discriminator_loss": "disc_loss" if disc is not None else None,
+            "discriminator_loss": DISCRIMINATOR_SERIES if disc is not None else None,
             "backward_calls": dict(self.backward_counts),
         }
 
