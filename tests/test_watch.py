@@ -14,11 +14,13 @@ from pathlib import Path
 
 import pytest
 
+import codecdoctor
 from codecdoctor.core.errors import InputError
 from codecdoctor.core.findings import Severity
 from codecdoctor.watch import WatchRequest, watch
 
 ROOT = Path(__file__).resolve().parents[1]
+PACKAGE_DIR = Path(codecdoctor.__file__).resolve().parent
 SCRIPT_DIR = Path(__file__).resolve().parent / "scripts" / "foreign_codec"
 SCRIPT = SCRIPT_DIR / "train_codec.py"
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -59,6 +61,21 @@ def test_nan_planted_in_a_decoder_weight_stops_the_script_naming_decoder_2_and_t
     assert t602.evidence["module"] == "decoder.2" and t602.evidence["module_params_nonfinite"] is True
     # stopped at once: no training step after the faulty one was monitored
     assert result.report.measurements["training_forwards"] == nan_step + 1
+    # the advice is about NaN/Inf, not about the output's range
+    assert "NaN" in t602.fix and "NaN" in t602.cause and "tanh" not in t602.fix
+
+
+def test_an_output_beyond_its_declared_bound_gives_T602_with_range_advice():
+    """The gain codec starts as the identity (and its loss is 0, so it stays one): the data's peaks
+    (up to 0.9) come out as they went in, beyond a declared bound of 0.25."""
+    result = watch(WatchRequest(script=str(SCRIPT), args=["--arch", "gain", "--steps", "6", "--peak", "0.9",
+                                                          "--val-every", "0"], output_bound=0.25, read_every=3,
+                                checks="warn"))
+    t602 = _by_id(result.report)["T602"][0]
+    assert "beyond the declared output bound ±0.25" in t602.message
+    assert t602.evidence["output_peak"] == pytest.approx(t602.evidence["input_peak"], rel=1e-3)
+    assert 0.5 < t602.evidence["output_peak"] <= 0.9 + 1e-4
+    assert "tanh" in t602.fix and "NaN" not in t602.fix
 
 
 def test_input_normalised_per_example_against_a_raw_target_gives_T603_and_T608_with_R302():
@@ -98,7 +115,11 @@ def test_an_exception_in_the_script_prints_its_traceback_and_keeps_the_report(ca
     err = capfd.readouterr().err
     assert result.exit_code == 1 and result.ending == "exception"
     assert "RuntimeError: data loader failed at step 8" in err
-    assert 'train_codec.py", line' in err and "codecdoctor" not in err.split("Traceback", 1)[1].split("\n")[1]
+    # the first frame printed is the script's, and no frame is codecdoctor's own (its package folder:
+    # the word alone is also in the path of a clone that lives in a folder named codecdoctor)
+    first_frame = err.split("Traceback (most recent call last):", 1)[1].lstrip("\n").splitlines()[0]
+    assert first_frame.startswith(f'  File "{SCRIPT}", line'), first_frame
+    assert f"{PACKAGE_DIR}{os.sep}" not in err
     assert result.report.measurements["training_forwards"] == 8
 
 

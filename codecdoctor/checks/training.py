@@ -120,6 +120,16 @@ def input_range(m: TrainingMeasurements):
     return out
 
 
+# T602's docstring speaks of range; a non-finite output has another cause and another fix
+NONFINITE_OUTPUT_CAUSE = ("A NaN/Inf in the output makes every loss term and gradient computed from it NaN, and one "
+                          "optimizer step spreads it into every weight: the run is lost from that step on.")
+NONFINITE_OUTPUT_FIX = ("Find where the NaN/Inf starts: in the module named (when its own parameters are non-finite, a "
+                        "weight was loaded or updated with NaN/Inf: restart from the last finite checkpoint, lower "
+                        "the learning rate or clip gradients); otherwise in its input or an operation inside it "
+                        "(log or sqrt of 0, division by a zero norm, exp or half-precision overflow): add an epsilon "
+                        "or compute it in float32. Skip the step when the loss is non-finite.")
+
+
 @check("T602", scope="training", severity=Severity.ERROR)
 def output_range(m: TrainingMeasurements):
     """Decoder output out of range or non-finite.
@@ -148,7 +158,7 @@ def output_range(m: TrainingMeasurements):
                      + (" (its own parameters are non-finite)" if trace.module_params_nonfinite else ""))
         out.append(finding("T602", f"{count} non-finite output samples in {step_span(w.steps)}; first at step "
                                    f"{bad_step}, batch item {_item(w.columns['out_nonfinite_item'][i])}{where}",
-                           subject=f"step {bad_step}",
+                           subject=f"step {bad_step}", cause=NONFINITE_OUTPUT_CAUSE, fix=NONFINITE_OUTPUT_FIX,
                            evidence={"step": bad_step, "nonfinite_samples": count, "module": module,
                                      "module_params_nonfinite": trace.module_params_nonfinite if trace else None}))
     peaks = [p if math.isfinite(p) else -1.0 for p in w.columns["out_peak"]]

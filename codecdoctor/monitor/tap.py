@@ -111,6 +111,7 @@ class ModelTap:
 
     `make_monitor(model, output_bound)` builds the monitor once the model is known. `scope`, when
     given, limits the search to that module's own submodules (the Lightning callback's LightningModule).
+    A stop is raised as CheckFailed, or as ScriptStopped with `stop_script=True` (watch).
     """
 
     def __init__(self, make_monitor: Callable[[nn.Module, float | None], Any], *, output_bound: float | None = None,

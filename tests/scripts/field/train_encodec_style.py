@@ -6,8 +6,9 @@ loss's own scalar backward. The generator is stepped first, then the discriminat
 
     python train_encodec_style.py steps=20 fault=none hydra.run.dir=/tmp/run
 
-Prints `step N gen_loss X` per step, X being the generator's total loss: the balanced terms with
-their weights plus the weighted commitment loss; `eval step N loss X snr_db Y` at each evaluation.
+Prints `step N gen_loss X` per step, X being the generator's total loss: the balancer's effective
+loss (each term times the scale the balancer gave its gradient) plus the weighted commitment loss;
+`eval step N loss X snr_db Y codes_per_level [...]` at each evaluation.
 """
 import codec_parts as parts
 import hydra
@@ -41,20 +42,24 @@ class EncodecModel(nn.Module):
 class Balancer:
     """Each term's gradient at the model output is rescaled so that its share of the total gradient
     norm follows its weight, whatever the term's own scale; the sum is backpropagated from the
-    output with `output.backward(gradient)`."""
+    output with `output.backward(gradient)`. Returns the effective loss, sum(scale_k * loss_k): the
+    scalar whose gradient at the output is that sum (what the trainer logs)."""
 
     def __init__(self, weights, decay=0.99):
         self.weights, self.decay, self.norms = dict(weights), decay, {}
 
     def backward(self, losses, output):
         total_weight = sum(self.weights[name] for name in losses)
-        gradient = torch.zeros_like(output)
+        gradient, effective = torch.zeros_like(output), 0.0
         for name, loss in losses.items():
             grad, = torch.autograd.grad(loss, [output], retain_graph=True)
             norm = float(grad.norm())
             self.norms[name] = self.decay * self.norms.get(name, norm) + (1 - self.decay) * norm
-            gradient += self.weights[name] / total_weight * grad / (self.norms[name] + 1e-12)
+            scale = self.weights[name] / total_weight / (self.norms[name] + 1e-12)
+            gradient += scale * grad
+            effective += scale * loss.item()
         output.backward(gradient)
+        return effective
 
 
 def train_one_step(step, model, disc, optimizer, optimizer_disc, scheduler, disc_scheduler, balancer, x, cfg):
@@ -68,9 +73,8 @@ def train_one_step(step, model, disc, optimizer, optimizer_disc, scheduler, disc
               "adv": parts.hinge_generator_loss(logits_fake), "feat": parts.feature_matching_loss(fmap_real, fmap_fake)}
     weighted_commitment = cfg.balancer.commitment_weight * commitment
     weighted_commitment.backward(retain_graph=True)
-    balancer.backward(losses, output)
+    gen_loss = balancer.backward(losses, output) + weighted_commitment.item()
     optimizer.step()
-    gen_loss = sum(cfg.balancer.weights[k] * v.item() for k, v in losses.items()) + weighted_commitment.item()
 
     logits_real, _ = disc(x)
     logits_fake, _ = disc(output.detach())
