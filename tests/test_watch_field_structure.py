@@ -62,7 +62,7 @@ def test_a_healthy_field_run_watches_the_printed_generator_loss_names_its_parts_
     assert structure["backward_calls"]["discriminator"] == 20
     if trainer == "encodec":  # the balancer's output.backward(gradient) after the commitment's own backward
         assert structure["watched_loss"]["forms"] == {"scalar backward": 20,
-                                                      "backward(gradient) into the output: sum of 4 terms": 20}
+                                                      "backward(gradient) into the output: effective loss of 4 terms": 20}
         # the balancer's terms are recorded by its own names too (T604, T610, T613 read them)
         assert {"loss", "disc_loss", "wave", "stft", "adv", "feat"} == set(measured["latest"]["losses"])
     loud = [f for f in result.report.findings if f.id in STRUCTURE_CHECKS and f.severity > Severity.INFO]

@@ -38,7 +38,7 @@ def _watch(*args: str, read_every: int = 5):
 
 @pytest.mark.parametrize("form, expected", [
     ([], "scalar backward"),
-    (["--balancer"], "backward(gradient) into the output: sum of 3 terms + scalar backward"),
+    (["--balancer"], "backward(gradient) into the output: effective loss of 3 terms + scalar backward"),
     (["--parts"], "scalar backward"),
     (["--autograd-backward"], "scalar backward"),
 ])
@@ -69,7 +69,7 @@ def test_the_report_names_the_model_the_discriminator_the_quantizer_and_the_opti
     line = next(n for n in result.report.notes if n.startswith("structure: "))
     assert "model Codec" in line and "discriminator Discriminator" in line
     assert "quantizer quantizer (3 levels emitting codes)" in line
-    assert "watched loss 'loss'" in line and "sum of 3 terms" in line
+    assert "watched loss 'loss'" in line and "effective loss of 3 terms" in line
 
 
 def test_codebook_blowup_is_named_at_every_level_from_the_codes_emitted_while_the_buffers_disagree():

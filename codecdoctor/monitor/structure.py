@@ -11,13 +11,14 @@
   first output per call. A backward that reaches the model is the generator's; one that reaches
   only the discriminator is the discriminator's; any other (a probe, an auxiliary model) is neither.
 * **The generator's loss**, the watched series: the scalar roots of its backward calls, summed
-  over the step (terms backpropagated one by one add up). A non-scalar root (`y.backward(gradient)`)
-  carries no loss value of its own: its value is the sum of the scalar terms whose gradient at y the
-  balancer took with `torch.autograd.grad(term, y)` in that step (EnCodec's and audiocraft's
-  balancers do exactly that), each times the weight the balancer keeps for it (`self.weights[name]`
-  of the object whose method took the gradient, the name being the term's key in a dict of that
-  method): the weighted sum the scripts built on them log as the generator's loss. The terms are
-  also recorded under their own names (unweighted), so checks that read a term by name (T604's
+  over the step (terms backpropagated one by one add up). A non-scalar root (`y.backward(G)` from a
+  loss balancer) carries no value of its own. A balancer takes each term's gradient at y first,
+  g_k = `torch.autograd.grad(L_k, y)`, and sends a combination G = Σ s_k g_k of them; the scalar
+  whose gradient at y is G is its effective loss Σ s_k L_k (what audiocraft's balancer returns and
+  trainers log). The monitor sees every g_k and G, so it solves the K × K normal equations for the
+  scales (float64, on unit-norm gradients) and records Σ s_k L_k, whatever weights or norms the
+  balancer used. The terms are also recorded under
+  their dict keys in the balancer (unweighted), so checks that read a term by name (T604's
   non-finite term, T610's adversarial term, T613's collapsing terms) see them.
 
 Everything stays on the device: detached sums that the monitor's buffer reads back on its schedule.
@@ -50,20 +51,30 @@ def _roots(tensors: Any) -> list[torch.Tensor]:
     return [t for t in tensors if isinstance(t, torch.Tensor)] if isinstance(tensors, (tuple, list)) else []
 
 
-def _balancer_term(caller: FrameType | None, term: torch.Tensor) -> tuple[str | None, Any]:
-    """(name, weight) a balancer keeps for `term`: the term's key in a dict among the calling
-    method's locals, and `self.weights[name]` of that method's object; None where there is none."""
+def _term_name(caller: FrameType | None, term: torch.Tensor) -> str | None:
+    """The term's key in a dict among the calling function's locals (a balancer's `losses`)."""
     if caller is None:
-        return None, None
-    local = caller.f_locals
-    weights = getattr(local.get("self"), "weights", None)
-    for value in local.values():
-        if isinstance(value, Mapping) and value is not weights:
+        return None
+    for value in caller.f_locals.values():
+        if isinstance(value, Mapping):
             for name, candidate in value.items():
                 if candidate is term:
-                    weight = weights.get(name) if isinstance(weights, Mapping) else None
-                    return str(name), weight if isinstance(weight, (int, float, torch.Tensor)) else None
-    return None, None
+                    return str(name)
+    return None
+
+
+def effective_loss(terms: list[torch.Tensor], grads: list[torch.Tensor], sent: torch.Tensor) -> torch.Tensor:
+    """Σ s_k L_k for the scales s that explain the gradient `sent` as Σ s_k g_k (least squares on the
+    device; `solve_ex` does not check for singularity on the host). The gradients are normalised
+    first: a balancer scales each term by 1/‖g_k‖, so a term with a tiny gradient carries a large
+    scale, which a ridge on the raw Gram matrix would erase."""
+    g = torch.stack([grad.reshape(-1) for grad in grads]).double()
+    norms = torch.linalg.vector_norm(g, dim=1)
+    unit = g / norms.clamp_min(1e-300)[:, None]
+    gram = unit @ unit.T + 1e-12 * torch.eye(len(grads), dtype=g.dtype, device=g.device)
+    coefficients, _ = torch.linalg.solve_ex(gram, unit @ sent.reshape(-1).double())
+    scales = torch.where(norms > 0, coefficients / norms.clamp_min(1e-300), torch.zeros_like(norms))
+    return (scales * torch.stack([t.reshape(()) for t in terms]).double()).sum().float()
 
 
 def _detached_sum(values: list[torch.Tensor]) -> torch.Tensor | None:
@@ -94,8 +105,8 @@ class RunStructure:
         self._reached: set[str] = set()
         self._gen_sum: torch.Tensor | None = None
         self._disc_sum: torch.Tensor | None = None
-        self._terms: dict[int, torch.Tensor] = {}  # balancer terms (autograd.grad w.r.t. y) this step, weighted
-        self._named_terms: dict[str, torch.Tensor] = {}  # the same terms by the balancer's names, unweighted
+        # balancer terms this step: id -> (name, value, its gradient at y), from autograd.grad(term, y)
+        self._terms: dict[int, tuple[str | None, torch.Tensor, torch.Tensor]] = {}
         self._unscaled: dict[int, tuple[Any, torch.Tensor]] = {}  # GradScaler.scale(loss) -> loss
         first = next((p for p in model.parameters() if p.requires_grad), None)
         self._param_hook = first.register_hook(self._reached_model) if first is not None else None
@@ -106,7 +117,6 @@ class RunStructure:
         self._x_ptr, self._y_ptr = _data_ptr(x), _data_ptr(y)
         self._gen_sum = self._disc_sum = None
         self._terms.clear()
-        self._named_terms.clear()
         self._unscaled.clear()
         if y.requires_grad:
             y.register_hook(self._reached_model)
@@ -155,23 +165,22 @@ class RunStructure:
         """`GradScaler.scale(loss)` returned `scaled`: its backward's value is `loss`."""
         self._unscaled[id(scaled)] = (weakref.ref(scaled), loss.detach())
 
-    def gradient_taken(self, outputs: Any, inputs: Any, caller: FrameType | None = None) -> None:
-        """`torch.autograd.grad(outputs, inputs)` called from frame `caller`: scalar outputs whose
-        gradient at y is taken are the loss terms a balancer will send into y, weighted as the
-        balancer weights them."""
-        if self._y_ptr is None or not any(_data_ptr(t) == self._y_ptr for t in _roots(inputs)):
+    def gradient_taken(self, outputs: Any, inputs: Any, grads: Any, caller: FrameType | None = None) -> None:
+        """`torch.autograd.grad(outputs, inputs)` returned `grads`, called from frame `caller`: a
+        scalar output whose gradient at y was taken is a loss term a balancer will send into y."""
+        inputs = _roots(inputs)
+        at_y = next((i for i, t in enumerate(inputs) if _data_ptr(t) == self._y_ptr), None)
+        outputs = _roots(outputs)
+        if self._y_ptr is None or at_y is None or len(outputs) != 1 or not isinstance(grads, tuple):
             return
-        for term in _roots(outputs):
-            if term.numel() == 1 and term.is_floating_point() and id(term) not in self._terms:
-                name, weight = _balancer_term(caller, term)
-                self._terms[id(term)] = term.detach() if weight is None else term.detach() * weight
-                if name is not None and name not in (GENERATOR_SERIES, DISCRIMINATOR_SERIES):
-                    self._named_terms[name] = term.detach()
+        term, grad = outputs[0], grads[at_y] if at_y < len(grads) else None
+        if term.numel() == 1 and term.is_floating_point() and isinstance(grad, torch.Tensor):
+            self._terms[id(term)] = (_term_name(caller, term), term.detach(), grad.detach())
 
     def before_backward(self) -> None:
         self._reached.clear()
 
-    def after_backward(self, tensors: Any) -> None:
+    def after_backward(self, tensors: Any, grad_tensors: Any = None) -> None:
         """Classify the backward just run by the hooks it reached, and add its value."""
         reached, self._reached = self._reached, set()
         role = GENERATOR if GENERATOR in reached else DISCRIMINATOR if DISCRIMINATOR in reached else "other"
@@ -183,15 +192,13 @@ class RunStructure:
         form = "scalar backward"
         if role == GENERATOR and len(scalars) < len(roots):
             form = "backward(gradient) into the output"
-            if self._terms:
-                scalars += list(self._terms.values())
-                form += f": sum of {len(self._terms)} terms"
-                self._terms.clear()
-                for name, term in self._named_terms.items():  # T604 / T610 / T613 read terms by name
-                    self.write_loss(name, term)
-                self._named_terms.clear()
+            balanced = self._balanced(roots, _roots(grad_tensors))
+            if balanced is not None:
+                scalars.append(balanced)
+                form += f": effective loss of {len(self._terms)} terms"
             else:
                 form += " (no loss term seen: its value is unknown)"
+            self._terms.clear()
         value = _detached_sum(scalars)
         if role == GENERATOR:
             self.loss_forms[form] = self.loss_forms.get(form, 0) + 1
@@ -203,6 +210,18 @@ class RunStructure:
         else:
             self._disc_sum = value if self._disc_sum is None else self._disc_sum + value
             self.write_loss(DISCRIMINATOR_SERIES, self._disc_sum)
+
+    def _balanced(self, roots: list[torch.Tensor], sent: list[torch.Tensor]) -> torch.Tensor | None:
+        """The effective loss of the balancer terms sent into y as one gradient, or None."""
+        at_y = next((i for i, t in enumerate(roots) if _data_ptr(t) == self._y_ptr), None)
+        terms = [entry for entry in self._terms.values() if entry[2].numel() == roots[at_y].numel()] \
+            if at_y is not None and at_y < len(sent) else []
+        if not terms:
+            return None
+        for name, value, _ in terms:  # T604 / T610 / T613 read terms by name
+            if name is not None and name not in (GENERATOR_SERIES, DISCRIMINATOR_SERIES):
+                self.write_loss(name, value)
+        return effective_loss([v for _, v, _ in terms], [g for _, _, g in terms], sent[at_y])
 
     def _value_of(self, root: torch.Tensor) -> torch.Tensor:
         entry = self._unscaled.get(id(root))

@@ -200,7 +200,8 @@ class ModelTap:
                 result = original(tensors, *args, **kwargs)
             finally:
                 tap._in_backward = False
-            tap._guard(structure.after_backward, tensors)
+            grad_tensors = args[0] if args else kwargs.get("grad_tensors")
+            tap._guard(structure.after_backward, tensors, grad_tensors)
             return result
 
         backward.__doc__ = original.__doc__
@@ -210,9 +211,10 @@ class ModelTap:
         tap = self
 
         def grad(outputs, inputs, *args, **kwargs):
+            result = original(outputs, inputs, *args, **kwargs)
             if tap.structure is not None and not tap._in_monitor:
-                tap.structure.gradient_taken(outputs, inputs, sys._getframe(1))
-            return original(outputs, inputs, *args, **kwargs)
+                tap.structure.gradient_taken(outputs, inputs, result, sys._getframe(1))
+            return result
 
         grad.__doc__ = original.__doc__
         return grad

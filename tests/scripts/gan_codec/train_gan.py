@@ -4,8 +4,9 @@ waveform discriminator with its own optimizer and a hinge loss, feature matching
 one JSON line with the generator's loss as the script computed it (`gen_loss`) and the
 discriminator's (`disc_loss`).
 
-Structure switches: --balancer (terms sent into the output with `y.backward(gradient)`, as a loss
-balancer does, and the commitment term backpropagated apart), --parts (each term's own backward),
+Structure switches: --balancer (each term's gradient at the output scaled to unit norm and the sum
+sent with `y.backward(gradient)`, as a loss balancer does; its effective loss printed; the
+commitment term backpropagated apart), --parts (each term's own backward),
 --autograd-backward (`torch.autograd.backward([...])`). Faults: --codebook-blowup (codebooks
 scaled to ~2000 after a k-means-like init: every frame picks one code while the EMA counts stay
 uniform), --disc-zero-grad (the discriminator's zero_grad between its backward and its step).
@@ -148,10 +149,11 @@ def main():
         opt_g.zero_grad()
         if args.balancer:
             grads = [torch.autograd.grad(t, [y], retain_graph=True)[0] for t in terms.values()]
-            total_grad = sum(gr / (gr.norm() + 1e-8) for gr in grads)
-            y.backward(total_grad, retain_graph=True)
+            scales = [1.0 / (gr.norm().item() + 1e-8) for gr in grads]
+            y.backward(sum(s * gr for s, gr in zip(scales, grads)), retain_graph=True)
             commit.backward()
-            gen_loss = sum(t.item() for t in terms.values()) + commit.item()
+            # the balancer's effective loss: the scalar whose gradient at y is the one sent
+            gen_loss = sum(s * t.item() for s, t in zip(scales, terms.values())) + commit.item()
         elif args.parts:
             for t in list(terms.values()) + [commit]:
                 t.backward(retain_graph=True)
