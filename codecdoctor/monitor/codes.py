@@ -106,7 +106,7 @@ class CodeCapture:
 
             def capturing_encode(*args, _module=module, _encode=encode, **kwargs):
                 result = _encode(_module, *args, **kwargs)
-                self.module_output(_module, result)
+                self._record(_module, result)
                 return result
             module.encode = capturing_encode  # on this instance only: its class is left as it is
             wrapped.append(module)
@@ -123,10 +123,16 @@ class CodeCapture:
         self._running.append(module)
 
     def module_output(self, module: nn.Module, output: Any) -> None:
+        """A submodule's forward returned (the global forward hook)."""
         if not self.active:
             return
         if self._running and self._running[-1] is module:
             self._running.pop()
+        self._record(module, output)
+
+    def _record(self, module: nn.Module, output: Any) -> None:
+        if not self.active:
+            return
         codes = _codes_in(output, self.batch)
         name = self.names.get(id(module))
         if codes is not None and name is not None:
