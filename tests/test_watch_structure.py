@@ -85,13 +85,15 @@ def test_codebook_blowup_is_named_at_every_level_from_the_codes_emitted_while_th
         assert f.evidence["buffer_perplexity"] > 2  # the EMA counts still read many codes in use
 
 
-def test_codes_picked_by_argmin_inside_a_forward_that_returns_none_are_measured():
-    result, printed = _watch("--steps", "6", "--silent-quantizer", "--codebook-blowup")
+@pytest.mark.parametrize("how", ["--silent-quantizer", "--encode-quantizer"])
+def test_codes_picked_inside_a_forward_that_returns_none_are_measured(how):
+    # by argmin over distances, or by the level's own encode() call
+    result, printed = _watch("--steps", "6", how, "--codebook-blowup")
     assert printed[-1]["distinct"] == [1, 1, 1]
     t607 = [f for f in result.report.findings if f.id == "T607"]
     assert [f.evidence["module"] for f in t607] == [f"quantizer.layers.{i}" for i in range(3)]
     assert all(f.evidence["distinct_codes"] == 1 and f.evidence["frames"] == 1024 for f in t607)
-    healthy, printed = _watch("--steps", "6", "--silent-quantizer")
+    healthy, printed = _watch("--steps", "6", how)
     codes = healthy.report.measurements["curves"][0]["codes"]
     assert [c["module"] for c in codes] == [f"quantizer.layers.{i}" for i in range(3)]
     assert all(c["distinct"] > 2 for c in codes)

@@ -10,7 +10,8 @@ during the forward count the same way (the global hook sees `forward` only, so `
 whose class name says quant / vq / codebook is wrapped on that instance). A quantizer that returns
 no codes at all still picks them with `argmin` over distances: on a capture step `torch.argmin` and
 `Tensor.argmin` are wrapped for the length of the forward, and their integer results are taken as
-the codes of the innermost module running, when no module returned any.
+the codes of the innermost module running, when no module returned any (once a capture found codes
+in outputs or `encode()` calls, argmin is left alone).
 
 Per level, on the device: a histogram of the codes over the codebook (its size read from the module,
 or 65536 bins when unknown), the number of distinct codes and the perplexity exp(entropy). They wait
@@ -95,6 +96,9 @@ class CodeCapture:
         self._argmins: list[tuple[str, nn.Module, torch.Tensor]] = []
         self._running: list[nn.Module] = []
         self._argmin_originals: list[tuple[Any, Any]] = []
+        # argmin is wrapped only while no capture has found codes another way, and never around a
+        # compiled model (a changed torch.argmin would fail its guards and recompile it)
+        self._argmin_needed = "Optimized" not in type(model).__name__
         self._wrapped = self._wrap_encoders(model)
 
     def _wrap_encoders(self, model: nn.Module) -> list[nn.Module]:
@@ -108,7 +112,10 @@ class CodeCapture:
                 result = _encode(_module, *args, **kwargs)
                 self._record(_module, result)
                 return result
-            module.encode = capturing_encode  # on this instance only: its class is left as it is
+            try:
+                module.encode = capturing_encode  # on this instance only: its class is left as it is
+            except (AttributeError, RuntimeError, TypeError):  # a scripted module refuses new attributes
+                continue
             wrapped.append(module)
         return wrapped
 
@@ -117,7 +124,8 @@ class CodeCapture:
         self._seen.clear()
         self._argmins.clear()
         self._running.clear()
-        self._wrap_argmin()
+        if self._argmin_needed:
+            self._wrap_argmin()
 
     def enter(self, module: nn.Module) -> None:
         self._running.append(module)
@@ -173,6 +181,8 @@ class CodeCapture:
         forward just captured, or None when it emitted no codes."""
         self.active = False
         self._unwrap_argmin()
+        if self._seen:
+            self._argmin_needed = False  # the codes come from outputs or encode() calls
         seen, self._seen = self._seen or self._argmins, []
         self._argmins, self._running = [], []
         firsts: dict[str, tuple[str, nn.Module, torch.Tensor]] = {}

@@ -49,10 +49,21 @@ class SilentLevel(Level):
         return super().forward(z)[0]
 
 
+class CodebookLevel(Level):
+    """A level whose forward calls its own encode() and returns only the quantized output."""
+
+    def encode(self, z):
+        return self.nearest(z).reshape(z.shape[0], z.shape[2])
+
+    def forward(self, z):
+        codes = self.encode(z)
+        return self.codebook[codes.reshape(-1)].reshape(z.shape[0], z.shape[2], -1).permute(0, 2, 1)
+
+
 class Quantizer(nn.Module):
-    def __init__(self, levels, size, dim, silent=False):
+    def __init__(self, levels, size, dim, level=Level):
         super().__init__()
-        self.layers = nn.ModuleList((SilentLevel if silent else Level)(size, dim) for _ in range(levels))
+        self.layers = nn.ModuleList(level(size, dim) for _ in range(levels))
 
     def forward(self, z):
         residual, out = z, torch.zeros_like(z)
@@ -66,10 +77,10 @@ class Quantizer(nn.Module):
 
 
 class Codec(nn.Module):
-    def __init__(self, dim=8, levels=3, size=64, silent=False):
+    def __init__(self, dim=8, levels=3, size=64, level=Level):
         super().__init__()
         self.encoder = nn.Sequential(nn.Conv1d(1, 16, 7, padding=3), nn.ELU(), nn.Conv1d(16, dim, 16, stride=16))
-        self.quantizer = Quantizer(levels, size, dim, silent)
+        self.quantizer = Quantizer(levels, size, dim, level)
         self.decoder = nn.Sequential(nn.ConvTranspose1d(dim, 16, 16, stride=16), nn.ELU(),
                                      nn.Conv1d(16, 1, 7, padding=3), nn.Tanh())
 
@@ -114,10 +125,12 @@ def main():
     p.add_argument("--codebook-blowup", action="store_true")
     p.add_argument("--disc-zero-grad", action="store_true")
     p.add_argument("--silent-quantizer", action="store_true", help="levels return no codes (argmin inside)")
+    p.add_argument("--encode-quantizer", action="store_true", help="levels return no codes (encode() inside)")
     args = p.parse_args()
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(1)
-    model, disc = Codec(silent=args.silent_quantizer), Discriminator()
+    level = SilentLevel if args.silent_quantizer else CodebookLevel if args.encode_quantizer else Level
+    model, disc = Codec(level=level), Discriminator()
     opt_g = torch.optim.Adam(model.parameters(), 1e-3)
     opt_d = torch.optim.Adam(disc.parameters(), 1e-3)
     with torch.no_grad():  # k-means-like init: codebooks from encoder outputs of the first batch
