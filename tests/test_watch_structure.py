@@ -263,3 +263,25 @@ def test_a_backward_nested_in_the_generators_backward_is_part_of_it_not_a_second
     report = tap.finish("test")
     assert [v for _, v in report.measurements["loss_series"]] == pytest.approx(printed, rel=1e-6)
     assert report.measurements["structure"]["backward_calls"] == {"generator": 6, "discriminator": 0, "other": 0}
+
+
+def test_a_trainable_module_fed_the_output_but_stepped_by_no_optimizer_is_only_a_candidate():
+    torch.manual_seed(0)
+    model = _CheckpointedCodec()
+    critic = torch.nn.Conv1d(1, 1, 9)  # a learned loss network that this loop never updates
+    opt = torch.optim.SGD(model.parameters(), 1e-2)
+    tap = ModelTap(lambda m, b: Monitor(m, 16000, mode="warn", output_bound=b, read_every=4)).install()
+    try:
+        for _ in range(3):
+            x = 0.5 * torch.randn(2, 1, 4096).clamp(-1, 1)
+            y = model(x)
+            loss = F.l1_loss(y, x) + critic(y).abs().mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    finally:
+        tap.remove()
+    structure = tap.finish("test").measurements["structure"]
+    assert structure["discriminator"] is None and structure["discriminator_candidate"] == "Conv1d"
+    assert structure["discriminator_loss"] is None
+    assert [o["role"] for o in structure["optimizers"]] == ["generator"]

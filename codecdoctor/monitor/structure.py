@@ -232,18 +232,21 @@ class RunStructure:
     # -- the report -----------------------------------------------------------------------------
     def describe(self, quantizer: str | None, levels: list[str] | None = None) -> dict[str, Any]:
         """The `structure` measurements: which module plays which part, and which loss is watched."""
+        # a module fed the model's output or input is the discriminator once another optimizer steps it
+        stepped = any(o["role"] == DISCRIMINATOR for o in self.optimizers.values())
         disc = self.discriminator
         forms = sorted(self.loss_forms.items(), key=lambda p: -p[1])
         return {
             "model": type(getattr(self.model, "module", self.model)).__name__,
-            "discriminator": type(disc).__name__ if disc is not None else None,
+            "discriminator": type(disc).__name__ if disc is not None and stepped else None,
+            "discriminator_candidate": type(disc).__name__ if disc is not None and not stepped else None,
             "quantizer": quantizer,
             "quantizer_levels": list(levels or []),
             "optimizers": list(self.optimizers.values()),
             "watched_loss": {"series": GENERATOR_SERIES, "what": "the generator's total loss (the backward that reaches "
                                                       "the model's parameters)",
                              "form": " + ".join(name for name, _ in forms) or None, "forms": dict(forms)},
-            "discriminator_loss": DISCRIMINATOR_SERIES if disc is not None else None,
+            "discriminator_loss": DISCRIMINATOR_SERIES if self.backward_counts[DISCRIMINATOR] else None,
             "backward_calls": dict(self.backward_counts),
         }
 
@@ -260,12 +263,15 @@ def structure_line(structure: dict[str, Any], output_bound: str) -> str:
         return f", stepped by {'/'.join(names)}" if names else ""
 
     disc = structure.get("discriminator")
+    candidate = structure.get("discriminator_candidate")
     count = len(structure.get("quantizer_levels") or [])
     levels = f" ({count} level{'s' if count != 1 else ''} emitting codes)" if count else ""
     watched = structure.get("watched_loss") or {}
     form = watched.get("form")
     return (f"structure: model {structure.get('model')} (output bound {output_bound}{optimizer(GENERATOR)}); "
-            f"discriminator {disc + optimizer(DISCRIMINATOR) if disc else 'none seen'}; "
+            f"discriminator {disc + optimizer(DISCRIMINATOR) if disc else 'none seen'}"
+            + (f" ({candidate} is fed the model's output or input, but no optimizer steps it)" if candidate else "")
+            + "; "
             f"quantizer {structure.get('quantizer') or 'none seen'}{levels}; "
             f"watched loss '{watched.get('series')}' = the generator's total"
             + (f" ({form})" if form else " (no backward reached the model)")
