@@ -182,9 +182,14 @@ EXPLAINED_BY_COLLAPSE = ("R314", "R301", "R305", "R312", "T608")
 
 
 def measured_collapse(f: Finding) -> bool:
-    """A collapse finding whose level was measured to emit at most COLLAPSED_LEVEL_CODES codes
-    (from the codes the quantizer emitted, not from EMA buffers alone)."""
-    if f.id not in COLLAPSE_CHECKS or f.evidence.get("source") not in (None, "codes"):
+    """A collapse finding whose level was measured to emit at most COLLAPSED_LEVEL_CODES codes:
+    from the codes the quantizer emitted, or from a live run's EMA usage buffers (T607) while no
+    emitted code contradicts them (a contradicted buffer reading is only info). A checkpoint's
+    static buffers alone (Q40x from "ema") are a second opinion: they may be stale."""
+    source = f.evidence.get("source")
+    if f.id not in COLLAPSE_CHECKS or source not in (None, "codes", "emitted codes", "EMA buffers"):
+        return False
+    if source == "EMA buffers" and f.severity < Severity.WARNING:
         return False
     for key in ("distinct_codes", "codes_emitted", "used", "perplexity"):
         # one level's number, or one per level when a finding groups the levels it names

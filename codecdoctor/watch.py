@@ -193,9 +193,11 @@ def watch(request: WatchRequest) -> WatchResult:
     elif ending == "exception":
         report.notes.append("the script raised an exception (its traceback is above); the report covers the steps before it")
     if model is not None:
+        from codecdoctor.monitor.structure import structure_line
+
         bound = report.measurements["output_bound"]
-        report.notes.append(f"model: {report.measurements['model']['class']}; output bound "
-                            + (f"±{bound:g} ({tap.bound_source})" if bound is not None else f"none ({tap.bound_source})"))
+        bound_text = f"±{bound:g}, {tap.bound_source}" if bound is not None else f"none, {tap.bound_source}"
+        report.notes.append(structure_line(report.measurements.get("structure") or {}, bound_text))
     return WatchResult(report=report, exit_code=exit_code, ending=ending)
 
 

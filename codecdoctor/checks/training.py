@@ -10,7 +10,7 @@ import math
 
 from codecdoctor.core.findings import Severity
 from codecdoctor.core.registry import NotApplicable, check, finding
-from codecdoctor.measure.training import TrainingMeasurements, median_finite, step_span
+from codecdoctor.measure.training import DISC_TERMS, TrainingMeasurements, find_term, median_finite, step_span
 
 # Output louder than input by amplitude ratio 2 (6 dB): a pure gain error g caps SNR at
 # −20·log10|1−g|, 0 dB at g = 2. A loss optimum never makes the output louder than the target.
@@ -410,43 +410,99 @@ def optimizer_outside_scaler(m: TrainingMeasurements):
                             f"gradients are no longer skipped", subject=where,
                     evidence={"bypassed_steps": b.bypassed_steps, "scaler_steps": b.scaler_steps,
                               "first_step": b.first_step if b.first_step is not None else -1})]
+# A level that emits at most 2 distinct codes carries at most 1 bit per frame, whatever its size.
+# A uniform draw of 100 tokens from 16 codes already gives ~15 distinct ones and even a steeply
+# skewed healthy level gives tens, so 2 on 100 or more frames is a collapse, not chance.
+EMITTED_COLLAPSE_DISTINCT = 2
+EMITTED_MIN_FRAMES = 100
+EMITTED_MIN_CODEBOOK = 16
+
+
+def _buffers_of(m: TrainingMeasurements, emitted) -> dict[int, object]:
+    """For each emitted level, the EMA-buffer level of the same module (by name, else by order)."""
+    levels = m.levels or []
+    out = {}
+    for lv in emitted:
+        match = next((b for b in levels if b.name == lv.name or b.name.startswith(lv.name + ".")
+                      or lv.name.startswith(b.name + ".")), None)
+        if match is None and len(levels) == len(emitted):
+            match = levels[lv.level]
+        if match is not None:
+            out[lv.level] = match
+    return out
+
+
+def _emitted_collapse(m: TrainingMeasurements) -> tuple[list, set[int]]:
+    """T607 findings for levels whose emitted codes collapsed, and the buffer levels they cover."""
+    out, covered = [], set()
+    buffers = _buffers_of(m, m.emitted or [])
+    for lv in m.emitted or []:
+        if lv.frames < EMITTED_MIN_FRAMES or lv.distinct > EMITTED_COLLAPSE_DISTINCT:
+            continue
+        if 0 < lv.codebook_size < EMITTED_MIN_CODEBOOK:
+            continue
+        size = f"{lv.codebook_size} codes" if lv.codebook_size else "codebook size unknown"
+        buffer = buffers.get(lv.level)
+        second = ""
+        if buffer is not None:
+            covered.add(buffer.level)
+            second = (f"; its EMA buffers read perplexity {buffer.perplexity:.1f}, which the emitted codes "
+                      f"contradict" if buffer.perplexity > 2 * EMITTED_COLLAPSE_DISTINCT else
+                      f"; its EMA buffers agree (perplexity {buffer.perplexity:.1f})")
+        out.append(finding(
+            "T607", f"level {lv.level} ({lv.name}) emitted {lv.distinct} distinct code"
+                    f"{'s' if lv.distinct != 1 else ''} on {lv.frames} frames of the training batch at step "
+                    f"{lv.step} ({size}){second}",
+            subject=f"level {lv.level} ({lv.name})", severity=Severity.ERROR,
+            evidence={"level": lv.level, "module": lv.name, "step": lv.step, "distinct_codes": lv.distinct,
+                      "frames": lv.frames, "emitted_perplexity": lv.perplexity, "codebook_size": lv.codebook_size,
+                      "source": "emitted codes",
+                      "buffer_perplexity": buffer.perplexity if buffer is not None else None}))
+    return out, covered
 
 
 @check("T607", scope="training", severity=Severity.WARNING)
 def codebook_usage(m: TrainingMeasurements):
-    """Codebook usage falling.
+    """Codebook usage falling, measured from the codes the quantizer emits.
 
-    What: Per residual level, the perplexity exp(entropy) of the quantizer's EMA usage counts
-    (`cluster_size`), computed on the device at each read-back, and the number of dead codes (EMA
-    count below 1% of the uniform share). Flags a level whose perplexity fell below half of its own
-    peak so far, or below 2 while the codebook has 16 or more codes (collapse). Peaks count only
+    What: First opinion, the integer codes the quantizer really emits: on the first step and the
+    first step of each read-back window, the codes returned by the model's innermost code-emitting
+    modules (forward outputs or `encode()` calls), per level: distinct codes and perplexity on that
+    batch. A level that emits 2 distinct codes or fewer on a batch of 100 frames or more (codebook
+    of 16 or more) is an error whatever its buffers say: it carries at most 1 bit per frame, while
+    a uniform draw of 100 tokens from 16 codes already gives ~15 distinct ones. Second opinion, the
+    perplexity exp(entropy) of the quantizer's EMA usage counts (`cluster_size`) and its dead codes
+    (EMA count below 1% of the uniform share): a level whose buffer perplexity fell below half of its
+    own peak, or below 2 while the codebook has 16 or more codes, is a warning (info when the codes
+    it emitted contradict it: more than 2 distinct on the newest captured batch). Peaks count only
     after the codebook warm-up (default 4× the monitor's warm-up): k-means initialisation starts
-    the EMA counts near uniform and the EMA forgets that over 1/(1 − decay) steps, a drop that is
-    not a fault.
-    Why: Perplexity is the number of codes effectively in use; halving it halves the bits the level
-    carries. Collapse to one or two codes turns the level into a constant and the residual levels
-    after it must do its work.
-    Fix: Enable dead-code revival (replace codes whose EMA count falls below a threshold with recent
-    encoder outputs), k-means initialisation, a lower commitment weight, or l2-normalised codes.
+    the EMA counts near uniform and the EMA forgets that over 1/(1 − decay) steps.
+    Why: Perplexity is the number of codes effectively in use; a level emitting one code is a
+    constant and the residual levels after it must do its work. EMA buffers can disagree with the
+    codes: a codebook blown up by k-means on a tiny first batch keeps near-uniform counts for
+    hundreds of steps while every frame picks the same code.
+    Fix: Initialise k-means on enough frames (many times the codebook size), enable dead-code
+    revival (replace codes whose EMA count falls below a threshold with recent encoder outputs), a
+    lower commitment weight, or l2-normalised codes.
     """
-    if not m.levels:
+    if not m.levels and not m.emitted:
         raise NotApplicable
-    out = []
-    for lv in m.levels:
-        if not lv.initted or not math.isfinite(lv.perplexity):
+    out, covered = _emitted_collapse(m)
+    emitted_at = {buffer.level: next(e for e in m.emitted if e.level == index)
+                  for index, buffer in _buffers_of(m, m.emitted or []).items()}
+    for lv in m.levels or []:
+        if lv.level in covered or not lv.initted or not math.isfinite(lv.perplexity):
             continue
-        peak = m.state.perplexity_peak.get(lv.level)
-        evidence = {"level": lv.level, "perplexity": lv.perplexity, "peak_perplexity": peak,
-                    "codebook_size": lv.codebook_size, "dead_codes": lv.dead_codes}
-        subject = f"level {lv.level} ({lv.name})"
-        if peak is not None and lv.perplexity < PERPLEXITY_FALL_RATIO * peak:
-            out.append(finding("T607", f"level {lv.level} perplexity fell to {lv.perplexity:.1f} from a peak of "
-                                       f"{peak:.1f} (codebook {lv.codebook_size}; {lv.dead_codes:.0f} dead codes)",
-                               subject=subject, evidence=evidence))
-        elif lv.codebook_size >= 16 and lv.perplexity < 2.0:
-            out.append(finding("T607", f"level {lv.level} collapsed: perplexity {lv.perplexity:.2f} of "
-                                       f"{lv.codebook_size} codes ({lv.dead_codes:.0f} dead)",
-                               subject=subject, evidence=evidence))
+        found = _buffer_usage_finding(lv, m.state.perplexity_peak.get(lv.level))
+        emitted = emitted_at.get(lv.level)
+        if found is not None and emitted is not None and emitted.distinct > EMITTED_COLLAPSE_DISTINCT:
+            # the codes are the first opinion: a level that emits many codes is not collapsed
+            found.severity = Severity.INFO
+            found.message += (f"; but the codes it emitted at step {emitted.step} are {emitted.distinct} distinct "
+                              f"on {emitted.frames} frames: its EMA counts lag behind its use")
+            found.evidence["emitted_distinct_codes"] = emitted.distinct
+        if found is not None:
+            out.append(found)
     return out
 
 
@@ -505,6 +561,20 @@ def _validation_stage(m: TrainingMeasurements, causes: list[str]) -> tuple[Sever
     still = "the run ended" if m.run_ended else "the loss is still falling" if improvement is not None else \
         f"{points} steps so far"
     return Severity.INFO, f"not learned yet: step {steps} is early in training and no cause is measured ({still})"
+def _buffer_usage_finding(lv, peak: float | None):
+    """T607's second opinion on one level: its EMA usage buffers' perplexity fell or collapsed."""
+    evidence = {"level": lv.level, "perplexity": lv.perplexity, "peak_perplexity": peak,
+                "codebook_size": lv.codebook_size, "dead_codes": lv.dead_codes, "source": "EMA buffers"}
+    subject = f"level {lv.level} ({lv.name})"
+    if peak is not None and lv.perplexity < PERPLEXITY_FALL_RATIO * peak:
+        return finding("T607", f"level {lv.level} ({lv.name}) buffer perplexity fell to {lv.perplexity:.1f} from a "
+                               f"peak of {peak:.1f} (codebook {lv.codebook_size}; {lv.dead_codes:.0f} dead codes)",
+                       subject=subject, evidence=evidence)
+    if lv.codebook_size >= 16 and lv.perplexity < 2.0:
+        return finding("T607", f"level {lv.level} ({lv.name}) collapsed: buffer perplexity {lv.perplexity:.2f} of "
+                               f"{lv.codebook_size} codes ({lv.dead_codes:.0f} dead)",
+                       subject=subject, evidence=evidence)
+    return None
 
 
 @check("T608", scope="training", severity=Severity.ERROR)
@@ -633,16 +703,8 @@ def loss_plateau_low_lr(m: TrainingMeasurements):
     return []
 
 
-DISC_TERMS = ("disc", "d_loss", "loss_d", "discriminator")
 ADV_TERMS = ("adv", "gan", "g_adv", "adversarial", "loss_g_adv", "gen_adv")
-
-
-def _find_term(names, wanted):
-    for name in names:
-        low = name.lower()
-        if low in wanted or any(low.startswith(w) for w in wanted):
-            return name
-    return None
+FEATURE_MATCHING_TERMS = ("feat", "fm", "feature", "feature_matching")
 
 
 @check("T610", scope="training", severity=Severity.WARNING)
@@ -659,19 +721,22 @@ def discriminator_domination(m: TrainingMeasurements):
     loss later, weight feature matching higher, or add gradient penalty / spectral norm.
     """
     w = _window(m)
-    disc = _find_term(w.losses, DISC_TERMS)
+    disc = find_term(w.losses, DISC_TERMS)
     if disc is None:
         raise NotApplicable
     if w.steps[-1] < m.warmup_steps:
         return []
     d_median = median_finite(w.losses[disc])
-    adv = _find_term(w.losses, ADV_TERMS)
+    adv = find_term(w.losses, ADV_TERMS)
     a_median = median_finite(w.losses[adv]) if adv else math.nan
     if math.isfinite(d_median) and d_median < DISC_DOMINATION_LOSS:
         adv_text = f"; generator adversarial term '{adv}' median {a_median:.3g}" if adv else ""
-        return [finding("T610", f"discriminator loss '{disc}' median {d_median:.3g} over {step_span(w.steps)}{adv_text}",
+        who = f" ({m.discriminator})" if m.discriminator else ""
+        return [finding("T610", f"discriminator{who} loss '{disc}' median {d_median:.3g} over {step_span(w.steps)}"
+                                f"{adv_text}",
                         subject=step_span(w.steps),
-                        evidence={"disc_loss": d_median, "adv_loss": a_median if adv else None})]
+                        evidence={"disc_loss": d_median, "adv_loss": a_median if adv else None,
+                                  "discriminator": m.discriminator})]
     return []
 
 
@@ -704,7 +769,6 @@ def ddp_codebooks_differ(m: TrainingMeasurements):
                               "worst_tensor": name, "world_size": d.world_size})]
 
 
-FEATURE_MATCHING_TERMS = ("feat", "fm", "feature", "feature_matching")
 # EnCodec's balancer weights the adversarial and feature-matching terms 3 and 3 against 1 (mel) and
 # 0.1 (L1): with the balancer each carries 3/7.1 = 42% of the gradient norm at the output and the
 # reconstruction terms together 15%. One adversarial or feature-matching term at 80% is about twice
@@ -740,7 +804,7 @@ def loss_balance(m: TrainingMeasurements):
         return []
     terms = m.balance[-1].terms
     shares = {t: median_finite([b.shares[b.terms.index(t)] for b in m.balance if t in b.terms]) for t in terms}
-    adversarial = [t for t in terms if _find_term([t], ADV_TERMS) or _find_term([t], FEATURE_MATCHING_TERMS)]
+    adversarial = [t for t in terms if find_term([t], ADV_TERMS) or find_term([t], FEATURE_MATCHING_TERMS)]
     if not adversarial:
         return []
     dominant = max(adversarial, key=lambda t: shares[t])
@@ -756,3 +820,81 @@ def loss_balance(m: TrainingMeasurements):
                     evidence={"step": step, "dominant_term": dominant, "dominant_share": shares[dominant],
                               "adversarial_share": adversarial_share,
                               **{f"share_{t}": s for t, s in shares.items()}})]
+
+
+# A hinge discriminator whose outputs sit at 0 on real and decoded audio has loss
+# relu(1 − 0) + relu(1 + 0) = 2.0, the margin; a learning one moves below it within its first
+# hundred steps. Within 5% of 2.0 is "at the margin".
+HINGE_MARGIN = 2.0
+MARGIN_TOLERANCE = 0.05
+# Adversarial / feature-matching terms whose window median fell below a tenth of their first
+# window's have collapsed: the generator no longer gets a signal from the discriminator.
+GENERATOR_TERMS_COLLAPSE = 0.1
+
+
+def _disc_margin_stuck(m: TrainingMeasurements, w) -> tuple[str, float, list[str]] | None:
+    """(disc term, its median, collapsed adversarial/feature terms) when the loss sits at the
+    hinge margin while the generator's adversarial terms collapse; None otherwise."""
+    disc = find_term(w.losses, DISC_TERMS)
+    if disc is None:
+        return None
+    d_median = median_finite(w.losses[disc])
+    if not math.isfinite(d_median) or abs(d_median - HINGE_MARGIN) > MARGIN_TOLERANCE * HINGE_MARGIN:
+        return None
+    collapsed = []
+    for name in w.losses:
+        if not (find_term([name], ADV_TERMS) or find_term([name], FEATURE_MATCHING_TERMS)):
+            continue
+        first, now = m.state.first_loss_median.get(name), median_finite(w.losses[name])
+        if first is not None and math.isfinite(first) and first > 0 and now < GENERATOR_TERMS_COLLAPSE * first:
+            collapsed.append(name)
+    return (disc, d_median, collapsed) if collapsed else None
+
+
+@check("T613", scope="training", severity=Severity.ERROR)
+def discriminator_not_learning(m: TrainingMeasurements):
+    """Discriminator not learning.
+
+    What: At each step of the discriminator's own optimizer, the norm of its gradients as the step
+    sees them (0 when it holds none), and once per read-back window how far that step moved its
+    parameters, ‖θ_after − θ_before‖ / ‖θ_before‖. Flags a window where every discriminator step saw
+    a gradient norm of exactly 0, or where the measured step left its parameters bitwise unchanged
+    (any real update moves a float32 weight). With named loss terms it also flags a discriminator
+    loss within 5% of the hinge margin 2.0 (its outputs stuck at 0) while the generator's
+    adversarial or feature-matching terms fell below a tenth of their first window's median.
+    Why: A `zero_grad()` placed between the discriminator's backward and its `step()` (or a step
+    taken before its backward) means the step never sees a gradient: the discriminator stays at its
+    initialisation, its loss stays at the margin, and the adversarial and feature-matching losses
+    fall toward 0 because a random discriminator is easy to match. The generator trains without an
+    adversarial signal while every curve looks calm.
+    Fix: Order the discriminator's update as `opt_d.zero_grad(); d_loss.backward(); opt_d.step()`,
+    with no `zero_grad()` between the backward and the step; check its optimizer holds its
+    parameters and that its loss is computed on `y.detach()` and the reference.
+    """
+    w = _window(m)
+    grads = [g for g in w.columns.get("disc_grad_norm", []) if math.isfinite(g)]
+    changes = [(s, c) for s, c in zip(w.steps, w.columns.get("disc_param_change", [])) if math.isfinite(c)]
+    margin = _disc_margin_stuck(m, w)
+    if not grads and not changes and find_term(w.losses, DISC_TERMS) is None:
+        raise NotApplicable
+    who = f"discriminator {m.discriminator}" if m.discriminator else "discriminator"
+    evidence = {"discriminator": m.discriminator, "disc_steps": len(grads),
+                "disc_grad_norm_max": max(grads) if grads else None,
+                "disc_param_change": changes[-1][1] if changes else None,
+                "first_step": w.steps[0], "last_step": w.steps[-1]}
+    if grads and max(grads) == 0:
+        steps = "its optimizer step" if len(grads) == 1 else f"all {len(grads)} of its optimizer steps"
+        message = (f"the {who}'s gradients were zero at {steps} in {step_span(w.steps)}: its step never sees "
+                   f"its loss's gradient")
+    elif changes and all(c == 0 for _, c in changes):
+        message = (f"the {who}'s parameters did not change across its optimizer step at step "
+                   f"{changes[-1][0]}" + (f" (gradient norm up to {max(grads):.3g} in the window)" if grads else ""))
+    elif margin is not None:
+        disc, d_median, collapsed = margin
+        message = (f"{who} loss '{disc}' sits at the hinge margin (median {d_median:.3f} over "
+                   f"{step_span(w.steps)}) while {', '.join(repr(t) for t in collapsed)} collapsed below a tenth "
+                   f"of their first values: the discriminator gives no adversarial signal")
+        evidence.update({"disc_loss": d_median, "collapsed_terms": collapsed})
+    else:
+        return []
+    return [finding("T613", message, subject=f"{who}, {step_span(w.steps)}", evidence=evidence)]

@@ -61,6 +61,20 @@ class CodebookLevel:
 
 
 @dataclass
+class EmittedLevel:
+    """One quantizer level's usage measured from the integer codes it emitted on one training batch
+    (not from its EMA buffers). `codebook_size` is 0 when the module does not say."""
+
+    level: int
+    name: str
+    step: int
+    codebook_size: int
+    frames: int
+    distinct: int
+    perplexity: float
+
+
+@dataclass
 class NonfiniteTrace:
     """Result of re-running the offending batch under forward hooks (T604)."""
 
@@ -146,6 +160,7 @@ class RunState:
         self.lr_history: list[tuple[int, float]] = []
         self.optimizer_steps = 0
         self.validation_history: list[tuple[int, float]] = []  # (step, SNR dB) of every validation
+        self.first_loss_median: dict[str, float] = {}  # per term, its first window's median (T613)
 
     def grad_norm_median(self) -> float | None:
         finite = [g for g in self.grad_norms if math.isfinite(g)]
@@ -178,6 +193,8 @@ class TrainingMeasurements:
     # far (a measured cause of a low validation SNR)
     run_ended: bool = False
     run_causes: list[str] = field(default_factory=list)
+    emitted: list[EmittedLevel] | None = None
+    discriminator: str | None = None  # the discriminator's class, when the loop reported it
 
 
 @dataclass
@@ -199,6 +216,7 @@ class MonitorSummary:
     latest: dict[str, Any]
     input_snr_ceiling_db: float | None
     balance: list[dict[str, Any]] = field(default_factory=list)
+    loss_series: list[tuple[int, float]] = field(default_factory=list)
 
     @property
     def best_validation(self) -> dict[str, Any] | None:
@@ -214,7 +232,25 @@ class MonitorSummary:
                 "best_val_snr_db": best["snr_db"] if best else None,
                 "best_step": best["step"] if best else None,
                 "curves": self.curves, "validation": self.validations, "loss_balance": self.balance,
+                "loss_series": [list(point) for point in self.loss_series],
                 "latest": self.latest, "input_snr_ceiling_db": self.input_snr_ceiling_db}
+
+
+# loss terms named as the discriminator's own loss (a foreign loop's names; watch writes "disc_loss")
+DISC_TERMS = ("disc", "d_loss", "loss_d", "discriminator")
+
+
+def find_term(names, wanted) -> str | None:
+    """The first name equal to, or starting with, one of `wanted` (case-insensitive)."""
+    for name in names:
+        low = name.lower()
+        if low in wanted or any(low.startswith(w) for w in wanted):
+            return name
+    return None
+
+
+def is_discriminator_term(name: str) -> bool:
+    return find_term([name], DISC_TERMS) is not None
 
 
 def median_finite(values: list[float | None]) -> float:

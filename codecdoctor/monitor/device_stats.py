@@ -23,7 +23,9 @@ import torch
 # positions written in two places.
 SIGNAL_FIELDS = ("peak", "min", "max", "energy", "nonfinite", "nonfinite_item", "peak_item", "over",
                  "clip_error_energy")
-STEP_FIELDS = ("grad_norm", "grad_nonfinite", "scale", "scaler_growth")
+# disc_*: the discriminator's gradient norm at its optimizer step, and the relative change of its
+# parameters across one step per read-back window (T613); NaN where it did not step
+STEP_FIELDS = ("grad_norm", "grad_nonfinite", "scale", "scaler_growth", "disc_grad_norm", "disc_param_change")
 
 
 class ColumnLayout:

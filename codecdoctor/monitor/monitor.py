@@ -50,22 +50,26 @@ from typing import Any, Callable
 
 import torch
 
+from codecdoctor.checks.training import EMITTED_COLLAPSE_DISTINCT
 from codecdoctor.core.errors import CheckFailed
 from codecdoctor.core.findings import Finding, Report, Severity, jsonable
 from codecdoctor.core.registry import run_checks
 from codecdoctor.measure.training import (
     CodebookLevel,
+    EmittedLevel,
     LossBalance,
     MonitorSummary,
     RunState,
     ScalerBypass,
     StepWindow,
     TrainingMeasurements,
+    is_discriminator_term,
     median_finite,
 )
 from codecdoctor.monitor import ddp as ddp_part
 from codecdoctor.monitor.amp import LateScalerReadings, scaler_state
-from codecdoctor.monitor.balance import term_grad_norms
+from codecdoctor.monitor.balance import TOTAL_NAMES, term_grad_norms
+from codecdoctor.monitor.codes import common_parent
 from codecdoctor.monitor.device_stats import codebook_stats, find_codebooks, grad_norm
 from codecdoctor.monitor.nan_trace import NonfiniteTracer
 from codecdoctor.monitor.policy import STOP_POLICIES, FindingsPolicy, is_nonfinite_fault
@@ -97,7 +101,12 @@ def _auto_output_bound(model: torch.nn.Module) -> float | None:
 
 
 class Monitor:
-    """Live checks T601-T612 (and S501-S503 for spectral loss terms) for a training loop.
+    """Live checks T601-T613 (and S501-S503 for spectral loss terms) for a training loop.
+
+    A GAN loop reports its discriminator with `on_discriminator_backward(disc)` before the
+    discriminator's optimizer step and `on_discriminator_step()` after it (T613); `watch` calls
+    them from the optimizer step hooks. A loss term named disc* / d_loss is the discriminator's
+    (T610, and not part of the total loss T609 reads).
 
     Parameters beyond the documented interface: `optimizer` (learning rate for T609; also taken from
     `on_step(optimizer=...)`), `start_step` (a resumed run's first step), `warmup_steps` (drift checks
@@ -155,6 +164,11 @@ class Monitor:
         self._codebooks = find_codebooks(getattr(model, "module", model))
         self._balance_pending: list[tuple[int, list[str], torch.Tensor]] = []
         self._balance: list[LossBalance] = []
+        self._codes_pending: list[tuple[int, list[str], list[int], list[int], torch.Tensor]] = []
+        self._disc_before: list[torch.Tensor] | None = None
+        self._disc_params: list[torch.Tensor] = []
+        self._discriminator: str | None = None
+        self._disc_change_measured = False
 
         self.state = RunState()
         self.curves: list[dict[str, Any]] = []
@@ -184,6 +198,14 @@ class Monitor:
     @property
     def checks_run(self) -> list[str]:
         return self.policy.checks_run
+
+    def step_scheduled(self) -> bool:
+        """Whether the next `on_batch` starts a read-back window (where T612 and codes are measured)."""
+        return (self._next_step - self._start_step) % self.read_every == 0
+
+    def quantizer_name(self) -> str | None:
+        """The module that holds the codebooks whose EMA buffers T607 reads, or None."""
+        return common_parent([c.name for c in self._codebooks]) if self._codebooks else None
 
     # -- hooks --------------------------------------------------------------------------------
     def on_batch(self, x: torch.Tensor, y: Any, losses: dict[str, Any] | None = None, *, step: int | None = None) -> None:
@@ -283,6 +305,42 @@ class Monitor:
         run = run_checks("training", m, only=("T614",))
         self._emit(run.findings, run.checks_run)
 
+    def on_discriminator_backward(self, discriminator: torch.nn.Module) -> None:
+        """Before the discriminator's optimizer step: its gradient norm as the step will see it (0
+        when it holds no gradient), and once per read-back window a copy of its parameters, so
+        `on_discriminator_step` can measure how far the step moved them (T613)."""
+        if self._closed or not self.buffer.filled:
+            return
+        self._discriminator = type(getattr(discriminator, "module", discriminator)).__name__
+        params = [p for p in discriminator.parameters() if p.requires_grad]
+        result = grad_norm(params)
+        norm = result[0] if result is not None else torch.zeros((), device=self.buffer.device)
+        self.buffer.write_value("disc_grad_norm", norm)
+        if not self._disc_change_measured and params:
+            self._disc_before = [p.detach().clone() for p in params]
+            self._disc_params = params
+
+    def on_discriminator_step(self) -> None:
+        """After the discriminator's optimizer step: ‖θ_after − θ_before‖ / ‖θ_before‖ on the
+        window's measured step."""
+        before, self._disc_before = self._disc_before, None
+        if self._closed or before is None or not self.buffer.filled:
+            return
+        after = [p.detach() for p in self._disc_params]
+        change = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(torch._foreach_sub(after, before))).float())
+        size = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(before)).float())
+        self.buffer.write_value("disc_param_change", change / size.clamp_min(1e-30))
+        self._disc_change_measured = True
+
+    def on_codes(self, names: list[str], sizes: list[int], frames: list[int], stats: torch.Tensor, *,
+                 step: int | None = None) -> None:
+        """Per-level `[distinct, perplexity]` device statistics of the codes one training batch
+        emitted (`codes.py`); read back with the next read-back (T607)."""
+        if self._closed:
+            return
+        step = self._next_step - 1 if step is None else int(step)
+        self._codes_pending.append((step, names, sizes, frames, stats))
+
     def on_validation(self, ref: torch.Tensor, est: torch.Tensor, *, step: int | None = None) -> None:
         """After validation: all reference inputs and the model's outputs, `[N, ...]` each."""
         if self._closed:
@@ -348,7 +406,7 @@ class Monitor:
                               sample_rate=self.sample_rate, steps=s.steps_seen, read_backs=self.read_backs,
                               event_log=str(self.event_log) if self.event_log else None, curves=self.curves,
                               validations=self.validations, latest=self.latest, input_snr_ceiling_db=ceiling,
-                              balance=balance)
+                              balance=balance, loss_series=list(s.loss_total))
 
     def close(self, html: str | Path | None = None, json: str | Path | None = None) -> Report:
         """Flush, stop, and return the run's Report (written to `html` / `json` when given).
@@ -428,9 +486,13 @@ class Monitor:
         extra = [levels_t] if levels_t is not None and levels_t.numel() else []
         pending_balance, self._balance_pending = self._balance_pending, []
         extra += [norms for _, _, norms in pending_balance]
+        pending_codes, self._codes_pending = self._codes_pending[-1:], []  # the newest batch's codes
+        extra += [stats for *_, stats in pending_codes]
         # the one device-to-host transfer of this read-back
         window, host_extra = self.buffer.read(extra)
         self.read_backs += 1
+        self._disc_change_measured = False
+        emitted = _emitted_levels(pending_codes[0], host_extra.pop()) if pending_codes else []
         levels = None
         if levels_t is not None and levels_t.numel():
             level_values = host_extra.pop(0)
@@ -450,18 +512,23 @@ class Monitor:
                if scheduled and self.ddp_check else None)
         m = TrainingMeasurements(state=self.state, output_bound=self.output_bound, warmup_steps=self.warmup_steps,
                                  window=window, lr=self._learning_rate(), levels=levels, nonfinite=trace, ddp=ddp,
-                                 scaler_used=self._scaler_used, balance=balance or None,
+                                 scaler_used=self._scaler_used, balance=balance or None, emitted=emitted or None,
+                                 discriminator=self._discriminator,
                                  optimizer_kind=type(self.optimizer).__name__ if self.optimizer is not None else None,
                                  lr_scheduled_peak=_scheduled_peak_lr(self.optimizer))
         run = run_checks("training", m)
         self._keep_notes(run.notes)
         findings, checks = list(run.findings), list(run.checks_run)
+        if emitted:
+            self.policy.resolve_recovered("T607", "emitted codes", {
+                lv.level: f"level {lv.level} emits {lv.distinct} distinct codes at step {lv.step}"
+                for lv in emitted if lv.distinct > EMITTED_COLLAPSE_DISTINCT})
         stft_findings, stft_checks = self.spectral.check(window, trace, self.tracer.batch(trace.step) if trace else None,
                                                          self.buffer.device)
         findings += stft_findings
         checks += stft_checks
         self._update_state(window, levels, m.lr)
-        self._record_curves(window, levels, m.lr)
+        self._record_curves(window, levels, m.lr, emitted)
         if self.scalars is not None:
             self.scalars.window(window, levels, balance, m.lr)
         self._emit(findings, checks)
@@ -486,6 +553,8 @@ class Monitor:
         s.loss_total.extend((step, v) for step, v in zip(w.steps, total) if v is not None)
         if lr is not None:
             s.lr_history.append((w.steps[-1], lr))
+        for name, values in w.losses.items():
+            s.first_loss_median.setdefault(name, median_finite(values))
         for lv in levels or []:
             if lv.initted and math.isfinite(lv.perplexity) and w.steps[-1] >= self.codebook_warmup_steps:
                 s.perplexity_peak[lv.level] = max(s.perplexity_peak.get(lv.level, 0.0), lv.perplexity)
@@ -493,7 +562,8 @@ class Monitor:
         if scales:
             s.last_scale = scales[-1]
 
-    def _record_curves(self, w: StepWindow, levels: list[CodebookLevel] | None, lr: float | None) -> None:
+    def _record_curves(self, w: StepWindow, levels: list[CodebookLevel] | None, lr: float | None,
+                       emitted: list[EmittedLevel] | None = None) -> None:
         def finite_max(values):
             finite = [v for v in values if math.isfinite(v)]
             return max(finite) if finite else math.nan
@@ -510,6 +580,10 @@ class Monitor:
             "perplexity": [lv.perplexity for lv in levels or []],
             "dead_codes": [lv.dead_codes for lv in levels or []],
             "lr": lr,
+            "disc_grad_norm": median_finite(w.columns["disc_grad_norm"]),
+            "disc_param_change": median_finite(w.columns["disc_param_change"]),
+            "codes": [{"level": lv.level, "module": lv.name, "step": lv.step, "frames": lv.frames,
+                       "distinct": lv.distinct, "perplexity": lv.perplexity} for lv in emitted or []],
         }
         self.curves.append(point)
         last = {k: vals[-1] for k, vals in w.losses.items() if vals and vals[-1] is not None}
@@ -569,11 +643,23 @@ def _scheduled_peak_lr(optimizer: Any) -> float | None:
     return max(values) if values else None
 
 
+def _emitted_levels(pending: tuple, values) -> list[EmittedLevel]:
+    """The levels of one captured batch (`on_codes`) with their read-back `[distinct, perplexity]`."""
+    step, names, sizes, frames, _ = pending
+    return [EmittedLevel(level=i, name=name, step=step, codebook_size=size, frames=count, distinct=int(v[0]),
+                         perplexity=float(v[1]))
+            for i, (name, size, count, v) in enumerate(zip(names, sizes, frames, values))]
+
+
 def _total_series(w: StepWindow) -> list[float | None]:
-    if "total" in w.losses:
-        return w.losses["total"]
+    """The generator's total loss per step: a term named as the total ("total", or "loss" as watch
+    names the generator's backward), else the sum of the terms other than the discriminator's."""
+    for name in TOTAL_NAMES:
+        if name in w.losses:
+            return w.losses[name]
+    terms = {name: vals for name, vals in w.losses.items() if not is_discriminator_term(name)}
     out: list[float | None] = []
     for i in range(len(w.steps)):
-        values = [vals[i] for vals in w.losses.values() if vals[i] is not None]
+        values = [vals[i] for vals in terms.values() if vals[i] is not None]
         out.append(sum(values) if values else None)
     return out

@@ -1,5 +1,6 @@
 """The findings policy of a live run: one finding per fault (a persisting fault counts repeats),
-validation findings resolved by a later healthy validation, and what a strict monitor stops on."""
+validation findings resolved by a later healthy validation, code-usage findings resolved by a later
+healthy batch, and what a strict monitor stops on."""
 from __future__ import annotations
 
 from typing import Callable
@@ -105,3 +106,17 @@ class FindingsPolicy:
                 f.evidence["resolved_at_step"] = step
                 # a recurrence later must be a new finding, not a repeat of this resolved one
                 self._keys = {k: v for k, v in self._keys.items() if v is not f}
+
+    def resolve_recovered(self, check_id: str, source: str, recovered: dict[int, str]) -> None:
+        """Findings of `check_id` measured from `source` at a level that a later measurement shows
+        healthy (`recovered`: level -> what was measured) are history: keep them as info. A level
+        that dips for one batch early in training and recovers (dead-code revival) is not a fault."""
+        for f in self.findings:
+            level = f.evidence.get("level")
+            if f.id != check_id or f.severity <= Severity.INFO or f.evidence.get("source") != source \
+                    or level not in recovered:
+                continue
+            f.severity = Severity.INFO
+            f.message += f" - recovered: {recovered[level]}"
+            f.evidence["recovered"] = recovered[level]
+            self._keys = {k: v for k, v in self._keys.items() if v is not f}

@@ -136,6 +136,13 @@ class StepBuffer:
             self.rows[self.filled - 1, col: col + 1].copy_(growth_tracker.detach().reshape(1).float().to(self.rows.device))
         self._rows_info[-1].scale = True
 
+    def write_value(self, name: str, value: torch.Tensor) -> None:
+        """One device scalar into its own column of the newest row (the discriminator's statistics)."""
+        if not self._rows_info or self.rows is None:
+            return
+        col = self.layout.fixed[name]
+        self.rows[self.filled - 1, col: col + 1].copy_(value.detach().reshape(1).float().to(self.rows.device))
+
     def add_alarm(self, count: torch.Tensor) -> None:
         self.alarm.add_(count.to(self.alarm.device))
 

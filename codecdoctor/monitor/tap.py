@@ -8,15 +8,21 @@ callback), through PyTorch's global hooks instead of calls in the loop.
   hooks return at once for every other module.
 * A training forward of the model (grad enabled, `model.training`; or grad enabled in eval mode
   and followed by a backward before the next forward) is one monitored step:
-  `Monitor.on_batch(x, y)` on the device. The loss arrives when `.backward()` is called on a scalar
-  (a thin wrapper on `torch.Tensor.backward`; through `GradScaler.scale` its unscaled value).
+  `Monitor.on_batch(x, y)` on the device.
+* The run's structure (`structure.py`): the discriminator (a module outside the model called with
+  its output or its input), the optimizers' roles, and the generator's loss: `torch.autograd.backward`
+  (which `Tensor.backward` calls) and `torch.autograd.grad` are wrapped, and tensor hooks tell a
+  backward that reaches the model from one that reaches only the discriminator. Through
+  `GradScaler.scale` the unscaled value is taken.
+* Codes (`codes.py`): on the first step and the first step of each read-back window, the integer
+  codes the model's submodules emit are measured per level (T607).
 * An eval-mode or no-grad forward of the model is a validation pair (input = reference, output =
   estimate), kept on the device (at most 64 pairs); an eval-mode round is judged together
   (T603/T608 with the R3xx diagnosis) when training resumes or the run ends; no-grad forwards in
   training mode are judged at most once per read-back window.
 * Optimizer step hooks (`torch.optim.optimizer.register_optimizer_step_pre_hook` / `post_hook`):
-  the gradients before the step (T605), the learning rate (T609). Only optimizers that hold the
-  model's parameters count (a discriminator's does not).
+  for the generator's optimizer the gradients before the step (T605) and the learning rate (T609);
+  for the discriminator's its gradient norm and parameter change (T613).
 * A GradScaler wrapper (`torch.amp.GradScaler.scale` / `step` / `update`): the scale and growth
   tracker after each update (T606), the model optimizer's steps taken outside `scaler.step` (T614;
   `amp.py`).
@@ -29,6 +35,7 @@ Nothing here reads a tensor's value on the host during training: shapes, dtypes 
 from __future__ import annotations
 
 import dataclasses
+import sys
 from typing import Any, Callable
 
 import torch
@@ -38,6 +45,8 @@ from codecdoctor.core.errors import CheckFailed
 from codecdoctor.core.findings import Finding, Report
 from codecdoctor.measure.forward import first_audio_output
 from codecdoctor.monitor.amp import ScalerStepWatch
+from codecdoctor.monitor.codes import CodeCapture
+from codecdoctor.monitor.structure import DISCRIMINATOR, GENERATOR, RunStructure
 
 AUDIO_MIN_SAMPLES = 1024  # the shortest time axis taken for audio: 64 ms at 16 kHz
 AUDIO_MAX_CHANNELS = 2
@@ -133,10 +142,12 @@ class ModelTap:
         self._handles: list[Any] = []
         self._patched: list[tuple[Any, str, Any]] = []
         self._loss_seen = False
-        self._scaled_ids: set[int] = set()
         self._scaler: Any = None
         self.amp = ScalerStepWatch()  # T614: steps of the model's optimizer outside GradScaler.step
-        self._model_optimizers: dict[int, bool] = {}
+        self.structure: RunStructure | None = None
+        self.codes: CodeCapture | None = None
+        self._in_monitor = False
+        self._in_backward = False
         self._val_refs: list[torch.Tensor] = []
         self._val_ests: list[torch.Tensor] = []
         self._val_from_eval = False
@@ -156,7 +167,9 @@ class ModelTap:
             self._handles.append(optimizer_hooks.register_optimizer_step_post_hook(self._after_step))
             self._wrap_scaler()
         if self.backward_hook:
-            self._patch(torch.Tensor, "backward", self._wrapped_backward(torch.Tensor.backward))
+            # Tensor.backward calls torch.autograd.backward: one wrapper sees both
+            self._patch(torch.autograd, "backward", self._wrapped_backward(torch.autograd.backward))
+            self._patch(torch.autograd, "grad", self._wrapped_grad(torch.autograd.grad))
         return self
 
     def remove(self) -> None:
@@ -166,6 +179,9 @@ class ModelTap:
         for owner, name, original in reversed(self._patched):
             setattr(owner, name, original)
         self._patched.clear()
+        for part in (self.structure, self.codes):
+            if part is not None:
+                part.remove()
 
     def _patch(self, owner: Any, name: str, replacement: Any) -> None:
         self._patched.append((owner, name, owner.__dict__[name]))
@@ -174,13 +190,38 @@ class ModelTap:
     def _wrapped_backward(self, original):
         tap = self
 
-        def backward(tensor, *args, **kwargs):
-            if tensor.numel() == 1 and id(tensor) not in tap._scaled_ids:
-                tap.on_loss(tensor)
-            return original(tensor, *args, **kwargs)
+        def backward(tensors, *args, **kwargs):
+            structure = tap.structure
+            # a backward inside a backward (reentrant activation checkpointing re-runs a segment's
+            # backward from the engine) belongs to the outer one
+            if structure is None or tap._in_monitor or tap._in_backward:
+                return original(tensors, *args, **kwargs)
+            if tap._undecided is not None:  # a backward after a grad-enabled eval-mode forward: training
+                tap._settle_undecided(trained=True)
+            structure.before_backward()
+            tap._in_backward = True
+            try:
+                result = original(tensors, *args, **kwargs)
+            finally:
+                tap._in_backward = False
+            grad_tensors = args[0] if args else kwargs.get("grad_tensors")
+            tap._guard(structure.after_backward, tensors, grad_tensors)
+            return result
 
         backward.__doc__ = original.__doc__
         return backward
+
+    def _wrapped_grad(self, original):
+        tap = self
+
+        def grad(outputs, inputs, *args, **kwargs):
+            result = original(outputs, inputs, *args, **kwargs)
+            if tap.structure is not None and not tap._in_monitor:
+                tap.structure.gradient_taken(outputs, inputs, result, sys._getframe(1))
+            return result
+
+        grad.__doc__ = original.__doc__
+        return grad
 
     def _wrap_scaler(self) -> None:
         try:
@@ -195,8 +236,8 @@ class ModelTap:
             tap.amp.on_scale(scaler)
             if isinstance(outputs, torch.Tensor) and outputs.numel() == 1 and scaler.is_enabled():
                 tap._scaler = scaler
-                tap.on_loss(outputs)
-                tap._scaled_ids = {id(result)}
+                if tap.structure is not None and isinstance(result, torch.Tensor):
+                    tap.structure.scaled(result, outputs)
             return result
 
         def update(scaler, new_scale=None):
@@ -229,8 +270,15 @@ class ModelTap:
                     self._raise_stop(self.stopped)  # the run was stopped: a script that caught it must not go on
                 if not self._busy():
                     x = args[0] if args else None
-                    self._stack.append(_Frame(module, x if audio_shaped(x) else None, module.training,
-                                              torch.is_grad_enabled()))
+                    frame = _Frame(module, x if audio_shaped(x) else None, module.training, torch.is_grad_enabled())
+                    self._stack.append(frame)
+                    if frame.x is not None and frame.grad and frame.training and self._codes_due():
+                        self.codes.start(frame.x.shape[0])
+            elif self._stack:
+                if self.codes.active:
+                    self.codes.enter(module)
+            elif self.structure.discriminator is None and torch.is_grad_enabled():
+                self.structure.outside_model_call(module, args)
             return
         if not self._belongs(module):
             return
@@ -245,6 +293,12 @@ class ModelTap:
                     y = audio_output(output, frame.x)
                     if y is not None:
                         self._model_call(frame, y)
+                if self.codes.active:
+                    self._emitted_codes()
+            elif self._stack:
+                self.codes.module_output(module, output)
+            elif module is self.structure.discriminator and torch.is_grad_enabled():
+                self.structure.discriminator_output(output)
             return
         if not self._stack or self._stack[-1].module is not module:
             return
@@ -268,6 +322,21 @@ class ModelTap:
         if bound is None:
             bound, self.bound_source = bound_of(last_leaf)
         self.monitor = self.make_monitor(model, bound)
+        self.structure = RunStructure(model, self._write_loss)
+        self.codes = CodeCapture(model)
+
+    def _write_loss(self, name: str, value: torch.Tensor) -> None:
+        self._guard(self.monitor.on_loss, {name: value})
+
+    def _codes_due(self) -> bool:
+        """Codes are measured on the first step after the model is found (the model's first
+        forward found it, too late to capture), then on the first step of each read-back window."""
+        return self.training_forwards == 1 or self.monitor.step_scheduled()
+
+    def _emitted_codes(self) -> None:
+        found = self.codes.finish()
+        if found is not None:
+            self._guard(self.monitor.on_codes, *found)
 
     def _model_call(self, frame: _Frame, y: torch.Tensor) -> None:
         if self.monitor is None:
@@ -302,6 +371,7 @@ class ModelTap:
             self._flush_validation()
         self.training_forwards += 1
         self._loss_seen = False
+        self.structure.begin_step(frame.x, y)
         self._guard(self.monitor.on_batch, frame.x, y)
 
     def _validation_call(self, frame: _Frame, y: torch.Tensor) -> None:
@@ -325,14 +395,10 @@ class ModelTap:
         self._guard(self.monitor.on_loss, {"loss": loss})
 
     def _is_model_optimizer(self, optimizer: Any) -> bool:
-        if self.model is None:
-            return False
-        known = self._model_optimizers.get(id(optimizer))
-        if known is None:
-            params = {id(p) for p in self.model.parameters()}
-            known = any(id(p) in params for group in optimizer.param_groups for p in group["params"])
-            self._model_optimizers[id(optimizer)] = known
-        return known
+        return self.structure is not None and self.structure.optimizer_role(optimizer) == GENERATOR
+
+    def _is_discriminator_optimizer(self, optimizer: Any) -> bool:
+        return self.structure is not None and self.structure.optimizer_role(optimizer) == DISCRIMINATOR
 
     def _before_step(self, optimizer: Any, args: tuple, kwargs: dict) -> None:
         self.before_optimizer_step(optimizer)
@@ -342,6 +408,8 @@ class ModelTap:
             self.optimizer_steps += 1
             if self._scaler is None:  # with a scaler, its update() reports the step with the new scale
                 self._on_step(None)
+        elif self.monitor is not None and self._is_discriminator_optimizer(optimizer):
+            self._guard(self.monitor.on_discriminator_step)
 
     def before_optimizer_step(self, optimizer: Any) -> None:
         """Gradients are final (and unscaled): T605 reads their norm, T609 the learning rate."""
@@ -353,6 +421,8 @@ class ModelTap:
             bypass = self.amp.before_model_step(optimizer, self.training_forwards - 1)
             if bypass is not None:
                 self._guard(self.monitor.on_scaler_bypass, bypass)
+        elif self.monitor is not None and self._is_discriminator_optimizer(optimizer):
+            self._guard(self.monitor.on_discriminator_backward, self.structure.discriminator)
 
     def after_optimizer_step(self, scaler: Any = None) -> None:
         """For a caller that sees the step itself (the Lightning callback)."""
@@ -364,11 +434,14 @@ class ModelTap:
         self._guard(self.monitor.on_step, scaler)
 
     def _guard(self, hook: Callable, *args: Any) -> None:
+        self._in_monitor = True  # the monitor's own autograd calls (T612) are not the script's
         try:
             hook(*args)
         except CheckFailed as exc:
             self.stopped = exc
             self._raise_stop(exc)
+        finally:
+            self._in_monitor = False
 
     def _raise_stop(self, failed: CheckFailed) -> None:
         if self.stop_script:
@@ -415,6 +488,8 @@ class ModelTap:
         report = self.monitor.close()
         report.command = command
         report.notes.extend(self.notes)
+        report.measurements["structure"] = self.structure.describe(self.codes.quantizer or self.monitor.quantizer_name(),
+                                                                   self.codes.levels)
         return report
 
     def stop_findings(self) -> list[Finding]:
