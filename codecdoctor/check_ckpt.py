@@ -186,8 +186,6 @@ def check_checkpoint(path: str | Path, *, data: str | Path | None = None, model:
     for a single such file; a folder is checked file by file (`measurements.checkpoints[]`) and an
     unreadable file in it is a C200 finding, the rest still checked. `model` is `path/to/file.py:Name` or `pkg.module:Name` (see
     codecdoctor.measure.adapters); a SPEC that does not import or cannot be built raises InputError."""
-    from codecdoctor.measure.stft_risk import loudest_crops, measure_stft
-
     path = Path(path)
     if path.is_dir():
         return _check_folder(path, dict(data=data, model=model, model_kwargs=model_kwargs, unsafe_load=unsafe_load,
@@ -207,27 +205,14 @@ def check_checkpoint(path: str | Path, *, data: str | Path | None = None, model:
                                                       for t in m.tensors_nonfinite],
                                 "refused_unsafe": info.status == "unsafe", "unreadable": not info.readable})
     if not info.readable:
-        run = run_checks("checkpoint", m, level="static")
-        report.add(run.findings, run.checks_run, run.notes)
-        report.notes.append(f"{path.name}: {info.error}; no static or dynamic checks on its contents ran")
-        report.measurements["static"] = m
-        # the command could not do its job: the report is written, then the CLI exits 2
-        report.fatal = f"{path.name}: {info.error} (C200)"
-        return report
+        return _unreadable(path, info, m, report)
 
     report.notes.extend(info.notes)
-    load = None
-    if probes or data is not None or model:
-        adapter, build_note, load = build_adapter(info, model, model_kwargs)
-    else:
-        adapter, build_note = None, "--no-probes without --data: the model was not built (static checks only)"
-    if load is not None:
-        report.measurements["model_load"] = load
-        run = run_checks("checkpoint", load, level="load")
-        report.add(run.findings, run.checks_run, run.notes)
+    wanted = bool(probes or data is not None or model)  # the model is built only for what needs it
+    adapter, build_note, load = _build_model(info, model, model_kwargs, wanted=wanted, report=report)
     crops: list[tuple[str, np.ndarray]] = []
     if data is not None:
-        sr = int(getattr(adapter, "sample_rate", 0) or (info.config or {}).get("sample_rate") or 16000)
+        sr = _sample_rate(info, adapter)
         channels = int(getattr(adapter, "channels", 1) or 1)
         crops, m.data_peak, data_notes = read_crops(data, sr, channels, n_crops=n_crops, crop_seconds=crop_seconds)
         report.notes.extend(data_notes)
@@ -237,6 +222,60 @@ def check_checkpoint(path: str | Path, *, data: str | Path | None = None, model:
     run = run_checks("checkpoint", m, level="static")
     report.add(run.findings, run.checks_run, run.notes)
 
+    levels = _quantizer_from_buffers(info, adapter, report)
+    report.measurements["bitrate_bps"] = (m.bitrate or {}).get("bitrate_bps")
+    _stft_risk(info, m, adapter, crops, report, fft_sizes=fft_sizes, amp=amp, loss_eps=loss_eps)
+
+    report.notes.append(build_note)
+    if adapter is not None and load is not None and load.checked and not load.clean:
+        report.notes.append("dynamic checks not run: the weights do not fit the model (C217), so its unloaded "
+                            "layers are random and anything measured on it would describe an untrained model")
+        adapter = None
+    if adapter is not None:
+        _dynamic_contained(adapter, m, crops, probes, report)
+    if report.measurements.get("reconstruction"):
+        _validation_gap(info, m, data, report)
+    report.measurements["model_built"] = adapter is not None
+    report.measurements["static"] = m
+    _static_sections(report, m, levels)
+    from codecdoctor.diagnose import rank_root_causes
+
+    report.findings = rank_root_causes(report.findings)
+    return report
+
+
+def _sample_rate(info: CheckpointInfo, adapter: Any) -> int:
+    """The rate the model runs at: the built model's, else the saved config's, else 16 kHz."""
+    return int(getattr(adapter, "sample_rate", 0) or (info.config or {}).get("sample_rate") or 16000)
+
+
+def _unreadable(path: Path, info: CheckpointInfo, m: CheckpointMeasurements, report: Report) -> Report:
+    """A file whose contents cannot be read: only the checks on the file itself (C200) run."""
+    run = run_checks("checkpoint", m, level="static")
+    report.add(run.findings, run.checks_run, run.notes)
+    report.notes.append(f"{path.name}: {info.error}; no static or dynamic checks on its contents ran")
+    report.measurements["static"] = m
+    # the command could not do its job: the report is written, then the CLI exits 2
+    report.fatal = f"{path.name}: {info.error} (C200)"
+    return report
+
+
+def _build_model(info: CheckpointInfo, model: str | None, model_kwargs: dict | str | None, *, wanted: bool,
+                 report: Report) -> tuple[Any, str, Any]:
+    """(adapter or None, a note on how the model was built, the weight-loading result or None); the
+    loading result is judged here (C217)."""
+    if not wanted:
+        return None, "--no-probes without --data: the model was not built (static checks only)", None
+    adapter, build_note, load = build_adapter(info, model, model_kwargs)
+    if load is not None:
+        report.measurements["model_load"] = load
+        run = run_checks("checkpoint", load, level="load")
+        report.add(run.findings, run.checks_run, run.notes)
+    return adapter, build_note, load
+
+
+def _quantizer_from_buffers(info: CheckpointInfo, adapter: Any, report: Report) -> list:
+    """Q4xx on the codebook buffers saved in the checkpoint; returns the levels read."""
     try:
         levels = quantizer_levels_from_state(info.weights)
     except Exception as exc:  # noqa: BLE001 - codebook buffers of an unexpected shape: say so, go on
@@ -247,49 +286,42 @@ def check_checkpoint(path: str | Path, *, data: str | Path | None = None, model:
     run = run_checks("quantizer", q)
     report.add(run.findings, run.checks_run, run.notes)
     report.measurements["quantizer"] = q.to_list()
-    report.measurements["bitrate_bps"] = (m.bitrate or {}).get("bitrate_bps")
+    return levels
+
+
+def _stft_risk(info: CheckpointInfo, m: CheckpointMeasurements, adapter: Any, crops, report: Report, *,
+               fft_sizes: Sequence[int] | None, amp: str | None, loss_eps: float | None) -> None:
+    """S501-S504 for the spectral loss's FFT sizes, at the data's peak (or full scale)."""
+    from codecdoctor.measure.stft_risk import loudest_crops, measure_stft
 
     sizes, stft_dtype, device, source = _stft_setup(info, fft_sizes, amp)
-    if sizes:
-        peak = m.data_peak if m.data_peak else 1.0
-        eps = loss_eps if loss_eps is not None else 1e-5  # model/losses.py clamps mels at 1e-5; EnCodec/DAC use 1e-5
-        reference = crops[0][1][0] if crops else None
-        sr = int(getattr(adapter, "sample_rate", 0) or (info.config or {}).get("sample_rate") or 16000)
-        autocast = _AMP_DTYPES.get(str(amp).lower()) if amp else None
-        if autocast in ("float16", "bfloat16") and crops:
-            # --amp: the loss really runs under torch.autocast on the loudest crops (S501-S503 measured)
-            reference = loudest_crops([audio for _, audio in crops])
-        sm = measure_stft(peak, sizes, eps=eps, stft_dtype=stft_dtype, device=device, source=source,
-                          reference=reference, sample_rate=sr,
-                          autocast=autocast if autocast in ("float16", "bfloat16") and crops else None)
-        run = run_checks("stft", sm)
-        report.add(_judge_precision_unknown(run.findings, m, stft_dtype), run.checks_run, run.notes)
-        report.measurements["stft"] = sm
-        if not m.data_peak:
-            report.notes.append("S501-S503 assume a full-scale peak of 1.0; pass --data to use the data's real peak")
-    else:
+    if not sizes:
         report.notes.append("S501-S504 not run: the loss's FFT sizes are unknown (pass --fft-sizes 512,1024,2048)")
+        return
+    peak = m.data_peak if m.data_peak else 1.0
+    eps = loss_eps if loss_eps is not None else 1e-5  # model/losses.py clamps mels at 1e-5; EnCodec/DAC use 1e-5
+    reference = crops[0][1][0] if crops else None
+    autocast = _AMP_DTYPES.get(str(amp).lower()) if amp else None
+    if autocast in ("float16", "bfloat16") and crops:
+        # --amp: the loss really runs under torch.autocast on the loudest crops (S501-S503 measured)
+        reference = loudest_crops([audio for _, audio in crops])
+    sm = measure_stft(peak, sizes, eps=eps, stft_dtype=stft_dtype, device=device, source=source,
+                      reference=reference, sample_rate=_sample_rate(info, adapter),
+                      autocast=autocast if autocast in ("float16", "bfloat16") and crops else None)
+    run = run_checks("stft", sm)
+    report.add(_judge_precision_unknown(run.findings, m, stft_dtype), run.checks_run, run.notes)
+    report.measurements["stft"] = sm
+    if not m.data_peak:
+        report.notes.append("S501-S503 assume a full-scale peak of 1.0; pass --data to use the data's real peak")
 
-    report.notes.append(build_note)
-    if adapter is not None and load is not None and load.checked and not load.clean:
-        report.notes.append("dynamic checks not run: the weights do not fit the model (C217), so its unloaded "
-                            "layers are random and anything measured on it would describe an untrained model")
-        adapter = None
-    if adapter is not None:
-        try:
-            _dynamic(adapter, m, crops, probes, report)
-        except Exception as exc:  # noqa: BLE001 - a model that fails at run time: say so, keep static results
-            report.notes.append(f"dynamic checks stopped: the model failed at run time "
-                                f"({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''})")
-    if report.measurements.get("reconstruction"):
-        _validation_gap(info, m, data, report)
-    report.measurements["model_built"] = adapter is not None
-    report.measurements["static"] = m
-    _static_sections(report, m, levels)
-    from codecdoctor.diagnose import rank_root_causes
 
-    report.findings = rank_root_causes(report.findings)
-    return report
+def _dynamic_contained(adapter: Any, m: CheckpointMeasurements, crops, probes: bool, report: Report) -> None:
+    """The dynamic checks; a model that fails at run time is a note, and the static results stay."""
+    try:
+        _dynamic(adapter, m, crops, probes, report)
+    except Exception as exc:  # noqa: BLE001 - a model that fails at run time: say so, keep static results
+        report.notes.append(f"dynamic checks stopped: the model failed at run time "
+                            f"({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''})")
 
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".tar")

@@ -124,19 +124,9 @@ def train(request: TrainRequest, *, callbacks: list[Any] | None = None,
     `on_epoch`) and is used as a context manager when it has `__enter__`.
     """
     from codecdoctor_model.dataset import DataError
-    from codecdoctor_model.trainer import CheckpointWriteError, Trainer, TrainingStopped, TrainSetupError
+    from codecdoctor_model.trainer import Trainer, TrainSetupError
 
-    if request.checks not in CHECK_MODES:
-        raise InputError(f"--checks must be one of {', '.join(CHECK_MODES)}, got {request.checks!r}")
-    if not Path(request.data_dir).exists():  # a folder, a WebDataset .tar shard or a lhotse manifest
-        raise InputError(f"data folder not found: {request.data_dir}")
-    if request.val_dir and not Path(request.val_dir).exists():
-        raise InputError(f"--val_dir: validation folder not found: {request.val_dir}")
-    for name in ("batch_size", "num_epochs"):
-        if getattr(request, name) < 1:
-            raise InputError(f"--{name} must be at least 1")
-    if not (request.learning_rate > 0 and math.isfinite(request.learning_rate)):
-        raise InputError("--learning_rate must be a positive number")
+    _validate(request)
     config = build_config(request)
     options = request.trainer_options()
     try:
@@ -156,6 +146,35 @@ def train(request: TrainRequest, *, callbacks: list[Any] | None = None,
     if display is not None:
         trainer.callbacks.append(display)
 
+    result, stopped, write_failure = _fit(trainer, display, report.notes)
+    monitor_measurements = _close_monitor(monitor, report)
+    known = {(f.id, f.message) for f in report.findings}
+    report.add([f for f in stopped if (f.id, f.message) not in known])
+    report.measurements = _training_measurements(trainer, result, event_log, write_failure, monitor_measurements)
+    report.fatal = write_failure  # the run could not go on: the report is kept, the command exits 2
+    return report  # its history table and curves are drawn from the measurements (report/figures/train.py)
+
+
+def _validate(request: TrainRequest) -> None:
+    """The user's mistakes, caught before any training step (InputError, exit 2)."""
+    if request.checks not in CHECK_MODES:
+        raise InputError(f"--checks must be one of {', '.join(CHECK_MODES)}, got {request.checks!r}")
+    if not Path(request.data_dir).exists():  # a folder, a WebDataset .tar shard or a lhotse manifest
+        raise InputError(f"data folder not found: {request.data_dir}")
+    if request.val_dir and not Path(request.val_dir).exists():
+        raise InputError(f"--val_dir: validation folder not found: {request.val_dir}")
+    for name in ("batch_size", "num_epochs"):
+        if getattr(request, name) < 1:
+            raise InputError(f"--{name} must be at least 1")
+    if not (request.learning_rate > 0 and math.isfinite(request.learning_rate)):
+        raise InputError("--learning_rate must be a positive number")
+
+
+def _fit(trainer, display: Any, notes: list[str]) -> tuple[Any, list[Finding], str | None]:
+    """Run the trainer to its end or its stop: (its result or None, the findings that stopped it,
+    why a checkpoint could not be written or None). The trainer is closed either way."""
+    from codecdoctor_model.trainer import CheckpointWriteError, TrainingStopped
+
     result = None
     stopped: list[Finding] = []
     write_failure: str | None = None
@@ -167,31 +186,36 @@ def train(request: TrainRequest, *, callbacks: list[Any] | None = None,
             result = trainer.fit()
     except CheckFailed as exc:
         stopped = list(exc.findings)
-        report.notes.append(f"training stopped by a live check at step {trainer.step}; "
-                            f"last good checkpoint: {trainer.last_path if trainer.last_path.exists() else 'none'}")
+        notes.append(f"training stopped by a live check at step {trainer.step}; "
+                     f"last good checkpoint: {trainer.last_path if trainer.last_path.exists() else 'none'}")
     except CheckpointWriteError as exc:
         write_failure = str(exc)
-        report.notes.append(f"training stopped at step {exc.step}: {exc}")
+        notes.append(f"training stopped at step {exc.step}: {exc}")
     except TrainingStopped as exc:
         stopped = [_stop_finding(exc)]
-        report.notes.append(f"training stopped at step {exc.step}: {exc}; last good checkpoint: "
-                            f"{trainer.last_path if trainer.last_path.exists() else 'none'}")
+        notes.append(f"training stopped at step {exc.step}: {exc}; last good checkpoint: "
+                     f"{trainer.last_path if trainer.last_path.exists() else 'none'}")
     finally:
         trainer.close()
+    return result, stopped, write_failure
 
-    monitor_measurements = None
-    if monitor is not None:
-        mon_report = monitor.close()
-        monitor_measurements = mon_report.measurements
-        report.add(mon_report.findings, mon_report.checks_run)
-        report.notes.extend(mon_report.notes)
-        if monitor.scalars is not None:
-            monitor.scalars.writer.close()
-    known = {(f.id, f.message) for f in report.findings}
-    report.add([f for f in stopped if (f.id, f.message) not in known])
 
+def _close_monitor(monitor: Any, report: Report) -> dict[str, Any] | None:
+    """The live monitor's findings and notes into the report; returns its measurements."""
+    if monitor is None:
+        return None
+    mon_report = monitor.close()
+    report.add(mon_report.findings, mon_report.checks_run)
+    report.notes.extend(mon_report.notes)
+    if monitor.scalars is not None:
+        monitor.scalars.writer.close()
+    return mon_report.measurements
+
+
+def _training_measurements(trainer, result: Any, event_log: Path, write_failure: str | None,
+                           monitor_measurements: dict[str, Any] | None) -> dict[str, Any]:
     history = result.history if result is not None else list(trainer.history)
-    report.measurements = {
+    return {
         "history": history,
         "event_log": str(event_log) if event_log.exists() else None,
         "stop_reason": (result.stop_reason if result is not None
@@ -210,8 +234,6 @@ def train(request: TrainRequest, *, callbacks: list[Any] | None = None,
                  "validation_crops": int(trainer.validation_set.shape[0]) if trainer.validation_set is not None else 0,
                  "warnings": list(trainer.source.warnings), "validation": dict(trainer.source.split)},
     }
-    report.fatal = write_failure  # the run could not go on: the report is kept, the command exits 2
-    return report  # its history table and curves are drawn from the measurements (report/figures/train.py)
 
 
 def is_main_process() -> bool:

@@ -1,5 +1,6 @@
 """The house rules, enforced: imports only go down the stages, no import circles, the codec never
-imports the toolkit, and the package list in pyproject.toml covers every package.
+imports the toolkit, the package list in pyproject.toml covers every package, and no function in
+the package is longer than MAX_FUNCTION_LINES.
 
 Every import counts, including the lazy ones inside functions: a lazy upward import is still a
 dependency a reader has to know about.
@@ -143,3 +144,56 @@ def test_pyproject_lists_every_package():
     assert listed - on_disk - data_only == set(), f"listed but missing: {sorted(listed - on_disk - data_only)}"
     for name in data_only:
         assert (ROOT / name.replace(".", "/")).is_dir(), f"package-data names a folder that is not there: {name}"
+
+
+# A function longer than this hides its steps: name them as functions of their own.
+MAX_FUNCTION_LINES = 80
+# "file relative to codecdoctor/:qualified name" of functions allowed over the limit for now.
+KNOWN_LONG_FUNCTIONS = {
+    "audit.py:audit_data",  # being split while audit.py's process pool is rewritten
+}
+
+
+def _long_functions(package: Path, limit: int) -> dict[str, int]:
+    """{"file:Class.function": lines} for every function, method and nested function over `limit`
+    lines, counted from its `def` line to its last line (decorators not counted)."""
+    found: dict[str, int] = {}
+
+    def visit(node: ast.AST, prefix: str, where: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                name = f"{prefix}{child.name}"
+                lines = child.end_lineno - child.lineno + 1
+                if not isinstance(child, ast.ClassDef) and lines > limit:
+                    found[f"{where}:{name}"] = lines
+                visit(child, name + ".", where)
+            else:
+                visit(child, prefix, where)
+
+    for path in sorted(package.rglob("*.py")):
+        visit(ast.parse(path.read_text(encoding="utf-8")), "", path.relative_to(package).as_posix())
+    return found
+
+
+def test_no_function_is_longer_than_the_limit():
+    long = _long_functions(PACKAGE, MAX_FUNCTION_LINES)
+    over = {name: lines for name, lines in long.items() if name not in KNOWN_LONG_FUNCTIONS}
+    assert not over, f"functions over {MAX_FUNCTION_LINES} lines (split them into named steps):\n" + "\n".join(
+        f"{name}: {lines}" for name, lines in sorted(over.items()))
+    fixed = KNOWN_LONG_FUNCTIONS - set(long)
+    assert not fixed, f"now within {MAX_FUNCTION_LINES} lines: remove from KNOWN_LONG_FUNCTIONS: {sorted(fixed)}"
+
+
+def test_the_length_rule_counts_from_def_to_last_line(tmp_path):
+    # the rule above must be able to fail: methods and nested functions count, decorators do not
+    def function(name: str, lines: int, indent: str = "") -> str:  # `lines` lines from `def` to the end
+        return f"{indent}def {name}():\n" + "".join(f"{indent}    x = {i}\n" for i in range(lines - 1))
+
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "m.py").write_text(
+        "import functools\n\n@functools.cache\n" + function("at_limit", 80)
+        + "\n@functools.cache\n" + function("over", 81)
+        + "\nclass C:\n" + function("method", 81, "    ")
+        + "\ndef outer():\n" + function("inner", 81, "    ") + "    return inner\n")
+    assert _long_functions(tmp_path, 80) == {"sub/m.py:over": 81, "sub/m.py:C.method": 81,
+                                             "sub/m.py:outer": 83, "sub/m.py:outer.inner": 81}

@@ -14,7 +14,7 @@ import copy
 import hashlib
 import math
 from dataclasses import MISSING, dataclass, field, fields
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
@@ -284,6 +284,16 @@ def combine_all(parts: list[Any], empty: Any) -> Any:
     return fold.result(empty)
 
 
+class _FrameSums(NamedTuple):
+    """Per-20 ms-frame extremes, energy and finite-sample count of one block, and its plain sum."""
+
+    frame_max: np.ndarray
+    frame_min: np.ndarray
+    frame_sq: np.ndarray
+    frame_n: np.ndarray
+    block_sum: float
+
+
 def _zeros(size: int, dtype: Any = np.int64) -> Callable[[], np.ndarray]:
     return lambda: np.zeros(size, dtype)
 
@@ -401,66 +411,71 @@ class SignalAccumulator:
 
     def _process(self, block: np.ndarray) -> None:
         """Statistics of a block that is a whole number of frames (the last one may be partial)."""
-        n_frames = block.shape[0]
         if self._head_digest is None and not self.continues:  # fingerprint: first block + totals (result())
             self._head_digest = hashlib.blake2b(np.ascontiguousarray(block[:FINGERPRINT_FRAMES]), digest_size=12).digest()
-        self.frames += n_frames
+        self.frames += block.shape[0]
         self.samples += block.size
         flat = block.reshape(-1)
-        per_frame = self.frame_len * self.channels
-        m = -(-flat.size // per_frame)
-        full = flat.size // per_frame
-        if full == m:
-            rows = flat.reshape(m, per_frame)
-            frame_max, frame_min = rows.max(axis=1), rows.min(axis=1)
-            frame_sq = np.einsum("ij,ij->i", rows, rows).astype(np.float64)
-            # float32 squares overflow above |x| ~ 1.8e19 and flush to zero below ~1e-23: such blocks
-            # (garbage floats, not audio) are squared again in float64 so the statistics stay exact
-            block_peak = max(float(frame_max.max()), -float(frame_min.min()))
-            if block_peak > 1e18 or 0.0 < block_peak < 1e-18:
-                wide = rows.astype(np.float64)
-                frame_sq = np.einsum("ij,ij->i", wide, wide)
-            block_sum = float(np.einsum("i->", flat, dtype=np.float64))  # only the total is needed
-            frame_n = np.full(m, per_frame, np.int64)
-        else:  # the file's last, partial frame
-            rows = None
-            frame_max = np.array([flat.max()])
-            frame_min = np.array([flat.min()])
-            frame_sq = np.array([dot(flat.astype(np.float64), flat.astype(np.float64))])
-            block_sum = float(flat.sum(dtype=np.float64))
-            frame_n = np.array([flat.size], np.int64)
-
-        finite_frames = np.isfinite(frame_max) & np.isfinite(frame_min)
+        rows, sums = self._frame_sums(flat)
+        m = sums.frame_n.size
         first = (-self._frame_index) % HIST_FRAME_STRIDE  # sample frames by their index in the file
         self._frame_index += m
         clean = flat
-        if finite_frames.all():
+        if (np.isfinite(sums.frame_max) & np.isfinite(sums.frame_min)).all():
             if first < m:
                 self._histogram(rows[first::HIST_FRAME_STRIDE] if rows is not None else flat)
         else:
-            # Slow path, only for blocks holding NaN/Inf: count them, then measure the finite rest.
-            finite = np.isfinite(flat)
-            n_nan = int(np.isnan(flat).sum())
-            self.nan += n_nan
-            self.inf += int((~finite).sum()) - n_nan
-            clean = np.where(finite, flat, np.float32(0.0))
-            shaped = clean.reshape(m, -1) if rows is not None else clean.reshape(1, -1)
-            fin_shaped = finite.reshape(shaped.shape)
-            frame_max = np.where(fin_shaped, shaped, -np.inf).max(axis=1)
-            frame_min = np.where(fin_shaped, shaped, np.inf).min(axis=1)
-            frame_sq = np.einsum("ij,ij->i", shaped.astype(np.float64), shaped.astype(np.float64))
-            block_sum = float(shaped.sum(dtype=np.float64))
-            frame_n = fin_shaped.sum(axis=1).astype(np.int64)
-            if first < m:
-                sampled = shaped[first::HIST_FRAME_STRIDE]
-                self._histogram(sampled[fin_shaped[first::HIST_FRAME_STRIDE]])
+            clean, sums = self._finite_sums(flat, m if rows is not None else 1, first)
 
-        self.max = max(self.max, float(frame_max.max()))
-        self.min = min(self.min, float(frame_min.min()))
-        self.sum += block_sum
-        self.sum_squares += float(frame_sq.sum())
+        self.max = max(self.max, float(sums.frame_max.max()))
+        self.min = min(self.min, float(sums.frame_min.min()))
+        self.sum += sums.block_sum
+        self.sum_squares += float(sums.frame_sq.sum())
+        self._levels(sums)
+        self._overs_and_rails(clean, float(sums.frame_max.max()), float(sums.frame_min.min()))
+        self._spectrum(clean.reshape(-1, self.channels), sums.frame_sq)
 
-        # Silence and active level per 20 ms frame; a frame with no finite sample is not a level frame.
+    def _frame_sums(self, flat: np.ndarray) -> tuple[np.ndarray | None, _FrameSums]:
+        """(the block as one row per 20 ms frame, or None for the file's last partial frame; its sums)."""
+        per_frame = self.frame_len * self.channels
+        m = -(-flat.size // per_frame)
+        if flat.size // per_frame != m:  # the file's last, partial frame
+            wide = flat.astype(np.float64)
+            return None, _FrameSums(np.array([flat.max()]), np.array([flat.min()]), np.array([dot(wide, wide)]),
+                                    np.array([flat.size], np.int64), float(flat.sum(dtype=np.float64)))
+        rows = flat.reshape(m, per_frame)
+        frame_max, frame_min = rows.max(axis=1), rows.min(axis=1)
+        frame_sq = np.einsum("ij,ij->i", rows, rows).astype(np.float64)
+        # float32 squares overflow above |x| ~ 1.8e19 and flush to zero below ~1e-23: such blocks
+        # (garbage floats, not audio) are squared again in float64 so the statistics stay exact
+        block_peak = max(float(frame_max.max()), -float(frame_min.min()))
+        if block_peak > 1e18 or 0.0 < block_peak < 1e-18:
+            wide = rows.astype(np.float64)
+            frame_sq = np.einsum("ij,ij->i", wide, wide)
+        block_sum = float(np.einsum("i->", flat, dtype=np.float64))  # only the total is needed
+        return rows, _FrameSums(frame_max, frame_min, frame_sq, np.full(m, per_frame, np.int64), block_sum)
+
+    def _finite_sums(self, flat: np.ndarray, n_rows: int, first: int) -> tuple[np.ndarray, _FrameSums]:
+        """Slow path, only for blocks holding NaN/Inf: count them, then measure the finite rest.
+        Returns the block with non-finite samples set to 0 and the sums of its finite samples."""
+        finite = np.isfinite(flat)
+        n_nan = int(np.isnan(flat).sum())
+        self.nan += n_nan
+        self.inf += int((~finite).sum()) - n_nan
+        clean = np.where(finite, flat, np.float32(0.0))
+        shaped = clean.reshape(n_rows, -1)
+        fin_shaped = finite.reshape(shaped.shape)
+        if first < n_rows:
+            sampled = shaped[first::HIST_FRAME_STRIDE]
+            self._histogram(sampled[fin_shaped[first::HIST_FRAME_STRIDE]])
+        return clean, _FrameSums(np.where(fin_shaped, shaped, -np.inf).max(axis=1),
+                                 np.where(fin_shaped, shaped, np.inf).min(axis=1),
+                                 np.einsum("ij,ij->i", shaped.astype(np.float64), shaped.astype(np.float64)),
+                                 fin_shaped.sum(axis=1).astype(np.int64), float(shaped.sum(dtype=np.float64)))
+
+    def _levels(self, sums: _FrameSums) -> None:
+        """Silence and active level per 20 ms frame; a frame with no finite sample is not a level frame."""
+        frame_sq, frame_n = sums.frame_sq, sums.frame_n
         has = frame_n > 0
         ms = np.where(has, frame_sq / np.maximum(frame_n, 1), 0.0)
         silent = has & (ms < self.silence_ms_threshold)
@@ -470,25 +485,24 @@ class SignalAccumulator:
         self.active_samples += int(frame_n[active].sum())
         self.active_sum_squares += float(frame_sq[active].sum())
         if self.envelope is not None:
-            peak = np.maximum(np.abs(np.where(np.isfinite(frame_max), frame_max, 0.0)),
-                              np.abs(np.where(np.isfinite(frame_min), frame_min, 0.0)))
+            peak = np.maximum(np.abs(np.where(np.isfinite(sums.frame_max), sums.frame_max, 0.0)),
+                              np.abs(np.where(np.isfinite(sums.frame_min), sums.frame_min, 0.0)))
             self.envelope.update(frame_sq, frame_n, peak)
 
-        block_max, block_min = float(frame_max.max()), float(frame_min.min())
-        if block_max > 1.0 or block_min < -1.0:  # overs: only blocks that have any
+    def _overs_and_rails(self, clean: np.ndarray, block_max: float, block_min: float) -> None:
+        """Samples beyond ±1 (overs) and runs at the rails, each only measured in blocks that reach them."""
+        if block_max > 1.0 or block_min < -1.0:
             magnitude = np.abs(clean)
             over = magnitude > 1.0
             self.overs += int(over.sum())
             excess = magnitude[over].astype(np.float64) - 1.0
             self.overs_excess_energy += float(dot(excess, excess))
-        clean_block = clean.reshape(-1, self.channels)
         if block_max >= self.rail_high or block_min <= self.rail_low:
-            self._rail_runs(clean_block)
+            self._rail_runs(clean.reshape(-1, self.channels))
         else:
             self.lead_open[:] = False
             if self.open_run.any():
                 self._close_runs(np.arange(self.channels))
-        self._spectrum(clean_block, frame_sq)
 
     # -- slow paths --------------------------------------------------------------------------
     def _rail_runs(self, block: np.ndarray) -> None:
