@@ -206,11 +206,34 @@ def cross_check_explanations(findings: Sequence[Finding]) -> dict[str, str]:
     (Q402 / Q401 on codes, T607) explains R314, R301 and T608. With one code per level the decoder
     receives a constant, so its output cannot follow the input; the collapse is the mechanism, the
     unrelated output and the negative SNR its symptoms."""
-    collapse = next((f for f in findings if measured_collapse(f)), None)
-    if collapse is None:
-        return {}
     present = {f.id for f in findings}
-    return {explained: collapse.id for explained in EXPLAINED_BY_COLLAPSE if explained in present}
+    collapse = next((f for f in findings if measured_collapse(f)), None)
+    if collapse is not None:
+        return {explained: collapse.id for explained in EXPLAINED_BY_COLLAPSE if explained in present}
+    cause = _training_cause_of_low_snr(findings)
+    if cause is None:
+        return {}
+    return {explained: cause for explained in EXPLAINED_BY_TRAINING_CAUSE if explained in present}
+
+
+# Training findings that by themselves keep a codec from learning, so they explain a low validation
+# SNR and an output unrelated to the input: a learning rate far below range (the weights stay at
+# their initialisation), vanishing or exploding gradients, non-finite outputs or losses, and input
+# beyond the output's bound. A discriminator that does not learn (T613) or a drifting level (T603)
+# do not: the reconstruction losses still train the generator.
+TRAINING_CAUSES_OF_LOW_SNR = ("T604", "T602", "T605", "T609", "T601")
+EXPLAINED_BY_TRAINING_CAUSE = ("T608", "R314", "R301")
+
+
+def _training_cause_of_low_snr(findings: Sequence[Finding]) -> str | None:
+    """The first of T608's measured causes (its evidence "causes") that is a training finding able
+    to keep the codec from learning, when that finding is in the report."""
+    t608 = next((f for f in findings if f.id == "T608" and f.severity >= Severity.WARNING), None)
+    if t608 is None:
+        return None
+    present = {f.id for f in findings}
+    causes = t608.evidence.get("causes") or []
+    return next((c for c in causes if c in TRAINING_CAUSES_OF_LOW_SNR and c in present), None)
 
 
 def rank_root_causes(findings: Sequence[Finding]) -> list[Finding]:

@@ -98,9 +98,10 @@ class FindingsPolicy:
 
     def resolve_validation(self, current_ids: set[str], step: int, snr_db: float) -> None:
         """An early validation of a model that is still learning often has SNR near 0 dB; once a later
-        validation is healthy, that finding is history, not a diagnosis of the run: keep it as info."""
+        validation is healthy, that finding is history, not a diagnosis of the run: keep it as info
+        (an info one too, so a "not learned yet" of step 60 does not read as the run's last word)."""
         for f in self._from_validation:
-            if f.severity > Severity.INFO and f.id not in current_ids:
+            if f.id not in current_ids and "resolved_at_step" not in f.evidence:
                 f.severity = Severity.INFO
                 f.message += f" - resolved: not seen at the validation at step {step} (SNR {snr_db:.2f} dB)"
                 f.evidence["resolved_at_step"] = step
