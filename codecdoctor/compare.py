@@ -363,10 +363,7 @@ def _measure_one(pair: _Pair, settings: _Settings) -> _Outcome:
     try:
         ref_src, est_src, rate, info = _open_pair(pair, settings.sample_rate)
     except Exception as exc:  # soundfile raises several types for corrupt or odd files
-        reason = f"{type(exc).__name__}: {exc}".strip()
-        return _Outcome(pair, [finding("R315", f"Cannot read the pair: {reason}", subject=pair.subject,
-                                       severity="error", evidence={})], ["R315"],
-                        pair_record(None, pair.ref_rel, pair.est_rel, error=reason))
+        return _unmeasured(pair, f"{type(exc).__name__}: {exc}".strip())
     file_run = run_checks("reconstruction", info, level="file")
     lag = None if settings.max_lag_ms is None else max(0, int(round(settings.max_lag_ms * rate / 1000.0)))
     chunks = ChunkEnergies(max(1, int(CHUNK_SECONDS * rate)))
@@ -400,57 +397,45 @@ def _jobs(jobs: int | None, pairs: list[_Pair], arrays: bool) -> int:
     return max(1, min(int(jobs) if jobs else (os.cpu_count() or 1), len(pairs)))
 
 
-def _import_fft_beside() -> None:
-    """Import scipy.fft (0.2 s of CPU, most of it numpy submodules that scipy's array-API layer
-    loads) in a thread while this one opens the first pair and reads its first block: pass 1's
-    mel-peak search needs it after that block. Only where no process is forked meanwhile (a fork
-    during an import can leave the module's lock held in the child)."""
-    import sys
-
-    from codecdoctor.core.imports import run_beside
-
-    if "scipy.fft" not in sys.modules:
-        run_beside(lambda: __import__("scipy.fft"), "import-scipy.fft")
-
-
 # A worker gets consecutive pairs in batches of up to this many bytes of audio files (about two
-# minutes of 16-bit 16 kHz mono per side) and BATCH_PAIRS pairs: one hand-off per 10 s pair cost
-# the parent process 1.3 ms of CPU (pickling, the pool's feeder and manager threads, a wake-up per
-# result) on cores the workers need, and a batch this small still spreads a folder's tail evenly.
+# minutes of 16-bit 16 kHz mono per side) and BATCH_PAIRS pairs: a hand-off per short pair costs
+# the parent process pickling and a wake-up on cores the workers need, and a batch this small
+# still spreads a folder's tail evenly.
 BATCH_BYTES = 4 << 20
 BATCH_PAIRS = 16
 
 
-def _batches(pairs: list[_Pair], jobs: int) -> list[list[int]]:
-    """Indices of consecutive pairs, grouped by BATCH_BYTES and BATCH_PAIRS, and into at least four
-    batches per worker so that no worker waits on another's last batch for long."""
-    limit = max(1, min(BATCH_PAIRS, len(pairs) // (4 * jobs)))
-    batches: list[list[int]] = []
+def _pair_bytes(pair: _Pair) -> int:
     size = 0
-    for index, pair in enumerate(pairs):
-        pair_bytes = 0
-        for path in (pair.ref_path, pair.est_path):
-            try:
-                pair_bytes += path.stat().st_size if path is not None else 0
-            except OSError:  # unreadable: _measure_one says so
-                pass
-        if not batches or len(batches[-1]) >= limit or size + pair_bytes > BATCH_BYTES:
-            batches.append([])
-            size = 0
-        batches[-1].append(index)
-        size += pair_bytes
-    return batches
+    for path in (pair.ref_path, pair.est_path):
+        try:
+            size += path.stat().st_size if path is not None else 0
+        except OSError:  # unreadable: _measure_one says so
+            pass
+    return size
 
 
-def _measure_batch(pairs: list[_Pair], settings: _Settings) -> list[_Outcome]:
-    return [_measure_one(pair, settings) for pair in pairs]
+def _batches(pairs: list[_Pair], jobs: int) -> list[list[int]]:
+    """Indices of consecutive pairs, grouped by BATCH_BYTES and BATCH_PAIRS (core.pool.batches), and
+    into at least four batches per worker so that no worker waits on another's last batch for long."""
+    from codecdoctor.core.pool import batches
+
+    limit = max(1, min(BATCH_PAIRS, len(pairs) // (4 * jobs)))
+    return batches([_pair_bytes(pair) for pair in pairs], max_bytes=BATCH_BYTES, max_items=limit)
+
+
+def _unmeasured(pair: _Pair, reason: str) -> _Outcome:
+    """An R315 outcome for a pair that could not be measured at all."""
+    return _Outcome(pair, [finding("R315", f"Cannot read the pair: {reason}", subject=pair.subject,
+                                   severity="error", evidence={})], ["R315"],
+                    pair_record(None, pair.ref_rel, pair.est_rel, error=reason))
 
 
 def _measure_all(pairs: list[_Pair], settings: _Settings, jobs: int,
                  progress: Callable[[int, int, str], None] | None):
-    """Each pair's outcome, in the pairs' order. With several workers the pairs are measured in a
-    process pool, in batches (forked: the pairs and settings travel without pickling a module); a
-    pool that breaks (a worker killed by a hostile file) leaves its unfinished pairs to this process."""
+    """Each pair's outcome, in the pairs' order. With several workers the pairs are measured in
+    batches in the one process pool (core.pool); a pair whose worker died with it, even alone, is
+    an R315 outcome naming it, and the other pairs' outcomes are kept."""
     def told(index: int, outcome: _Outcome) -> _Outcome:
         if progress is not None:
             progress(index + 1, len(pairs), outcome.pair.subject)
@@ -459,43 +444,30 @@ def _measure_all(pairs: list[_Pair], settings: _Settings, jobs: int,
     from codecdoctor.core.process import one_openblas_thread
 
     if jobs <= 1:
-        _import_fft_beside()
         for index, pair in enumerate(pairs):
             with one_openblas_thread():   # not around the yield: the caller's code runs there
                 outcome = _measure_one(pair, settings)
             yield told(index, outcome)
         return
-    import concurrent.futures as cf
-    import multiprocessing as mp
+    import functools
 
-    # imported once here, before the fork, rather than once in every worker: scipy.fft alone is
-    # 0.2 s of CPU, and this process needs it afterwards for the worst pair's excerpt anyway;
-    # soundfile and the checks are what every worker's first pair would import
+    # imported once here, before the fork, rather than once in every worker: every worker's first
+    # pair would import them, and this process needs scipy.fft afterwards for the worst pair's excerpt
     import scipy.fft  # noqa: F401
 
     import codecdoctor.checks.reconstruction  # noqa: F401
     import codecdoctor.measure.audio.reader  # noqa: F401
     import codecdoctor.measure.excerpt  # noqa: F401
+    from codecdoctor.core.pool import Lost, run_isolated
+    from codecdoctor.core.process import tune_worker
 
-    context = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
     done: dict[int, _Outcome] = {}
-    from codecdoctor.core.process import one_openblas_thread, tune_worker
-
-    with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=tune_worker) as pool:
-        futures = {pool.submit(_measure_batch, [pairs[i] for i in batch], settings): batch
-                   for batch in _batches(pairs, jobs)}
-        for future in cf.as_completed(futures):
-            try:
-                outcomes = future.result()
-            except Exception:  # noqa: BLE001 - BrokenProcessPool or a pickling failure: measured below
-                continue
-            for index, outcome in zip(futures[future], outcomes):
-                done[index] = told(len(done), outcome)
-    for index, pair in enumerate(pairs):
-        if index not in done:
-            with one_openblas_thread():
-                outcome = _measure_one(pair, settings)
-            done[index] = told(len(done), outcome)
+    for index, outcome in run_isolated(functools.partial(_measure_one, settings=settings), pairs, jobs=jobs,
+                                       groups=_batches(pairs, jobs), initializer=tune_worker):
+        if isinstance(outcome, Lost):
+            outcome = _unmeasured(pairs[index], outcome.reason)
+        done[index] = told(len(done), outcome)
+    for index in range(len(pairs)):
         yield done[index]
 
 
