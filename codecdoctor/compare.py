@@ -34,10 +34,6 @@ CHUNK_SECONDS = 1.0
 # Quality metrics (PESQ, STOI) on a long pair: this many evenly spaced segments of
 # quality.DEFAULT_SEGMENT_SECONDS (the note names how many of the pair's segments were scored).
 QUALITY_SEGMENTS = 3
-# From this length on, STOI and PESQ run in a process of their own (measure/quality_process.py:
-# pystoi's import and pesq's C code hold the GIL, which stalls the streamed passes beside them); a
-# shorter pair's passes are over before that matters, and a child interpreter costs ~0.3 s of CPU.
-QUALITY_PROCESS_SECONDS = 120.0
 
 
 @dataclass
@@ -148,7 +144,7 @@ class _Windows:
         return np.concatenate(parts, axis=1) if parts else np.zeros((self.channels, 0))
 
 
-def _quality(ref: Any, est: Any, rate: int, lag: int, backend: Any = None) -> Any:
+def _quality(ref: Any, est: Any, rate: int, lag: int) -> Any:
     """STOI/ESTOI/PESQ/multi-scale mel (measure/quality.py) on the pair aligned by its lag, as a
     QualityResult. PESQ and STOI cost about a second per 20 s segment, so a pair longer than
     QUALITY_SEGMENTS segments is scored on that many evenly spaced segments (each a whole segment,
@@ -160,79 +156,14 @@ def _quality(ref: Any, est: Any, rate: int, lag: int, backend: Any = None) -> An
     window = int(DEFAULT_SEGMENT_SECONDS * rate)
     total_segments = aligned // window if window else 0
     if total_segments <= QUALITY_SEGMENTS:
-        return quality_from_sources(ref, est, rate, lag_samples=lag, backend=backend)
+        return quality_from_sources(ref, est, rate, lag_samples=lag)
     picks = np.linspace(0, total_segments - 1, QUALITY_SEGMENTS).round().astype(int)
     starts = [int(k) * window for k in picks]
     result = quality_from_sources(_Windows(ref, [r_start + s for s in starts], window),
-                                  _Windows(est, [e_start + s for s in starts], window), rate,
-                                  backend=backend)
+                                  _Windows(est, [e_start + s for s in starts], window), rate)
     result.notes.insert(0, f"quality metrics on {QUALITY_SEGMENTS} evenly spaced {DEFAULT_SEGMENT_SECONDS:g} s "
                            f"segments of the {total_segments} in the pair (aligned by its lag, {lag:+d} samples)")
     return result
-
-
-class _QualityBeside:
-    """The quality metrics of one pair, scored in a thread beside pass 2 of its measurement (they
-    need only the lag; numpy, STOI's and PESQ's work runs on the other core), on sources of their
-    own (a file handle is not shared between threads), cut to what the measuring sources found
-    readable (pass 1 shrinks a source that ends early)."""
-
-    def __init__(self, pair: _Pair, sample_rate: int | None, measured: tuple[Any, Any]):
-        from codecdoctor.measure.quality import installed, warm_imports
-
-        self.pair, self.sample_rate, self.measured = pair, sample_rate, measured
-        self.thread: Any = None
-        self.result: Any = None
-        self.failure: BaseException | None = None
-        self.warming: Any = None
-        self.process = None
-        shortest = min(int(source.frames) for source in measured)
-        if shortest >= QUALITY_PROCESS_SECONDS * max(1, int(measured[0].sample_rate)) and (
-                installed("pesq") or installed("pystoi")):
-            from codecdoctor.measure.quality_process import QualityProcess
-
-            self.process = QualityProcess()   # starts now: its interpreter and the packages load during pass 1
-        else:
-            # pystoi's import (~1.2 s of CPU) runs during pass 1; no fork happens before apply_to joins it
-            self.warming = warm_imports()
-
-    def start(self, m: PairMeasurements) -> None:
-        if m.ref_silent or m.compared_samples == 0:
-            return
-        import threading
-
-        readable = tuple(int(source.frames) for source in self.measured)
-        self.thread = threading.Thread(target=self._run, args=(m.lag_samples, readable), name="quality", daemon=True)
-        self.thread.start()
-
-    def _run(self, lag: int, readable: tuple[int, int]) -> None:
-        try:
-            ref, est, rate, _ = _open_pair(self.pair, self.sample_rate)
-            try:
-                cut = [_Windows(source, [0], min(int(source.frames), frames))
-                       for source, frames in zip((ref, est), readable)]
-                self.result = _quality(cut[0], cut[1], rate, lag, self.process)
-            finally:
-                _close(ref, est)
-        except BaseException as exc:  # noqa: BLE001 - raised again in the measuring thread
-            self.failure = exc
-
-    def join(self) -> None:
-        if self.warming is not None:
-            self.warming.join()
-        if self.thread is not None:
-            self.thread.join()
-        if self.process is not None:
-            self.process.close()
-
-    def apply_to(self, m: PairMeasurements) -> None:
-        self.join()
-        if self.thread is None:
-            return
-        if self.failure is not None:
-            raise self.failure
-        if self.result is not None:
-            self.result.apply_to(m)
 
 
 def _close(*sources: Any) -> None:
@@ -367,16 +298,14 @@ def _measure_one(pair: _Pair, settings: _Settings) -> _Outcome:
     file_run = run_checks("reconstruction", info, level="file")
     lag = None if settings.max_lag_ms is None else max(0, int(round(settings.max_lag_ms * rate / 1000.0)))
     chunks = ChunkEnergies(max(1, int(CHUNK_SECONDS * rate)))
-    quality = _QualityBeside(pair, settings.sample_rate, (ref_src, est_src)) if settings.quality else None
     try:
         m = measure_pair_stream(ref_src, est_src, rate, subject=pair.subject, output_bound=settings.output_bound,
-                                max_lag_samples=lag, chunks=chunks, on_lag=quality.start if quality else None)
+                                max_lag_samples=lag, chunks=chunks)
+        if settings.quality and not m.ref_silent and m.compared_samples > 0:
+            # after the measurement, on its sources: pass 1 has cut a side that ends early to what it could read
+            _quality(ref_src, est_src, rate, m.lag_samples).apply_to(m)
     finally:
         _close(ref_src, est_src)
-        if quality is not None:
-            quality.join()
-    if quality is not None:
-        quality.apply_to(m)
     findings, ran = judge_pair(m)
     tail = _unreadable_tail_findings(pair, (ref_src, est_src), rate)
     # judge_pair's order is kept within a severity (a stable sort); file-level findings join it
