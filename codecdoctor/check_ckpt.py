@@ -19,6 +19,7 @@ from codecdoctor.core.findings import Finding, Report
 from codecdoctor.core.registry import run_checks
 from codecdoctor.measure.adapters import build_adapter
 from codecdoctor.measure.audio.reader import read_crops
+from codecdoctor.measure.bound import bound_value
 from codecdoctor.measure.checkpoint import (
     KNOWN_LOSS_FFT_SIZES,
     OWN_FORMAT,
@@ -64,7 +65,7 @@ def _reconstruct_on_data(adapter: Any, crops, output_bound: str | None, report: 
         est = reconstruct(adapter, torch.as_tensor(audio)[None]).numpy()[0]
         refs.append(np.asarray(audio, dtype=np.float64))
         ests.append(np.nan_to_num(np.asarray(est, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0))
-        bound = 1.0 if output_bound == "tanh" else None
+        bound = bound_value(output_bound)   # a clamp keeps its limit
         pm, found, ran = diagnose_pair(audio, est, int(adapter.sample_rate), subject=subject, output_bound=bound,
                                        hop_samples=hop)
         if not pm.ref_silent and pm.compared_samples > 0:

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from codecdoctor.core.errors import InputError
+from codecdoctor.measure.bound import KNOWN_OUTPUT_BOUND
 
 OWN_FORMAT = "codecdoctor-codec/1"
 # Top-level keys of training containers that are not model weights.
@@ -425,7 +426,6 @@ KNOWN_LOSS_FFT_SIZES = {
     "encodec": [2 ** i for i in range(5, 12)],       # EnCodec: mel loss over windows 2^5 ... 2^11
     "dac": [32, 64, 128, 256, 512, 1024, 2048],        # DAC: multi-scale mel windows
 }
-KNOWN_OUTPUT_BOUND = {"encodec": "none", "dac": "tanh"}  # EnCodec's decoder ends in a conv; DAC's in tanh
 
 
 def learning_rates(info: CheckpointInfo) -> dict[str, float]:
