@@ -370,11 +370,11 @@ def _measure_all(pairs: list[_Pair], settings: _Settings, jobs: int,
             progress(index + 1, len(pairs), outcome.pair.subject)
         return outcome
 
-    from codecdoctor.core.process import one_openblas_thread
+    from codecdoctor.core.tuning import one_blas_thread, tune_worker
 
     if jobs <= 1:
         for index, pair in enumerate(pairs):
-            with one_openblas_thread():   # not around the yield: the caller's code runs there
+            with one_blas_thread():   # not around the yield: the caller's code runs there
                 outcome = _measure_one(pair, settings)
             yield told(index, outcome)
         return
@@ -388,7 +388,6 @@ def _measure_all(pairs: list[_Pair], settings: _Settings, jobs: int,
     import codecdoctor.measure.audio.reader  # noqa: F401
     import codecdoctor.measure.excerpt  # noqa: F401
     from codecdoctor.core.pool import Lost, run_isolated
-    from codecdoctor.core.process import tune_worker
 
     done: dict[int, _Outcome] = {}
     for index, outcome in run_isolated(functools.partial(_measure_one, settings=settings), pairs, jobs=jobs,
