@@ -6,11 +6,10 @@ the share of the row's time the setting saves. Settings:
 
 - `mallopt`: core.tuning.keep_freed_memory (glibc keeps freed blocks for the next streamed block);
 - `fast exit`: core.tuning.exit_now (no interpreter teardown at the end);
-- `one BLAS thread`: a program that calls `codecdoctor.compare.compare` on a folder with numpy
-  loaded with one BLAS thread per core (no OPENBLAS_NUM_THREADS), with and without the workers'
-  limit (core.tuning.tune_worker).
+- `one BLAS thread`: OPENBLAS_NUM_THREADS=1 set before numpy loads (core.tuning.before_command),
+  against one BLAS thread per core.
 
-    .venv/bin/python bench/bench_tuning.py [--runs 3] [--quick] [--rows TEXT]
+    .venv/bin/python bench/bench_tuning.py [--runs 3] [--quick] [--rows TEXT] [--settings TEXT]
 """
 from __future__ import annotations
 
@@ -27,41 +26,32 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_speed import Inputs, compile_sources, run_once  # noqa: E402
 
 # The console script with one setting replaced: the command line after `--` is codecdoctor's own.
-_CLI = ("import sys, contextlib\n"
+_CLI = ("import sys\n"
         "import codecdoctor.core.tuning as t\n"
         "{patch}\n"
         "sys.argv = ['codecdoctor', *sys.argv[1:]]\n"
         "from codecdoctor.cli import console\n"
         "console()\n")
-_LIBRARY = ("import os, sys, contextlib\n"
-            "os.environ.pop('OPENBLAS_NUM_THREADS', None); os.environ.pop('OMP_NUM_THREADS', None)\n"
-            "import numpy\n"
-            "import codecdoctor.core.tuning as t\n"
-            "{patch}\n"
-            "from codecdoctor.compare import compare\n"
-            "compare(sys.argv[1], sys.argv[2], quality=False)\n")
 PATCHES = {
     "mallopt": "t.keep_freed_memory = lambda: False",
     "fast exit": "t.exit_now = lambda code: sys.exit(code)",
-    "one BLAS thread": "t._blas_limits = lambda count: contextlib.nullcontext()",
+    "one BLAS thread": "import os; os.environ['OPENBLAS_NUM_THREADS'] = str(os.cpu_count())",
 }
 
 
-def variants(inputs: Inputs, quick: bool, wanted: str) -> dict[str, tuple[str, list[str]]]:
+def variants(inputs: Inputs, quick: bool, wanted: str) -> dict[str, tuple[tuple[str, ...], list[str]]]:
     """row name -> (setting, command line) for the rows whose name contains `wanted`."""
     short_min = 0.5 if quick else 10.0
     rows = {
-        "compare, one 1.8 h pair (full diagnosis)": (("mallopt", "fast exit"), _CLI,
+        "compare, one 1.8 h pair (full diagnosis)": (("mallopt", "fast exit", "one BLAS thread"), _CLI,
                                                      lambda: ["compare", *map(str, inputs["pair"]),
                                                               "--html", "r.html", "--json", "r.json"]),
         "audit-data, one 1.8 h file": (("mallopt", "fast exit"), _CLI,
                                        lambda: ["audit-data", str(Path(inputs["one"]).parent),
                                                 "--html", "a.html", "--json", "a.json"]),
         f"compare, {short_min:g} min of 10 s pairs, no quality metrics": (
-            ("mallopt", "fast exit"), _CLI,
+            ("mallopt", "fast exit", "one BLAS thread"), _CLI,
             lambda: ["compare", *map(str, inputs["short"]), "--no-quality", "--html", "s.html", "--json", "s.json"]),
-        f"library compare(), {short_min:g} min of 10 s pairs, no quality metrics": (
-            ("one BLAS thread",), _LIBRARY, lambda: [*map(str, inputs["short"])]),
     }
     return {name: row for name, row in rows.items() if wanted in name}
 
@@ -76,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--rows", default="")
+    parser.add_argument("--settings", default="", help="only the settings whose name contains this text")
     args = parser.parse_args(argv)
     root = Path(tempfile.mkdtemp(prefix="bench_tuning_"))
     try:
@@ -83,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
         rows = variants(inputs, args.quick, args.rows)
         compile_sources()
         for name, (settings, template, make_args) in rows.items():
+            settings = tuple(s for s in settings if args.settings in s)
+            if not settings:
+                continue
             tail = make_args()
             commands = {"all on": [sys.executable, "-c", template.format(patch=""), *tail]}
             for setting in settings:

@@ -73,25 +73,13 @@ def main(argv: list[str] | None = None) -> int:
     return result if isinstance(result, int) else 0
 
 
-# Commands whose numpy work is spread by codecdoctor itself (worker processes, helper threads):
-# numpy's OpenBLAS would add a thread pool of its own whose idle threads spin on the cores those
-# workers need (core/tuning.py).
-_OWN_PARALLELISM = {"audit-data", "compare", "check-ckpt", "merge"}
-# Commands that stream audio through numpy in blocks of a few MB: see core.tuning.keep_freed_memory.
-_BLOCK_STREAMING = {"audit-data", "compare"}
-
 def entry(*, fast_exit: bool = False) -> None:
     """Run the command line in sys.argv and exit with its code. `fast_exit` (the console script and
     `python -m codecdoctor`, see console) skips the interpreter's teardown for the numpy commands."""
     command = sys.argv[1] if len(sys.argv) > 1 else ""
-    if command in _OWN_PARALLELISM:
-        # before numpy is first imported; a user's own setting wins. The commands that run torch
-        # (train, watch, probe, demo) and the user's code keep their threading.
-        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    if command in _BLOCK_STREAMING:
-        tuning.keep_freed_memory()
+    tuning.before_command(command)
     code = main()
-    if fast_exit and command in _OWN_PARALLELISM:
+    if fast_exit and command in tuning.OWN_PARALLELISM:
         tuning.exit_now(code)
     sys.exit(code)
 

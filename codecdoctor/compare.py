@@ -207,8 +207,8 @@ def pair_record(m: PairMeasurements, ref_rel: str, est_rel: str | None, error: s
 
 def _fields_of(m: PairMeasurements) -> dict[str, Any]:
     """dataclasses.asdict for PairMeasurements, whose fields are numbers, strings and dicts or
-    lists of them (one level of lists nested): asdict's recursive deep copy was half a millisecond
-    per pair, as long as a pair's lag search."""
+    lists of them (one level of lists nested): asdict's recursive deep copy of every value cost a
+    folder of short pairs as much as their lag searches."""
     data: dict[str, Any] = {}
     for f in dataclasses.fields(m):
         value = getattr(m, f.name)
@@ -370,13 +370,9 @@ def _measure_all(pairs: list[_Pair], settings: _Settings, jobs: int,
             progress(index + 1, len(pairs), outcome.pair.subject)
         return outcome
 
-    from codecdoctor.core.tuning import one_blas_thread, tune_worker
-
     if jobs <= 1:
         for index, pair in enumerate(pairs):
-            with one_blas_thread():   # not around the yield: the caller's code runs there
-                outcome = _measure_one(pair, settings)
-            yield told(index, outcome)
+            yield told(index, _measure_one(pair, settings))
         return
     import functools
 
@@ -388,6 +384,7 @@ def _measure_all(pairs: list[_Pair], settings: _Settings, jobs: int,
     import codecdoctor.measure.audio.reader  # noqa: F401
     import codecdoctor.measure.excerpt  # noqa: F401
     from codecdoctor.core.pool import Lost, run_isolated
+    from codecdoctor.core.tuning import tune_worker
 
     done: dict[int, _Outcome] = {}
     for index, outcome in run_isolated(functools.partial(_measure_one, settings=settings), pairs, jobs=jobs,

@@ -177,30 +177,3 @@ def test_the_numpy_commands_end_without_interpreter_teardown_and_keep_their_outp
     assert "R303" in run.stdout
     assert json.loads((tmp_path / "r.json").read_text())["findings"]
     assert (tmp_path / "r.html").stat().st_size > 1000
-
-
-def test_a_pool_worker_runs_blas_on_one_thread_even_when_numpy_loaded_with_more():
-    """core.tuning.tune_worker (the pool's initializer) sets every loaded BLAS to one thread even
-    when numpy loaded with one per core (a program calling codecdoctor.compare), read back through
-    threadpoolctl; one_blas_thread restores the caller's count after its block."""
-    import subprocess
-
-    pytest.importorskip("threadpoolctl")
-    script = (
-        "import json\n"
-        "import numpy\n"
-        "from threadpoolctl import threadpool_info\n"
-        "from codecdoctor.core.tuning import one_blas_thread, tune_worker\n"
-        "count = lambda: [i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas']\n"
-        "before = count()\n"
-        "with one_blas_thread():\n"
-        "    inside = count()\n"
-        "after = count()\n"
-        "tune_worker()\n"
-        "print(json.dumps([before, inside, after, count()]))\n")
-    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
-    before, inside, after, worker = json.loads(subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True).stdout)
-    if not before:
-        pytest.skip("numpy here has no BLAS threadpoolctl sees")
-    assert inside == [1] * len(before) and worker == [1] * len(before) and after == before

@@ -1,46 +1,48 @@
 """Process-wide speed settings, all of them, each with what it buys.
 
-codecdoctor's numpy commands (audit-data, compare, check-ckpt, merge) spread their work themselves,
-over worker processes (core/pool.py). Three settings of the process serve that; each is listed with
-its share of a row of bench/bench_speed.py, measured by bench/bench_tuning.py (the row run with the
-setting and without it, interleaved, medians; see docs/BENCHMARKS.md for the machine):
+codecdoctor's numpy commands (audit-data, compare, check-ckpt, merge) spread their work
+themselves, over the worker processes of core/pool.py. Three settings of the process serve them.
+Each is kept because it saves at least a tenth of a row of bench/bench_speed.py, measured by
+bench/bench_tuning.py (the command with the setting and without it, interleaved, medians of five
+runs on 2 shared cores; wall and CPU time of the command and its workers):
 
-- One BLAS thread (`one_blas_thread`, `tune_worker`). The command line sets OPENBLAS_NUM_THREADS=1
-  before numpy loads (cli.entry). A program that calls `codecdoctor.compare` has numpy loaded with
-  one BLAS thread per core; each forked worker then runs its small matrix products (the mel
-  filterbank) on a thread pool whose idle threads spin on the cores the other workers need. The
-  count is set through threadpoolctl when it is installed (it is not a dependency); without it
-  nothing is set and a library caller may set OPENBLAS_NUM_THREADS itself. In the calling
-  process the limit also makes one process give the same float32 sums as its workers.
-- Freed blocks kept in the heap (`keep_freed_memory`, glibc's mallopt). Every numpy temporary of
-  a streamed block (1-8 MB) is above glibc's default mmap threshold, so each one is mapped,
-  zero-filled page by page on first touch and unmapped again; with the thresholds raised, freed
-  blocks stay for the next block (peak memory is unchanged: the same blocks are live at once).
+- One BLAS thread (`before_command`): OPENBLAS_NUM_THREADS=1 before numpy loads, so that OpenBLAS
+  adds no thread pool of its own whose idle threads spin on the cores the workers need. {BLAS}
+  Set through the environment only: a program that calls the library keeps its own threading,
+  and its forked workers inherit it (the same float32 sums in every process).
+- Freed blocks kept in the heap (`keep_freed_memory`, glibc's mallopt). Every numpy temporary of a
+  streamed block (1-8 MB) is above glibc's default mmap threshold, so without it each one is
+  mapped, zero-filled page by page on first touch and unmapped again; with the thresholds raised,
+  freed blocks stay for the next block (peak memory is unchanged: the same blocks are live at
+  once). It saves 21% of the CPU time and 18% of the wall time of a compare of ten minutes of
+  10 s pairs (--no-quality), and 10% of the CPU time of a compare of a 1.8 h pair.
 - Exit without interpreter teardown (`exit_now`): freeing every module and object of numpy,
-  jinja2, rich and typer one by one at the end of a short command.
+  jinja2, rich and typer one by one at the end. It saves 18% of the wall time and 10% of the CPU
+  time of an audit of one 1.8 h file (a short command: teardown is a fixed cost), 3% or less of
+  the compare rows.
+
+Measured and dropped: limiting BLAS threads through threadpoolctl in each worker and around a
+pair measured in the calling process cost 11% more CPU time on the folder row than no limit.
 """
 from __future__ import annotations
 
 import os
 import sys
-from contextlib import contextmanager, nullcontext
-from typing import Any, Iterator
+
+# Commands whose numpy work codecdoctor spreads itself (worker processes); the ones that run torch
+# (train, watch, probe, demo) and a user's own code keep their threading.
+OWN_PARALLELISM = {"audit-data", "compare", "check-ckpt", "merge"}
+# Commands that stream audio through numpy in blocks of a few MB.
+BLOCK_STREAMING = {"audit-data", "compare"}
 
 
-def _blas_limits(count: int) -> Any:
-    """threadpoolctl's limit on every loaded BLAS, or a no-op without threadpoolctl."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return nullcontext()
-    return threadpool_limits(limits=int(count), user_api="blas")
-
-
-@contextmanager
-def one_blas_thread() -> Iterator[None]:
-    """BLAS on one thread inside the block, the caller's count restored after it."""
-    with _blas_limits(1):
-        yield
+def before_command(command: str) -> None:
+    """The settings for one command line, before numpy is first imported; a user's own
+    environment wins."""
+    if command in OWN_PARALLELISM:
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    if command in BLOCK_STREAMING:
+        keep_freed_memory()
 
 
 # glibc's M_MMAP_THRESHOLD and M_TRIM_THRESHOLD (malloc.h)
@@ -64,10 +66,9 @@ def keep_freed_memory() -> bool:
 
 
 def tune_worker() -> None:
-    """A worker process of core/pool.py (its initializer): freed blocks kept, one BLAS thread for
-    the worker's life (the limit object is not restored: the process ends with the pool)."""
+    """A worker process of core/pool.py (its initializer): freed blocks kept, also when the
+    library is called from a program that did not go through the command line."""
     keep_freed_memory()
-    _blas_limits(1)
 
 
 def exit_now(code: int) -> None:

@@ -612,8 +612,8 @@ def _scan(name: str, tensor: Any) -> tuple[int, float | None]:
     """(non-finite count, RMS over finite values) of a float tensor, reading it once and copying
     nothing in the common case: the float32 norm is finite exactly when every value is finite
     (unless squares overflow float32, beyond |x| ~ 1e19: then the exact path below decides).
-    A vectorised norm is ~60x faster than isfinite + a float64 copy (17 ms vs 1.2 s for 10 M
-    values on one core), which keeps the static check near a bare torch.load."""
+    One vectorised norm reads each value once and copies nothing, where isfinite and a float64
+    copy make two passes and a copy: that keeps the static check near a bare torch.load."""
     import torch
 
     flat = tensor.detach().reshape(-1)
