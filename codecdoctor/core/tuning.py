@@ -7,7 +7,9 @@ bench/bench_tuning.py (the command with the setting and without it, interleaved,
 runs on 2 shared cores; wall and CPU time of the command and its workers):
 
 - One BLAS thread (`before_command`): OPENBLAS_NUM_THREADS=1 before numpy loads, so that OpenBLAS
-  adds no thread pool of its own whose idle threads spin on the cores the workers need. {BLAS}
+  adds no thread pool of its own whose idle threads spin on the cores the workers need. It saves
+  57% of the wall time and 55% of the CPU time of a compare of a 1.8 h pair, 11% of the wall time
+  of a compare of ten minutes of 10 s pairs.
   Set through the environment only: a program that calls the library keeps its own threading,
   and its forked workers inherit it (the same float32 sums in every process).
 - Freed blocks kept in the heap (`keep_freed_memory`, glibc's mallopt). Every numpy temporary of a
