@@ -207,7 +207,7 @@ def _audit_all(tasks: list[Task], jobs: int, thresholds: DataThresholds,
     split = {} if jobs <= 1 else {
         t.subject: n for t in ordered if t.kind == "audio" and t.storage.protocol is None
         and t.size_bytes >= SPLIT_BYTES and (n := file_part_count(t.path)) > 1}
-    if jobs <= 1 or (len(tasks) == 1 and not split):
+    if jobs <= 1 or (len(tasks) <= 1 and not split):
         on_started()
         for task in tasks:
             yield 1, audit_task(task, thresholds)

@@ -34,10 +34,6 @@ CHUNK_SECONDS = 1.0
 # Quality metrics (PESQ, STOI) on a long pair: this many evenly spaced segments of
 # quality.DEFAULT_SEGMENT_SECONDS (the note names how many of the pair's segments were scored).
 QUALITY_SEGMENTS = 3
-# From this length on, a pair measured in this process scores STOI and PESQ in a worker process
-# while its second pass runs (the two overlap on two cores); a shorter pair's passes are over
-# before a fresh interpreter has imported pystoi, so it scores them after its measurement.
-QUALITY_BESIDE_SECONDS = 120.0
 
 
 @dataclass
@@ -170,56 +166,6 @@ def _quality(ref: Any, est: Any, rate: int, lag: int) -> Any:
     return result
 
 
-def _quality_of_readable(pair: _Pair, sample_rate: int | None, lag: int, readable: tuple[int, int]) -> Any:
-    """The quality metrics of a pair opened afresh, cut to what the measuring sources found
-    readable (pass 1 shrinks a source that ends early); the worker's task."""
-    ref, est, rate, _ = _open_pair(pair, sample_rate)
-    try:
-        cut = [_Windows(source, [0], min(int(source.frames), frames)) for source, frames in zip((ref, est), readable)]
-        return _quality(cut[0], cut[1], rate, lag)
-    finally:
-        _close(ref, est)
-
-
-def _import_quality_packages() -> None:
-    from codecdoctor.measure.quality import _import_pesq, _import_pystoi
-
-    _import_pystoi(), _import_pesq()
-
-
-class _QualityBeside:
-    """STOI / PESQ of one long pair in a one-worker process pool (concurrent.futures), submitted
-    once pass 1 has found the lag, so they run while pass 2 does. The worker starts from a fresh
-    interpreter (forkserver or spawn: this process has reader threads running) and imports the
-    packages during pass 1. A worker that dies leaves the metrics null with a note."""
-
-    def __init__(self, pair: _Pair, sample_rate: int | None):
-        import concurrent.futures as cf
-        import multiprocessing as mp
-
-        method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
-        self.pair, self.sample_rate, self.future = pair, sample_rate, None
-        self.pool = cf.ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context(method))
-        self.pool.submit(_import_quality_packages)
-
-    def start(self, m: PairMeasurements, sources: tuple[Any, Any]) -> None:
-        if not m.ref_silent and m.compared_samples > 0:
-            readable = (int(sources[0].frames), int(sources[1].frames))
-            self.future = self.pool.submit(_quality_of_readable, self.pair, self.sample_rate, m.lag_samples, readable)
-
-    def apply_to(self, m: PairMeasurements) -> None:
-        try:
-            if self.future is not None:
-                self.future.result().apply_to(m)
-        except Exception as exc:  # noqa: BLE001 - BrokenProcessPool: a crash while scoring
-            m.quality_notes = [f"quality metrics not computed: their worker process failed ({type(exc).__name__})"]
-        finally:
-            self.close()
-
-    def close(self) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
-
-
 def _close(*sources: Any) -> None:
     for source in sources:
         if hasattr(source, "close"):
@@ -321,7 +267,6 @@ class _Settings:
     max_lag_ms: float | None
     quality: bool
     keep_chunks: bool   # a single pair keeps its per-second chunks for R313
-    quality_beside: bool = False   # measured in this process: a long pair's quality may run beside it
 
 
 @dataclass
@@ -353,23 +298,14 @@ def _measure_one(pair: _Pair, settings: _Settings) -> _Outcome:
     file_run = run_checks("reconstruction", info, level="file")
     lag = None if settings.max_lag_ms is None else max(0, int(round(settings.max_lag_ms * rate / 1000.0)))
     chunks = ChunkEnergies(max(1, int(CHUNK_SECONDS * rate)))
-    beside = None
-    if settings.quality and settings.quality_beside and pair.ref_path is not None and \
-            min(ref_src.frames, est_src.frames) >= QUALITY_BESIDE_SECONDS * rate:
-        beside = _QualityBeside(pair, settings.sample_rate)
     try:
         m = measure_pair_stream(ref_src, est_src, rate, subject=pair.subject, output_bound=settings.output_bound,
-                                max_lag_samples=lag, chunks=chunks,
-                                on_lag=(lambda m: beside.start(m, (ref_src, est_src))) if beside else None)
-        if beside is not None:
-            beside.apply_to(m)
-        elif settings.quality and not m.ref_silent and m.compared_samples > 0:
+                                max_lag_samples=lag, chunks=chunks)
+        if settings.quality and not m.ref_silent and m.compared_samples > 0:
             # after the measurement, on its sources: pass 1 has cut a side that ends early to what it could read
             _quality(ref_src, est_src, rate, m.lag_samples).apply_to(m)
     finally:
         _close(ref_src, est_src)
-        if beside is not None:
-            beside.close()
     findings, ran = judge_pair(m)
     tail = _unreadable_tail_findings(pair, (ref_src, est_src), rate)
     # judge_pair's order is kept within a severity (a stable sort); file-level findings join it
@@ -502,10 +438,8 @@ def compare(ref: Any, est: Any, *, sample_rate: int | None = None, output_bound:
     set_error: list[float] = []
     single_chunks: tuple[list[float], list[float]] = ([], [])
     failed = 0
-    workers = _jobs(jobs, pairs, arrays)
-    settings = _Settings(sample_rate, output_bound, max_lag_ms, quality, keep_chunks=len(pairs) == 1,
-                         quality_beside=workers <= 1)
-    for outcome in _measure_all(pairs, settings, workers, progress):
+    settings = _Settings(sample_rate, output_bound, max_lag_ms, quality, keep_chunks=len(pairs) == 1)
+    for outcome in _measure_all(pairs, settings, _jobs(jobs, pairs, arrays), progress):
         pair = outcome.pair
         report.add(outcome.findings, outcome.checks_run)
         records.append(outcome.record)

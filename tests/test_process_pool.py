@@ -36,6 +36,22 @@ def test_a_worker_death_isolates_its_item_and_keeps_every_other_result():
     assert os.getpid() not in {pid for _, pid in measured.values()}   # nothing ran in this process
 
 
+def test_one_culprit_among_many_items_is_set_apart_without_running_every_item_alone(monkeypatch):
+    """A round that keeps nothing runs only its first item alone: one crashing item among 120 costs
+    a few one-worker pools, not one per item."""
+    import codecdoctor.core.pool as pool
+
+    alone: list[int] = []
+    real = pool._run_alone
+    monkeypatch.setattr(pool, "_run_alone", lambda work, item, init: (alone.append(item), real(work, item, init))[1])
+    items = [0, 1, 2, 13, *range(100, 216)]   # 13 dies early; the rest are fine
+    results = dict(run_isolated(_square_or_die, items, jobs=2, groups=[[i] for i in range(len(items))]))
+    assert sorted(results) == list(range(len(items)))
+    assert isinstance(results[3], Lost) and results[3].died
+    assert all(results[i][0] == items[i] ** 2 for i in range(len(items)) if i != 3)
+    assert 13 in alone and len(alone) <= 4
+
+
 def test_batches_are_consecutive_and_bounded_by_count_and_bytes():
     sizes = [10, 10, 10, 95, 10, 10, 200, 10]
     groups = batches(sizes, max_bytes=100, max_items=3)

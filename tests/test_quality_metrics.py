@@ -222,28 +222,3 @@ def test_a_segment_with_too_little_speech_is_left_out_of_stoi_with_a_note(clean)
     result = Q.quality_metrics(ref, est, SR, pesq=False, mel=False)
     assert result.stoi is None and result.estoi is None
     assert any("STOI not computed" in note and "fewer than 30 frames" in note for note in result.notes), result.notes
-
-
-def test_a_long_pair_scores_quality_in_a_worker_beside_its_measurement_with_the_same_result(clean, tmp_path,
-                                                                                            monkeypatch):
-    """From QUALITY_BESIDE_SECONDS on, compare scores STOI and PESQ in a one-worker pool while pass 2
-    runs: the same numbers and notes as scoring them after the measurement in this process."""
-    import soundfile as sf
-
-    import codecdoctor.compare as C
-
-    long_ref = np.tile(clean, 4)
-    sf.write(tmp_path / "ref.wav", long_ref, SR, subtype="FLOAT")
-    sf.write(tmp_path / "est.wav", noisy(long_ref, 15), SR, subtype="FLOAT")
-    started = []
-    monkeypatch.setattr(C._QualityBeside, "start", lambda self, m, s, real=C._QualityBeside.start: (
-        started.append(True), real(self, m, s))[1])
-    monkeypatch.setattr(C, "QUALITY_BESIDE_SECONDS", 5.0)
-    beside = C.compare(tmp_path / "ref.wav", tmp_path / "est.wav").measurements["pairs"][0]
-    monkeypatch.setattr(C, "QUALITY_BESIDE_SECONDS", 1e9)
-    after = C.compare(tmp_path / "ref.wav", tmp_path / "est.wav").measurements["pairs"][0]
-    assert started == [True]
-    assert beside["quality_notes"] == after["quality_notes"] and beside["stoi"] is not None
-    for key in ("pesq_wb", "pesq_nb", "stoi", "estoi"):
-        # equal to float rounding: numpy's sums may take another order for another buffer alignment
-        assert beside[key] == pytest.approx(after[key], rel=1e-12, abs=0.0), key

@@ -4,10 +4,12 @@
 `concurrent.futures.ProcessPoolExecutor`, items grouped into batches (`batches`), and yields
 `(index, result)` in completion order. A worker process that dies (a decoder crash, the
 out-of-memory killer) breaks the whole pool and fails every batch still in it, so the items of a
-failed batch are run again in fresh pools, one item per future, round after round: every item
-that finishes before the culprit takes its pool down again is kept, the rounds shrink to the
-culprits, and those finally run alone in a one-worker pool. An item that kills its worker even
-there, or raises, comes back as a `Lost` value naming why; the caller turns it into a finding.
+failed batch are run again in fresh pools, one item per future in order, round after round: every
+item that finishes before the culprit takes its pool down again is kept. A round that keeps
+nothing had the culprit among its first items (the ones running when it broke), so its first
+item then runs alone in a one-worker pool, and the rounds go on with the rest: each round keeps
+something or sets one item apart, however many items there are. An item that kills its worker
+alone, or raises, comes back as a `Lost` value naming why; the caller turns it into a finding.
 Nothing is ever run again in the calling process: a file that crashed a worker would crash it.
 """
 from __future__ import annotations
@@ -82,8 +84,8 @@ def run_isolated(work: Callable[[Any], Any], items: Sequence[Any], *, jobs: int,
 
 def _rerun(work: Callable[[Any], Any], items: Sequence[Any], indices: list[int], jobs: int,
            initializer: Callable[[], None] | None) -> Iterator[tuple[int, Any]]:
-    """The items of failed batches, one per future in a fresh pool, round after round while a
-    round makes progress; then each remaining one alone."""
+    """The items of failed batches, one per future in a fresh pool, round after round; the first
+    item of a round that kept nothing runs alone."""
     import concurrent.futures as cf
 
     while len(indices) > 1:
@@ -96,9 +98,10 @@ def _rerun(work: Callable[[Any], Any], items: Sequence[Any], indices: list[int],
                     yield futures[future], future.result()[0]
                 except Exception:  # noqa: BLE001 - as above
                     broken.append(futures[future])
-        if len(broken) == len(indices):  # no progress: every one of them runs alone
-            break
         indices = sorted(broken)
+        if len(broken) == len(futures):  # nothing kept: the first item, running when it broke, alone
+            yield indices[0], _run_alone(work, items[indices[0]], initializer)
+            indices = indices[1:]
     for index in indices:
         yield index, _run_alone(work, items[index], initializer)
 
