@@ -288,10 +288,40 @@ def check_checkpoint(path: str | Path, *, data: str | Path | None = None, model:
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".tar")
 
 
+def _check_file(file: Path, options: dict[str, Any]) -> Report:
+    """One checkpoint of a folder (the pool's work function)."""
+    return check_checkpoint(file, **options)
+
+
+def _lost_file(file: Path, reason: str) -> Report:
+    """The report of a checkpoint whose worker process died while checking it: a C200 naming it."""
+    from codecdoctor.core.registry import finding
+
+    sub = Report(command="check-ckpt", args={"ckpt": str(file)})
+    sub.add([finding("C200", f"Checking it failed: {reason}.", subject=file.name, severity="error",
+                     evidence={})], ["C200"])
+    sub.measurements["unreadable"] = True
+    return sub
+
+
+def _checked(files: list[Path], options: dict[str, Any]) -> list[Report]:
+    """Each file's report, checked one after another in one worker process of core/pool.py (a
+    file that crashes its reader, a bit-flipped pickle say, costs only that file's result: its
+    C200) rather than in this process."""
+    import functools
+
+    from codecdoctor.core.pool import Lost, run_isolated
+
+    reports: dict[int, Report] = {}
+    for index, sub in run_isolated(functools.partial(_check_file, options=options), files, jobs=1):
+        reports[index] = _lost_file(files[index], sub.reason) if isinstance(sub, Lost) else sub
+    return [reports[index] for index in range(len(files))]
+
+
 def _check_folder(folder: Path, options: dict[str, Any]) -> Report:
     """Every checkpoint file under `folder`, one after the other: findings named by relative path,
     one row per file in `measurements.checkpoints`. An unreadable file is its C200, never the end
-    of the run."""
+    of the run, nor is a file whose worker process dies."""
     from codecdoctor.core.errors import InputError
 
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in CHECKPOINT_SUFFIXES)
@@ -300,9 +330,8 @@ def _check_folder(folder: Path, options: dict[str, Any]) -> Report:
     report = Report(command="check-ckpt", args={"ckpt": str(folder), **{k: (str(v) if isinstance(v, Path) else v)
                                                                       for k, v in options.items()}})
     rows = []
-    for file in files:
+    for file, sub in zip(files, _checked(files, options)):
         relative = file.relative_to(folder).as_posix()
-        sub = check_checkpoint(file, **options)
         for f in sub.findings:
             f.subject = relative if f.subject in (None, "", file.name) else f"{relative}: {f.subject}"
         report.add(sub.findings, sub.checks_run)
