@@ -1,4 +1,4 @@
-"""The one way codecdoctor runs work in worker processes (audit folders, compare folders).
+"""The one way codecdoctor runs work in worker processes (audit, compare and check-ckpt folders).
 
 `run_isolated(work, items, jobs=...)` runs `work(item)` for every item in a
 `concurrent.futures.ProcessPoolExecutor`, items grouped into batches (`batches`), and yields
