@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_compare import make_corpus  # noqa: E402
 
 from codecdoctor import compare as C  # noqa: E402
-from codecdoctor.core.process import keep_freed_memory  # noqa: E402
+from codecdoctor.core.tuning import keep_freed_memory  # noqa: E402
 from codecdoctor.measure.pair import pass_two as P2  # noqa: E402
 from codecdoctor.measure.pair import passes as P  # noqa: E402
 

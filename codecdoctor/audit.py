@@ -12,6 +12,7 @@ merge run and a Dask run give the same JSON.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -26,6 +27,7 @@ import numpy as np
 from codecdoctor.checks.data import CorpusView, DataThresholds
 from codecdoctor.core.errors import InputError
 from codecdoctor.core.findings import Finding, Report, Severity
+from codecdoctor.core.pool import Lost, batches, run_isolated
 from codecdoctor.core.registry import finding, run_checks
 from codecdoctor.measure.audio.accumulator import (
     HIST_BINS,
@@ -171,122 +173,72 @@ def audit_task(task: Task, thresholds: DataThresholds) -> CorpusAccumulator:
 
 
 def _audit_batch(batch: list[Task], thresholds: DataThresholds) -> CorpusAccumulator:
+    """A Dask task: several tasks' accumulators combined."""
     return combine_all([audit_task(t, thresholds) for t in batch], CorpusAccumulator())
 
 
-def _batches(tasks: list[Task], max_bytes: int = BATCH_BYTES, max_files: int = BATCH_FILES) -> Iterator[list[Task]]:
-    batch: list[Task] = []
-    size = 0
-    for task in tasks:
-        batch.append(task)
-        size += task.size_bytes
-        if size >= max_bytes or len(batch) >= max_files or task.kind != "audio":
-            yield batch
-            batch, size = [], 0
-    if batch:
-        yield batch
+def _audit_item(item: tuple[str, Task, int], thresholds: DataThresholds) -> CorpusAccumulator | FilePart:
+    """One pool item: a whole task ("task") or one part of a long file ("part", measured alone)."""
+    kind, task, index = item
+    if kind == "part":
+        return measure_file_part(task.path, index, silence_threshold_db=thresholds.silence_threshold_db)
+    return audit_task(task, thresholds)
 
 
-def _measure_part(path: str, index: int, silence_threshold_db: float) -> FilePart:
-    return measure_file_part(path, index, silence_threshold_db=silence_threshold_db)
+def _task_batches(tasks: list[Task], max_bytes: int = BATCH_BYTES, max_files: int = BATCH_FILES) -> list[list[Task]]:
+    """Consecutive tasks in batches (core.pool.batches); a task that is not a plain audio file goes alone."""
+    sizes = [t.size_bytes if t.kind == "audio" else max_bytes for t in tasks]
+    return [[tasks[i] for i in group] for group in batches(sizes, max_bytes=max_bytes, max_items=max_files)]
+
+
+def _unmeasured(task: Task, lost: Lost, thresholds: DataThresholds) -> CorpusAccumulator:
+    """A task whose worker died with it alone, or whose measurement raised: a D100 row saying so."""
+    return CorpusAccumulator.of_row(FileMeasurement(path=task.subject, kind="unreadable",
+                                                    size_bytes=task.size_bytes or None, error=lost.reason), thresholds)
 
 
 def _audit_all(tasks: list[Task], jobs: int, thresholds: DataThresholds,
                on_started: Callable[[], None]) -> Iterator[tuple[int, CorpusAccumulator]]:
-    """(tasks done, their accumulator) per batch, in completion order. jobs == 1 runs in this
-    process (no pool, no pickling). With several workers, a long file on disk is measured as its
-    parts in parallel (the same parts measure_file reads one after another, so the numbers are
-    identical) and joined here. `on_started()` is called once the workers exist."""
-    if jobs <= 1 or len(tasks) < 1:
+    """(tasks done, their accumulator) per task, in completion order. jobs == 1 runs in this
+    process (no pool, no pickling). With several workers (core.pool), a long file on disk is
+    measured as its parts in parallel (the same parts measure_file reads one after another, so the
+    numbers are identical) and joined here. `on_started()` is called once the work is handed out."""
+    # Large files first, so the last worker is not left alone with a 2-hour file at the end.
+    ordered = sorted(tasks, key=lambda t: -t.size_bytes)
+    split = {} if jobs <= 1 else {
+        t.subject: n for t in ordered if t.kind == "audio" and t.storage.protocol is None
+        and t.size_bytes >= SPLIT_BYTES and (n := file_part_count(t.path)) > 1}
+    if jobs <= 1 or (len(tasks) <= 1 and not split):
         on_started()
         for task in tasks:
             yield 1, audit_task(task, thresholds)
         return
-    import concurrent.futures as cf
-    import multiprocessing as mp
-
-    # Large files first, so the last worker is not left alone with a 2-hour file at the end.
-    ordered = sorted(tasks, key=lambda t: -t.size_bytes)
-    split = {t.subject: n for t in ordered if t.kind == "audio" and t.storage.protocol is None
-             and t.size_bytes >= SPLIT_BYTES and (n := file_part_count(t.path)) > 1}
-    if len(tasks) == 1 and not split:
-        on_started()
-        yield 1, audit_task(tasks[0], thresholds)
-        return
-    whole = [t for t in ordered if t.subject not in split]
-    context = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-    retry: dict[str, Task] = {}  # tasks whose worker died or raised: measured again one by one
-    with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-        pending: dict[Any, tuple[Any, ...]] = {}
-        for task in ordered:
-            for index in range(split.get(task.subject, 0)):
-                future = pool.submit(_measure_part, task.path, index, thresholds.silence_threshold_db)
-                pending[future] = ("part", task, index)
-        for batch in _batches(whole):
-            pending[pool.submit(_audit_batch, batch, thresholds)] = ("batch", batch)
-        on_started()
-        parts: dict[str, list[FilePart | None]] = {subject: [None] * n for subject, n in split.items()}
-        for future in cf.as_completed(pending):
-            kind, *info = pending[future]
-            try:
-                result = future.result()
-            except Exception:  # a worker that died (BrokenProcessPool) or a bug: nothing is lost
-                for task in (info[0] if kind == "batch" else [info[0]]):
-                    retry[task.subject] = task
-                    parts.pop(task.subject, None)
-                continue
-            if kind == "batch":
-                yield len(info[0]), result
-                continue
-            task, index = info
-            got = parts.get(task.subject)
-            if got is None:  # another part of this file failed: the file is measured again whole
-                continue
-            got[index] = result
-            if all(p is not None for p in got):
-                row = measure_file(task.path, task.subject, silence_threshold_db=thresholds.silence_threshold_db,
-                                   parts=got)
-                del parts[task.subject]
-                yield 1, CorpusAccumulator.of_row(row, thresholds)
-    yield from _retry(sorted(retry.values(), key=lambda t: t.subject), jobs, thresholds, context)
-
-
-def _retry(tasks: list[Task], jobs: int, thresholds: DataThresholds, context: Any) -> Iterator[tuple[int, CorpusAccumulator]]:
-    """Tasks of a pool that broke, one per future in a fresh pool, round after round: every task
-    that finishes before the crashing one takes its pool down again is kept, so the rounds shrink
-    to the culprits, which then run alone (and become D100 if they kill their worker again)."""
-    import concurrent.futures as cf
-
-    while len(tasks) > 1:
-        broken: list[Task] = []
-        with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-            futures = {pool.submit(_audit_batch, [task], thresholds): task for task in tasks}
-            for future in cf.as_completed(futures):
-                try:
-                    yield 1, future.result()
-                except Exception:
-                    broken.append(futures[future])
-        if len(broken) == len(tasks):  # no progress: find the culprit(s) alone
-            break
-        tasks = sorted(broken, key=lambda t: t.subject)
-    for task in tasks:
-        yield 1, _audit_alone(task, thresholds, context)
-
-
-def _audit_alone(task: Task, thresholds: DataThresholds, context: Any) -> CorpusAccumulator:
-    """One task in a fresh one-worker pool, after a pool broke: a file that kills its worker
-    process again (a decoder crash, out of memory) becomes a D100 row saying so."""
-    import concurrent.futures as cf
-
-    with cf.ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-        try:
-            return pool.submit(_audit_batch, [task], thresholds).result()
-        except cf.process.BrokenProcessPool:
-            reason = "the worker process measuring it died twice (a crash while decoding it, or out of memory)"
-        except Exception as exc:
-            reason = f"measuring it failed: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
-    return CorpusAccumulator.of_row(FileMeasurement(path=task.subject, kind="unreadable",
-                                                    size_bytes=task.size_bytes or None, error=reason), thresholds)
+    items: list[tuple[str, Task, int]] = [("part", t, index) for t in ordered for index in range(split.get(t.subject, 0))]
+    groups = [[i] for i in range(len(items))]   # a part is a batch of its own
+    for batch in _task_batches([t for t in ordered if t.subject not in split]):
+        groups.append(list(range(len(items), len(items) + len(batch))))
+        items += [("task", t, 0) for t in batch]
+    on_started()
+    parts: dict[str, list[FilePart | None]] = {subject: [None] * n for subject, n in split.items()}
+    for index, result in run_isolated(functools.partial(_audit_item, thresholds=thresholds), items,
+                                      jobs=jobs, groups=groups):
+        kind, task, part = items[index]
+        if kind == "task":
+            yield 1, _unmeasured(task, result, thresholds) if isinstance(result, Lost) else result
+            continue
+        got = parts.get(task.subject)
+        if got is None:  # another part of this file was lost: the file's row is already given
+            continue
+        if isinstance(result, Lost):
+            del parts[task.subject]
+            yield 1, _unmeasured(task, result, thresholds)
+            continue
+        got[part] = result
+        if all(p is not None for p in got):
+            row = measure_file(task.path, task.subject, silence_threshold_db=thresholds.silence_threshold_db,
+                               parts=got)
+            del parts[task.subject]
+            yield 1, CorpusAccumulator.of_row(row, thresholds)
 
 
 class _Progress:
@@ -450,6 +402,33 @@ def audit_data(directory: str | os.PathLike, *, jobs: int | None = None, sample_
         raise InputError(f"--jobs must be >= 1, got {jobs}")
 
     corpus = _list(directory, storage_options)
+    entries, cuts, notes = _selected(corpus, sample, shard_t)
+
+    tasks = [e for e in entries if isinstance(e, Task)]
+    listed = Fold()
+    for row in (e for e in entries if not isinstance(e, Task)):
+        listed.add(CorpusAccumulator.of_row(row, thresholds))
+    for row in cuts:
+        listed.add(CorpusAccumulator.of_cut(row, thresholds))
+    bar = _Progress(progress, len(tasks), sum(t.size_bytes for t in tasks))
+    started = time.perf_counter()
+    _measure_tasks(tasks, jobs, thresholds, client, bar, listed)
+    elapsed = time.perf_counter() - started
+
+    args = {"directory": corpus.display, "jobs": jobs, "sample_rate": sample_rate,
+            "shard": f"{shard_t[0]}/{shard_t[1]}" if shard_t else None, "sample": sample,
+            "silence_threshold_db": thresholds.silence_threshold_db,
+            "max_silence_fraction": thresholds.max_silence_fraction, "long_file_s": thresholds.long_file_s}
+    if client is not None:
+        args["scheduler"] = public_url(str(getattr(client.scheduler, "address", "") or "")) or None
+    report = judge(listed.result(CorpusAccumulator()), thresholds, args=args, notes=notes, shard=shard_t)
+    hours = report.measurements["corpus"]["hours"]
+    report.measurements["timing"] = {"seconds": elapsed, "audio_hours_per_second": hours / elapsed if elapsed > 0 else None}
+    return report
+
+
+def _selected(corpus: Any, sample: float | None, shard_t: tuple[int, int] | None) -> tuple[list, list, list[str]]:
+    """The corpus's entries and cuts after --sample and --shard, with the notes that say so."""
     entries = corpus.entries
     if not any(isinstance(e, Task) for e in entries):
         raise InputError(f"{corpus.display}: no audio files found ({len(entries)} other entries)")
@@ -466,46 +445,31 @@ def audit_data(directory: str | os.PathLike, *, jobs: int | None = None, sample_
         entries = [e for i, e in enumerate(entries) if i % count == index - 1]
         cuts = [c for i, c in enumerate(cuts) if i % count == index - 1]
         notes.append(f"shard {index}/{count}: {len(entries)} entries; combine the shards with `codecdoctor merge`")
+    return entries, cuts, notes
 
-    tasks = [e for e in entries if isinstance(e, Task)]
-    listed = Fold()
-    for row in (e for e in entries if not isinstance(e, Task)):
-        listed.add(CorpusAccumulator.of_row(row, thresholds))
-    for row in cuts:
-        listed.add(CorpusAccumulator.of_cut(row, thresholds))
-    bar = _Progress(progress, len(tasks), sum(t.size_bytes for t in tasks))
-    started = time.perf_counter()
-    if client is not None:
-        from codecdoctor.distributed import run_on_cluster
 
-        def lost(batch: list[Task], reason: str) -> CorpusAccumulator:
-            return combine_all([CorpusAccumulator.of_row(FileMeasurement(
-                path=t.subject, kind="unreadable", size_bytes=t.size_bytes or None, error=reason), thresholds)
-                for t in batch], CorpusAccumulator())
-
-        # Small files travel in batches (a Dask task should run for 100 ms or more); a batch
-        # whose workers died is retried file by file, so only the file that kills is lost.
-        batches = list(_batches(tasks, DASK_BATCH_BYTES, DASK_BATCH_FILES))
-        total, _ = run_on_cluster(client, _audit_batch, batches, thresholds, failed=lost, empty=CorpusAccumulator(),
-                                  label="audit", split=lambda b: [[t] for t in b], on_started=bar.start,
-                                  on_done=bar.advance_tasks)
-        listed.add(total)
-    else:
+def _measure_tasks(tasks: list[Task], jobs: int, thresholds: DataThresholds, client: Any, bar: Any,
+                   listed: Fold) -> None:
+    """Measure every file: on a Dask cluster when `client` is given, else in the local pool."""
+    if client is None:
         for done, part in _audit_all(tasks, jobs, thresholds, on_started=bar.start):
             bar.advance(part, tasks=done)
             listed.add(part)
-    elapsed = time.perf_counter() - started
+        return
+    from codecdoctor.distributed import run_on_cluster
 
-    args = {"directory": corpus.display, "jobs": jobs, "sample_rate": sample_rate,
-            "shard": f"{shard_t[0]}/{shard_t[1]}" if shard_t else None, "sample": sample,
-            "silence_threshold_db": thresholds.silence_threshold_db,
-            "max_silence_fraction": thresholds.max_silence_fraction, "long_file_s": thresholds.long_file_s}
-    if client is not None:
-        args["scheduler"] = public_url(str(getattr(client.scheduler, "address", "") or "")) or None
-    report = judge(listed.result(CorpusAccumulator()), thresholds, args=args, notes=notes, shard=shard_t)
-    hours = report.measurements["corpus"]["hours"]
-    report.measurements["timing"] = {"seconds": elapsed, "audio_hours_per_second": hours / elapsed if elapsed > 0 else None}
-    return report
+    def lost(batch: list[Task], reason: str) -> CorpusAccumulator:
+        return combine_all([CorpusAccumulator.of_row(FileMeasurement(
+            path=t.subject, kind="unreadable", size_bytes=t.size_bytes or None, error=reason), thresholds)
+            for t in batch], CorpusAccumulator())
+
+    # Small files travel in batches (a Dask task should run for 100 ms or more); a batch
+    # whose workers died is retried file by file, so only the file that kills is lost.
+    task_batches = _task_batches(tasks, DASK_BATCH_BYTES, DASK_BATCH_FILES)
+    total, _ = run_on_cluster(client, _audit_batch, task_batches, thresholds, failed=lost, empty=CorpusAccumulator(),
+                              label="audit", split=lambda b: [[t] for t in b], on_started=bar.start,
+                              on_done=bar.advance_tasks)
+    listed.add(total)
 
 
 def _read_text(location: str, storage_options: dict | None) -> str:

@@ -19,6 +19,7 @@ from codecdoctor.core.findings import Finding, Report
 from codecdoctor.core.registry import internal_errors, run_checks
 from codecdoctor.measure.adapters import build_adapter
 from codecdoctor.measure.audio.reader import read_crops
+from codecdoctor.measure.bound import bound_value
 from codecdoctor.measure.checkpoint import (
     KNOWN_LOSS_FFT_SIZES,
     OWN_FORMAT,
@@ -64,7 +65,7 @@ def _reconstruct_on_data(adapter: Any, crops, output_bound: str | None, report: 
         est = reconstruct(adapter, torch.as_tensor(audio)[None]).numpy()[0]
         refs.append(np.asarray(audio, dtype=np.float64))
         ests.append(np.nan_to_num(np.asarray(est, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0))
-        bound = 1.0 if output_bound == "tanh" else None
+        bound = bound_value(output_bound)   # a clamp keeps its limit
         pm, found, ran = diagnose_pair(audio, est, int(adapter.sample_rate), subject=subject, output_bound=bound,
                                        hop_samples=hop)
         if not pm.ref_silent and pm.compared_samples > 0:
@@ -327,10 +328,40 @@ def _dynamic_contained(adapter: Any, m: CheckpointMeasurements, crops, probes: b
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".tar")
 
 
+def _check_file(file: Path, options: dict[str, Any]) -> Report:
+    """One checkpoint of a folder (the pool's work function)."""
+    return check_checkpoint(file, **options)
+
+
+def _lost_file(file: Path, reason: str) -> Report:
+    """The report of a checkpoint whose worker process died while checking it: a C200 naming it."""
+    from codecdoctor.core.registry import finding
+
+    sub = Report(command="check-ckpt", args={"ckpt": str(file)})
+    sub.add([finding("C200", f"Checking it failed: {reason}.", subject=file.name, severity="error",
+                     evidence={})], ["C200"])
+    sub.measurements["unreadable"] = True
+    return sub
+
+
+def _checked(files: list[Path], options: dict[str, Any]) -> list[Report]:
+    """Each file's report, checked one after another in one worker process of core/pool.py (a
+    file that crashes its reader, a bit-flipped pickle say, costs only that file's result: its
+    C200) rather than in this process."""
+    import functools
+
+    from codecdoctor.core.pool import Lost, run_isolated
+
+    reports: dict[int, Report] = {}
+    for index, sub in run_isolated(functools.partial(_check_file, options=options), files, jobs=1):
+        reports[index] = _lost_file(files[index], sub.reason) if isinstance(sub, Lost) else sub
+    return [reports[index] for index in range(len(files))]
+
+
 def _check_folder(folder: Path, options: dict[str, Any]) -> Report:
     """Every checkpoint file under `folder`, one after the other: findings named by relative path,
     one row per file in `measurements.checkpoints`. An unreadable file is its C200, never the end
-    of the run."""
+    of the run, nor is a file whose worker process dies."""
     from codecdoctor.core.errors import InputError
 
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in CHECKPOINT_SUFFIXES)
@@ -339,9 +370,8 @@ def _check_folder(folder: Path, options: dict[str, Any]) -> Report:
     report = Report(command="check-ckpt", args={"ckpt": str(folder), **{k: (str(v) if isinstance(v, Path) else v)
                                                                       for k, v in options.items()}})
     rows = []
-    for file in files:
+    for file, sub in zip(files, _checked(files, options)):
         relative = file.relative_to(folder).as_posix()
-        sub = check_checkpoint(file, **options)
         for f in sub.findings:
             f.subject = relative if f.subject in (None, "", file.name) else f"{relative}: {f.subject}"
         report.add(sub.findings, sub.checks_run)

@@ -11,8 +11,8 @@ import sys
 import typer
 
 from codecdoctor.commands import audit, catalog, ckpt, compare, demo, env, merge, probe, train, watch
+from codecdoctor.core import tuning
 from codecdoctor.core.errors import CheckFailed, InputError
-from codecdoctor.core.process import keep_freed_memory as _keep_freed_memory
 
 app = typer.Typer(
     name="codecdoctor",
@@ -86,26 +86,14 @@ def main(argv: list[str] | None = None) -> int:
     return result if isinstance(result, int) else 0
 
 
-# Commands whose numpy work is spread by codecdoctor itself (worker processes, helper threads).
-# numpy's OpenBLAS would add a thread pool of its own whose idle threads spin on the cores those
-# workers need: a 1.8 h compare took twice the CPU time (27 s against 10 s) with it.
-_OWN_PARALLELISM = {"audit-data", "compare", "check-ckpt", "merge"}
-# Commands that stream audio through numpy in blocks of a few MB: see core.process.keep_freed_memory.
-_BLOCK_STREAMING = {"audit-data", "compare"}
-
 def entry(*, fast_exit: bool = False) -> None:
     """Run the command line in sys.argv and exit with its code. `fast_exit` (the console script and
     `python -m codecdoctor`, see console) skips the interpreter's teardown for the numpy commands."""
     command = sys.argv[1] if len(sys.argv) > 1 else ""
-    if command in _OWN_PARALLELISM:
-        # before numpy is first imported; a user's own setting wins. The commands that run torch
-        # (train, watch, probe, demo) and the user's code keep their threading.
-        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    if command in _BLOCK_STREAMING:
-        _keep_freed_memory()
+    tuning.before_command(command)
     code = main()
-    if fast_exit and command in _OWN_PARALLELISM:
-        _exit_now(code)
+    if fast_exit and command in tuning.OWN_PARALLELISM:
+        tuning.exit_now(code)
     sys.exit(code)
 
 
@@ -113,23 +101,6 @@ def console() -> None:
     """The `codecdoctor` executable: the process is ours alone, so it may end without teardown.
     Code that calls entry() inside a process of its own (a test runner) keeps the normal exit."""
     entry(fast_exit=True)
-
-
-def _exit_now(code: int) -> None:
-    """End the process without tearing the interpreter down. Freeing every module and object of
-    numpy, jinja2, rich and typer one by one took 0.10-0.15 s at the end of each run, as long as an
-    audit of a 1.8 h file measures. Only for the commands that run no user code and leave no thread
-    behind (their pools are shut down when main returns): atexit handlers still run and both
-    streams are flushed first."""
-    import atexit
-
-    atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):  # a closed pipe (| head): nothing left to tell
-            pass
-    os._exit(code)
 
 
 if __name__ == "__main__":

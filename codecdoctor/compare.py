@@ -40,10 +40,6 @@ CHUNK_SECONDS = 1.0
 # Quality metrics (PESQ, STOI) on a long pair: this many evenly spaced segments of
 # quality.DEFAULT_SEGMENT_SECONDS (the note names how many of the pair's segments were scored).
 QUALITY_SEGMENTS = 3
-# From this length on, STOI and PESQ run in a process of their own (measure/quality_process.py:
-# pystoi's import and pesq's C code hold the GIL, which stalls the streamed passes beside them); a
-# shorter pair's passes are over before that matters, and a child interpreter costs ~0.3 s of CPU.
-QUALITY_PROCESS_SECONDS = 120.0
 
 
 @dataclass
@@ -154,7 +150,7 @@ class _Windows:
         return np.concatenate(parts, axis=1) if parts else np.zeros((self.channels, 0))
 
 
-def _quality(ref: Any, est: Any, rate: int, lag: int, backend: Any = None) -> Any:
+def _quality(ref: Any, est: Any, rate: int, lag: int) -> Any:
     """STOI/ESTOI/PESQ/multi-scale mel (measure/quality.py) on the pair aligned by its lag, as a
     QualityResult. PESQ and STOI cost about a second per 20 s segment, so a pair longer than
     QUALITY_SEGMENTS segments is scored on that many evenly spaced segments (each a whole segment,
@@ -166,79 +162,14 @@ def _quality(ref: Any, est: Any, rate: int, lag: int, backend: Any = None) -> An
     window = int(DEFAULT_SEGMENT_SECONDS * rate)
     total_segments = aligned // window if window else 0
     if total_segments <= QUALITY_SEGMENTS:
-        return quality_from_sources(ref, est, rate, lag_samples=lag, backend=backend)
+        return quality_from_sources(ref, est, rate, lag_samples=lag)
     picks = np.linspace(0, total_segments - 1, QUALITY_SEGMENTS).round().astype(int)
     starts = [int(k) * window for k in picks]
     result = quality_from_sources(_Windows(ref, [r_start + s for s in starts], window),
-                                  _Windows(est, [e_start + s for s in starts], window), rate,
-                                  backend=backend)
+                                  _Windows(est, [e_start + s for s in starts], window), rate)
     result.notes.insert(0, f"quality metrics on {QUALITY_SEGMENTS} evenly spaced {DEFAULT_SEGMENT_SECONDS:g} s "
                            f"segments of the {total_segments} in the pair (aligned by its lag, {lag:+d} samples)")
     return result
-
-
-class _QualityBeside:
-    """The quality metrics of one pair, scored in a thread beside pass 2 of its measurement (they
-    need only the lag; numpy, STOI's and PESQ's work runs on the other core), on sources of their
-    own (a file handle is not shared between threads), cut to what the measuring sources found
-    readable (pass 1 shrinks a source that ends early)."""
-
-    def __init__(self, pair: _Pair, sample_rate: int | None, measured: tuple[Any, Any]):
-        from codecdoctor.measure.quality import installed, warm_imports
-
-        self.pair, self.sample_rate, self.measured = pair, sample_rate, measured
-        self.thread: Any = None
-        self.result: Any = None
-        self.failure: BaseException | None = None
-        self.warming: Any = None
-        self.process = None
-        shortest = min(int(source.frames) for source in measured)
-        if shortest >= QUALITY_PROCESS_SECONDS * max(1, int(measured[0].sample_rate)) and (
-                installed("pesq") or installed("pystoi")):
-            from codecdoctor.measure.quality_process import QualityProcess
-
-            self.process = QualityProcess()   # starts now: its interpreter and the packages load during pass 1
-        else:
-            # pystoi's import (~1.2 s of CPU) runs during pass 1; no fork happens before apply_to joins it
-            self.warming = warm_imports()
-
-    def start(self, m: PairMeasurements) -> None:
-        if m.ref_silent or m.compared_samples == 0:
-            return
-        import threading
-
-        readable = tuple(int(source.frames) for source in self.measured)
-        self.thread = threading.Thread(target=self._run, args=(m.lag_samples, readable), name="quality", daemon=True)
-        self.thread.start()
-
-    def _run(self, lag: int, readable: tuple[int, int]) -> None:
-        try:
-            ref, est, rate, _ = _open_pair(self.pair, self.sample_rate)
-            try:
-                cut = [_Windows(source, [0], min(int(source.frames), frames))
-                       for source, frames in zip((ref, est), readable)]
-                self.result = _quality(cut[0], cut[1], rate, lag, self.process)
-            finally:
-                _close(ref, est)
-        except BaseException as exc:  # noqa: BLE001 - raised again in the measuring thread
-            self.failure = exc
-
-    def join(self) -> None:
-        if self.warming is not None:
-            self.warming.join()
-        if self.thread is not None:
-            self.thread.join()
-        if self.process is not None:
-            self.process.close()
-
-    def apply_to(self, m: PairMeasurements) -> None:
-        self.join()
-        if self.thread is None:
-            return
-        if self.failure is not None:
-            raise self.failure
-        if self.result is not None:
-            self.result.apply_to(m)
 
 
 def _close(*sources: Any) -> None:
@@ -282,8 +213,8 @@ def pair_record(m: PairMeasurements, ref_rel: str, est_rel: str | None, error: s
 
 def _fields_of(m: PairMeasurements) -> dict[str, Any]:
     """dataclasses.asdict for PairMeasurements, whose fields are numbers, strings and dicts or
-    lists of them (one level of lists nested): asdict's recursive deep copy was half a millisecond
-    per pair, as long as a pair's lag search."""
+    lists of them (one level of lists nested): asdict's recursive deep copy of every value cost a
+    folder of short pairs as much as their lag searches."""
     data: dict[str, Any] = {}
     for f in dataclasses.fields(m):
         value = getattr(m, f.name)
@@ -369,23 +300,18 @@ def _measure_one(pair: _Pair, settings: _Settings) -> _Outcome:
     try:
         ref_src, est_src, rate, info = _open_pair(pair, settings.sample_rate)
     except Exception as exc:  # soundfile raises several types for corrupt or odd files
-        reason = f"{type(exc).__name__}: {exc}".strip()
-        return _Outcome(pair, [finding("R315", f"Cannot read the pair: {reason}", subject=pair.subject,
-                                       severity="error", evidence={})], ["R315"],
-                        pair_record(None, pair.ref_rel, pair.est_rel, error=reason))
+        return _unmeasured(pair, f"{type(exc).__name__}: {exc}".strip())
     file_run = run_checks("reconstruction", info, level="file")
     lag = None if settings.max_lag_ms is None else max(0, int(round(settings.max_lag_ms * rate / 1000.0)))
     chunks = ChunkEnergies(max(1, int(CHUNK_SECONDS * rate)))
-    quality = _QualityBeside(pair, settings.sample_rate, (ref_src, est_src)) if settings.quality else None
     try:
         m = measure_pair_stream(ref_src, est_src, rate, subject=pair.subject, output_bound=settings.output_bound,
-                                max_lag_samples=lag, chunks=chunks, on_lag=quality.start if quality else None)
+                                max_lag_samples=lag, chunks=chunks)
+        if settings.quality and not m.ref_silent and m.compared_samples > 0:
+            # after the measurement, on its sources: pass 1 has cut a side that ends early to what it could read
+            _quality(ref_src, est_src, rate, m.lag_samples).apply_to(m)
     finally:
         _close(ref_src, est_src)
-        if quality is not None:
-            quality.join()
-    if quality is not None:
-        quality.apply_to(m)
     findings, ran = judge_pair(m)
     tail = _unreadable_tail_findings(pair, (ref_src, est_src), rate)
     # judge_pair's order is kept within a severity (a stable sort); file-level findings join it
@@ -406,102 +332,73 @@ def _jobs(jobs: int | None, pairs: list[_Pair], arrays: bool) -> int:
     return max(1, min(int(jobs) if jobs else (os.cpu_count() or 1), len(pairs)))
 
 
-def _import_fft_beside() -> None:
-    """Import scipy.fft (0.2 s of CPU, most of it numpy submodules that scipy's array-API layer
-    loads) in a thread while this one opens the first pair and reads its first block: pass 1's
-    mel-peak search needs it after that block. Only where no process is forked meanwhile (a fork
-    during an import can leave the module's lock held in the child)."""
-    import sys
-
-    from codecdoctor.core.imports import run_beside
-
-    if "scipy.fft" not in sys.modules:
-        run_beside(lambda: __import__("scipy.fft"), "import-scipy.fft")
-
-
 # A worker gets consecutive pairs in batches of up to this many bytes of audio files (about two
-# minutes of 16-bit 16 kHz mono per side) and BATCH_PAIRS pairs: one hand-off per 10 s pair cost
-# the parent process 1.3 ms of CPU (pickling, the pool's feeder and manager threads, a wake-up per
-# result) on cores the workers need, and a batch this small still spreads a folder's tail evenly.
+# minutes of 16-bit 16 kHz mono per side) and BATCH_PAIRS pairs: a hand-off per short pair costs
+# the parent process pickling and a wake-up on cores the workers need, and a batch this small
+# still spreads a folder's tail evenly.
 BATCH_BYTES = 4 << 20
 BATCH_PAIRS = 16
 
 
-def _batches(pairs: list[_Pair], jobs: int) -> list[list[int]]:
-    """Indices of consecutive pairs, grouped by BATCH_BYTES and BATCH_PAIRS, and into at least four
-    batches per worker so that no worker waits on another's last batch for long."""
-    limit = max(1, min(BATCH_PAIRS, len(pairs) // (4 * jobs)))
-    batches: list[list[int]] = []
+def _pair_bytes(pair: _Pair) -> int:
     size = 0
-    for index, pair in enumerate(pairs):
-        pair_bytes = 0
-        for path in (pair.ref_path, pair.est_path):
-            try:
-                pair_bytes += path.stat().st_size if path is not None else 0
-            except OSError:  # unreadable: _measure_one says so
-                pass
-        if not batches or len(batches[-1]) >= limit or size + pair_bytes > BATCH_BYTES:
-            batches.append([])
-            size = 0
-        batches[-1].append(index)
-        size += pair_bytes
-    return batches
+    for path in (pair.ref_path, pair.est_path):
+        try:
+            size += path.stat().st_size if path is not None else 0
+        except OSError:  # unreadable: _measure_one says so
+            pass
+    return size
 
 
-def _measure_batch(pairs: list[_Pair], settings: _Settings) -> list[_Outcome]:
-    return [_measure_one(pair, settings) for pair in pairs]
+def _batches(pairs: list[_Pair], jobs: int) -> list[list[int]]:
+    """Indices of consecutive pairs, grouped by BATCH_BYTES and BATCH_PAIRS (core.pool.batches), and
+    into at least four batches per worker so that no worker waits on another's last batch for long."""
+    from codecdoctor.core.pool import batches
+
+    limit = max(1, min(BATCH_PAIRS, len(pairs) // (4 * jobs)))
+    return batches([_pair_bytes(pair) for pair in pairs], max_bytes=BATCH_BYTES, max_items=limit)
+
+
+def _unmeasured(pair: _Pair, reason: str) -> _Outcome:
+    """An R315 outcome for a pair that could not be measured at all."""
+    return _Outcome(pair, [finding("R315", f"Cannot read the pair: {reason}", subject=pair.subject,
+                                   severity="error", evidence={})], ["R315"],
+                    pair_record(None, pair.ref_rel, pair.est_rel, error=reason))
 
 
 def _measure_all(pairs: list[_Pair], settings: _Settings, jobs: int,
                  progress: Callable[[int, int, str], None] | None):
-    """Each pair's outcome, in the pairs' order. With several workers the pairs are measured in a
-    process pool, in batches (forked: the pairs and settings travel without pickling a module); a
-    pool that breaks (a worker killed by a hostile file) leaves its unfinished pairs to this process."""
+    """Each pair's outcome, in the pairs' order. With several workers the pairs are measured in
+    batches in the one process pool (core.pool); a pair whose worker died with it, even alone, is
+    an R315 outcome naming it, and the other pairs' outcomes are kept."""
     def told(index: int, outcome: _Outcome) -> _Outcome:
         if progress is not None:
             progress(index + 1, len(pairs), outcome.pair.subject)
         return outcome
 
-    from codecdoctor.core.process import one_openblas_thread
-
     if jobs <= 1:
-        _import_fft_beside()
         for index, pair in enumerate(pairs):
-            with one_openblas_thread():   # not around the yield: the caller's code runs there
-                outcome = _measure_one(pair, settings)
-            yield told(index, outcome)
+            yield told(index, _measure_one(pair, settings))
         return
-    import concurrent.futures as cf
-    import multiprocessing as mp
+    import functools
 
-    # imported once here, before the fork, rather than once in every worker: scipy.fft alone is
-    # 0.2 s of CPU, and this process needs it afterwards for the worst pair's excerpt anyway;
-    # soundfile and the checks are what every worker's first pair would import
+    # imported once here, before the fork, rather than once in every worker: every worker's first
+    # pair would import them, and this process needs scipy.fft afterwards for the worst pair's excerpt
     import scipy.fft  # noqa: F401
 
     import codecdoctor.checks.reconstruction  # noqa: F401
     import codecdoctor.measure.audio.reader  # noqa: F401
     import codecdoctor.measure.excerpt  # noqa: F401
+    from codecdoctor.core.pool import Lost, run_isolated
+    from codecdoctor.core.tuning import tune_worker
 
-    context = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
     done: dict[int, _Outcome] = {}
-    from codecdoctor.core.process import one_openblas_thread, tune_worker
-
-    with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=tune_worker) as pool:
-        futures = {pool.submit(_measure_batch, [pairs[i] for i in batch], settings): batch
-                   for batch in _batches(pairs, jobs)}
-        for future in cf.as_completed(futures):
-            try:
-                outcomes = future.result()
-            except Exception:  # noqa: BLE001 - BrokenProcessPool or a pickling failure: measured below
-                continue
-            for index, outcome in zip(futures[future], outcomes):
-                done[index] = told(len(done), outcome)
-    for index, pair in enumerate(pairs):
-        if index not in done:
-            with one_openblas_thread():
-                outcome = _measure_one(pair, settings)
-            done[index] = told(len(done), outcome)
+    for index, outcome in run_isolated(functools.partial(_measure_one, settings=settings), pairs, jobs=jobs,
+                                       groups=_batches(pairs, jobs), initializer=tune_worker):
+        if isinstance(outcome, Lost):
+            outcome = _unmeasured(pairs[index], outcome.reason)
+        done[index] = told(len(done), outcome)
+    for index in range(len(pairs)):
         yield done[index]
 
 

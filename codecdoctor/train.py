@@ -94,6 +94,7 @@ def _load_monitor(trainer, request: TrainRequest, event_log: Path | None, notes:
         notes.append("live checks off (--checks off): only the trainer's own non-finite / range stops were active")
         return None
     try:
+        from codecdoctor.measure.bound import bound_value
         from codecdoctor.monitor.monitor import Monitor
     except ImportError as exc:
         notes.append(f"live monitor not available ({exc}); trained with the trainer's own non-finite / range stops only")
@@ -111,7 +112,7 @@ def _load_monitor(trainer, request: TrainRequest, event_log: Path | None, notes:
             raise InputError(f"--tensorboard needs the tensorboard package ({exc}): pip install tensorboard") from None
         writer = SummaryWriter(request.tensorboard)
     return Monitor(trainer.model, config.sample_rate, mode=mode, stop_on=stop_on,
-                   output_bound=1.0 if config.output_bound == "tanh" else None,
+                   output_bound=bound_value(config.output_bound),
                    event_log=str(event_log) if event_log is not None else None,
                    optimizer=trainer.optimizer, start_step=trainer.step, writer=writer)
 

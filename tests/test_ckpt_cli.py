@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import zipfile
+from pathlib import Path
 
 import torch
 from fixtures.checkpoints import own_state, save
@@ -155,3 +156,34 @@ def test_a_folder_run_keeps_going_past_an_unreadable_checkpoint(cli, tmp_path):
     assert [f["subject"] for f in c200] == ["b/last.pt"]
     # the folder run is not fatal: findings decide the exit code (C200 is an error)
     assert code == 1 and "Traceback" not in out + err
+
+
+def test_a_checkpoint_that_kills_its_worker_process_is_c200_and_the_rest_of_the_folder_is_checked(tmp_path,
+                                                                                                 monkeypatch):
+    """A folder is checked in a worker process (core/pool.py): a file that crashes it (a reader
+    segfault on a bit-flipped file, here os._exit) is a C200 naming it; the other files keep
+    their own results, and nothing runs again in this process."""
+    import os
+
+    import codecdoctor.check_ckpt as check_ckpt
+
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    for name in ("a.pt", "b.pt", "c.pt"):
+        save(own_state(), runs / name)
+    real, parent = check_ckpt.check_checkpoint, os.getpid()
+
+    def crashing(path, **options):   # the forked worker inherits this: b.pt "segfaults" it
+        assert os.getpid() != parent
+        if Path(path).name == "b.pt":
+            os._exit(1)
+        return real(path, **options)
+
+    monkeypatch.setattr(check_ckpt, "check_checkpoint", crashing)
+    report = check_ckpt._check_folder(runs, {"probes": False})
+    rows = {r["path"]: r for r in report.measurements["checkpoints"]}
+    assert set(rows) == {"a.pt", "b.pt", "c.pt"}
+    assert rows["b.pt"]["unreadable"] and rows["b.pt"]["top"] == "C200"
+    assert rows["a.pt"]["parameters"] > 0 and rows["c.pt"]["parameters"] == rows["a.pt"]["parameters"]
+    c200 = [f for f in report.findings if f.id == "C200"]
+    assert [f.subject for f in c200] == ["b.pt"] and "worker process" in c200[0].message

@@ -140,7 +140,7 @@ def test_block_streaming_commands_keep_freed_blocks_for_reuse(monkeypatch, comma
     called = []
     monkeypatch.setattr(sys, "argv", ["codecdoctor", command, "--help"])
     monkeypatch.setattr(cli_module, "main", lambda: 0)
-    monkeypatch.setattr(cli_module, "_keep_freed_memory", lambda: called.append(True) or True)
+    monkeypatch.setattr(cli_module.tuning, "keep_freed_memory", lambda: called.append(True) or True)
     with pytest.raises(SystemExit):
         cli_module.entry()
     assert bool(called) is expected
@@ -149,15 +149,15 @@ def test_block_streaming_commands_keep_freed_blocks_for_reuse(monkeypatch, comma
 def test_malloc_thresholds_are_set_on_glibc_and_left_to_a_user_who_set_them(monkeypatch):
     import platform
 
-    import codecdoctor.cli as cli_module
+    from codecdoctor.core.tuning import keep_freed_memory
 
     monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "131072")
-    assert cli_module._keep_freed_memory() is False
+    assert keep_freed_memory() is False
     monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_")
     monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
     if not (sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"):
         pytest.skip("mallopt is glibc's")
-    assert cli_module._keep_freed_memory() is True
+    assert keep_freed_memory() is True
 
 
 def test_the_numpy_commands_end_without_interpreter_teardown_and_keep_their_output(tmp_path):
@@ -177,26 +177,3 @@ def test_the_numpy_commands_end_without_interpreter_teardown_and_keep_their_outp
     assert "R303" in run.stdout
     assert json.loads((tmp_path / "r.json").read_text())["findings"]
     assert (tmp_path / "r.html").stat().st_size > 1000
-
-
-def test_a_compare_worker_limits_numpys_openblas_to_one_thread():
-    """compare's workers set OpenBLAS to one thread even when numpy loaded with one per core (a
-    program calling codecdoctor.compare): the count is read back through OpenBLAS itself."""
-    import subprocess
-
-    script = (
-        "import ctypes, os\n"
-        "os.environ.pop('OPENBLAS_NUM_THREADS', None)\n"
-        "import numpy\n"
-        "from codecdoctor.core.process import limit_openblas_threads\n"
-        "paths = {l.split()[-1] for l in open('/proc/self/maps') if 'openblas' in l.lower() and '/' in l}\n"
-        "if not paths: print('none'); raise SystemExit\n"
-        "lib = ctypes.CDLL(sorted(paths)[0])\n"
-        "get = next(getattr(lib, n) for n in ('scipy_openblas_get_num_threads64_', 'openblas_get_num_threads')"
-        " if hasattr(lib, n))\n"
-        "print(limit_openblas_threads(1), get())\n")
-    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True).stdout.split()
-    if out == ["none"] or not sys.platform.startswith("linux"):
-        pytest.skip("numpy here is not linked with OpenBLAS")
-    assert out == ["True", "1"]

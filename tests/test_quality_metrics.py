@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
 
 import numpy as np
 import pytest
@@ -211,97 +210,6 @@ def test_compare_html_shows_the_quality_table_and_json_carries_the_fields(cli, t
                      "--json", tmp_path / "n.json", "--no-quality", "--no-progress")
     assert code == 0 and "Quality metrics" not in (tmp_path / "n.html").read_text(encoding="utf-8")
     assert json.loads((tmp_path / "n.json").read_text())["measurements"]["pairs"][0]["stoi"] is None
-
-
-def test_pesq_in_its_own_process_scores_what_the_package_scores(clean):
-    """measure/quality_process.py: same numbers, the package's errors by name, and a child that dies
-    midway is replaced by the package in this process."""
-    import pesq
-
-    from codecdoctor.measure.quality_process import QualityProcess
-
-    ref, est = clean.astype(np.float32), noisy(clean, 12).astype(np.float32)
-    worker = QualityProcess()
-    try:
-        for mode in ("wb", "nb"):
-            assert worker.pesq(SR, ref, est, mode) == float(pesq.pesq(SR, ref, est, mode))
-        with pytest.raises(Exception) as raised:
-            worker.pesq(SR, ref[:100], est[:100], "wb")
-        with pytest.raises(Exception) as direct:
-            pesq.pesq(SR, ref[:100], est[:100], "wb")
-        assert type(raised.value).__name__ == type(direct.value).__name__
-        worker._child.kill()
-        worker._child.wait()
-        assert worker.pesq(SR, ref, est, "wb") == float(pesq.pesq(SR, ref, est, "wb"))
-        assert worker._child is None
-    finally:
-        worker.close()
-
-
-def test_stoi_in_its_own_process_scores_what_the_package_scores_and_warns_alike(clean):
-    """STOI and ESTOI from the child equal pystoi's in this process (float64 on the pipe), and the
-    warning pystoi gives for too few speech frames comes back as a warning with its message (the
-    accumulator reads it to leave the segment out)."""
-    from pystoi import stoi
-
-    from codecdoctor.measure.quality_process import QualityProcess
-
-    ref, est = clean.astype(np.float64), noisy(clean, 12)
-    worker = QualityProcess()
-    try:
-        for extended in (False, True):
-            # equal to float rounding: numpy may sum the child's buffer (another alignment) in another order
-            assert worker.stoi(ref, est, SR, extended=extended) == pytest.approx(
-                float(stoi(ref, est, SR, extended=extended)), rel=1e-12, abs=0.0)
-        short_ref, short_est = ref[: SR // 4], est[: SR // 4]
-        with pytest.warns(RuntimeWarning, match="Not enough STFT frames"):
-            value = worker.stoi(short_ref, short_est, SR)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            assert value == pytest.approx(float(stoi(short_ref, short_est, SR)), rel=1e-12, abs=0.0)
-        worker._child.kill()
-        worker._child.wait()
-        assert worker.stoi(ref, est, SR) == float(stoi(ref, est, SR))
-    finally:
-        worker.close()
-
-
-def test_a_long_pair_scores_quality_in_a_process_with_the_same_result(clean, tmp_path):
-    """From QUALITY_PROCESS_SECONDS on, compare scores STOI and PESQ in the child: the same numbers
-    and notes as in this process, and pystoi is not imported here (its import holds the GIL)."""
-    import subprocess
-    import sys
-
-    import soundfile as sf
-
-    long_ref = np.tile(clean, 4)
-    sf.write(tmp_path / "ref.wav", long_ref, SR, subtype="FLOAT")
-    sf.write(tmp_path / "est.wav", noisy(long_ref, 15), SR, subtype="FLOAT")
-    # a fresh interpreter: this one has imported pystoi in earlier tests
-    script = f"""
-import json, sys
-import codecdoctor.compare as C
-from codecdoctor.measure import quality_process
-started = []
-original = quality_process.QualityProcess.__init__
-quality_process.QualityProcess.__init__ = lambda self: (started.append(True), original(self))[1]
-C.QUALITY_PROCESS_SECONDS = 5.0
-in_process = C.compare({str(tmp_path / "ref.wav")!r}, {str(tmp_path / "est.wav")!r}).measurements["pairs"][0]
-pystoi_here = "pystoi" in sys.modules
-C.QUALITY_PROCESS_SECONDS = 1e9
-in_thread = C.compare({str(tmp_path / "ref.wav")!r}, {str(tmp_path / "est.wav")!r}).measurements["pairs"][0]
-keys = ("pesq_wb", "pesq_nb", "stoi", "estoi", "quality_notes")
-print(json.dumps({{"started": started, "pystoi_here": pystoi_here,
-                   "in_process": {{k: in_process[k] for k in keys}}, "in_thread": {{k: in_thread[k] for k in keys}}}}))
-"""
-    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr[-2000:]
-    out = json.loads(run.stdout.strip().splitlines()[-1])
-    assert out["started"] == [True] and not out["pystoi_here"]
-    # equal to float rounding: numpy's sums may take another order for another buffer alignment
-    assert out["in_process"]["quality_notes"] == out["in_thread"]["quality_notes"]
-    for key in ("pesq_wb", "pesq_nb", "stoi", "estoi"):
-        assert out["in_process"][key] == pytest.approx(out["in_thread"][key], rel=1e-12, abs=0.0), key
 
 
 def test_a_segment_with_too_little_speech_is_left_out_of_stoi_with_a_note(clean):

@@ -6,6 +6,7 @@ import math
 
 from codecdoctor.core.findings import Severity
 from codecdoctor.core.registry import NotApplicable, check, finding
+from codecdoctor.measure.bound import bound_value
 from codecdoctor.measure.checkpoint import EXPLODING_RMS, VANISHING_RMS, CheckpointMeasurements
 
 # C204: GradScaler starts at 2**16 and halves on every step whose gradients overflow. Below 1.0 the
@@ -163,12 +164,12 @@ def scaler_collapsed(m: CheckpointMeasurements):
 UNBOUNDED_BY_DESIGN = {"encodec": "EnCodec's decoder ends in a conv, as published"}
 
 
-def _bound_value(bound: str) -> float | None:
-    """The amplitude a bounded output cannot pass (tanh, clamp, hardtanh: 1; a number: itself)."""
+def _limit(bound: str) -> float | None:
+    """The amplitude the configured bound cannot pass; a word this toolkit does not know counts as 1."""
     try:
-        return abs(float(bound))
+        return bound_value(bound)
     except ValueError:
-        return None if bound.strip().lower() in ("none", "", "unbounded", "off") else 1.0
+        return 1.0
 
 
 @check("C205", scope="checkpoint", severity=Severity.WARNING, level="static")
@@ -193,7 +194,7 @@ def output_unbounded(m: CheckpointMeasurements):
     m = _readable(m)
     if m.output_bound is None:
         raise NotApplicable
-    limit = _bound_value(str(m.output_bound))
+    limit = _limit(str(m.output_bound))
     evidence = {"output_bound": m.output_bound, "bound": limit, "data_peak": m.data_peak,
                 "input_scale_normalised": m.input_scale_normalised,
                 "by_design": UNBOUNDED_BY_DESIGN.get(m.architecture)}

@@ -26,6 +26,7 @@ from codecdoctor.demo.corpus import SAMPLE_RATE, build_corpus
 from codecdoctor.demo.index import DemoStep, write_index
 from codecdoctor.demo.saga import CASES, SagaInputs, write_pair
 from codecdoctor.demo.verdicts import verdict_for
+from codecdoctor.measure.bound import bound_value
 from codecdoctor.report import html as html_view
 from codecdoctor.report import json as json_out
 from codecdoctor.report import terminal
@@ -181,7 +182,7 @@ class DemoRunner:
         peaks_codec = train_on(codec, peaks)
         inputs = SagaInputs(codec=codec, clean=clean[:seconds], peaks=peaks[:seconds], sample_rate=SAMPLE_RATE,
                             peaks_codec=peaks_codec)
-        bound = 1.0 if codec.config.output_bound == "tanh" else None
+        bound = bound_value(codec.config.output_bound)
         for case in CASES:
             def work(case=case) -> Report:
                 ref, est = case.make(inputs)

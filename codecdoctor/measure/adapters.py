@@ -539,11 +539,10 @@ class ForwardAdapter:
     def output_bound(self) -> str | None:
         """"tanh" when the reconstruction comes out of an nn.Tanh / nn.Hardtanh, "none" when it comes
         straight out of a conv or linear layer, None when a functional op (or nothing seen) made it."""
-        if self.output_module in ("Tanh", "Hardtanh", "Softsign"):
-            return "tanh"
-        if self.output_module and ("Conv" in self.output_module or self.output_module == "Linear"):
-            return "none"
-        return None
+        from codecdoctor.measure.bound import module_name_bound
+
+        bound = module_name_bound(self.output_module)
+        return None if bound is None else ("tanh" if bound.bounded else "none")
 
     def _call(self, audio):
         import torch

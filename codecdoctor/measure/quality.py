@@ -116,8 +116,8 @@ def _import_pystoi():
 
 
 def installed(package: str) -> bool:
-    """Whether an optional package can be imported, without importing it (pystoi's import alone is
-    1.2 s of CPU)."""
+    """Whether an optional package can be imported, without importing it (pystoi's import loads
+    scipy.signal, longer than scoring a short pair)."""
     import importlib.util
 
     return importlib.util.find_spec(package) is not None
@@ -129,24 +129,6 @@ def _import_pesq():
     except ImportError:
         return None
     return pesq
-
-
-_warming: Any = None
-
-
-def warm_imports() -> Any:
-    """Start importing pystoi and pesq in a background thread, once per process. pystoi imports
-    scipy.signal, which takes ~1.2 s of CPU; a compare starts this before its first pass, so the
-    import runs while the pass reads and sums, and the quality thread finds the modules loaded
-    (Python's import lock makes it wait for an import still under way, never import twice). Call
-    it only where no process will be forked while the thread runs: a fork during an import can
-    leave that module's lock held in the child; join the returned thread before forking."""
-    global _warming
-    if _warming is None:
-        from codecdoctor.core.imports import run_beside
-
-        _warming = run_beside(lambda: (_import_pystoi(), _import_pesq()), "quality-imports")
-    return _warming
 
 
 def pesq_rates(sample_rate: int) -> tuple[int | None, bool, str | None]:
@@ -215,10 +197,7 @@ class QualityAccumulator:
 
     def __init__(self, sample_rate: int, *, segment_seconds: float = DEFAULT_SEGMENT_SECONDS,
                  total_samples: int | None = None, max_seconds: float | None = DEFAULT_MAX_SECONDS,
-                 stoi: bool = True, pesq: bool = True, mel: bool = True, backend: Any = None) -> None:
-        """`backend`: what answers the pystoi.stoi and pesq.pesq calls instead of the packages in
-        this process (compare's QualityProcess for a long pair, which then imports them instead of
-        this process); the packages must still be installed."""
+                 stoi: bool = True, pesq: bool = True, mel: bool = True) -> None:
         self.sample_rate = int(sample_rate)
         self.segment_seconds = float(segment_seconds)
         self.segment_samples = max(1, int(round(self.segment_seconds * self.sample_rate)))
@@ -237,12 +216,8 @@ class QualityAccumulator:
         self.segments = 0   # segments seen
         self.scored = 0     # segments scored (all, or the chosen ones)
         self.notes: list[str] = []
-        if backend is not None:
-            self._stoi = backend.stoi if stoi and installed("pystoi") else None
-            self._pesq = backend if pesq and installed("pesq") else None
-        else:
-            self._stoi = _import_pystoi() if stoi else None
-            self._pesq = _import_pesq() if pesq else None
+        self._stoi = _import_pystoi() if stoi else None
+        self._pesq = _import_pesq() if pesq else None
         self.pesq_rate, self.pesq_wide, rate_note = pesq_rates(self.sample_rate)
         if stoi and self._stoi is None:
             self.notes.append(PYSTOI_MISSING)
@@ -417,8 +392,7 @@ def _mono(x: Any) -> np.ndarray:
 def quality_from_sources(ref: Any, est: Any, sample_rate: int, *, lag_samples: int = 0,
                          segment_seconds: float = DEFAULT_SEGMENT_SECONDS,
                          max_seconds: float | None = DEFAULT_MAX_SECONDS,
-                         stoi: bool = True, pesq: bool = True, mel: bool = True,
-                         backend: Any = None) -> QualityResult:
+                         stoi: bool = True, pesq: bool = True, mel: bool = True) -> QualityResult:
     """`quality_metrics` on two sources (anything with `frames` and `read(start, stop) ->
     (channels, n)`, as `measure.pair`'s sources): only the scored segments are read, one at a
     time, so memory is 1.5 segments and the cost is that of `max_seconds`, whatever the length.
@@ -430,13 +404,13 @@ def quality_from_sources(ref: Any, est: Any, sample_rate: int, *, lag_samples: i
     def read(start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         return _mono(ref.read(r_start + start, r_start + stop)), _mono(est.read(e_start + start, e_start + stop))
 
-    return _score_segments(read, n, int(sample_rate), lag, segment_seconds, max_seconds, stoi, pesq, mel, backend)
+    return _score_segments(read, n, int(sample_rate), lag, segment_seconds, max_seconds, stoi, pesq, mel)
 
 
 def _score_segments(read, n: int, sample_rate: int, lag: int, segment_seconds: float, max_seconds: float | None,
-                    stoi: bool, pesq: bool, mel: bool, backend: Any = None) -> QualityResult:
+                    stoi: bool, pesq: bool, mel: bool) -> QualityResult:
     acc = QualityAccumulator(sample_rate, segment_seconds=segment_seconds, total_samples=n, max_seconds=max_seconds,
-                             stoi=stoi, pesq=pesq, mel=mel, backend=backend)
+                             stoi=stoi, pesq=pesq, mel=mel)
     for index, (start, stop) in enumerate(segment_bounds(n, acc.segment_samples)):
         if acc.chosen is not None and index not in acc.chosen:
             acc.segments += 1

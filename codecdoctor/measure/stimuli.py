@@ -25,9 +25,6 @@ _FORMANT_BANDWIDTHS_HZ = (80.0, 100.0, 140.0)
 
 def _resonator(x: np.ndarray, freq_hz: float, bandwidth_hz: float, sample_rate: int) -> np.ndarray:
     """Two-pole resonator (one formant), unity gain at DC-normalised peak."""
-    from codecdoctor.core.imports import settle
-
-    settle()   # no other part of scipy may be importing in the background meanwhile
     from scipy.signal import lfilter
 
     if freq_hz >= sample_rate / 2 * 0.95:

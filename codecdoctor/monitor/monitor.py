@@ -54,6 +54,7 @@ from codecdoctor.checks.training import EMITTED_COLLAPSE_DISTINCT
 from codecdoctor.core.errors import CheckFailed
 from codecdoctor.core.findings import Finding, Report, Severity, jsonable
 from codecdoctor.core.registry import run_checks
+from codecdoctor.measure.bound import bound_value, infer_output_bound
 from codecdoctor.measure.training import (
     CodebookLevel,
     EmittedLevel,
@@ -80,24 +81,11 @@ from codecdoctor.monitor.validation import measure_validation
 __all__ = ["Monitor", "STOP_POLICIES", "is_nonfinite_fault"]
 
 
-def bound_from(value: Any) -> float | None:
-    """'tanh' / 'clamp' -> 1.0, 'none' -> None, a number -> that number."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        low = value.strip().lower()
-        if low in ("tanh", "clamp", "clip", "hardtanh"):
-            return 1.0
-        if low in ("none", "", "unbounded", "off"):
-            return None
-        return float(low)
-    return float(value)
-
-
 def _auto_output_bound(model: torch.nn.Module) -> float | None:
     base = getattr(model, "module", model)  # DDP wrapper
     config = getattr(base, "config", None)
-    return bound_from(getattr(config, "output_bound", None)) if config is not None else None
+    bound = infer_output_bound(config=config) if config is not None else None
+    return bound.value if bound is not None else None
 
 
 class Monitor:
@@ -134,7 +122,7 @@ class Monitor:
         self.sample_rate = int(sample_rate)
         self.mode = mode
         self.stop_on = stop_on
-        self.output_bound = _auto_output_bound(model) if output_bound is None else bound_from(output_bound)
+        self.output_bound = _auto_output_bound(model) if output_bound is None else bound_value(output_bound)
         self.read_every = int(read_every)
         self.optimizer = optimizer
         self.warmup_steps = 2 * self.read_every if warmup_steps is None else int(warmup_steps)

@@ -43,6 +43,7 @@ from torch import nn
 
 from codecdoctor.core.errors import CheckFailed
 from codecdoctor.core.findings import Finding, Report
+from codecdoctor.measure.bound import module_bound
 from codecdoctor.measure.forward import first_audio_output
 from codecdoctor.monitor.amp import ScalerStepWatch
 from codecdoctor.monitor.codes import CodeCapture
@@ -54,7 +55,6 @@ AUDIO_MAX_CHANNELS = 2
 # are 320 (EnCodec, SoundStream) to 512 (DAC), so a quarter of the input or 1024 samples bounds it
 LENGTH_TOLERANCE_SAMPLES = 1024
 VALIDATION_MAX_PAIRS = 64
-BOUNDED_ACTIVATIONS = (nn.Tanh, nn.Hardtanh, nn.Softsign)
 
 
 def audio_shaped(value: Any) -> bool:
@@ -77,16 +77,8 @@ def bound_of(module: nn.Module | None) -> tuple[float | None, str]:
     """(bound, how it was found) from the model's last leaf module."""
     if module is None:
         return None, "no final module seen"
-    name = type(module).__name__
-    if isinstance(module, nn.Hardtanh):
-        return max(abs(float(module.min_val)), abs(float(module.max_val))), f"final {name}"
-    if isinstance(module, BOUNDED_ACTIVATIONS):
-        return 1.0, f"final {name}"
-    low = name.lower()
-    if "clamp" in low or "clip" in low:
-        limit = getattr(module, "max_val", None) or getattr(module, "max", None) or getattr(module, "limit", None)
-        return (float(limit) if isinstance(limit, (int, float)) else 1.0), f"final {name}"
-    return None, f"final module {name} is not bounded"
+    bound = module_bound(module)
+    return bound.value, bound.source
 
 
 @dataclasses.dataclass

@@ -110,9 +110,6 @@ def resample(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     the diagnostics. Returns the input unchanged when the rates agree."""
     if int(from_rate) == int(to_rate):
         return audio
-    from codecdoctor.core.imports import settle
-
-    settle()   # no other part of scipy may be importing in the background meanwhile
     from scipy.signal import resample_poly
 
     g = math.gcd(int(from_rate), int(to_rate))

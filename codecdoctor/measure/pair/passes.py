@@ -30,9 +30,10 @@ arrays, the textbook way; tests/test_compare_stream.py holds the engine to it.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any
 
 from codecdoctor.measure import metrics as M
+from codecdoctor.measure.bound import infer_output_bound
 from codecdoctor.measure.pair.chunks import ChunkEnergies
 from codecdoctor.measure.pair.corrections import (
     fractional_alignment_snr,
@@ -60,15 +61,12 @@ BLOCK_SAMPLES = 1 << 18
 def measure_pair_stream(ref: SignalSource, est: SignalSource, sample_rate: int, *, subject: str | None = None,
                         output_bound: float | None = None, max_lag_samples: int | None = None,
                         hop_samples: int | None = None, block_samples: int = BLOCK_SAMPLES,
-                        chunks: ChunkEnergies | None = None,
-                        on_lag: Callable[[PairMeasurements], None] | None = None) -> PairMeasurements:
+                        chunks: ChunkEnergies | None = None) -> PairMeasurements:
     """Measure a pair read from two sources (see the module doc). Sources with different channel
     counts must be reconciled by the caller (compare downmixes both). The frame-rate measurements
     (R317) are taken on at most FRAME_LOCKING_SECONDS of the aligned pair (all of a shorter one).
     `chunks`, when given, receives the (reference, error) energy of each chunk of the compared
-    samples (chunk_energies per chunk, for R313). `on_lag(m)`, when given, is called once the
-    lag is known (pass 1's numbers and the lag filled in), before pass 2: work that needs only the
-    alignment (compare's quality metrics) can start beside it."""
+    samples (chunk_energies per chunk, for R313)."""
     sample_rate = int(sample_rate) if sample_rate and sample_rate > 0 else 16000
     stft = Stft(sample_rate)
     block = max(stft.hop, int(block_samples) // stft.hop * stft.hop)
@@ -82,7 +80,7 @@ def measure_pair_stream(ref: SignalSource, est: SignalSource, sample_rate: int, 
             break
     if first is None:
         return m
-    pass_two(ref, est, m, first, output_bound, max_lag_samples, stft, block, hop_samples, on_lag)
+    pass_two(ref, est, m, first, output_bound, max_lag_samples, stft, block, hop_samples)
     return m
 
 
@@ -101,12 +99,13 @@ def measure_lag(m: PairMeasurements, full_r: FlatView, full_e: FlatView, first: 
     return found
 
 
-def infer_output_bound(m: PairMeasurements, output_bound: float | None) -> float | None:
-    """The output bound: the one given, else 1.0 when the output never exceeds 1.0 while the input
-    does (R307; from pass 1's peaks)."""
-    bound = output_bound
-    if bound is None and m.ref_peak > 1.0 and 0.0 < m.est_peak <= 1.0:
-        bound, m.output_bound_inferred = 1.0, True
+def pair_output_bound(m: PairMeasurements, output_bound: float | None) -> float | None:
+    """The output bound (measure.bound.infer_output_bound): the one given, else 1.0 when the output
+    never exceeds 1.0 while the input does (R307; from pass 1's peaks)."""
+    peak = m.est_peak if m.ref_peak > 1.0 and m.est_peak > 0.0 else None
+    found = infer_output_bound(given=output_bound, peak=peak)
+    bound = found.value if found is not None else None
+    m.output_bound_inferred = output_bound is None and bound is not None
     if bound is not None and bound > 0:
         m.output_bound = float(bound)
     return bound
@@ -114,7 +113,7 @@ def infer_output_bound(m: PairMeasurements, output_bound: float | None) -> float
 
 def pass_two(ref: SignalSource, est: SignalSource, m: PairMeasurements, first: PassOneResult,
              output_bound: float | None, max_lag_samples: int | None, stft: Stft, block: int,
-             hop_samples: int | None, on_lag: Any = None) -> None:
+             hop_samples: int | None) -> None:
     """The lag, pass 2's sums, and every measurement read from them, into m."""
     sample_rate, compared = m.sample_rate, m.compared_samples
     n = min(ref.frames, est.frames)
@@ -124,10 +123,8 @@ def pass_two(ref: SignalSource, est: SignalSource, m: PairMeasurements, first: P
     lag = found.lag
     offset_r, offset_e = (0, lag) if lag > 0 else (-lag, 0)
     aligned = max(0, min(full_r.length - offset_r, full_e.length - offset_e))
-    if on_lag is not None:
-        on_lag(m)
     # the output bound is inferred from the peaks (pass 1); the small-signal level needs it here
-    bound = infer_output_bound(m, output_bound)
+    bound = pair_output_bound(m, output_bound)
     small_limit = 0.5 * (m.output_bound or 1.0)
     # the files' peaks (pass 1) bound every block: one exponent for the whole pair; when they can be
     # squared safely, no block needs scaling and its sums skip the peak scans
