@@ -27,7 +27,8 @@ def test_bench_speed_quick_prints_every_row_with_a_ratio_and_peak_rss():
         cells = [c.strip() for c in row.strip("|").split("|")]
         ours, peer, ratio, ours_cpu, peer_cpu, ours_rss, peer_rss = cells[1:8]
         assert float(ours_cpu) >= 0 and float(peer_cpu) >= 0
-        assert float(ours.split()[0]) > 0 and float(peer) > 0
+        # --quick's files are tiny: a peer (sox on a short file) can round to 0.00 s
+        assert float(ours.split()[0]) > 0 and float(peer) >= 0
         assert ratio.endswith("x") and float(ratio[:-1]) > 0
         assert float(ours_rss) > 0 and float(peer_rss) > 0
     assert "s of audio/s" in out

@@ -190,6 +190,7 @@ class ModelTap:
                 return original(tensors, *args, **kwargs)
             if tap._undecided is not None:  # a backward after a grad-enabled eval-mode forward: training
                 tap._settle_undecided(trained=True)
+            tap._nonfinite_loss_before_backward(tensors)
             structure.before_backward()
             tap._in_backward = True
             try:
@@ -202,6 +203,21 @@ class ModelTap:
 
         backward.__doc__ = original.__doc__
         return backward
+
+    def _nonfinite_loss_before_backward(self, tensors: Any) -> None:
+        """A non-finite scalar loss on the CPU goes to the monitor before its backward runs, while
+        its autograd graph still holds the saved tensors S502 reads (a half-precision log of exact
+        zeros). Only on the CPU, where reading a value is no device sync; on a GPU the alarm reads
+        the step back after the backward, and S502 falls back to T604's trace."""
+        if self.monitor is None:
+            return
+        roots = tensors if isinstance(tensors, (list, tuple)) else [tensors]
+        for root in roots:
+            if (isinstance(root, torch.Tensor) and root.numel() == 1 and root.is_floating_point()
+                    and root.device.type == "cpu" and root.grad_fn is not None
+                    and not bool(torch.isfinite(root.detach()).all())):
+                self._guard(self.monitor.on_loss, {"loss": root})
+                return
 
     def _wrapped_grad(self, original):
         tap = self
