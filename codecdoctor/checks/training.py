@@ -185,7 +185,9 @@ def rms_ratio_drift(m: TrainingMeasurements):
     −20·log10|1−g| (0 dB at g = 2), and a loss optimum never makes the output louder than the
     target. The quiet side is wider because uncertainty shrinks an L1/L2 estimate toward zero (the
     L2-optimal gain is its correlation with the target): early low-capacity models run 6-12 dB
-    quiet; −20 dB is a correlation of 0.1.
+    quiet; −20 dB is a correlation of 0.1. In the first FIRST_PART_STEPS (100) optimizer steps a
+    quiet output is info, "not learned yet": a decoder near its initialisation is quiet by
+    construction (see T608's rule); a loud one is judged from the start.
     Why: This is the signature of the two saga mistakes: per-sample normalization (the model never
     sees the true level, so its output level is wrong on raw-scale audio) and an unbounded decoder
     whose output level grows. Level is the first thing a waveform loss fixes, so a persistent ratio
@@ -220,9 +222,11 @@ def rms_ratio_drift(m: TrainingMeasurements):
     if not RMS_QUIET_DB <= ratio_db <= RMS_DRIFT_DB and not improving:
         trend = f"; previous window {previous[-1]:+.1f} dB" if previous else ""
         limit = f"above +{RMS_DRIFT_DB:g} dB" if ratio_db > 0 else f"below {RMS_QUIET_DB:g} dB"
+        early = ratio_db < 0 and w.steps[-1] < FIRST_PART_STEPS   # quiet near initialisation: see above
+        note = f" (not learned yet: step {w.steps[-1]} is early in training)" if early else ""
         out.append(finding("T603", f"output/input RMS ratio is {ratio_db:+.1f} dB (median over {step_span(w.steps)}"
-                                   f"{trend}), {limit} and not converging",
-                           subject=step_span(w.steps),
+                                   f"{trend}), {limit} and not converging{note}",
+                           subject=step_span(w.steps), severity=Severity.INFO if early else None,
                            evidence={"rms_ratio_db": ratio_db, "previous_db": previous[-1] if previous else None,
                                      "direction": 1 if ratio_db > 0 else -1,
                                      "first_step": w.steps[0], "last_step": w.steps[-1]}))
