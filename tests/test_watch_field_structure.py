@@ -120,3 +120,13 @@ def test_field_data_beyond_the_decoders_tanh_is_T601_and_R307(tmp_path):
     assert "beyond" in t601[0].message and "max |x| = 1.3000" in t601[0].message
     r307 = [f for f in result.report.findings if f.id == "R307"]
     assert r307 and "exceed the output bound" in r307[0].message
+
+
+@pytest.mark.slow
+def test_a_healthy_field_run_trained_long_enough_to_learn_gives_no_false_alarm(tmp_path):
+    result, printed = _watch("dac", 120, "none", tmp_path)
+    assert result.exit_code == 0 and len(printed) == 120
+    history = result.report.measurements["history"]
+    assert history[-1]["val_snr_db"] > 3.0  # it learned: the SNR rose from about 0 dB
+    loud = [f for f in result.report.findings if f.severity > Severity.INFO]
+    assert not loud, [(f.id, f.message) for f in loud]
