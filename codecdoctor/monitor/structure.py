@@ -223,6 +223,10 @@ class RunStructure:
                 self.write_loss(name, value)
         return effective_loss([v for _, v, _ in terms], [g for _, _, g in terms], sent[at_y])
 
+    def unscaled(self, root: torch.Tensor) -> torch.Tensor:
+        """A backward root's value before a GradScaler scaled it (the root itself when unscaled)."""
+        return self._value_of(root).detach()
+
     def _value_of(self, root: torch.Tensor) -> torch.Tensor:
         entry = self._unscaled.get(id(root))
         if entry is not None and entry[0]() is root:

@@ -140,6 +140,7 @@ class ModelTap:
         self.codes: CodeCapture | None = None
         self._in_monitor = False
         self._in_backward = False
+        self._half_output = False  # the model's latest training output was float16 (autocast)
         self._val_refs: list[torch.Tensor] = []
         self._val_ests: list[torch.Tensor] = []
         self._val_from_eval = False
@@ -209,13 +210,17 @@ class ModelTap:
         its autograd graph still holds the saved tensors S502 reads (a half-precision log of exact
         zeros). Only on the CPU, where reading a value is no device sync; on a GPU the alarm reads
         the step back after the backward, and S502 falls back to T604's trace."""
-        if self.monitor is None:
-            return
+        if self.monitor is None or not self._half_output or self.structure is None:
+            return   # only a float16 run's loss can hold a half-precision log of zeros
         roots = tensors if isinstance(tensors, (list, tuple)) else [tensors]
         for root in roots:
-            if (isinstance(root, torch.Tensor) and root.numel() == 1 and root.is_floating_point()
-                    and root.device.type == "cpu" and root.grad_fn is not None
-                    and not bool(torch.isfinite(root.detach()).all())):
+            if not (isinstance(root, torch.Tensor) and root.numel() == 1 and root.is_floating_point()
+                    and root.device.type == "cpu" and root.grad_fn is not None):
+                continue
+            # a GradScaler's scaled loss may overflow while the loss itself is finite (the scaler
+            # then skips the step: T606's business): judge the unscaled value
+            value = self.structure.unscaled(root)
+            if not bool(torch.isfinite(value).all()):
                 self._guard(self.monitor.on_loss, {"loss": root})
                 return
 
@@ -371,6 +376,7 @@ class ModelTap:
             self._validation_call(frame, y)
 
     def _training_call(self, frame: _Frame, y: torch.Tensor) -> None:
+        self._half_output = y.dtype == torch.float16
         # an eval-mode validation loop ends when training resumes; no-grad forwards in training
         # mode (a metric, an audio sample for a logger) are judged at most once per read-back
         # window, so they never cost a host copy per step
