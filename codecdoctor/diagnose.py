@@ -148,14 +148,16 @@ def _apply_explanations(ordered: list[Finding], links: dict[str, str]) -> list[F
         cause = first[cause_id]
         for explained in (f for f in ordered if f.id == explained_id):
             if explained.evidence.get("explained_by") != cause_id:
-                explained.message += f" Explained by {cause_id} ({cause.title.lower()}, see above)."
+                explained.message = _sentence_end(explained.message) + \
+                    f" Explained by {cause_id} ({_lower_first(cause.title)}, see above)."
                 explained.evidence["explained_by"] = cause_id
             if explained.severity > cause.severity:
                 cause.severity = explained.severity
         explains = cause.evidence.setdefault("explains", [])
         if explained_id not in explains:
             explains.append(explained_id)
-            cause.message += f" It explains {explained_id} ({first[explained_id].title.lower()})."
+            cause.message = _sentence_end(cause.message) + \
+                f" It explains {explained_id} ({_lower_first(first[explained_id].title)})."
     result = [f for f in ordered if f.id not in links]
     for explained_id in sorted(links, key=lambda i: _rank(i)):
         # right below its cause (and below anything the cause already pulled under it)
@@ -165,6 +167,17 @@ def _apply_explanations(ordered: list[Finding], links: dict[str, str]) -> list[F
             insert_at += 1
         result[insert_at:insert_at] = [f for f in ordered if f.id == explained_id]
     return result
+
+
+def _sentence_end(text: str) -> str:
+    """`text` ending in a full stop, so a sentence can follow it."""
+    text = text.rstrip()
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def _lower_first(title: str) -> str:
+    """A title inside a sentence: its first letter lower-cased, acronyms (SNR, RMS) kept."""
+    return title if title[1:2].isupper() else title[:1].lower() + title[1:]
 
 
 # ---- root causes across checks: a report's findings --------------------------------------------
