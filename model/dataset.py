@@ -179,6 +179,8 @@ class CropSource:
     on_warning: Callable[[str], None] | None = None
     val_dir: Path | None = None  # a separate validation folder (every file under data_dir trains)
     gap_samples: int = 0  # at the model's rate: between a file's training and validation regions
+    speed_perturb: float = 0.0  # training crops played up to this much faster or slower (0.05: +-5 %)
+    gain_db: float = 0.0  # training crops scaled by a random gain within +-gain_db (peak kept <= 0.95)
     files: list[AudioFile] = field(default_factory=list, init=False)
     warnings: list[str] = field(default_factory=list, init=False)
     split: dict = field(default_factory=dict, init=False)  # how validation was held out (see _describe)
@@ -442,23 +444,41 @@ class CropSource:
         files = self.train_files
         weights = np.array([f.train_stop / f.sample_rate for f in files])
         weights /= weights.sum()
+        # speed: read `factor` x the crop and resample it to the crop's length (pitch and rate change
+        # together, as in Kaldi's speed perturbation); steps of 1/50 keep the resampling kernel short
+        factor = 1.0 + round(50 * rng.uniform(-self.speed_perturb, self.speed_perturb)) / 50 if self.speed_perturb else 1.0
+        n_read = int(round(self.segment_samples * factor))
         x = None
         for _attempt in range(10):
             f = files[int(rng.choice(len(files), p=weights))]
-            crop = self._src_len(self.segment_samples, f.sample_rate)
+            crop = self._src_len(n_read, f.sample_rate)
             start = int(rng.integers(0, max(1, f.train_stop - crop + 1)))
             try:
-                x = self.read(f, start, self.segment_samples)
+                x = self.read(f, start, n_read)
             except Exception:  # a file that breaks mid-way: try another crop
                 continue
             if self.min_crop_rms_db is None:
-                return x
+                break
             rms = float(x.pow(2).mean().sqrt())
             if rms > 0 and 20 * math.log10(rms) >= self.min_crop_rms_db:
-                return x
+                break
         if x is None:
             raise DataError(f"could not read a training crop after 10 attempts (index {index})")
-        return x  # all attempts near-silent: keep the last one rather than stall
+        # all attempts near-silent: the last one is kept rather than stall
+        return self._augment(x, factor, rng)
+
+    def _augment(self, x: torch.Tensor, factor: float, rng: np.random.Generator) -> torch.Tensor:
+        if factor != 1.0:
+            import torchaudio.functional as AF
+
+            x = AF.resample(x, int(round(50 * factor)), 50)[:, : self.segment_samples]
+            if x.shape[-1] < self.segment_samples:
+                x = torch.nn.functional.pad(x, (0, self.segment_samples - x.shape[-1]))
+        if self.gain_db:
+            gain = 10 ** (rng.uniform(-self.gain_db, self.gain_db) / 20)
+            peak = float(x.abs().max())
+            x = x * (min(gain, 0.95 / peak) if peak > 0 else gain)
+        return x
 
     def validation_crops(self) -> torch.Tensor:
         """Deterministic validation set [N, channels, segment]: consecutive crops from each file's

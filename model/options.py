@@ -55,6 +55,10 @@ class TrainOptions:
     val_fraction: float = 0.05
     max_val_crops: int = 32
     min_crop_rms_db: float | None = None
+    speed_perturb: float = field(default=0.0, metadata={
+        "help": "Play training crops up to this fraction faster or slower (0.05: +-5 %, pitch and rate together)."})
+    gain_db: float = field(default=0.0, metadata={
+        "help": "Scale training crops by a random gain within +-GAIN_DB (the peak kept at or below 0.95)."})
     max_abs_input: float = 4.0  # |x| beyond this is not normalised audio (e.g. int16 read as float)
     log_every: int = 10
 

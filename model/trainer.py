@@ -126,7 +126,8 @@ class Trainer:
                                  val_fraction=options.val_fraction, max_val_crops=options.max_val_crops,
                                  strict_rate=options.strict_rate, short_files=options.short_files,
                                  min_crop_rms_db=options.min_crop_rms_db, seed=options.seed,
-                                 val_dir=options.val_dir, gap_samples=receptive_field_samples(config))
+                                 val_dir=options.val_dir, gap_samples=receptive_field_samples(config),
+                                 speed_perturb=options.speed_perturb, gain_db=options.gain_db)
         crops_per_epoch = max(1, int(self.source.train_seconds / options.segment_seconds))
         self.steps_per_epoch = options.steps_per_epoch or max(1, crops_per_epoch // (options.batch_size * self.world_size))
         # the lr schedule is planned over all epochs; --max-steps / --max-minutes only stop the run
