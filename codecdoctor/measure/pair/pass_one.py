@@ -1,5 +1,5 @@
 """Pass one, sequential over the unaligned pair: each side's statistics (non-finite count, range,
-DC, RMS, samples beyond the output bound), the unaligned pair sums, and in a helper thread the
+DC, RMS, samples beyond the output bound), the unaligned pair sums, and on the pass's thread the
 per-chunk energies (R313) and the loudest reference mel bin (the mel correlations' floor)."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from codecdoctor.measure import metrics as M
-from codecdoctor.measure.pair.blocks import block_spans, helper_for, read_ahead
+from codecdoctor.measure.pair.blocks import Overlap, block_spans
 from codecdoctor.measure.pair.chunks import ChunkEnergies
 from codecdoctor.measure.pair.measurements import (
     MEL_DISTANCE_CONFIG,
@@ -47,11 +47,10 @@ class PassOneResult:
 
 
 class UnalignedSums:
-    """Pass one's accumulator over blocks of the compared samples: the pair sums on this thread;
-    the chunk energies and the mel-peak search in the helper thread, one block behind (numpy
-    releases the GIL in its loops, so they run on another core while the next block is read)."""
+    """Pass one's accumulator over blocks of the compared samples: the pair sums on this thread,
+    the chunk energies and the mel-peak search on the pass's thread (`Overlap.later`)."""
 
-    def __init__(self, stft: Stft, block: int, compared: int, longest: int, chunks: ChunkEnergies | None):
+    def __init__(self, stft: Stft, block: int, compared: int, overlap: Overlap, chunks: ChunkEnergies | None):
         self.stft, self.compared, self.chunks = stft, compared, chunks
         self.pair = pair_sums()
         self.crop_peak = [0.0, 0.0]
@@ -61,8 +60,7 @@ class UnalignedSums:
         # does not search for it (0.8 ms of a 10 s pair's 16).
         self.mel_peak = RefMelPeak(stft, self.mel_frames) if compared > block else None
         self.chunk_sums = FrameSums(chunks.samples, compared, ("sumsq", "sumsq", "max")) if chunks is not None else None
-        self.helper = helper_for(longest, block)
-        self.pending: list = []
+        self.overlap = overlap
 
     def update(self, r: np.ndarray, e: np.ndarray, start: int, r_ext: np.ndarray, bad: np.ndarray | None,
                peaks: tuple[float, float] | None = None, known: tuple[Any, Any] | None = None) -> None:
@@ -73,9 +71,7 @@ class UnalignedSums:
             peaks = tuple(max(float(np.max(x)), -float(np.min(x))) if x.size else 0.0 for x in (r, e))
         d = add_pair_sums(self.pair, r, e, peak=max(peaks), known=known)
         self.crop_peak = [max(self.crop_peak[0], peaks[0]), max(self.crop_peak[1], peaks[1])]
-        self.pending.append(self.helper.submit(self._chunks_and_mel_peak, r, e, d, start, r_ext, bad))
-        while len(self.pending) > 1:   # one block in the helper thread while the next is read and summed
-            self.pending.pop(0).result()
+        self.overlap.later(self._chunks_and_mel_peak, r, e, d, start, r_ext, bad)
 
     def _chunks_and_mel_peak(self, r: np.ndarray, e: np.ndarray, d: np.ndarray | None, start: int,
                              r_ext: np.ndarray, bad: np.ndarray | None) -> None:
@@ -99,11 +95,6 @@ class UnalignedSums:
             padded = np.concatenate([padded, np.zeros(need - padded.size)])
         self.mel_peak.update(padded, first, count)
 
-    def finish(self) -> None:
-        for future in self.pending:
-            future.result()
-        self.helper.shutdown()
-
 
 def pass_one(ref: SignalSource, est: SignalSource, sample_rate: int, subject: str | None,
              output_bound: float | None, stft: Stft, block: int,
@@ -115,11 +106,12 @@ def pass_one(ref: SignalSource, est: SignalSource, sample_rate: int, subject: st
                          compared_samples=compared, subject=subject, mel_distance_config=dict(MEL_DISTANCE_CONFIG))
     bound_for_ceiling = output_bound if output_bound is not None else 1.0
     side_r, side_e = SideStats(), SideStats()
-    sums = UnalignedSums(stft, block, compared, max(ref.channels * ref.frames, est.channels * est.frames), chunks)
+    overlap = Overlap(max(ref.channels * ref.frames, est.channels * est.frames), block)
+    sums = UnalignedSums(stft, block, compared, overlap, chunks)
     _read_sides(ref, est, side_r, side_e, sums, bound_for_ceiling, block, stft.n_fft - stft.hop)
     if ref.channels > 1:
         _read_compared(ref, est, n, sums, block, stft.n_fft - stft.hop)
-    sums.finish()
+    overlap.finish()
     _set_levels(m, side_r, side_e)
     if compared == 0:
         m.notes.append("nothing to compare: an input is empty")
@@ -147,7 +139,7 @@ def _read_sides(ref: SignalSource, est: SignalSource, side_r: SideStats, side_e:
         a, b = span
         return full_r.read(a, b + extension), full_e.read(a, b)
 
-    for (a, b), (r_raw, e_raw) in read_ahead(block_spans(max(full_r.length, full_e.length), block), read_both):
+    for (a, b), (r_raw, e_raw) in sums.overlap.blocks(block_spans(max(full_r.length, full_e.length), block), read_both):
         head = r_raw[: b - a]
         r_block, peak_r, sums_r = side_r.update(head, bound_for_ceiling)
         e_block, peak_e, sums_e = side_e.update(e_raw, None)

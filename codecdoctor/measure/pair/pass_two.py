@@ -1,14 +1,15 @@
 """Pass two, sequential over the pair once the lag is known: in this thread the aligned sums (what-if
-SNRs, per-segment levels, small-signal level), in a helper thread the unaligned STFT sums (mel
+SNRs, per-segment levels, small-signal level), on the pass's thread the unaligned STFT sums (mel
 distance and correlations, long-term spectra) and the segmental SNR's frames. One read of each side
 serves both the unaligned and the aligned pair."""
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 
-from codecdoctor.measure.pair.blocks import block_spans, helper_for, read_ahead
+from codecdoctor.measure.pair.blocks import Overlap, block_spans
 from codecdoctor.measure.pair.pass_one import PassOneResult
 from codecdoctor.measure.pair.sources import FlatView, read_padded
 from codecdoctor.measure.pair.stft_sums import LONG_PAIR_SECONDS, MEL_FRAMES_LONG, MelSums, Stft, stft_block_sums
@@ -69,8 +70,8 @@ class AlignedSums:
 
 
 class UnalignedSpectra:
-    """The unaligned pair's accumulator, run in the helper thread: the segmental SNR's 20 ms frames
-    and the STFT sums (`update` returns a block's MelSums, `combine` adds them in order).
+    """The unaligned pair's accumulator, run on the pass's thread block after block: the segmental
+    SNR's 20 ms frames and the STFT sums.
 
     Segmental SNR gates each frame at 40 dB below the loudest one, known only at the end: each
     frame's energy and clipped SNR are kept (12 bytes per 20 ms, 2 MB an hour) and gated then.
@@ -85,7 +86,7 @@ class UnalignedSpectra:
         self.seg_db: list[np.ndarray] = []
         self.mel = MelSums(stft.n_mels, stft.n_fft // 2 + 1)
 
-    def update(self, start: int, r_ext: np.ndarray, e_ext: np.ndarray) -> MelSums | None:
+    def update(self, start: int, r_ext: np.ndarray, e_ext: np.ndarray) -> None:
         size = max(0, min(start + self.block, self.compared) - start)
         r, e = r_ext[:size], e_ext[:size]
         if self.exponent:
@@ -100,15 +101,10 @@ class UnalignedSpectra:
         hop = self.stft.hop
         first = start // hop
         count = min(-(-(start + size) // hop), self.mel_frames) - first
-        if count <= 0:
-            return None
-        need = (count - 1) * hop + self.stft.n_fft
-        return stft_block_sums(self.stft, r_ext[:need], e_ext[:need], first, count, self.stride, *self.scales,
-                               self.floor)
-
-    def combine(self, part: MelSums | None) -> None:
-        if part is not None:
-            self.mel.combine(part)
+        if count > 0:
+            need = (count - 1) * hop + self.stft.n_fft
+            self.mel.combine(stft_block_sums(self.stft, r_ext[:need], e_ext[:need], first, count, self.stride,
+                                             *self.scales, self.floor))
 
     def seg_snr_db(self, silent_pair: bool, raw_error: float) -> float:
         """The mean clipped SNR of the frames within 40 dB of the loudest (metrics.seg_snr_db)."""
@@ -133,16 +129,10 @@ def mel_frame_stride(compared: int, sample_rate: int, hop: int) -> int:
 def read_pass_two(full_r: FlatView, full_e: FlatView, crop_r: FlatView, crop_e: FlatView, channels: int,
                   lag: int, aligned: int, block: int, extension: int, sums: AlignedSums,
                   spectra: UnalignedSpectra) -> None:
-    """Every block through both accumulators: the unaligned one in the helper thread (one block
-    behind: numpy releases the GIL in its loops), the aligned one here."""
-    helper = helper_for(max(full_r.length, full_e.length), block)
-    pending: list = []
-
-    def unaligned(start: int, r_ext: np.ndarray, e_ext: np.ndarray) -> None:
-        pending.append(helper.submit(spectra.update, start, r_ext, e_ext))
-        while len(pending) > 1:  # at most one block in the helper thread while the next one is read
-            spectra.combine(pending.pop(0).result())
-
+    """Every block through both accumulators: the unaligned one on the pass's thread (between its
+    reads), the aligned one here."""
+    overlap = Overlap(max(full_r.length, full_e.length), block)
+    unaligned = functools.partial(overlap.later, spectra.update)
     compared = spectra.compared
     offset_r, offset_e = (0, lag) if lag > 0 else (-lag, 0)
     if channels == 1:
@@ -154,7 +144,7 @@ def read_pass_two(full_r: FlatView, full_e: FlatView, crop_r: FlatView, crop_e: 
             a, b = span_ab
             return full_r.read(a, b + extension), read_padded(full_e, a + low, b + high + extension)
 
-        for (a, b), (r_ext, e_ext) in read_ahead(block_spans(max(compared, offset_r + aligned), block), read_both):
+        for (a, b), (r_ext, e_ext) in overlap.blocks(block_spans(max(compared, offset_r + aligned), block), read_both):
             if a < compared:
                 e_un = e_ext[a - (a + low):]
                 unaligned(a, r_ext[: max(0, compared - a)], e_un[: max(0, compared - a)])
@@ -166,6 +156,4 @@ def read_pass_two(full_r: FlatView, full_e: FlatView, crop_r: FlatView, crop_e: 
             unaligned(a, crop_r.read(a, b + extension), crop_e.read(a, b + extension))
         for a, b in block_spans(aligned, block):
             sums.update(a, full_r.read(offset_r + a, offset_r + b), full_e.read(offset_e + a, offset_e + b))
-    for future in pending:
-        spectra.combine(future.result())
-    helper.shutdown()
+    overlap.finish()
