@@ -1,31 +1,14 @@
 """The pair engine: `PairMeasurements` in two passes over blocks, memory flat in length.
 
-A pair is read in blocks from two `SignalSource`s (a file read by seeking, or an array) and measured
-by small accumulators, so an hour costs memory of a few blocks:
-
-* pass 1 (`pass_one`, sequential): per-side statistics (non-finite count, min, max, DC, RMS,
-  samples beyond the output bound), the unaligned sums <r,r>, <e,e>, <r,e>, sum r, sum e and the
-  raw error energy, and the loudest reference mel bin (mel correlation's floor; only the frames
-  whose energy could hold it are transformed, see `RefMelPeak`);
-* the lag (`lag`): the normalised cross-correlation of `metrics.lag_and_peak` (means removed,
-  +-max lag). Up to 32 blocks it is the whole signal, computed with one FFT; beyond, the same 32
-  evenly spaced blocks `metrics.cross_correlation` samples, read by seeking;
-* pass 2 (`pass_two`, sequential, aligned): the aligned sums, the per-0.25 s segment levels, the
-  log-mel spectrograms (mel distance and correlation), the long-term spectra (bandwidth) and the
-  segmental SNR (each 20 ms frame's energy and SNR kept, gated 40 dB below the loudest at the
-  end). The STFT of a block runs in a second thread while the next block is read and summed; on
-  a pair longer than LONG_PAIR_SECONDS it takes at most MEL_FRAMES_LONG strided frames (a note
-  says so), otherwise every frame;
+* pass 1 (`pass_one`): per-side statistics, the unaligned pair sums, the loudest reference mel bin;
+* the lag (`lag`): metrics.lag_and_peak's normalised cross-correlation, its chance level;
+* pass 2 (`pass_two`, aligned): the aligned and per-segment sums, the STFT sums, segmental SNR;
 * then the lag drift windows (R304), the frame-locking excerpt (R317) and the fractional
   alignment, each reading only what it needs.
 
-Every what-if SNR is a quadratic form in those sums: the error of `a*r - b*e - c` is expanded, so no
-pass is needed per correction. Expanding cancels digits where the error is far below the signal:
-an expanded error below `EXACT_FRACTION` of its terms is float rounding of an exact match and
-counts as exact (+inf), as `metrics.energy_ratio_db` counts an error 250 dB down. SNRs up to about
-110 dB are unaffected. Memory: a few blocks of 2^18 samples plus 56 bytes per 0.25 s segment
-and 12 per 20 ms frame (3 MB per hour). tests/pair_reference.py computes each number on whole
-arrays, the textbook way; tests/test_compare_stream.py holds the engine to it.
+Every what-if SNR is a quadratic form in those sums (`sums.Quadratic`): the error of `a*r - b*e -
+c` is expanded, so no pass is needed per correction. tests/pair_reference.py computes each number
+on whole arrays, the textbook way; tests/test_compare_stream.py holds the engine to it.
 """
 from __future__ import annotations
 
@@ -52,9 +35,8 @@ from codecdoctor.measure.pair.sources import AlignedView, ArraySource, FlatView,
 from codecdoctor.measure.pair.stft_sums import LONG_PAIR_SECONDS, Stft
 from codecdoctor.measure.pair.sums import Quadratic, scale_exponent
 
-# Samples per block in the sequential passes: a multiple of every STFT hop (a power of two up to
-# 2^16), big enough to amortise numpy's per-call cost, small enough that a block's STFT (float32
-# frames, complex spectra) stays in tens of MB.
+# Samples per block: a multiple of every STFT hop, big enough to amortise numpy's per-call cost,
+# small enough that a block's STFT stays in tens of MB.
 BLOCK_SAMPLES = 1 << 18
 
 
@@ -62,11 +44,8 @@ def measure_pair_stream(ref: SignalSource, est: SignalSource, sample_rate: int, 
                         output_bound: float | None = None, max_lag_samples: int | None = None,
                         hop_samples: int | None = None, block_samples: int = BLOCK_SAMPLES,
                         chunks: ChunkEnergies | None = None) -> PairMeasurements:
-    """Measure a pair read from two sources (see the module doc). Sources with different channel
-    counts must be reconciled by the caller (compare downmixes both). The frame-rate measurements
-    (R317) are taken on at most FRAME_LOCKING_SECONDS of the aligned pair (all of a shorter one).
-    `chunks`, when given, receives the (reference, error) energy of each chunk of the compared
-    samples (chunk_energies per chunk, for R313)."""
+    """Measure a pair read from two sources of the same channel count (compare downmixes both).
+    `chunks`, when given, receives each chunk's (reference, error) energy (R313)."""
     sample_rate = int(sample_rate) if sample_rate and sample_rate > 0 else 16000
     stft = Stft(sample_rate)
     block = max(stft.hop, int(block_samples) // stft.hop * stft.hop)
@@ -126,8 +105,7 @@ def pass_two(ref: SignalSource, est: SignalSource, m: PairMeasurements, first: P
     # the output bound is inferred from the peaks (pass 1); the small-signal level needs it here
     bound = pair_output_bound(m, output_bound)
     small_limit = 0.5 * (m.output_bound or 1.0)
-    # the files' peaks (pass 1) bound every block: one exponent for the whole pair; when they can be
-    # squared safely, no block needs scaling and its sums skip the peak scans
+    # the files' peaks (pass 1) bound every block: one scale exponent for the whole pair
     files_peak = max(first.side_r.peak, first.side_e.peak)
     exponent = scale_exponent(peak=files_peak)
     segment = max(1, round(SEGMENT_SECONDS * sample_rate))
@@ -188,11 +166,9 @@ def measure_pair(ref: Any, est: Any, sample_rate: int, *, subject: str | None = 
                  output_bound: float | None = None, max_lag_samples: int | None = None,
                  hop_samples: int | None = None) -> PairMeasurements:
     """Measure one (ref, est) pair of arrays: the engine over two array sources. `output_bound`:
-    the decoder's output bound (1.0 for tanh/clamp) when known; when None and the output never
-    exceeds 1.0 while the input does, a bound of 1.0 is inferred (R307). `hop_samples`: the codec's
-    frame hop if known (R317 searches plausible frame rates otherwise). Non-finite samples are
-    counted and set to 0 for every other measurement. Leading axes are joined end to end; signals
-    whose leading shapes differ (stereo against mono) are each pooled into one signal first."""
+    the decoder's bound when known (else inferred from the peaks, R307); `hop_samples`: the codec's
+    frame hop if known (R317 searches otherwise). Leading axes are joined end to end; signals whose
+    leading shapes differ (stereo against mono) are each pooled into one signal first."""
     sample_rate = int(sample_rate) if sample_rate and sample_rate > 0 else 16000
     r, e = M.as_signal(ref), M.as_signal(est)
     r, e = (x.reshape(1) if x.ndim == 0 else x for x in (r, e))
