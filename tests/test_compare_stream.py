@@ -409,13 +409,14 @@ def test_correlation_chance_is_the_estimate_rotated_within_the_lag_search_frame(
     """The definition, computed the slow way: the estimate zero-padded to the lag search's FFT
     length, rotated by a third and two thirds of its length, correlated lag by lag."""
     from pair_reference import _correlation_chance
-    from scipy.fft import next_fast_len
+
+    from codecdoctor.measure.pair.lag import lag_frame_size
 
     rng = np.random.default_rng(5)
     n, max_lag = 4000, 400
     ref = rng.standard_normal(n)
     est = np.convolve(ref, [0.5, 0.3, 0.2])[:n] + 0.1 * rng.standard_normal(n) + 0.05
-    size = next_fast_len(n + max_lag + 1, real=True)
+    size = lag_frame_size(n + max_lag + 1)
     r = ref - ref.mean()
     padded = np.zeros(size)
     padded[:n] = est - est.mean()

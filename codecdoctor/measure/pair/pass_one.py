@@ -55,9 +55,7 @@ class UnalignedSums:
         self.pair = pair_sums()
         self.crop_peak = [0.0, 0.0]
         self.mel_frames = stft.frames_for(compared)
-        # Pass 2 transforms every frame of a pair of one block at once: the loudest reference mel
-        # bin (the floor of the mel correlations) is read there from the same log-mels, so pass 1
-        # does not search for it (0.8 ms of a 10 s pair's 16).
+        # a pair of one block has its loudest reference mel bin read in pass 2, from its log-mels
         self.mel_peak = RefMelPeak(stft, self.mel_frames) if compared > block else None
         self.chunk_sums = FrameSums(chunks.samples, compared, ("sumsq", "sumsq", "max")) if chunks is not None else None
         self.overlap = overlap
@@ -84,16 +82,8 @@ class UnalignedSums:
                 signal, error, nonfinite = self.chunk_sums.update(start, [r, d, flags])
             self.chunks.signal.extend(float(v) for v in signal)
             self.chunks.error.extend(float(v) if not f else math.inf for v, f in zip(error, nonfinite))
-        if self.mel_peak is None:
-            return
-        hop = self.stft.hop
-        first = start // hop
-        count = min(-(-(start + r.size) // hop), self.mel_frames) - first if r.size else 0
-        need = (count - 1) * hop + self.stft.n_fft if count > 0 else 0
-        padded = r_ext[:need]
-        if padded.size < need:
-            padded = np.concatenate([padded, np.zeros(need - padded.size)])
-        self.mel_peak.update(padded, first, count)
+        if self.mel_peak is not None:
+            self.mel_peak.update(*self.stft.block_frames(r_ext, start, r.size, self.mel_frames))
 
 
 def pass_one(ref: SignalSource, est: SignalSource, sample_rate: int, subject: str | None,

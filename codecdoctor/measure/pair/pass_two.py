@@ -98,13 +98,11 @@ class UnalignedSpectra:
             self.seg_energy.append(energy)
             self.seg_db.append(np.clip(np.nan_to_num(per_frame, nan=35.0, posinf=35.0, neginf=-10.0), -10.0,
                                        35.0).astype(np.float32))
-        hop = self.stft.hop
-        first = start // hop
-        count = min(-(-(start + size) // hop), self.mel_frames) - first
+        r_ext, first, count = self.stft.block_frames(r_ext, start, size, self.mel_frames)
+        e_ext = self.stft.block_frames(e_ext, start, size, self.mel_frames)[0]
         if count > 0:
-            need = (count - 1) * hop + self.stft.n_fft
-            self.mel.combine(stft_block_sums(self.stft, r_ext[:need], e_ext[:need], first, count, self.stride,
-                                             *self.scales, self.floor))
+            self.mel.combine(stft_block_sums(self.stft, r_ext, e_ext, first, count, self.stride, *self.scales,
+                                             self.floor))
 
     def seg_snr_db(self, silent_pair: bool, raw_error: float) -> float:
         """The mean clipped SNR of the frames within 40 dB of the loudest (metrics.seg_snr_db)."""

@@ -33,19 +33,18 @@ class Stft:
         self.window = window_array("hann", self.n_fft).astype(np.float32)
         self.bank = np.ascontiguousarray(mel_filterbank(sample_rate, self.n_fft, self.n_mels), dtype=np.float32)
         self.log_floor = math.log10(1e-5)
-        # each bin feeds at most two (triangular) mels: the product with the bank is taken over
-        # octave-wide bands of bins, each against only the mels it feeds
-        bins = self.bank.shape[0]
-        fed = self.bank != 0
-        self.bank_spans = []
-        for lo, hi in zip((0, bins // 8, bins // 4, bins // 2), (bins // 8, bins // 4, bins // 2, bins)):
-            mels = np.flatnonzero(fed[lo:hi].any(axis=0))
-            if hi > lo and mels.size:
-                first, last = int(mels[0]), int(mels[-1]) + 1
-                self.bank_spans.append((lo, hi, first, last, np.ascontiguousarray(self.bank[lo:hi, first:last])))
 
     def frames_for(self, n: int) -> int:
         return max(1, 1 + math.ceil(max(n - self.n_fft, 0) / self.hop))
+
+    def block_frames(self, x: np.ndarray, start: int, size: int, total: int) -> tuple[np.ndarray, int, int]:
+        """The frames (of `total`) that start in [start, start + size): x (from `start`, a multiple of
+        the hop) cut or zero-padded to their samples, the first frame and their count."""
+        first = start // self.hop
+        count = max(0, min(-(-(start + size) // self.hop), total) - first)
+        need = (count - 1) * self.hop + self.n_fft if count else 0
+        x = x[:need]
+        return (np.concatenate([x, np.zeros(need - x.size)]) if x.size < need else x), first, count
 
     def spectrum_magnitudes(self, frames: np.ndarray) -> np.ndarray:
         from scipy.fft import rfft
@@ -53,9 +52,7 @@ class Stft:
         return np.abs(rfft(frames * self.window, axis=-1))
 
     def log_mel(self, magnitude: np.ndarray, log_scale: float) -> np.ndarray:
-        mel = np.zeros((magnitude.shape[0], self.n_mels), dtype=np.float32)
-        for lo, hi, first, last, part in self.bank_spans:
-            mel[:, first:last] += magnitude[:, lo:hi] @ part
+        mel = magnitude @ self.bank
         # natural log (numpy vectorises it in float32, not log10), as decades; a silent bin is
         # -inf, so it meets the floor whatever log_scale adds back
         with np.errstate(divide="ignore"):
@@ -90,8 +87,7 @@ class RefMelPeak:
         self.peak = 0.0
 
     def update(self, x: np.ndarray, first_frame: int, n_frames: int) -> None:
-        """`x` holds the samples of frames first_frame .. first_frame + n_frames - 1, from the first
-        frame's start (zero-padded to the last frame's end)."""
+        """`x` holds the samples of frames first_frame .. first_frame + n_frames - 1 (block_frames)."""
         if n_frames <= 0:
             return
         stft = self.stft
@@ -117,10 +113,8 @@ class RefMelPeak:
         while order.size:
             chosen = np.sort(order[:batch])
             # only the chosen frames are converted to float32 (scaled as as_float32 scales the block)
-            frames = as_float32(np.stack([x[t * hop:t * hop + n_fft] for t in chosen]), scale)[0] * stft.window
-            from scipy.fft import rfft
-
-            mel = np.abs(rfft(frames, axis=-1)) @ stft.bank
+            mel = stft.spectrum_magnitudes(as_float32(np.stack([x[t * hop:t * hop + n_fft] for t in chosen]),
+                                                      scale)[0]) @ stft.bank
             self.peak = max(self.peak, float(mel.max()) * factor)
             order = order[batch:]
             order = order[bound[order] > self.peak]
@@ -215,18 +209,16 @@ class MelSums:
 
 def stft_block_sums(stft: Stft, r_ext: np.ndarray, e_ext: np.ndarray, first: int, count: int, stride: int,
                     scale_r: float, scale_e: float, floor: float | None) -> MelSums:
-    """Frames first .. first + count - 1 (those on the stride's grid) of both sides, as MelSums.
+    """Frames first .. first + count - 1 (those on the stride's grid) of both sides (block_frames),
+    as MelSums.
     `floor` None: these are all of the pair's frames, and the floor is 3 decades below the
     reference's loudest bin here (what pass 1's RefMelPeak finds on a longer pair)."""
-    need = (count - 1) * stft.hop + stft.n_fft
     skip = (-first) % stride
     out = MelSums(stft.n_mels, stft.n_fft // 2 + 1, frames=len(range(skip, count, stride)))
     if out.frames == 0:
         return out
     logs = []
     for x, scale, power in ((r_ext, scale_r, out.power_r), (e_ext, scale_e, out.power_e)):
-        if x.size < need:
-            x = np.concatenate([x, np.zeros(need - x.size)])
         x32, log_scale = as_float32(x, scale)
         starts = np.lib.stride_tricks.sliding_window_view(x32, stft.n_fft)[skip * stft.hop::stft.hop * stride]
         parts = []
