@@ -10,7 +10,8 @@ array, or a file read by seeking) in two passes of small accumulators, memory fl
   chance level; `drift`: the lag again in windows (R304);
 * `stft_sums`: log-mel and long-term spectra sums (mel distance, correlations, bandwidth);
 * `corrections`: SNRs after per-segment levels and fractional alignment; `frames`: R317;
-* `passes`: the two passes, as named steps; `chunks`: the chunk-set averages (R313).
+* `passes`: the two passes, as named steps, their blocks overlapped by one thread (`blocks`);
+  `chunks`: the chunk-set averages (R313).
 
 `measure_pair(ref, est, sample_rate)` over arrays is the same engine over array sources. Arrays:
 any array-like (numpy, torch); time is the last axis and leading axes (batch, channels) are joined
