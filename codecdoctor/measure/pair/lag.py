@@ -11,6 +11,7 @@ from codecdoctor.measure import metrics as M
 from codecdoctor.measure.metrics import dot
 from codecdoctor.measure.pair.measurements import LAG_BLOCKS
 from codecdoctor.measure.pair.sources import FlatView, RolledView
+from codecdoctor.measure.pair.sums import scale_exponent
 
 # The float32 lag search is within about 1e-6 of float64's: every lag within this margin of its
 # peak is recomputed in float64 (up to EXACT_LAGS of them), else the search is redone in float64.
@@ -54,13 +55,6 @@ def unit_rms_exponent(energy: Any, count: int) -> Any:
     return np.frexp(np.sqrt(np.asarray(energy, dtype=np.float64) / max(int(count), 1)))[1]
 
 
-def correlation_exponent(peak: float) -> int:
-    """The power of two a side of the lag search is divided by: 0 for a peak within 2^+-200 (a
-    product of two energies is then a float64), else the peak's own exponent."""
-    exponent = math.frexp(peak)[1] if 0.0 < peak < math.inf else 0
-    return exponent if abs(exponent) > 200 else 0
-
-
 def centred_block(view: Any, start: int, stop: int, mean: float, exponent: int) -> np.ndarray:
     """view's samples start .. stop, the mean removed, divided by 2^exponent."""
     x = view.read(start, stop) - mean
@@ -96,7 +90,8 @@ class Correlator:
 
     def __init__(self, ref_view: FlatView, mean_r: float, mean_e: float, peaks: tuple[float, float] = (1.0, 1.0)):
         self.ref_view, self.mean_r, self.mean_e = ref_view, mean_r, mean_e
-        self.ref_exponent, self.est_exponent = (correlation_exponent(peak) for peak in peaks)
+        # 0 unless E_ref E_est would overflow or underflow (a sum of squares within 2^+-421 each)
+        self.ref_exponent, self.est_exponent = (scale_exponent(peak=peak, limit=200) for peak in peaks)
         # (FFT size, conjugate float32 spectrum, E_ref, means-removed reference, its scale exponent)
         self._spectrum: tuple[int, np.ndarray, float, np.ndarray, int] | None = None
         # the last single FFT's (estimate view, circular frame, its norm in the frame's units) and

@@ -35,9 +35,9 @@ def nonfinite_mask(r: np.ndarray, e: np.ndarray) -> np.ndarray | None:
     return mask if mask.any() else None
 
 
-def scale_exponent(*blocks: np.ndarray, peak: float | None = None) -> int:
-    """0 when every value can be squared safely; else the power of two to divide the blocks by
-    (`peak`: the blocks' largest magnitude, when known)."""
+def scale_exponent(*blocks: np.ndarray, peak: float | None = None, limit: int = SAFE_EXPONENT) -> int:
+    """0 when every value is within 2^+-limit (can be squared safely); else the power of two to
+    divide the blocks by (`peak`: the blocks' largest magnitude, when known)."""
     if peak is None:
         peak = 0.0
         for b in blocks:
@@ -46,7 +46,7 @@ def scale_exponent(*blocks: np.ndarray, peak: float | None = None) -> int:
     if peak == 0.0:
         return 0
     exponent = math.frexp(peak)[1]
-    return 0 if -SAFE_EXPONENT < exponent < SAFE_EXPONENT else exponent
+    return 0 if -limit < exponent < limit else exponent
 
 
 class Sums:
