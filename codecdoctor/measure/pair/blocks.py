@@ -21,11 +21,10 @@ class Overlap:
         if self.thread is None:
             fn(*args)
             return
-        done = [f for f in self.pending if f.done()]
-        for future in done:
-            future.result()   # a failed block's exception, raised here
-        self.pending = [f for f in self.pending if f not in done]
         self.pending.append(self.thread.submit(fn, *args))
+        # at most two blocks' work waits (memory of a few blocks); a failed block's exception is raised here
+        while self.pending and (len(self.pending) > 2 or self.pending[0].done()):
+            self.pending.pop(0).result()
 
     def blocks(self, items: Iterable[Any], read: Callable[[Any], Any]) -> Iterator[tuple[Any, Any]]:
         """(item, read(item)) for each item, the next item read on the thread meanwhile."""

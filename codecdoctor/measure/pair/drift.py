@@ -32,13 +32,9 @@ def drift_search_seconds(pair_seconds: float) -> float:
 
 
 def measure_lag_drift(m: PairMeasurements, read_ref: Any, read_est: Any, ref_samples: int, est_samples: int) -> None:
-    """The lag again in up to DRIFT_WINDOWS windows spread over the pair, around m.lag_samples.
-
-    `read_ref(start, stop)` / `read_est(start, stop)` return those samples of the flattened signals
-    (the engine reads its sources' blocks, the whole-file reference in tests/ slices arrays). Fills
-    m.lag_by_window, and from the confident windows (at least DRIFT_MIN_WINDOWS) m.lag_drift_samples
-    (least-squares line through their lags, from the first window's time to the last's),
-    m.lag_drift_ppm, m.lag_drift_monotone and m.snr_gain_local_lags_db."""
+    """The lag again in up to DRIFT_WINDOWS windows spread over the pair, around m.lag_samples, into
+    m.lag_by_window and (from at least DRIFT_MIN_WINDOWS confident windows) the drift fields.
+    `read_ref(start, stop)` / `read_est(start, stop)` read the flattened signals."""
     sr, lag = m.sample_rate, int(m.lag_samples)
     width = max(16, int(round(DRIFT_WINDOW_SECONDS * sr)))
     radius = max(1, int(round(drift_search_seconds(min(ref_samples, est_samples) / sr) * sr)))

@@ -258,13 +258,9 @@ class AlignedSums:
 
 
 class UnalignedSpectra:
-    """The unaligned pair's accumulator, run on the pass's thread block after block: the segmental
-    SNR's 20 ms frames and the STFT sums.
-
-    Segmental SNR gates each frame at 40 dB below the loudest one, known only at the end: each
-    frame's energy and clipped SNR are kept (12 bytes per 20 ms, 2 MB an hour) and gated then.
-    Frames are measured on the pair scaled by one power of two when its squares would overflow or
-    underflow (the ratios do not change)."""
+    """The unaligned pair's accumulator, run on the pass's thread block after block: the STFT sums
+    and the segmental SNR's 20 ms frames. Those are gated at 40 dB below the loudest, known only at
+    the end, so each frame's energy and clipped SNR are kept (12 bytes per frame, 2 MB an hour)."""
 
     def __init__(self, stft: Stft, block: int, compared: int, first: PassOneResult, exponent: int, stride: int):
         self.stft, self.block, self.compared, self.exponent, self.stride = stft, block, compared, exponent, stride
