@@ -76,7 +76,7 @@ class PassOneResult:
 
 class UnalignedSums:
     """Pass one's accumulator over blocks of the compared samples: the pair sums on this thread,
-    the chunk energies and the mel-peak search on the pass's thread (`Overlap.later`)."""
+    the chunk energies and the mel-peak search on the pass's helper thread (`Overlap.later`)."""
 
     def __init__(self, stft: Stft, block: int, compared: int, overlap: Overlap, chunks: ChunkEnergies | None):
         self.stft, self.compared, self.chunks = stft, compared, chunks
@@ -152,12 +152,8 @@ def _read_sides(ref: SignalSource, est: SignalSource, side_r: SideStats, side_e:
     full_r, full_e = FlatView(ref, ref.frames), FlatView(est, est.frames)
     full_r.zero_nonfinite = full_e.zero_nonfinite = False  # counted here first
     compared = sums.compared
-
-    def read_both(span: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-        a, b = span
-        return full_r.read(a, b + extension), full_e.read(a, b)
-
-    for (a, b), (r_raw, e_raw) in sums.overlap.blocks(block_spans(max(full_r.length, full_e.length), block), read_both):
+    for a, b in block_spans(max(full_r.length, full_e.length), block):
+        r_raw, e_raw = full_r.read(a, b + extension), full_e.read(a, b)
         head = r_raw[: b - a]
         r_block, peak_r, sums_r = side_r.update(head, bound_for_ceiling)
         e_block, peak_e, sums_e = side_e.update(e_raw, None)
@@ -258,7 +254,7 @@ class AlignedSums:
 
 
 class UnalignedSpectra:
-    """The unaligned pair's accumulator, run on the pass's thread block after block: the STFT sums
+    """The unaligned pair's accumulator, run on the pass's helper thread block after block: the STFT sums
     and the segmental SNR's 20 ms frames. Those are gated at 40 dB below the loudest, known only at
     the end, so each frame's energy and clipped SNR are kept (12 bytes per frame, 2 MB an hour)."""
 
@@ -311,8 +307,8 @@ def mel_frame_stride(compared: int, sample_rate: int, hop: int) -> int:
 def read_pass_two(full_r: FlatView, full_e: FlatView, crop_r: FlatView, crop_e: FlatView, channels: int,
                   lag: int, aligned: int, block: int, extension: int, sums: AlignedSums,
                   spectra: UnalignedSpectra) -> None:
-    """Every block through both accumulators: the unaligned one on the pass's thread (between its
-    reads), the aligned one here."""
+    """Every block through both accumulators: the unaligned one on the pass's helper thread, the
+    aligned one here."""
     overlap = Overlap(max(full_r.length, full_e.length), block)
     unaligned = functools.partial(overlap.later, spectra.update)
     compared = spectra.compared
@@ -321,12 +317,8 @@ def read_pass_two(full_r: FlatView, full_e: FlatView, crop_r: FlatView, crop_e: 
         # one read of each side serves both the unaligned and the aligned pairs (ref index i pairs
         # with est index i unaligned and i + lag aligned)
         low, high = min(lag, 0), max(lag, 0)
-
-        def read_both(span_ab: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-            a, b = span_ab
-            return full_r.read(a, b + extension), read_padded(full_e, a + low, b + high + extension)
-
-        for (a, b), (r_ext, e_ext) in overlap.blocks(block_spans(max(compared, offset_r + aligned), block), read_both):
+        for a, b in block_spans(max(compared, offset_r + aligned), block):
+            r_ext, e_ext = full_r.read(a, b + extension), read_padded(full_e, a + low, b + high + extension)
             if a < compared:
                 e_un = e_ext[a - (a + low):]
                 unaligned(a, r_ext[: max(0, compared - a)], e_un[: max(0, compared - a)])
