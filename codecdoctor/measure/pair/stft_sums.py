@@ -33,6 +33,15 @@ class Stft:
         self.window = window_array("hann", self.n_fft).astype(np.float32)
         self.bank = np.ascontiguousarray(mel_filterbank(sample_rate, self.n_fft, self.n_mels), dtype=np.float32)
         self.log_floor = math.log10(1e-5)
+        # each bin feeds at most two (triangular) mels: the product with the bank is taken over
+        # octave-wide bands of bins, each against only the mels it feeds (4% of a 10 s pair's CPU)
+        bins, fed = self.bank.shape[0], self.bank != 0
+        self.bank_spans = []
+        for lo, hi in zip((0, bins // 8, bins // 4, bins // 2), (bins // 8, bins // 4, bins // 2, bins)):
+            mels = np.flatnonzero(fed[lo:hi].any(axis=0))
+            if hi > lo and mels.size:
+                first, last = int(mels[0]), int(mels[-1]) + 1
+                self.bank_spans.append((lo, hi, first, last, np.ascontiguousarray(self.bank[lo:hi, first:last])))
 
     def frames_for(self, n: int) -> int:
         return max(1, 1 + math.ceil(max(n - self.n_fft, 0) / self.hop))
@@ -52,7 +61,9 @@ class Stft:
         return np.abs(rfft(frames * self.window, axis=-1))
 
     def log_mel(self, magnitude: np.ndarray, log_scale: float) -> np.ndarray:
-        mel = magnitude @ self.bank
+        mel = np.zeros((magnitude.shape[0], self.n_mels), dtype=np.float32)
+        for lo, hi, first, last, part in self.bank_spans:
+            mel[:, first:last] += magnitude[:, lo:hi] @ part
         # natural log (numpy vectorises it in float32, not log10), as decades; a silent bin is
         # -inf, so it meets the floor whatever log_scale adds back
         with np.errstate(divide="ignore"):
