@@ -26,12 +26,11 @@ from bench_compare import make_corpus  # noqa: E402
 
 from codecdoctor import compare as C  # noqa: E402
 from codecdoctor.core.tuning import keep_freed_memory  # noqa: E402
-from codecdoctor.measure.pair import pass_two as P2  # noqa: E402
 from codecdoctor.measure.pair import passes as P  # noqa: E402
 
 # each stage is patched where its caller looks it up
 STAGES = [(P, "pass_one"), (P, "pass_two"), (P, "estimate_lag"), (P, "correlation_chance"),
-          (P2, "stft_block_sums"), (P, "frame_locking_excerpt"), (P, "measure_lag_drift"),
+          (P, "stft_block_sums"), (P, "frame_locking_excerpt"), (P, "measure_lag_drift"),
           (C, "judge_pair"), (C, "pair_record"), (C, "_open_pair")]
 
 

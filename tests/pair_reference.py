@@ -18,7 +18,7 @@ from codecdoctor.measure import metrics as M
 from codecdoctor.measure.metrics import dot
 from codecdoctor.measure.pair.drift import measure_lag_drift
 from codecdoctor.measure.pair.frames import SNR_EXACT_DB, frame_locking
-from codecdoctor.measure.pair.lag import chance_in_frame, correlation_exponent, lag_frame_size, lag_search_is_one_fft
+from codecdoctor.measure.pair.lag import chance_in_frame, lag_frame_size, lag_search_is_one_fft
 from codecdoctor.measure.pair.measurements import (
     MAX_LAG_SECONDS,
     MEL_DISTANCE_CONFIG,
@@ -28,6 +28,7 @@ from codecdoctor.measure.pair.measurements import (
     PairMeasurements,
     set_segment_levels,
 )
+from codecdoctor.measure.pair.sums import scale_exponent
 
 
 def _flat_time_last(x: Any) -> tuple[np.ndarray, int]:
@@ -258,14 +259,14 @@ def _lag_peak_fraction(ref: np.ndarray, est: np.ndarray, max_lag_samples: int) -
 def _correlation_frame(ref: np.ndarray, est: np.ndarray, max_lag: int,
                        peaks: tuple[float, float]) -> tuple[np.ndarray, float]:
     """The circular correlation frame and norm of `chance_in_frame`, as the engine's single-FFT lag
-    search builds them: means removed, each side divided by correlation_exponent of its peak, the
+    search builds them: means removed, each side divided by scale_exponent(peak, limit=200), the
     estimate cut to ref + max_lag samples, the frame long enough that lags up to max_lag do not wrap."""
     from scipy.fft import irfft, rfft
 
     r = ref - ref.mean()
     e = est[: ref.size + max_lag] - est.mean()
     for x, peak in zip((r, e), peaks):
-        exponent = correlation_exponent(peak)
+        exponent = scale_exponent(peak=peak, limit=200)
         if exponent:
             np.ldexp(x, -exponent, out=x)
     size = lag_frame_size(max(r.size, e.size) + max_lag + 1)

@@ -72,3 +72,41 @@ def test_no_function_in_the_engine_is_over_80_lines():
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 80:
                 long.append(f"{path.name}:{node.name} ({node.end_lineno - node.lineno + 1} lines)")
     assert not long, long
+
+
+def test_a_pass_has_one_helper_thread_that_runs_the_handed_work_in_order():
+    import threading
+
+    from codecdoctor.measure.pair.blocks import Overlap, block_spans
+
+    workers, done = set(), []
+    overlap = Overlap(10, 3)
+
+    def work(index):
+        workers.add(threading.get_ident())
+        done.append(index)
+
+    for a, _ in block_spans(10, 3):
+        overlap.later(work, a)
+    overlap.finish()
+    assert done == [0, 3, 6, 9]
+    assert len(workers) == 1 and threading.get_ident() not in workers   # one thread, not the caller's
+
+    failing = Overlap(10, 3)
+
+    def fail(index):
+        raise ValueError(f"block {index}")
+
+    with pytest.raises(ValueError, match="block 0"):   # raised by the next hand-over or at the end
+        failing.later(fail, 0)
+        failing.finish()
+
+
+def test_a_single_block_pass_starts_no_thread():
+    from codecdoctor.measure.pair.blocks import Overlap
+
+    overlap = Overlap(3, 3)
+    ran = []
+    overlap.later(ran.append, 1)
+    assert overlap.thread is None and ran == [1]
+    overlap.finish()

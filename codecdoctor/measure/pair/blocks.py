@@ -1,49 +1,38 @@
-"""Blocks of a pass and the one helper thread that overlaps them."""
+"""Blocks of a pass, and the one helper thread that measures a block while the next is read."""
 from __future__ import annotations
 
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable
 
 
-class InlineExecutor:
-    """An executor that runs each task at once in the caller's thread: a pair of one block has no
-    next block to overlap with, and a thread hand-off per pass only costs (folders of short pairs
-    are spread over worker processes instead)."""
+class Overlap:
+    """The pass's one helper thread: it runs the work handed to it with `later` (the unaligned STFT,
+    chunk and segmental-SNR sums, about half of a pass), block after block in order, while the
+    caller reads the next block and adds the pair sums; numpy releases the GIL in its loops, so
+    both cores work. The helper gets arrays only: the sources are read on the caller's thread. A
+    pass of one block has no thread: a hand-off only costs there, and folders of short pairs are
+    spread over worker processes instead."""
 
-    def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
-        future: Future = Future()
-        try:
-            future.set_result(fn(*args))
-        except BaseException as exc:  # noqa: BLE001 - re-raised by result(), as a thread's would be
-            future.set_exception(exc)
-        return future
+    def __init__(self, samples: int, block: int):
+        self.thread = ThreadPoolExecutor(max_workers=1) if samples > block else None
+        self.pending: list[Future] = []
 
-    def shutdown(self) -> None:
-        pass
+    def later(self, fn: Callable[..., Any], *args: Any) -> None:
+        """fn(*args) on the helper thread after what is queued there (at once without a thread)."""
+        if self.thread is None:
+            fn(*args)
+            return
+        self.pending.append(self.thread.submit(fn, *args))
+        # at most two blocks' work waits (memory of a few blocks); a failed block's exception is raised here
+        while self.pending and (len(self.pending) > 2 or self.pending[0].done()):
+            self.pending.pop(0).result()
 
-
-def helper_for(samples: int, block: int) -> "ThreadPoolExecutor | InlineExecutor":
-    """One helper thread for a pass over several blocks, none for a single block."""
-    return ThreadPoolExecutor(max_workers=1) if samples > block else InlineExecutor()
-
-
-def read_ahead(items: Any, read: Callable[[Any], Any]):
-    """(item, read(item)) for each item, the next item's read running in a reader thread while the
-    caller works on this one: soundfile releases the GIL while it reads and converts, and the two
-    reads of a block took a third of a pass's main thread. Only that thread touches the sources
-    while the pass runs (the helper threads get arrays), so a file handle is never shared."""
-    items = list(items)
-    if len(items) <= 1:
-        for item in items:
-            yield item, read(item)
-        return
-    with ThreadPoolExecutor(max_workers=1) as reader:
-        pending = reader.submit(read, items[0])
-        for index, item in enumerate(items):
-            data = pending.result()
-            if index + 1 < len(items):
-                pending = reader.submit(read, items[index + 1])
-            yield item, data
+    def finish(self) -> None:
+        """Wait for the work handed over (its exceptions are raised here) and end the thread."""
+        for future in self.pending:
+            future.result()
+        if self.thread is not None:
+            self.thread.shutdown()
 
 
 def block_spans(total: int, block: int):

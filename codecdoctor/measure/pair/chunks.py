@@ -36,13 +36,8 @@ class ChunkSetMeasurements:
 
 def measure_chunk_set(refs: Sequence[Any], ests: Sequence[Any], subject: str | None = None) -> ChunkSetMeasurements:
     """Score a set of (ref, est) chunks both ways: mean of per-chunk dB vs total-power SNR."""
-    signal_energy: list[float] = []
-    error_energy: list[float] = []
-    for ref, est in zip(refs, ests):
-        signal, error = chunk_energies(ref, est)
-        signal_energy.append(signal)
-        error_energy.append(error)
-    return chunk_set_from_energies(signal_energy, error_energy, subject=subject)
+    energies = [chunk_energies(ref, est) for ref, est in zip(refs, ests)]
+    return chunk_set_from_energies([s for s, _ in energies], [e for _, e in energies], subject=subject)
 
 
 def chunk_energies(ref: Any, est: Any) -> tuple[float, float]:

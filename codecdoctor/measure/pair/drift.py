@@ -7,7 +7,6 @@ from typing import Any
 import numpy as np
 
 from codecdoctor.measure import metrics as M
-from codecdoctor.measure.pair.lag import unit_rms_exponent
 from codecdoctor.measure.pair.measurements import MAX_LAG_SECONDS, PairMeasurements
 
 # Lag drift (R304): at most DRIFT_WINDOWS evenly spaced windows of DRIFT_WINDOW_SECONDS each (a
@@ -16,7 +15,6 @@ from codecdoctor.measure.pair.measurements import MAX_LAG_SECONDS, PairMeasureme
 # off by up to the drift rate x half the pair: the search reaches DRIFT_SEARCH_SECONDS, or on a
 # long pair far enough for DRIFT_MAX_PPM (two device clocks each +-100 ppm off, the crystal
 # tolerance of consumer audio hardware), at most MAX_LAG_SECONDS (the lag search's own window).
-# Without that, a 100 ppm drift on a 1.8 h pair left only the middle window or two within reach.
 # A window counts when its peak |correlation| reaches DRIFT_MIN_CORRELATION (the output explains
 # a quarter of the window's energy: below, noise moves the peak) and lies inside the search range.
 DRIFT_WINDOWS = 8
@@ -34,13 +32,9 @@ def drift_search_seconds(pair_seconds: float) -> float:
 
 
 def measure_lag_drift(m: PairMeasurements, read_ref: Any, read_est: Any, ref_samples: int, est_samples: int) -> None:
-    """The lag again in up to DRIFT_WINDOWS windows spread over the pair, around m.lag_samples.
-
-    `read_ref(start, stop)` / `read_est(start, stop)` return those samples of the flattened signals
-    (the engine reads its sources' blocks, the whole-file reference in tests/ slices arrays). Fills
-    m.lag_by_window, and from the confident windows (at least DRIFT_MIN_WINDOWS) m.lag_drift_samples
-    (least-squares line through their lags, from the first window's time to the last's),
-    m.lag_drift_ppm, m.lag_drift_monotone and m.snr_gain_local_lags_db."""
+    """The lag again in up to DRIFT_WINDOWS windows spread over the pair, around m.lag_samples, into
+    m.lag_by_window and (from at least DRIFT_MIN_WINDOWS confident windows) the drift fields.
+    `read_ref(start, stop)` / `read_est(start, stop)` read the flattened signals."""
     sr, lag = m.sample_rate, int(m.lag_samples)
     width = max(16, int(round(DRIFT_WINDOW_SECONDS * sr)))
     radius = max(1, int(round(drift_search_seconds(min(ref_samples, est_samples) / sr) * sr)))
@@ -52,8 +46,7 @@ def measure_lag_drift(m: PairMeasurements, read_ref: Any, read_est: Any, ref_sam
     count = min(DRIFT_WINDOWS, (last - first) // width + 1)
     if count < DRIFT_MIN_WINDOWS:
         return
-    # every window is read first and all of them are correlated in one batch of transforms: eight
-    # small FFTs each were mostly scipy's per-call overhead on a 10 s pair
+    # every window is read first, and all are correlated in one batch of transforms
     starts, refs, ests = [], [], []
     for start in np.linspace(first, last, count).round().astype(int):
         r = np.asarray(read_ref(int(start), int(start) + width), dtype=np.float64)
@@ -92,15 +85,8 @@ def _window_correlations(r: np.ndarray, e: np.ndarray, starts: list[int], width:
     est_energy[:, 0] = squares[:, :width].sum(axis=1)
     np.cumsum(steps, axis=1, out=steps)
     est_energy[:, 1:] = est_energy[:, :1] + steps
-    # in float32, each row scaled by the power of two nearest its RMS (nothing overflows or turns
-    # subnormal): half the float64 time, and within about 1e-7 of its correlations
     size = next_fast_len(width + 2 * radius, real=True)
-    r_exponent = unit_rms_exponent(ref_energy, width)
-    e_exponent = unit_rms_exponent(squares.sum(axis=1), e.shape[1])
-    r32 = np.ldexp(r, -r_exponent[:, None]).astype(np.float32)
-    e32 = np.ldexp(e, -e_exponent[:, None]).astype(np.float32)
-    raw32 = irfft(rfft(e32, size, axis=1) * np.conj(rfft(r32, size, axis=1)), size, axis=1)[:, : 2 * radius + 1]
-    raw = np.ldexp(raw32.astype(np.float64), (r_exponent + e_exponent)[:, None])
+    raw = irfft(rfft(e, size, axis=1) * np.conj(rfft(r, size, axis=1)), size, axis=1)[:, : 2 * radius + 1]
     denominator = np.sqrt(ref_energy[:, None] * np.maximum(est_energy, 0.0))
     with np.errstate(divide="ignore", invalid="ignore"):
         rho = np.where(denominator > 0.0, raw / denominator, 0.0)
@@ -134,7 +120,7 @@ def _fit_drift(m: PairMeasurements, starts: list[int], rho: np.ndarray, ref_ener
     t, y = np.asarray(times), np.asarray(lags)
     centred_t = t - t.mean()
     spread = float(centred_t @ centred_t)
-    # the least-squares slope, samples per second (np.polyfit's lstsq took longer than the windows)
+    # the least-squares slope, samples per second
     slope = float(centred_t @ (y - y.mean())) / spread if spread > 0.0 else 0.0
     m.lag_drift_samples = slope * float(t[-1] - t[0])
     m.lag_drift_ppm = 1e6 * slope / sr

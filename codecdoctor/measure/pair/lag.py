@@ -1,7 +1,6 @@
 """The lag search: normalised cross-correlation of the means-removed pair over +-max lag."""
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -12,34 +11,37 @@ from codecdoctor.measure import metrics as M
 from codecdoctor.measure.metrics import dot
 from codecdoctor.measure.pair.measurements import LAG_BLOCKS
 from codecdoctor.measure.pair.sources import FlatView, RolledView
+from codecdoctor.measure.pair.sums import scale_exponent
 
-# The float32 lag search's values are within about 1e-6 of float64's (FFT rounding, relative to the
-# norms: a normalised correlation of 1); every lag within this margin of its peak is recomputed in
-# float64, up to EXACT_LAGS of them (a dot product each), else the whole search is redone in float64.
+# The float32 lag search is within about 1e-6 of float64's: every lag within this margin of its
+# peak is recomputed in float64 (up to EXACT_LAGS of them), else the search is redone in float64.
 FLOAT32_LAG_MARGIN = 1e-4
 EXACT_LAGS = 32
 
 
 def lag_search_is_one_fft(ref_samples: int, max_lag: int) -> bool:
-    """Whether metrics.cross_correlation's blocks for this lag window all fit its block budget, so
-    the sum of the block correlations is one whole-signal correlation (the Correlator computes it as a
-    single FFT)."""
+    """Whether metrics.cross_correlation's blocks all fit its budget: their sum is then one
+    whole-signal correlation, a single FFT."""
     block = max(4 * max_lag, 1 << 14)
     return -(-int(ref_samples) // block) <= LAG_BLOCKS
 
 
 def lag_frame_size(samples: int) -> int:
-    """The length of the single-FFT lag search's zero-padded frame for `samples` (at least)."""
+    """The single-FFT lag search's zero-padded frame for `samples` (at least): a fast length whose
+    odd part is at most 255, as pocketfft's real transform is slow on a large odd factor (5^5 in
+    the 168,750 points of a 10 s pair: twice the time of 168,960 = 2^10 x 165)."""
     from scipy.fft import next_fast_len
 
-    return next_fast_len(int(samples), real=True)
+    size = next_fast_len(int(samples))
+    while size // (size & -size) > 255:
+        size = next_fast_len(size + 1)
+    return size
 
 
 def chance_in_frame(frame: np.ndarray, n: int, window: int, norm: float) -> float:
-    """The chance level from `frame`, the circular correlation of the means-removed pair zero-padded
-    to frame.size samples (frame[j] = sum_t r[t] e[(t + j) mod size]): the estimate rotated by s
-    within that zero-padded frame correlates with the reference at lag k as frame[(k - s) mod size],
-    so both rotations come without another transform. `norm` is sqrt(E_ref E_est)."""
+    """The chance level from `frame`, the circular correlation of the zero-padded means-removed pair
+    (frame[j] = sum_t r[t] e[(t + j) mod size]): the estimate rotated by s correlates at lag k as
+    frame[(k - s) mod size], so no other transform is needed. `norm` is sqrt(E_ref E_est)."""
     if n < 16 or window < 1 or not norm > 0.0 or not math.isfinite(norm):
         return 0.0
     k = np.arange(-window, window + 1)
@@ -49,17 +51,8 @@ def chance_in_frame(frame: np.ndarray, n: int, window: int, norm: float) -> floa
 
 def unit_rms_exponent(energy: Any, count: int) -> Any:
     """The exponent of the power of two nearest the RMS of `count` values whose sum of squares is
-    `energy` (a float or an array of them); 0 for a zero, infinite or NaN energy. Dividing by it
-    puts a signal near unit RMS for a float32 FFT, where nothing then overflows or turns subnormal."""
+    `energy` (float or array; 0 for a zero or non-finite energy): a float32 FFT's scale."""
     return np.frexp(np.sqrt(np.asarray(energy, dtype=np.float64) / max(int(count), 1)))[1]
-
-
-def correlation_exponent(peak: float) -> int:
-    """The power of two a side of the lag search is divided by: 0 for any peak within 2^+-200 (a
-    sum of 2^21 squares then stays within 2^+-421, and a product of two such sums is a float64),
-    else the peak's own exponent (the normalised correlation is the same)."""
-    exponent = math.frexp(peak)[1] if 0.0 < peak < math.inf else 0
-    return exponent if abs(exponent) > 200 else 0
 
 
 def centred_block(view: Any, start: int, stop: int, mean: float, exponent: int) -> np.ndarray:
@@ -69,55 +62,14 @@ def centred_block(view: Any, start: int, stop: int, mean: float, exponent: int) 
 
 
 def _unit_rms_spectrum(x: np.ndarray, energy: float, size: int) -> tuple[np.ndarray, int]:
-    """`scipy.fft.rfft` of x zero-padded to `size`, in float32, with x divided by the power of two
-    nearest its RMS first (so nothing overflows or turns subnormal, whatever the level), and that
-    power's exponent."""
+    """The float32 spectrum of x zero-padded to `size`, x divided by the power of two nearest its
+    RMS first (nothing overflows or turns subnormal, whatever the level), and that exponent."""
+    from scipy.fft import rfft
+
     exponent = int(unit_rms_exponent(energy, x.size))
     padded = np.zeros(size, np.float32)
     np.multiply(x[:size], math.ldexp(1.0, -exponent), out=padded[:min(x.size, size)], casting="same_kind")
-    return _real_fft32(padded), exponent
-
-
-def _real_fft32(x: np.ndarray) -> np.ndarray:
-    """`scipy.fft.rfft(x)` of a float32 array. pocketfft's real transform is slow on lengths with a
-    large odd part (5^5 in the 168,750 points of a 10 s pair's lag search: 1.5 ms against 0.54 ms
-    for the complex transform of half the length), so those are computed as that half-length
-    complex FFT of the even and odd samples, split into their two spectra and recombined with the
-    twiddle factors (the textbook identity; float32 rounding alike, 3e-7 of the peak). Lengths
-    whose odd part is at most 125 stay with rfft, which is as fast or faster there. x's buffer
-    may be overwritten.
-
-    What it buys, measured on compare's 10 s pairs (CPU per pair, medians of interleaved rounds):
-    plain rfft at the same length costs 9% more per pair; plain rfft at the nearest length whose
-    odd part is at most 63 (a longer frame) 5% more. Both are at or above the 5% a trick must be
-    worth to stay, so it stays."""
-    from scipy.fft import fft, rfft
-
-    size = x.size
-    if size % 2 or size // (size & -size) <= 125:
-        return rfft(x)
-    half = size // 2
-    z = fft(x.view(np.complex64), overwrite_x=True)       # z[k] = E[k] + i O[k], k < half
-    ze = np.empty(half + 1, np.complex64)
-    ze[:half], ze[half] = z, z[0]
-    zc = np.empty(half + 1, np.complex64)                 # conj(z[(half - k) mod half])
-    zc[0], zc[1:half], zc[half] = z[0], z[:0:-1], z[0]
-    np.conjugate(zc, out=zc)
-    spectrum = ze + zc                                    # 2 E[k]
-    ze -= zc                                              # 2i O[k]
-    ze *= _half_twiddles(size)                            # W^k O[k]
-    spectrum *= np.float32(0.5)
-    spectrum += ze
-    return spectrum
-
-
-@functools.lru_cache(maxsize=4)
-def _half_twiddles(size: int) -> np.ndarray:
-    """exp(-2 pi i k / size) / (2i) for k = 0 .. size/2, as complex64 (see _real_fft32)."""
-    k = np.arange(size // 2 + 1)
-    twiddles = (np.exp(-2j * np.pi * k / size) * -0.5j).astype(np.complex64)
-    twiddles.setflags(write=False)
-    return twiddles
+    return rfft(padded, overwrite_x=True), exponent
 
 
 @dataclass
@@ -129,38 +81,30 @@ class LagPeak:
 
 class Correlator:
     """`metrics.cross_correlation` (means removed, normalised, +-max_lag) between the reference and
-    estimate views. Up to LAG_BLOCKS blocks the sum of the per-block correlations is the whole
-    signals' correlation: one FFT, the reference's spectrum kept for the next estimate (the chance
-    level correlates rolled copies of the same estimate). Beyond, the same evenly spaced blocks
-    are read by seeking.
+    estimate views. Up to LAG_BLOCKS blocks it is one FFT of the whole signals, the reference's
+    spectrum kept for the next estimate; beyond, the same evenly spaced blocks, read by seeking.
 
-    The single FFT runs in float32 (half the time of float64 at the same length; both signals
-    scaled by a power of two to unit RMS first, so nothing overflows or turns subnormal). Its
-    values are within about 1e-6 of the float64 ones (FFT rounding is relative to the norms, so
-    to a normalised correlation of 1); `exact_at` recomputes chosen lags as float64 dot products,
-    which is how estimate_lag gets the same peak, ties and value as the float64 search."""
+    The single FFT runs in float32 (half the time of float64), each side scaled to unit RMS by a
+    power of two; `exact_at` recomputes chosen lags as float64 dot products, which is how
+    estimate_lag gets the float64 search's peak, ties and value."""
 
     def __init__(self, ref_view: FlatView, mean_r: float, mean_e: float, peaks: tuple[float, float] = (1.0, 1.0)):
         self.ref_view, self.mean_r, self.mean_e = ref_view, mean_r, mean_e
-        # powers of two each side is divided by, 0 unless its peak (pass 1's) is so far from 1 that
-        # E_ref E_est would overflow or underflow (the normalised correlation is the same)
-        self.ref_exponent, self.est_exponent = (correlation_exponent(peak) for peak in peaks)
+        # 0 unless E_ref E_est would overflow or underflow (a sum of squares within 2^+-421 each)
+        self.ref_exponent, self.est_exponent = (scale_exponent(peak=peak, limit=200) for peak in peaks)
         # (FFT size, conjugate float32 spectrum, E_ref, means-removed reference, its scale exponent)
         self._spectrum: tuple[int, np.ndarray, float, np.ndarray, int] | None = None
-        # the last single-FFT correlation: (estimate view, circular frame, its norm), the frame
-        # in the float32 units of the scaled signals and the norm in the same units
+        # the last single FFT's (estimate view, circular frame, its norm in the frame's units) and
+        # (estimate view, means-removed reference and estimate, sqrt(E_ref E_est))
         self.frame: tuple[Any, np.ndarray, float] | None = None
-        # (estimate view, means-removed reference, means-removed estimate, sqrt(E_ref E_est)) of it
         self._signals: tuple[Any, np.ndarray, np.ndarray, float] | None = None
         self._block_spectra: dict[tuple[int, int], tuple[int, int, np.ndarray, float]] = {}
 
     def correlate(self, est_view: Any, max_lag: int, precise: bool = False,
                   clip: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        """Lags and normalised correlation; `precise` makes a single FFT float64 (estimate_lag's
-        fallback when too many lags are within float32's rounding of the peak). `clip=False` keeps
-        values slightly above 1 (an estimate longer than the reference has less energy in its
-        first part than at the peak's lag), as metrics.cross_correlation's clip=False: a peak
-        among neighbours that would all clip to 1.0 is found where it is."""
+        """Lags and normalised correlation; `precise`: a float64 single FFT. `clip=False` keeps
+        values slightly above 1 (as metrics.cross_correlation's), so a peak among neighbours that
+        would all clip to 1.0 is found where it is."""
         max_lag = max(0, int(max_lag))
         lags = np.arange(-max_lag, max_lag + 1)
         if self.ref_view.length == 0 or est_view.length == 0:
@@ -175,13 +119,11 @@ class Correlator:
         return lags, (np.clip(raw / denominator, -1.0, 1.0) if clip else raw / denominator)
 
     def searched_in_float32(self, est_view: Any) -> bool:
-        """Whether the last `correlate` of this view was the single float32 FFT (a block-wise one is
-        float64 already), so that `exact_at` can recheck its lags."""
+        """Whether the last `correlate` of this view was the single float32 FFT (see exact_at)."""
         return self._signals is not None and self._signals[0] is est_view
 
     def exact_at(self, lags: np.ndarray) -> np.ndarray:
-        """The normalised correlation at `lags` in float64 (one dot product each), for the view the
-        last single-FFT `correlate` was given (see searched_in_float32)."""
+        """The normalised correlation at `lags` in float64, for the last single-FFT `correlate`."""
         _, r, e, denominator = self._signals
         values = np.zeros(len(lags))
         for i, k in enumerate(int(v) for v in lags):
@@ -278,10 +220,9 @@ def estimate_lag(correlator: Correlator, est_view: FlatView, max_lag_samples: in
 
 
 def correlation_chance(correlator: Correlator, est_view: FlatView, max_lag_samples: int) -> float:
-    """The chance level of the peak correlation: the largest |correlation| with the estimate rotated by a third and
-    two thirds of its length, over +-min(max_lag, length / 4); within the lag search's own frame
-    when that was one FFT (no transform more), else rolled and correlated block by block. Call it
-    after estimate_lag on the same view."""
+    """The chance level of the peak correlation: the largest |correlation| with the estimate rotated
+    by a third and two thirds of its length, over +-min(max_lag, length / 4); from the lag search's
+    own frame when that was one FFT, else correlated again block by block. After estimate_lag."""
     n = est_view.length
     window = min(int(max_lag_samples), n // 4)
     if n < 16 or window < 1:

@@ -16,8 +16,7 @@ SEGMENT_SECONDS = 0.25
 # Lag search window: half a second covers codec latencies (tens of ms) and whole-frame padding
 # bugs (a 2000-sample delay is 125 ms at 16 kHz) with room to spare.
 MAX_LAG_SECONDS = 0.5
-# metrics.cross_correlation correlates at most this many evenly spaced blocks (an hour costs what a
-# minute costs: a codec's lag is global).
+# metrics.cross_correlation correlates at most this many evenly spaced blocks (a codec's lag is global).
 LAG_BLOCKS = 32
 
 WHAT_IF_KEYS = ("raw", "gain", "aligned", "polarity", "all")
@@ -82,35 +81,28 @@ class PairMeasurements:
     est_bandwidth_hz: float = 0.0
     lost_band_energy_fraction: float = 0.0
     notes: list[str] = field(default_factory=list)
-    # ---- diagnosis v2 (each is a sum over samples, segments or frames: accumulable block by block)
-    # The mel distance's configuration (single scale, as `mel_distance` above is computed).
     mel_distance_config: dict[str, Any] = field(default_factory=dict)
-    # Correlation of the log-mel spectrograms after removing each band's time average (the long-term
-    # spectrum): does the time-frequency *pattern* follow the input's? Two utterances share a
-    # long-term spectrum (mel_correlation ~0.3-0.9) but not a pattern (~0.1).
+    # Correlation of the log-mels after removing each band's time average: does the time-frequency
+    # *pattern* follow the input's? Two utterances share a long-term spectrum, not a pattern (~0.1).
     mel_pattern_correlation: float = 0.0
-    # Chance level of `correlation`: the largest |normalised cross-correlation| of the reference with
-    # the estimate moved by a third and two thirds of its length (unrelated to it whatever the
-    # estimate is), over the same lag window (at most a quarter of the length).
+    # Chance level of `correlation`: its largest value with the estimate moved by a third and two
+    # thirds of its length (unrelated to the reference), over the lag window (<= a quarter of it).
     correlation_chance: float = 0.0
-    # Fractional part of the lag (band-limited interpolation of the correlation peak), in
-    # [-0.5, 0.5]; 0.0 when below 0.02 samples. The total delay is lag_samples + lag_fraction_samples.
+    # Fractional part of the lag (interpolated correlation peak), in [-0.5, 0.5]; 0.0 below 0.02.
     lag_fraction_samples: float = 0.0
     snr_after_fractional_alignment_db: float = -math.inf
     # SNR with every correction but DC matching.
     snr_without_dc_db: float = -math.inf
-    # The output's level over the samples whose input is within half of full scale (|ref| <= 0.5 x
-    # bound): a bounded or runaway output distorts the peaks, a gain error scales everything.
+    # The output's level where |ref| <= 0.5 x bound: a bounded output distorts the peaks, a gain
+    # error scales everything.
     output_level_small_signal_db: float = -math.inf
     # Every correction, then each 0.25 s segment divided by its own output/input level ratio
     # (time-varying gain undone); and the output peak once that is done.
     snr_with_segment_levels_db: float = -math.inf
     est_peak_after_segment_levels: float = 0.0
-    # R304 lag drift: the lag measured again in evenly spaced windows (measure_lag_drift), each
-    # [time_s, lag_samples, correlation, counted (1 when confident)]; the fitted change of the lag
-    # from the first counted window to the last, the same as a clock-rate error in parts per
-    # million, whether the counted lags move one way only (within a sample), and the SNR gained by
-    # aligning each counted window at its own lag instead of the global one (optimal gain each).
+    # R304 lag drift (drift.measure_lag_drift): per window [time_s, lag_samples, correlation,
+    # counted]; the fitted change of the lag across the counted windows, as parts per million,
+    # whether it moves one way only, and the SNR gained by aligning each window at its own lag.
     lag_by_window: list[list[float]] = field(default_factory=list)
     lag_drift_samples: float = 0.0
     lag_drift_monotone: bool = False
@@ -123,10 +115,9 @@ class PairMeasurements:
     frame_line_excess_db: float = 0.0           # hop-rate harmonics above the modulation continuum
     frame_locked_fraction: float = 0.0          # share locked to the grid (0 below FRAME_LINE_MIN_DB)
     frame_locked_ceiling_db: float = math.inf   # SNR cap from the frame-locked energy alone
-    # With the hop unknown and lines found: the reference's pitch range (5th-95th percentile of its
-    # voiced frames' F0; 0 when not measured or unvoiced) and the smallest m for which m x the
-    # frame rate lies in it while the rate's other harmonics stand below FRAME_LINE_MIN_DB
-    # (0: the lines are not the voice's own).
+    # With the hop unknown and lines found: the reference's pitch range (voiced frames' F0, 5th-95th
+    # percentile) and the smallest m with m x the frame rate in it and the rate's other harmonics
+    # below FRAME_LINE_MIN_DB (0: the lines are not the voice's own).
     ref_pitch_low_hz: float = 0.0
     ref_pitch_high_hz: float = 0.0
     frame_pitch_multiple: int = 0
@@ -146,8 +137,8 @@ MEL_DISTANCE_CONFIG = {"scales": "single", "window": "hann", "n_fft": "64 ms (10
 
 
 def set_segment_levels(m: "PairMeasurements", levels: np.ndarray, input_levels: np.ndarray) -> None:
-    """The per-segment level statistics from each active segment's output-vs-input level (dB) and
-    input level (dB); shared by the whole-file and the streaming measurement."""
+    """The per-segment level statistics from each active segment's output-vs-input and input
+    levels (dB); shared with the whole-file reference."""
     m.active_segments = int(levels.size)
     if levels.size >= 4:
         m.segment_level_spread_db = float(np.std(levels))

@@ -1,39 +1,27 @@
 """The pair engine: `PairMeasurements` in two passes over blocks, memory flat in length.
 
-A pair is read in blocks from two `SignalSource`s (a file read by seeking, or an array) and measured
-by small accumulators, so an hour costs memory of a few blocks:
-
-* pass 1 (`pass_one`, sequential): per-side statistics (non-finite count, min, max, DC, RMS,
-  samples beyond the output bound), the unaligned sums <r,r>, <e,e>, <r,e>, sum r, sum e and the
-  raw error energy, and the loudest reference mel bin (mel correlation's floor; only the frames
-  whose energy could hold it are transformed, see `RefMelPeak`);
-* the lag (`lag`): the normalised cross-correlation of `metrics.lag_and_peak` (means removed,
-  +-max lag). Up to 32 blocks it is the whole signal, computed with one FFT; beyond, the same 32
-  evenly spaced blocks `metrics.cross_correlation` samples, read by seeking;
-* pass 2 (`pass_two`, sequential, aligned): the aligned sums, the per-0.25 s segment levels, the
-  log-mel spectrograms (mel distance and correlation), the long-term spectra (bandwidth) and the
-  segmental SNR (each 20 ms frame's energy and SNR kept, gated 40 dB below the loudest at the
-  end). The STFT of a block runs in a second thread while the next block is read and summed; on
-  a pair longer than LONG_PAIR_SECONDS it takes at most MEL_FRAMES_LONG strided frames (a note
-  says so), otherwise every frame;
+* pass 1 (`pass_one`): per-side statistics, the unaligned pair sums, the loudest reference mel bin;
+* the lag (`lag`): metrics.lag_and_peak's normalised cross-correlation, its chance level;
+* pass 2 (`pass_two`, aligned): the aligned and per-segment sums, the STFT sums, segmental SNR;
 * then the lag drift windows (R304), the frame-locking excerpt (R317) and the fractional
   alignment, each reading only what it needs.
 
-Every what-if SNR is a quadratic form in those sums: the error of `a*r - b*e - c` is expanded, so no
-pass is needed per correction. Expanding cancels digits where the error is far below the signal:
-an expanded error below `EXACT_FRACTION` of its terms is float rounding of an exact match and
-counts as exact (+inf), as `metrics.energy_ratio_db` counts an error 250 dB down. SNRs up to about
-110 dB are unaffected. Memory: a few blocks of 2^18 samples plus 56 bytes per 0.25 s segment
-and 12 per 20 ms frame (3 MB per hour). tests/pair_reference.py computes each number on whole
-arrays, the textbook way; tests/test_compare_stream.py holds the engine to it.
+Every what-if SNR is a quadratic form in those sums (`sums.Quadratic`): the error of `a*r - b*e -
+c` is expanded, so no pass is needed per correction. tests/pair_reference.py computes each number
+on whole arrays, the textbook way; tests/test_compare_stream.py holds the engine to it.
 """
 from __future__ import annotations
 
+import functools
 import math
+from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from codecdoctor.measure import metrics as M
 from codecdoctor.measure.bound import infer_output_bound
+from codecdoctor.measure.pair.blocks import Overlap, block_spans
 from codecdoctor.measure.pair.chunks import ChunkEnergies
 from codecdoctor.measure.pair.corrections import (
     fractional_alignment_snr,
@@ -45,28 +33,312 @@ from codecdoctor.measure.pair.corrections import (
 from codecdoctor.measure.pair.drift import measure_lag_drift
 from codecdoctor.measure.pair.frames import frame_locking_excerpt
 from codecdoctor.measure.pair.lag import Correlator, LagPeak, correlation_chance, estimate_lag
-from codecdoctor.measure.pair.measurements import MAX_LAG_SECONDS, SEGMENT_SECONDS, WHAT_IF_KEYS, PairMeasurements
-from codecdoctor.measure.pair.pass_one import PassOneResult, pass_one
-from codecdoctor.measure.pair.pass_two import AlignedSums, UnalignedSpectra, mel_frame_stride, read_pass_two
-from codecdoctor.measure.pair.sources import AlignedView, ArraySource, FlatView, SignalSource
-from codecdoctor.measure.pair.stft_sums import LONG_PAIR_SECONDS, Stft
-from codecdoctor.measure.pair.sums import Quadratic, scale_exponent
+from codecdoctor.measure.pair.measurements import (
+    MAX_LAG_SECONDS,
+    MEL_DISTANCE_CONFIG,
+    SEGMENT_SECONDS,
+    SILENT_REF_RMS_DB,
+    WHAT_IF_KEYS,
+    PairMeasurements,
+)
+from codecdoctor.measure.pair.sources import AlignedView, ArraySource, FlatView, SignalSource, read_padded
+from codecdoctor.measure.pair.stft_sums import LONG_PAIR_SECONDS, MEL_FRAMES_LONG, MelSums, RefMelPeak, Stft, stft_block_sums
+from codecdoctor.measure.pair.sums import (
+    FrameSums,
+    Quadratic,
+    SideStats,
+    add_pair_sums,
+    finite_or_zero,
+    nonfinite_mask,
+    pair_sums,
+    scale_exponent,
+)
 
-# Samples per block in the sequential passes: a multiple of every STFT hop (a power of two up to
-# 2^16), big enough to amortise numpy's per-call cost, small enough that a block's STFT (float32
-# frames, complex spectra) stays in tens of MB.
+# Samples per block: a multiple of every STFT hop, big enough to amortise numpy's per-call cost,
+# small enough that a block's STFT stays in tens of MB.
 BLOCK_SAMPLES = 1 << 18
+
+
+@dataclass
+class PassOneResult:
+    """What pass two needs from pass one."""
+
+    q: Quadratic                        # the unaligned pair sums over the compared samples
+    crop_peak: tuple[float, float]      # each side's peak over the compared samples
+    side_r: SideStats
+    side_e: SideStats
+    frame: int                          # the segmental SNR's frame (20 ms)
+    seg_usable: int                     # the samples its whole frames cover
+    mel_frames: int                     # STFT frames of the compared samples
+    mel_floor: float | None             # None: pass two finds the floor in its one block
+    bound_for_ceiling: float            # the bound SideStats counted samples beyond
+
+
+class UnalignedSums:
+    """Pass one's accumulator over blocks of the compared samples: the pair sums on this thread,
+    the chunk energies and the mel-peak search on the pass's helper thread (`Overlap.later`)."""
+
+    def __init__(self, stft: Stft, block: int, compared: int, overlap: Overlap, chunks: ChunkEnergies | None):
+        self.stft, self.compared, self.chunks = stft, compared, chunks
+        self.pair = pair_sums()
+        self.crop_peak = [0.0, 0.0]
+        self.mel_frames = stft.frames_for(compared)
+        # a pair of one block has its loudest reference mel bin read in pass 2, from its log-mels
+        self.mel_peak = RefMelPeak(stft, self.mel_frames) if compared > block else None
+        self.chunk_sums = FrameSums(chunks.samples, compared, ("sumsq", "sumsq", "max")) if chunks is not None else None
+        self.overlap = overlap
+
+    def update(self, r: np.ndarray, e: np.ndarray, start: int, r_ext: np.ndarray, bad: np.ndarray | None,
+               peaks: tuple[float, float] | None = None, known: tuple[Any, Any] | None = None) -> None:
+        """A block of the compared samples (`r_ext`: the reference on to the block's last STFT
+        frame's end; `bad`: where either side was non-finite). `peaks` and `known`: the blocks'
+        peak magnitudes and sums when pass 1's side statistics measured exactly these samples."""
+        if peaks is None:
+            peaks = tuple(max(float(np.max(x)), -float(np.min(x))) if x.size else 0.0 for x in (r, e))
+        d = add_pair_sums(self.pair, r, e, peak=max(peaks), known=known)
+        self.crop_peak = [max(self.crop_peak[0], peaks[0]), max(self.crop_peak[1], peaks[1])]
+        self.overlap.later(self._chunks_and_mel_peak, r, e, d, start, r_ext, bad)
+
+    def _chunks_and_mel_peak(self, r: np.ndarray, e: np.ndarray, d: np.ndarray | None, start: int,
+                             r_ext: np.ndarray, bad: np.ndarray | None) -> None:
+        """The per-chunk energies and the mel-peak search, in order, block after block (one thread)."""
+        if self.chunk_sums is not None:
+            if d is None:
+                d = r - e
+            flags = bad[: r.size].astype(np.float64) if bad is not None else None
+            with np.errstate(over="ignore", invalid="ignore"):
+                signal, error, nonfinite = self.chunk_sums.update(start, [r, d, flags])
+            self.chunks.signal.extend(float(v) for v in signal)
+            self.chunks.error.extend(float(v) if not f else math.inf for v, f in zip(error, nonfinite))
+        if self.mel_peak is not None:
+            self.mel_peak.update(*self.stft.block_frames(r_ext, start, r.size, self.mel_frames))
+
+
+def pass_one(ref: SignalSource, est: SignalSource, sample_rate: int, subject: str | None,
+             output_bound: float | None, stft: Stft, block: int,
+             chunks: ChunkEnergies | None) -> tuple[PairMeasurements, PassOneResult | None]:
+    """The measurements pass one completes, and what pass two needs (None: nothing to compare)."""
+    n = min(ref.frames, est.frames)
+    compared = ref.channels * n
+    m = PairMeasurements(sample_rate=sample_rate, ref_samples=ref.frames, est_samples=est.frames,
+                         compared_samples=compared, subject=subject, mel_distance_config=dict(MEL_DISTANCE_CONFIG))
+    bound_for_ceiling = output_bound if output_bound is not None else 1.0
+    side_r, side_e = SideStats(), SideStats()
+    overlap = Overlap(max(ref.channels * ref.frames, est.channels * est.frames), block)
+    sums = UnalignedSums(stft, block, compared, overlap, chunks)
+    _read_sides(ref, est, side_r, side_e, sums, bound_for_ceiling, block, stft.n_fft - stft.hop)
+    if ref.channels > 1:
+        _read_compared(ref, est, n, sums, block, stft.n_fft - stft.hop)
+    overlap.finish()
+    _set_levels(m, side_r, side_e)
+    if compared == 0:
+        m.notes.append("nothing to compare: an input is empty")
+        m.what_if = {key: -math.inf for key in WHAT_IF_KEYS}
+        return m, None
+    q = Quadratic(sums.pair, compared)
+    # the signal energy in SNR units (pair sums are in units of 2^(2*exponent); ratios cancel them)
+    m.snr_db = M.energy_ratio_db(q.rr, q.raw_error) if max(sums.crop_peak) > 0.0 else math.inf
+    frame = max(1, round(0.02 * sample_rate))
+    seg_usable = min(compared, max(1, compared // frame) * frame) if compared >= frame else compared
+    mel_floor = sums.mel_peak.log_peak() - 3.0 if sums.mel_peak is not None else None
+    return m, PassOneResult(q, (sums.crop_peak[0], sums.crop_peak[1]), side_r, side_e, frame, seg_usable,
+                            sums.mel_frames, mel_floor, bound_for_ceiling)
+
+
+def _read_sides(ref: SignalSource, est: SignalSource, side_r: SideStats, side_e: SideStats, sums: UnalignedSums,
+                bound_for_ceiling: float, block: int, extension: int) -> None:
+    """Every sample of both sides through their statistics; for one channel, the compared blocks
+    also through the pair sums (the same reads)."""
+    full_r, full_e = FlatView(ref, ref.frames), FlatView(est, est.frames)
+    full_r.zero_nonfinite = full_e.zero_nonfinite = False  # counted here first
+    compared = sums.compared
+    for a, b in block_spans(max(full_r.length, full_e.length), block):
+        r_raw, e_raw = full_r.read(a, b + extension), full_e.read(a, b)
+        head = r_raw[: b - a]
+        r_block, peak_r, sums_r = side_r.update(head, bound_for_ceiling)
+        e_block, peak_e, sums_e = side_e.update(e_raw, None)
+        if ref.channels > 1 or a >= compared:
+            continue
+        if r_block is head and np.isfinite(r_raw[b - a:]).all():
+            r_ext = r_raw          # every sample finite: the raw block is the measured one
+        else:
+            r_ext = finite_or_zero(r_raw)
+        stop = min(b, compared) - a
+        stop = min(stop, r_ext.size, e_block.size)  # a file that ended early: measured again
+        clean = r_ext is r_raw and e_block is e_raw
+        whole = stop == b - a == e_raw.size       # the side statistics saw exactly these samples
+        sums.update(r_ext[:stop], e_block[:stop], a, r_ext[: max(0, min(compared - a, r_ext.size))],
+                    None if clean else nonfinite_mask(r_raw[:stop], e_raw[:stop]),
+                    (peak_r, peak_e) if whole else None, (sums_r, sums_e) if whole else None)
+
+
+def _read_compared(ref: SignalSource, est: SignalSource, n: int, sums: UnalignedSums, block: int,
+                   extension: int) -> None:
+    """Several channels: the compared samples (each channel cut to n frames) through the pair sums."""
+    crop_r, crop_e = FlatView(ref, n), FlatView(est, n)
+    crop_r.zero_nonfinite = crop_e.zero_nonfinite = False
+    for a, b in block_spans(sums.compared, block):
+        r_raw = crop_r.read(a, b + extension)
+        e_raw = crop_e.read(a, b)
+        stop = min(b - a, r_raw.size, e_raw.size)
+        r_ext = finite_or_zero(r_raw)
+        sums.update(r_ext[:stop], finite_or_zero(e_raw)[:stop], a, r_ext, nonfinite_mask(r_raw[:stop], e_raw[:stop]))
+
+
+def _set_levels(m: PairMeasurements, side_r: SideStats, side_e: SideStats) -> None:
+    """Each side's statistics into m, and whether it is silent."""
+    m.nonfinite_ref, m.nonfinite_est = side_r.nonfinite, side_e.nonfinite
+    for name, side in (("ref", side_r), ("est", side_e)):
+        if side.samples:
+            setattr(m, f"{name}_peak", side.peak)
+            setattr(m, f"{name}_min", side.minimum)
+            setattr(m, f"{name}_max", side.maximum)
+        setattr(m, f"{name}_rms_db", side.rms_db())
+        setattr(m, f"{name}_dc", side.mean())
+    m.ref_silent = m.ref_rms_db < SILENT_REF_RMS_DB
+    m.est_silent = m.est_rms_db < SILENT_REF_RMS_DB or (m.est_max - m.est_min) == 0.0
+
+
+# Each 0.25 s segment's sums (SEGMENT_SECONDS): <r,r>, <r,e>, sum r, sum e, <e,e>, min e, max e; the
+# degree of each in the sums' units (2^(degree * exponent))
+SEGMENT_OPS = ("sumsq", "dot", "sum", "sum", "sumsq", "min", "max")
+SEGMENT_DEGREES = (2, 2, 1, 1, 2, 1, 1)
+
+
+class AlignedSums:
+    """The aligned pair's accumulator: its pair sums, those over the small-signal samples (|ref| at
+    most `small_limit`), each whole segment's sums, and the range of the estimate after the last
+    whole segment. Blocks are summed divided by 2^exponent when the files' peaks need it."""
+
+    def __init__(self, aligned: int, segment: int, small_limit: float, all_small: bool, exponent: int,
+                 block_peak: float | None):
+        self.segment, self.small_limit, self.all_small = segment, small_limit, all_small
+        self.exponent, self.block_peak = exponent, block_peak
+        self.sums, self.small = pair_sums(), pair_sums()
+        self.small_count = 0
+        self.segment_usable = aligned // segment * segment
+        self.segments = FrameSums(segment, self.segment_usable, SEGMENT_OPS)
+        self.segment_parts: list[list[np.ndarray]] = []
+        self.tail_min, self.tail_max = math.inf, -math.inf
+
+    def update(self, start: int, ra: np.ndarray, ea: np.ndarray) -> None:
+        if self.all_small:
+            inside, count = None, ra.size
+        else:
+            inside = np.abs(ra) <= self.small_limit
+            count = int(np.count_nonzero(inside))
+        self.small_count += count
+        # a block entirely at small-signal level adds the same sums to both (the common case)
+        add_pair_sums(self.sums, ra, ea, peak=self.block_peak, also=self.small if count == ra.size else None)
+        if 0 < count < ra.size:
+            add_pair_sums(self.small, ra[inside], ea[inside], peak=self.block_peak)
+        if self.exponent:   # summed divided by 2^exponent, as the segmental-SNR frames
+            ra, ea = np.ldexp(ra, -self.exponent), np.ldexp(ea, -self.exponent)
+        parts = self.segments.update(start, [ra, (ra, ea), ra, ea, ea, ea, ea])
+        if parts[0].size:
+            self.segment_parts.append(parts)
+        if start + ra.size > self.segment_usable:
+            rest = ea[max(0, self.segment_usable - start):]
+            self.tail_min, self.tail_max = min(self.tail_min, float(rest.min())), max(self.tail_max, float(rest.max()))
+
+    def per_segment(self) -> tuple[list[np.ndarray], dict[str, float]]:
+        """Each segment's sums (SEGMENT_OPS) and the tail's range, in the aligned sums' units."""
+        per_segment = ([np.concatenate([p[i] for p in self.segment_parts]) for i in range(len(SEGMENT_OPS))]
+                       if self.segment_parts else [np.zeros(0)] * len(SEGMENT_OPS))
+        tail = {"min": self.tail_min, "max": self.tail_max}
+        units = self.exponent - (self.sums.exponent or 0)
+        if units:
+            per_segment = [np.ldexp(v, d * units) for v, d in zip(per_segment, SEGMENT_DEGREES)]
+            tail = {key: math.ldexp(value, units) for key, value in tail.items()}
+        return per_segment, tail
+
+
+class UnalignedSpectra:
+    """The unaligned pair's accumulator, run on the pass's helper thread block after block: the STFT sums
+    and the segmental SNR's 20 ms frames. Those are gated at 40 dB below the loudest, known only at
+    the end, so each frame's energy and clipped SNR are kept (12 bytes per frame, 2 MB an hour)."""
+
+    def __init__(self, stft: Stft, block: int, compared: int, first: PassOneResult, exponent: int, stride: int):
+        self.stft, self.block, self.compared, self.exponent, self.stride = stft, block, compared, exponent, stride
+        self.mel_frames, self.floor, self.scales = first.mel_frames, first.mel_floor, first.crop_peak
+        self.seg_snr = FrameSums(first.frame, first.seg_usable, ("sumsq", "sumsq"))
+        self.seg_energy: list[np.ndarray] = []
+        self.seg_db: list[np.ndarray] = []
+        self.mel = MelSums(stft.n_mels, stft.n_fft // 2 + 1)
+
+    def update(self, start: int, r_ext: np.ndarray, e_ext: np.ndarray) -> None:
+        size = max(0, min(start + self.block, self.compared) - start)
+        r, e = r_ext[:size], e_ext[:size]
+        if self.exponent:
+            r, e = np.ldexp(r, -self.exponent), np.ldexp(e, -self.exponent)
+        energy, error = self.seg_snr.update(start, [r, r - e])
+        if energy.size:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                per_frame = 10.0 * np.log10(energy / error)
+            self.seg_energy.append(energy)
+            self.seg_db.append(np.clip(np.nan_to_num(per_frame, nan=35.0, posinf=35.0, neginf=-10.0), -10.0,
+                                       35.0).astype(np.float32))
+        r_ext, first, count = self.stft.block_frames(r_ext, start, size, self.mel_frames)
+        e_ext = self.stft.block_frames(e_ext, start, size, self.mel_frames)[0]
+        if count > 0:
+            self.mel.combine(stft_block_sums(self.stft, r_ext, e_ext, first, count, self.stride, *self.scales,
+                                             self.floor))
+
+    def seg_snr_db(self, silent_pair: bool, raw_error: float) -> float:
+        """The mean clipped SNR of the frames within 40 dB of the loudest (metrics.seg_snr_db)."""
+        if silent_pair:
+            return math.inf
+        frame_energy = np.concatenate(self.seg_energy) if self.seg_energy else np.zeros(0)
+        loudest_frame = float(frame_energy.max()) if frame_energy.size else 0.0
+        if loudest_frame <= 0.0:  # every frame silent: exact only if nothing differs
+            return math.inf if raw_error <= 0.0 else -math.inf
+        active = frame_energy >= loudest_frame * 10.0 ** (-40.0 / 10.0)
+        return float(np.concatenate(self.seg_db)[active].astype(np.float64).sum()) / int(active.sum())
+
+
+def mel_frame_stride(compared: int, sample_rate: int, hop: int) -> int:
+    """1, or on a pair longer than LONG_PAIR_SECONDS the stride that keeps at most MEL_FRAMES_LONG
+    STFT frames (the STFT is most of the work)."""
+    if compared > LONG_PAIR_SECONDS * sample_rate:
+        return max(1, math.ceil(compared / hop / MEL_FRAMES_LONG))
+    return 1
+
+
+def read_pass_two(full_r: FlatView, full_e: FlatView, crop_r: FlatView, crop_e: FlatView, channels: int,
+                  lag: int, aligned: int, block: int, extension: int, sums: AlignedSums,
+                  spectra: UnalignedSpectra) -> None:
+    """Every block through both accumulators: the unaligned one on the pass's helper thread, the
+    aligned one here."""
+    overlap = Overlap(max(full_r.length, full_e.length), block)
+    unaligned = functools.partial(overlap.later, spectra.update)
+    compared = spectra.compared
+    offset_r, offset_e = (0, lag) if lag > 0 else (-lag, 0)
+    if channels == 1:
+        # one read of each side serves both the unaligned and the aligned pairs (ref index i pairs
+        # with est index i unaligned and i + lag aligned)
+        low, high = min(lag, 0), max(lag, 0)
+        for a, b in block_spans(max(compared, offset_r + aligned), block):
+            r_ext, e_ext = full_r.read(a, b + extension), read_padded(full_e, a + low, b + high + extension)
+            if a < compared:
+                e_un = e_ext[a - (a + low):]
+                unaligned(a, r_ext[: max(0, compared - a)], e_un[: max(0, compared - a)])
+            lo, hi = max(a, offset_r), min(b, offset_r + aligned)
+            if hi > lo:
+                sums.update(lo - offset_r, r_ext[lo - a:hi - a], e_ext[lo + lag - (a + low):hi + lag - (a + low)])
+    else:
+        for a, b in block_spans(compared, block):
+            unaligned(a, crop_r.read(a, b + extension), crop_e.read(a, b + extension))
+        for a, b in block_spans(aligned, block):
+            sums.update(a, full_r.read(offset_r + a, offset_r + b), full_e.read(offset_e + a, offset_e + b))
+    overlap.finish()
 
 
 def measure_pair_stream(ref: SignalSource, est: SignalSource, sample_rate: int, *, subject: str | None = None,
                         output_bound: float | None = None, max_lag_samples: int | None = None,
                         hop_samples: int | None = None, block_samples: int = BLOCK_SAMPLES,
                         chunks: ChunkEnergies | None = None) -> PairMeasurements:
-    """Measure a pair read from two sources (see the module doc). Sources with different channel
-    counts must be reconciled by the caller (compare downmixes both). The frame-rate measurements
-    (R317) are taken on at most FRAME_LOCKING_SECONDS of the aligned pair (all of a shorter one).
-    `chunks`, when given, receives the (reference, error) energy of each chunk of the compared
-    samples (chunk_energies per chunk, for R313)."""
+    """Measure a pair read from two sources of the same channel count (compare downmixes both).
+    `chunks`, when given, receives each chunk's (reference, error) energy (R313)."""
     sample_rate = int(sample_rate) if sample_rate and sample_rate > 0 else 16000
     stft = Stft(sample_rate)
     block = max(stft.hop, int(block_samples) // stft.hop * stft.hop)
@@ -126,8 +398,7 @@ def pass_two(ref: SignalSource, est: SignalSource, m: PairMeasurements, first: P
     # the output bound is inferred from the peaks (pass 1); the small-signal level needs it here
     bound = pair_output_bound(m, output_bound)
     small_limit = 0.5 * (m.output_bound or 1.0)
-    # the files' peaks (pass 1) bound every block: one exponent for the whole pair; when they can be
-    # squared safely, no block needs scaling and its sums skip the peak scans
+    # the files' peaks (pass 1) bound every block: one scale exponent for the whole pair
     files_peak = max(first.side_r.peak, first.side_e.peak)
     exponent = scale_exponent(peak=files_peak)
     segment = max(1, round(SEGMENT_SECONDS * sample_rate))
@@ -188,11 +459,9 @@ def measure_pair(ref: Any, est: Any, sample_rate: int, *, subject: str | None = 
                  output_bound: float | None = None, max_lag_samples: int | None = None,
                  hop_samples: int | None = None) -> PairMeasurements:
     """Measure one (ref, est) pair of arrays: the engine over two array sources. `output_bound`:
-    the decoder's output bound (1.0 for tanh/clamp) when known; when None and the output never
-    exceeds 1.0 while the input does, a bound of 1.0 is inferred (R307). `hop_samples`: the codec's
-    frame hop if known (R317 searches plausible frame rates otherwise). Non-finite samples are
-    counted and set to 0 for every other measurement. Leading axes are joined end to end; signals
-    whose leading shapes differ (stereo against mono) are each pooled into one signal first."""
+    the decoder's bound when known (else inferred from the peaks, R307); `hop_samples`: the codec's
+    frame hop if known (R317 searches otherwise). Leading axes are joined end to end; signals whose
+    leading shapes differ (stereo against mono) are each pooled into one signal first."""
     sample_rate = int(sample_rate) if sample_rate and sample_rate > 0 else 16000
     r, e = M.as_signal(ref), M.as_signal(est)
     r, e = (x.reshape(1) if x.ndim == 0 else x for x in (r, e))

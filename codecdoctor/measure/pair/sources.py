@@ -13,14 +13,14 @@ from codecdoctor.measure.audio.formats import CONTAINER_BITS
 from codecdoctor.measure.audio.reader import declared_wav_frames, read_span, resampled_span
 from codecdoctor.measure.pair.sums import finite_or_zero
 
-# Files of at most this many samples (all channels; 65 s of 16 kHz mono, 8 MB as float64) are read
-# whole on first use instead of once per block and pass: memory stays bounded by this cap.
+# Files of at most this many samples (65 s of 16 kHz mono, 8 MB as float64) are read whole on
+# first use instead of once per block and pass.
 WHOLE_FILE_SAMPLES = 1 << 20
 
 
 class SignalSource(Protocol):
-    """What the passes read: `channels`, `frames` (per channel, may shrink when a file turns out
-    truncated), `sample_rate`, and `read(start, stop)` -> (channels, n) float64, n <= stop - start."""
+    """`frames` per channel (shrinks when a file turns out truncated); `read(start, stop)` ->
+    (channels, n) float64, n <= stop - start."""
 
     channels: int
     frames: int
@@ -51,10 +51,9 @@ class ArraySource:
 
 class FileSource:
     """An audio file read by seeking through the one reader (`reader.read_span`), optionally
-    resampled to `sample_rate` (`reader.resampled_span`: per segment, equal to resampling the
-    whole file) and downmixed to mono. A file that cannot be read past some frame (corrupt data,
-    a truncated transfer) ends there: `error`, `error_frame` (native frames) say where and why, and
-    `frames` is what was readable. `declared_frames` is what a WAV header promised."""
+    resampled (`reader.resampled_span`) and downmixed to mono. A file unreadable past some frame
+    ends there: `error`, `error_frame` (native frames) say where and why, and `frames` is what was
+    readable. `declared_frames` is what a WAV header promised."""
 
     SALVAGE_FRAMES = 4096  # granularity at which the readable end of a corrupt file is located
 
@@ -72,8 +71,6 @@ class FileSource:
         self.header_frames = self.native_frames  # what libsndfile reported on opening
         self.error: str | None = None
         self.error_frame: int | None = None
-        # a short file is read once, whole, and its reads are views of that copy (the passes, the
-        # lag search and the excerpts read each block several times)
         self._whole: np.ndarray | None = None
         sample_bytes = (CONTAINER_BITS.get(self._file.subtype) or 0) // 8
         declared = (declared_wav_frames(self.path, self.native_channels * sample_bytes)

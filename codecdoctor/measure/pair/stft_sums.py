@@ -11,18 +11,13 @@ from codecdoctor.measure.pair.sums import scale_exponent
 from codecdoctor.measure.spectral import mel_fft_size, mel_filterbank, window_array
 
 # A pair longer than this (seconds) has its log-mel spectrograms and long-term spectra taken from
-# at most MEL_FRAMES_LONG evenly strided STFT frames, so their cost stops growing with length: an
-# hour holds 225 000 frames per side at 16 kHz. The mel distance is a mean of per-frame distances;
-# over 40 000 frames spread across the file its sampling error is far below the third decimal
-# (measured on a 10-minute pair: 0.4529 from every 4th frame against 0.4539 from every frame).
+# at most MEL_FRAMES_LONG evenly strided STFT frames, so their cost stops growing with length. The
+# mel distance is a mean of per-frame distances: over 40 000 frames spread across the file its
+# sampling error is about the third decimal.
 LONG_PAIR_SECONDS = 600.0
 MEL_FRAMES_LONG = 40_000
-# Frames of the STFT transformed per call: the windowed frames, their spectra and magnitudes of 128
-# frames at n_fft 1024 (0.5 + 0.5 + 0.25 MB) stay in a core's 2 MB L2 cache from one step to the
-# next (a 10 s pair's STFT sums: 3.48 ms against 3.58 ms in batches of 2048, bench_pair_stages).
+# Frames of the STFT transformed per call: bounds the float32 temporaries of a block's STFT.
 STFT_BATCH_FRAMES = 128
-
-
 _DECADES_PER_NEPER = 1.0 / math.log(10.0)
 
 
@@ -38,11 +33,9 @@ class Stft:
         self.window = window_array("hann", self.n_fft).astype(np.float32)
         self.bank = np.ascontiguousarray(mel_filterbank(sample_rate, self.n_fft, self.n_mels), dtype=np.float32)
         self.log_floor = math.log10(1e-5)
-        # The filters are triangles over neighbouring bins (each bin feeds at most two mels): the
-        # product with the bank is taken over octave-wide bands of bins, each against only the mels
-        # it feeds, a quarter of the dense product's work
-        bins = self.bank.shape[0]
-        fed = self.bank != 0
+        # each bin feeds at most two (triangular) mels: the product with the bank is taken over
+        # octave-wide bands of bins, each against only the mels it feeds (4% of a 10 s pair's CPU)
+        bins, fed = self.bank.shape[0], self.bank != 0
         self.bank_spans = []
         for lo, hi in zip((0, bins // 8, bins // 4, bins // 2), (bins // 8, bins // 4, bins // 2, bins)):
             mels = np.flatnonzero(fed[lo:hi].any(axis=0))
@@ -53,9 +46,14 @@ class Stft:
     def frames_for(self, n: int) -> int:
         return max(1, 1 + math.ceil(max(n - self.n_fft, 0) / self.hop))
 
-    def magnitudes(self, x32: np.ndarray, n_frames: int) -> np.ndarray:
-        frames = np.lib.stride_tricks.sliding_window_view(x32, self.n_fft)[::self.hop][:n_frames]
-        return self.spectrum_magnitudes(frames)
+    def block_frames(self, x: np.ndarray, start: int, size: int, total: int) -> tuple[np.ndarray, int, int]:
+        """The frames (of `total`) that start in [start, start + size): x (from `start`, a multiple of
+        the hop) cut or zero-padded to their samples, the first frame and their count."""
+        first = start // self.hop
+        count = max(0, min(-(-(start + size) // self.hop), total) - first)
+        need = (count - 1) * self.hop + self.n_fft if count else 0
+        x = x[:need]
+        return (np.concatenate([x, np.zeros(need - x.size)]) if x.size < need else x), first, count
 
     def spectrum_magnitudes(self, frames: np.ndarray) -> np.ndarray:
         from scipy.fft import rfft
@@ -66,10 +64,8 @@ class Stft:
         mel = np.zeros((magnitude.shape[0], self.n_mels), dtype=np.float32)
         for lo, hi, first, last, part in self.bank_spans:
             mel[:, first:last] += magnitude[:, lo:hi] @ part
-        # numpy's float32 natural log is vectorised and its log10 is not (4x slower): the same
-        # decades to float32 rounding. A silent bin is log 0 = -inf, so it meets the floor below
-        # whatever log_scale adds back (a clamp at 1e-30 put the silence of a 1e150-scaled block
-        # at 120 decades)
+        # natural log (numpy vectorises it in float32, not log10), as decades; a silent bin is
+        # -inf, so it meets the floor whatever log_scale adds back
         with np.errstate(divide="ignore"):
             logs = np.log(mel, out=mel)
         out = np.multiply(logs, _DECADES_PER_NEPER, dtype=np.float64)
@@ -102,8 +98,7 @@ class RefMelPeak:
         self.peak = 0.0
 
     def update(self, x: np.ndarray, first_frame: int, n_frames: int) -> None:
-        """`x` holds the samples of frames first_frame .. first_frame + n_frames - 1, from the first
-        frame's start (zero-padded to the last frame's end)."""
+        """`x` holds the samples of frames first_frame .. first_frame + n_frames - 1 (block_frames)."""
         if n_frames <= 0:
             return
         stft = self.stft
@@ -129,10 +124,8 @@ class RefMelPeak:
         while order.size:
             chosen = np.sort(order[:batch])
             # only the chosen frames are converted to float32 (scaled as as_float32 scales the block)
-            frames = as_float32(np.stack([x[t * hop:t * hop + n_fft] for t in chosen]), scale)[0] * stft.window
-            from scipy.fft import rfft
-
-            mel = np.abs(rfft(frames, axis=-1)) @ stft.bank
+            mel = stft.spectrum_magnitudes(as_float32(np.stack([x[t * hop:t * hop + n_fft] for t in chosen]),
+                                                      scale)[0]) @ stft.bank
             self.peak = max(self.peak, float(mel.max()) * factor)
             order = order[batch:]
             order = order[bound[order] > self.peak]
@@ -149,7 +142,6 @@ class RefMelPeak:
 
     def log_peak(self) -> float:
         return max(math.log10(self.peak), self.stft.log_floor) if self.peak > 0 else self.stft.log_floor
-
 
 
 @dataclass
@@ -228,25 +220,22 @@ class MelSums:
 
 def stft_block_sums(stft: Stft, r_ext: np.ndarray, e_ext: np.ndarray, first: int, count: int, stride: int,
                     scale_r: float, scale_e: float, floor: float | None) -> MelSums:
-    """Frames first .. first + count - 1 (those on the stride's grid) of both sides, as MelSums.
+    """Frames first .. first + count - 1 (those on the stride's grid) of both sides (block_frames),
+    as MelSums.
     `floor` None: these are all of the pair's frames, and the floor is 3 decades below the
     reference's loudest bin here (what pass 1's RefMelPeak finds on a longer pair)."""
-    need = (count - 1) * stft.hop + stft.n_fft
     skip = (-first) % stride
     out = MelSums(stft.n_mels, stft.n_fft // 2 + 1, frames=len(range(skip, count, stride)))
     if out.frames == 0:
         return out
     logs = []
     for x, scale, power in ((r_ext, scale_r, out.power_r), (e_ext, scale_e, out.power_e)):
-        if x.size < need:
-            x = np.concatenate([x, np.zeros(need - x.size)])
         x32, log_scale = as_float32(x, scale)
         starts = np.lib.stride_tricks.sliding_window_view(x32, stft.n_fft)[skip * stft.hop::stft.hop * stride]
         parts = []
         for f0 in range(0, out.frames, STFT_BATCH_FRAMES):
             mag = stft.spectrum_magnitudes(starts[f0:min(f0 + STFT_BATCH_FRAMES, out.frames)])
-            # float32 sums of at most STFT_BATCH_FRAMES squares (about 1e-6 relative, 4e-6 dB in
-            # the band transfer), added up in float64: 5x faster than summing in float64
+            # float32 sums of at most STFT_BATCH_FRAMES squares, added up in float64
             power += np.einsum("ij,ij->j", mag, mag)
             parts.append(stft.log_mel(mag, log_scale))
         logs.append(np.concatenate(parts))

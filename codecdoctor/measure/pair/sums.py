@@ -10,8 +10,8 @@ import numpy as np
 from codecdoctor.measure import metrics as M
 from codecdoctor.measure.metrics import dot
 
-# An expanded error energy below this fraction of its largest term is float64 rounding (about 1e-16
-# per term, times the square root of the sample count, with room): an exact match after the fix.
+# An expanded error energy below this fraction of its largest term is float64 rounding: an exact
+# match after the fix.
 EXACT_FRACTION = 1e-11
 # Values whose magnitude is within 2^+-400 can be squared and summed in float64 without overflow or
 # underflow; a block outside is summed divided by a power of two (exact), as metrics scales by peaks.
@@ -19,8 +19,7 @@ SAFE_EXPONENT = 400
 
 
 def finite_or_zero(x: np.ndarray) -> np.ndarray:
-    """The block with non-finite samples read as 0 (a new array only when there are any); the
-    sum is a cheap test: it is finite for finite samples unless they are huge."""
+    """The block with non-finite samples read as 0 (a new array only when there are any)."""
     if x.size and not math.isfinite(float(np.add.reduce(x))) and not np.isfinite(x).all():
         return np.where(np.isfinite(x), x, 0.0)
     return x
@@ -36,9 +35,9 @@ def nonfinite_mask(r: np.ndarray, e: np.ndarray) -> np.ndarray | None:
     return mask if mask.any() else None
 
 
-def scale_exponent(*blocks: np.ndarray, peak: float | None = None) -> int:
-    """0 when every value can be squared safely; else the power of two to divide the blocks by.
-    `peak`, when the caller already knows the blocks' largest magnitude, saves the scans."""
+def scale_exponent(*blocks: np.ndarray, peak: float | None = None, limit: int = SAFE_EXPONENT) -> int:
+    """0 when every value is within 2^+-limit (can be squared safely); else the power of two to
+    divide the blocks by (`peak`: the blocks' largest magnitude, when known)."""
     if peak is None:
         peak = 0.0
         for b in blocks:
@@ -47,7 +46,7 @@ def scale_exponent(*blocks: np.ndarray, peak: float | None = None) -> int:
     if peak == 0.0:
         return 0
     exponent = math.frexp(peak)[1]
-    return 0 if -SAFE_EXPONENT < exponent < SAFE_EXPONENT else exponent
+    return 0 if -limit < exponent < limit else exponent
 
 
 class Sums:
@@ -78,10 +77,9 @@ _REDUCTIONS = {"sum": np.sum, "min": np.min, "max": np.max}
 
 def _piece_reduce(op: str, value: Any, cuts: np.ndarray, size: int) -> np.ndarray:
     """The reduction `op` of each piece [cuts[k], cuts[k + 1]) of `value` (the last piece runs to
-    its end), for cuts that start at 0 and are `size` apart after the first: the head and tail
-    pieces alone, the whole frames between as the rows of one reshaped view (np.*.reduceat on the
-    same pieces, with its squared or multiplied temporaries, was ~8x slower). `value` is an array,
-    or for "dot" a pair of arrays whose products are summed."""
+    its end), for cuts that start at 0 and are `size` apart after the first: the whole frames
+    between head and tail as the rows of one reshaped view. `value` is an array, or for "dot" a
+    pair of arrays whose products are summed."""
     a, b = value if op == "dot" else (value, value)
     products = op in ("sumsq", "dot")
 
@@ -157,9 +155,8 @@ class SideStats:
 
     def update(self, x: np.ndarray, bound: float | None) -> tuple[np.ndarray, float, tuple[float, float] | None]:
         """Add a block of raw samples (non-finite ones are counted, then read as 0). Returns the
-        block as measured (the same array when every sample is finite), its peak magnitude and,
-        when it needed no scaling, its (sum, sum of squares): the caller's pair sums need neither
-        another finiteness test, nor another scan for the peak, nor these two sums again."""
+        block as measured, its peak magnitude and, when it needed no scaling, its (sum, sum of
+        squares), which the caller's pair sums reuse."""
         if x.size == 0:
             return x, 0.0, None
         total = float(np.add.reduce(x))
@@ -208,10 +205,9 @@ def pair_sums() -> Sums:
 
 def add_pair_sums(sums: Sums, r: np.ndarray, e: np.ndarray, peak: float | None = None,
                    also: Sums | None = None, known: tuple[Any, Any] | None = None) -> np.ndarray | None:
-    """Add the block's pair sums to `sums` (and to `also`, when the same block counts there too).
-    `peak`: the blocks' largest magnitude when known (saves four scans); `known`: each side's
-    unscaled (sum, sum of squares) when the caller has them (None for a side it has not). Returns
-    r - e when the block needed no scaling (the caller's per-frame errors reuse it), else None."""
+    """Add the block's pair sums to `sums` (and to `also`). `peak`: the blocks' largest magnitude
+    when known; `known`: each side's unscaled (sum, sum of squares) when the caller has them.
+    Returns r - e when the block needed no scaling (for the caller's per-frame errors), else None."""
     if r.size == 0:
         return None
     k = scale_exponent(r, e, peak=peak)
