@@ -59,6 +59,7 @@ BATCH_FILES = 64  # ... or this many files, so per-task overhead stays small for
 DASK_BATCH_BYTES = 32 << 20  # a Dask task: up to 32 MB or 16 small files (long files go alone)
 DASK_BATCH_FILES = 16
 SPLIT_BYTES = 32 << 20  # with several workers, a file on disk this large is measured in parallel parts
+THREADS_FOR_ONE_FILE = 2  # up to this many workers, one long file alone is measured on threads (see below)
 CUT_CHECKS = ("D101", "D113")  # what a lhotse cut's duration alone can tell
 
 
@@ -198,13 +199,17 @@ def _unmeasured(task: Task, lost: Lost, thresholds: DataThresholds) -> CorpusAcc
 
 
 def _audit_parts_on_threads(task: Task, parts: int, jobs: int, thresholds: DataThresholds) -> CorpusAccumulator:
-    """A run of one long file: its parts measured on `jobs` threads of this process and joined as
-    parts from worker processes are (the same numbers). numpy and libsndfile release the GIL in
-    the per-block loops, so on two free cores the parts of a 1.8 h file take 0.15 s instead of
-    0.21 s in one thread, as in two worker processes; threads start no processes, import no pool
-    and warm no second heap, which cost the processes 0.05-0.1 s of CPU (a fifth of the row on
-    a busy machine, where the second core is not free). A part that raises (the file changed
-    since it was opened) has the file measured in one pass, whose row then says what failed."""
+    """A run of one long file on a few cores (THREADS_FOR_ONE_FILE): its parts measured on `jobs`
+    threads of this process and joined as parts from worker processes are (the same numbers).
+    numpy and libsndfile release the GIL in the per-block loops; about 30% of a measuring
+    thread's time holds it (py-spy --gil: 459 of 1562 samples, bincount and numpy's Python
+    layer), so two threads measure about 1.5x as fast as one. That is what two worker processes
+    give a 1.8 h file once their start is paid (with a core free: 0.15 s for both, 0.19-0.21 s in
+    one thread), and on a busy machine the processes' start, pool import and second heap cost
+    0.06 s of CPU more than the threads: the audit took 0.56 s with processes, 0.49 s with threads
+    (medians of 7 interleaved runs, 12% of the row). On more cores processes scale further than
+    threads (1 / 0.3 = at most 3.3x). A part that raises (the file changed since it was opened)
+    has the file measured in one pass, whose row then says what failed."""
     from concurrent.futures import ThreadPoolExecutor
 
     options = {"silence_threshold_db": thresholds.silence_threshold_db}
@@ -221,8 +226,9 @@ def _audit_all(tasks: list[Task], jobs: int, thresholds: DataThresholds,
     """(tasks done, their accumulator) per task, in completion order. jobs == 1 runs in this
     process (no pool, no pickling). With several workers (core.pool), a long file on disk is
     measured as its parts in parallel (the same parts measure_file reads one after another, so the
-    numbers are identical) and joined here; a long file audited alone has its parts measured on
-    threads instead (`_audit_parts_on_threads`). `on_started()` is called once the work is handed out."""
+    numbers are identical) and joined here; a long file audited alone on a few cores has its parts
+    measured on threads instead (`_audit_parts_on_threads`). `on_started()` is called once the
+    work is handed out."""
     # Large files first, so the last worker is not left alone with a 2-hour file at the end.
     ordered = sorted(tasks, key=lambda t: -t.size_bytes)
     split = {} if jobs <= 1 else {
@@ -233,7 +239,7 @@ def _audit_all(tasks: list[Task], jobs: int, thresholds: DataThresholds,
         for task in tasks:
             yield 1, audit_task(task, thresholds)
         return
-    if len(tasks) == 1:
+    if len(tasks) == 1 and jobs <= THREADS_FOR_ONE_FILE:
         on_started()
         yield 1, _audit_parts_on_threads(tasks[0], split[tasks[0].subject], jobs, thresholds)
         return

@@ -89,6 +89,28 @@ def test_one_long_file_alone_is_measured_in_parallel_parts_on_threads_without_wo
     assert measured_on and threading.main_thread().name not in measured_on
 
 
+def test_one_long_file_on_more_cores_than_threads_pay_for_goes_to_worker_processes(tmp_path, monkeypatch):
+    """Beyond THREADS_FOR_ONE_FILE workers the GIL would cap threads: the parts go to the pool."""
+    import codecdoctor.audit as audit_module
+    from codecdoctor.measure.audio import reader
+
+    monkeypatch.setattr(reader, "TARGET_BLOCK_SAMPLES", 5000)
+    monkeypatch.setattr(reader, "PART_BLOCKS", 3)
+    monkeypatch.setattr(audit_module, "SPLIT_BYTES", 1)
+    write_audio(tmp_path / "long.wav", speech_like(6.1, SR, seed=31, peak=0.5))
+    one = json.loads(json_out.dumps(audit_data(tmp_path, jobs=1)))
+    pooled = []
+    run_isolated = audit_module.run_isolated
+
+    def spy(work, items, **kwargs):
+        pooled.append(len(items))
+        return run_isolated(work, items, **kwargs)
+
+    monkeypatch.setattr(audit_module, "run_isolated", spy)
+    three = json.loads(json_out.dumps(audit_data(tmp_path, jobs=audit_module.THREADS_FOR_ONE_FILE + 1)))
+    assert pooled == [7] and comparable(three) == comparable(one)
+
+
 def test_cli_shard_then_merge(cli, tmp_path):
     root = tmp_path / "corpus"
     make_corpus(root)
