@@ -199,16 +199,14 @@ def _unmeasured(task: Task, lost: Lost, thresholds: DataThresholds) -> CorpusAcc
 
 
 def _audit_parts_on_threads(task: Task, parts: int, jobs: int, thresholds: DataThresholds) -> CorpusAccumulator:
-    """A run of one long file on a few cores (THREADS_FOR_ONE_FILE): its parts measured on `jobs`
-    threads of this process and joined as parts from worker processes are (the same numbers).
-    numpy and libsndfile release the GIL in the per-block loops; about 30% of a measuring
-    thread's time holds it (py-spy --gil: 459 of 1562 samples, bincount and numpy's Python
-    layer), so two threads measure about 1.5x as fast as one. That is what two worker processes
-    give a 1.8 h file once their start is paid (with a core free: 0.15 s for both, 0.19-0.21 s in
-    one thread), and on a busy machine the processes' start, pool import and second heap cost
-    0.06 s of CPU more than the threads: the audit took 0.56 s with processes, 0.49 s with threads
-    (medians of 7 interleaved runs, 12% of the row). On more cores processes scale further than
-    threads (1 / 0.3 = at most 3.3x). A part that raises (the file changed since it was opened)
+    """A run of one long file on a few cores (up to THREADS_FOR_ONE_FILE workers): its parts
+    measured on `jobs` threads of this process and joined as parts from worker processes are (the
+    same numbers). numpy and libsndfile release the GIL in the per-block loops, so two threads
+    measure in parallel, and they start no process, import no pool and warm no second heap: the
+    one-file row of bench_speed took 0.38 s against 0.41 s with two worker processes on a quiet
+    machine, 0.46 s against 0.53 s on a busy one (6-14% of the row; medians of 7 and 9
+    interleaved runs). About 30% of a measuring thread's time holds the GIL (py-spy --gil), so on
+    more cores processes scale further. A part that raises (the file changed since it was opened)
     has the file measured in one pass, whose row then says what failed."""
     from concurrent.futures import ThreadPoolExecutor
 
