@@ -211,10 +211,15 @@ def _audit_parts_on_threads(task: Task, parts: int, jobs: int, thresholds: DataT
     from concurrent.futures import ThreadPoolExecutor
 
     options = {"silence_threshold_db": thresholds.silence_threshold_db}
+    threads = ThreadPoolExecutor(max_workers=jobs)
+    measured = None
     try:
-        with ThreadPoolExecutor(max_workers=jobs) as threads:
-            measured = list(threads.map(functools.partial(measure_file_part, task.path, **options), range(parts)))
+        measured = list(threads.map(functools.partial(measure_file_part, task.path, **options), range(parts)))
     except Exception:  # noqa: BLE001 - measured again below, where a failure becomes the row's error
+        pass
+    finally:  # after a failure or Ctrl-C, the parts not started yet are dropped, not measured
+        threads.shutdown(wait=True, cancel_futures=True)
+    if measured is None:
         return audit_task(task, thresholds)
     return CorpusAccumulator.of_row(measure_file(task.path, task.subject, parts=measured, **options), thresholds)
 

@@ -89,6 +89,30 @@ def test_one_long_file_alone_is_measured_in_parallel_parts_on_threads_without_wo
     assert measured_on and threading.main_thread().name not in measured_on
 
 
+def test_a_part_that_raises_on_a_thread_has_the_file_measured_in_one_pass(tmp_path, monkeypatch):
+    import codecdoctor.audit as audit_module
+    from codecdoctor.measure.audio import reader
+
+    monkeypatch.setattr(reader, "TARGET_BLOCK_SAMPLES", 5000)
+    monkeypatch.setattr(reader, "PART_BLOCKS", 3)
+    monkeypatch.setattr(audit_module, "SPLIT_BYTES", 1)
+    write_audio(tmp_path / "long.wav", speech_like(6.1, SR, seed=32, peak=0.5))
+    one = json.loads(json_out.dumps(audit_data(tmp_path, jobs=1)))
+    measure_part = audit_module.measure_file_part
+    started = []
+
+    def fails_on_part_3(path, index, **kwargs):
+        started.append(index)
+        if index == 3:
+            raise OSError("the file changed")
+        return measure_part(path, index, **kwargs)
+
+    monkeypatch.setattr(audit_module, "measure_file_part", fails_on_part_3)
+    two = json.loads(json_out.dumps(audit_data(tmp_path, jobs=2)))
+    assert 3 in started and comparable(two) == comparable(one)
+    assert two["measurements"]["files"][0]["error"] is None
+
+
 def test_one_long_file_on_more_cores_than_threads_pay_for_goes_to_worker_processes(tmp_path, monkeypatch):
     """Beyond THREADS_FOR_ONE_FILE workers the GIL would cap threads: the parts go to the pool."""
     import codecdoctor.audit as audit_module
