@@ -53,6 +53,88 @@ def test_parallel_jobs_give_the_same_numbers_as_one_job(tmp_path):
     assert comparable(one) == comparable(two)
 
 
+def test_one_long_file_alone_is_measured_in_parallel_parts_on_threads_without_worker_processes(tmp_path, monkeypatch):
+    """A run of one long file splits it into parts measured on threads of this process (no pool
+    is started) and joins them into the numbers of one sequential pass, bit for bit."""
+    import threading
+
+    import codecdoctor.audit as audit_module
+    from codecdoctor.measure.audio import file as file_module
+    from codecdoctor.measure.audio import reader
+
+    monkeypatch.setattr(reader, "TARGET_BLOCK_SAMPLES", 5000)  # blocks of 4800 frames ...
+    monkeypatch.setattr(reader, "PART_BLOCKS", 3)  # ... parts of 14400 frames: a 6.1 s file has 7
+    monkeypatch.setattr(audit_module, "SPLIT_BYTES", 1)
+    x = speech_like(6.1, SR, seed=30, peak=0.9)
+    x[14400 - 5:14400 + 5] = 1.0  # a rail run across the first cut
+    x[30000] = np.nan
+    write_audio(tmp_path / "long.wav", x)
+    one = json.loads(json_out.dumps(audit_data(tmp_path, jobs=1)))
+
+    def no_pool(*args, **kwargs):
+        raise AssertionError("a run of one file started worker processes")
+
+    measured_on: set[str] = set()
+    measure_part = file_module.measure_file_part
+
+    def recording(*args, **kwargs):
+        measured_on.add(threading.current_thread().name)
+        return measure_part(*args, **kwargs)
+
+    monkeypatch.setattr(audit_module, "run_isolated", no_pool)
+    monkeypatch.setattr(audit_module, "measure_file_part", recording)
+    two = json.loads(json_out.dumps(audit_data(tmp_path, jobs=2)))
+    assert comparable(two) == comparable(one)
+    assert one["measurements"]["files"][0]["clipped_samples"] == 10
+    assert measured_on and threading.main_thread().name not in measured_on
+
+
+def test_a_part_that_raises_on_a_thread_has_the_file_measured_in_one_pass(tmp_path, monkeypatch):
+    import codecdoctor.audit as audit_module
+    from codecdoctor.measure.audio import reader
+
+    monkeypatch.setattr(reader, "TARGET_BLOCK_SAMPLES", 5000)
+    monkeypatch.setattr(reader, "PART_BLOCKS", 3)
+    monkeypatch.setattr(audit_module, "SPLIT_BYTES", 1)
+    write_audio(tmp_path / "long.wav", speech_like(6.1, SR, seed=32, peak=0.5))
+    one = json.loads(json_out.dumps(audit_data(tmp_path, jobs=1)))
+    measure_part = audit_module.measure_file_part
+    started = []
+
+    def fails_on_part_3(path, index, **kwargs):
+        started.append(index)
+        if index == 3:
+            raise OSError("the file changed")
+        return measure_part(path, index, **kwargs)
+
+    monkeypatch.setattr(audit_module, "measure_file_part", fails_on_part_3)
+    two = json.loads(json_out.dumps(audit_data(tmp_path, jobs=2)))
+    assert 3 in started and comparable(two) == comparable(one)
+    assert two["measurements"]["files"][0]["error"] is None
+
+
+def test_one_long_file_on_more_cores_than_threads_pay_for_goes_to_worker_processes(tmp_path, monkeypatch):
+    """Beyond THREADS_FOR_ONE_FILE workers the GIL would cap threads: the parts go to the pool."""
+    import codecdoctor.audit as audit_module
+    from codecdoctor.measure.audio import reader
+
+    monkeypatch.setattr(reader, "TARGET_BLOCK_SAMPLES", 5000)
+    monkeypatch.setattr(reader, "PART_BLOCKS", 3)
+    monkeypatch.setattr(audit_module, "SPLIT_BYTES", 1)
+    write_audio(tmp_path / "long.wav", speech_like(6.1, SR, seed=31, peak=0.5))
+    one = json.loads(json_out.dumps(audit_data(tmp_path, jobs=1)))
+    pooled = []
+    run_isolated = audit_module.run_isolated
+
+    def spy(work, items, **kwargs):
+        pooled.append(len(items))
+        return run_isolated(work, items, **kwargs)
+
+    monkeypatch.setattr(audit_module, "run_isolated", spy)
+    three = json.loads(json_out.dumps(audit_data(tmp_path, jobs=audit_module.THREADS_FOR_ONE_FILE + 1)))
+    assert pooled == [7] and comparable(three) == comparable(one)
+
+
 def test_cli_shard_then_merge(cli, tmp_path):
     root = tmp_path / "corpus"
     make_corpus(root)

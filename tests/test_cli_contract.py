@@ -133,7 +133,7 @@ def test_a_users_blas_setting_wins(monkeypatch):
     assert os.environ["OPENBLAS_NUM_THREADS"] == "4"
 
 
-@pytest.mark.parametrize(("command", "expected"), [("compare", True), ("audit-data", True), ("train", False)])
+@pytest.mark.parametrize(("command", "expected"), [("compare", True), ("audit-data", False), ("train", False)])
 def test_block_streaming_commands_keep_freed_blocks_for_reuse(monkeypatch, command, expected):
     import codecdoctor.cli as cli_module
 

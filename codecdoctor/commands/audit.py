@@ -14,8 +14,9 @@ def register(app: typer.Typer) -> None:
         directory: Annotated[str, typer.Argument(
             metavar="DIR", help="Folder of audio files (searched recursively), a .tar shard, a .parquet file, "
             "a lhotse manifest, or an s3:// gs:// hf:// URL.")],
-        jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", min=1,
-                                                    help="Worker processes (default: all cores).")] = None,
+        jobs: Annotated[Optional[int], typer.Option(
+            "--jobs", "-j", min=1, help="Worker processes (default: all cores); threads for the parts of a "
+            "single long file when 2 or fewer.")] = None,
         sample_rate: Annotated[Optional[int], typer.Option(
             "--sample-rate", min=1, metavar="HZ", help="Expected sample rate (D108); default: the corpus majority.")] = None,
         shard: Annotated[Optional[str], typer.Option(

@@ -17,11 +17,14 @@ runs on 2 shared cores; wall and CPU time of the command and its workers):
   mapped, zero-filled page by page on first touch and unmapped again; with the thresholds raised,
   freed blocks stay for the next block (peak memory is unchanged: the same blocks are live at
   once). It saves 21% of the CPU time and 18% of the wall time of a compare of ten minutes of
-  10 s pairs (--no-quality), and 10% of the CPU time of a compare of a 1.8 h pair.
+  10 s pairs (--no-quality), and 10% of the CPU time of a compare of a 1.8 h pair. Not set for
+  audit-data: an audit of one 1.8 h file took the same time with and without it (+1% CPU,
+  -3% wall, 7 runs), of three 1.6-1.8 h files within 2% either way: its block buffer is reused,
+  and glibc raises its own mmap threshold to a freed mapped block's size (4 MB here) anyway.
 - Exit without interpreter teardown (`exit_now`): freeing every module and object of numpy,
-  jinja2, rich and typer one by one at the end. It saves 18% of the wall time and 10% of the CPU
-  time of an audit of one 1.8 h file (a short command: teardown is a fixed cost), 3% or less of
-  the compare rows.
+  jinja2, rich and typer one by one at the end. Teardown is a fixed cost, 0.03-0.05 s: 7% of the
+  wall time and 8% of the CPU time of an audit of one 1.8 h file measured on a busy machine
+  (0.67 s), about a tenth of that row on a quiet one (0.4 s); 3% or less of the compare rows.
 
 Measured and dropped: limiting BLAS threads through threadpoolctl in each worker and around a
 pair measured in the calling process cost 11% more CPU time on the folder row than no limit.
@@ -34,8 +37,8 @@ import sys
 # Commands whose numpy work codecdoctor spreads itself (worker processes); the ones that run torch
 # (train, watch, probe, demo) and a user's own code keep their threading.
 OWN_PARALLELISM = {"audit-data", "compare", "check-ckpt", "merge"}
-# Commands that stream audio through numpy in blocks of a few MB.
-BLOCK_STREAMING = {"audit-data", "compare"}
+# Commands whose streamed blocks of a few MB gain from malloc keeping freed blocks (see above).
+BLOCK_STREAMING = {"compare"}
 
 
 def before_command(command: str) -> None:

@@ -133,15 +133,23 @@ class _Envelope:
         self.peak = np.zeros(0, np.float64)
         self.next_frame = start_frame
 
-    def update(self, frame_energy: np.ndarray, frame_samples: np.ndarray, frame_peak: np.ndarray) -> None:
+    def runs(self, m: int) -> np.ndarray:
+        """Where the next `m` frames change bin: the first frame of each run of frames that share
+        one bin (offsets into those frames, ascending, starting with 0)."""
+        index = (self.next_frame + np.arange(m)) // self.frames_per_bin
+        return np.flatnonzero(np.diff(index, prepend=-1))
+
+    def update(self, frame_energy: np.ndarray, frame_samples: np.ndarray, runs: np.ndarray,
+               run_peak: np.ndarray) -> None:
+        """The next frames' energies and sample counts, with the peak |x| of each run of frames
+        that `runs(m)` gave (a peak is only ever needed per bin: measuring it per frame cost a
+        fifth of the whole per-block time)."""
         m = frame_energy.size
         if m == 0:
             return
-        width = self.frames_per_bin
-        index = (self.next_frame + np.arange(m)) // width - self.first_bin
-        starts = np.flatnonzero(np.diff(index, prepend=-1))
-        self._place(index[starts], np.diff(starts, append=m), np.add.reduceat(frame_energy, starts),
-                    np.add.reduceat(frame_samples, starts), np.maximum.reduceat(frame_peak, starts))
+        bins = (self.next_frame + runs) // self.frames_per_bin - self.first_bin
+        self._place(bins, np.diff(runs, append=m), np.add.reduceat(frame_energy, runs),
+                    np.add.reduceat(frame_samples, runs), run_peak)
         self.next_frame += m
         while self.energy.size > 2 * ENVELOPE_MAX_BINS:
             self._halve()
@@ -285,13 +293,14 @@ def combine_all(parts: list[Any], empty: Any) -> Any:
 
 
 class _FrameSums(NamedTuple):
-    """Per-20 ms-frame extremes, energy and finite-sample count of one block, and its plain sum."""
+    """Per-20 ms-frame energy and finite-sample count of one block; its plain sum and the extremes
+    of its finite samples (-inf / inf when it has none)."""
 
-    frame_max: np.ndarray
-    frame_min: np.ndarray
     frame_sq: np.ndarray
     frame_n: np.ndarray
     block_sum: float
+    block_max: float
+    block_min: float
 
 
 def _zeros(size: int, dtype: Any = np.int64) -> Callable[[], np.ndarray]:
@@ -416,44 +425,48 @@ class SignalAccumulator:
         self.frames += block.shape[0]
         self.samples += block.size
         flat = block.reshape(-1)
-        rows, sums = self._frame_sums(flat)
-        m = sums.frame_n.size
+        per_frame = self.frame_len * self.channels
+        m = -(-flat.size // per_frame)
+        # extremes per envelope bin (one run of frames), not per frame: two passes over the block
+        runs = self.envelope.runs(m) if self.envelope is not None else np.zeros(1, np.intp)
+        run_max, run_min = np.maximum.reduceat(flat, runs * per_frame), np.minimum.reduceat(flat, runs * per_frame)
+        block_max, block_min = float(run_max.max()), float(run_min.min())
         first = (-self._frame_index) % HIST_FRAME_STRIDE  # sample frames by their index in the file
         self._frame_index += m
         clean = flat
-        if (np.isfinite(sums.frame_max) & np.isfinite(sums.frame_min)).all():
+        if math.isfinite(block_max) and math.isfinite(block_min):  # NaN propagates through max and min
+            rows, sums = self._frame_sums(flat, m, block_max, block_min)
             if first < m:
                 self._histogram(rows[first::HIST_FRAME_STRIDE] if rows is not None else flat)
         else:
-            clean, sums = self._finite_sums(flat, m if rows is not None else 1, first)
-
-        self.max = max(self.max, float(sums.frame_max.max()))
-        self.min = min(self.min, float(sums.frame_min.min()))
+            clean, sums = self._finite_sums(flat, m if flat.size == m * per_frame else 1, first)
+            run_max, run_min = np.maximum.reduceat(clean, runs * per_frame), np.minimum.reduceat(clean, runs * per_frame)
+        self.max = max(self.max, sums.block_max)
+        self.min = min(self.min, sums.block_min)
         self.sum += sums.block_sum
         self.sum_squares += float(sums.frame_sq.sum())
-        self._levels(sums)
-        self._overs_and_rails(clean, float(sums.frame_max.max()), float(sums.frame_min.min()))
+        self._levels(sums, runs, np.maximum(np.abs(run_max), np.abs(run_min)))
+        self._overs_and_rails(clean, sums.block_max, sums.block_min)
         self._spectrum(clean.reshape(-1, self.channels), sums.frame_sq)
 
-    def _frame_sums(self, flat: np.ndarray) -> tuple[np.ndarray | None, _FrameSums]:
+    def _frame_sums(self, flat: np.ndarray, m: int, block_max: float,
+                    block_min: float) -> tuple[np.ndarray | None, _FrameSums]:
         """(the block as one row per 20 ms frame, or None for the file's last partial frame; its sums)."""
         per_frame = self.frame_len * self.channels
-        m = -(-flat.size // per_frame)
         if flat.size // per_frame != m:  # the file's last, partial frame
             wide = flat.astype(np.float64)
-            return None, _FrameSums(np.array([flat.max()]), np.array([flat.min()]), np.array([dot(wide, wide)]),
-                                    np.array([flat.size], np.int64), float(flat.sum(dtype=np.float64)))
+            return None, _FrameSums(np.array([dot(wide, wide)]), np.array([flat.size], np.int64),
+                                    float(flat.sum(dtype=np.float64)), block_max, block_min)
         rows = flat.reshape(m, per_frame)
-        frame_max, frame_min = rows.max(axis=1), rows.min(axis=1)
         frame_sq = np.einsum("ij,ij->i", rows, rows).astype(np.float64)
         # float32 squares overflow above |x| ~ 1.8e19 and flush to zero below ~1e-23: such blocks
         # (garbage floats, not audio) are squared again in float64 so the statistics stay exact
-        block_peak = max(float(frame_max.max()), -float(frame_min.min()))
+        block_peak = max(block_max, -block_min)
         if block_peak > 1e18 or 0.0 < block_peak < 1e-18:
             wide = rows.astype(np.float64)
             frame_sq = np.einsum("ij,ij->i", wide, wide)
         block_sum = float(np.einsum("i->", flat, dtype=np.float64))  # only the total is needed
-        return rows, _FrameSums(frame_max, frame_min, frame_sq, np.full(m, per_frame, np.int64), block_sum)
+        return rows, _FrameSums(frame_sq, np.full(m, per_frame, np.int64), block_sum, block_max, block_min)
 
     def _finite_sums(self, flat: np.ndarray, n_rows: int, first: int) -> tuple[np.ndarray, _FrameSums]:
         """Slow path, only for blocks holding NaN/Inf: count them, then measure the finite rest.
@@ -468,13 +481,14 @@ class SignalAccumulator:
         if first < n_rows:
             sampled = shaped[first::HIST_FRAME_STRIDE]
             self._histogram(sampled[fin_shaped[first::HIST_FRAME_STRIDE]])
-        return clean, _FrameSums(np.where(fin_shaped, shaped, -np.inf).max(axis=1),
-                                 np.where(fin_shaped, shaped, np.inf).min(axis=1),
-                                 np.einsum("ij,ij->i", shaped.astype(np.float64), shaped.astype(np.float64)),
-                                 fin_shaped.sum(axis=1).astype(np.int64), float(shaped.sum(dtype=np.float64)))
+        return clean, _FrameSums(np.einsum("ij,ij->i", shaped.astype(np.float64), shaped.astype(np.float64)),
+                                 fin_shaped.sum(axis=1).astype(np.int64), float(shaped.sum(dtype=np.float64)),
+                                 float(np.where(finite, flat, -np.inf).max()),
+                                 float(np.where(finite, flat, np.inf).min()))
 
-    def _levels(self, sums: _FrameSums) -> None:
-        """Silence and active level per 20 ms frame; a frame with no finite sample is not a level frame."""
+    def _levels(self, sums: _FrameSums, runs: np.ndarray, run_peak: np.ndarray) -> None:
+        """Silence and active level per 20 ms frame; a frame with no finite sample is not a level
+        frame. `run_peak`: the peak |x| of the finite samples of each run of frames of `runs`."""
         frame_sq, frame_n = sums.frame_sq, sums.frame_n
         has = frame_n > 0
         ms = np.where(has, frame_sq / np.maximum(frame_n, 1), 0.0)
@@ -485,9 +499,7 @@ class SignalAccumulator:
         self.active_samples += int(frame_n[active].sum())
         self.active_sum_squares += float(frame_sq[active].sum())
         if self.envelope is not None:
-            peak = np.maximum(np.abs(np.where(np.isfinite(sums.frame_max), sums.frame_max, 0.0)),
-                              np.abs(np.where(np.isfinite(sums.frame_min), sums.frame_min, 0.0)))
-            self.envelope.update(frame_sq, frame_n, peak)
+            self.envelope.update(frame_sq, frame_n, runs, run_peak.astype(np.float64))
 
     def _overs_and_rails(self, clean: np.ndarray, block_max: float, block_min: float) -> None:
         """Samples beyond ±1 (overs) and runs at the rails, each only measured in blocks that reach them."""
