@@ -9,7 +9,7 @@ from codecdoctor.measure import metrics as M
 from codecdoctor.measure.metrics import dot
 from codecdoctor.measure.pair.blocks import block_spans
 from codecdoctor.measure.pair.measurements import WHAT_IF_KEYS, PairMeasurements, set_segment_levels
-from codecdoctor.measure.pair.sources import AlignedView
+from codecdoctor.measure.pair.sources import WindowView
 from codecdoctor.measure.pair.sums import EXACT_FRACTION, Quadratic, ratio_or_zero
 
 
@@ -76,7 +76,7 @@ def segment_level_correction(qa: Quadratic, per_segment: list[np.ndarray], tail:
     return M.energy_ratio_db(qa.rr, error), peak
 
 
-def fractional_alignment_snr(ref: AlignedView, est: AlignedView, qa: Quadratic, delay: float, block: int) -> float:
+def fractional_alignment_snr(ref: WindowView, est: WindowView, qa: Quadratic, delay: float, block: int) -> float:
     """SNR(ra, ra_dc + g * fractional_shift(ea_c, delay)) with g the optimal gain on the centred
     reference (snr_after_fractional_alignment_db), the FIR applied per block
     with margins (the same taps as metrics.fractional_shift)."""

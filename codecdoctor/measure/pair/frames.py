@@ -8,7 +8,7 @@ import numpy as np
 from codecdoctor.measure import metrics as M
 from codecdoctor.measure.metrics import dot
 from codecdoctor.measure.pair.measurements import PairMeasurements
-from codecdoctor.measure.pair.sources import AlignedView
+from codecdoctor.measure.pair.sources import WindowView
 from codecdoctor.measure.pair.sums import Quadratic
 
 # R317's frame-locking measurements fold the residual at candidate frame periods, so they need the
@@ -226,7 +226,7 @@ def frame_locking(m: PairMeasurements, residual: np.ndarray, ref_energy: float, 
         m.frame_locked_ceiling_db = M.energy_ratio_db(ref_energy, m.frame_locked_fraction * residual_energy)
 
 
-def frame_locking_excerpt(m: PairMeasurements, ref: AlignedView, est: AlignedView, qa: Quadratic, gain: float,
+def frame_locking_excerpt(m: PairMeasurements, ref: WindowView, est: WindowView, qa: Quadratic, gain: float,
                            hop_samples: int | None, sample_rate: int) -> None:
     """R317's measurements (frame_locking) on the residual after every correction, over the
     whole aligned pair when it is at most FRAME_LOCKING_SECONDS long, else over that much of its middle."""

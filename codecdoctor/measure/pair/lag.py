@@ -10,7 +10,7 @@ import numpy as np
 from codecdoctor.measure import metrics as M
 from codecdoctor.measure.metrics import dot
 from codecdoctor.measure.pair.measurements import LAG_BLOCKS
-from codecdoctor.measure.pair.sources import FlatView, RolledView
+from codecdoctor.measure.pair.sources import FlatView, WindowView
 from codecdoctor.measure.pair.sums import scale_exponent
 
 # The float32 lag search is within about 1e-6 of float64's: every lag within this margin of its
@@ -232,6 +232,6 @@ def correlation_chance(correlator: Correlator, est_view: FlatView, max_lag_sampl
         return chance_in_frame(frame, n, window, norm)
     chance = 0.0
     for shift in (n // 3, 2 * n // 3):
-        _, c = correlator.correlate(RolledView(est_view, shift), window)
+        _, c = correlator.correlate(WindowView(est_view, -shift, est_view.length), window)
         chance = max(chance, float(np.max(np.abs(c))) if c.size else 0.0)
     return chance

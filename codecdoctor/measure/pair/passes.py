@@ -41,7 +41,7 @@ from codecdoctor.measure.pair.measurements import (
     WHAT_IF_KEYS,
     PairMeasurements,
 )
-from codecdoctor.measure.pair.sources import AlignedView, ArraySource, FlatView, SignalSource, read_padded
+from codecdoctor.measure.pair.sources import ArraySource, FlatView, SignalSource, WindowView, read_padded
 from codecdoctor.measure.pair.stft_sums import LONG_PAIR_SECONDS, MEL_FRAMES_LONG, MelSums, RefMelPeak, Stft, stft_block_sums
 from codecdoctor.measure.pair.sums import (
     FrameSums,
@@ -429,7 +429,7 @@ def pass_two(ref: SignalSource, est: SignalSource, m: PairMeasurements, first: P
     set_segment_levels_from_sums(m, qa, per_segment, tail, sign, level, segment, aligned, sums.sums.exponent or 0)
     if sums.small_count >= 16:
         m.output_level_small_signal_db = small_signal_level_db(Quadratic(sums.small, sums.small_count), qa, sign)
-    aligned_ref, aligned_est = AlignedView(full_r, offset_r, aligned), AlignedView(full_e, offset_e, aligned)
+    aligned_ref, aligned_est = WindowView(full_r, offset_r, aligned), WindowView(full_e, offset_e, aligned)
     if found.fraction != 0.0 and aligned > 2 * M.SINC_HALF_TAPS:
         m.snr_after_fractional_alignment_db = fractional_alignment_snr(aligned_ref, aligned_est, qa, -found.fraction,
                                                                        block)
