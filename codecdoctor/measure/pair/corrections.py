@@ -119,8 +119,6 @@ def set_what_if(m: PairMeasurements, q: Quadratic, qa: Quadratic, aligned: int, 
         "polarity": q.snr(signal, 1.0, -1.0 if g0 < 0 else 1.0),
         "all": qa.snr(qa.rr, 1.0, g_aligned, qa.mean_r - g_aligned * qa.mean_e) if aligned else -math.inf,
     }
-    if silent_pair:
-        m.what_if = dict.fromkeys(WHAT_IF_KEYS, math.inf)
     sign_aligned = -1.0 if g_aligned < 0 else 1.0
     g_centred = ratio_or_zero(q.centred_re, q.centred_ee)
     m.snr_without_alignment_db = q.snr(signal, 1.0, g_centred, q.mean_r - g_centred * q.mean_e)
@@ -134,12 +132,12 @@ def set_what_if(m: PairMeasurements, q: Quadratic, qa: Quadratic, aligned: int, 
         m.snr_with_level_fixed_db = qa.snr(qa.rr, 1.0, b, qa.mean_r - b * qa.mean_e)
     else:
         m.snr_with_level_fixed_db = m.snr_without_gain_db
-    if silent_pair:
-        for name in ("snr_without_alignment_db", "snr_without_polarity_db", "snr_without_gain_db",
-                     "snr_with_level_fixed_db"):
-            setattr(m, name, math.inf)
     m.snr_without_dc_db = qa.snr(qa.rr, 1.0, ratio_or_zero(qa.re, qa.ee)) if aligned else -math.inf
-    m.snr_after_dc_removal_db = math.inf if silent_pair else q.snr(q.centred_rr, 1.0, 1.0, q.mean_r - q.mean_e)
+    m.snr_after_dc_removal_db = q.snr(q.centred_rr, 1.0, 1.0, q.mean_r - q.mean_e)
+    if silent_pair:   # both sides all zeros: every correction leaves an exact match
+        m.what_if = dict.fromkeys(WHAT_IF_KEYS, math.inf)
+        for name in ("without_alignment", "without_polarity", "without_gain", "with_level_fixed", "after_dc_removal"):
+            setattr(m, f"snr_{name}_db", math.inf)
     return g_aligned, level
 
 

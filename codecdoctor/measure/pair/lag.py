@@ -49,12 +49,6 @@ def chance_in_frame(frame: np.ndarray, n: int, window: int, norm: float) -> floa
     return min(best / norm, 1.0)
 
 
-def unit_rms_exponent(energy: Any, count: int) -> Any:
-    """The exponent of the power of two nearest the RMS of `count` values whose sum of squares is
-    `energy` (float or array; 0 for a zero or non-finite energy): a float32 FFT's scale."""
-    return np.frexp(np.sqrt(np.asarray(energy, dtype=np.float64) / max(int(count), 1)))[1]
-
-
 def centred_block(view: Any, start: int, stop: int, mean: float, exponent: int) -> np.ndarray:
     """view's samples start .. stop, the mean removed, divided by 2^exponent."""
     x = view.read(start, stop) - mean
@@ -63,10 +57,11 @@ def centred_block(view: Any, start: int, stop: int, mean: float, exponent: int) 
 
 def _unit_rms_spectrum(x: np.ndarray, energy: float, size: int) -> tuple[np.ndarray, int]:
     """The float32 spectrum of x zero-padded to `size`, x divided by the power of two nearest its
-    RMS first (nothing overflows or turns subnormal, whatever the level), and that exponent."""
+    RMS first (nothing overflows or turns subnormal, whatever the level), and that exponent (0 for
+    a zero or non-finite energy: `energy` is x's sum of squares)."""
     from scipy.fft import rfft
 
-    exponent = int(unit_rms_exponent(energy, x.size))
+    exponent = int(np.frexp(math.sqrt(energy / max(x.size, 1)))[1])
     padded = np.zeros(size, np.float32)
     np.multiply(x[:size], math.ldexp(1.0, -exponent), out=padded[:min(x.size, size)], casting="same_kind")
     return rfft(padded, overwrite_x=True), exponent

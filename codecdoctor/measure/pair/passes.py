@@ -67,9 +67,6 @@ class PassOneResult:
     crop_peak: tuple[float, float]      # each side's peak over the compared samples
     side_r: SideStats
     side_e: SideStats
-    frame: int                          # the segmental SNR's frame (20 ms)
-    seg_usable: int                     # the samples its whole frames cover
-    mel_frames: int                     # STFT frames of the compared samples
     mel_floor: float | None             # None: pass two finds the floor in its one block
     bound_for_ceiling: float            # the bound SideStats counted samples beyond
 
@@ -138,11 +135,8 @@ def pass_one(ref: SignalSource, est: SignalSource, sample_rate: int, subject: st
     q = Quadratic(sums.pair, compared)
     # the signal energy in SNR units (pair sums are in units of 2^(2*exponent); ratios cancel them)
     m.snr_db = M.energy_ratio_db(q.rr, q.raw_error) if max(sums.crop_peak) > 0.0 else math.inf
-    frame = max(1, round(0.02 * sample_rate))
-    seg_usable = min(compared, max(1, compared // frame) * frame) if compared >= frame else compared
     mel_floor = sums.mel_peak.log_peak() - 3.0 if sums.mel_peak is not None else None
-    return m, PassOneResult(q, (sums.crop_peak[0], sums.crop_peak[1]), side_r, side_e, frame, seg_usable,
-                            sums.mel_frames, mel_floor, bound_for_ceiling)
+    return m, PassOneResult(q, (sums.crop_peak[0], sums.crop_peak[1]), side_r, side_e, mel_floor, bound_for_ceiling)
 
 
 def _read_sides(ref: SignalSource, est: SignalSource, side_r: SideStats, side_e: SideStats, sums: UnalignedSums,
@@ -258,10 +252,12 @@ class UnalignedSpectra:
     and the segmental SNR's 20 ms frames. Those are gated at 40 dB below the loudest, known only at
     the end, so each frame's energy and clipped SNR are kept (12 bytes per frame, 2 MB an hour)."""
 
-    def __init__(self, stft: Stft, block: int, compared: int, first: PassOneResult, exponent: int, stride: int):
+    def __init__(self, stft: Stft, block: int, compared: int, first: PassOneResult, exponent: int, stride: int,
+                 sample_rate: int):
         self.stft, self.block, self.compared, self.exponent, self.stride = stft, block, compared, exponent, stride
-        self.mel_frames, self.floor, self.scales = first.mel_frames, first.mel_floor, first.crop_peak
-        self.seg_snr = FrameSums(first.frame, first.seg_usable, ("sumsq", "sumsq"))
+        self.mel_frames, self.floor, self.scales = stft.frames_for(compared), first.mel_floor, first.crop_peak
+        frame = max(1, round(0.02 * sample_rate))   # the segmental SNR's (metrics.seg_snr_db), over whole frames
+        self.seg_snr = FrameSums(frame, min(compared, max(1, compared // frame) * frame), ("sumsq", "sumsq"))
         self.seg_energy: list[np.ndarray] = []
         self.seg_db: list[np.ndarray] = []
         self.mel = MelSums(stft.n_mels, stft.n_fft // 2 + 1)
@@ -408,7 +404,7 @@ def pass_two(ref: SignalSource, est: SignalSource, m: PairMeasurements, first: P
     if stride > 1:
         m.notes.append(f"mel distance, mel correlations and bandwidth from every {stride}th STFT frame "
                        f"(pair longer than {LONG_PAIR_SECONDS / 60:g} min)")
-    spectra = UnalignedSpectra(stft, block, compared, first, exponent, stride)
+    spectra = UnalignedSpectra(stft, block, compared, first, exponent, stride, sample_rate)
     if first.side_r.nonfinite == 0 and first.side_e.nonfinite == 0:  # pass 1 found none: no need to look again
         for view in (full_r, full_e, crop_r, crop_e):
             view.zero_nonfinite = False
