@@ -13,10 +13,8 @@ from codecdoctor.measure.pair.sources import WindowView
 from codecdoctor.measure.pair.sums import EXACT_FRACTION, Quadratic, ratio_or_zero
 
 
-def si_sdr_from_sums(q: Quadratic, zero_mean: bool, silent: bool) -> float:
-    """metrics.si_sdr_db from the sums."""
-    if silent:
-        return math.inf
+def si_sdr_from_sums(q: Quadratic, zero_mean: bool) -> float:
+    """metrics.si_sdr_db from the sums (a silent pair's inf is set_what_if's)."""
     if zero_mean:
         rr, re = q.centred_rr, q.centred_re
         if rr == 0.0 and q.centred_ee == 0.0:
@@ -136,8 +134,9 @@ def set_what_if(m: PairMeasurements, q: Quadratic, qa: Quadratic, aligned: int, 
     m.snr_after_dc_removal_db = q.snr(q.centred_rr, 1.0, 1.0, q.mean_r - q.mean_e)
     if silent_pair:   # both sides all zeros: every correction leaves an exact match
         m.what_if = dict.fromkeys(WHAT_IF_KEYS, math.inf)
-        for name in ("without_alignment", "without_polarity", "without_gain", "with_level_fixed", "after_dc_removal"):
-            setattr(m, f"snr_{name}_db", math.inf)
+        for name in ("snr_without_alignment", "snr_without_polarity", "snr_without_gain", "snr_with_level_fixed",
+                     "snr_after_dc_removal", "si_snr", "si_sdr"):
+            setattr(m, f"{name}_db", math.inf)
     return g_aligned, level
 
 

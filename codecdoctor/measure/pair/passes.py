@@ -280,24 +280,14 @@ class UnalignedSpectra:
             self.mel.combine(stft_block_sums(self.stft, r_ext, e_ext, first, count, self.stride, *self.scales,
                                              self.floor))
 
-    def seg_snr_db(self, silent_pair: bool, raw_error: float) -> float:
+    def seg_snr_db(self, raw_error: float) -> float:
         """The mean clipped SNR of the frames within 40 dB of the loudest (metrics.seg_snr_db)."""
-        if silent_pair:
-            return math.inf
         frame_energy = np.concatenate(self.seg_energy) if self.seg_energy else np.zeros(0)
         loudest_frame = float(frame_energy.max()) if frame_energy.size else 0.0
         if loudest_frame <= 0.0:  # every frame silent: exact only if nothing differs
             return math.inf if raw_error <= 0.0 else -math.inf
         active = frame_energy >= loudest_frame * 10.0 ** (-40.0 / 10.0)
         return float(np.concatenate(self.seg_db)[active].astype(np.float64).sum()) / int(active.sum())
-
-
-def mel_frame_stride(compared: int, sample_rate: int, hop: int) -> int:
-    """1, or on a pair longer than LONG_PAIR_SECONDS the stride that keeps at most MEL_FRAMES_LONG
-    STFT frames (the STFT is most of the work)."""
-    if compared > LONG_PAIR_SECONDS * sample_rate:
-        return max(1, math.ceil(compared / hop / MEL_FRAMES_LONG))
-    return 1
 
 
 def read_pass_two(full_r: FlatView, full_e: FlatView, crop_r: FlatView, crop_e: FlatView, channels: int,
@@ -400,7 +390,8 @@ def pass_two(ref: SignalSource, est: SignalSource, m: PairMeasurements, first: P
     segment = max(1, round(SEGMENT_SECONDS * sample_rate))
     sums = AlignedSums(aligned, segment, small_limit, m.ref_peak <= small_limit, exponent,
                        None if exponent else files_peak)
-    stride = mel_frame_stride(compared, sample_rate, stft.hop)
+    # a pair longer than LONG_PAIR_SECONDS: at most MEL_FRAMES_LONG STFT frames (the STFT is most of the work)
+    stride = max(1, math.ceil(compared / stft.hop / MEL_FRAMES_LONG)) if compared > LONG_PAIR_SECONDS * sample_rate else 1
     if stride > 1:
         m.notes.append(f"mel distance, mel correlations and bandwidth from every {stride}th STFT frame "
                        f"(pair longer than {LONG_PAIR_SECONDS / 60:g} min)")
@@ -412,9 +403,8 @@ def pass_two(ref: SignalSource, est: SignalSource, m: PairMeasurements, first: P
                   sums, spectra)
     silent_pair = max(first.crop_peak) == 0.0
     q = first.q
-    m.si_snr_db = si_sdr_from_sums(q, True, silent_pair)
-    m.si_sdr_db = si_sdr_from_sums(q, False, silent_pair)
-    m.seg_snr_db = spectra.seg_snr_db(silent_pair, q.raw_error)
+    m.si_snr_db, m.si_sdr_db = si_sdr_from_sums(q, True), si_sdr_from_sums(q, False)
+    m.seg_snr_db = spectra.seg_snr_db(q.raw_error)
     m.mel_distance = spectra.mel.distance()
     m.mel_correlation = spectra.mel.correlation()
     m.mel_pattern_correlation = spectra.mel.pattern_correlation()
