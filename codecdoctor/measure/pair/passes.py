@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -59,24 +58,17 @@ from codecdoctor.measure.pair.sums import (
 BLOCK_SAMPLES = 1 << 18
 
 
-@dataclass
-class PassOneResult:
-    """What pass two needs from pass one."""
-
-    q: Quadratic                        # the unaligned pair sums over the compared samples
-    crop_peak: tuple[float, float]      # each side's peak over the compared samples
-    side_r: SideStats
-    side_e: SideStats
-    mel_floor: float | None             # None: pass two finds the floor in its one block
-    bound_for_ceiling: float            # the bound SideStats counted samples beyond
-
-
 class UnalignedSums:
-    """Pass one's accumulator over blocks of the compared samples: the pair sums on this thread,
-    the chunk energies and the mel-peak search on the pass's helper thread (`Overlap.later`)."""
+    """Pass one's accumulator, and what pass two reads from it: each side's statistics over all its
+    samples (`side_r`, `side_e`, samples beyond `bound_for_ceiling` counted) and, over blocks of the
+    compared samples, the pair sums (`q` at the end), each side's peak (`crop_peak`) on this thread,
+    the chunk energies and the mel-peak search (`mel_floor` at the end; None: pass two finds the
+    floor in its one block) on the pass's helper thread (`Overlap.later`)."""
 
-    def __init__(self, stft: Stft, block: int, compared: int, overlap: Overlap, chunks: ChunkEnergies | None):
+    def __init__(self, stft: Stft, block: int, compared: int, overlap: Overlap, chunks: ChunkEnergies | None,
+                 bound_for_ceiling: float):
         self.stft, self.compared, self.chunks = stft, compared, chunks
+        self.side_r, self.side_e, self.bound_for_ceiling = SideStats(), SideStats(), bound_for_ceiling
         self.pair = pair_sums()
         self.crop_peak = [0.0, 0.0]
         self.mel_frames = stft.frames_for(compared)
@@ -113,34 +105,31 @@ class UnalignedSums:
 
 def pass_one(ref: SignalSource, est: SignalSource, sample_rate: int, subject: str | None,
              output_bound: float | None, stft: Stft, block: int,
-             chunks: ChunkEnergies | None) -> tuple[PairMeasurements, PassOneResult | None]:
+             chunks: ChunkEnergies | None) -> tuple[PairMeasurements, UnalignedSums | None]:
     """The measurements pass one completes, and what pass two needs (None: nothing to compare)."""
     n = min(ref.frames, est.frames)
     compared = ref.channels * n
     m = PairMeasurements(sample_rate=sample_rate, ref_samples=ref.frames, est_samples=est.frames,
                          compared_samples=compared, subject=subject, mel_distance_config=dict(MEL_DISTANCE_CONFIG))
-    bound_for_ceiling = output_bound if output_bound is not None else 1.0
-    side_r, side_e = SideStats(), SideStats()
     overlap = Overlap(max(ref.channels * ref.frames, est.channels * est.frames), block)
-    sums = UnalignedSums(stft, block, compared, overlap, chunks)
-    _read_sides(ref, est, side_r, side_e, sums, bound_for_ceiling, block, stft.n_fft - stft.hop)
+    sums = UnalignedSums(stft, block, compared, overlap, chunks, output_bound if output_bound is not None else 1.0)
+    _read_sides(ref, est, sums, block, stft.n_fft - stft.hop)
     if ref.channels > 1:
         _read_compared(ref, est, n, sums, block, stft.n_fft - stft.hop)
     overlap.finish()
-    _set_levels(m, side_r, side_e)
+    _set_levels(m, sums.side_r, sums.side_e)
     if compared == 0:
         m.notes.append("nothing to compare: an input is empty")
         m.what_if = {key: -math.inf for key in WHAT_IF_KEYS}
         return m, None
-    q = Quadratic(sums.pair, compared)
+    q = sums.q = Quadratic(sums.pair, compared)
     # the signal energy in SNR units (pair sums are in units of 2^(2*exponent); ratios cancel them)
     m.snr_db = M.energy_ratio_db(q.rr, q.raw_error) if max(sums.crop_peak) > 0.0 else math.inf
-    mel_floor = sums.mel_peak.log_peak() - 3.0 if sums.mel_peak is not None else None
-    return m, PassOneResult(q, (sums.crop_peak[0], sums.crop_peak[1]), side_r, side_e, mel_floor, bound_for_ceiling)
+    sums.mel_floor = sums.mel_peak.log_peak() - 3.0 if sums.mel_peak is not None else None
+    return m, sums
 
 
-def _read_sides(ref: SignalSource, est: SignalSource, side_r: SideStats, side_e: SideStats, sums: UnalignedSums,
-                bound_for_ceiling: float, block: int, extension: int) -> None:
+def _read_sides(ref: SignalSource, est: SignalSource, sums: UnalignedSums, block: int, extension: int) -> None:
     """Every sample of both sides through their statistics; for one channel, the compared blocks
     also through the pair sums (the same reads)."""
     full_r, full_e = FlatView(ref, ref.frames), FlatView(est, est.frames)
@@ -149,8 +138,8 @@ def _read_sides(ref: SignalSource, est: SignalSource, side_r: SideStats, side_e:
     for a, b in block_spans(max(full_r.length, full_e.length), block):
         r_raw, e_raw = full_r.read(a, b + extension), full_e.read(a, b)
         head = r_raw[: b - a]
-        r_block, peak_r, sums_r = side_r.update(head, bound_for_ceiling)
-        e_block, peak_e, sums_e = side_e.update(e_raw, None)
+        r_block, peak_r, sums_r = sums.side_r.update(head, sums.bound_for_ceiling)
+        e_block, peak_e, sums_e = sums.side_e.update(e_raw, None)
         if ref.channels > 1 or a >= compared:
             continue
         if r_block is head and np.isfinite(r_raw[b - a:]).all():
@@ -252,7 +241,7 @@ class UnalignedSpectra:
     and the segmental SNR's 20 ms frames. Those are gated at 40 dB below the loudest, known only at
     the end, so each frame's energy and clipped SNR are kept (12 bytes per frame, 2 MB an hour)."""
 
-    def __init__(self, stft: Stft, block: int, compared: int, first: PassOneResult, exponent: int, stride: int,
+    def __init__(self, stft: Stft, block: int, compared: int, first: UnalignedSums, exponent: int, stride: int,
                  sample_rate: int):
         self.stft, self.block, self.compared, self.exponent, self.stride = stft, block, compared, exponent, stride
         self.mel_frames, self.floor, self.scales = stft.frames_for(compared), first.mel_floor, first.crop_peak
@@ -342,7 +331,7 @@ def measure_pair_stream(ref: SignalSource, est: SignalSource, sample_rate: int, 
     return m
 
 
-def measure_lag(m: PairMeasurements, full_r: FlatView, full_e: FlatView, first: PassOneResult,
+def measure_lag(m: PairMeasurements, full_r: FlatView, full_e: FlatView, first: UnalignedSums,
                 max_lag_samples: int | None) -> LagPeak:
     """The lag on the full signals (metrics.lag_and_peak), its chance level and polarity, into m."""
     sr = m.sample_rate
@@ -369,7 +358,7 @@ def pair_output_bound(m: PairMeasurements, output_bound: float | None) -> float 
     return bound
 
 
-def pass_two(ref: SignalSource, est: SignalSource, m: PairMeasurements, first: PassOneResult,
+def pass_two(ref: SignalSource, est: SignalSource, m: PairMeasurements, first: UnalignedSums,
              output_bound: float | None, max_lag_samples: int | None, stft: Stft, block: int,
              hop_samples: int | None) -> None:
     """The lag, pass 2's sums, and every measurement read from them, into m."""
@@ -426,7 +415,7 @@ def pass_two(ref: SignalSource, est: SignalSource, m: PairMeasurements, first: P
     _finish(m, first, bound, spectra)
 
 
-def _finish(m: PairMeasurements, first: PassOneResult, bound: float | None, spectra: UnalignedSpectra) -> None:
+def _finish(m: PairMeasurements, first: UnalignedSums, bound: float | None, spectra: UnalignedSpectra) -> None:
     """The bound's SNR ceiling (R307), the silent-reference sentinels and the band transfer."""
     if bound is not None and bound > 0 and bound == first.bound_for_ceiling:
         m.ref_beyond_bound_samples = first.side_r.beyond_bound
