@@ -166,7 +166,6 @@ def frame_locking(m: PairMeasurements, residual: np.ndarray, ref_energy: float, 
     """R317's measurements from the residual after every correction; see the R317 check's doc.
     `reference`: the aligned reference over the same samples, for its pitch range when the hop is
     unknown."""
-    from codecdoctor.measure.pitch import pitch_range
     from codecdoctor.measure.spectral import welch_density
 
     sr = m.sample_rate
@@ -205,10 +204,13 @@ def frame_locking(m: PairMeasurements, residual: np.ndarray, ref_energy: float, 
     m.frame_line_excess_db = float(_line_excess_db(freqs, table, np.array([sr / chosen]))[0])
     if m.frame_line_excess_db < FRAME_LINE_MIN_DB:   # no lines to confirm by folding (R317 reads none)
         return
-    voice = pitch_range(reference, sr) if not hop and reference is not None else None
-    if voice is not None:   # the hop unknown: the reference's pitch range; are the lines its harmonics?
-        m.ref_pitch_low_hz, m.ref_pitch_high_hz = voice.low_hz, voice.high_hz
-        m.frame_pitch_multiple = _pitch_multiple(freqs, table, m.frame_rate_hz, voice.low_hz, voice.high_hz)
+    if not hop and reference is not None:   # the hop unknown: the reference's pitch range; are the lines its harmonics?
+        from codecdoctor.measure.pitch import pitch_range
+
+        voice = pitch_range(reference, sr)
+        if voice is not None:
+            m.ref_pitch_low_hz, m.ref_pitch_high_hz = voice.low_hz, voice.high_hz
+            m.frame_pitch_multiple = _pitch_multiple(freqs, table, m.frame_rate_hz, voice.low_hz, voice.high_hz)
     m.frame_locked_fraction = _locked_share(energy, chosen)
     residual_energy = float(energy.sum()) * scale * scale
     if m.frame_locked_fraction > 0.0 and ref_energy > 0.0:

@@ -72,6 +72,35 @@ class Sums:
         return self.values[key]
 
 
+_REDUCTIONS = {"sum": np.sum, "min": np.min, "max": np.max}
+
+
+def _piece_reduce(op: str, value: Any, cuts: np.ndarray, size: int) -> np.ndarray:
+    """The reduction `op` of each piece [cuts[k], cuts[k + 1]) of `value` (the last piece runs to
+    its end), for cuts that start at 0 and are `size` apart after the first: the whole frames
+    between head and tail as the rows of one reshaped view. `value` is an array, or for "dot" a
+    pair of arrays whose products are summed."""
+    a, b = value if op == "dot" else (value, value)
+    products = op in ("sumsq", "dot")
+
+    def reduce(lo: int, hi: int, rows: bool = False) -> Any:
+        x, y = a[lo:hi], b[lo:hi]
+        if rows:
+            x, y = x.reshape(-1, size), y.reshape(-1, size)
+            return np.einsum("ij,ij->i", x, y) if products else _REDUCTIONS[op](x, axis=1)
+        return float(dot(x, y)) if products else float(_REDUCTIONS[op](x))
+
+    first_end = int(cuts[1]) if cuts.size > 1 else a.size
+    last = int(cuts[-1])
+    out = np.empty(cuts.size)
+    out[0] = reduce(0, first_end)
+    if cuts.size > 1:
+        out[-1] = reduce(last, a.size)
+    if cuts.size > 2:
+        out[1:-1] = reduce(first_end, last, rows=True)
+    return out
+
+
 class FrameSums:
     """Per-frame reductions of per-sample quantities over consecutive blocks, frames of `size`
     samples covering [0, usable); a frame split across blocks is carried over. `ops` gives each
@@ -86,13 +115,6 @@ class FrameSums:
     def __init__(self, size: int, usable: int, ops: tuple[str, ...]):
         self.size, self.usable, self.ops = int(size), int(usable), ops
         self.carry = [self._EMPTY[op] for op in ops]
-        self.buffer = np.zeros(0)
-
-    def _product(self, a: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:
-        """a * b over the first n samples, in a buffer kept from block to block."""
-        if self.buffer.size < n:
-            self.buffer = np.empty(n)
-        return np.multiply(a[:n], b[:n], out=self.buffer[:n])
 
     def update(self, start: int, values: list[Any]) -> list[np.ndarray]:
         first = next(v for v in values if v is not None)
@@ -106,9 +128,9 @@ class FrameSums:
         for op, v, carry in zip(self.ops, values, self.carry):
             if v is None:
                 reduced = np.zeros(cuts.size)
-            else:   # each piece [cuts[k], cuts[k + 1]) reduced; the last runs to the block's end
-                x = v[:n] if op not in ("dot", "sumsq") else self._product(*(v if op == "dot" else (v, v)), n)
-                reduced = self._UFUNCS[op].reduceat(x, cuts)
+            else:
+                v = (v[0][:n], v[1][:n]) if isinstance(v, tuple) else v[:n]
+                reduced = _piece_reduce(op, v, cuts, self.size)
             # the first piece continues the carried frame when the block starts inside a frame
             reduced[0] = self._UFUNCS[op](reduced[0], carry)
             out.append(reduced)
