@@ -172,12 +172,9 @@ def _set_levels(m: PairMeasurements, side_r: SideStats, side_e: SideStats) -> No
     """Each side's statistics into m, and whether it is silent."""
     m.nonfinite_ref, m.nonfinite_est = side_r.nonfinite, side_e.nonfinite
     for name, side in (("ref", side_r), ("est", side_e)):
-        if side.samples:
-            setattr(m, f"{name}_peak", side.peak)
-            setattr(m, f"{name}_min", side.minimum)
-            setattr(m, f"{name}_max", side.maximum)
-        setattr(m, f"{name}_rms_db", side.rms_db())
-        setattr(m, f"{name}_dc", side.mean())
+        values = {"peak": side.peak, "min": side.minimum, "max": side.maximum} if side.samples else {}
+        for key, value in {**values, "rms_db": side.rms_db(), "dc": side.mean()}.items():
+            setattr(m, f"{name}_{key}", value)
     m.ref_silent = m.ref_rms_db < SILENT_REF_RMS_DB
     m.est_silent = m.est_rms_db < SILENT_REF_RMS_DB or (m.est_max - m.est_min) == 0.0
 
@@ -394,9 +391,8 @@ def pass_two(ref: SignalSource, est: SignalSource, m: PairMeasurements, first: U
     q = first.q
     m.si_snr_db, m.si_sdr_db = si_sdr_from_sums(q, True), si_sdr_from_sums(q, False)
     m.seg_snr_db = spectra.seg_snr_db(q.raw_error)
-    m.mel_distance = spectra.mel.distance()
-    m.mel_correlation = spectra.mel.correlation()
-    m.mel_pattern_correlation = spectra.mel.pattern_correlation()
+    mel = spectra.mel
+    m.mel_distance, m.mel_correlation, m.mel_pattern_correlation = mel.distance(), mel.correlation(), mel.pattern_correlation()
     qa = Quadratic(sums.sums, aligned)
     g_aligned, level = set_what_if(m, q, qa, aligned, silent_pair)
     sign = -1.0 if g_aligned < 0 else 1.0
@@ -425,8 +421,7 @@ def _finish(m: PairMeasurements, first: UnalignedSums, bound: float | None, spec
         m.what_if = {key: -math.inf for key in WHAT_IF_KEYS}
         m.notes.append("reference is silent: SNR and the what-if table are undefined (-inf)")
     bands = spectra.mel.band_transfer(m.sample_rate, *first.crop_peak)
-    m.ref_bandwidth_hz = bands["ref_bandwidth_hz"]
-    m.est_bandwidth_hz = bands["est_bandwidth_hz"]
+    m.ref_bandwidth_hz, m.est_bandwidth_hz = bands["ref_bandwidth_hz"], bands["est_bandwidth_hz"]
     m.lost_band_energy_fraction = bands["lost_energy_fraction"]
 
 
