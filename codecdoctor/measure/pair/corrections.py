@@ -9,14 +9,12 @@ from codecdoctor.measure import metrics as M
 from codecdoctor.measure.metrics import dot
 from codecdoctor.measure.pair.blocks import block_spans
 from codecdoctor.measure.pair.measurements import WHAT_IF_KEYS, PairMeasurements, set_segment_levels
-from codecdoctor.measure.pair.sources import AlignedView
+from codecdoctor.measure.pair.sources import WindowView
 from codecdoctor.measure.pair.sums import EXACT_FRACTION, Quadratic, ratio_or_zero
 
 
-def si_sdr_from_sums(q: Quadratic, zero_mean: bool, silent: bool) -> float:
-    """metrics.si_sdr_db from the sums."""
-    if silent:
-        return math.inf
+def si_sdr_from_sums(q: Quadratic, zero_mean: bool) -> float:
+    """metrics.si_sdr_db from the sums (a silent pair's inf is set_what_if's)."""
     if zero_mean:
         rr, re = q.centred_rr, q.centred_re
         if rr == 0.0 and q.centred_ee == 0.0:
@@ -76,7 +74,7 @@ def segment_level_correction(qa: Quadratic, per_segment: list[np.ndarray], tail:
     return M.energy_ratio_db(qa.rr, error), peak
 
 
-def fractional_alignment_snr(ref: AlignedView, est: AlignedView, qa: Quadratic, delay: float, block: int) -> float:
+def fractional_alignment_snr(ref: WindowView, est: WindowView, qa: Quadratic, delay: float, block: int) -> float:
     """SNR(ra, ra_dc + g * fractional_shift(ea_c, delay)) with g the optimal gain on the centred
     reference (snr_after_fractional_alignment_db), the FIR applied per block
     with margins (the same taps as metrics.fractional_shift)."""
@@ -119,8 +117,6 @@ def set_what_if(m: PairMeasurements, q: Quadratic, qa: Quadratic, aligned: int, 
         "polarity": q.snr(signal, 1.0, -1.0 if g0 < 0 else 1.0),
         "all": qa.snr(qa.rr, 1.0, g_aligned, qa.mean_r - g_aligned * qa.mean_e) if aligned else -math.inf,
     }
-    if silent_pair:
-        m.what_if = dict.fromkeys(WHAT_IF_KEYS, math.inf)
     sign_aligned = -1.0 if g_aligned < 0 else 1.0
     g_centred = ratio_or_zero(q.centred_re, q.centred_ee)
     m.snr_without_alignment_db = q.snr(signal, 1.0, g_centred, q.mean_r - g_centred * q.mean_e)
@@ -134,12 +130,13 @@ def set_what_if(m: PairMeasurements, q: Quadratic, qa: Quadratic, aligned: int, 
         m.snr_with_level_fixed_db = qa.snr(qa.rr, 1.0, b, qa.mean_r - b * qa.mean_e)
     else:
         m.snr_with_level_fixed_db = m.snr_without_gain_db
-    if silent_pair:
-        for name in ("snr_without_alignment_db", "snr_without_polarity_db", "snr_without_gain_db",
-                     "snr_with_level_fixed_db"):
-            setattr(m, name, math.inf)
     m.snr_without_dc_db = qa.snr(qa.rr, 1.0, ratio_or_zero(qa.re, qa.ee)) if aligned else -math.inf
-    m.snr_after_dc_removal_db = math.inf if silent_pair else q.snr(q.centred_rr, 1.0, 1.0, q.mean_r - q.mean_e)
+    m.snr_after_dc_removal_db = q.snr(q.centred_rr, 1.0, 1.0, q.mean_r - q.mean_e)
+    if silent_pair:   # both sides all zeros: every correction leaves an exact match
+        m.what_if = dict.fromkeys(WHAT_IF_KEYS, math.inf)
+        for name in ("snr_without_alignment", "snr_without_polarity", "snr_without_gain", "snr_with_level_fixed",
+                     "snr_after_dc_removal", "si_snr", "si_sdr"):
+            setattr(m, f"{name}_db", math.inf)
     return g_aligned, level
 
 

@@ -8,7 +8,7 @@ import numpy as np
 from codecdoctor.measure import metrics as M
 from codecdoctor.measure.metrics import dot
 from codecdoctor.measure.pair.measurements import PairMeasurements
-from codecdoctor.measure.pair.sources import AlignedView
+from codecdoctor.measure.pair.sources import WindowView
 from codecdoctor.measure.pair.sums import Quadratic
 
 # R317's frame-locking measurements fold the residual at candidate frame periods, so they need the
@@ -29,14 +29,6 @@ ENVELOPE_RATE_HZ = 4000.0
 FRAME_LINE_MIN_DB = 10.0
 # Beyond this SNR (after every correction) the residual is float rounding of an exact copy.
 SNR_EXACT_DB = 150.0
-
-
-def _modulation_spectrum(envelope: np.ndarray, envelope_rate: float) -> tuple[np.ndarray, np.ndarray]:
-    """Welch power spectrum of an energy envelope (mean removed), 1 s segments (1 Hz bins)."""
-    from codecdoctor.measure.spectral import welch_density
-
-    nperseg = int(min(envelope.size, 2 ** round(math.log2(max(envelope_rate, 16.0)))))
-    return welch_density(envelope - envelope.mean(), envelope_rate, nperseg)
 
 
 def _line_table_db(freqs: np.ndarray, power: np.ndarray) -> np.ndarray:
@@ -169,21 +161,13 @@ def _pitch_multiple(freqs: np.ndarray, table: np.ndarray, rate: float, low_hz: f
     return 0
 
 
-def _voice_explains_lines(m: PairMeasurements, freqs: np.ndarray, table: np.ndarray, reference: np.ndarray) -> None:
-    """With the hop unknown: the reference's pitch range, and whether the lines are its harmonics."""
-    from codecdoctor.measure.pitch import pitch_range
-
-    voice = pitch_range(reference, m.sample_rate)
-    if voice is not None:
-        m.ref_pitch_low_hz, m.ref_pitch_high_hz = voice.low_hz, voice.high_hz
-        m.frame_pitch_multiple = _pitch_multiple(freqs, table, m.frame_rate_hz, voice.low_hz, voice.high_hz)
-
-
 def frame_locking(m: PairMeasurements, residual: np.ndarray, ref_energy: float, hop: int | None,
                   reference: np.ndarray | None = None) -> None:
     """R317's measurements from the residual after every correction; see the R317 check's doc.
     `reference`: the aligned reference over the same samples, for its pitch range when the hop is
     unknown."""
+    from codecdoctor.measure.spectral import welch_density
+
     sr = m.sample_rate
     if residual.size < 8 * max(hop or 0, int(sr / FRAME_RATE_RANGE_HZ[1])):
         return
@@ -198,7 +182,9 @@ def frame_locking(m: PairMeasurements, residual: np.ndarray, ref_energy: float, 
     # Normalised over 50 ms: the syllable-rate swings (< 20 Hz) go, frame-rate lines (>= 10 Hz
     # fundamentals, harmonics to 1 kHz) stay, against a flat continuum.
     envelope = _normalised_energy(envelope, int(0.05 * sr / pool))
-    freqs, power = _modulation_spectrum(envelope, sr / pool)
+    # its Welch power spectrum in 1 s segments (1 Hz bins)
+    freqs, power = welch_density(envelope - envelope.mean(), sr / pool,
+                                 int(min(envelope.size, 2 ** round(math.log2(max(sr / pool, 16.0))))))
     table = _line_table_db(freqs, power)
     if hop:
         chosen = int(hop)
@@ -218,15 +204,20 @@ def frame_locking(m: PairMeasurements, residual: np.ndarray, ref_energy: float, 
     m.frame_line_excess_db = float(_line_excess_db(freqs, table, np.array([sr / chosen]))[0])
     if m.frame_line_excess_db < FRAME_LINE_MIN_DB:   # no lines to confirm by folding (R317 reads none)
         return
-    if not hop and reference is not None:
-        _voice_explains_lines(m, freqs, table, reference)
+    if not hop and reference is not None:   # the hop unknown: the reference's pitch range; are the lines its harmonics?
+        from codecdoctor.measure.pitch import pitch_range
+
+        voice = pitch_range(reference, sr)
+        if voice is not None:
+            m.ref_pitch_low_hz, m.ref_pitch_high_hz = voice.low_hz, voice.high_hz
+            m.frame_pitch_multiple = _pitch_multiple(freqs, table, m.frame_rate_hz, voice.low_hz, voice.high_hz)
     m.frame_locked_fraction = _locked_share(energy, chosen)
     residual_energy = float(energy.sum()) * scale * scale
     if m.frame_locked_fraction > 0.0 and ref_energy > 0.0:
         m.frame_locked_ceiling_db = M.energy_ratio_db(ref_energy, m.frame_locked_fraction * residual_energy)
 
 
-def frame_locking_excerpt(m: PairMeasurements, ref: AlignedView, est: AlignedView, qa: Quadratic, gain: float,
+def frame_locking_excerpt(m: PairMeasurements, ref: WindowView, est: WindowView, qa: Quadratic, gain: float,
                            hop_samples: int | None, sample_rate: int) -> None:
     """R317's measurements (frame_locking) on the residual after every correction, over the
     whole aligned pair when it is at most FRAME_LOCKING_SECONDS long, else over that much of its middle."""

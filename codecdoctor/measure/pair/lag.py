@@ -10,7 +10,7 @@ import numpy as np
 from codecdoctor.measure import metrics as M
 from codecdoctor.measure.metrics import dot
 from codecdoctor.measure.pair.measurements import LAG_BLOCKS
-from codecdoctor.measure.pair.sources import FlatView, RolledView
+from codecdoctor.measure.pair.sources import FlatView, WindowView
 from codecdoctor.measure.pair.sums import scale_exponent
 
 # The float32 lag search is within about 1e-6 of float64's: every lag within this margin of its
@@ -49,12 +49,6 @@ def chance_in_frame(frame: np.ndarray, n: int, window: int, norm: float) -> floa
     return min(best / norm, 1.0)
 
 
-def unit_rms_exponent(energy: Any, count: int) -> Any:
-    """The exponent of the power of two nearest the RMS of `count` values whose sum of squares is
-    `energy` (float or array; 0 for a zero or non-finite energy): a float32 FFT's scale."""
-    return np.frexp(np.sqrt(np.asarray(energy, dtype=np.float64) / max(int(count), 1)))[1]
-
-
 def centred_block(view: Any, start: int, stop: int, mean: float, exponent: int) -> np.ndarray:
     """view's samples start .. stop, the mean removed, divided by 2^exponent."""
     x = view.read(start, stop) - mean
@@ -63,10 +57,11 @@ def centred_block(view: Any, start: int, stop: int, mean: float, exponent: int) 
 
 def _unit_rms_spectrum(x: np.ndarray, energy: float, size: int) -> tuple[np.ndarray, int]:
     """The float32 spectrum of x zero-padded to `size`, x divided by the power of two nearest its
-    RMS first (nothing overflows or turns subnormal, whatever the level), and that exponent."""
+    RMS first (nothing overflows or turns subnormal, whatever the level), and that exponent (0 for
+    a zero or non-finite energy: `energy` is x's sum of squares)."""
     from scipy.fft import rfft
 
-    exponent = int(unit_rms_exponent(energy, x.size))
+    exponent = int(np.frexp(math.sqrt(energy / max(x.size, 1)))[1])
     padded = np.zeros(size, np.float32)
     np.multiply(x[:size], math.ldexp(1.0, -exponent), out=padded[:min(x.size, size)], casting="same_kind")
     return rfft(padded, overwrite_x=True), exponent
@@ -100,11 +95,10 @@ class Correlator:
         self._signals: tuple[Any, np.ndarray, np.ndarray, float] | None = None
         self._block_spectra: dict[tuple[int, int], tuple[int, int, np.ndarray, float]] = {}
 
-    def correlate(self, est_view: Any, max_lag: int, precise: bool = False,
-                  clip: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        """Lags and normalised correlation; `precise`: a float64 single FFT. `clip=False` keeps
-        values slightly above 1 (as metrics.cross_correlation's), so a peak among neighbours that
-        would all clip to 1.0 is found where it is."""
+    def correlate(self, est_view: Any, max_lag: int, precise: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Lags and normalised correlation; `precise`: a float64 single FFT. Values slightly above 1
+        are kept (metrics.cross_correlation's clip=False), so a peak among neighbours that would all
+        clip to 1.0 is found where it is."""
         max_lag = max(0, int(max_lag))
         lags = np.arange(-max_lag, max_lag + 1)
         if self.ref_view.length == 0 or est_view.length == 0:
@@ -116,7 +110,7 @@ class Correlator:
         denominator = math.sqrt(ref_energy * est_energy)
         if not denominator > 0.0 or not math.isfinite(denominator):
             return lags, np.zeros(lags.size)
-        return lags, (np.clip(raw / denominator, -1.0, 1.0) if clip else raw / denominator)
+        return lags, raw / denominator
 
     def searched_in_float32(self, est_view: Any) -> bool:
         """Whether the last `correlate` of this view was the single float32 FFT (see exact_at)."""
@@ -195,7 +189,7 @@ def estimate_lag(correlator: Correlator, est_view: FlatView, max_lag_samples: in
     [-1, 1]) and the fraction of a sample where the interpolated peak lies (0 below 0.02 samples)."""
     longest = max(correlator.ref_view.length, est_view.length)
     max_lag = max(min(int(max_lag_samples), longest - 1), 0) if longest else 0
-    lags, c = correlator.correlate(est_view, max_lag, clip=False)
+    lags, c = correlator.correlate(est_view, max_lag)
     c = np.nan_to_num(c, nan=0.0)
     magnitude = np.abs(c)
     best = float(magnitude.max()) if magnitude.size else 0.0
@@ -207,7 +201,7 @@ def estimate_lag(correlator: Correlator, est_view: FlatView, max_lag_samples: in
         if near.size <= EXACT_LAGS:
             c[near] = correlator.exact_at(lags[near])
         else:
-            lags, c = correlator.correlate(est_view, max_lag, precise=True, clip=False)
+            lags, c = correlator.correlate(est_view, max_lag, precise=True)
             c = np.nan_to_num(c, nan=0.0)
     magnitude = np.abs(c)
     best = float(magnitude.max())
@@ -232,6 +226,6 @@ def correlation_chance(correlator: Correlator, est_view: FlatView, max_lag_sampl
         return chance_in_frame(frame, n, window, norm)
     chance = 0.0
     for shift in (n // 3, 2 * n // 3):
-        _, c = correlator.correlate(RolledView(est_view, shift), window)
-        chance = max(chance, float(np.max(np.abs(c))) if c.size else 0.0)
-    return chance
+        _, c = correlator.correlate(WindowView(est_view, -shift, n), window)
+        chance = max(chance, float(np.max(np.abs(c))))
+    return min(chance, 1.0)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -41,7 +40,7 @@ from codecdoctor.measure.pair.measurements import (
     WHAT_IF_KEYS,
     PairMeasurements,
 )
-from codecdoctor.measure.pair.sources import AlignedView, ArraySource, FlatView, SignalSource, read_padded
+from codecdoctor.measure.pair.sources import ArraySource, FlatView, SignalSource, WindowView, read_padded
 from codecdoctor.measure.pair.stft_sums import LONG_PAIR_SECONDS, MEL_FRAMES_LONG, MelSums, RefMelPeak, Stft, stft_block_sums
 from codecdoctor.measure.pair.sums import (
     FrameSums,
@@ -59,27 +58,17 @@ from codecdoctor.measure.pair.sums import (
 BLOCK_SAMPLES = 1 << 18
 
 
-@dataclass
-class PassOneResult:
-    """What pass two needs from pass one."""
-
-    q: Quadratic                        # the unaligned pair sums over the compared samples
-    crop_peak: tuple[float, float]      # each side's peak over the compared samples
-    side_r: SideStats
-    side_e: SideStats
-    frame: int                          # the segmental SNR's frame (20 ms)
-    seg_usable: int                     # the samples its whole frames cover
-    mel_frames: int                     # STFT frames of the compared samples
-    mel_floor: float | None             # None: pass two finds the floor in its one block
-    bound_for_ceiling: float            # the bound SideStats counted samples beyond
-
-
 class UnalignedSums:
-    """Pass one's accumulator over blocks of the compared samples: the pair sums on this thread,
-    the chunk energies and the mel-peak search on the pass's helper thread (`Overlap.later`)."""
+    """Pass one's accumulator, and what pass two reads from it: each side's statistics over all its
+    samples (`side_r`, `side_e`, samples beyond `bound_for_ceiling` counted) and, over blocks of the
+    compared samples, the pair sums (`q` at the end), each side's peak (`crop_peak`) on this thread,
+    the chunk energies and the mel-peak search (`mel_floor` at the end; None: pass two finds the
+    floor in its one block) on the pass's helper thread (`Overlap.later`)."""
 
-    def __init__(self, stft: Stft, block: int, compared: int, overlap: Overlap, chunks: ChunkEnergies | None):
+    def __init__(self, stft: Stft, block: int, compared: int, overlap: Overlap, chunks: ChunkEnergies | None,
+                 bound_for_ceiling: float):
         self.stft, self.compared, self.chunks = stft, compared, chunks
+        self.side_r, self.side_e, self.bound_for_ceiling = SideStats(), SideStats(), bound_for_ceiling
         self.pair = pair_sums()
         self.crop_peak = [0.0, 0.0]
         self.mel_frames = stft.frames_for(compared)
@@ -116,37 +105,31 @@ class UnalignedSums:
 
 def pass_one(ref: SignalSource, est: SignalSource, sample_rate: int, subject: str | None,
              output_bound: float | None, stft: Stft, block: int,
-             chunks: ChunkEnergies | None) -> tuple[PairMeasurements, PassOneResult | None]:
+             chunks: ChunkEnergies | None) -> tuple[PairMeasurements, UnalignedSums | None]:
     """The measurements pass one completes, and what pass two needs (None: nothing to compare)."""
     n = min(ref.frames, est.frames)
     compared = ref.channels * n
     m = PairMeasurements(sample_rate=sample_rate, ref_samples=ref.frames, est_samples=est.frames,
                          compared_samples=compared, subject=subject, mel_distance_config=dict(MEL_DISTANCE_CONFIG))
-    bound_for_ceiling = output_bound if output_bound is not None else 1.0
-    side_r, side_e = SideStats(), SideStats()
     overlap = Overlap(max(ref.channels * ref.frames, est.channels * est.frames), block)
-    sums = UnalignedSums(stft, block, compared, overlap, chunks)
-    _read_sides(ref, est, side_r, side_e, sums, bound_for_ceiling, block, stft.n_fft - stft.hop)
+    sums = UnalignedSums(stft, block, compared, overlap, chunks, output_bound if output_bound is not None else 1.0)
+    _read_sides(ref, est, sums, block, stft.n_fft - stft.hop)
     if ref.channels > 1:
         _read_compared(ref, est, n, sums, block, stft.n_fft - stft.hop)
     overlap.finish()
-    _set_levels(m, side_r, side_e)
+    _set_levels(m, sums.side_r, sums.side_e)
     if compared == 0:
         m.notes.append("nothing to compare: an input is empty")
         m.what_if = {key: -math.inf for key in WHAT_IF_KEYS}
         return m, None
-    q = Quadratic(sums.pair, compared)
+    q = sums.q = Quadratic(sums.pair, compared)
     # the signal energy in SNR units (pair sums are in units of 2^(2*exponent); ratios cancel them)
     m.snr_db = M.energy_ratio_db(q.rr, q.raw_error) if max(sums.crop_peak) > 0.0 else math.inf
-    frame = max(1, round(0.02 * sample_rate))
-    seg_usable = min(compared, max(1, compared // frame) * frame) if compared >= frame else compared
-    mel_floor = sums.mel_peak.log_peak() - 3.0 if sums.mel_peak is not None else None
-    return m, PassOneResult(q, (sums.crop_peak[0], sums.crop_peak[1]), side_r, side_e, frame, seg_usable,
-                            sums.mel_frames, mel_floor, bound_for_ceiling)
+    sums.mel_floor = sums.mel_peak.log_peak() - 3.0 if sums.mel_peak is not None else None
+    return m, sums
 
 
-def _read_sides(ref: SignalSource, est: SignalSource, side_r: SideStats, side_e: SideStats, sums: UnalignedSums,
-                bound_for_ceiling: float, block: int, extension: int) -> None:
+def _read_sides(ref: SignalSource, est: SignalSource, sums: UnalignedSums, block: int, extension: int) -> None:
     """Every sample of both sides through their statistics; for one channel, the compared blocks
     also through the pair sums (the same reads)."""
     full_r, full_e = FlatView(ref, ref.frames), FlatView(est, est.frames)
@@ -155,8 +138,8 @@ def _read_sides(ref: SignalSource, est: SignalSource, side_r: SideStats, side_e:
     for a, b in block_spans(max(full_r.length, full_e.length), block):
         r_raw, e_raw = full_r.read(a, b + extension), full_e.read(a, b)
         head = r_raw[: b - a]
-        r_block, peak_r, sums_r = side_r.update(head, bound_for_ceiling)
-        e_block, peak_e, sums_e = side_e.update(e_raw, None)
+        r_block, peak_r, sums_r = sums.side_r.update(head, sums.bound_for_ceiling)
+        e_block, peak_e, sums_e = sums.side_e.update(e_raw, None)
         if ref.channels > 1 or a >= compared:
             continue
         if r_block is head and np.isfinite(r_raw[b - a:]).all():
@@ -189,12 +172,9 @@ def _set_levels(m: PairMeasurements, side_r: SideStats, side_e: SideStats) -> No
     """Each side's statistics into m, and whether it is silent."""
     m.nonfinite_ref, m.nonfinite_est = side_r.nonfinite, side_e.nonfinite
     for name, side in (("ref", side_r), ("est", side_e)):
-        if side.samples:
-            setattr(m, f"{name}_peak", side.peak)
-            setattr(m, f"{name}_min", side.minimum)
-            setattr(m, f"{name}_max", side.maximum)
-        setattr(m, f"{name}_rms_db", side.rms_db())
-        setattr(m, f"{name}_dc", side.mean())
+        values = {"peak": side.peak, "min": side.minimum, "max": side.maximum} if side.samples else {}
+        for key, value in {**values, "rms_db": side.rms_db(), "dc": side.mean()}.items():
+            setattr(m, f"{name}_{key}", value)
     m.ref_silent = m.ref_rms_db < SILENT_REF_RMS_DB
     m.est_silent = m.est_rms_db < SILENT_REF_RMS_DB or (m.est_max - m.est_min) == 0.0
 
@@ -258,10 +238,12 @@ class UnalignedSpectra:
     and the segmental SNR's 20 ms frames. Those are gated at 40 dB below the loudest, known only at
     the end, so each frame's energy and clipped SNR are kept (12 bytes per frame, 2 MB an hour)."""
 
-    def __init__(self, stft: Stft, block: int, compared: int, first: PassOneResult, exponent: int, stride: int):
+    def __init__(self, stft: Stft, block: int, compared: int, first: UnalignedSums, exponent: int, stride: int,
+                 sample_rate: int):
         self.stft, self.block, self.compared, self.exponent, self.stride = stft, block, compared, exponent, stride
-        self.mel_frames, self.floor, self.scales = first.mel_frames, first.mel_floor, first.crop_peak
-        self.seg_snr = FrameSums(first.frame, first.seg_usable, ("sumsq", "sumsq"))
+        self.mel_frames, self.floor, self.scales = stft.frames_for(compared), first.mel_floor, first.crop_peak
+        frame = max(1, round(0.02 * sample_rate))   # the segmental SNR's (metrics.seg_snr_db), over whole frames
+        self.seg_snr = FrameSums(frame, min(compared, max(1, compared // frame) * frame), ("sumsq", "sumsq"))
         self.seg_energy: list[np.ndarray] = []
         self.seg_db: list[np.ndarray] = []
         self.mel = MelSums(stft.n_mels, stft.n_fft // 2 + 1)
@@ -284,24 +266,14 @@ class UnalignedSpectra:
             self.mel.combine(stft_block_sums(self.stft, r_ext, e_ext, first, count, self.stride, *self.scales,
                                              self.floor))
 
-    def seg_snr_db(self, silent_pair: bool, raw_error: float) -> float:
+    def seg_snr_db(self, raw_error: float) -> float:
         """The mean clipped SNR of the frames within 40 dB of the loudest (metrics.seg_snr_db)."""
-        if silent_pair:
-            return math.inf
         frame_energy = np.concatenate(self.seg_energy) if self.seg_energy else np.zeros(0)
         loudest_frame = float(frame_energy.max()) if frame_energy.size else 0.0
         if loudest_frame <= 0.0:  # every frame silent: exact only if nothing differs
             return math.inf if raw_error <= 0.0 else -math.inf
         active = frame_energy >= loudest_frame * 10.0 ** (-40.0 / 10.0)
         return float(np.concatenate(self.seg_db)[active].astype(np.float64).sum()) / int(active.sum())
-
-
-def mel_frame_stride(compared: int, sample_rate: int, hop: int) -> int:
-    """1, or on a pair longer than LONG_PAIR_SECONDS the stride that keeps at most MEL_FRAMES_LONG
-    STFT frames (the STFT is most of the work)."""
-    if compared > LONG_PAIR_SECONDS * sample_rate:
-        return max(1, math.ceil(compared / hop / MEL_FRAMES_LONG))
-    return 1
 
 
 def read_pass_two(full_r: FlatView, full_e: FlatView, crop_r: FlatView, crop_e: FlatView, channels: int,
@@ -356,7 +328,7 @@ def measure_pair_stream(ref: SignalSource, est: SignalSource, sample_rate: int, 
     return m
 
 
-def measure_lag(m: PairMeasurements, full_r: FlatView, full_e: FlatView, first: PassOneResult,
+def measure_lag(m: PairMeasurements, full_r: FlatView, full_e: FlatView, first: UnalignedSums,
                 max_lag_samples: int | None) -> LagPeak:
     """The lag on the full signals (metrics.lag_and_peak), its chance level and polarity, into m."""
     sr = m.sample_rate
@@ -383,7 +355,7 @@ def pair_output_bound(m: PairMeasurements, output_bound: float | None) -> float 
     return bound
 
 
-def pass_two(ref: SignalSource, est: SignalSource, m: PairMeasurements, first: PassOneResult,
+def pass_two(ref: SignalSource, est: SignalSource, m: PairMeasurements, first: UnalignedSums,
              output_bound: float | None, max_lag_samples: int | None, stft: Stft, block: int,
              hop_samples: int | None) -> None:
     """The lag, pass 2's sums, and every measurement read from them, into m."""
@@ -404,11 +376,12 @@ def pass_two(ref: SignalSource, est: SignalSource, m: PairMeasurements, first: P
     segment = max(1, round(SEGMENT_SECONDS * sample_rate))
     sums = AlignedSums(aligned, segment, small_limit, m.ref_peak <= small_limit, exponent,
                        None if exponent else files_peak)
-    stride = mel_frame_stride(compared, sample_rate, stft.hop)
+    # a pair longer than LONG_PAIR_SECONDS: at most MEL_FRAMES_LONG STFT frames (the STFT is most of the work)
+    stride = max(1, math.ceil(compared / stft.hop / MEL_FRAMES_LONG)) if compared > LONG_PAIR_SECONDS * sample_rate else 1
     if stride > 1:
         m.notes.append(f"mel distance, mel correlations and bandwidth from every {stride}th STFT frame "
                        f"(pair longer than {LONG_PAIR_SECONDS / 60:g} min)")
-    spectra = UnalignedSpectra(stft, block, compared, first, exponent, stride)
+    spectra = UnalignedSpectra(stft, block, compared, first, exponent, stride, sample_rate)
     if first.side_r.nonfinite == 0 and first.side_e.nonfinite == 0:  # pass 1 found none: no need to look again
         for view in (full_r, full_e, crop_r, crop_e):
             view.zero_nonfinite = False
@@ -416,12 +389,10 @@ def pass_two(ref: SignalSource, est: SignalSource, m: PairMeasurements, first: P
                   sums, spectra)
     silent_pair = max(first.crop_peak) == 0.0
     q = first.q
-    m.si_snr_db = si_sdr_from_sums(q, True, silent_pair)
-    m.si_sdr_db = si_sdr_from_sums(q, False, silent_pair)
-    m.seg_snr_db = spectra.seg_snr_db(silent_pair, q.raw_error)
-    m.mel_distance = spectra.mel.distance()
-    m.mel_correlation = spectra.mel.correlation()
-    m.mel_pattern_correlation = spectra.mel.pattern_correlation()
+    m.si_snr_db, m.si_sdr_db = si_sdr_from_sums(q, True), si_sdr_from_sums(q, False)
+    m.seg_snr_db = spectra.seg_snr_db(q.raw_error)
+    mel = spectra.mel
+    m.mel_distance, m.mel_correlation, m.mel_pattern_correlation = mel.distance(), mel.correlation(), mel.pattern_correlation()
     qa = Quadratic(sums.sums, aligned)
     g_aligned, level = set_what_if(m, q, qa, aligned, silent_pair)
     sign = -1.0 if g_aligned < 0 else 1.0
@@ -429,7 +400,7 @@ def pass_two(ref: SignalSource, est: SignalSource, m: PairMeasurements, first: P
     set_segment_levels_from_sums(m, qa, per_segment, tail, sign, level, segment, aligned, sums.sums.exponent or 0)
     if sums.small_count >= 16:
         m.output_level_small_signal_db = small_signal_level_db(Quadratic(sums.small, sums.small_count), qa, sign)
-    aligned_ref, aligned_est = AlignedView(full_r, offset_r, aligned), AlignedView(full_e, offset_e, aligned)
+    aligned_ref, aligned_est = WindowView(full_r, offset_r, aligned), WindowView(full_e, offset_e, aligned)
     if found.fraction != 0.0 and aligned > 2 * M.SINC_HALF_TAPS:
         m.snr_after_fractional_alignment_db = fractional_alignment_snr(aligned_ref, aligned_est, qa, -found.fraction,
                                                                        block)
@@ -440,7 +411,7 @@ def pass_two(ref: SignalSource, est: SignalSource, m: PairMeasurements, first: P
     _finish(m, first, bound, spectra)
 
 
-def _finish(m: PairMeasurements, first: PassOneResult, bound: float | None, spectra: UnalignedSpectra) -> None:
+def _finish(m: PairMeasurements, first: UnalignedSums, bound: float | None, spectra: UnalignedSpectra) -> None:
     """The bound's SNR ceiling (R307), the silent-reference sentinels and the band transfer."""
     if bound is not None and bound > 0 and bound == first.bound_for_ceiling:
         m.ref_beyond_bound_samples = first.side_r.beyond_bound
@@ -450,8 +421,7 @@ def _finish(m: PairMeasurements, first: PassOneResult, bound: float | None, spec
         m.what_if = {key: -math.inf for key in WHAT_IF_KEYS}
         m.notes.append("reference is silent: SNR and the what-if table are undefined (-inf)")
     bands = spectra.mel.band_transfer(m.sample_rate, *first.crop_peak)
-    m.ref_bandwidth_hz = bands["ref_bandwidth_hz"]
-    m.est_bandwidth_hz = bands["est_bandwidth_hz"]
+    m.ref_bandwidth_hz, m.est_bandwidth_hz = bands["ref_bandwidth_hz"], bands["est_bandwidth_hz"]
     m.lost_band_energy_fraction = bands["lost_energy_fraction"]
 
 

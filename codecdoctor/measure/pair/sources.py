@@ -188,31 +188,20 @@ class FlatView:
         return finite_or_zero(x) if self.zero_nonfinite else x
 
 
-class RolledView:
-    """np.roll(view, shift) read by pieces: rolled[i] = x[(i - shift) mod n]."""
-
-    def __init__(self, view: FlatView, shift: int):
-        self.view, self.length = view, view.length
-        self.shift = int(shift) % self.length if self.length else 0
-
-    def read(self, start: int, stop: int) -> np.ndarray:
-        start, stop = max(start, 0), min(stop, self.length)
-        parts = []
-        if start < self.shift:
-            parts.append(self.view.read(start - self.shift + self.length, min(stop, self.shift) - self.shift + self.length))
-        if stop > self.shift:
-            parts.append(self.view.read(max(start, self.shift) - self.shift, stop - self.shift))
-        return np.concatenate(parts) if len(parts) > 1 else (parts[0] if parts else np.zeros(0))
-
-
-class AlignedView:
-    """Samples [offset, offset + length) of a flat view, indexed from 0."""
+class WindowView:
+    """Samples [offset, offset + length) of a flat view, indexed from 0 and read around its end:
+    window[i] = x[(offset + i) mod n]. The aligned part of a side is (lag offset, aligned length);
+    np.roll(x, shift) is (-shift, n)."""
 
     def __init__(self, view: FlatView, offset: int, length: int):
-        self.view, self.offset, self.length = view, int(offset), int(length)
+        self.view, self.length = view, int(length)
+        self.offset = int(offset) % view.length if view.length else 0
 
     def read(self, start: int, stop: int) -> np.ndarray:
-        start, stop = max(start, 0), min(stop, self.length)
+        start, stop = self.offset + max(start, 0), self.offset + min(stop, self.length)
+        n = self.view.length
         if stop <= start:
             return np.zeros(0)
-        return self.view.read(self.offset + start, self.offset + stop)
+        if start >= n or stop <= n:
+            return self.view.read(start % n, stop - (start - start % n))
+        return np.concatenate([self.view.read(start, n), self.view.read(0, stop - n)])

@@ -168,11 +168,8 @@ class MelSums:
         self.frames += other.frames
         if not other.frames:
             return
-        self.power_r += other.power_r
-        self.power_e += other.power_e
-        self.abs_sum = self.abs_sum + other.abs_sum
-        self.sa, self.sb = self.sa + other.sa, self.sb + other.sb
-        self.saa, self.sbb, self.sab = self.saa + other.saa, self.sbb + other.sbb, self.sab + other.sab
+        for name in ("power_r", "power_e", "abs_sum", "sa", "sb", "saa", "sbb", "sab"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
         self.a_min, self.b_min = min(self.a_min, other.a_min), min(self.b_min, other.b_min)
         self.a_max, self.b_max = max(self.a_max, other.a_max), max(self.b_max, other.b_max)
 
@@ -185,24 +182,15 @@ class MelSums:
         cells = self.frames * self.n_mels
         if cells < 2 or self.a_max == self.a_min or self.b_max == self.b_min:
             return 0.0
-        mean_a, mean_b = float(self.sa.sum()) / cells, float(self.sb.sum()) / cells
-        var_a = float(self.saa.sum()) - cells * mean_a * mean_a
-        var_b = float(self.sbb.sum()) - cells * mean_b * mean_b
-        cov = float(self.sab.sum()) - cells * mean_a * mean_b
-        if not (var_a > 0.0 and var_b > 0.0):
-            return 0.0
-        return float(np.clip(cov / math.sqrt(var_a * var_b), -1.0, 1.0))
+        var_a, var_b, cov = _centred(cells, *(float(v.sum()) for v in (self.sa, self.sb, self.saa, self.sbb, self.sab)))
+        return float(np.clip(cov / math.sqrt(var_a * var_b), -1.0, 1.0)) if var_a > 0.0 and var_b > 0.0 else 0.0
 
     def pattern_correlation(self) -> float:
         """Correlation of the floored log-mels after removing each band's time average
         (`mel_pattern_correlation`), from the per-band sums."""
-        frames = self.frames
-        if frames < 1 or frames * self.sa.size < 2:
+        if self.frames < 1 or self.frames * self.sa.size < 2:
             return 0.0
-        mean_a, mean_b = self.sa / frames, self.sb / frames
-        var_a = float((self.saa - frames * mean_a * mean_a).sum())
-        var_b = float((self.sbb - frames * mean_b * mean_b).sum())
-        cov = float((self.sab - frames * mean_a * mean_b).sum())
+        var_a, var_b, cov = (float(v.sum()) for v in _centred(self.frames, self.sa, self.sb, self.saa, self.sbb, self.sab))
         # a pattern that is constant over time leaves only rounding after the band means are removed
         if var_a <= 1e-12 * float(self.saa.sum()) or var_b <= 1e-12 * float(self.sbb.sum()):
             return 0.0
@@ -216,6 +204,12 @@ class MelSums:
 
         return M.band_transfer_from_spectra(unscaled(self.power_r, scale_r), unscaled(self.power_e, scale_e),
                                             sample_rate, scale_ref=scale_r, scale_est=scale_e)
+
+
+def _centred(n: int, sa, sb, saa, sbb, sab) -> tuple:
+    """The centred sums of squares and products of n values from their raw sums (floats or per-band arrays)."""
+    mean_a, mean_b = sa / n, sb / n
+    return saa - n * mean_a * mean_a, sbb - n * mean_b * mean_b, sab - n * mean_a * mean_b
 
 
 def stft_block_sums(stft: Stft, r_ext: np.ndarray, e_ext: np.ndarray, first: int, count: int, stride: int,
