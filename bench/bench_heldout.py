@@ -46,12 +46,41 @@ def run_source(name: str, out: Path, minutes: float, train_args: list[str]) -> d
     measurements = doc["measurements"]
     gap = measurements.get("validation_gap", {})
     history = _history(last)
+    by_level = held_out_by_level(last, held)
     return {"source": name, "minutes": trained_s / 60, "steps": history[-1]["step"] if history else None,
             "epoch1_val_db": history[0]["val_snr_db"] if history else None,
             "final_val_db": history[-1]["val_snr_db"] if history else None,
             "held_out_db": gap.get("measured_snr_db"), "stderr_db": gap.get("measured_stderr_db"),
-            "split": (gap.get("validation_split") or {}).get("description"),
+            "split": (gap.get("validation_split") or {}).get("description"), "by_level": by_level,
             "findings": sorted({f["id"] for f in doc["findings"] if f["severity"] in ("warning", "error")})}
+
+
+PEAKS_DBFS = (-26.0, -20.0, -10.0, -6.0, -3.0, -0.5)
+
+
+def held_out_by_level(checkpoint: Path, held: Path) -> dict[float, float]:
+    """Held-out SNR (energy-weighted) with every sentence scaled to the same peak, for each peak in
+    PEAKS_DBFS: a codec that learnt its training levels only loses SNR on quieter or louder speech."""
+    import math
+
+    import soundfile as sf
+    import torch
+
+    from codecdoctor_model.checkpoint import build_codec, load_checkpoint
+
+    model = build_codec(load_checkpoint(str(checkpoint))).eval()
+    files = [torch.from_numpy(sf.read(str(p), dtype="float32")[0]).view(1, 1, -1) for p in sorted(held.glob("*.wav"))]
+    out = {}
+    with torch.no_grad():
+        for peak_db in PEAKS_DBFS:
+            signal = error = 0.0
+            for x in files:
+                x = x * (10 ** (peak_db / 20) / x.abs().max())
+                y = model(x).audio
+                signal += float(x.double().pow(2).sum())
+                error += float((x.double() - y.double()).pow(2).sum())
+            out[peak_db] = 10 * math.log10(signal / error)
+    return out
 
 
 def _history(path: Path) -> list[dict]:
@@ -80,6 +109,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {r['source']} | {r['minutes']:.1f} min | {r['steps']} | {r['epoch1_val_db']:+.2f} dB | "
               f"{r['final_val_db']:.2f} dB | **{held:.2f} dB** (+-{r['stderr_db'] or 0:.2f}) | {gap:+.2f} dB | "
               f"{', '.join(r['findings']) or 'none'} |")
+    print("\nheld out with every sentence at one peak level (dB SNR by peak dBFS):")
+    print("| source | " + " | ".join(f"{p:g} dBFS" for p in PEAKS_DBFS) + " |")
+    print("|---|" + "---|" * len(PEAKS_DBFS))
+    for r in rows:
+        print(f"| {r['source']} | " + " | ".join(f"{r['by_level'][p]:.2f}" for p in PEAKS_DBFS) + " |")
     for r in rows:
         print(f"  {r['source']}: validation {r['split']}")
     return 0

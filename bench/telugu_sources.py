@@ -8,11 +8,12 @@ Two kinds of source, kept apart on purpose:
 - TUNING sources: the recipe's levers were chosen on these (and on bench_codec's own espeak-ng set).
 - CHECK sources: never used to choose anything; they only report what the chosen recipe reaches.
 
-| source | voice | how it differs from the tuning voices |
-|---|---|---|
-| salad-m7 (tuning) | espeak-ng `te+m7` | formant synthesis, a male variant |
-| klatt (check) | espeak-ng `te+klatt4` | the Klatt cascade/parallel synthesizer, not espeak's own formant model |
-| room (check) | espeak-ng `te+Andrea` through a room | a female variant, then a small room's reverberation (RT60 0.35 s), a microphone's 80 Hz high-pass and background noise 50 dB below the speech: a recording chain |
+- salad-m7 (tuning): espeak-ng `te+m7`, formant synthesis, a male variant.
+- klatt (check): espeak-ng `te+klatt4`, the Klatt cascade/parallel synthesizer, not espeak's own
+  formant model.
+- room (check): espeak-ng `te+Andrea` (a female variant) through a recording chain: a small room's
+  reverberation (RT60 0.35 s), a microphone's 80 Hz high-pass, background noise 50 dB below the
+  speech.
 
     .venv/bin/python bench/telugu_sources.py OUT_DIR klatt   # writes OUT_DIR/klatt/{train,heldout}
 """

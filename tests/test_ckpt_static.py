@@ -167,3 +167,23 @@ def test_s501_s503_stay_warnings_when_the_run_used_half_precision(tmp_path):
     cold = check_checkpoint(save(state, tmp_path / "fp32.pt"), probes=False, fft_sizes=[2048])
     assert [f.severity.label for f in by_id(cold, "S501")] == ["info"]
     assert "were the loss run under float16" in by_id(cold, "S501")[0].message
+
+
+def _flat_history(state: dict, lrs: list[float]) -> None:
+    for h, snr, lr in zip(state["history"], [11.68, 11.70, 11.72, 11.73], lrs):
+        h["val_snr_db"], h["lr"] = snr, lr
+
+
+def test_flat_validation_at_full_learning_rate_is_a_c208_warning(tmp_path):
+    state = own_state()
+    _flat_history(state, [1e-3, 1e-3, 9e-4, 8e-4])
+    found = by_id(check(tmp_path, state), "C208")
+    assert found and found[0].severity.label == "warning" and "flat" in found[0].message
+
+
+def test_flat_validation_after_the_learning_rate_annealed_is_only_info(tmp_path):
+    state = own_state()
+    _flat_history(state, [1e-3, 2e-4, 1.2e-4, 1e-4])  # a cosine schedule at its end
+    found = by_id(check(tmp_path, state), "C208")
+    assert found and found[0].severity.label == "info"
+    assert found[0].evidence["lr_fraction_of_peak"] == pytest.approx(0.2)

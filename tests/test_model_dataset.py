@@ -120,3 +120,33 @@ def test_step_batch_sampler_indices_depend_only_on_step_and_rank():
     resumed = list(StepBatchSampler(4, 3, 6, rank=1, world_size=2))
     assert full[3:] == resumed
     assert full[0] == [4, 5, 6, 7]
+
+
+def _dominant_hz(crop: torch.Tensor, rate: int = 16000) -> float:
+    x = crop[0].double().numpy()
+    spectrum = np.abs(np.fft.rfft(x * np.hanning(x.size), n=16 * x.size))
+    return float(np.argmax(spectrum) * rate / (16 * x.size))
+
+
+def test_speed_perturbation_plays_crops_faster_or_slower_within_the_range(tmp_path):
+    t = np.arange(10 * 16000) / 16000
+    write_audio(tmp_path / "tone.wav", 0.5 * np.sin(2 * np.pi * 500 * t))
+    plain = CropSource(tmp_path, segment_samples=4000, max_val_crops=2)
+    perturbed = CropSource(tmp_path, segment_samples=4000, max_val_crops=2, speed_perturb=0.1)
+    assert {round(_dominant_hz(plain.train_crop(i))) for i in range(10)} == {500}
+    heard = [_dominant_hz(perturbed.train_crop(i)) for i in range(40)]
+    assert all(crop.shape == (1, 4000) for crop in map(perturbed.train_crop, range(5)))
+    # a factor f reads f x the crop and plays it in 1x: the tone moves to 500 f, f within 1 +- 0.1
+    assert min(heard) >= 500 * 0.9 - 2 and max(heard) <= 500 * 1.1 + 2
+    assert max(heard) - min(heard) > 50, heard  # the factors really spread over the range
+    assert torch.equal(perturbed.train_crop(7), perturbed.train_crop(7))
+
+
+def test_gain_augmentation_spreads_levels_and_keeps_the_peak_at_or_below_095(tmp_path):
+    t = np.arange(10 * 16000) / 16000
+    write_audio(tmp_path / "tone.wav", 0.5 * np.sin(2 * np.pi * 300 * t))
+    source = CropSource(tmp_path, segment_samples=4000, max_val_crops=2, gain_db=6.0)
+    peaks = np.array([float(source.train_crop(i).abs().max()) for i in range(60)])
+    assert peaks.max() <= 0.95 + 1e-6
+    assert peaks.min() >= 0.5 * 10 ** (-6 / 20) * 0.99
+    assert peaks.min() < 0.3 and np.sum(peaks > 0.6) > 5  # both sides of the source's level

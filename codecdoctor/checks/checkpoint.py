@@ -25,6 +25,9 @@ LR_HIGH = 3e-3
 # fell more than 3 dB below its best is diverging.
 FLAT_EPOCHS = 3
 FLAT_GAIN_DB = 0.1
+# A flat curve while the learning rate has annealed to at most this fraction of the run's peak is the
+# end of a finished schedule (cosine or step decay end near 0.1 x peak), not a stalled run.
+ANNEALED_LR_FRACTION = 0.25
 DIVERGE_DB = 3.0
 
 
@@ -269,7 +272,9 @@ def history_trend(m: CheckpointMeasurements):
     (`val_snr`, `best_snr`, `snr`, as hand-written training loops do). Error when the latest value
     is negative (the output is further from the input than silence would be); warning when it
     improved less than 0.1 dB over the last 3 epochs (flat) or fell more than 3 dB below its best
-    (diverging).
+    (diverging). A flat curve while the history's learning rate had decayed to a quarter of its
+    peak or less is the end of a finished schedule (cosine and step decays end near 0.1 x peak):
+    info, not a warning.
     Why: A negative SNR is a measured fault (scale, polarity, delay or bound: run `compare` on a
     reconstruction to name it); a flat or falling curve means more epochs will not help.
     Fix: For negative SNR run the R3xx diagnosis (`codecdoctor compare` or `check-ckpt --data`);
@@ -299,9 +304,27 @@ def history_trend(m: CheckpointMeasurements):
         gain = last - snrs[-1 - FLAT_EPOCHS][1]
         if gain < FLAT_GAIN_DB:
             evidence["gain_db"] = gain
+            annealed = _annealed_lr_fraction(m.history, FLAT_EPOCHS)
+            if annealed is not None:
+                evidence["lr_fraction_of_peak"] = annealed
+                return [finding("C208", f"validation SNR changed {gain:+.2f} dB over the last {FLAT_EPOCHS} epochs "
+                                f"({last:.2f} dB) while the learning rate had decayed to {annealed:.2f} x its peak: "
+                                "the end of the schedule", subject=f"epoch {epoch}", severity=Severity.INFO,
+                                evidence=evidence)]
             return [finding("C208", f"validation SNR changed {gain:+.2f} dB over the last {FLAT_EPOCHS} epochs "
                             f"({last:.2f} dB): flat", subject=f"epoch {epoch}", evidence=evidence)]
     return []
+
+
+def _annealed_lr_fraction(history: list[dict], epochs: int) -> float | None:
+    """The largest learning rate of the last `epochs` history entries (the epochs the flat gain was
+    measured over) as a fraction of the run's peak, when it is at most ANNEALED_LR_FRACTION (None
+    otherwise or without an `lr`)."""
+    lrs = [float(h["lr"]) for h in history if isinstance(h.get("lr"), (int, float)) and math.isfinite(float(h["lr"]))]
+    if len(lrs) <= epochs or max(lrs) <= 0:
+        return None
+    fraction = max(lrs[-epochs:]) / max(lrs)
+    return fraction if fraction <= ANNEALED_LR_FRACTION else None
 
 
 @check("C209", scope="checkpoint", severity=Severity.WARNING, level="static")
