@@ -18,6 +18,7 @@ _LAZY = {
     "compare": "codecdoctor.compare",
     "probe": "codecdoctor.probe",
     "Monitor": "codecdoctor.monitor",
+    "MonitorConfig": "codecdoctor.monitor",
     "check_environment": "codecdoctor.env",
 }
 

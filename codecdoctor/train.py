@@ -95,15 +95,11 @@ def _load_monitor(trainer, request: TrainRequest, event_log: Path | None, notes:
         return None
     try:
         from codecdoctor.measure.bound import bound_value
-        from codecdoctor.monitor.monitor import Monitor
+        from codecdoctor.monitor import Monitor, MonitorConfig
     except ImportError as exc:
         notes.append(f"live monitor not available ({exc}); trained with the trainer's own non-finite / range stops only")
         return None
-    config = trainer.config
-    # every DDP rank gets a monitor: its T611 read-backs all-reduce codebook buffers across ranks
-    # "nonfinite" (the default): stop on NaN/Inf only, report drift; "strict": stop on any error
-    mode, stop_on = ("warn", "errors") if request.checks == "warn" else (
-        "strict", "nonfinite" if request.checks == "nonfinite" else "errors")
+    codec = trainer.config
     writer = None
     if request.tensorboard and trainer.is_main:
         try:
@@ -111,9 +107,11 @@ def _load_monitor(trainer, request: TrainRequest, event_log: Path | None, notes:
         except ImportError as exc:
             raise InputError(f"--tensorboard needs the tensorboard package ({exc}): pip install tensorboard") from None
         writer = SummaryWriter(request.tensorboard)
-    return Monitor(trainer.model, config.sample_rate, mode=mode, stop_on=stop_on,
-                   output_bound=bound_value(config.output_bound),
-                   event_log=str(event_log) if event_log is not None else None,
+    # "nonfinite" (the default): stop on NaN/Inf only, report drift; "strict": stop on any error
+    config = MonitorConfig.for_checks(request.checks, output_bound=bound_value(codec.output_bound),
+                                      event_log=str(event_log) if event_log is not None else None)
+    # every DDP rank gets a monitor: its T611 read-backs all-reduce codebook buffers across ranks
+    return Monitor(trainer.model, codec.sample_rate, config=config,
                    optimizer=trainer.optimizer, start_step=trainer.step, writer=writer)
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import sys
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -127,15 +127,16 @@ def rank_path(path: str | Path | None) -> str | Path | None:
 
 
 def _make_monitor_factory(request: WatchRequest, writer: Any):
-    from codecdoctor.monitor.monitor import Monitor
+    from codecdoctor.monitor import Monitor, MonitorConfig
 
-    mode, stop_on = ("warn", "errors") if request.checks == "warn" else (
-        "strict", "nonfinite" if request.checks == "nonfinite" else "errors")
     event_log = rank_path(request.event_log) if request.event_log else None
+    try:
+        config = MonitorConfig.for_checks(request.checks, read_every=request.read_every, event_log=event_log)
+    except ValueError as exc:  # a library caller's request: the CLI's options already hold these bounds
+        raise InputError(str(exc)) from None
 
     def make(model, bound):
-        return Monitor(model, request.sample_rate, mode=mode, stop_on=stop_on, output_bound=bound,
-                       read_every=request.read_every, event_log=event_log, writer=writer)
+        return Monitor(model, request.sample_rate, config=replace(config, output_bound=bound), writer=writer)
 
     return make
 

@@ -60,12 +60,11 @@ class CodecDoctorCallback(_Callback or _MissingBase):  # type: ignore[misc]
 
     # -- attach / detach ------------------------------------------------------------------------
     def _make_monitor(self, model, bound):
-        from codecdoctor.monitor.monitor import Monitor
+        from codecdoctor.monitor import Monitor, MonitorConfig
 
-        mode, stop_on = ("warn", "errors") if self.checks == "warn" else (
-            "strict", "nonfinite" if self.checks == "nonfinite" else "errors")
-        return Monitor(model, self.sample_rate, mode=mode, stop_on=stop_on, output_bound=bound,
-                       read_every=self.read_every, event_log=self.event_log, writer=self.writer)
+        config = MonitorConfig.for_checks(self.checks, output_bound=bound, read_every=self.read_every,
+                                          event_log=self.event_log)
+        return Monitor(model, self.sample_rate, config=config, writer=self.writer)
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         if stage != "fit" or self.tap is not None:

@@ -1,5 +1,6 @@
 """The live monitor: on-device statistics read back on a schedule, judged by checks/training.py."""
 
+from codecdoctor.monitor.config import MonitorConfig
 from codecdoctor.monitor.monitor import Monitor
 
-__all__ = ["Monitor"]
+__all__ = ["Monitor", "MonitorConfig"]

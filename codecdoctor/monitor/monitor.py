@@ -5,8 +5,8 @@ A plain loop needs these lines (the built-in trainer calls the same hooks)::
 
     import codecdoctor
 
-    monitor = codecdoctor.Monitor(model, sample_rate=16000, mode="strict", output_bound=1.0,
-                                  optimizer=optimizer, event_log="runs/monitor.jsonl")
+    config = codecdoctor.MonitorConfig(mode="strict", output_bound=1.0, event_log="runs/monitor.jsonl")
+    monitor = codecdoctor.Monitor(model, sample_rate=16000, config=config, optimizer=optimizer)
     for step, x in enumerate(loader):
         y, commit_loss = model(x)
         losses = {"l1": (y - x).abs().mean(), "commit": commit_loss}
@@ -71,6 +71,7 @@ from codecdoctor.monitor import ddp as ddp_part
 from codecdoctor.monitor.amp import LateScalerReadings, scaler_state
 from codecdoctor.monitor.balance import TOTAL_NAMES, term_grad_norms
 from codecdoctor.monitor.codes import common_parent
+from codecdoctor.monitor.config import MonitorConfig, resolve_config
 from codecdoctor.monitor.device_stats import codebook_stats, find_codebooks, grad_norm
 from codecdoctor.monitor.nan_trace import NonfiniteTracer
 from codecdoctor.monitor.policy import STOP_POLICIES, FindingsPolicy, is_nonfinite_fault
@@ -78,7 +79,7 @@ from codecdoctor.monitor.readback import StepBuffer
 from codecdoctor.monitor.spectral import SpectralRisk
 from codecdoctor.monitor.validation import measure_validation
 
-__all__ = ["Monitor", "STOP_POLICIES", "is_nonfinite_fault"]
+__all__ = ["Monitor", "MonitorConfig", "STOP_POLICIES", "is_nonfinite_fault"]
 
 
 def _auto_output_bound(model: torch.nn.Module) -> float | None:
@@ -96,46 +97,43 @@ class Monitor:
     them from the optimizer step hooks. A loss term named disc* / d_loss is the discriminator's
     (T610, and not part of the total loss T609 reads).
 
-    Parameters beyond the documented interface: `optimizer` (learning rate for T609; also taken from
-    `on_step(optimizer=...)`), `start_step` (a resumed run's first step), `warmup_steps` (drift checks
-    wait this long; default 2 × read_every), `forward` (how to re-run a batch for T604; default
-    `model(x)`), `spectral_terms` / `spectral_fft_sizes` / `spectral_eps` (S5xx; default: loss terms
-    named *mel*/*stft*/*spec* and the codec config's `mel_fft_sizes`), `stop_on` ("errors": strict
-    mode stops on any error finding; "nonfinite": only on non-finite values, see `is_nonfinite_fault`),
-    `writer` (a TensorBoard SummaryWriter: the read-back statistics become scalars), `loss_balance`
-    (T612: measure each loss term's gradient share at the output on the read-back schedule).
+    The settings (mode, stop_on, read_every, output_bound, warmup and spectral settings, event_log,
+    ...) come in one `config=MonitorConfig(...)`, each field documented there; the same names as
+    keyword arguments still work, but not together with `config`. The arguments are the run's own
+    objects: `optimizer` (learning rate for T609; also taken from `on_step(optimizer=...)`),
+    `start_step` (a resumed run's first step), `forward` (how to re-run a batch for T604; default
+    `model(x)`) and `writer` (a TensorBoard SummaryWriter: the read-back statistics become scalars).
     """
 
-    def __init__(self, model: torch.nn.Module, sample_rate: int, mode: str = "strict", *,
-                 output_bound: float | str | None = None, read_every: int = 25, event_log: str | Path | None = None,
-                 optimizer: Any = None, start_step: int = 0, warmup_steps: int | None = None,
-                 forward: Callable[[torch.nn.Module, torch.Tensor], Any] | None = None,
-                 spectral_terms: tuple[str, ...] | None = None, spectral_fft_sizes: tuple[int, ...] | None = None,
-                 spectral_eps: float | None = None, dead_code_share: float | None = None, ddp_check: bool = True,
-                 codebook_warmup_steps: int | None = None, stop_on: str = "errors", writer: Any = None,
-                 loss_balance: bool = True):
-        self.policy = FindingsPolicy(mode, stop_on, on_new=lambda f: self._event("finding", **f.to_dict()))
+    def __init__(self, model: torch.nn.Module, sample_rate: int, config: MonitorConfig | None = None, *,
+                 optimizer: Any = None, start_step: int = 0,
+                 forward: Callable[[torch.nn.Module, torch.Tensor], Any] | None = None, writer: Any = None,
+                 **settings: Any):
+        # the keyword settings are the form this class took before MonitorConfig; they still work
+        self.config = config = resolve_config(config, settings)
+        self.policy = FindingsPolicy(config.mode, config.stop_on, on_new=lambda f: self._event("finding", **f.to_dict()))
         self.check_notes: dict[str, str] = {}  # check ID -> its first internal error (core.registry)
-        if int(read_every) < 1:
-            raise ValueError("read_every must be at least 1")
         self.model = model
         self.sample_rate = int(sample_rate)
-        self.mode = mode
-        self.stop_on = stop_on
-        self.output_bound = _auto_output_bound(model) if output_bound is None else bound_value(output_bound)
-        self.read_every = int(read_every)
+        self.mode = config.mode
+        self.stop_on = config.stop_on
+        self.output_bound = (_auto_output_bound(model) if config.output_bound is None
+                             else bound_value(config.output_bound))
+        self.read_every = int(config.read_every)
         self.optimizer = optimizer
-        self.warmup_steps = 2 * self.read_every if warmup_steps is None else int(warmup_steps)
-        self.codebook_warmup_steps = 4 * self.warmup_steps if codebook_warmup_steps is None else int(codebook_warmup_steps)
-        config = getattr(getattr(model, "module", model), "config", None)
-        self.spectral = SpectralRisk(spectral_terms, tuple(spectral_fft_sizes or getattr(config, "mel_fft_sizes", ()) or ()),
-                                     spectral_eps, self.sample_rate)
+        self.warmup_steps = 2 * self.read_every if config.warmup_steps is None else int(config.warmup_steps)
+        self.codebook_warmup_steps = (4 * self.warmup_steps if config.codebook_warmup_steps is None
+                                      else int(config.codebook_warmup_steps))
+        model_config = getattr(getattr(model, "module", model), "config", None)
+        fft_sizes = config.spectral_fft_sizes or getattr(model_config, "mel_fft_sizes", ()) or ()
+        self.spectral = SpectralRisk(config.spectral_terms, tuple(fft_sizes), config.spectral_eps, self.sample_rate)
+        dead_code_share = config.dead_code_share
         if dead_code_share is None:
             from codecdoctor.measure.quantizer import USED_FRACTION_OF_UNIFORM
             dead_code_share = USED_FRACTION_OF_UNIFORM
         self.dead_code_share = dead_code_share
-        self.ddp_check = ddp_check
-        self.loss_balance = loss_balance
+        self.ddp_check = config.ddp_check
+        self.loss_balance = config.loss_balance
         self.tracer = NonfiniteTracer(model, forward)
         self.buffer = StepBuffer(self.read_every)
         self.stop_vote = ddp_part.StopVote()
@@ -166,7 +164,7 @@ class Monitor:
         self._last_validation = None
         self._closed = False
         self._started = time.time()
-        self.event_log = Path(event_log) if event_log else None
+        self.event_log = Path(config.event_log) if config.event_log else None
         self._log = None
         if self.event_log is not None:
             self.event_log.parent.mkdir(parents=True, exist_ok=True)
@@ -175,7 +173,7 @@ class Monitor:
         first_param = next(iter(model.parameters()), None)
         if first_param is not None:
             self.buffer.allocate(first_param.device)
-        self._event("start", mode=mode, read_every=self.read_every, output_bound=self.output_bound,
+        self._event("start", mode=self.mode, read_every=self.read_every, output_bound=self.output_bound,
                     codebooks=[c.name for c in self._codebooks], sample_rate=self.sample_rate)
 
     # -- public state -------------------------------------------------------------------------

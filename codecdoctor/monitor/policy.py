@@ -7,7 +7,16 @@ from typing import Callable
 
 from codecdoctor.core.findings import Finding, Severity
 
+MODES = ("strict", "warn")
 STOP_POLICIES = ("errors", "nonfinite")
+
+
+def check_stop_policy(mode: str, stop_on: str) -> None:
+    """ValueError naming the choices when `mode` or `stop_on` is not one of them."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be 'strict' or 'warn', got {mode!r}")
+    if stop_on not in STOP_POLICIES:
+        raise ValueError(f"stop_on must be one of {', '.join(STOP_POLICIES)}, got {stop_on!r}")
 
 
 def is_nonfinite_fault(f: Finding) -> bool:
@@ -18,10 +27,7 @@ def is_nonfinite_fault(f: Finding) -> bool:
 
 class FindingsPolicy:
     def __init__(self, mode: str, stop_on: str, on_new: Callable[[Finding], None] | None = None):
-        if mode not in ("strict", "warn"):
-            raise ValueError(f"mode must be 'strict' or 'warn', got {mode!r}")
-        if stop_on not in STOP_POLICIES:
-            raise ValueError(f"stop_on must be one of {', '.join(STOP_POLICIES)}, got {stop_on!r}")
+        check_stop_policy(mode, stop_on)
         self.mode = mode
         # "errors" = stop on any finding of severity error or worse; "nonfinite" = only on
         # non-finite values (the run is lost; everything else is reported as drift)
