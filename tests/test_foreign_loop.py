@@ -30,11 +30,12 @@ class ConvRVQCodec(nn.Module):
         return self.decoder(q.transpose(1, 2)), commit.sum()
 
 
-def train(model, steps, make_batch, *, monitor_kwargs=None, poison=None):
+def train(model, steps, make_batch, *, settings=None, poison=None):
     """The user guide's loop: ten monitor lines around an ordinary training loop."""
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    monitor = codecdoctor.Monitor(model, sample_rate=16000, mode="warn", output_bound=1.0, optimizer=optimizer,
-                                  read_every=5, forward=lambda m, x: m(x), **(monitor_kwargs or {}))
+    config = codecdoctor.MonitorConfig(mode="warn", output_bound=1.0, read_every=5, **(settings or {}))
+    monitor = codecdoctor.Monitor(model, sample_rate=16000, config=config, optimizer=optimizer,
+                                  forward=lambda m, x: m(x))
     for step in range(steps):
         if poison:
             poison(step, model)
@@ -105,7 +106,7 @@ def test_foreign_codebook_collapse_gives_T607():
                 codebook.embed_avg.copy_(codebook.embed * codebook.cluster_size[..., None])
 
     monitor, report = train(model, 45, lambda s: crops(bank, s, batch=8, samples=2000), poison=collapse,
-                            monitor_kwargs={"codebook_warmup_steps": 10})
+                            settings={"codebook_warmup_steps": 10})
     t607 = [f for f in report.findings if f.id == "T607"]
     assert t607 and t607[0].evidence["level"] == 0
     assert t607[0].evidence["perplexity"] < 0.5 * t607[0].evidence["peak_perplexity"]
