@@ -14,11 +14,12 @@ from typing import Any, Callable
 
 from codecdoctor.core.errors import CheckFailed, InputError
 from codecdoctor.core.findings import Finding, Report, Severity
+from codecdoctor.monitor.config import CHECK_LEVELS
 from codecdoctor_model.options import TrainOptions
 
 # nonfinite: stop on NaN/Inf (the run is lost), report drift and keep training (the default);
 # strict: stop on any error finding; warn: never stop; off: no monitor (the trainer's own NaN stop stays)
-CHECK_MODES = ("nonfinite", "strict", "warn", "off")
+CHECK_MODES = (*CHECK_LEVELS, "off")
 
 
 @dataclass

@@ -27,10 +27,11 @@ from typing import Any
 from codecdoctor.core.as_main import MainTarget, Terminated, as_main, resolve_target, run_main
 from codecdoctor.core.errors import CheckFailed, InputError
 from codecdoctor.core.findings import Report
+from codecdoctor.monitor.config import CHECK_LEVELS
 
 # nonfinite: stop on NaN/Inf, report everything else (the default, as in `train`); strict: stop on
 # any error finding; warn: never stop
-CHECK_MODES = ("nonfinite", "strict", "warn")
+CHECK_MODES = tuple(CHECK_LEVELS)
 SIGINT_EXIT, SIGTERM_EXIT = 130, 143  # 128 + signal number, what a shell reports
 
 

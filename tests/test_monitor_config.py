@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -125,3 +127,12 @@ def test_watch_turns_a_bad_read_every_into_an_input_error(tmp_path):
     script.write_text("print('never runs')\n", encoding="utf-8")
     with pytest.raises(InputError, match="read_every"):
         watch(WatchRequest(script=str(script), read_every=0))
+
+
+def test_the_config_and_the_check_levels_load_without_torch():
+    # train and watch read the check levels at import; torch must wait until a monitor is built
+    code = ("import sys; import codecdoctor.train, codecdoctor.watch; from codecdoctor.monitor import MonitorConfig; "
+            "MonitorConfig.for_checks('nonfinite'); print('torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

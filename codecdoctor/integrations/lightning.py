@@ -23,6 +23,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from codecdoctor.monitor.config import CHECK_LEVELS
+
 try:
     from lightning.pytorch import Callback as _Callback
 except ImportError:  # the older package name
@@ -33,7 +35,7 @@ except ImportError:  # the older package name
 
 MISSING = ("the Lightning callback needs the lightning package: pip install lightning "
            "(or pip install 'codecdoctor[lightning]')")
-CHECK_MODES = ("nonfinite", "strict", "warn")
+CHECK_MODES = tuple(CHECK_LEVELS)
 
 
 class _MissingBase:
