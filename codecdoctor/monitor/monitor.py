@@ -103,6 +103,8 @@ class Monitor:
     objects: `optimizer` (learning rate for T609; also taken from `on_step(optimizer=...)`),
     `start_step` (a resumed run's first step), `forward` (how to re-run a batch for T604; default
     `model(x)`) and `writer` (a TensorBoard SummaryWriter: the read-back statistics become scalars).
+    `monitor.config` is the config it runs with; attributes such as `read_every` and `warmup_steps`
+    hold the values resolved from it (a None setting filled in from the model or another field).
     """
 
     def __init__(self, model: torch.nn.Module, sample_rate: int, config: MonitorConfig | None = None, *,
