@@ -118,6 +118,7 @@ class Trainer:
         self._setup_distributed()
         self.device = self._pick_device(options.device)
         self._check_amp()
+        self._check_augmentation()
         self.exp_dir = Path(options.checkpoint_dir) / options.experiment_name
         if self.is_main:
             self._check_writable()
@@ -227,6 +228,14 @@ class Trainer:
             return
         if amp not in ("bf16", "fp16"):
             raise TrainSetupError(f"--amp must be bf16 or fp16, got {amp!r}")
+
+    def _check_augmentation(self) -> None:
+        # beyond +-50 % a crop is read at twice or a third of its length: no longer speech at its rate
+        speed, gain = self.options.speed_perturb, self.options.gain_db
+        if not (math.isfinite(speed) and 0.0 <= speed <= 0.5):
+            raise TrainSetupError(f"--speed_perturb must be between 0 and 0.5 (a fraction: 0.05 is +-5 %), got {speed}")
+        if not (math.isfinite(gain) and 0.0 <= gain <= 40.0):
+            raise TrainSetupError(f"--gain_db must be between 0 and 40 dB, got {gain}")
 
     def _check_writable(self) -> None:
         try:

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 import torch
 
@@ -75,6 +76,13 @@ def test_unwritable_checkpoint_dir_is_exit_2_before_training(cli, tmp_path):
     blocker.write_text("a file where a folder should be")
     code, _, err = cli("train", "--data_dir", data, "--checkpoint_dir", blocker / "ck", *TINY)
     assert code == 2 and "not writable" in err
+
+
+@pytest.mark.parametrize("flag, value", [("--speed_perturb", "2"), ("--speed_perturb", "nan"), ("--gain_db", "-3")])
+def test_augmentation_out_of_range_is_one_line_exit_2(cli, tmp_path, flag, value):
+    data = _corpus(tmp_path / "data")
+    code, _, err = cli("train", "--data_dir", data, "--checkpoint_dir", tmp_path / "ck", *TINY, flag, value)
+    assert code == 2 and err.strip().count("\n") == 0 and flag in err, err
 
 
 def test_kill_9_during_training_then_resume_continues_from_last_checkpoint(tmp_path):
