@@ -516,7 +516,7 @@ def duplicates(corpus: CorpusView, t: DataThresholds):
     files are left to D114.
     Why: Duplicates overweight some material, and a duplicate across the train/validation split
     leaks: validation SNR then measures memorisation, not generalisation.
-    Fix: Keep one copy; make the split by speaker/session, then de-duplicate across splits.
+    Fix: Keep one copy; make the split by speaker or recording, then de-duplicate across splits.
     """
     rows = [f for f in _usable(corpus.files) if f.fingerprint and f.peak]
     if not rows:
