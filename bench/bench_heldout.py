@@ -59,28 +59,17 @@ PEAKS_DBFS = (-26.0, -20.0, -10.0, -6.0, -3.0, -0.5)
 
 
 def held_out_by_level(checkpoint: Path, held: Path) -> dict[float, float]:
-    """Held-out SNR (energy-weighted) with every sentence scaled to the same peak, for each peak in
-    PEAKS_DBFS: a codec that learnt its training levels only loses SNR on quieter or louder speech."""
-    import math
-
-    import soundfile as sf
-    import torch
+    """Held-out SNR (energy-weighted, bench_codec.held_out_snr_db) with every sentence scaled to the
+    same peak, for each peak in PEAKS_DBFS: a codec that learnt its training levels only loses SNR
+    on quieter or louder speech."""
+    from bench_codec import held_out_snr_db, load_held_out
 
     from codecdoctor_model.checkpoint import build_codec, load_checkpoint
 
-    model = build_codec(load_checkpoint(str(checkpoint))).eval()
-    files = [torch.from_numpy(sf.read(str(p), dtype="float32")[0]).view(1, 1, -1) for p in sorted(held.glob("*.wav"))]
-    out = {}
-    with torch.no_grad():
-        for peak_db in PEAKS_DBFS:
-            signal = error = 0.0
-            for x in files:
-                x = x * (10 ** (peak_db / 20) / x.abs().max())
-                y = model(x).audio
-                signal += float(x.double().pow(2).sum())
-                error += float((x.double() - y.double()).pow(2).sum())
-            out[peak_db] = 10 * math.log10(signal / error)
-    return out
+    model = build_codec(load_checkpoint(str(checkpoint)))
+    files = load_held_out(held)
+    return {peak_db: held_out_snr_db(model, [x * (10 ** (peak_db / 20) / x.abs().max()) for x in files])
+            for peak_db in PEAKS_DBFS}
 
 
 def _history(path: Path) -> list[dict]:
