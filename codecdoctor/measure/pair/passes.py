@@ -1,8 +1,9 @@
 """The pair engine: `PairMeasurements` in two passes over blocks, memory flat in length.
 
-* pass 1 (`pass_one`): per-side statistics, the unaligned pair sums, the loudest reference mel bin;
+* pass 1 (`pass_one`, unaligned): per-side statistics, the pair sums, the chunk energies, the
+  segmental SNR's frames and the STFT (log-mels, long-term spectra);
 * the lag (`lag`): metrics.lag_and_peak's normalised cross-correlation, its chance level;
-* pass 2 (`pass_two`, aligned): the aligned and per-segment sums, the STFT sums, segmental SNR;
+* pass 2 (`pass_two`, aligned): the aligned and per-segment sums;
 * then the lag drift windows (R304), the frame-locking excerpt (R317) and the fractional
   alignment, each reading only what it needs.
 
@@ -12,7 +13,6 @@ on whole arrays, the textbook way; tests/test_compare_stream.py holds the engine
 """
 from __future__ import annotations
 
-import functools
 import math
 from typing import Any
 
@@ -40,8 +40,8 @@ from codecdoctor.measure.pair.measurements import (
     WHAT_IF_KEYS,
     PairMeasurements,
 )
-from codecdoctor.measure.pair.sources import ArraySource, FlatView, SignalSource, WindowView, read_padded
-from codecdoctor.measure.pair.stft_sums import LONG_PAIR_SECONDS, MEL_FRAMES_LONG, MelSums, RefMelPeak, Stft, stft_block_sums
+from codecdoctor.measure.pair.sources import ArraySource, FlatView, SignalSource, WindowView
+from codecdoctor.measure.pair.stft_sums import LONG_PAIR_SECONDS, MEL_FRAMES_LONG, MelSpectra, Stft
 from codecdoctor.measure.pair.sums import (
     FrameSums,
     Quadratic,
@@ -58,49 +58,88 @@ from codecdoctor.measure.pair.sums import (
 BLOCK_SAMPLES = 1 << 18
 
 
-class UnalignedSums:
-    """Pass one's accumulator, and what pass two reads from it: each side's statistics over all its
-    samples (`side_r`, `side_e`, samples beyond `bound_for_ceiling` counted) and, over blocks of the
-    compared samples, the pair sums (`q` at the end), each side's peak (`crop_peak`) on this thread,
-    the chunk energies and the mel-peak search (`mel_floor` at the end; None: pass two finds the
-    floor in its one block) on the pass's helper thread (`Overlap.later`)."""
+class SegmentalSnr:
+    """metrics.seg_snr_db over blocks: its 20 ms frames are gated at 40 dB below the loudest, known
+    only at the end, so each frame's level and clipped SNR are kept (12 bytes a frame, 2 MB an
+    hour). Blocks come divided by a power of two where their squares would overflow."""
 
-    def __init__(self, stft: Stft, block: int, compared: int, overlap: Overlap, chunks: ChunkEnergies | None,
-                 bound_for_ceiling: float):
-        self.stft, self.compared, self.chunks = stft, compared, chunks
+    def __init__(self, sample_rate: int, compared: int):
+        frame = max(1, round(0.02 * sample_rate))   # over whole frames, as metrics.seg_snr_db
+        self.frames = FrameSums(frame, min(compared, max(1, compared // frame) * frame), ("sumsq", "sumsq"))
+        self.level_db: list[np.ndarray] = []
+        self.snr_db: list[np.ndarray] = []
+
+    def update(self, start: int, r: np.ndarray, d: np.ndarray, exponent: int) -> None:
+        """The block's reference `r` and error `d`, both divided by 2^exponent."""
+        energy, error = self.frames.update(start, [r, d], exponent)
+        if energy.size:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                self.level_db.append(10.0 * np.log10(energy) + 20.0 * exponent * math.log10(2.0))
+                per_frame = 10.0 * np.log10(energy / error)
+            self.snr_db.append(np.clip(np.nan_to_num(per_frame, nan=35.0, posinf=35.0, neginf=-10.0), -10.0,
+                                       35.0).astype(np.float32))
+
+    def result(self, raw_error: float) -> float:
+        """The mean clipped SNR of the frames within 40 dB of the loudest."""
+        level = np.concatenate(self.level_db) if self.level_db else np.zeros(0)
+        loudest = float(level.max()) if level.size else -math.inf
+        if loudest == -math.inf:  # every frame silent: exact only if nothing differs
+            return math.inf if raw_error <= 0.0 else -math.inf
+        active = level >= loudest - 40.0
+        return float(np.concatenate(self.snr_db)[active].astype(np.float64).sum()) / int(active.sum())
+
+
+class UnalignedSums:
+    """Pass one's accumulator: each side's statistics over all its samples (`side_r`, `side_e`,
+    samples beyond `bound_for_ceiling` counted) and, over blocks of the compared samples, the pair
+    sums (`q` at the end) and each side's peak (`crop_peak`) on this thread; the chunk energies,
+    the segmental SNR and the STFT on the pass's helper thread (`Overlap.later`)."""
+
+    def __init__(self, stft: Stft, compared: int, overlap: Overlap, chunks: ChunkEnergies | None,
+                 bound_for_ceiling: float, sample_rate: int):
+        self.compared, self.chunks, self.overlap = compared, chunks, overlap
         self.side_r, self.side_e, self.bound_for_ceiling = SideStats(), SideStats(), bound_for_ceiling
         self.pair = pair_sums()
         self.crop_peak = [0.0, 0.0]
-        self.mel_frames = stft.frames_for(compared)
-        # a pair of one block has its loudest reference mel bin read in pass 2, from its log-mels
-        self.mel_peak = RefMelPeak(stft, self.mel_frames) if compared > block else None
         self.chunk_sums = FrameSums(chunks.samples, compared, ("sumsq", "sumsq", "max")) if chunks is not None else None
-        self.overlap = overlap
+        self.seg_snr = SegmentalSnr(sample_rate, compared)
+        # a pair longer than LONG_PAIR_SECONDS: at most MEL_FRAMES_LONG STFT frames (the STFT is most of the work)
+        long_pair = compared > LONG_PAIR_SECONDS * sample_rate
+        self.stride = max(1, math.ceil(compared / stft.hop / MEL_FRAMES_LONG)) if long_pair else 1
+        self.mel = MelSpectra(stft, compared, self.stride)
 
-    def update(self, r: np.ndarray, e: np.ndarray, start: int, r_ext: np.ndarray, bad: np.ndarray | None,
+    def update(self, start: int, r_raw: np.ndarray, e_raw: np.ndarray, size: int,
                peaks: tuple[float, float] | None = None, known: tuple[Any, Any] | None = None) -> None:
-        """A block of the compared samples (`r_ext`: the reference on to the block's last STFT
-        frame's end; `bad`: where either side was non-finite). `peaks` and `known`: the blocks'
-        peak magnitudes and sums when pass 1's side statistics measured exactly these samples."""
+        """`size` compared samples from `start`, each side read on to the block's last STFT frame's
+        end (non-finite samples still in). `peaks` and `known`: the block's peak magnitudes and sums
+        when pass 1's side statistics measured exactly these samples."""
+        r_cut, e_cut = r_raw[: self.compared - start], e_raw[: self.compared - start]
+        r_ext, e_ext = finite_or_zero(r_cut), finite_or_zero(e_cut)
+        size = min(size, r_ext.size, e_ext.size)  # a file that ended early: measured again
+        r, e = r_ext[:size], e_ext[:size]
+        bad = None if r_ext is r_cut and e_ext is e_cut else nonfinite_mask(r_raw[:size], e_raw[:size])
         if peaks is None:
             peaks = tuple(max(float(np.max(x)), -float(np.min(x))) if x.size else 0.0 for x in (r, e))
         d = add_pair_sums(self.pair, r, e, peak=max(peaks), known=known)
         self.crop_peak = [max(self.crop_peak[0], peaks[0]), max(self.crop_peak[1], peaks[1])]
-        self.overlap.later(self._chunks_and_mel_peak, r, e, d, start, r_ext, bad)
+        self.overlap.later(self._helper_sums, start, r_ext, e_ext, size, d, bad, scale_exponent(peak=max(peaks)))
 
-    def _chunks_and_mel_peak(self, r: np.ndarray, e: np.ndarray, d: np.ndarray | None, start: int,
-                             r_ext: np.ndarray, bad: np.ndarray | None) -> None:
-        """The per-chunk energies and the mel-peak search, in order, block after block (one thread)."""
+    def _helper_sums(self, start: int, r_ext: np.ndarray, e_ext: np.ndarray, size: int, d: np.ndarray | None,
+                     bad: np.ndarray | None, exponent: int) -> None:
+        """The chunk energies, the segmental SNR's frames and the STFT, block after block (one thread)."""
+        r = r_ext[:size]
+        if d is None:
+            d = r - e_ext[:size]
         if self.chunk_sums is not None:
-            if d is None:
-                d = r - e
-            flags = bad[: r.size].astype(np.float64) if bad is not None else None
+            flags = bad[:size].astype(np.float64) if bad is not None else None
             with np.errstate(over="ignore", invalid="ignore"):
                 signal, error, nonfinite = self.chunk_sums.update(start, [r, d, flags])
             self.chunks.signal.extend(float(v) for v in signal)
             self.chunks.error.extend(float(v) if not f else math.inf for v, f in zip(error, nonfinite))
-        if self.mel_peak is not None:
-            self.mel_peak.update(*self.stft.block_frames(r_ext, start, r.size, self.mel_frames))
+        if exponent:
+            r, d = np.ldexp(r, -exponent), np.ldexp(d, -exponent)
+        self.seg_snr.update(start, r, d, exponent)
+        self.mel.update(start, size, r_ext, e_ext)
 
 
 def pass_one(ref: SignalSource, est: SignalSource, sample_rate: int, subject: str | None,
@@ -112,10 +151,15 @@ def pass_one(ref: SignalSource, est: SignalSource, sample_rate: int, subject: st
     m = PairMeasurements(sample_rate=sample_rate, ref_samples=ref.frames, est_samples=est.frames,
                          compared_samples=compared, subject=subject, mel_distance_config=dict(MEL_DISTANCE_CONFIG))
     overlap = Overlap(max(ref.channels * ref.frames, est.channels * est.frames), block)
-    sums = UnalignedSums(stft, block, compared, overlap, chunks, output_bound if output_bound is not None else 1.0)
-    _read_sides(ref, est, sums, block, stft.n_fft - stft.hop)
-    if ref.channels > 1:
-        _read_compared(ref, est, n, sums, block, stft.n_fft - stft.hop)
+    sums = UnalignedSums(stft, compared, overlap, chunks, output_bound if output_bound is not None else 1.0,
+                         sample_rate)
+    extension = stft.n_fft - stft.hop
+    _read_sides(ref, est, sums, block, extension)
+    if ref.channels > 1:   # the compared samples: each channel cut to n frames, joined
+        crop_r, crop_e = FlatView(ref, n), FlatView(est, n)
+        crop_r.zero_nonfinite = crop_e.zero_nonfinite = False
+        for a, b in block_spans(compared, block):
+            sums.update(a, crop_r.read(a, b + extension), crop_e.read(a, b + extension), b - a)
     overlap.finish()
     _set_levels(m, sums.side_r, sums.side_e)
     if compared == 0:
@@ -123,49 +167,28 @@ def pass_one(ref: SignalSource, est: SignalSource, sample_rate: int, subject: st
         m.what_if = {key: -math.inf for key in WHAT_IF_KEYS}
         return m, None
     q = sums.q = Quadratic(sums.pair, compared)
-    # the signal energy in SNR units (pair sums are in units of 2^(2*exponent); ratios cancel them)
     m.snr_db = M.energy_ratio_db(q.rr, q.raw_error) if max(sums.crop_peak) > 0.0 else math.inf
-    sums.mel_floor = sums.mel_peak.log_peak() - 3.0 if sums.mel_peak is not None else None
+    if sums.stride > 1:
+        m.notes.append(f"mel distance, mel correlations and bandwidth from every {sums.stride}th STFT frame "
+                       f"(pair longer than {LONG_PAIR_SECONDS / 60:g} min)")
     return m, sums
 
 
 def _read_sides(ref: SignalSource, est: SignalSource, sums: UnalignedSums, block: int, extension: int) -> None:
     """Every sample of both sides through their statistics; for one channel, the compared blocks
-    also through the pair sums (the same reads)."""
+    also through the pair's sums (the same reads)."""
     full_r, full_e = FlatView(ref, ref.frames), FlatView(est, est.frames)
     full_r.zero_nonfinite = full_e.zero_nonfinite = False  # counted here first
-    compared = sums.compared
     for a, b in block_spans(max(full_r.length, full_e.length), block):
-        r_raw, e_raw = full_r.read(a, b + extension), full_e.read(a, b)
-        head = r_raw[: b - a]
-        r_block, peak_r, sums_r = sums.side_r.update(head, sums.bound_for_ceiling)
-        e_block, peak_e, sums_e = sums.side_e.update(e_raw, None)
-        if ref.channels > 1 or a >= compared:
+        r_raw, e_raw = full_r.read(a, b + extension), full_e.read(a, b + extension)
+        _, peak_r, sums_r = sums.side_r.update(r_raw[: b - a], sums.bound_for_ceiling)
+        _, peak_e, sums_e = sums.side_e.update(e_raw[: b - a], None)
+        if ref.channels > 1 or a >= sums.compared:
             continue
-        if r_block is head and np.isfinite(r_raw[b - a:]).all():
-            r_ext = r_raw          # every sample finite: the raw block is the measured one
-        else:
-            r_ext = finite_or_zero(r_raw)
-        stop = min(b, compared) - a
-        stop = min(stop, r_ext.size, e_block.size)  # a file that ended early: measured again
-        clean = r_ext is r_raw and e_block is e_raw
-        whole = stop == b - a == e_raw.size       # the side statistics saw exactly these samples
-        sums.update(r_ext[:stop], e_block[:stop], a, r_ext[: max(0, min(compared - a, r_ext.size))],
-                    None if clean else nonfinite_mask(r_raw[:stop], e_raw[:stop]),
-                    (peak_r, peak_e) if whole else None, (sums_r, sums_e) if whole else None)
-
-
-def _read_compared(ref: SignalSource, est: SignalSource, n: int, sums: UnalignedSums, block: int,
-                   extension: int) -> None:
-    """Several channels: the compared samples (each channel cut to n frames) through the pair sums."""
-    crop_r, crop_e = FlatView(ref, n), FlatView(est, n)
-    crop_r.zero_nonfinite = crop_e.zero_nonfinite = False
-    for a, b in block_spans(sums.compared, block):
-        r_raw = crop_r.read(a, b + extension)
-        e_raw = crop_e.read(a, b)
-        stop = min(b - a, r_raw.size, e_raw.size)
-        r_ext = finite_or_zero(r_raw)
-        sums.update(r_ext[:stop], finite_or_zero(e_raw)[:stop], a, r_ext, nonfinite_mask(r_raw[:stop], e_raw[:stop]))
+        # the side statistics saw exactly the compared samples: their peaks and sums serve the pair's
+        whole = b <= sums.compared and r_raw.size >= b - a and e_raw.size >= b - a
+        sums.update(a, r_raw, e_raw, min(b, sums.compared) - a, (peak_r, peak_e) if whole else None,
+                    (sums_r, sums_e) if whole else None)
 
 
 def _set_levels(m: PairMeasurements, side_r: SideStats, side_e: SideStats) -> None:
@@ -179,10 +202,8 @@ def _set_levels(m: PairMeasurements, side_r: SideStats, side_e: SideStats) -> No
     m.est_silent = m.est_rms_db < SILENT_REF_RMS_DB or (m.est_max - m.est_min) == 0.0
 
 
-# Each 0.25 s segment's sums (SEGMENT_SECONDS): <r,r>, <r,e>, sum r, sum e, <e,e>, min e, max e; the
-# degree of each in the sums' units (2^(degree * exponent))
+# Each 0.25 s segment's sums (SEGMENT_SECONDS): <r,r>, <r,e>, sum r, sum e, <e,e>, min e, max e
 SEGMENT_OPS = ("sumsq", "dot", "sum", "sum", "sumsq", "min", "max")
-SEGMENT_DEGREES = (2, 2, 1, 1, 2, 1, 1)
 
 
 class AlignedSums:
@@ -212,7 +233,7 @@ class AlignedSums:
         add_pair_sums(self.sums, ra, ea, peak=self.block_peak, also=self.small if count == ra.size else None)
         if 0 < count < ra.size:
             add_pair_sums(self.small, ra[inside], ea[inside], peak=self.block_peak)
-        if self.exponent:   # summed divided by 2^exponent, as the segmental-SNR frames
+        if self.exponent:   # summed divided by 2^exponent: the files' peaks need it
             ra, ea = np.ldexp(ra, -self.exponent), np.ldexp(ea, -self.exponent)
         parts = self.segments.update(start, [ra, (ra, ea), ra, ea, ea, ea, ea])
         if parts[0].size:
@@ -228,81 +249,9 @@ class AlignedSums:
         tail = {"min": self.tail_min, "max": self.tail_max}
         units = self.exponent - (self.sums.exponent or 0)
         if units:
-            per_segment = [np.ldexp(v, d * units) for v, d in zip(per_segment, SEGMENT_DEGREES)]
+            per_segment = [np.ldexp(v, FrameSums.DEGREES[op] * units) for v, op in zip(per_segment, SEGMENT_OPS)]
             tail = {key: math.ldexp(value, units) for key, value in tail.items()}
         return per_segment, tail
-
-
-class UnalignedSpectra:
-    """The unaligned pair's accumulator, run on the pass's helper thread block after block: the STFT sums
-    and the segmental SNR's 20 ms frames. Those are gated at 40 dB below the loudest, known only at
-    the end, so each frame's energy and clipped SNR are kept (12 bytes per frame, 2 MB an hour)."""
-
-    def __init__(self, stft: Stft, block: int, compared: int, first: UnalignedSums, exponent: int, stride: int,
-                 sample_rate: int):
-        self.stft, self.block, self.compared, self.exponent, self.stride = stft, block, compared, exponent, stride
-        self.mel_frames, self.floor, self.scales = stft.frames_for(compared), first.mel_floor, first.crop_peak
-        frame = max(1, round(0.02 * sample_rate))   # the segmental SNR's (metrics.seg_snr_db), over whole frames
-        self.seg_snr = FrameSums(frame, min(compared, max(1, compared // frame) * frame), ("sumsq", "sumsq"))
-        self.seg_energy: list[np.ndarray] = []
-        self.seg_db: list[np.ndarray] = []
-        self.mel = MelSums(stft.n_mels, stft.n_fft // 2 + 1)
-
-    def update(self, start: int, r_ext: np.ndarray, e_ext: np.ndarray) -> None:
-        size = max(0, min(start + self.block, self.compared) - start)
-        r, e = r_ext[:size], e_ext[:size]
-        if self.exponent:
-            r, e = np.ldexp(r, -self.exponent), np.ldexp(e, -self.exponent)
-        energy, error = self.seg_snr.update(start, [r, r - e])
-        if energy.size:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                per_frame = 10.0 * np.log10(energy / error)
-            self.seg_energy.append(energy)
-            self.seg_db.append(np.clip(np.nan_to_num(per_frame, nan=35.0, posinf=35.0, neginf=-10.0), -10.0,
-                                       35.0).astype(np.float32))
-        r_ext, first, count = self.stft.block_frames(r_ext, start, size, self.mel_frames)
-        e_ext = self.stft.block_frames(e_ext, start, size, self.mel_frames)[0]
-        if count > 0:
-            self.mel.combine(stft_block_sums(self.stft, r_ext, e_ext, first, count, self.stride, *self.scales,
-                                             self.floor))
-
-    def seg_snr_db(self, raw_error: float) -> float:
-        """The mean clipped SNR of the frames within 40 dB of the loudest (metrics.seg_snr_db)."""
-        frame_energy = np.concatenate(self.seg_energy) if self.seg_energy else np.zeros(0)
-        loudest_frame = float(frame_energy.max()) if frame_energy.size else 0.0
-        if loudest_frame <= 0.0:  # every frame silent: exact only if nothing differs
-            return math.inf if raw_error <= 0.0 else -math.inf
-        active = frame_energy >= loudest_frame * 10.0 ** (-40.0 / 10.0)
-        return float(np.concatenate(self.seg_db)[active].astype(np.float64).sum()) / int(active.sum())
-
-
-def read_pass_two(full_r: FlatView, full_e: FlatView, crop_r: FlatView, crop_e: FlatView, channels: int,
-                  lag: int, aligned: int, block: int, extension: int, sums: AlignedSums,
-                  spectra: UnalignedSpectra) -> None:
-    """Every block through both accumulators: the unaligned one on the pass's helper thread, the
-    aligned one here."""
-    overlap = Overlap(max(full_r.length, full_e.length), block)
-    unaligned = functools.partial(overlap.later, spectra.update)
-    compared = spectra.compared
-    offset_r, offset_e = (0, lag) if lag > 0 else (-lag, 0)
-    if channels == 1:
-        # one read of each side serves both the unaligned and the aligned pairs (ref index i pairs
-        # with est index i unaligned and i + lag aligned)
-        low, high = min(lag, 0), max(lag, 0)
-        for a, b in block_spans(max(compared, offset_r + aligned), block):
-            r_ext, e_ext = full_r.read(a, b + extension), read_padded(full_e, a + low, b + high + extension)
-            if a < compared:
-                e_un = e_ext[a - (a + low):]
-                unaligned(a, r_ext[: max(0, compared - a)], e_un[: max(0, compared - a)])
-            lo, hi = max(a, offset_r), min(b, offset_r + aligned)
-            if hi > lo:
-                sums.update(lo - offset_r, r_ext[lo - a:hi - a], e_ext[lo + lag - (a + low):hi + lag - (a + low)])
-    else:
-        for a, b in block_spans(compared, block):
-            unaligned(a, crop_r.read(a, b + extension), crop_e.read(a, b + extension))
-        for a, b in block_spans(aligned, block):
-            sums.update(a, full_r.read(offset_r + a, offset_r + b), full_e.read(offset_e + a, offset_e + b))
-    overlap.finish()
 
 
 def measure_pair_stream(ref: SignalSource, est: SignalSource, sample_rate: int, *, subject: str | None = None,
@@ -324,7 +273,7 @@ def measure_pair_stream(ref: SignalSource, est: SignalSource, sample_rate: int, 
             break
     if first is None:
         return m
-    pass_two(ref, est, m, first, output_bound, max_lag_samples, stft, block, hop_samples)
+    pass_two(ref, est, m, first, output_bound, max_lag_samples, block, hop_samples)
     return m
 
 
@@ -356,16 +305,13 @@ def pair_output_bound(m: PairMeasurements, output_bound: float | None) -> float 
 
 
 def pass_two(ref: SignalSource, est: SignalSource, m: PairMeasurements, first: UnalignedSums,
-             output_bound: float | None, max_lag_samples: int | None, stft: Stft, block: int,
-             hop_samples: int | None) -> None:
-    """The lag, pass 2's sums, and every measurement read from them, into m."""
-    sample_rate, compared = m.sample_rate, m.compared_samples
-    n = min(ref.frames, est.frames)
+             output_bound: float | None, max_lag_samples: int | None, block: int, hop_samples: int | None) -> None:
+    """The lag, pass 2's sums over the aligned pair, and every measurement read from them, into m."""
     full_r, full_e = FlatView(ref, ref.frames), FlatView(est, est.frames)
-    crop_r, crop_e = FlatView(ref, n), FlatView(est, n)
+    if first.side_r.nonfinite == 0 and first.side_e.nonfinite == 0:  # pass 1 found none: no need to look again
+        full_r.zero_nonfinite = full_e.zero_nonfinite = False
     found = measure_lag(m, full_r, full_e, first, max_lag_samples)
-    lag = found.lag
-    offset_r, offset_e = (0, lag) if lag > 0 else (-lag, 0)
+    offset_r, offset_e = (0, found.lag) if found.lag > 0 else (-found.lag, 0)
     aligned = max(0, min(full_r.length - offset_r, full_e.length - offset_e))
     # the output bound is inferred from the peaks (pass 1); the small-signal level needs it here
     bound = pair_output_bound(m, output_bound)
@@ -373,28 +319,15 @@ def pass_two(ref: SignalSource, est: SignalSource, m: PairMeasurements, first: U
     # the files' peaks (pass 1) bound every block: one scale exponent for the whole pair
     files_peak = max(first.side_r.peak, first.side_e.peak)
     exponent = scale_exponent(peak=files_peak)
-    segment = max(1, round(SEGMENT_SECONDS * sample_rate))
+    segment = max(1, round(SEGMENT_SECONDS * m.sample_rate))
     sums = AlignedSums(aligned, segment, small_limit, m.ref_peak <= small_limit, exponent,
                        None if exponent else files_peak)
-    # a pair longer than LONG_PAIR_SECONDS: at most MEL_FRAMES_LONG STFT frames (the STFT is most of the work)
-    stride = max(1, math.ceil(compared / stft.hop / MEL_FRAMES_LONG)) if compared > LONG_PAIR_SECONDS * sample_rate else 1
-    if stride > 1:
-        m.notes.append(f"mel distance, mel correlations and bandwidth from every {stride}th STFT frame "
-                       f"(pair longer than {LONG_PAIR_SECONDS / 60:g} min)")
-    spectra = UnalignedSpectra(stft, block, compared, first, exponent, stride, sample_rate)
-    if first.side_r.nonfinite == 0 and first.side_e.nonfinite == 0:  # pass 1 found none: no need to look again
-        for view in (full_r, full_e, crop_r, crop_e):
-            view.zero_nonfinite = False
-    read_pass_two(full_r, full_e, crop_r, crop_e, ref.channels, lag, aligned, block, stft.n_fft - stft.hop,
-                  sums, spectra)
-    silent_pair = max(first.crop_peak) == 0.0
-    q = first.q
+    for a, b in block_spans(aligned, block):
+        sums.update(a, full_r.read(offset_r + a, offset_r + b), full_e.read(offset_e + a, offset_e + b))
+    q, qa = first.q, Quadratic(sums.sums, aligned)
     m.si_snr_db, m.si_sdr_db = si_sdr_from_sums(q, True), si_sdr_from_sums(q, False)
-    m.seg_snr_db = spectra.seg_snr_db(q.raw_error)
-    mel = spectra.mel
-    m.mel_distance, m.mel_correlation, m.mel_pattern_correlation = mel.distance(), mel.correlation(), mel.pattern_correlation()
-    qa = Quadratic(sums.sums, aligned)
-    g_aligned, level = set_what_if(m, q, qa, aligned, silent_pair)
+    m.seg_snr_db = first.seg_snr.result(q.raw_error)
+    g_aligned, level = set_what_if(m, q, qa, aligned, max(first.crop_peak) == 0.0)
     sign = -1.0 if g_aligned < 0 else 1.0
     per_segment, tail = sums.per_segment()
     set_segment_levels_from_sums(m, qa, per_segment, tail, sign, level, segment, aligned, sums.sums.exponent or 0)
@@ -407,12 +340,12 @@ def pass_two(ref: SignalSource, est: SignalSource, m: PairMeasurements, first: U
     else:
         m.snr_after_fractional_alignment_db = m.what_if["all"]
     measure_lag_drift(m, full_r.read, full_e.read, full_r.length, full_e.length)
-    frame_locking_excerpt(m, aligned_ref, aligned_est, qa, g_aligned, hop_samples, sample_rate)
-    _finish(m, first, bound, spectra)
+    frame_locking_excerpt(m, aligned_ref, aligned_est, qa, g_aligned, hop_samples, m.sample_rate)
+    _finish(m, first, bound)
 
 
-def _finish(m: PairMeasurements, first: UnalignedSums, bound: float | None, spectra: UnalignedSpectra) -> None:
-    """The bound's SNR ceiling (R307), the silent-reference sentinels and the band transfer."""
+def _finish(m: PairMeasurements, first: UnalignedSums, bound: float | None) -> None:
+    """The bound's SNR ceiling (R307), the silent-reference sentinels, the STFT's measurements."""
     if bound is not None and bound > 0 and bound == first.bound_for_ceiling:
         m.ref_beyond_bound_samples = first.side_r.beyond_bound
         if m.ref_beyond_bound_samples:
@@ -420,7 +353,7 @@ def _finish(m: PairMeasurements, first: UnalignedSums, bound: float | None, spec
     if m.ref_silent:
         m.what_if = {key: -math.inf for key in WHAT_IF_KEYS}
         m.notes.append("reference is silent: SNR and the what-if table are undefined (-inf)")
-    bands = spectra.mel.band_transfer(m.sample_rate, *first.crop_peak)
+    m.mel_distance, m.mel_correlation, m.mel_pattern_correlation, bands = first.mel.result(m.sample_rate)
     m.ref_bandwidth_hz, m.est_bandwidth_hz = bands["ref_bandwidth_hz"], bands["est_bandwidth_hz"]
     m.lost_band_energy_fraction = bands["lost_energy_fraction"]
 

@@ -1,8 +1,8 @@
-"""STFT sums: log-mel spectrograms (mel distance, correlations) and long-term spectra, block by block."""
+"""The unaligned pair's STFT, block by block: log-mel spectrograms (mel distance, correlations) and
+long-term power spectra (band transfer)."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -19,6 +19,7 @@ MEL_FRAMES_LONG = 40_000
 # Frames of the STFT transformed per call: bounds the float32 temporaries of a block's STFT.
 STFT_BATCH_FRAMES = 128
 _DECADES_PER_NEPER = 1.0 / math.log(10.0)
+_LOG10_2 = math.log10(2.0)
 
 
 class Stft:
@@ -74,136 +75,69 @@ class Stft:
         return np.maximum(out, self.log_floor, out=out)
 
 
-def as_float32(x: np.ndarray, scale: float) -> tuple[np.ndarray, float]:
-    """float32 copy for the STFT and the log10 to add back; scaled only where float32 would
-    overflow or lose the signal (metrics divides by the peak: equal in the log domain)."""
-    if scale == 0.0 or 1e-20 < scale < 1e20:
-        return x.astype(np.float32), 0.0
-    return (x / scale).astype(np.float32), math.log10(scale)
+def as_float32(x: np.ndarray) -> tuple[np.ndarray, int]:
+    """float32 copy for the STFT and the power of two it was divided by: 0 unless float32 would
+    overflow or lose the signal (a peak beyond 2^+-64); a log-mel adds k log10(2) back, which is
+    exact in the log domain (metrics divides by the peak)."""
+    k = scale_exponent(x, limit=64)
+    return (np.ldexp(x, -k) if k else x).astype(np.float32), k
 
 
-class RefMelPeak:
-    """The loudest bin of the reference's log-mel spectrogram, without transforming every frame.
+class MelSpectra:
+    """The unaligned pair's STFT accumulator: each side's log-mels of the frames on the stride grid,
+    kept in float32 (at most MEL_FRAMES_LONG frames and a block's: 21 MB whatever the length), and
+    each side's power spectrum per block with the power of two it is in. `result` floors the
+    log-mels 3 decades below the reference's loudest bin, as the mel correlations do, once every
+    frame is known."""
 
-    A mel bin is sum_f |X_f| w_kf <= ||X||_2 ||w_k||_2 (Cauchy-Schwarz) and ||X||^2 <= n_fft * sum
-    (window * x)^2 (Parseval over the half spectrum), so the frame's windowed energy bounds all of
-    its bins. Frames are transformed loudest bound first and only while the bound can beat the
-    loudest bin found so far: after the first block that is a handful of frames per block."""
+    def __init__(self, stft: Stft, compared: int, stride: int):
+        self.stft, self.stride, self.total = stft, stride, stft.frames_for(compared)
+        self.logs: tuple[list[np.ndarray], list[np.ndarray]] = ([], [])
+        self.power: tuple[list[tuple[np.ndarray, int]], list[tuple[np.ndarray, int]]] = ([], [])
 
-    def __init__(self, stft: Stft, total_frames: int):
-        self.stft, self.total_frames = stft, total_frames
-        hop, n_fft = stft.hop, stft.n_fft
-        self.window_sq = (window_array("hann", n_fft) ** 2).reshape(n_fft // hop, hop) if n_fft % hop == 0 else None
-        self.bank_norm = float(np.sqrt((stft.bank.astype(np.float64) ** 2).sum(axis=0)).max())
-        self.peak = 0.0
-
-    def update(self, x: np.ndarray, first_frame: int, n_frames: int) -> None:
-        """`x` holds the samples of frames first_frame .. first_frame + n_frames - 1 (block_frames)."""
-        if n_frames <= 0:
-            return
+    def update(self, start: int, size: int, r_ext: np.ndarray, e_ext: np.ndarray) -> None:
+        """The frames that start in [start, start + size) (Stft.block_frames: the sides from `start` on)."""
         stft = self.stft
-        hop, n_fft = stft.hop, stft.n_fft
-        parts = n_fft // hop
-        if self.window_sq is not None:
-            head = x[: (n_frames - 1 + parts) * hop]
-            energy, k = self._frame_energies(head, n_frames, parts), 0
-            if not np.isfinite(energy).all():   # squares of 1e200 overflow: again divided by 2^k
-                k = scale_exponent(head)
-                energy = self._frame_energies(np.ldexp(head, -k), n_frames, parts)
-        else:  # hop does not divide n_fft: every frame is a candidate
-            energy, k = np.full(n_frames, np.inf), 0
-        bound = np.ldexp(np.sqrt(n_fft * np.maximum(energy, 0.0)) * self.bank_norm * 1.01, k)
-        order = np.argsort(-bound)
-        order = order[bound[order] > self.peak]
-        if not order.size:   # after the first blocks, the usual case: nothing here can beat the peak
+        x_r, first, count = stft.block_frames(r_ext, start, size, self.total)
+        skip = (-first) % self.stride
+        frames = len(range(skip, count, self.stride))
+        if frames == 0:
             return
-        scale = float(np.max(np.abs(x))) if x.size else 0.0
-        log_scale = as_float32(x[:0], scale)[1]
-        factor = 10.0 ** log_scale
-        batch = 64
-        while order.size:
-            chosen = np.sort(order[:batch])
-            # only the chosen frames are converted to float32 (scaled as as_float32 scales the block)
-            mel = stft.spectrum_magnitudes(as_float32(np.stack([x[t * hop:t * hop + n_fft] for t in chosen]),
-                                                      scale)[0]) @ stft.bank
-            self.peak = max(self.peak, float(mel.max()) * factor)
-            order = order[batch:]
-            order = order[bound[order] > self.peak]
-            batch *= 2
+        for x, logs, power in zip((x_r, stft.block_frames(e_ext, start, size, self.total)[0]), self.logs, self.power):
+            x32, k = as_float32(x)
+            starts = np.lib.stride_tricks.sliding_window_view(x32, stft.n_fft)[skip * stft.hop::stft.hop * self.stride]
+            block_power = np.zeros(stft.n_fft // 2 + 1)
+            for f0 in range(0, frames, STFT_BATCH_FRAMES):
+                mag = stft.spectrum_magnitudes(starts[f0:min(f0 + STFT_BATCH_FRAMES, frames)])
+                # float32 sums of at most STFT_BATCH_FRAMES squares, added up in float64
+                block_power += np.einsum("ij,ij->j", mag, mag)
+                logs.append(stft.log_mel(mag, k * _LOG10_2).astype(np.float32))
+            power.append((block_power, k))
 
-    def _frame_energies(self, head: np.ndarray, n_frames: int, parts: int) -> np.ndarray:
-        """Each frame's windowed energy, from the squares of `head` summed hop by hop."""
-        with np.errstate(over="ignore", invalid="ignore"):
-            sub = (head * head).reshape(-1, self.stft.hop) @ self.window_sq.T     # (rows, parts)
-        energy = np.zeros(n_frames)
-        for q in range(parts):
-            energy += sub[q:q + n_frames, q]
-        return energy
-
-    def log_peak(self) -> float:
-        return max(math.log10(self.peak), self.stft.log_floor) if self.peak > 0 else self.stft.log_floor
-
-
-@dataclass
-class MelSums:
-    """The sums the mel distance, the mel correlations and the long-term spectra are made of, over
-    STFT frames: per mel band, the sums of the floored log-mels (a: reference, b: estimate), their
-    squares and product; |a - b| before the floor; each side's range and power spectrum. A block's
-    sums come from `stft_block_sums`, `combine` adds them up in order, the properties read them."""
-
-    n_mels: int
-    n_bins: int
-    frames: int = 0
-    abs_sum: float = 0.0
-    a_min: float = math.inf
-    a_max: float = -math.inf
-    b_min: float = math.inf
-    b_max: float = -math.inf
-
-    def __post_init__(self) -> None:
-        self.sa, self.sb, self.saa, self.sbb, self.sab = (np.zeros(self.n_mels) for _ in range(5))
-        self.power_r, self.power_e = np.zeros(self.n_bins), np.zeros(self.n_bins)
-
-    def combine(self, other: "MelSums") -> None:
-        self.frames += other.frames
-        if not other.frames:
-            return
-        for name in ("power_r", "power_e", "abs_sum", "sa", "sb", "saa", "sbb", "sab"):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.a_min, self.b_min = min(self.a_min, other.a_min), min(self.b_min, other.b_min)
-        self.a_max, self.b_max = max(self.a_max, other.a_max), max(self.b_max, other.b_max)
-
-    def distance(self) -> float:
-        """The mel distance: mean |a - b| over every cell (frame x band)."""
-        return self.abs_sum / (self.frames * self.n_mels)
-
-    def correlation(self) -> float:
-        """metrics.array_correlation of the floored log-mels, from their sums."""
-        cells = self.frames * self.n_mels
-        if cells < 2 or self.a_max == self.a_min or self.b_max == self.b_min:
-            return 0.0
-        var_a, var_b, cov = _centred(cells, *(float(v.sum()) for v in (self.sa, self.sb, self.saa, self.sbb, self.sab)))
-        return float(np.clip(cov / math.sqrt(var_a * var_b), -1.0, 1.0)) if var_a > 0.0 and var_b > 0.0 else 0.0
-
-    def pattern_correlation(self) -> float:
-        """Correlation of the floored log-mels after removing each band's time average
-        (`mel_pattern_correlation`), from the per-band sums."""
-        if self.frames < 1 or self.frames * self.sa.size < 2:
-            return 0.0
-        var_a, var_b, cov = (float(v.sum()) for v in _centred(self.frames, self.sa, self.sb, self.saa, self.sbb, self.sab))
-        # a pattern that is constant over time leaves only rounding after the band means are removed
-        if var_a <= 1e-12 * float(self.saa.sum()) or var_b <= 1e-12 * float(self.sbb.sum()):
-            return 0.0
-        return float(np.clip(cov / math.sqrt(var_a * var_b), -1.0, 1.0))
-
-    def band_transfer(self, sample_rate: int, scale_r: float, scale_e: float) -> dict[str, float]:
-        """metrics.band_transfer_from_spectra of the mean power spectra; `scale_r`, `scale_e`: the
-        peaks the blocks were divided by when float32 could not hold them (as_float32)."""
-        def unscaled(power: np.ndarray, scale: float) -> np.ndarray:
-            return power / (scale ** 2 if scale > 0 and 1e-20 < scale < 1e20 else 1.0) / self.frames
-
-        return M.band_transfer_from_spectra(unscaled(self.power_r, scale_r), unscaled(self.power_e, scale_e),
-                                            sample_rate, scale_ref=scale_r, scale_est=scale_e)
+    def result(self, sample_rate: int) -> tuple[float, float, float, dict[str, float]]:
+        """(mel distance, mel correlation, mel pattern correlation, band transfer): metrics.mel_distance;
+        array_correlation of the floored log-mels, and of those less each band's time average, from
+        per-band sums over the kept frames; band_transfer_from_spectra, which is ratio-based, so each
+        side's spectrum stays in its own power of two."""
+        floor = max(float(a.max()) for a in self.logs[0]) - 3.0
+        frames, abs_sum = 0, 0.0
+        sums = np.zeros((5, self.stft.n_mels))   # per band: sum a, sum b, sum a^2, sum b^2, sum ab
+        ranges = np.array([[math.inf, -math.inf]] * 2)   # each side's floored range
+        for a, b in zip(*self.logs):
+            frames += a.shape[0]
+            abs_sum += float(np.abs(a - b).sum(dtype=np.float64))
+            a, b = np.maximum(a, floor).astype(np.float64), np.maximum(b, floor).astype(np.float64)
+            sums += [a.sum(axis=0), b.sum(axis=0), np.einsum("ij,ij->j", a, a), np.einsum("ij,ij->j", b, b),
+                     np.einsum("ij,ij->j", a, b)]
+            ranges = np.array([[min(lo, x.min()), max(hi, x.max())] for (lo, hi), x in zip(ranges, (a, b))])
+        spectra = []
+        for blocks in self.power:
+            top = max(k for _, k in blocks)
+            spectra.append(sum(np.ldexp(p, 2 * (k - top)) for p, k in blocks))
+        constant = bool(np.any(ranges[:, 0] == ranges[:, 1]))
+        correlation = 0.0 if constant else _correlation(frames * self.stft.n_mels, *sums.sum(axis=1))
+        return (abs_sum / (frames * self.stft.n_mels), correlation, _pattern_correlation(frames, sums),
+                M.band_transfer_from_spectra(*spectra, sample_rate))
 
 
 def _centred(n: int, sa, sb, saa, sbb, sab) -> tuple:
@@ -212,33 +146,20 @@ def _centred(n: int, sa, sb, saa, sbb, sab) -> tuple:
     return saa - n * mean_a * mean_a, sbb - n * mean_b * mean_b, sab - n * mean_a * mean_b
 
 
-def stft_block_sums(stft: Stft, r_ext: np.ndarray, e_ext: np.ndarray, first: int, count: int, stride: int,
-                    scale_r: float, scale_e: float, floor: float | None) -> MelSums:
-    """Frames first .. first + count - 1 (those on the stride's grid) of both sides (block_frames),
-    as MelSums.
-    `floor` None: these are all of the pair's frames, and the floor is 3 decades below the
-    reference's loudest bin here (what pass 1's RefMelPeak finds on a longer pair)."""
-    skip = (-first) % stride
-    out = MelSums(stft.n_mels, stft.n_fft // 2 + 1, frames=len(range(skip, count, stride)))
-    if out.frames == 0:
-        return out
-    logs = []
-    for x, scale, power in ((r_ext, scale_r, out.power_r), (e_ext, scale_e, out.power_e)):
-        x32, log_scale = as_float32(x, scale)
-        starts = np.lib.stride_tricks.sliding_window_view(x32, stft.n_fft)[skip * stft.hop::stft.hop * stride]
-        parts = []
-        for f0 in range(0, out.frames, STFT_BATCH_FRAMES):
-            mag = stft.spectrum_magnitudes(starts[f0:min(f0 + STFT_BATCH_FRAMES, out.frames)])
-            # float32 sums of at most STFT_BATCH_FRAMES squares, added up in float64
-            power += np.einsum("ij,ij->j", mag, mag)
-            parts.append(stft.log_mel(mag, log_scale))
-        logs.append(np.concatenate(parts))
-    a, b = logs
-    out.abs_sum = float(np.abs(a - b).sum())
-    if floor is None:
-        floor = float(a.max()) - 3.0    # the log-mels are floored at stft.log_floor already
-    a, b = np.maximum(a, floor), np.maximum(b, floor)
-    out.sa, out.sb = a.sum(axis=0), b.sum(axis=0)
-    out.saa, out.sbb, out.sab = np.einsum("ij,ij->j", a, a), np.einsum("ij,ij->j", b, b), np.einsum("ij,ij->j", a, b)
-    out.a_min, out.a_max, out.b_min, out.b_max = float(a.min()), float(a.max()), float(b.min()), float(b.max())
-    return out
+def _correlation(cells: int, sa: float, sb: float, saa: float, sbb: float, sab: float) -> float:
+    """metrics.array_correlation of two arrays of `cells` values, from their sums."""
+    if cells < 2:
+        return 0.0
+    var_a, var_b, cov = _centred(cells, sa, sb, saa, sbb, sab)
+    return float(np.clip(cov / math.sqrt(var_a * var_b), -1.0, 1.0)) if var_a > 0.0 and var_b > 0.0 else 0.0
+
+
+def _pattern_correlation(frames: int, sums: np.ndarray) -> float:
+    """The correlation of the floored log-mels less each band's time average, from the per-band sums."""
+    if frames < 1 or frames * sums.shape[1] < 2:
+        return 0.0
+    var_a, var_b, cov = (float(v.sum()) for v in _centred(frames, *sums))
+    # a pattern that is constant over time leaves only rounding after the band means are removed
+    if var_a <= 1e-12 * float(sums[2].sum()) or var_b <= 1e-12 * float(sums[3].sum()):
+        return 0.0
+    return float(np.clip(cov / math.sqrt(var_a * var_b), -1.0, 1.0))

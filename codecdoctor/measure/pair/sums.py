@@ -111,12 +111,20 @@ class FrameSums:
 
     _UFUNCS = {"sum": np.add, "sumsq": np.add, "dot": np.add, "min": np.minimum, "max": np.maximum}
     _EMPTY = {"sum": 0.0, "sumsq": 0.0, "dot": 0.0, "min": math.inf, "max": -math.inf}
+    DEGREES = {"sum": 1, "sumsq": 2, "dot": 2, "min": 1, "max": 1}
 
     def __init__(self, size: int, usable: int, ops: tuple[str, ...]):
         self.size, self.usable, self.ops = int(size), int(usable), ops
         self.carry = [self._EMPTY[op] for op in ops]
+        self.exponent = 0
 
-    def update(self, start: int, values: list[Any]) -> list[np.ndarray]:
+    def update(self, start: int, values: list[Any], exponent: int = 0) -> list[np.ndarray]:
+        """`exponent`: the block's values are divided by 2^exponent (the frames it completes come out
+        in its units; a carried frame is brought into them)."""
+        if exponent != self.exponent:
+            self.carry = [math.ldexp(c, self.DEGREES[op] * (self.exponent - exponent)) if math.isfinite(c) else c
+                          for op, c in zip(self.ops, self.carry)]
+            self.exponent = exponent
         first = next(v for v in values if v is not None)
         stop = min(start + (first[0] if isinstance(first, tuple) else first).size, self.usable)
         if stop <= start:
