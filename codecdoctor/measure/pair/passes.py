@@ -108,19 +108,16 @@ class UnalignedSums:
         self.stride = max(1, math.ceil(compared / stft.hop / MEL_FRAMES_LONG)) if long_pair else 1
         self.mel = MelSpectra(stft, compared, self.stride)
 
-    def update(self, start: int, r_raw: np.ndarray, e_raw: np.ndarray, size: int,
-               peaks: tuple[float, float] | None = None, known: tuple[Any, Any] | None = None) -> None:
+    def update(self, start: int, r_raw: np.ndarray, e_raw: np.ndarray, size: int) -> None:
         """`size` compared samples from `start`, each side read on to the block's last STFT frame's
-        end (non-finite samples still in). `peaks` and `known`: the block's peak magnitudes and sums
-        when pass 1's side statistics measured exactly these samples."""
+        end (non-finite samples still in)."""
         r_cut, e_cut = r_raw[: self.compared - start], e_raw[: self.compared - start]
         r_ext, e_ext = finite_or_zero(r_cut), finite_or_zero(e_cut)
         size = min(size, r_ext.size, e_ext.size)  # a file that ended early: measured again
         r, e = r_ext[:size], e_ext[:size]
         bad = None if r_ext is r_cut and e_ext is e_cut else nonfinite_mask(r_raw[:size], e_raw[:size])
-        if peaks is None:
-            peaks = tuple(max(float(np.max(x)), -float(np.min(x))) if x.size else 0.0 for x in (r, e))
-        d = add_pair_sums(self.pair, r, e, peak=max(peaks), known=known)
+        peaks = [max(float(np.max(x)), -float(np.min(x))) if x.size else 0.0 for x in (r, e)]
+        d = add_pair_sums(self.pair, r, e, peak=max(peaks))
         self.crop_peak = [max(self.crop_peak[0], peaks[0]), max(self.crop_peak[1], peaks[1])]
         self.overlap.later(self._helper_sums, start, r_ext, e_ext, size, d, bad, scale_exponent(peak=max(peaks)))
 
@@ -181,14 +178,10 @@ def _read_sides(ref: SignalSource, est: SignalSource, sums: UnalignedSums, block
     full_r.zero_nonfinite = full_e.zero_nonfinite = False  # counted here first
     for a, b in block_spans(max(full_r.length, full_e.length), block):
         r_raw, e_raw = full_r.read(a, b + extension), full_e.read(a, b + extension)
-        _, peak_r, sums_r = sums.side_r.update(r_raw[: b - a], sums.bound_for_ceiling)
-        _, peak_e, sums_e = sums.side_e.update(e_raw[: b - a], None)
-        if ref.channels > 1 or a >= sums.compared:
-            continue
-        # the side statistics saw exactly the compared samples: their peaks and sums serve the pair's
-        whole = b <= sums.compared and r_raw.size >= b - a and e_raw.size >= b - a
-        sums.update(a, r_raw, e_raw, min(b, sums.compared) - a, (peak_r, peak_e) if whole else None,
-                    (sums_r, sums_e) if whole else None)
+        sums.side_r.update(r_raw[: b - a], sums.bound_for_ceiling)
+        sums.side_e.update(e_raw[: b - a], None)
+        if ref.channels == 1 and a < sums.compared:
+            sums.update(a, r_raw, e_raw, min(b, sums.compared) - a)
 
 
 def _set_levels(m: PairMeasurements, side_r: SideStats, side_e: SideStats) -> None:
@@ -211,9 +204,8 @@ class AlignedSums:
     most `small_limit`), each whole segment's sums, and the range of the estimate after the last
     whole segment. Blocks are summed divided by 2^exponent when the files' peaks need it."""
 
-    def __init__(self, aligned: int, segment: int, small_limit: float, all_small: bool, exponent: int,
-                 block_peak: float | None):
-        self.segment, self.small_limit, self.all_small = segment, small_limit, all_small
+    def __init__(self, aligned: int, segment: int, small_limit: float, exponent: int, block_peak: float | None):
+        self.segment, self.small_limit = segment, small_limit
         self.exponent, self.block_peak = exponent, block_peak
         self.sums, self.small = pair_sums(), pair_sums()
         self.small_count = 0
@@ -223,11 +215,8 @@ class AlignedSums:
         self.tail_min, self.tail_max = math.inf, -math.inf
 
     def update(self, start: int, ra: np.ndarray, ea: np.ndarray) -> None:
-        if self.all_small:
-            inside, count = None, ra.size
-        else:
-            inside = np.abs(ra) <= self.small_limit
-            count = int(np.count_nonzero(inside))
+        inside = np.abs(ra) <= self.small_limit
+        count = int(np.count_nonzero(inside))
         self.small_count += count
         # a block entirely at small-signal level adds the same sums to both (the common case)
         add_pair_sums(self.sums, ra, ea, peak=self.block_peak, also=self.small if count == ra.size else None)
@@ -320,8 +309,7 @@ def pass_two(ref: SignalSource, est: SignalSource, m: PairMeasurements, first: U
     files_peak = max(first.side_r.peak, first.side_e.peak)
     exponent = scale_exponent(peak=files_peak)
     segment = max(1, round(SEGMENT_SECONDS * m.sample_rate))
-    sums = AlignedSums(aligned, segment, small_limit, m.ref_peak <= small_limit, exponent,
-                       None if exponent else files_peak)
+    sums = AlignedSums(aligned, segment, small_limit, exponent, None if exponent else files_peak)
     for a, b in block_spans(aligned, block):
         sums.update(a, full_r.read(offset_r + a, offset_r + b), full_e.read(offset_e + a, offset_e + b))
     q, qa = first.q, Quadratic(sums.sums, aligned)

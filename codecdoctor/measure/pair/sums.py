@@ -161,12 +161,11 @@ class SideStats:
     def __post_init__(self):
         self.sums = Sums({"sum": 1, "square": 2, "clip_error": 2})
 
-    def update(self, x: np.ndarray, bound: float | None) -> tuple[np.ndarray, float, tuple[float, float] | None]:
-        """Add a block of raw samples (non-finite ones are counted, then read as 0). Returns the
-        block as measured, its peak magnitude and, when it needed no scaling, its (sum, sum of
-        squares), which the caller's pair sums reuse."""
+    def update(self, x: np.ndarray, bound: float | None) -> None:
+        """Add a block of raw samples (non-finite ones are counted, then read as 0); samples beyond
+        `bound` are counted and their excess summed."""
         if x.size == 0:
-            return x, 0.0, None
+            return
         total = float(np.add.reduce(x))
         if not math.isfinite(total):
             finite = np.isfinite(x)
@@ -189,7 +188,6 @@ class SideStats:
             excess = np.ldexp(excess, -k) if k else excess
             sums["clip_error"] = float(dot(excess, excess))
         self.sums.add(k, **sums)
-        return x, peak, (None if k else (sums["sum"], sums["square"]))
 
     @property
     def peak(self) -> float:
@@ -212,20 +210,18 @@ def pair_sums() -> Sums:
 
 
 def add_pair_sums(sums: Sums, r: np.ndarray, e: np.ndarray, peak: float | None = None,
-                   also: Sums | None = None, known: tuple[Any, Any] | None = None) -> np.ndarray | None:
+                  also: Sums | None = None) -> np.ndarray | None:
     """Add the block's pair sums to `sums` (and to `also`). `peak`: the blocks' largest magnitude
-    when known; `known`: each side's unscaled (sum, sum of squares) when the caller has them.
+    when known.
     Returns r - e when the block needed no scaling (for the caller's per-frame errors), else None."""
     if r.size == 0:
         return None
     k = scale_exponent(r, e, peak=peak)
     if k:
         r, e = np.ldexp(r, -k), np.ldexp(e, -k)
-    known_r, known_e = known if known is not None and not k else (None, None)
     d = r - e
-    sum_r, rr = known_r if known_r is not None else (float(np.add.reduce(r)), float(dot(r, r)))
-    sum_e, ee = known_e if known_e is not None else (float(np.add.reduce(e)), float(dot(e, e)))
-    values = dict(r=sum_r, e=sum_e, rr=rr, ee=ee, re=float(dot(r, e)), err=float(dot(d, d)))
+    values = dict(r=float(np.add.reduce(r)), e=float(np.add.reduce(e)), rr=float(dot(r, r)), ee=float(dot(e, e)),
+                  re=float(dot(r, e)), err=float(dot(d, d)))
     sums.add(k, **values)
     if also is not None:
         also.add(k, **values)
