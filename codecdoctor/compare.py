@@ -26,10 +26,10 @@ from codecdoctor.core.errors import InputError
 from codecdoctor.core.findings import Finding, Report
 from codecdoctor.core.registry import finding, internal_errors, run_checks
 from codecdoctor.diagnose import judge_pair
+from codecdoctor.measure.audio.reader import FileSource, UnreadableAudio
 from codecdoctor.measure.pair import (
     ArraySource,
     ChunkEnergies,
-    FileSource,
     PairMeasurements,
     chunk_set_from_energies,
     measure_pair_stream,
@@ -299,6 +299,9 @@ def _measure_one(pair: _Pair, settings: _Settings) -> _Outcome:
                         pair_record(None, pair.ref_rel, None, error="missing counterpart in EST"))
     try:
         ref_src, est_src, rate, info = _open_pair(pair, settings.sample_rate)
+    except UnreadableAudio as exc:  # the reader's words (not audio, a damaged header, no permission)
+        side = ("REF", pair.ref_rel) if exc.path == pair.ref_path else ("EST", pair.est_rel)
+        return _unmeasured(pair, f"{side[0]} {side[1]}: {exc}")
     except Exception as exc:  # soundfile raises several types for corrupt or odd files
         return _unmeasured(pair, f"{type(exc).__name__}: {exc}".strip())
     file_run = run_checks("reconstruction", info, level="file")

@@ -24,8 +24,8 @@ from scipy.signal import butter, istft, sosfiltfilt, stft
 
 from codecdoctor.compare import compare
 from codecdoctor.diagnose import diagnose_pair, judge_pair
-from codecdoctor.measure.audio.reader import resample
-from codecdoctor.measure.pair import ArraySource, FileSource, measure_pair, measure_pair_stream
+from codecdoctor.measure.audio.reader import FileSource, resample
+from codecdoctor.measure.pair import ArraySource, measure_pair, measure_pair_stream
 
 SR = 16000
 # Fields measured on the residual after every correction: when that residual is float rounding of an
@@ -408,6 +408,36 @@ def test_a_damaged_estimate_is_scored_up_to_the_damage_and_named_with_its_offset
     assert record["error"] and "cannot be read past" in record["error"]
     ids = [f.id for f in report.findings]
     assert "R304" in ids and "R300" in ids            # the readable part is still diagnosed
+
+
+@pytest.mark.parametrize("subtype, frame_bytes", [("PCM_16", 4), ("PCM_24", 6), ("ULAW", 2)])
+def test_the_audit_and_the_pair_reader_name_a_truncated_wav_with_one_text(tmp_path, subtype, frame_bytes):
+    """One reader: the audit's row and compare's file source read the same header and give the
+    same error, at the frame where the bytes run out (A-law/u-law WAVs hold one byte a sample)."""
+    from codecdoctor.measure.audio.file import measure_file
+
+    path = tmp_path / "cut.wav"
+    sf.write(str(path), np.random.default_rng(0).uniform(-0.5, 0.5, (SR, 2)), SR, subtype=subtype)
+    header = len(path.read_bytes()) - SR * frame_bytes
+    path.write_bytes(path.read_bytes()[: header + 3000 * frame_bytes])  # a copy cut after 3000 frames
+    source = FileSource(path)
+    row = measure_file(path)
+    assert source.declared_frames == row.declared_frames == SR
+    assert source.error_frame == source.frames == row.frames == 3000
+    assert source.error == row.error == ("truncated: the header declares 16000 frames (1.000 s) "
+                                         "but the file holds 3000 (0.188 s)")
+    source.close()
+
+
+def test_an_estimate_that_is_not_audio_is_r315_naming_the_side_in_the_readers_words(tmp_path):
+    ref_path, _ = _write_pair(tmp_path, 2.0, SR)
+    (tmp_path / "est.wav").write_bytes(b"NOPE" + bytes(200))
+    report = compare(ref_path, tmp_path / "est.wav", quality=False)
+    r315 = [f for f in report.findings if f.id == "R315"]
+    assert len(r315) == 1
+    assert r315[0].message.startswith("Cannot read the pair: EST est.wav: not audio: no known audio header "
+                                      "(first bytes 4e4f5045)")
+    assert str(tmp_path) not in r315[0].message      # libsndfile's absolute path is not repeated
 
 
 def test_correlation_chance_is_the_estimate_rotated_within_the_lag_search_frame():

@@ -5,7 +5,6 @@ tar member, parquet cell) opens it, streams it through a `SignalAccumulator` and
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,11 +13,16 @@ from codecdoctor.measure.audio.accumulator import SignalAccumulator, SignalStats
 from codecdoctor.measure.audio.discover import display_path
 from codecdoctor.measure.audio.formats import CONTAINER_BITS, frame_length
 from codecdoctor.measure.audio.reader import (
+    UnreadableAudio,
     block_frames_for,
     declared_wav_data_bytes,
     declared_wav_frames,
+    header_error_text,
+    open_sound_file,
     part_ranges,
     read_blocks,
+    truncation_error,
+    wav_frame_bytes,
 )
 
 
@@ -88,43 +92,11 @@ class FileMeasurement:
         return cls(**clean)
 
 
-KNOWN_AUDIO_MAGIC = (b"RIFF", b"RIFX", b"RF64", b"fLaC", b"OggS", b"FORM", b".snd", b"ID3", b"caff")
-SAMPLE_WIDTH_BYTES = {"PCM_U8": 1, "PCM_S8": 1, "PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4, "DOUBLE": 8}
-
-
-def _libsndfile_text(exc: Exception) -> str:
-    """libsndfile's reason without its "Error opening <name>: " prefix: the name is the absolute
-    path or a Python object's repr, and the report names the file already."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return re.sub(r"^Error opening .*?: (?=\S)", "", text) if text.startswith("Error opening ") else text
-
-
-def _describe_header(head: bytes, exc: Exception) -> str:
-    text = _libsndfile_text(exc)
-    if not any(head.startswith(magic) for magic in KNOWN_AUDIO_MAGIC) and head[:2] not in (b"\xff\xfb", b"\xff\xf3", b"\xff\xf2"):
-        return f"not audio: no known audio header (first bytes {head[:4].hex()}); libsndfile: {text}"
-    return f"corrupt or truncated header; libsndfile: {text}"
-
-
-def _describe_open_error(path: Path, exc: Exception) -> str:
-    text = _libsndfile_text(exc)
-    if isinstance(exc, PermissionError) or "Permission denied" in text:
-        return "no read permission"
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(12)
-    except OSError as os_exc:
-        return f"cannot open: {os_exc.strerror or os_exc}"
-    return _describe_header(head, exc)
-
-
 def measure_file(path: Path | str, relpath: str | None = None, *, silence_threshold_db: float = -60.0,
                  keep_envelope: bool = True, parts: list[FilePart] | None = None) -> FileMeasurement:
     """Stream one file on disk once and measure it. Never raises for a bad file: `error` says why.
     A long file is read in fixed parts joined in order; `parts` (from `measure_file_part`, e.g.
     measured by several workers) skips the reading and only joins them."""
-    import soundfile as sf
-
     path = Path(path)
     rel = relpath if relpath is not None else display_path(path.name)
     try:
@@ -136,9 +108,9 @@ def measure_file(path: Path | str, relpath: str | None = None, *, silence_thresh
     if not os.access(path, os.R_OK):
         return FileMeasurement(path=rel, kind="unreadable", size_bytes=size, error="no read permission")
     try:
-        handle = sf.SoundFile(str(path))
-    except Exception as exc:  # libsndfile raises LibsndfileError/RuntimeError/TypeError on garbage
-        return FileMeasurement(path=rel, kind="unreadable", size_bytes=size, error=_describe_open_error(path, exc))
+        handle = open_sound_file(path)
+    except UnreadableAudio as exc:
+        return FileMeasurement(path=rel, kind="unreadable", size_bytes=size, error=str(exc))
 
     def declared(frame_bytes: int) -> int | None:
         return declared_wav_frames(path, frame_bytes)
@@ -169,7 +141,7 @@ def measure_fileobj(stream: Any, subject: str, size_bytes: int | None = None, *,
     try:
         handle = sf.SoundFile(stream)
     except Exception as exc:
-        return FileMeasurement(path=subject, kind="unreadable", size_bytes=size_bytes, error=_describe_header(head, exc))
+        return FileMeasurement(path=subject, kind="unreadable", size_bytes=size_bytes, error=header_error_text(head, exc))
 
     def declared(frame_bytes: int) -> int | None:
         return data_bytes // frame_bytes if data_bytes is not None else None
@@ -239,8 +211,8 @@ def _measure_open(handle: Any, rel: str, size: int, declared_frames: Any, silenc
         if sr <= 0 or ch <= 0:
             m.kind, m.error = "unreadable", f"invalid header: sample rate {sr}, channels {ch}"
             return m
-        if fmt in ("WAV", "WAVEX") and subtype in SAMPLE_WIDTH_BYTES:
-            m.declared_frames = declared_frames(SAMPLE_WIDTH_BYTES[subtype] * ch)
+        frame_bytes = wav_frame_bytes(handle)
+        m.declared_frames = declared_frames(frame_bytes) if frame_bytes else None
         acc = None
         for index, (start, stop) in enumerate(part_ranges(handle)):
             part = parts[index] if parts is not None else _read_part(handle, start, stop, index, subtype,
@@ -252,8 +224,7 @@ def _measure_open(handle: Any, rel: str, size: int, declared_frames: Any, silenc
     stats = acc.result()
     fill_from_stats(m, stats)
     if m.error is None and m.declared_frames is not None and m.declared_frames > stats.frames:
-        m.error = (f"truncated: the header declares {m.declared_frames} frames "
-                   f"({m.declared_frames / sr:.3f} s) but the file holds {stats.frames} ({stats.frames / sr:.3f} s)")
+        m.error = truncation_error(m.declared_frames, stats.frames, sr)
     return m
 
 

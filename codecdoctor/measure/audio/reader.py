@@ -1,23 +1,29 @@
-"""The one audio reader of the diagnostics: blocks, seek-crops and resampling.
+"""The one audio reader of the diagnostics: opening, blocks, seek-crops, spans and resampling.
 
+* `open_sound_file(path)` opens a file, or raises `UnreadableAudio` saying why in words (not
+  audio, a damaged header, no permission); `declared_wav_frames` and `truncation_error` notice a WAV
+  whose header promises more than the file holds. The audit's rows and `FileSource` share them.
 * `read_blocks(sound_file, block_frames)` yields float32 blocks from one open soundfile into one
   reused buffer, so peak memory is one block whatever the file length.
 * `read_crops(folder, ...)` reads deterministic crops by seeking (never a whole long file).
-* `read_span(sound_file, start, stop)` reads frames by seeking, as float64 (the pair engine's
-  file source), and `resampled_span(read, start, stop, ...)` resamples any span of a signal read
-  that way exactly as resampling it whole.
+* `read_span(sound_file, start, stop)` reads frames by seeking, as float64, and
+  `resampled_span(read, start, stop, ...)` resamples any span of a signal read that way exactly as
+  resampling it whole.
+* `FileSource(path, rate)` is a file as the pair engine reads it: spans by seeking, resampled,
+  downmixed, its readable end found when the file is truncated or corrupt.
 * `resample(audio, from_rate, to_rate)` is the one resampler (polyphase).
 """
 from __future__ import annotations
 
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from codecdoctor.measure.audio.formats import NATIVE_READS, frame_length
+from codecdoctor.measure.audio.formats import CONTAINER_BITS, NATIVE_READS, frame_length
 
 TARGET_BLOCK_SAMPLES = 1 << 20  # ~1 M samples (4 MB float32): big enough to amortise numpy calls
 PART_BLOCKS = 8  # a long file is measured as parts of 8 blocks (~8.4 M samples, ~9 min at 16 kHz) ...
@@ -103,6 +109,72 @@ def declared_wav_data_bytes(handle: Any) -> int | None:
             return None if size in (0, 0xFFFFFFFF) else size
         handle.seek(size + (size & 1), os.SEEK_CUR)
     return None
+
+
+def wav_frame_bytes(sound_file: Any) -> int | None:
+    """Bytes per frame of an open WAV of fixed-width samples (what divides the `data` chunk's
+    declared size into frames); None for other containers and for lossy subtypes."""
+    sample_bytes = (CONTAINER_BITS.get(sound_file.subtype) or 0) // 8
+    if sound_file.format not in ("WAV", "WAVEX") or not sample_bytes or sound_file.channels <= 0:
+        return None
+    return sample_bytes * int(sound_file.channels)
+
+
+def truncation_error(declared_frames: int, held_frames: int, sample_rate: int) -> str:
+    """The error a WAV gets whose header promises more frames than it holds (audit-data's D100
+    reads the "truncated" prefix)."""
+    return (f"truncated: the header declares {declared_frames} frames ({declared_frames / sample_rate:.3f} s) "
+            f"but the file holds {held_frames} ({held_frames / sample_rate:.3f} s)")
+
+
+class UnreadableAudio(Exception):
+    """A file that libsndfile cannot open: `path`, and a message that says why in words
+    (`open_error_text`) without the absolute path libsndfile puts in its own."""
+
+    def __init__(self, path: Path, reason: str):
+        super().__init__(reason)
+        self.path = path
+
+
+KNOWN_AUDIO_MAGIC = (b"RIFF", b"RIFX", b"RF64", b"fLaC", b"OggS", b"FORM", b".snd", b"ID3", b"caff")
+
+
+def open_sound_file(path: str | os.PathLike) -> Any:
+    """An open soundfile.SoundFile, or `UnreadableAudio` with `open_error_text`'s reason."""
+    import soundfile as sf
+
+    try:
+        return sf.SoundFile(str(path))
+    except Exception as exc:  # libsndfile raises LibsndfileError/RuntimeError/TypeError on garbage
+        raise UnreadableAudio(Path(path), open_error_text(Path(path), exc)) from exc
+
+
+def libsndfile_text(exc: Exception) -> str:
+    """libsndfile's reason without its "Error opening <name>: " prefix: the name is the absolute
+    path or a Python object's repr, and the report names the file already."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return re.sub(r"^Error opening .*?: (?=\S)", "", text) if text.startswith("Error opening ") else text
+
+
+def header_error_text(head: bytes, exc: Exception) -> str:
+    """Why a file whose first bytes are `head` did not open: not audio at all, or a damaged header."""
+    text = libsndfile_text(exc)
+    if not any(head.startswith(magic) for magic in KNOWN_AUDIO_MAGIC) and head[:2] not in (b"\xff\xfb", b"\xff\xf3", b"\xff\xf2"):
+        return f"not audio: no known audio header (first bytes {head[:4].hex()}); libsndfile: {text}"
+    return f"corrupt or truncated header; libsndfile: {text}"
+
+
+def open_error_text(path: Path, exc: Exception) -> str:
+    """Why the file at `path` did not open (`exc`, libsndfile's exception), in words."""
+    text = libsndfile_text(exc)
+    if isinstance(exc, PermissionError) or "Permission denied" in text:
+        return "no read permission"
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(12)
+    except OSError as os_exc:
+        return f"cannot open: {os_exc.strerror or os_exc}"
+    return header_error_text(head, exc)
 
 
 def resample(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
@@ -192,3 +264,110 @@ def read_crops(data_dir: str | Path, sample_rate: int, channels: int, *, n_crops
                 audio = np.repeat(audio.mean(0, keepdims=True), channels, axis=0)
             crops.append((f"{relpath}@{start / rate:.2f}s", np.nan_to_num(audio).astype(np.float32)))
     return crops, peak, notes
+
+
+# Files of at most this many samples (65 s of 16 kHz mono, 8 MB as float64) are read whole on
+# first use instead of once per block and pass.
+WHOLE_FILE_SAMPLES = 1 << 20
+
+
+class FileSource:
+    """An audio file as the pair engine reads it (a `measure.pair.SignalSource`): spans by seeking
+    (`read_span`), resampled to `sample_rate` (`resampled_span`) and optionally downmixed to mono,
+    as (channels, n) float64. A file unreadable past some frame ends there: `error`, `error_frame`
+    (native frames) say where and why, and `frames` is what was readable. `declared_frames` is what
+    a WAV header promised, `header_frames` what libsndfile reported on opening. Opening a file that
+    is not audio raises `UnreadableAudio`."""
+
+    SALVAGE_FRAMES = 4096  # granularity at which the readable end of a corrupt file is located
+
+    def __init__(self, path: str | os.PathLike, sample_rate: int | None = None, downmix: bool = False):
+        self.path = Path(path)
+        self._file = open_sound_file(self.path)
+        self.native_rate, self.native_channels = int(self._file.samplerate), int(self._file.channels)
+        self.sample_rate = int(sample_rate) if sample_rate else self.native_rate
+        self.downmix = bool(downmix) and self.native_channels > 1
+        self.channels = 1 if self.downmix else self.native_channels
+        self.native_frames = self.header_frames = int(self._file.frames)
+        self.error: str | None = None
+        self.error_frame: int | None = None
+        self._whole: np.ndarray | None = None
+        frame_bytes = wav_frame_bytes(self._file)
+        self.declared_frames = declared_wav_frames(self.path, frame_bytes) if frame_bytes else None
+        if self.declared_frames is not None and self.declared_frames > self.native_frames:
+            self.error = truncation_error(self.declared_frames, self.native_frames, self.native_rate)
+            self.error_frame = self.native_frames
+        g = math.gcd(self.native_rate, self.sample_rate)
+        self._up, self._down = self.sample_rate // g, self.native_rate // g
+
+    @property
+    def frames(self) -> int:
+        if self._up == self._down:
+            return self.native_frames
+        return -(-self.native_frames * self._up // self._down)
+
+    def close(self) -> None:
+        self._file.close()
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        if self._up == self._down:
+            return self._read_native(start, stop)
+        start, stop = max(start, 0), min(stop, self.frames)
+        if stop <= start:
+            return np.zeros((self.channels, 0))
+        return resampled_span(self._read_native, start, stop, self.native_rate, self.sample_rate, self.frames)
+
+    def _shrink(self, frame: int, reason: str) -> None:
+        """The file ends at native `frame`; the first reason found for the earliest end is kept."""
+        if frame < self.native_frames:
+            self.native_frames = frame
+            if self.error_frame is None or frame < self.error_frame:
+                self.error, self.error_frame = reason, frame
+
+    def _read_native(self, start: int, stop: int) -> np.ndarray:
+        if self._whole is None and 0 < self.native_frames * self.native_channels <= WHOLE_FILE_SAMPLES:
+            self._whole = self._read_span(0, self.native_frames)  # shrinks native_frames if it ends early
+        if self._whole is not None:
+            start, stop = max(start, 0), min(stop, self._whole.shape[1])
+            return self._whole[:, start:stop] if stop > start else np.zeros((self.channels, 0))
+        return self._read_span(start, stop)
+
+    def _read_span(self, start: int, stop: int) -> np.ndarray:
+        import soundfile as sf
+
+        start, stop = max(start, 0), min(stop, self.native_frames)
+        if stop <= start:
+            return np.zeros((self.channels, 0))
+        try:
+            data = read_span(self._file, start, stop)
+        except Exception as exc:  # noqa: BLE001 - libsndfile raises several types for corrupt data
+            # a decoder that lost sync may refuse every later read on this handle: start afresh
+            self._file.close()
+            self._file = sf.SoundFile(str(self.path))
+            data = self._salvage(start, stop, f"{type(exc).__name__}: {exc}".strip())
+        if data.shape[0] < stop - start:
+            self._shrink(start + data.shape[0], self.error or "the file ends early (short read)")
+        x = data.T
+        return x.mean(axis=0, keepdims=True) if self.downmix else x
+
+    def _salvage(self, start: int, stop: int, reason: str) -> np.ndarray:
+        """Read [start, stop) in small pieces, on a handle of its own, up to the first piece that
+        fails: what precedes the damage is scored."""
+        import soundfile as sf
+
+        pieces = []
+        with sf.SoundFile(str(self.path)) as handle:
+            position = start
+            while position < stop:
+                want = min(self.SALVAGE_FRAMES, stop - position)
+                try:
+                    piece = read_span(handle, position, position + want)
+                except Exception:  # noqa: BLE001
+                    break
+                pieces.append(piece)
+                position += piece.shape[0]
+                if piece.shape[0] < want:
+                    break
+        self._shrink(start + sum(p.shape[0] for p in pieces), f"unreadable from here on ({reason})")
+        return np.concatenate(pieces) if pieces else np.zeros((0, self.native_channels))
+

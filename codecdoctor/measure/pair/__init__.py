@@ -1,11 +1,13 @@
 """Measure a (reference, estimate) pair once: every number the R3xx judges read.
 
 One streaming engine (`passes.measure_pair_stream`) reads a pair in blocks from two sources (an
-array, or a file read by seeking) in two passes of small accumulators, memory flat in length.
+array, or a file read by seeking through the one audio reader, `measure.audio.reader.FileSource`,
+re-exported here) in two passes of small accumulators, memory flat in length.
 `measure_pair(ref, est, sample_rate)` is the same engine over arrays (any array-like; time is the
 last axis, leading axes are joined end to end). Nothing here raises on bad values; judging is
 `codecdoctor.diagnose`.
 """
+from codecdoctor.measure.audio.reader import FileSource
 from codecdoctor.measure.pair.chunks import (
     ChunkEnergies,
     ChunkSetMeasurements,
@@ -22,7 +24,7 @@ from codecdoctor.measure.pair.measurements import (
     PairMeasurements,
 )
 from codecdoctor.measure.pair.passes import measure_pair, measure_pair_stream
-from codecdoctor.measure.pair.sources import ArraySource, FileSource, SignalSource
+from codecdoctor.measure.pair.sources import ArraySource, SignalSource
 
 __all__ = ["ArraySource", "ChunkEnergies", "ChunkSetMeasurements", "FileSource", "MAX_LAG_SECONDS", "PairMeasurements",
            "SEGMENT_SECONDS", "SILENT_REF_RMS_DB", "SignalSource", "WHAT_IF_KEYS", "chunk_energies",

@@ -1,21 +1,13 @@
-"""What the passes read: sources (arrays, files) and flat views of them."""
+"""What the passes read: sources and flat views of them. A source is an array (`ArraySource`) or a
+file (`measure.audio.reader.FileSource`, the one audio reader)."""
 from __future__ import annotations
 
-import math
-import os
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
 from codecdoctor.measure import metrics as M
-from codecdoctor.measure.audio.formats import CONTAINER_BITS
-from codecdoctor.measure.audio.reader import declared_wav_frames, read_span, resampled_span
 from codecdoctor.measure.pair.sums import finite_or_zero
-
-# Files of at most this many samples (65 s of 16 kHz mono, 8 MB as float64) are read whole on
-# first use instead of once per block and pass.
-WHOLE_FILE_SAMPLES = 1 << 20
 
 
 class SignalSource(Protocol):
@@ -47,111 +39,6 @@ class ArraySource:
 
     def read(self, start: int, stop: int) -> np.ndarray:
         return self.audio[:, max(start, 0):max(min(stop, self.frames), 0)]
-
-
-class FileSource:
-    """An audio file read by seeking through the one reader (`reader.read_span`), optionally
-    resampled (`reader.resampled_span`) and downmixed to mono. A file unreadable past some frame
-    ends there: `error`, `error_frame` (native frames) say where and why, and `frames` is what was
-    readable. `declared_frames` is what a WAV header promised."""
-
-    SALVAGE_FRAMES = 4096  # granularity at which the readable end of a corrupt file is located
-
-    def __init__(self, path: str | os.PathLike, sample_rate: int | None = None, downmix: bool = False):
-        import soundfile as sf
-
-        self.path = Path(path)
-        self._file = sf.SoundFile(str(self.path))
-        self.native_rate = int(self._file.samplerate)
-        self.native_channels = int(self._file.channels)
-        self.sample_rate = int(sample_rate) if sample_rate else self.native_rate
-        self.downmix = bool(downmix) and self.native_channels > 1
-        self.channels = 1 if self.downmix else self.native_channels
-        self.native_frames = int(self._file.frames)
-        self.header_frames = self.native_frames  # what libsndfile reported on opening
-        self.error: str | None = None
-        self.error_frame: int | None = None
-        self._whole: np.ndarray | None = None
-        sample_bytes = (CONTAINER_BITS.get(self._file.subtype) or 0) // 8
-        declared = (declared_wav_frames(self.path, self.native_channels * sample_bytes)
-                    if self._file.format in ("WAV", "WAVEX") else None)
-        self.declared_frames = declared
-        if declared is not None and declared > self.native_frames:
-            self.error = (f"truncated: the header declares {declared} frames, the file holds {self.native_frames}")
-            self.error_frame = self.native_frames
-        g = math.gcd(self.native_rate, self.sample_rate)
-        self._up, self._down = self.sample_rate // g, self.native_rate // g
-
-    @property
-    def frames(self) -> int:
-        if self._up == self._down:
-            return self.native_frames
-        return -(-self.native_frames * self._up // self._down)
-
-    def close(self) -> None:
-        self._file.close()
-
-    def _shrink(self, frame: int, reason: str) -> None:
-        if frame < self.native_frames:
-            self.native_frames = frame
-            if self.error_frame is None or frame < self.error_frame:
-                self.error, self.error_frame = reason, frame
-
-    def _read_native(self, start: int, stop: int) -> np.ndarray:
-        if self._whole is None and 0 < self.native_frames * self.native_channels <= WHOLE_FILE_SAMPLES:
-            self._whole = self._read_span(0, self.native_frames)  # shrinks native_frames if it ends early
-        if self._whole is not None:
-            start, stop = max(start, 0), min(stop, self._whole.shape[1])
-            return self._whole[:, start:stop] if stop > start else np.zeros((self.channels, 0))
-        return self._read_span(start, stop)
-
-    def _read_span(self, start: int, stop: int) -> np.ndarray:
-        start, stop = max(start, 0), min(stop, self.native_frames)
-        if stop <= start:
-            return np.zeros((self.channels, 0))
-        try:
-            data = read_span(self._file, start, stop)
-        except Exception as exc:  # noqa: BLE001 - libsndfile raises several types for corrupt data
-            # a decoder that lost sync may refuse every later read on this handle: start afresh
-            import soundfile as sf
-
-            self._file.close()
-            self._file = sf.SoundFile(str(self.path))
-            data = self._salvage(start, stop, f"{type(exc).__name__}: {exc}".strip())
-        if data.shape[0] < stop - start:
-            self._shrink(start + data.shape[0], self.error or "the file ends early (short read)")
-        x = data.T
-        if self.downmix:
-            x = x.mean(axis=0, keepdims=True)
-        return x
-
-    def _salvage(self, start: int, stop: int, reason: str) -> np.ndarray:
-        """Read [start, stop) in small pieces up to the first piece that fails."""
-        import soundfile as sf
-
-        pieces = []
-        with sf.SoundFile(str(self.path)) as handle:
-            position = start
-            while position < stop:
-                want = min(self.SALVAGE_FRAMES, stop - position)
-                try:
-                    piece = read_span(handle, position, position + want)
-                except Exception:  # noqa: BLE001
-                    break
-                pieces.append(piece)
-                position += piece.shape[0]
-                if piece.shape[0] < want:
-                    break
-        self._shrink(start + sum(p.shape[0] for p in pieces), f"unreadable from here on ({reason})")
-        return np.concatenate(pieces) if pieces else np.zeros((0, self.native_channels))
-
-    def read(self, start: int, stop: int) -> np.ndarray:
-        if self._up == self._down:
-            return self._read_native(start, stop)
-        start, stop = max(start, 0), min(stop, self.frames)
-        if stop <= start:
-            return np.zeros((self.channels, 0))
-        return resampled_span(self._read_native, start, stop, self.native_rate, self.sample_rate, self.frames)
 
 
 def read_padded(view: "FlatView", start: int, stop: int) -> np.ndarray:
