@@ -2,7 +2,7 @@
 
 One streaming engine (`passes.measure_pair_stream`) reads a pair in blocks from two sources (an
 array, or a file read by seeking through the one audio reader, `measure.audio.reader.FileSource`,
-re-exported here) in two passes of small accumulators, memory flat in length.
+re-exported here) in two passes of small accumulators, memory bounded whatever the length.
 `measure_pair(ref, est, sample_rate)` is the same engine over arrays (any array-like; time is the
 last axis, leading axes are joined end to end). Nothing here raises on bad values; judging is
 `codecdoctor.diagnose`.

@@ -93,7 +93,6 @@ class Correlator:
         # (estimate view, means-removed reference and estimate, sqrt(E_ref E_est))
         self.frame: tuple[Any, np.ndarray, float] | None = None
         self._signals: tuple[Any, np.ndarray, np.ndarray, float] | None = None
-        self._block_spectra: dict[tuple[int, int], tuple[int, int, np.ndarray, float]] = {}
 
     def correlate(self, est_view: Any, max_lag: int, precise: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Lags and normalised correlation; `precise`: a float64 single FFT. Values slightly above 1
@@ -164,22 +163,19 @@ class Correlator:
         out = np.zeros(2 * max_lag + 1)
         ref_energy = est_energy = 0.0
         for start in (int(v) for v in starts):
-            key = (start, block)
-            if key not in self._block_spectra:  # the chance level reuses the lag's reference blocks
-                seg_r = centred_block(self.ref_view, start, start + block, self.mean_r, self.ref_exponent)
-                size = next_fast_len(seg_r.size + 2 * max_lag + seg_r.size)
-                self._block_spectra[key] = (seg_r.size, size, np.conj(rfft(seg_r, size)), float(dot(seg_r, seg_r)))
-            length, size, ref_spectrum, energy = self._block_spectra[key]
+            seg_r = centred_block(self.ref_view, start, start + block, self.mean_r, self.ref_exponent)
+            length = seg_r.size
+            size = next_fast_len(2 * length + 2 * max_lag)
             lo, hi = start - max_lag, start + length + max_lag
             seg_e = np.zeros(hi - lo)
             src_lo, src_hi = max(lo, 0), min(hi, est_view.length)
             if src_hi > src_lo:
                 values = centred_block(est_view, src_lo, src_hi, self.mean_e, self.est_exponent)
                 seg_e[src_lo - lo:src_lo - lo + values.size] = values
-            ref_energy += energy
+            ref_energy += float(dot(seg_r, seg_r))
             part = seg_e[start - lo:start - lo + length][: max(0, min(length, est_view.length - start))]
             est_energy += float(dot(part, part))
-            out += irfft(rfft(seg_e, size) * ref_spectrum, size)[: 2 * max_lag + 1]
+            out += irfft(rfft(seg_e, size) * np.conj(rfft(seg_r, size)), size)[: 2 * max_lag + 1]
         return out, ref_energy, est_energy
 
 

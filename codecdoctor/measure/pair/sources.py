@@ -41,16 +41,6 @@ class ArraySource:
         return self.audio[:, max(start, 0):max(min(stop, self.frames), 0)]
 
 
-def read_padded(view: "FlatView", start: int, stop: int) -> np.ndarray:
-    """Samples [start, stop) of the view, zeros where that range leaves the signal."""
-    x = view.read(start, stop)
-    before = max(0, -start)
-    after = (stop - start) - before - x.size
-    if before or after > 0:
-        x = np.concatenate([np.zeros(before), x, np.zeros(max(after, 0))])
-    return x
-
-
 class FlatView:
     """The channel-major concatenation of a source's channels, each cut to `per_channel` frames
     (measure_pair joins leading axes end to end). Non-finite samples read as 0 once counted."""
