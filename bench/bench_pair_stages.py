@@ -1,6 +1,6 @@
 """Where a short pair's compare time goes: thread CPU per stage of `compare._measure_one` on 10 s pairs.
 
-Each stage (lag search, STFT sums, R317's frame locking, R304's drift windows, pass 1, ...) is
+Each stage (lag search, the STFT, R317's frame locking, R304's drift windows, pass 1, ...) is
 wrapped with a timer that adds the thread CPU spent inside it. The pairs are measured in this one
 process with the executable's settings: one OpenBLAS thread and glibc's raised malloc thresholds.
 Stages nest (pass 2 holds the lag search), so the column does not add up to the total. Run it twice,
@@ -30,7 +30,7 @@ from codecdoctor.measure.pair import passes as P  # noqa: E402
 
 # each stage is patched where its caller looks it up
 STAGES = [(P, "pass_one"), (P, "pass_two"), (P, "estimate_lag"), (P, "correlation_chance"),
-          (P, "stft_block_sums"), (P, "frame_locking_excerpt"), (P, "measure_lag_drift"),
+          (P.MelSpectra, "update"), (P, "frame_locking_excerpt"), (P, "measure_lag_drift"),
           (C, "judge_pair"), (C, "pair_record"), (C, "_open_pair")]
 
 
@@ -38,7 +38,9 @@ def instrument(spent: dict[str, float]) -> None:
     for module, name in STAGES:
         original = getattr(module, name)
 
-        def timed(*args, _original=original, _name=name, **kwargs):
+        label = f"{module.__name__}.{name}" if isinstance(module, type) else name   # a method: its class too
+
+        def timed(*args, _original=original, _name=label, **kwargs):
             start = time.thread_time()
             try:
                 return _original(*args, **kwargs)
