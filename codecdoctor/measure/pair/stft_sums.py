@@ -35,7 +35,7 @@ class Stft:
         self.bank = np.ascontiguousarray(mel_filterbank(sample_rate, self.n_fft, self.n_mels), dtype=np.float32)
         self.log_floor = math.log10(1e-5)
         # each bin feeds at most two (triangular) mels: the product with the bank is taken over
-        # octave-wide bands of bins, each against only the mels it feeds (4% of a 10 s pair's CPU)
+        # octave-wide bands of bins, each against only the mels it feeds (5% of a 10 s pair's time)
         bins, fed = self.bank.shape[0], self.bank != 0
         self.bank_spans = []
         for lo, hi in zip((0, bins // 8, bins // 4, bins // 2), (bins // 8, bins // 4, bins // 2, bins)):
