@@ -1,4 +1,4 @@
-"""The pair engine: `PairMeasurements` in two passes over blocks, memory flat in length.
+"""The pair engine: `PairMeasurements` in two passes over blocks, memory bounded whatever the length.
 
 * pass 1 (`pass_one`, unaligned): per-side statistics, the pair sums, the chunk energies, the
   segmental SNR's frames and the STFT (log-mels, long-term spectra);
