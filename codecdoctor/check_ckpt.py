@@ -50,7 +50,9 @@ def _dedupe(findings_per_crop: list[list[Finding]], n_crops: int) -> list[Findin
     return out
 
 
-def _reconstruct_on_data(adapter: Any, crops, output_bound: str | None, report: Report) -> dict[str, Any]:
+def _reconstruct_on_data(adapter: Any, crops, output_bound: str | None,
+                         report: Report) -> tuple[dict[str, Any], list[np.ndarray], list[np.ndarray]]:
+    """The R3xx diagnosis of every crop, and the crops with their reconstructions."""
     import torch
 
     from codecdoctor.diagnose import diagnose_pair
@@ -98,7 +100,7 @@ def _reconstruct_on_data(adapter: Any, crops, output_bound: str | None, report: 
         quality[f"mean_{key}"] = float(np.mean(values)) if values else None
     return {"crops": per_crop, "mean_snr_db": float(np.mean(snrs)) if snrs else None,
             "total_snr_db": total if total is None or math.isfinite(total) else None, **quality,
-            "multiscale_mel_config": dict(MULTISCALE_MEL_CONFIG)}
+            "multiscale_mel_config": dict(MULTISCALE_MEL_CONFIG)}, refs, ests
 
 
 def _codes_on_data(adapter: Any, crops, max_level_crops: int = 4) -> QuantizerMeasurements | None:
@@ -393,35 +395,46 @@ def _check_folder(folder: Path, options: dict[str, Any]) -> Report:
 
 
 def _dynamic(adapter: Any, m: CheckpointMeasurements, crops, probes: bool, report: Report) -> None:
+    refs = ests = None
+    probe_findings_at = len(report.findings)   # the probes' findings go before the data's
+    if crops:
+        report.measurements["reconstruction"], refs, ests = _reconstruct_on_data(adapter, crops, m.output_bound, report)
+        _codes_on_data_checked(adapter, crops, report)
     if probes:
-        from codecdoctor.measure.probes import measure_probes
+        from codecdoctor.measure.probes import measure_probes, response_on_data
         from codecdoctor.probe import run_probe_checks
 
         pm = measure_probes(adapter)
+        if refs:   # C215 weighs the sine sweep against the response on the data
+            response_on_data(pm, refs, ests)
         run = run_probe_checks(pm)
-        report.add(run.findings, run.checks_run, run.notes)
+        report.findings[probe_findings_at:probe_findings_at] = run.findings
+        report.add([], run.checks_run, run.notes)
         report.measurements["probes"] = pm
-    if crops:
-        report.measurements["reconstruction"] = _reconstruct_on_data(adapter, crops, m.output_bound, report)
-        q = _codes_on_data(adapter, crops)
-        if q is not None:
-            _buffers_as_second_opinion(q, report.measurements.get("quantizer") or [],
-                                       getattr(adapter, "code_modules", None) or [])
-            run = run_checks("quantizer", q, only=("Q401", "Q402", "Q405"))
-            for f in run.findings:
-                f.subject = f"codes on data: {f.subject}"
-            _codes_first(report, run.findings)
-            report.add([], run.checks_run, run.notes)
-            # DAC's compute_entropy: the bits per frame the codes really carry, and that times the
-            # frame rate as the effective bitrate (an entropy coder's rate) next to the nominal one
-            entropy = sum(lv.entropy_bits or 0.0 for lv in q.levels)
-            nominal = sum(lv.bits for lv in q.levels)
-            rate = q.frame_rate_hz
-            report.measurements["quantizer_on_data"] = {
-                "levels": q.to_list(), "frames": q.frames_seen, "snr_by_levels_db": q.snr_by_levels_db,
-                "frame_rate_hz": rate, "entropy_bits_per_frame": entropy, "nominal_bits_per_frame": nominal,
-                "effective_bitrate_bps": entropy * rate if rate else None,
-                "nominal_bitrate_bps": nominal * rate if rate else None}
+
+
+def _codes_on_data_checked(adapter: Any, crops, report: Report) -> None:
+    """Q401, Q402 and Q405 on the codes the codec emits for the crops, ahead of what its buffers say."""
+    q = _codes_on_data(adapter, crops)
+    if q is None:
+        return
+    _buffers_as_second_opinion(q, report.measurements.get("quantizer") or [],
+                               getattr(adapter, "code_modules", None) or [])
+    run = run_checks("quantizer", q, only=("Q401", "Q402", "Q405"))
+    for f in run.findings:
+        f.subject = f"codes on data: {f.subject}"
+    _codes_first(report, run.findings)
+    report.add([], run.checks_run, run.notes)
+    # DAC's compute_entropy: the bits per frame the codes really carry, and that times the
+    # frame rate as the effective bitrate (an entropy coder's rate) next to the nominal one
+    entropy = sum(lv.entropy_bits or 0.0 for lv in q.levels)
+    nominal = sum(lv.bits for lv in q.levels)
+    rate = q.frame_rate_hz
+    report.measurements["quantizer_on_data"] = {
+        "levels": q.to_list(), "frames": q.frames_seen, "snr_by_levels_db": q.snr_by_levels_db,
+        "frame_rate_hz": rate, "entropy_bits_per_frame": entropy, "nominal_bits_per_frame": nominal,
+        "effective_bitrate_bps": entropy * rate if rate else None,
+        "nominal_bitrate_bps": nominal * rate if rate else None}
 
 
 def _validation_gap(info: CheckpointInfo, m: CheckpointMeasurements, data, report: Report) -> None:

@@ -187,3 +187,41 @@ def test_a_checkpoint_that_kills_its_worker_process_is_c200_and_the_rest_of_the_
     assert rows["a.pt"]["parameters"] > 0 and rows["c.pt"]["parameters"] == rows["a.pt"]["parameters"]
     c200 = [f for f in report.findings if f.id == "C200"]
     assert [f.subject for f in c200] == ["b.pt"] and "worker process" in c200[0].message
+
+
+LOWPASS_FACTORY = '''
+import torch
+
+class Adapter:
+    sample_rate = 8000
+    def reconstruct(self, audio):   # a 1 kHz low-pass (4th-order magnitude roll-off)
+        spectrum = torch.fft.rfft(audio)
+        freqs = torch.fft.rfftfreq(audio.shape[-1], 1 / 8000)
+        return torch.fft.irfft(spectrum / torch.sqrt(1 + (freqs / 1000.0) ** 4), n=audio.shape[-1])
+
+def build(state_dict):
+    module = torch.nn.Linear(2, 2)
+    module.load_state_dict(state_dict)
+    return module, Adapter()
+'''
+
+
+def test_check_ckpt_with_data_measures_the_band_on_the_data_beside_the_sine_sweep(cli, tmp_path, monkeypatch):
+    import soundfile as sf
+
+    from codecdoctor.measure.stimuli import speech_like
+
+    (tmp_path / "lowpass_codec.py").write_text(LOWPASS_FACTORY)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    data = tmp_path / "data"
+    data.mkdir()
+    for seed in range(2):
+        sf.write(data / f"s{seed}.wav", 0.3 * speech_like(3.0, 8000, seed=seed), 8000, subtype="FLOAT")
+    ckpt = save(torch.nn.Linear(2, 2).state_dict(), tmp_path / "foreign.pt")
+    cli("check-ckpt", ckpt, "--model", "lowpass_codec:build", "--data", data, "--json", tmp_path / "r.json",
+        "--html", tmp_path / "r.html")
+    probes = _json(tmp_path)["measurements"]["probes"]
+    assert 700 < probes["data_bandwidth_3db_hz"] <= 1000 and probes["data_bandwidth_3db_hz"] == probes["bandwidth_3db_hz"]
+    [c215] = [f for f in _json(tmp_path)["findings"] if f["id"] == "C215"]
+    assert c215["severity"] == "warning" and "as well" in c215["message"]
+    assert "on the data" in (tmp_path / "r.html").read_text()

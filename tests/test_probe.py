@@ -151,3 +151,59 @@ def test_decoder_with_lookahead_context_has_seams_c218():
     # the difference sits at the 3 seams: all of it within ±50 ms of them (15% of the time)
     assert p.chunk_seam_energy_fraction > 0.99 and p.chunk_seam_time_fraction == pytest.approx(0.15)
     assert "3 seams" in found[0].message
+
+
+def _lowpass_1k(x):
+    spectrum = torch.fft.rfft(x)
+    freqs = torch.fft.rfftfreq(x.shape[-1], 1 / SR)
+    return torch.fft.irfft(spectrum / torch.sqrt(1 + (freqs / 1000.0) ** 4), n=x.shape[-1])
+
+
+def _speech_crops(n=4, seconds=2.0):
+    from codecdoctor.measure.stimuli import speech_like
+
+    return [0.3 * speech_like(seconds, SR, seed=seed).astype(np.float64) for seed in range(n)]
+
+
+def test_response_on_data_is_flat_for_an_identity_codec_and_reaches_the_datas_top_band():
+    from codecdoctor.measure.probes import ProbeMeasurements, response_on_data, sweep_frequencies
+
+    m = ProbeMeasurements(sample_rate=SR)
+    crops = _speech_crops()
+    response_on_data(m, crops, [c.copy() for c in crops])
+    known = [g for g in m.data_gain_db if g is not None]
+    assert len(known) >= 15 and max(abs(g) for g in known) < 1e-9
+    assert m.data_bandwidth_3db_hz == m.data_content_top_hz == pytest.approx(sweep_frequencies(SR)[-1])
+
+
+def test_a_lowpass_codec_narrows_the_response_on_data_as_on_sines_and_c215_quotes_both():
+    from codecdoctor.checks.checkpoint import bandwidth
+    from codecdoctor.measure.probes import response_on_data
+
+    report = probe(Adapter(_lowpass_1k))
+    p = report.measurements["probes"]
+    crops = _speech_crops()
+    response_on_data(p, crops, [_lowpass_1k(torch.as_tensor(c)).numpy() for c in crops])
+    # the same rule on the same frequencies: the data's band edge within one sweep step of the sines'
+    assert 700 < p.data_bandwidth_3db_hz <= 1000 and p.data_bandwidth_3db_hz == pytest.approx(p.bandwidth_3db_hz)
+    [found] = bandwidth(p)
+    assert found.severity.label == "warning" and "on the data: " in found.message and "as well" in found.message
+
+
+def test_c215_is_info_when_the_data_keeps_the_band_that_steady_sines_lose():
+    """A codec trained on speech may not pass a steady tone it never saw; what the user's audio
+    goes through is the response on the data."""
+    from codecdoctor.checks.checkpoint import bandwidth
+    from codecdoctor.measure.probes import ProbeMeasurements, passband_and_bandwidth, sweep_frequencies
+
+    freqs = sweep_frequencies(SR)
+    m = ProbeMeasurements(sample_rate=SR, nyquist_hz=SR / 2, sweep_freqs_hz=list(freqs),
+                          sweep_gain_db=[0.0 if f < 1300 else -55.0 for f in freqs])
+    m.passband_gain_db, m.bandwidth_3db_hz = passband_and_bandwidth(freqs, m.sweep_gain_db, SR)
+    [without_data] = bandwidth(m)
+    assert without_data.severity.label == "warning" and "check-ckpt --data" in without_data.message
+    m.data_gain_db = [0.5 if f < 3000 else -1.0 for f in freqs]
+    m.data_bandwidth_3db_hz, m.data_content_top_hz = float(freqs[-1]), float(freqs[-1])
+    [with_data] = bandwidth(m)
+    assert with_data.severity.label == "info" and "steady sines" in with_data.message
+    assert with_data.evidence["data_bandwidth_3db_hz"] == pytest.approx(freqs[-1])

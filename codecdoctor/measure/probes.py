@@ -66,6 +66,12 @@ class ProbeMeasurements:
     sweep_gain_db: list[float] = field(default_factory=list)
     passband_gain_db: float | None = None
     bandwidth_3db_hz: float | None = None
+    # The same response measured on the user's audio (check-ckpt --data, `response_on_data`): the
+    # output's power over the input's in a band around each sweep frequency, relative to its
+    # 200-2000 Hz median (None where the data has no content), and its -3 dB bandwidth by the same rule
+    data_gain_db: list[float | None] | None = None
+    data_bandwidth_3db_hz: float | None = None
+    data_content_top_hz: float | None = None       # the highest sweep band the data has content in
     nyquist_hz: float = 0.0
     idle_rms_dbfs: float | None = None
     level_fit_points: int = 0  # sweep levels above the idle output used for the slope
@@ -194,7 +200,7 @@ def latency_and_polarity(adapter: Any, m: ProbeMeasurements) -> None:
 def sine_sweep(adapter: Any, m: ProbeMeasurements, n_freqs: int = 20, seconds: float = 0.25) -> None:
     sr = m.sample_rate
     m.nyquist_hz = sr / 2.0
-    freqs = np.geomspace(60.0, 0.45 * sr, n_freqs)
+    freqs = sweep_frequencies(sr, n_freqs)
     t = np.arange(int(seconds * sr)) / sr
     level = 10 ** (-12 / 20.0)  # -12 dBFS: well inside the linear range of a bounded output
     batch = np.stack([level * np.sin(2 * np.pi * f * t) for f in freqs])
@@ -212,16 +218,69 @@ def sine_sweep(adapter: Any, m: ProbeMeasurements, n_freqs: int = 20, seconds: f
         gains.append(max(_db(amplitude / level), -120.0))
     m.sweep_freqs_hz = [float(f) for f in freqs]
     m.sweep_gain_db = [float(g) for g in gains]
-    band = [g for f, g in zip(freqs, gains) if 200.0 <= f <= min(2000.0, 0.4 * sr)]
-    m.passband_gain_db = float(np.median(band)) if band else float(np.median(gains))
+    m.passband_gain_db, m.bandwidth_3db_hz = passband_and_bandwidth(freqs, gains, sr)
+
+
+def sweep_frequencies(sample_rate: int, n_freqs: int = 20) -> np.ndarray:
+    """The stepped sine sweep's frequencies: log-spaced from 60 Hz to 0.45 fs."""
+    return np.geomspace(60.0, 0.45 * sample_rate, n_freqs)
+
+
+def passband_and_bandwidth(freqs: Any, gains: list[float | None], sample_rate: int) -> tuple[float, float | None]:
+    """(passband gain, -3 dB bandwidth) of a response at `freqs`: the median gain over 200-2000 Hz,
+    and the highest frequency from 200 Hz up before the gain first falls 3 dB below it (None where
+    a gain is unknown ends the search: nothing is claimed beyond what was measured)."""
+    known = [(float(f), g) for f, g in zip(freqs, gains) if g is not None]
+    band = [g for f, g in known if 200.0 <= f <= min(2000.0, 0.4 * sample_rate)]
+    passband = float(np.median(band)) if band else float(np.median([g for _, g in known]))
     bandwidth = None
     for f, g in zip(freqs, gains):
         if f < 200.0:
             continue
-        if g < m.passband_gain_db - 3.0:
+        if g is None or g < passband - 3.0:
             break
         bandwidth = float(f)
-    m.bandwidth_3db_hz = bandwidth
+    return passband, bandwidth
+
+
+# A band of the data's long-term spectrum more than this far below its strongest band is not judged:
+# the codec's own noise, not its response, sets the output's power there (a 10 dB SNR codec's error
+# is 10 dB below the signal on average, and speech's top octave sits 40-60 dB below its formants).
+DATA_BAND_RANGE_DB = 50.0
+
+
+def response_on_data(m: ProbeMeasurements, refs: list[np.ndarray], ests: list[np.ndarray]) -> None:
+    """The codec's magnitude response on real audio, at the sweep's frequencies: in the band between
+    the geometric midpoints around each frequency, 10 log10 of the output's power over the input's,
+    summed over every crop (long-term spectra, metrics.spectral_summary), relative to the passband
+    median; the -3 dB bandwidth by the sine sweep's rule (`passband_and_bandwidth`)."""
+    from codecdoctor.measure.metrics import spectral_summary
+
+    sr = m.sample_rate
+    freqs = np.asarray(m.sweep_freqs_hz) if m.sweep_freqs_hz else sweep_frequencies(sr)
+    power_r = power_e = None
+    for ref, est in zip(refs, ests):
+        (_, psd_r, scale_r), (_, psd_e, scale_e) = (spectral_summary(x, sr) for x in (ref, est))
+        frames = max(1, ref.size)   # psd is a mean over frames: weight each crop by its length
+        power_r = (0.0 if power_r is None else power_r) + psd_r * scale_r ** 2 * frames
+        power_e = (0.0 if power_e is None else power_e) + psd_e * scale_e ** 2 * frames
+    if power_r is None:
+        return
+    bins = np.linspace(0.0, sr / 2.0, power_r.size)
+    edges = np.sqrt(freqs[1:] * freqs[:-1])
+    edges = np.concatenate([[freqs[0] ** 2 / edges[0]], edges, [min(sr / 2.0, freqs[-1] ** 2 / edges[-1])]])
+    band = [(bins >= lo) & (bins < hi) for lo, hi in zip(edges[:-1], edges[1:])]
+    ref_power = np.array([power_r[b].sum() for b in band])
+    strongest = float(ref_power.max())
+    if not strongest > 0.0:
+        return
+    raw: list[float | None] = []
+    for b, pr in zip(band, ref_power):
+        content = pr > 0.0 and pr >= strongest * 10.0 ** (-DATA_BAND_RANGE_DB / 10.0)
+        raw.append(10.0 * math.log10(max(float(power_e[b].sum()), 1e-300) / pr) if content else None)
+    passband, m.data_bandwidth_3db_hz = passband_and_bandwidth(freqs, raw, sr)
+    m.data_gain_db = [None if g is None else g - passband for g in raw]
+    m.data_content_top_hz = max((float(f) for f, g in zip(freqs, raw) if g is not None), default=None)
 
 
 def silence(adapter: Any, m: ProbeMeasurements, seconds: float = 1.0) -> None:

@@ -61,11 +61,21 @@ def _level_figure(m: Any) -> Figure:
 def _magnitude_figure(m: Any) -> Figure:
     chart = Chart(Axis("frequency (Hz)", log=True), Axis("gain (dB)"), width_px=560, height_px=320,
                   description="Magnitude response")
-    chart.line(m.sweep_freqs_hz, m.sweep_gain_db, color=PALETTE[0], markers=True)
+    chart.line(m.sweep_freqs_hz, m.sweep_gain_db, color=PALETTE[0], label="sine sweep", markers=True)
+    passband = m.passband_gain_db or 0.0
+    on_data = [(f, g + passband) for f, g in zip(m.sweep_freqs_hz, m.data_gain_db or []) if g is not None]
+    if on_data:   # check-ckpt --data: the response on the user's audio, at the sweep's passband level
+        chart.line(*zip(*on_data), color=PALETTE[1], label="on the data", markers=True)
     if m.passband_gain_db is not None:
         chart.hline(m.passband_gain_db - 3.0, color=GREY, label="passband - 3 dB", width_px=0.8)
-    bandwidth = f"{m.bandwidth_3db_hz:.0f} Hz" if m.bandwidth_3db_hz is not None else "not measured"
-    return _figure(chart, "Magnitude response", f"-3 dB bandwidth {bandwidth}")
+    caption = f"-3 dB bandwidth {_hz(m.bandwidth_3db_hz)}"
+    if m.data_gain_db is not None:
+        caption += f" (sines), {_hz(m.data_bandwidth_3db_hz)} on the data"
+    return _figure(chart, "Magnitude response", caption)
+
+
+def _hz(value: float | None) -> str:
+    return f"{value:.0f} Hz" if value is not None else "not measured"
 
 
 def _impulse_figure(m: Any) -> Figure:
@@ -85,4 +95,4 @@ def _table(m: Any) -> Table:
         ["latency, chirp (samples)", m.latency_samples], ["latency, impulse (samples)", m.impulse_latency_samples],
         ["-3 dB bandwidth (Hz)", m.bandwidth_3db_hz], ["passband gain (dB)", m.passband_gain_db],
         ["idle output (dBFS RMS)", m.idle_rms_dbfs], ["polarity", m.polarity],
-    ])
+    ] + ([["-3 dB bandwidth on the data (Hz)", m.data_bandwidth_3db_hz]] if m.data_gain_db is not None else []))
