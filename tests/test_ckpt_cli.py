@@ -89,6 +89,14 @@ def test_json_contract_for_own_checkpoint_with_probes(cli, tmp_path):
     assert "Level in/out" in html and "Magnitude response" in html and "Impulse response" in html
 
 
+# a model factory for --model: a Linear module to hold the checkpoint's weights, beside the Adapter
+BUILD = '''
+def build(state_dict):
+    module = torch.nn.Linear(2, 2)
+    module.load_state_dict(state_dict)
+    return module, Adapter()
+'''
+
 FACTORY = '''
 import torch
 
@@ -104,12 +112,7 @@ class Adapter:
         return torch.zeros(codes.shape[0], 1, codes.shape[-1] * 80)
     def reconstruct(self, audio):
         return audio * 0.5
-
-def build(state_dict):
-    module = torch.nn.Linear(2, 2)
-    module.load_state_dict(state_dict)
-    return module, Adapter()
-'''
+''' + BUILD
 
 
 def test_foreign_model_through_model_factory(cli, tmp_path, monkeypatch):
@@ -198,12 +201,7 @@ class Adapter:
         spectrum = torch.fft.rfft(audio)
         freqs = torch.fft.rfftfreq(audio.shape[-1], 1 / 8000)
         return torch.fft.irfft(spectrum / torch.sqrt(1 + (freqs / 1000.0) ** 4), n=audio.shape[-1])
-
-def build(state_dict):
-    module = torch.nn.Linear(2, 2)
-    module.load_state_dict(state_dict)
-    return module, Adapter()
-'''
+''' + BUILD
 
 
 def test_check_ckpt_with_data_measures_the_band_on_the_data_beside_the_sine_sweep(cli, tmp_path, monkeypatch):

@@ -85,3 +85,41 @@ def test_compare_a_pair_that_kills_its_worker_is_r315_and_the_rest_is_measured(t
     expected = {p["ref"]: p["snr_db"] for p in alone.measurements["pairs"] if p["ref"] != "2.wav"}
     assert {k: v["snr_db"] for k, v in records.items() if k != "2.wav"} == expected
     assert report.measurements["aggregate"]["unreadable_or_missing"] == 1
+
+
+AFTER_TORCH_THREADS = """
+import sys, torch
+from codecdoctor.core.pool import run_isolated
+from test_process_pool import _torch_work
+
+torch.set_num_threads(2)
+torch.nn.functional.pad(torch.randn(64, 1, 1 << 16), (1024, 1024), mode="reflect")  # OpenMP threads run here
+print(sorted(dict(run_isolated(_torch_work, [1, 2, 3], jobs=2)).values()))
+"""
+
+
+def _torch_work(item: int) -> float:
+    import torch
+
+    x = torch.nn.functional.pad(torch.full((64, 1, 1 << 16), float(item)), (1024, 1024), mode="reflect")
+    return float(x.mean())
+
+
+def test_workers_forked_after_torch_ran_its_threads_finish(tmp_path):
+    """A child forked after torch's OpenMP threads ran once hung at its first parallel region (a
+    folder check-ckpt from a session that had used torch): workers run torch on one thread."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
+    child = subprocess.Popen([sys.executable, "-c", AFTER_TORCH_THREADS], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path, start_new_session=True)
+    try:
+        stdout, stderr = child.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(child.pid, signal.SIGKILL)   # the hung workers too
+        child.communicate()
+        raise AssertionError("the workers hung") from None
+    assert child.returncode == 0, stderr
+    assert stdout.strip().splitlines()[-1] == "[1.0, 2.0, 3.0]"

@@ -49,6 +49,28 @@ def _run_batch(work: Callable[[Any], Any], items: list[Any]) -> list[Any]:
     return [work(item) for item in items]
 
 
+def _start_worker(initializer: Callable[[], None] | None) -> None:
+    """Each worker's start: one torch thread when this process had imported torch before it forked
+    (a child forked after torch's OpenMP threads ran hangs at its first parallel region, as GNU
+    libgomp is not fork-safe; one thread never enters one, which is what torch's own DataLoader
+    workers do), then the caller's initializer."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(1)
+    if initializer is not None:
+        initializer()
+
+
+def _pool(jobs: int, initializer: Callable[[], None] | None) -> Any:
+    import concurrent.futures as cf
+    import functools
+
+    return cf.ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=_context(),
+                                  initializer=functools.partial(_start_worker, initializer))
+
+
 def _context() -> Any:
     import multiprocessing as mp
 
@@ -70,7 +92,7 @@ def run_isolated(work: Callable[[Any], Any], items: Sequence[Any], *, jobs: int,
 
     groups = groups if groups is not None else [[i] for i in range(len(items))]
     failed: list[int] = []
-    with cf.ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=_context(), initializer=initializer) as pool:
+    with _pool(jobs, initializer) as pool:
         futures = {pool.submit(_run_batch, work, [items[i] for i in group]): group for group in groups}
         for future in cf.as_completed(futures):
             try:
@@ -90,8 +112,7 @@ def _rerun(work: Callable[[Any], Any], items: Sequence[Any], indices: list[int],
 
     while len(indices) > 1:
         broken: list[int] = []
-        with cf.ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=_context(),
-                                    initializer=initializer) as pool:
+        with _pool(jobs, initializer) as pool:
             futures = {pool.submit(_run_batch, work, [items[i]]): i for i in indices}
             for future in cf.as_completed(futures):
                 try:
@@ -109,7 +130,7 @@ def _rerun(work: Callable[[Any], Any], items: Sequence[Any], indices: list[int],
 def _run_alone(work: Callable[[Any], Any], item: Any, initializer: Callable[[], None] | None) -> Any:
     import concurrent.futures as cf
 
-    with cf.ProcessPoolExecutor(max_workers=1, mp_context=_context(), initializer=initializer) as pool:
+    with _pool(1, initializer) as pool:
         try:
             return pool.submit(_run_batch, work, [item]).result()[0]
         except cf.process.BrokenProcessPool:
