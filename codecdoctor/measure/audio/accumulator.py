@@ -601,7 +601,9 @@ class SignalAccumulator:
             else:
                 frames = block[candidates[:, None] * self.frame_len + np.arange(self.frame_len)[None, :], 0]
             diff = np.diff(frames, axis=1)
-            score = np.einsum("ij,ij->i", diff, diff) / np.maximum(np.einsum("ij,ij->i", frames, frames), 1e-30)
+            with np.errstate(over="ignore", invalid="ignore"):   # samples near 1e308: their squares overflow
+                score = np.einsum("ij,ij->i", diff, diff) / np.maximum(np.einsum("ij,ij->i", frames, frames), 1e-30)
+            score = np.nan_to_num(score, nan=0.0)
             bright = candidates[np.argsort(score)[-count:]]
         else:
             bright = candidates
