@@ -94,3 +94,28 @@ def run_codec(monitor, model, loss_fn, steps: int, make_batch: Callable[[int], t
             monitor.on_step()
         taken += 1
     return taken
+
+
+def host_reads_per_step(monitor, model, bank: torch.Tensor, steps: int) -> list[int]:
+    """Train a model that returns a tensor for `steps` steps on crops of `bank` (L1 loss, Adam),
+    the monitor's three hooks in their documented places; the reads the hooks make from the device, per step."""
+    from host_reads import HostReadCounter
+
+    optimizer = torch.optim.Adam(model.parameters(), 1e-3)
+    monitor.optimizer = optimizer
+    per_step = []
+    for step in range(steps):
+        x = crops(bank, step)
+        y = model(x)
+        losses = {"l1": (y - x).abs().mean()}
+        with HostReadCounter() as on_batch:
+            monitor.on_batch(x, y, losses)
+        optimizer.zero_grad()
+        losses["l1"].backward()
+        with HostReadCounter() as on_backward:   # the hooks' reads only, not autograd's or Adam's
+            monitor.on_backward(model)
+        optimizer.step()
+        with HostReadCounter() as on_step:
+            monitor.on_step()
+        per_step.append(on_batch.total + on_backward.total + on_step.total)
+    return per_step

@@ -53,6 +53,17 @@ def test_parallel_jobs_give_the_same_numbers_as_one_job(tmp_path):
     assert comparable(one) == comparable(two)
 
 
+def _small_parts(monkeypatch) -> None:
+    """Parts small enough that a 6.1 s file is split: blocks of 4800 frames, parts of 14400 frames
+    (a 6.1 s file at 16 kHz has 7), and any file big enough to split."""
+    import codecdoctor.audit as audit_module
+    from codecdoctor.measure.audio import reader
+
+    monkeypatch.setattr(reader, "TARGET_BLOCK_SAMPLES", 5000)
+    monkeypatch.setattr(reader, "PART_BLOCKS", 3)
+    monkeypatch.setattr(audit_module, "SPLIT_BYTES", 1)
+
+
 def test_one_long_file_alone_is_measured_in_parallel_parts_on_threads_without_worker_processes(tmp_path, monkeypatch):
     """A run of one long file splits it into parts measured on threads of this process (no pool
     is started) and joins them into the numbers of one sequential pass, bit for bit."""
@@ -60,11 +71,8 @@ def test_one_long_file_alone_is_measured_in_parallel_parts_on_threads_without_wo
 
     import codecdoctor.audit as audit_module
     from codecdoctor.measure.audio import file as file_module
-    from codecdoctor.measure.audio import reader
 
-    monkeypatch.setattr(reader, "TARGET_BLOCK_SAMPLES", 5000)  # blocks of 4800 frames ...
-    monkeypatch.setattr(reader, "PART_BLOCKS", 3)  # ... parts of 14400 frames: a 6.1 s file has 7
-    monkeypatch.setattr(audit_module, "SPLIT_BYTES", 1)
+    _small_parts(monkeypatch)
     x = speech_like(6.1, SR, seed=30, peak=0.9)
     x[14400 - 5:14400 + 5] = 1.0  # a rail run across the first cut
     x[30000] = np.nan
@@ -91,11 +99,8 @@ def test_one_long_file_alone_is_measured_in_parallel_parts_on_threads_without_wo
 
 def test_a_part_that_raises_on_a_thread_has_the_file_measured_in_one_pass(tmp_path, monkeypatch):
     import codecdoctor.audit as audit_module
-    from codecdoctor.measure.audio import reader
 
-    monkeypatch.setattr(reader, "TARGET_BLOCK_SAMPLES", 5000)
-    monkeypatch.setattr(reader, "PART_BLOCKS", 3)
-    monkeypatch.setattr(audit_module, "SPLIT_BYTES", 1)
+    _small_parts(monkeypatch)
     write_audio(tmp_path / "long.wav", speech_like(6.1, SR, seed=32, peak=0.5))
     one = json.loads(json_out.dumps(audit_data(tmp_path, jobs=1)))
     measure_part = audit_module.measure_file_part
@@ -116,11 +121,8 @@ def test_a_part_that_raises_on_a_thread_has_the_file_measured_in_one_pass(tmp_pa
 def test_one_long_file_on_more_cores_than_threads_pay_for_goes_to_worker_processes(tmp_path, monkeypatch):
     """Beyond THREADS_FOR_ONE_FILE workers the GIL would cap threads: the parts go to the pool."""
     import codecdoctor.audit as audit_module
-    from codecdoctor.measure.audio import reader
 
-    monkeypatch.setattr(reader, "TARGET_BLOCK_SAMPLES", 5000)
-    monkeypatch.setattr(reader, "PART_BLOCKS", 3)
-    monkeypatch.setattr(audit_module, "SPLIT_BYTES", 1)
+    _small_parts(monkeypatch)
     write_audio(tmp_path / "long.wav", speech_like(6.1, SR, seed=31, peak=0.5))
     one = json.loads(json_out.dumps(audit_data(tmp_path, jobs=1)))
     pooled = []

@@ -7,8 +7,7 @@ import sys
 
 import pytest
 import torch
-from host_reads import HostReadCounter
-from monitor_loops import PassThroughCodec, crops, speech_bank
+from monitor_loops import PassThroughCodec, host_reads_per_step, speech_bank
 
 import codecdoctor
 from codecdoctor.core.errors import InputError
@@ -27,26 +26,8 @@ RESOLVED = ("mode", "stop_on", "output_bound", "read_every", "warmup_steps", "co
 
 def _train(monitor, model, steps: int) -> list[int]:
     """Train a few steps over too-loud speech; returns the steps whose hooks read from the device."""
-    opt = torch.optim.Adam(model.parameters(), 1e-3)
-    monitor.optimizer = opt
-    bank = speech_bank(2.0, peak=1.2)
-    reading_steps = []
-    for step in range(steps):
-        x = crops(bank, step)
-        y = model(x)
-        losses = {"l1": (y - x).abs().mean()}
-        with HostReadCounter() as reads:
-            monitor.on_batch(x, y, losses)
-        opt.zero_grad()
-        losses["l1"].backward()
-        with HostReadCounter() as reads_backward:
-            monitor.on_backward(model)
-        opt.step()
-        with HostReadCounter() as reads_step:
-            monitor.on_step()
-        if reads.total + reads_backward.total + reads_step.total:
-            reading_steps.append(step)
-    return reading_steps
+    per_step = host_reads_per_step(monitor, model, speech_bank(2.0, peak=1.2), steps)
+    return [step for step, reads in enumerate(per_step) if reads]
 
 
 def test_a_config_runs_the_same_schedule_and_findings_as_the_keywords():

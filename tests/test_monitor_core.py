@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 from host_reads import HostReadCounter
-from monitor_loops import crops, run_codec, speech_bank, tiny_codec
+from monitor_loops import crops, host_reads_per_step, run_codec, speech_bank, tiny_codec
 from torch import nn
 
 import codecdoctor
@@ -42,23 +42,8 @@ def _step(monitor, model, opt, x, losses_fn=None):
 
 def test_hooks_do_no_host_read_between_read_backs():
     model = Identity()
-    opt = torch.optim.Adam(model.parameters(), 1e-3)
-    mon = codecdoctor.Monitor(model, 16000, mode="warn", read_every=5, optimizer=opt)
-    bank = speech_bank(2.0)
-    per_step = []
-    for step in range(12):
-        x = crops(bank, step)
-        y = model(x)
-        losses = {"l1": (y - x).abs().mean()}
-        with HostReadCounter() as reads:
-            mon.on_batch(x, y, losses)
-        opt.zero_grad()
-        losses["l1"].backward()
-        with HostReadCounter() as reads_after:
-            mon.on_backward(model)
-            mon.on_step()
-        opt.step()
-        per_step.append(reads.total + reads_after.total)
+    mon = codecdoctor.Monitor(model, 16000, mode="warn", read_every=5)
+    per_step = host_reads_per_step(mon, model, speech_bank(2.0), 12)
     # steps 5 and 10 start with the scheduled read-back of the previous window; all others read nothing
     assert [s for s, n in enumerate(per_step) if n] == [5, 10]
     assert all(per_step[s] == 0 for s in range(12) if s not in (5, 10))
