@@ -261,9 +261,9 @@ def response_on_data(m: ProbeMeasurements, refs: list[np.ndarray], ests: list[np
     power_r = power_e = None
     for ref, est in zip(refs, ests):
         (_, psd_r, scale_r), (_, psd_e, scale_e) = (spectral_summary(x, sr) for x in (ref, est))
-        frames = max(1, ref.size)   # psd is a mean over frames: weight each crop by its length
-        power_r = (0.0 if power_r is None else power_r) + psd_r * scale_r ** 2 * frames
-        power_e = (0.0 if power_e is None else power_e) + psd_e * scale_e ** 2 * frames
+        samples = max(1, ref.size)   # psd is a mean over frames: weight each crop by its length
+        power_r = (0.0 if power_r is None else power_r) + psd_r * scale_r ** 2 * samples
+        power_e = (0.0 if power_e is None else power_e) + psd_e * scale_e ** 2 * samples
     if power_r is None:
         return
     bins = np.linspace(0.0, sr / 2.0, power_r.size)

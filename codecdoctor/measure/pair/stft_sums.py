@@ -62,6 +62,7 @@ class Stft:
         return np.abs(rfft(frames * self.window, axis=-1))
 
     def log_mel(self, magnitude: np.ndarray, log_scale: float) -> np.ndarray:
+        """log10 of the mel-filtered magnitudes plus `log_scale`, floored, in float32."""
         mel = np.zeros((magnitude.shape[0], self.n_mels), dtype=np.float32)
         for lo, hi, first, last, part in self.bank_spans:
             mel[:, first:last] += magnitude[:, lo:hi] @ part
@@ -69,10 +70,11 @@ class Stft:
         # -inf, so it meets the floor whatever log_scale adds back
         with np.errstate(divide="ignore"):
             logs = np.log(mel, out=mel)
-        out = np.multiply(logs, _DECADES_PER_NEPER, dtype=np.float64)
+        # kept in float32 (MelSpectra stores them so): one buffer, no float64 copy per batch
+        logs = np.multiply(logs, np.float32(_DECADES_PER_NEPER), out=logs)
         if log_scale:
-            out += log_scale
-        return np.maximum(out, self.log_floor, out=out)
+            logs += np.float32(log_scale)
+        return np.maximum(logs, np.float32(self.log_floor), out=logs)
 
 
 def as_float32(x: np.ndarray) -> tuple[np.ndarray, int]:
@@ -111,7 +113,7 @@ class MelSpectra:
                 mag = stft.spectrum_magnitudes(starts[f0:min(f0 + STFT_BATCH_FRAMES, frames)])
                 # float32 sums of at most STFT_BATCH_FRAMES squares, added up in float64
                 block_power += np.einsum("ij,ij->j", mag, mag)
-                logs.append(stft.log_mel(mag, k * _LOG10_2).astype(np.float32))
+                logs.append(stft.log_mel(mag, k * _LOG10_2))
             power.append((block_power, k))
 
     def result(self, sample_rate: int) -> tuple[float, float, float, dict[str, float]]:
